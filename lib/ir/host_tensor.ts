@@ -16,12 +16,18 @@ export function numel(shape: readonly number[]): number {
   return n;
 }
 
-export function hostTensor(shape: number[], dtype: DType, data?: TypedArray | ArrayLike<number>): HostTensor {
+export function hostTensor(
+  shape: number[],
+  dtype: DType,
+  data?: TypedArray | ArrayLike<number>,
+): HostTensor {
   const n = numel(shape);
   const out = allocArray(dtype, n);
   if (data !== undefined) {
     if (data.length !== n) {
-      throw new Error(`hostTensor: ${data.length} values given for shape [${shape}] (${n} elements)`);
+      throw new Error(
+        `hostTensor: ${data.length} values given for shape [${shape}] (${n} elements)`,
+      );
     }
     out.set(data as ArrayLike<number>);
   }
