@@ -1,0 +1,53 @@
+/**
+ * Atomic local writes: data goes to a temporary file in the same folder, is flushed to disk, and
+ * only then renamed over `path`. A crash or an error mid-write leaves the old file (if any) intact
+ * and no partial file under `path`.
+ */
+
+/** Writes `bytes` to `path` atomically. */
+export async function atomicWriteFile(path: string, bytes: Uint8Array): Promise<void> {
+  await atomicWrite(path, [bytes]);
+}
+
+/**
+ * Writes the concatenation of `pieces` to `path` atomically. Small pieces are coalesced through a
+ * 1 MiB buffer; large ones are written straight from their memory, so a big checkpoint is never
+ * assembled in memory.
+ */
+export async function atomicWrite(
+  path: string,
+  pieces: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+): Promise<void> {
+  const tmp = `${path}.${Deno.pid}-${crypto.randomUUID().slice(0, 8)}.tmp`;
+  let file: Deno.FsFile | undefined;
+  try {
+    file = await Deno.open(tmp, { write: true, createNew: true });
+    const buf = new Uint8Array(1 << 20);
+    let used = 0;
+    for await (const piece of pieces) {
+      if (used + piece.length > buf.length) {
+        await writeAll(file, buf.subarray(0, used));
+        used = 0;
+      }
+      if (piece.length >= buf.length) await writeAll(file, piece);
+      else {
+        buf.set(piece, used);
+        used += piece.length;
+      }
+    }
+    await writeAll(file, buf.subarray(0, used));
+    await file.syncData();
+    file.close();
+    file = undefined;
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    file?.close();
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) off += await file.write(bytes.subarray(off));
+}
