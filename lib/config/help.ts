@@ -1,0 +1,74 @@
+/** `--help` text generated from the schema. */
+import {
+  CONFIG_KEYS,
+  type ConfigKey,
+  formatRange,
+  type Group,
+  GROUP_TITLES,
+  optionSpec,
+} from "./schema.ts";
+
+/** Usage, config-file rules, and every option with its type, default and doc line. */
+export function configHelp(task = "train"): string {
+  const lines = [
+    `Usage: deno task ${task} [CONFIG.json] [--key value | --key=value | --flag | --no-flag]...`,
+    "",
+    "CONFIG.json defaults to the embedded configs/mnist-vit-tiny.json. Its keys are the flag names",
+    'without the dashes ("image-size": 224); flags override it. Strings in it expand $VAR, ${VAR}',
+    "and ${VAR:-fallback} from the environment; $CONFIG_DIR is the config file's folder and $$ a",
+    'literal $. Keys starting with "//" are comments.',
+  ];
+  const byGroup = new Map<Group, ConfigKey[]>();
+  for (const key of CONFIG_KEYS) {
+    const group = optionSpec(key).group;
+    byGroup.set(group, [...(byGroup.get(group) ?? []), key]);
+  }
+  for (const [group, keys] of byGroup) {
+    lines.push("", `${GROUP_TITLES[group]}:`);
+    for (const key of keys) lines.push(...describeOption(key));
+  }
+  return lines.join("\n") + "\n";
+}
+
+function describeOption(key: ConfigKey): string[] {
+  const spec = optionSpec(key);
+  let type: string;
+  let extra = "";
+  switch (spec.kind) {
+    case "int":
+    case "float":
+      type = spec.kind === "int" ? "INT" : "NUM";
+      if (spec.range) extra = ` (${formatRange(spec.range)})`;
+      break;
+    case "bool":
+      type = "";
+      break;
+    case "enum":
+      type = spec.values.join("|");
+      break;
+    default:
+      type = "STR";
+  }
+  let shownDefault: string;
+  if (spec.kind === "int" && spec.randomDefault) shownDefault = "random";
+  else if (spec.default === null) shownDefault = "none";
+  else if (spec.default === "") shownDefault = "derived";
+  else shownDefault = String(spec.default);
+  const head = spec.kind === "bool" ? `  --${key}, --no-${key}` : `  --${key} ${type}${extra}`;
+  return [head, ...wrap(`${spec.doc} (default: ${shownDefault})`, "      ", 100)];
+}
+
+/** Word-wraps `text` into lines of at most `width` columns, each starting with `indent`. */
+function wrap(text: string, indent: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = indent;
+  for (const word of text.split(" ")) {
+    if (line.length > indent.length && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = indent;
+    }
+    line += line.length > indent.length ? ` ${word}` : word;
+  }
+  lines.push(line);
+  return lines;
+}
