@@ -1,0 +1,98 @@
+/**
+ * Reverse-mode autodiff over the traced graph: a reverse sweep from a scalar output through the
+ * VJP rule table. Because tensors are symbolic, `valueAndGrad` can be called inside any traced
+ * function and the gradient nodes join the same graph as the forward pass and optimizer.
+ */
+import * as ops from "../ir/ops.ts";
+import { flatten, unflatten } from "../ir/pytree.ts";
+import { Primitive } from "../ir/primitive.ts";
+import { Tensor } from "../ir/tensor.ts";
+import { VJP_RULES } from "./vjp_rules.ts";
+import { cloneForRemat, segmentOf } from "./checkpoint.ts";
+
+/**
+ * Cotangents of `wrt` for the scalar `output` (seeded with 1, or `seed` when given).
+ * Inputs that the output does not depend on get zeros.
+ */
+export function vjp(output: Tensor, wrt: readonly Tensor[], seed?: Tensor): Tensor[] {
+  if (!seed && output.size !== 1) {
+    throw new Error(`grad: the output must be a scalar, got shape [${output.shape}]`);
+  }
+  const order = topoOrder(output);
+  // Only nodes on a path from some wrt to the output carry gradients.
+  const wrtIds = new Set(wrt.map((t) => t.id));
+  const live = new Set<number>();
+  for (const n of order) {
+    if (wrtIds.has(n.id) || n.inputs.some((i) => live.has(i.id))) live.add(n.id);
+  }
+  const cot = new Map<number, Tensor>();
+  cot.set(output.id, seed ?? ops.ones(output.shape, output.dtype));
+  const remat = new Map<number, Map<number, Tensor>>();
+  for (let i = order.length - 1; i >= 0; i--) {
+    const n = order[i];
+    const g = cot.get(n.id);
+    if (!g || !live.has(n.id) || n.inputs.length === 0) continue;
+    cot.delete(n.id);
+    const seg = segmentOf(n);
+    const fwd = seg ? cloneForRemat(n, seg, remat) : n;
+    const grads = VJP_RULES[n.prim](fwd, g);
+    n.inputs.forEach((inp, k) => {
+      const gi = grads[k];
+      if (!gi || !live.has(inp.id)) return;
+      const prev = cot.get(inp.id);
+      cot.set(inp.id, prev ? ops.add(prev, gi) : gi);
+    });
+  }
+  return wrt.map((t) => cot.get(t.id) ?? ops.zeros(t.shape, t.dtype));
+}
+
+/**
+ * `valueAndGrad(f)(params, ...rest)` returns `[value, grads]` where grads has the structure of
+ * `params`. With `hasAux`, `f` returns `[loss, aux]` and the result is `[[loss, aux], grads]`.
+ */
+export function valueAndGrad<A extends unknown[]>(
+  f: (params: any, ...rest: A) => Tensor | [Tensor, unknown],
+  { hasAux = false }: { hasAux?: boolean } = {},
+): (params: any, ...rest: A) => [any, any] {
+  return (params, ...rest) => {
+    const { leaves, def } = flatten<Tensor>(params);
+    const out = f(params, ...rest);
+    const loss = hasAux ? (out as [Tensor, unknown])[0] : (out as Tensor);
+    if (!(loss instanceof Tensor)) {
+      throw new Error("valueAndGrad: the function must return a scalar Tensor");
+    }
+    const grads = vjp(loss, leaves);
+    return [out, unflatten(def, grads)];
+  };
+}
+
+export function grad<A extends unknown[]>(
+  f: (params: any, ...rest: A) => Tensor,
+): (params: any, ...rest: A) => any {
+  const vg = valueAndGrad(f);
+  return (params, ...rest) => vg(params, ...rest)[1];
+}
+
+function topoOrder(root: Tensor): Tensor[] {
+  const seen = new Set<number>([root.id]);
+  const out: Tensor[] = [];
+  const stack: [Tensor, number][] = [[root, 0]];
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    const [t, i] = top;
+    if (i < t.inputs.length) {
+      top[1]++;
+      const c = t.inputs[i];
+      if (!seen.has(c.id)) {
+        seen.add(c.id);
+        stack.push([c, 0]);
+      }
+    } else {
+      stack.pop();
+      out.push(t);
+    }
+  }
+  return out;
+}
+
+export { Primitive };

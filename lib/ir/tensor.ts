@@ -1,0 +1,88 @@
+import type { DType } from "./dtype.ts";
+import type { Primitive, PrimitiveParams } from "./primitive.ts";
+import * as ops from "./ops.ts";
+
+/**
+ * A symbolic tensor: one node of a traced graph. Tensors are immutable; building an op creates
+ * a new node that points at its inputs. Nothing is computed until a backend runs the graph.
+ */
+export class Tensor {
+  static #nextId = 0;
+  readonly id: number;
+
+  constructor(
+    readonly prim: Primitive,
+    readonly inputs: readonly Tensor[],
+    readonly params: PrimitiveParams[Primitive],
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+  ) {
+    this.id = Tensor.#nextId++;
+  }
+
+  /** The id the next created tensor will get; ids only grow, so id ranges mark trace segments. */
+  static peekNextId(): number {
+    return Tensor.#nextId;
+  }
+
+  get ndim(): number {
+    return this.shape.length;
+  }
+
+  get size(): number {
+    let n = 1;
+    for (const d of this.shape) n *= d;
+    return n;
+  }
+
+  toString(): string {
+    return `Tensor(${this.prim}, ${this.dtype}[${this.shape.join(",")}], #${this.id})`;
+  }
+
+  // Chaining sugar over lib/ir/ops.ts (numpy broadcasting, numbers become constants).
+  add(o: ops.Operand): Tensor {
+    return ops.add(this, o);
+  }
+  sub(o: ops.Operand): Tensor {
+    return ops.sub(this, o);
+  }
+  mul(o: ops.Operand): Tensor {
+    return ops.mul(this, o);
+  }
+  div(o: ops.Operand): Tensor {
+    return ops.div(this, o);
+  }
+  neg(): Tensor {
+    return ops.neg(this);
+  }
+  exp(): Tensor {
+    return ops.exp(this);
+  }
+  log(): Tensor {
+    return ops.log(this);
+  }
+  sqrt(): Tensor {
+    return ops.sqrt(this);
+  }
+  square(): Tensor {
+    return ops.mul(this, this);
+  }
+  sum(axes?: number | number[], keepdims = false): Tensor {
+    return ops.sum(this, axes, keepdims);
+  }
+  mean(axes?: number | number[], keepdims = false): Tensor {
+    return ops.mean(this, axes, keepdims);
+  }
+  max(axes?: number | number[], keepdims = false): Tensor {
+    return ops.max(this, axes, keepdims);
+  }
+  reshape(shape: readonly number[]): Tensor {
+    return ops.reshape(this, shape);
+  }
+  transpose(perm?: readonly number[]): Tensor {
+    return ops.transpose(this, perm);
+  }
+  astype(dtype: DType): Tensor {
+    return ops.convert(this, dtype);
+  }
+}
