@@ -5,6 +5,7 @@ import {
   ConfigError,
   configHelp,
   type ConfigKey,
+  configToJson,
   loadConfig,
   parseCommandLine,
   resolveConfig,
@@ -365,4 +366,17 @@ Deno.test("configHelp lists every key with its default", () => {
   assert(help.includes("--random-crop rrc|src|none"));
   assert(help.includes("--test-crop-ratio NUM ((0, 1])"));
   assert(help.includes("(default: 0.875)"));
+});
+
+Deno.test("configToJson writes a config that loads back to the same values", () => {
+  const config = resolve(
+    { ...BASE, "valid-dataset-shards": "pipe:cat $${X} $Y" },
+    ["--layerscale", "--output-dir", "$out"],
+    { Y: "/y.tar" },
+    () => 0.5,
+  );
+  assertEquals(config["valid-dataset-shards"], "pipe:cat ${X} /y.tar");
+  const text = configToJson(config);
+  assertEquals(resolve(JSON.parse(text), [], {}, () => 0), config);
+  assertEquals(JSON.parse(text)["init-seed"], 500000);
 });
