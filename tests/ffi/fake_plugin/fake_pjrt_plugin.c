@@ -1,0 +1,471 @@
+/*
+ * A tiny fake PJRT plugin for the ffi tests (no accelerator needed). It implements the slots
+ * the bindings call, with the same contracts as a real plugin: struct_size checks ("expected N,
+ * got M"), caller-owned PJRT_Error objects, events that must be awaited and destroyed, buffers
+ * that hold a copy of the host data. Its structs are declared here in C, so the C compiler (not
+ * the TypeScript layout helper under test) decides their offsets.
+ *
+ * Programs: code containing "add" has one output, arg0 + arg1 (f32); anything else ("swap") has
+ * two outputs, arg1 and arg0. Code containing "syntax error" fails to compile.
+ *
+ * Build variants: -DFAKE_SLOTS=N (function slots exposed), -DFAKE_MINOR=N (reported API
+ * minor version), -DFAKE_NO_COMPILE (null PJRT_Client_Compile slot).
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef FAKE_SLOTS
+#define FAKE_SLOTS 138
+#endif
+#ifndef FAKE_MINOR
+#define FAKE_MINOR 114
+#endif
+
+#define HEAD \
+  size_t struct_size; \
+  void* extension_start;
+#define SIZE_UP_TO(type, field) (offsetof(type, field) + sizeof(((type*)0)->field))
+
+typedef struct FakeError { int code; char message[512]; } FakeError;
+typedef struct FakeEvent { int code; char message[256]; int delay_ms; } FakeEvent;
+typedef struct FakeBuffer {
+  int type; int64_t dims[8]; size_t num_dims; unsigned char* data; size_t nbytes; int device;
+} FakeBuffer;
+typedef struct FakeLoaded { bool add; char name[256]; } FakeLoaded;
+typedef struct FakeExecutable { FakeLoaded* loaded; } FakeExecutable;
+typedef struct FakeDevice { int id; int process; bool addressable; char debug[64]; } FakeDevice;
+
+static int live_objects = 0;
+static int await_delay_ms = 0;
+static char last_options[1024];
+static char last_non_donatable[256];
+static FakeDevice devices[3] = {{0, 0, true, ""}, {1, 0, true, ""}, {2, 1, false, ""}};
+static FakeDevice* all_devices[3] = {&devices[0], &devices[1], &devices[2]};
+static FakeDevice* addressable_devices[2] = {&devices[0], &devices[1]};
+static int client_token;
+
+/* Queries for the tests (not part of PJRT). */
+int fake_live_objects(void) { return live_objects; }
+void fake_last_options(char* out, size_t n) { snprintf(out, n, "%s", last_options); }
+void fake_last_non_donatable(char* out, size_t n) { snprintf(out, n, "%s", last_non_donatable); }
+
+static FakeError* make_error(int code, const char* message) {
+  FakeError* e = calloc(1, sizeof(FakeError));
+  e->code = code;
+  snprintf(e->message, sizeof e->message, "%s", message);
+  live_objects++;
+  return e;
+}
+
+static FakeEvent* make_event(void) {
+  FakeEvent* ev = calloc(1, sizeof(FakeEvent));
+  ev->delay_ms = await_delay_ms;
+  live_objects++;
+  return ev;
+}
+
+#define CHECK_SIZE(type, args, last)                                                   \
+  do {                                                                                \
+    size_t expected = SIZE_UP_TO(type, last);                                        \
+    if ((args)->struct_size < expected) {                                            \
+      char m[160];                                                                    \
+      snprintf(m, sizeof m, "Unexpected %s size: expected %zu, got %zu", #type, expected, \
+               (args)->struct_size);                                                  \
+      return make_error(3, m);                                                        \
+    }                                                                                 \
+  } while (0)
+
+/* ----------------------------------- errors ----------------------------------- */
+typedef struct { HEAD void* error; } Error_Destroy_Args;
+typedef struct { HEAD const void* error; const char* message; size_t message_size; } Error_Message_Args;
+typedef struct { HEAD const void* error; int code; } Error_GetCode_Args;
+
+static void Error_Destroy(Error_Destroy_Args* a) {
+  if (a->error) { free(a->error); live_objects--; }
+}
+static void Error_Message(Error_Message_Args* a) {
+  const FakeError* e = a->error;
+  a->message = e->message;
+  a->message_size = strlen(e->message);
+}
+static void* Error_GetCode(Error_GetCode_Args* a) {
+  CHECK_SIZE(Error_GetCode_Args, a, code);
+  a->code = ((const FakeError*)a->error)->code;
+  return NULL;
+}
+
+/* ----------------------------------- plugin ----------------------------------- */
+typedef struct {
+  HEAD const char* name; size_t name_size; int type;
+  union { const char* s; int64_t i; const int64_t* list; float f; bool b; } value;
+  size_t value_size;
+} NamedValue;
+typedef struct { HEAD } Plugin_Initialize_Args;
+typedef struct { HEAD const NamedValue* attributes; size_t num_attributes; } Plugin_Attributes_Args;
+
+static const int64_t stablehlo_version[3] = {1, 9, 3};
+static NamedValue attributes[3] = {
+    {sizeof(NamedValue), NULL, "xla_version", 11, 1, {.i = 42}, 1},
+    {sizeof(NamedValue), NULL, "stablehlo_current_version", 25, 2, {.list = stablehlo_version}, 3},
+    {sizeof(NamedValue), NULL, "fake_name", 9, 0, {.s = "fake-pjrt"}, 9},
+};
+
+static void* Plugin_Initialize(Plugin_Initialize_Args* a) {
+  CHECK_SIZE(Plugin_Initialize_Args, a, extension_start);
+  return NULL;
+}
+static void* Plugin_Attributes(Plugin_Attributes_Args* a) {
+  CHECK_SIZE(Plugin_Attributes_Args, a, num_attributes);
+  a->attributes = attributes;
+  a->num_attributes = 3;
+  return NULL;
+}
+
+/* ----------------------------------- events ----------------------------------- */
+typedef struct { HEAD FakeEvent* event; } Event_Args;
+
+static void* Event_Destroy(Event_Args* a) {
+  CHECK_SIZE(Event_Args, a, event);
+  if (a->event) { free(a->event); live_objects--; }
+  return NULL;
+}
+static void* Event_Await(Event_Args* a) {
+  CHECK_SIZE(Event_Args, a, event);
+  if (a->event->delay_ms > 0) usleep(a->event->delay_ms * 1000);
+  return a->event->code ? make_error(a->event->code, a->event->message) : NULL;
+}
+
+/* ----------------------------------- client ----------------------------------- */
+typedef struct {
+  HEAD const NamedValue* create_options; size_t num_options;
+  void* kv_get_callback; void* kv_get_user_arg; void* kv_put_callback; void* kv_put_user_arg;
+  void* client; void* kv_try_get_callback; void* kv_try_get_user_arg;
+} Client_Create_Args;
+typedef struct { HEAD void* client; } Client_Destroy_Args;
+typedef struct { HEAD void* client; const char* str; size_t size; } Client_String_Args;
+typedef struct { HEAD void* client; int process_index; } Client_ProcessIndex_Args;
+typedef struct { HEAD void* client; FakeDevice* const* devices; size_t num_devices; } Client_Devices_Args;
+
+static void* Client_Create(Client_Create_Args* a) {
+  CHECK_SIZE(Client_Create_Args, a, kv_try_get_user_arg);
+  last_options[0] = 0;
+  const char* fail = NULL;
+  for (size_t i = 0; i < a->num_options; i++) {
+    const NamedValue* o = &a->create_options[i];
+    char item[200];
+    switch (o->type) {
+      case 0: snprintf(item, sizeof item, "%.*s=s:%.*s;", (int)o->name_size, o->name, (int)o->value_size, o->value.s); break;
+      case 1: snprintf(item, sizeof item, "%.*s=i:%lld;", (int)o->name_size, o->name, (long long)o->value.i); break;
+      case 2: {
+        int n = snprintf(item, sizeof item, "%.*s=l:", (int)o->name_size, o->name);
+        for (size_t k = 0; k < o->value_size; k++) n += snprintf(item + n, sizeof item - n, "%s%lld", k ? "," : "", (long long)o->value.list[k]);
+        snprintf(item + n, sizeof item - n, ";");
+        break;
+      }
+      case 3: snprintf(item, sizeof item, "%.*s=f:%g;", (int)o->name_size, o->name, o->value.f); break;
+      case 4: snprintf(item, sizeof item, "%.*s=b:%d;", (int)o->name_size, o->name, o->value.b); break;
+      default: return make_error(3, "fake plugin: unknown named value type");
+    }
+    strncat(last_options, item, sizeof last_options - strlen(last_options) - 1);
+    if (o->name_size == 4 && !memcmp(o->name, "fail", 4) && o->type == 0) fail = o->value.s;
+    if (o->name_size == 14 && !memcmp(o->name, "await_delay_ms", 14)) await_delay_ms = (int)o->value.i;
+  }
+  if (fail) {
+    char m[300];
+    snprintf(m, sizeof m, "fake plugin refused to create a client: %s", fail);
+    return make_error(3, m);
+  }
+  a->client = &client_token;
+  live_objects++;
+  return NULL;
+}
+static void* Client_Destroy(Client_Destroy_Args* a) {
+  CHECK_SIZE(Client_Destroy_Args, a, client);
+  if (a->client) live_objects--;
+  return NULL;
+}
+static void* Client_PlatformName(Client_String_Args* a) {
+  CHECK_SIZE(Client_String_Args, a, size);
+  a->str = "fake"; a->size = 4;
+  return NULL;
+}
+static void* Client_PlatformVersion(Client_String_Args* a) {
+  CHECK_SIZE(Client_String_Args, a, size);
+  a->str = "fake 1.0"; a->size = 8;
+  return NULL;
+}
+static void* Client_ProcessIndex(Client_ProcessIndex_Args* a) {
+  CHECK_SIZE(Client_ProcessIndex_Args, a, process_index);
+  a->process_index = 0;
+  return NULL;
+}
+static void* Client_Devices(Client_Devices_Args* a) {
+  CHECK_SIZE(Client_Devices_Args, a, num_devices);
+  a->devices = all_devices; a->num_devices = 3;
+  return NULL;
+}
+static void* Client_AddressableDevices(Client_Devices_Args* a) {
+  CHECK_SIZE(Client_Devices_Args, a, num_devices);
+  a->devices = addressable_devices; a->num_devices = 2;
+  return NULL;
+}
+
+/* ----------------------------------- devices ----------------------------------- */
+typedef struct { HEAD FakeDevice* device; FakeDevice* description; } Device_GetDescription_Args;
+typedef struct { HEAD FakeDevice* description; int value; } Description_Int_Args;
+typedef struct { HEAD FakeDevice* description; const char* str; size_t size; } Description_String_Args;
+
+static void* Device_GetDescription(Device_GetDescription_Args* a) {
+  CHECK_SIZE(Device_GetDescription_Args, a, description);
+  a->description = a->device; /* the device doubles as its description */
+  return NULL;
+}
+static void* DeviceDescription_Id(Description_Int_Args* a) {
+  CHECK_SIZE(Description_Int_Args, a, value);
+  a->value = a->description->id;
+  return NULL;
+}
+static void* DeviceDescription_ProcessIndex(Description_Int_Args* a) {
+  CHECK_SIZE(Description_Int_Args, a, value);
+  a->value = a->description->process;
+  return NULL;
+}
+static void* DeviceDescription_Kind(Description_String_Args* a) {
+  CHECK_SIZE(Description_String_Args, a, size);
+  a->str = "FakeDevice"; a->size = 10;
+  return NULL;
+}
+static void* DeviceDescription_DebugString(Description_String_Args* a) {
+  CHECK_SIZE(Description_String_Args, a, size);
+  snprintf(a->description->debug, sizeof a->description->debug, "FakeDevice(id=%d)", a->description->id);
+  a->str = a->description->debug; a->size = strlen(a->description->debug);
+  return NULL;
+}
+
+/* ---------------------------------- compile ----------------------------------- */
+typedef struct { HEAD char* code; size_t code_size; const char* format; size_t format_size; } Program;
+typedef struct {
+  HEAD void* client; const Program* program; const char* compile_options;
+  size_t compile_options_size; FakeLoaded* executable;
+} Client_Compile_Args;
+typedef struct { HEAD FakeLoaded* executable; } Loaded_Destroy_Args;
+typedef struct { HEAD FakeLoaded* loaded; FakeExecutable* executable; } Loaded_GetExecutable_Args;
+typedef struct { HEAD FakeExecutable* executable; } Executable_Destroy_Args;
+typedef struct { HEAD FakeExecutable* executable; size_t num_outputs; } Executable_NumOutputs_Args;
+typedef struct { HEAD FakeExecutable* executable; const char* name; size_t name_size; } Executable_Name_Args;
+
+static bool contains(const char* text, size_t n, const char* word) {
+  size_t w = strlen(word);
+  for (size_t i = 0; i + w <= n; i++) if (!memcmp(text + i, word, w)) return true;
+  return false;
+}
+
+static void* Client_Compile(Client_Compile_Args* a) {
+  CHECK_SIZE(Client_Compile_Args, a, executable);
+  CHECK_SIZE(Program, a->program, format_size);
+  const Program* p = a->program;
+  if (p->format_size != 4 || memcmp(p->format, "mlir", 4)) return make_error(12, "fake compile: format must be mlir");
+  if (a->compile_options_size == 0) return make_error(3, "fake compile: empty compile options");
+  if (contains(p->code, p->code_size, "syntax error")) return make_error(3, "fake compile: syntax error at line 1");
+  FakeLoaded* l = calloc(1, sizeof(FakeLoaded));
+  l->add = contains(p->code, p->code_size, "add");
+  int n = snprintf(l->name, sizeof l->name, "fake:");
+  for (size_t i = 0; i < a->compile_options_size && n < (int)sizeof l->name - 3; i++)
+    n += snprintf(l->name + n, sizeof l->name - n, "%02x", (unsigned char)a->compile_options[i]);
+  a->executable = l;
+  live_objects++;
+  return NULL;
+}
+static void* LoadedExecutable_Destroy(Loaded_Destroy_Args* a) {
+  CHECK_SIZE(Loaded_Destroy_Args, a, executable);
+  if (a->executable) { free(a->executable); live_objects--; }
+  return NULL;
+}
+static void* LoadedExecutable_GetExecutable(Loaded_GetExecutable_Args* a) {
+  CHECK_SIZE(Loaded_GetExecutable_Args, a, executable);
+  FakeExecutable* e = calloc(1, sizeof(FakeExecutable));
+  e->loaded = a->loaded;
+  a->executable = e;
+  live_objects++;
+  return NULL;
+}
+static void* Executable_Destroy(Executable_Destroy_Args* a) {
+  CHECK_SIZE(Executable_Destroy_Args, a, executable);
+  if (a->executable) { free(a->executable); live_objects--; }
+  return NULL;
+}
+static void* Executable_NumOutputs(Executable_NumOutputs_Args* a) {
+  CHECK_SIZE(Executable_NumOutputs_Args, a, num_outputs);
+  a->num_outputs = a->executable->loaded->add ? 1 : 2;
+  return NULL;
+}
+static void* Executable_Name(Executable_Name_Args* a) {
+  CHECK_SIZE(Executable_Name_Args, a, name_size);
+  a->name = a->executable->loaded->name;
+  a->name_size = strlen(a->executable->loaded->name);
+  return NULL;
+}
+
+/* ---------------------------------- buffers ----------------------------------- */
+typedef struct {
+  HEAD void* client; const void* data; int type; const int64_t* dims; size_t num_dims;
+  const int64_t* byte_strides; size_t num_byte_strides; int host_buffer_semantics;
+  FakeDevice* device; void* memory; void* device_layout; FakeEvent* done_with_host_buffer;
+  FakeBuffer* buffer;
+} BufferFromHost_Args;
+typedef struct { HEAD FakeBuffer* buffer; } Buffer_Destroy_Args;
+typedef struct { HEAD FakeBuffer* buffer; int type; } Buffer_ElementType_Args;
+typedef struct { HEAD FakeBuffer* buffer; const int64_t* dims; size_t num_dims; } Buffer_Dimensions_Args;
+typedef struct {
+  HEAD FakeBuffer* src; void* host_layout; void* dst; size_t dst_size; FakeEvent* event;
+} Buffer_ToHost_Args;
+typedef struct { HEAD FakeBuffer* buffer; FakeEvent* event; } Buffer_ReadyEvent_Args;
+
+static size_t element_size(int type) {
+  switch (type) {
+    case 1: case 6: return 1;        /* PRED, U8 */
+    case 4: case 8: case 11: return 4; /* S32, U32, F32 */
+    case 13: return 2;               /* BF16 */
+    default: return 0;
+  }
+}
+
+static FakeBuffer* new_buffer(int type, const int64_t* dims, size_t num_dims, int device) {
+  FakeBuffer* b = calloc(1, sizeof(FakeBuffer));
+  b->type = type; b->num_dims = num_dims; b->device = device;
+  size_t n = 1;
+  for (size_t i = 0; i < num_dims; i++) { b->dims[i] = dims[i]; n *= (size_t)dims[i]; }
+  b->nbytes = n * element_size(type);
+  b->data = calloc(1, b->nbytes ? b->nbytes : 1);
+  live_objects++;
+  return b;
+}
+
+static void* Client_BufferFromHostBuffer(BufferFromHost_Args* a) {
+  CHECK_SIZE(BufferFromHost_Args, a, buffer);
+  if (!element_size(a->type)) return make_error(12, "fake plugin: unsupported element type");
+  if (a->host_buffer_semantics != 1) return make_error(3, "fake plugin: expected kImmutableUntilTransferCompletes");
+  if (a->num_dims > 8 || a->byte_strides || a->memory || a->device_layout) return make_error(3, "fake plugin: unexpected layout arguments");
+  if (!a->data) return make_error(3, "fake plugin: null host data");
+  FakeBuffer* b = new_buffer(a->type, a->dims, a->num_dims, a->device ? a->device->id : -1);
+  memcpy(b->data, a->data, b->nbytes);
+  a->buffer = b;
+  a->done_with_host_buffer = make_event();
+  return NULL;
+}
+static void* Buffer_Destroy(Buffer_Destroy_Args* a) {
+  CHECK_SIZE(Buffer_Destroy_Args, a, buffer);
+  if (a->buffer) { free(a->buffer->data); free(a->buffer); live_objects--; }
+  return NULL;
+}
+static void* Buffer_ElementType(Buffer_ElementType_Args* a) {
+  CHECK_SIZE(Buffer_ElementType_Args, a, type);
+  a->type = a->buffer->type;
+  return NULL;
+}
+static void* Buffer_Dimensions(Buffer_Dimensions_Args* a) {
+  CHECK_SIZE(Buffer_Dimensions_Args, a, num_dims);
+  a->dims = a->buffer->dims; a->num_dims = a->buffer->num_dims;
+  return NULL;
+}
+static void* Buffer_ToHostBuffer(Buffer_ToHost_Args* a) {
+  CHECK_SIZE(Buffer_ToHost_Args, a, event);
+  if (!a->dst) { a->dst_size = a->src->nbytes; return NULL; }
+  if (a->dst_size < a->src->nbytes) return make_error(3, "fake plugin: dst_size too small");
+  memcpy(a->dst, a->src->data, a->src->nbytes);
+  a->event = make_event();
+  return NULL;
+}
+static void* Buffer_ReadyEvent(Buffer_ReadyEvent_Args* a) {
+  CHECK_SIZE(Buffer_ReadyEvent_Args, a, event);
+  a->event = make_event();
+  return NULL;
+}
+
+/* ---------------------------------- execute ----------------------------------- */
+typedef struct {
+  HEAD void* send_callbacks; void* recv_callbacks; size_t num_send_ops; size_t num_recv_ops;
+  int launch_id; const int64_t* non_donatable_input_indices; size_t num_non_donatable_input_indices;
+  void* context; const char* call_location; size_t num_tasks; int* task_ids;
+  int64_t* incarnation_ids; void* multi_slice_config; bool use_major_to_minor_data_layout_for_callbacks;
+  void* hlo_output_callbacks; size_t num_hlo_output_callbacks;
+} ExecuteOptions;
+typedef struct {
+  HEAD FakeLoaded* executable; ExecuteOptions* options; FakeBuffer* const* const* argument_lists;
+  size_t num_devices; size_t num_args; FakeBuffer** const* output_lists;
+  FakeEvent** device_complete_events; FakeDevice* execute_device;
+} Execute_Args;
+
+static void* LoadedExecutable_Execute(Execute_Args* a) {
+  CHECK_SIZE(Execute_Args, a, execute_device);
+  CHECK_SIZE(ExecuteOptions, a->options, num_hlo_output_callbacks);
+  if (a->num_args != 2) return make_error(3, "fake execute: expects 2 arguments");
+  if (a->num_devices < 1 || a->num_devices > 2) return make_error(3, "fake execute: 1 or 2 devices");
+  int n = snprintf(last_non_donatable, sizeof last_non_donatable, "launch %d:", a->options->launch_id);
+  for (size_t i = 0; i < a->options->num_non_donatable_input_indices; i++)
+    n += snprintf(last_non_donatable + n, sizeof last_non_donatable - n, " %lld",
+                  (long long)a->options->non_donatable_input_indices[i]);
+  for (size_t d = 0; d < a->num_devices; d++) {
+    FakeBuffer* x = a->argument_lists[d][0];
+    FakeBuffer* y = a->argument_lists[d][1];
+    if (a->executable->add) {
+      if (x->type != 11 || y->type != 11 || x->nbytes != y->nbytes) return make_error(3, "fake add: f32 operands of one shape");
+      FakeBuffer* out = new_buffer(11, x->dims, x->num_dims, x->device);
+      for (size_t i = 0; i < x->nbytes / 4; i++) ((float*)out->data)[i] = ((float*)x->data)[i] + ((float*)y->data)[i];
+      a->output_lists[d][0] = out;
+    } else {
+      FakeBuffer* o0 = new_buffer(y->type, y->dims, y->num_dims, y->device);
+      memcpy(o0->data, y->data, y->nbytes);
+      FakeBuffer* o1 = new_buffer(x->type, x->dims, x->num_dims, x->device);
+      memcpy(o1->data, x->data, x->nbytes);
+      a->output_lists[d][0] = o0;
+      a->output_lists[d][1] = o1;
+    }
+  }
+  return NULL;
+}
+
+/* ----------------------------------- the API ----------------------------------- */
+typedef struct {
+  size_t struct_size;
+  void* extension_start;
+  struct { size_t struct_size; void* extension_start; int major_version; int minor_version; } version;
+  void* slots[138];
+} Api;
+
+static Api api;
+
+const Api* GetPjrtApi(void) {
+  api.struct_size = offsetof(Api, slots) + sizeof(void*) * FAKE_SLOTS;
+  api.version.struct_size = sizeof api.version;
+  api.version.major_version = 0;
+  api.version.minor_version = FAKE_MINOR;
+  void** s = api.slots;
+  s[0] = Error_Destroy; s[1] = Error_Message; s[2] = Error_GetCode;
+  s[3] = Plugin_Initialize; s[4] = Plugin_Attributes;
+  s[5] = Event_Destroy; s[8] = Event_Await;
+  s[10] = Client_Create; s[11] = Client_Destroy; s[12] = Client_PlatformName;
+  s[13] = Client_ProcessIndex; s[14] = Client_PlatformVersion; s[15] = Client_Devices;
+  s[16] = Client_AddressableDevices;
+#ifndef FAKE_NO_COMPILE
+  s[20] = Client_Compile;
+#endif
+  s[22] = Client_BufferFromHostBuffer;
+  s[23] = DeviceDescription_Id; s[24] = DeviceDescription_ProcessIndex;
+  s[26] = DeviceDescription_Kind; s[27] = DeviceDescription_DebugString;
+  s[29] = Device_GetDescription;
+  s[40] = Executable_Destroy; s[41] = Executable_Name; s[44] = Executable_NumOutputs;
+  s[50] = LoadedExecutable_Destroy; s[51] = LoadedExecutable_GetExecutable;
+  s[55] = LoadedExecutable_Execute;
+  s[58] = Buffer_Destroy; s[59] = Buffer_ElementType; s[60] = Buffer_Dimensions;
+  s[70] = Buffer_ToHostBuffer; s[72] = Buffer_ReadyEvent;
+  /* Slots past FAKE_SLOTS are outside struct_size: a caller must not read them. Fill them with
+     a value that crashes if called, so a missing bounds check cannot pass silently. */
+  for (int i = FAKE_SLOTS; i < 138; i++) s[i] = (void*)(uintptr_t)0x1;
+  return &api;
+}
