@@ -1,0 +1,77 @@
+"""Torch-side checks for the checkpoint tests (run with Debian's /usr/bin/python3 + python3-torch).
+
+  compare A.pth B.pth      load both with weights_only=True; same keys, dtypes and values?
+  load A.pth               load with weights_only=True; print {key: [shape, dtype]} as JSON
+  make-fixture OUT.pth     save tensors of several dtypes/layouts; print their values as JSON
+  zipcheck A.zip           Python's zipfile: CRC-check every entry, print the names
+"""
+import json
+import sys
+import zipfile
+
+import torch
+
+
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def compare(a_path, b_path):
+    a, b = load(a_path), load(b_path)
+    if list(a.keys()) != list(b.keys()) and set(a.keys()) != set(b.keys()):
+        sys.exit(f"keys differ: {sorted(set(a) ^ set(b))}")
+    for k in b:
+        if a[k].dtype != b[k].dtype or a[k].shape != b[k].shape or not torch.equal(a[k], b[k]):
+            sys.exit(f"{k}: {a[k].dtype} {tuple(a[k].shape)} vs {b[k].dtype} {tuple(b[k].shape)}")
+    print(f"equal {len(b)}")
+
+
+def describe(path):
+    sd = load(path)
+    print(json.dumps({k: [list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in sd.items()}))
+
+
+def make_fixture(out):
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(4, 6, generator=g)
+    sd = {
+        "f32": torch.randn(2, 3, generator=g),
+        "bf16": torch.randn(5, generator=g).to(torch.bfloat16),
+        "f16": torch.tensor([1.0, -2.0, 0.5, 65504.0, 2**-24]).half(),
+        "f64": torch.tensor([0.1, -3.25], dtype=torch.float64),
+        "i64": torch.tensor([[-5, 7], [2**31 - 1, -(2**31)]], dtype=torch.int64),
+        "i32": torch.tensor([1, -1], dtype=torch.int32),
+        "u8": torch.tensor([0, 255, 7], dtype=torch.uint8),
+        "bool": torch.tensor([True, False, True]),
+        "scalar": torch.tensor(3.5),
+        "transposed": base.t(),  # non-contiguous view
+        "row": base[1],  # view with offset into the same storage
+        "param": torch.nn.Parameter(torch.arange(6.0).reshape(2, 3)),
+    }
+    torch.save(sd, out)
+    values = {}
+    for k, v in sd.items():
+        v = v.detach()
+        flat = v.float() if v.dtype in (torch.bfloat16, torch.float16, torch.float64) else v
+        values[k] = {
+            "shape": list(v.shape),
+            "dtype": str(v.dtype).replace("torch.", ""),
+            "values": flat.reshape(-1).tolist(),
+        }
+        if v.dtype == torch.bfloat16:
+            values[k]["bits"] = v.view(torch.int16).reshape(-1).tolist()
+    print(json.dumps(values))
+
+
+def zipcheck(path):
+    with zipfile.ZipFile(path) as z:
+        bad = z.testzip()
+        if bad is not None:
+            sys.exit(f"bad entry {bad}")
+        print(json.dumps([i.filename for i in z.infolist()]))
+
+
+if __name__ == "__main__":
+    cmd, *rest = sys.argv[1:]
+    commands = {"compare": compare, "load": describe, "make-fixture": make_fixture, "zipcheck": zipcheck}
+    commands[cmd](*rest)
