@@ -1,0 +1,362 @@
+/**
+ * End-to-end tests of the bindings against a fake PJRT plugin compiled from
+ * fake_plugin/fake_pjrt_plugin.c with `cc` (skipped when no C compiler is installed). The fake
+ * declares its structs in C, so the C compiler's offsets are checked against ours on every call.
+ */
+import { assert, assertEquals, assertRejects, assertThrows } from "../assert.ts";
+import { cudaClientOptions, PjrtClient } from "../../ffi/client.ts";
+import { PjrtError, PjrtPluginError } from "../../ffi/errors.ts";
+import { PjrtPlugin } from "../../ffi/plugin.ts";
+import { defineStruct } from "../../ffi/layout.ts";
+import { StructBuffer } from "../../ffi/struct_buffer.ts";
+import { hostTensor } from "../../lib/ir/host_tensor.ts";
+import { f32ToBf16 } from "../../lib/ir/dtype.ts";
+
+const SOURCE = new URL("./fake_plugin/fake_pjrt_plugin.c", import.meta.url).pathname;
+const plugins = await buildVariants({
+  full: [],
+  slots13: ["-DFAKE_SLOTS=13"],
+  nocompile: ["-DFAKE_NO_COMPILE"],
+  old: ["-DFAKE_MINOR=40"],
+});
+const ignore = plugins === null;
+const fake = plugins ? openQueries(plugins.full) : null;
+const quiet = () => {};
+
+function test(name: string, fn: () => Promise<void> | void) {
+  Deno.test({ name: `fake plugin: ${name}`, ignore, fn });
+}
+
+test("open logs plugin, platform and devices; reads attributes", async () => {
+  const lines: string[] = [];
+  using client = await PjrtClient.open({ pluginPath: plugins!.full, log: (l) => lines.push(l) });
+  assertEquals(client.platformName, "fake");
+  assertEquals(client.platformVersion, "fake 1.0");
+  assertEquals(client.devices.map((d) => [d.id, d.index, d.addressable]), [[0, 0, true], [
+    1,
+    1,
+    true,
+  ]]);
+  assertEquals(
+    client.allDevices.map((d) => [d.id, d.processIndex, d.index, d.addressable]),
+    [[0, 0, 0, true], [1, 0, 1, true], [2, 1, -1, false]],
+  );
+  assertEquals(client.devices[1].kind, "FakeDevice");
+  assertEquals(client.devices[1].debugString, "FakeDevice(id=1)");
+  assertEquals(client.attributes, {
+    xla_version: 42n,
+    stablehlo_current_version: [1n, 9n, 3n],
+    fake_name: "fake-pjrt",
+  });
+  assertEquals(lines, [
+    `PJRT plugin ${plugins!.full} (from --pjrt-plugin), C API 0.114, xla_version 42, ` +
+    "stablehlo_current_version 1.9.3",
+    "PJRT platform fake (fake 1.0), process 0: 2 addressable of 3 devices",
+    "  device 0: id 0, FakeDevice",
+    "  device 1: id 1, FakeDevice",
+  ]);
+});
+
+test("client options arrive as typed PJRT_NamedValues", async () => {
+  using _client = await PjrtClient.open({
+    pluginPath: plugins!.full,
+    log: quiet,
+    options: {
+      ...cudaClientOptions({ allocator: "bfc", memoryFraction: 0.75, preallocate: false }),
+      node_id: 3,
+      ids: [4n, 5n],
+      big: 7n,
+      forced: { int64: 9 },
+    },
+  });
+  assertEquals(
+    fake!.lastOptions(),
+    "allocator=s:bfc;memory_fraction=f:0.75;preallocate=b:0;node_id=i:3;ids=l:4,5;big=i:7;" +
+      "forced=i:9;",
+  );
+});
+
+test("a Client_Create error becomes a PjrtError with the plugin's code and message", async () => {
+  const before = fake!.live();
+  let error: unknown;
+  try {
+    await PjrtClient.open({ pluginPath: plugins!.full, log: quiet, options: { fail: "no GPU" } });
+  } catch (e) {
+    error = e;
+  }
+  assert(error instanceof PjrtError, `expected PjrtError, got ${error}`);
+  assertEquals(error.code, 3);
+  assertEquals(error.codeName, "INVALID_ARGUMENT");
+  assertEquals(error.call, "PJRT_Client_Create");
+  assertEquals(error.pluginMessage, "fake plugin refused to create a client: no GPU");
+  assertEquals(
+    error.message,
+    "PJRT_Client_Create failed (INVALID_ARGUMENT): fake plugin refused to create a client: no GPU",
+  );
+  assertEquals(fake!.live(), before, "the PJRT_Error was destroyed");
+});
+
+test("compile passes MLIR and the CompileOptionsProto bytes; errors carry the message", async () => {
+  using client = await PjrtClient.open({ pluginPath: plugins!.full, log: quiet });
+  using exe = await client.compile("module @add {}");
+  assertEquals(exe.name, "fake:1a0420012801");
+  assertEquals(exe.numOutputs, 1);
+  using exe2 = await client.compile(new TextEncoder().encode("module @swap {}"), {
+    numReplicas: 2,
+    deviceAssignment: [[0], [1]],
+  });
+  assertEquals(
+    exe2.name,
+    "fake:1a1b08ffffffffffffffffff01200228014a0a080210011a040a020001",
+  );
+  assertEquals(exe2.numOutputs, 2);
+  await assertRejects(
+    () => client.compile("syntax error"),
+    "PJRT_Client_Compile failed (INVALID_ARGUMENT): fake compile: syntax error at line 1",
+  );
+});
+
+test("host -> device -> execute -> host on two devices", async () => {
+  const before = fake!.live();
+  {
+    using client = await PjrtClient.open({ pluginPath: plugins!.full, log: quiet });
+    using add = await client.compile("add");
+    using x0 = await client.bufferFromHost(hostTensor([2, 2], "f32", [1, 2, 3, 4]), 0);
+    using y0 = await client.bufferFromHost(hostTensor([2, 2], "f32", [10, 20, 30, 40]), 0);
+    using x1 = await client.bufferFromHost(hostTensor([2, 2], "f32", [0.5, -1, 1e30, 0]), 1);
+    using y1 = await client.bufferFromHost(hostTensor([2, 2], "f32", [0.25, 1, 1e30, -0]), 1);
+    assertEquals(x0.shape, [2, 2]);
+    assertEquals(x0.dtype, "f32");
+    const out = add.execute([[x0, y0], [x1, y1]]);
+    assertEquals(out.length, 2);
+    using z0 = out[0][0];
+    using z1 = out[1][0];
+    await z0.ready();
+    const h0 = await z0.toHost();
+    assertEquals(h0.shape, [2, 2]);
+    assertEquals(h0.dtype, "f32");
+    assertEquals([...h0.data], [11, 22, 33, 44]);
+    assertEquals([...(await z1.toHost()).data], [0.75, 0, 2e30, 0].map(Math.fround));
+  }
+  assertEquals(fake!.live(), before, "every buffer, event, executable and client destroyed");
+});
+
+test("every toolkit dtype survives the round trip, including scalars and empty arrays", async () => {
+  using client = await PjrtClient.open({ pluginPath: plugins!.full, log: quiet });
+  using swap = await client.compile("swap");
+  const tensors = [
+    hostTensor([3], "i32", [-1, 0, 2147483647]),
+    hostTensor([2, 1], "u32", [0, 4294967295]),
+    hostTensor([4], "u8", [0, 1, 128, 255]),
+    hostTensor([2], "bool", [1, 0]),
+    hostTensor([2], "bf16", [f32ToBf16(1.5), f32ToBf16(-2)]),
+    hostTensor([], "f32", [3.25]),
+    hostTensor([0, 3], "f32"),
+  ];
+  for (const t of tensors) {
+    using a = await client.bufferFromHost(t);
+    using b = await client.bufferFromHost(hostTensor([1], "u8", [7]));
+    const [[first, second]] = swap.execute([[a, b]]);
+    using _first = first;
+    using out = second;
+    const back = await out.toHost();
+    assertEquals(back.dtype, t.dtype);
+    assertEquals(back.shape, t.shape);
+    assertEquals(back.data.constructor, t.data.constructor);
+    assertEquals([...back.data], [...t.data]);
+  }
+});
+
+test("donated inputs are consumed; the rest are sent as non_donatable_input_indices", async () => {
+  using client = await PjrtClient.open({ pluginPath: plugins!.full, log: quiet });
+  using add = await client.compile("add");
+  using x = await client.bufferFromHost(hostTensor([1], "f32", [1]));
+  using y = await client.bufferFromHost(hostTensor([1], "f32", [2]));
+  using _kept = add.execute([[x, y]])[0][0];
+  assertEquals(fake!.lastNonDonatable(), "launch 0: 0 1");
+  using _z = add.execute([[x, y]], { donated: [true, false], launchId: 7 })[0][0];
+  assertEquals(fake!.lastNonDonatable(), "launch 7: 1");
+  assert(x.donated && !y.donated);
+  assertThrows(() => x.handle, "donated");
+  await assertRejects(() => x.toHost(), "donated");
+  assertThrows(() => add.execute([[x, y]]), "donated");
+});
+
+test("blocking calls (Event_Await) run off the JS thread: timers keep firing", async () => {
+  using client = await PjrtClient.open({
+    pluginPath: plugins!.full,
+    log: quiet,
+    options: { await_delay_ms: 300 },
+  });
+  try {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    try {
+      using b = await client.bufferFromHost(hostTensor([2], "f32", [1, 2]));
+      assert(ticks >= 5, `only ${ticks} timer ticks while the plugin waited 300 ms`);
+      ticks = 0;
+      assertEquals([...(await b.toHost()).data], [1, 2]);
+      assert(ticks >= 5, `only ${ticks} timer ticks during toHost`);
+    } finally {
+      clearInterval(timer);
+    }
+  } finally {
+    using _reset = await PjrtClient.open({
+      pluginPath: plugins!.full,
+      log: quiet,
+      options: { await_delay_ms: 0 },
+    });
+  }
+});
+
+test("disposing the client destroys what is still alive; use after dispose throws", async () => {
+  const before = fake!.live();
+  const client = await PjrtClient.open({ pluginPath: plugins!.full, log: quiet });
+  const exe = await client.compile("add");
+  const x = await client.bufferFromHost(hostTensor([1], "f32", [1]));
+  const [[y]] = exe.execute([[x, x]]);
+  assertEquals(fake!.live(), before + 4);
+  x[Symbol.dispose]();
+  x[Symbol.dispose]();
+  assertEquals(fake!.live(), before + 3);
+  assertEquals(client.live.size, 2);
+  client[Symbol.dispose]();
+  assertEquals(fake!.live(), before);
+  assert(exe.disposed && y.disposed && client.disposed);
+  assertThrows(() => x.handle, "disposed");
+  assertThrows(() => exe.execute([[y, y]]), "after dispose");
+  await assertRejects(() => client.bufferFromHost(hostTensor([1], "f32", [1])), "disposed");
+  client[Symbol.dispose]();
+});
+
+test("argument errors name what was wrong", async () => {
+  using client = await PjrtClient.open({ pluginPath: plugins!.full, log: quiet });
+  using add = await client.compile("add");
+  using x = await client.bufferFromHost(hostTensor([1], "f32", [1]));
+  assertThrows(() => add.execute([]), "no devices");
+  assertThrows(() => add.execute([[x, x], [x]]), "device 1 has 1 arguments, device 0 has 2");
+  assertThrows(() => add.execute([[x, x]], { donated: [true] }), "donated has 1 entries");
+  assertThrows(() => add.execute([[x]]), "fake execute: expects 2 arguments");
+  await assertRejects(
+    () => client.bufferFromHost(hostTensor([1], "f32", [1]), 2),
+    "device index 2 out of range (2 addressable devices)",
+  );
+  await assertRejects(
+    () => client.bufferFromHost({ shape: [3], dtype: "f32", data: new Float32Array(2) }),
+    "f32[3] needs 12 bytes, data has 8",
+  );
+});
+
+test("a struct_size below the plugin's is refused with the plugin's message", () => {
+  const plugin = PjrtPlugin.load(plugins!.full);
+  const short = defineStruct("PJRT_Client_PlatformName_Args (short)", [
+    ["struct_size", "size_t"],
+    ["extension_start", "ptr"],
+    ["client", "ptr"],
+    ["platform_name", "ptr"],
+  ]);
+  // Sent without padding, so struct_size is 32 where the plugin's struct ends at 40.
+  assertThrows(
+    () => plugin.call("PJRT_Client_PlatformName", new StructBuffer(short)),
+    "PJRT_Client_PlatformName failed (INVALID_ARGUMENT): Unexpected Client_String_Args size: " +
+      "expected 40, got 32",
+  );
+});
+
+test("a slot beyond the plugin's PJRT_Api.struct_size is never read", async () => {
+  const q = openQueries(plugins!.slots13);
+  let error: unknown;
+  try {
+    await PjrtClient.open({ pluginPath: plugins!.slots13, log: quiet });
+  } catch (e) {
+    error = e;
+  }
+  assert(error instanceof PjrtPluginError, `expected PjrtPluginError, got ${error}`);
+  assertEquals(
+    error.message,
+    `PJRT plugin ${plugins!.slots13} (API 0.114) has 13 function slots (PJRT_Api.struct_size ` +
+      "144); PJRT_Client_AddressableDevices is slot 16 and needs struct_size >= 176. Use a " +
+      "newer plugin.",
+  );
+  assertEquals(q.live(), 0, "the half-opened client was destroyed");
+  q.close();
+});
+
+test("a null slot is reported as not implemented", async () => {
+  using client = await PjrtClient.open({ pluginPath: plugins!.nocompile, log: quiet });
+  await assertRejects(
+    () => client.compile("add"),
+    `PJRT plugin ${plugins!.nocompile} (API 0.114) does not implement PJRT_Client_Compile`,
+  );
+});
+
+test("a plugin older than the supported API is refused", () => {
+  assertThrows(
+    () => PjrtPlugin.load(plugins!.old),
+    `PJRT plugin ${plugins!.old} implements PJRT C API 0.40; these bindings need 0.57 or newer`,
+  );
+});
+
+/** Compiles each variant into a temp dir; null when `cc` is missing or fails. */
+async function buildVariants<K extends string>(
+  variants: Record<K, string[]>,
+): Promise<Record<K, string> | null> {
+  const dir = await Deno.makeTempDir({ prefix: "fake_pjrt_" });
+  const out = {} as Record<K, string>;
+  try {
+    await Promise.all(
+      Object.entries<string[]>(variants).map(async ([name, flags]) => {
+        const path = `${dir}/fake_pjrt_${name}.so`;
+        const result = await new Deno.Command("cc", {
+          args: [
+            "-shared",
+            "-fPIC",
+            "-O1",
+            "-std=c11",
+            "-D_DEFAULT_SOURCE",
+            ...flags,
+            "-o",
+            path,
+            SOURCE,
+          ],
+          stderr: "piped",
+        }).output();
+        if (!result.success) {
+          throw new Error(`cc failed for ${name}: ${new TextDecoder().decode(result.stderr)}`);
+        }
+        out[name as K] = path;
+      }),
+    );
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      console.warn("fake plugin tests skipped: no C compiler (cc) on PATH");
+      return null;
+    }
+    throw e;
+  }
+  globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+  return out;
+}
+
+/** The fake's test-only query functions. */
+function openQueries(path: string) {
+  const lib = Deno.dlopen(
+    path,
+    {
+      fake_live_objects: { parameters: [], result: "i32" },
+      fake_last_options: { parameters: ["buffer", "usize"], result: "void" },
+      fake_last_non_donatable: { parameters: ["buffer", "usize"], result: "void" },
+    } as const,
+  );
+  const read = (fn: (b: Uint8Array<ArrayBuffer>, n: bigint) => void) => {
+    const buf = new Uint8Array(1024);
+    fn(buf, 1024n);
+    return new TextDecoder().decode(buf.subarray(0, buf.indexOf(0)));
+  };
+  return {
+    live: () => lib.symbols.fake_live_objects(),
+    lastOptions: () => read((b, n) => lib.symbols.fake_last_options(b, n)),
+    lastNonDonatable: () => read((b, n) => lib.symbols.fake_last_non_donatable(b, n)),
+    close: () => lib.close(),
+  };
+}
