@@ -4,6 +4,7 @@
   load A.pth               load with weights_only=True; print {key: [shape, dtype]} as JSON
   make-fixture OUT.pth     save tensors of several dtypes/layouts; print their values as JSON
   zipcheck A.zip           Python's zipfile: CRC-check every entry, print the names
+  compare-safetensors A.safetensors B.pth   parse A by hand (json + numpy); equal to B's tensors?
 """
 import json
 import sys
@@ -63,6 +64,28 @@ def make_fixture(out):
     print(json.dumps(values))
 
 
+def compare_safetensors(st_path, pth_path):
+    import numpy as np
+
+    with open(st_path, "rb") as f:
+        raw = f.read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    header.pop("__metadata__", None)
+    data = raw[8 + n :]
+    ref = load(pth_path)
+    if set(header) != set(ref):
+        sys.exit(f"keys differ: {sorted(set(header) ^ set(ref))}")
+    for k, info in header.items():
+        if info["dtype"] != "F32":
+            sys.exit(f"{k}: dtype {info['dtype']}")
+        begin, end = info["data_offsets"]
+        a = np.frombuffer(data[begin:end], dtype="<f4").reshape(info["shape"])
+        if not torch.equal(torch.from_numpy(a.copy()), ref[k]):
+            sys.exit(f"{k}: values differ")
+    print(f"equal {len(ref)}")
+
+
 def zipcheck(path):
     with zipfile.ZipFile(path) as z:
         bad = z.testzip()
@@ -73,5 +96,11 @@ def zipcheck(path):
 
 if __name__ == "__main__":
     cmd, *rest = sys.argv[1:]
-    commands = {"compare": compare, "load": describe, "make-fixture": make_fixture, "zipcheck": zipcheck}
+    commands = {
+        "compare": compare,
+        "load": describe,
+        "make-fixture": make_fixture,
+        "zipcheck": zipcheck,
+        "compare-safetensors": compare_safetensors,
+    }
     commands[cmd](*rest)
