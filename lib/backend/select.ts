@@ -1,0 +1,57 @@
+/**
+ * Backend selection: `cpu`, `webgpu`, `pjrt`, or `auto` (a PJRT plugin if one is configured or
+ * found, else a WebGPU adapter, else the CPU). Optional backends load lazily so that a machine
+ * without them never pays for (or fails on) their imports.
+ */
+import type { Backend } from "./backend.ts";
+import { CpuBackend } from "./cpu/backend.ts";
+
+export type BackendName = "auto" | "cpu" | "webgpu" | "pjrt";
+
+export interface BackendOptions {
+  pjrtPlugin?: string;
+  precision?: "f32" | "bf16";
+  /** Called with a line for the log when auto-selection skips a backend. */
+  log?: (line: string) => void;
+}
+
+export async function createBackend(
+  name: BackendName,
+  opts: BackendOptions = {},
+): Promise<Backend> {
+  switch (name) {
+    case "cpu":
+      return new CpuBackend();
+    case "webgpu": {
+      const { WebGpuBackend } = await import("./webgpu/backend.ts");
+      return await WebGpuBackend.create();
+    }
+    case "pjrt": {
+      const { PjrtBackend } = await import("./pjrt/backend.ts");
+      return await PjrtBackend.create({ pluginPath: opts.pjrtPlugin, precision: opts.precision });
+    }
+    case "auto": {
+      const log = opts.log ?? (() => {});
+      if (opts.pjrtPlugin || Deno.env.get("PJRT_PLUGIN_PATH")) {
+        return await createBackend("pjrt", opts);
+      }
+      try {
+        return await createBackend("pjrt", opts);
+      } catch (e) {
+        log(`backend auto: no PJRT plugin (${firstLine(e)})`);
+      }
+      try {
+        return await createBackend("webgpu", opts);
+      } catch (e) {
+        log(`backend auto: no WebGPU adapter (${firstLine(e)})`);
+      }
+      return new CpuBackend();
+    }
+    default:
+      throw new Error(`unknown backend "${name}" (expected auto, cpu, webgpu or pjrt)`);
+  }
+}
+
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split("\n")[0];
+}

@@ -1,0 +1,171 @@
+/**
+ * The training step as one traced function: normalization, label smoothing, Mixup/CutMix,
+ * forward, loss, gradients, (replica averaging), optimizer update and metrics. Backends compile
+ * it once; every step reuses it with new inputs.
+ */
+import { valueAndGrad } from "../autodiff/grad.ts";
+import { type HostTensor, hostTensor } from "../ir/host_tensor.ts";
+import * as ops from "../ir/ops.ts";
+import { treeMap } from "../ir/pytree.ts";
+import type { Tensor } from "../ir/tensor.ts";
+import { type ViTConfig, vitForward } from "../model/vit.ts";
+import { applyUpdate, type OptimizerConfig, type StepScalars } from "../optim/optimizer.ts";
+import { accuracy, criterion, normalizeImages, oneHot, smoothLabels } from "./loss.ts";
+
+export interface TrainStepConfig {
+  vit: ViTConfig;
+  criterion: "ce" | "bce";
+  labelSmoothing: number;
+  optimizer: OptimizerConfig;
+  /** Deterministic forward (no dropout/droppath/mixup): the reference fixtures use it. */
+  deterministic?: boolean;
+  /** Data-parallel replicas; gradients and metrics are averaged across them. */
+  replicas?: number;
+}
+
+/**
+ * Mixup/CutMix drawn on the host (see lib/augment/mixup.ts), applied inside the step:
+ * `x = w * x + (1 - w) * x[perm]` with w = 0 inside `box` (CutMix) and `imageLam` elsewhere
+ * (Mixup); labels mix with `labelLam`. No mixing: identity perm, imageLam = labelLam = 1.
+ */
+export interface MixInputs<T> {
+  perm: T; // i32 [B]
+  imageLam: T; // f32 []
+  labelLam: T; // f32 []
+  box: T; // i32 [4]: y0, y1, x0, x1 (pixels, half-open)
+}
+
+export interface Batch<T> {
+  images: T; // u8 [B, 3, H, W]
+  labels: T; // i32 [B]
+}
+
+export function noMix(batchSize: number): MixInputs<HostTensor> {
+  return {
+    perm: hostTensor([batchSize], "i32", Array.from({ length: batchSize }, (_, i) => i)),
+    imageLam: hostTensor([], "f32", [1]),
+    labelLam: hostTensor([], "f32", [1]),
+    box: hostTensor([4], "i32", [0, 0, 0, 0]),
+  };
+}
+
+/** Loss (mean over the batch) and per-example metrics. */
+export function lossAndMetrics(
+  cfg: TrainStepConfig,
+  params: unknown,
+  batch: Batch<Tensor>,
+  mix: MixInputs<Tensor> | null,
+  key: Tensor | undefined,
+): [Tensor, Record<string, Tensor>] {
+  const labelCount = cfg.vit.labels;
+  if (labelCount === null) throw new Error("training needs a classification head (labels)");
+  let images = normalizeImages(batch.images);
+  const hard = oneHot(batch.labels, labelCount);
+  let labels = hard;
+  if (cfg.criterion === "ce") labels = smoothLabels(labels, cfg.labelSmoothing);
+  let labelSet = hard;
+  if (mix) [images, labels, labelSet] = applyMix(images, labels, hard, mix);
+  const logits = vitForward(cfg.vit, params, images, { det: !!cfg.deterministic, key });
+  const loss = ops.mean(criterion(cfg.criterion, logits, labels));
+  const { acc1, acc5 } = accuracy(logits, labelSet);
+  return [loss, { loss, acc1: ops.mean(acc1), acc5: ops.mean(acc5) }];
+}
+
+/**
+ * `(params, opt, batch, mix, scalars, key) -> { params, opt, metrics }`. `mix` may be null when
+ * the recipe has no Mixup/CutMix.
+ */
+export function buildTrainStep(cfg: TrainStepConfig) {
+  const replicas = cfg.replicas ?? 1;
+  return (
+    params: unknown,
+    opt: { mu: unknown; nu: unknown },
+    batch: Batch<Tensor>,
+    mix: MixInputs<Tensor> | null,
+    scalars: StepScalars<Tensor>,
+    key: Tensor,
+  ) => {
+    const [[, metrics], grads] = valueAndGrad(
+      (p: unknown) => lossAndMetrics(cfg, p, batch, mix, key),
+      { hasAux: true },
+    )(params) as [[Tensor, Record<string, Tensor>], unknown];
+    const avg = (t: Tensor) =>
+      replicas === 1 ? t : ops.div(ops.allReduceSum(t, replicas), replicas);
+    const g = treeMap(grads, avg);
+    const next = applyUpdate(
+      cfg.optimizer,
+      params,
+      g,
+      opt as { mu: unknown; nu: unknown },
+      scalars,
+    );
+    return { params: next.params, opt: next.state, metrics: treeMap(metrics, avg) };
+  };
+}
+
+/** Gradients only (for gradient accumulation micro-steps and the doctor). */
+export function buildGradStep(cfg: TrainStepConfig) {
+  return (
+    params: unknown,
+    batch: Batch<Tensor>,
+    mix: MixInputs<Tensor> | null,
+    key: Tensor | undefined,
+  ) => {
+    const [[, metrics], grads] = valueAndGrad(
+      (p: unknown) => lossAndMetrics(cfg, p, batch, mix, key),
+      { hasAux: true },
+    )(params) as [[Tensor, Record<string, Tensor>], unknown];
+    return { grads, metrics };
+  };
+}
+
+/** Evaluation: logits-based metrics with a validity mask for padded rows (label -1). */
+export function buildEvalStep(cfg: TrainStepConfig) {
+  return (params: unknown, batch: Batch<Tensor>) => {
+    const labelCount = cfg.vit.labels!;
+    const hard = oneHot(batch.labels, labelCount);
+    const logits = vitForward(cfg.vit, params, normalizeImages(batch.images), { det: true });
+    const valid = ops.convert(ops.ge(batch.labels, 0), "f32");
+    const labels = cfg.criterion === "ce" ? smoothLabels(hard, cfg.labelSmoothing) : hard;
+    const loss = ops.mul(criterion(cfg.criterion, logits, labels), valid);
+    const { acc1, acc5 } = accuracy(logits, hard);
+    // Sums over valid rows; the host divides by the number of real samples.
+    return {
+      loss: ops.sum(loss),
+      acc1: ops.sum(ops.mul(acc1, valid)),
+      acc5: ops.sum(ops.mul(acc5, valid)),
+      count: ops.sum(valid),
+    };
+  };
+}
+
+function applyMix(
+  images: Tensor,
+  labels: Tensor,
+  hard: Tensor,
+  mix: MixInputs<Tensor>,
+): [Tensor, Tensor, Tensor] {
+  const [b, h, w] = images.shape;
+  // x[perm] as a one-hot matmul: exact in f32 and cheap next to the model.
+  const permMatrix = ops.convert(
+    ops.eq(ops.broadcastInDim(mix.perm, [b, b], [0]), ops.iota([b, b], 1, "i32")),
+    "f32",
+  );
+  const gather = (t: Tensor) =>
+    ops.reshape(ops.matmul(permMatrix, ops.reshape(t, [b, -1])), t.shape);
+  const rows = ops.iota([h, w], 0, "i32"), cols = ops.iota([h, w], 1, "i32");
+  const part = (i: number) =>
+    ops.broadcastTo(ops.reshape(ops.sliceAxis(mix.box, 0, i, i + 1), []), [h, w]);
+  const inside = ops.and(
+    ops.and(ops.ge(rows, part(0)), ops.lt(rows, part(1))),
+    ops.and(ops.ge(cols, part(2)), ops.lt(cols, part(3))),
+  );
+  const weight = ops.where(inside, 0, ops.broadcastTo(mix.imageLam, [h, w]));
+  const wImg = ops.broadcastInDim(weight, images.shape, [1, 2]);
+  const mixedImages = ops.add(ops.mul(wImg, images), ops.mul(ops.sub(1, wImg), gather(images)));
+  const lam = ops.broadcastTo(mix.labelLam, labels.shape);
+  const mixedLabels = ops.add(ops.mul(lam, labels), ops.mul(ops.sub(1, lam), gather(labels)));
+  // The label set for accuracy: classes with a positive mixed weight.
+  const set = ops.add(ops.mul(lam, hard), ops.mul(ops.sub(1, lam), gather(hard)));
+  return [mixedImages, mixedLabels, set];
+}

@@ -1,0 +1,64 @@
+/**
+ * deno task doctor [--backend cpu|webgpu|pjrt] [--reference DIR] [--tolerance X] [--json]
+ *
+ * Checks a backend against a reference computed by the original stack: logits, loss, every
+ * gradient, and three optimizer steps for AdamW, LAMB and AdamW + clipping + layer-wise decay.
+ */
+import { parseArgs } from "node:util";
+import { type BackendName, createBackend } from "../lib/backend/select.ts";
+import { type DoctorReport, runDoctor } from "../lib/train/doctor.ts";
+
+const DEFAULT_REFERENCE = new URL("../tests/fixtures/reference/vit-a", import.meta.url).pathname;
+const DEFAULT_TOLERANCE: Record<string, number> = { cpu: 1e-5, webgpu: 1e-4, pjrt: 1e-4 };
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      backend: { type: "string", default: "cpu" },
+      reference: { type: "string", default: DEFAULT_REFERENCE },
+      tolerance: { type: "string" },
+      "pjrt-plugin": { type: "string" },
+      json: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(
+      "usage: deno task doctor [--backend cpu|webgpu|pjrt] [--reference DIR] [--tolerance X] [--json]",
+    );
+    Deno.exit(0);
+  }
+  try {
+    const backend = await createBackend(values.backend as BackendName, {
+      pjrtPlugin: values["pjrt-plugin"],
+    });
+    const tolerance = values.tolerance
+      ? Number(values.tolerance)
+      : DEFAULT_TOLERANCE[backend.name] ?? 1e-4;
+    const report = await runDoctor(backend, values.reference!, tolerance);
+    console.log(values.json ? JSON.stringify(report) : formatReport(report));
+    backend.dispose();
+    Deno.exit(report.pass ? 0 : 1);
+  } catch (e) {
+    console.error(`doctor: ${e instanceof Error ? e.message : e}`);
+    Deno.exit(2);
+  }
+}
+
+export function formatReport(r: DoctorReport): string {
+  const row = (name: string, v: number, tol = r.tolerance) =>
+    `  ${name.padEnd(40)} ${v.toExponential(2).padStart(10)}  ${v <= tol ? "ok" : "FAIL"}`;
+  return [
+    `backend ${r.backend} (${r.device})`,
+    `reference ${r.reference}, tolerance ${r.tolerance}`,
+    row("logits max |err|", r.logits_max_abs),
+    row("loss |err|", r.loss_abs),
+    `  ${"grads max |err|".padEnd(40)} ${r.grads_max_abs.toExponential(2).padStart(10)}  ` +
+    `(worst leaf ${r.grads_worst.path}: abs ${r.grads_worst.abs.toExponential(2)}, rel ${
+      r.grads_worst.rel.toExponential(2)
+    })`,
+    ...Object.entries(r.after3).map(([k, v]) => row(`after 3 steps ${k}`, v)),
+    `${r.pass ? "PASS" : "FAIL"} in ${r.seconds.toFixed(1)} s`,
+  ].join("\n");
+}
