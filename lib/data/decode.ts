@@ -1,0 +1,78 @@
+/**
+ * Image bytes -> RGB, behind one function.
+ *
+ * The decoder was picked by measurement (bench/data.ts; one core of the 2-core VM, 500x375
+ * JPEGs at quality 90): libjpeg-turbo through FFI decodes about 1.7x faster than Pillow, sharp
+ * (libvips) about 0.6x, pure-JS or wasm decoders less. So JPEGs go to libjpeg-turbo when the
+ * system has it, and to sharp otherwise; PNG, WebP and the JPEGs libjpeg-turbo cannot turn into
+ * RGB (CMYK) go to sharp. The format is read from the bytes, not the extension: ImageNet has
+ * PNGs and CMYK files named `.JPEG`.
+ *
+ * `DEIT3_JPEG_DECODER=sharp` forces sharp for JPEGs too.
+ */
+import sharp from "sharp";
+import type { RGBImage } from "../augment/image.ts";
+import { JpegError, loadTurboJpeg } from "./turbojpeg.ts";
+
+export type DecoderName = "turbojpeg" | "sharp";
+
+/** Decodes a JPEG, PNG or WebP to 8-bit RGB (alpha dropped, grey expanded), as Pillow's `convert("RGB")`. */
+export async function decodeImage(bytes: Uint8Array): Promise<RGBImage> {
+  if (isJpeg(bytes) && jpegDecoder() === "turbojpeg") {
+    try {
+      return loadTurboJpeg()!.decode(bytes);
+    } catch (e) {
+      if (!(e instanceof JpegError && e.unsupported)) throw new DecodeError(e as Error);
+    }
+  }
+  return await decodeWithSharp(bytes);
+}
+
+/** Which decoder JPEGs go to in this thread. */
+export function jpegDecoder(): DecoderName {
+  const forced = Deno.env.get("DEIT3_JPEG_DECODER");
+  if (forced === "sharp") return "sharp";
+  return loadTurboJpeg() ? "turbojpeg" : "sharp";
+}
+
+export class DecodeError extends Error {
+  constructor(cause: Error) {
+    super(cause.message, { cause });
+    this.name = "DecodeError";
+  }
+}
+
+/** Through sharp (libvips), for every format it knows. */
+export async function decodeWithSharp(bytes: Uint8Array): Promise<RGBImage> {
+  configureSharp();
+  try {
+    const { data, info } = await sharp(bytes, { failOn: "truncated" })
+      .toColourspace("srgb")
+      .removeAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 || data.length !== info.width * info.height * 3) {
+      throw new Error(`decoded to ${info.channels} channels of ${data.length} bytes, not RGB`);
+    }
+    return {
+      width: info.width,
+      height: info.height,
+      data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+    };
+  } catch (e) {
+    throw new DecodeError(e as Error);
+  }
+}
+
+function isJpeg(b: Uint8Array): boolean {
+  return b.length > 2 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff;
+}
+
+let sharpConfigured = false;
+function configureSharp(): void {
+  if (sharpConfigured) return;
+  sharpConfigured = true;
+  // One image at a time per loader worker; the loader's parallelism is the worker count.
+  sharp.cache(false);
+  sharp.concurrency(1);
+}

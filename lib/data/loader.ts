@@ -1,0 +1,478 @@
+/**
+ * The data loaders the training loop iterates.
+ *
+ * Train (`createTrainLoader`): endless, shuffled, augmented batches. Each of `workers` Deno
+ * Workers reads its own slice of the shards (per host, then per worker), shuffles samples in a
+ * buffer, decodes, augments `augmentRepeats` copies of each sample and builds whole batches,
+ * which it transfers without copying. Batches are taken from the workers round-robin, as
+ * PyTorch's DataLoader does, so the order is fixed by the seed and the worker count. Each
+ * augmented copy draws from `Rng(augmentSeed).child(2, epoch, shard, sample, copy)`, so a sample
+ * is augmented the same way whatever the worker or host count.
+ *
+ * Valid (`createValidLoader`): one pass in shard order, every sample once across hosts, the
+ * last batch padded (label -1, mask 0), every host yielding the same number of batches.
+ *
+ * Bad input in training is skipped and counted by reason (`stats()`, and the `log` callback);
+ * the loader fails when more than `maxSkipFraction` of samples or shards are bad, or when no
+ * shard can be read. Validation is strict unless `strict: false`.
+ */
+import type { Batch } from "./batch.ts";
+import type { OpenOptions } from "./open.ts";
+import { hostShards, ownedCount } from "./order.ts";
+import { type ProducerConfig, type ProducerMessage, runProducer } from "./producer.ts";
+import { expandShardSpec } from "./spec.ts";
+import {
+  addDelta,
+  emptyStats,
+  formatStats,
+  type LoaderStats,
+  skippedSamples,
+  type StatsDelta,
+} from "./stats.ts";
+import { transformImageSize, type TransformSpec } from "./transform.ts";
+import type { FromWorker, ToWorker } from "./worker.ts";
+
+export interface LoaderOptions {
+  /** A shard spec (braces, `::`, `$VARS`) or the expanded list. */
+  shards: string | string[];
+  /** Per-host batch size. */
+  batchSize: number;
+  transform: TransformSpec;
+  /** Worker threads; 0 runs everything in the calling thread. Default 1. */
+  workers?: number;
+  processIndex?: number;
+  processCount?: number;
+  open?: OpenOptions;
+  /** Bad samples are an error instead of a counted skip. Default: false (train), true (valid). */
+  strict?: boolean;
+  /** Fail when more than this fraction of samples (or of shards) is bad. Default 0.05. */
+  maxSkipFraction?: number;
+  /** ... but only once this many samples were seen (or at the end of a pass). Default 1000. */
+  minSamplesForFraction?: number;
+  /** Batches in flight per worker (train; default 2), or 64-sample chunks (valid; default 16). */
+  prefetch?: number;
+  /** Put sample keys in the batches. */
+  withKeys?: boolean;
+  /** Where skip reports and summaries go (default: console.warn). */
+  log?: (line: string) => void;
+}
+
+export interface TrainLoaderOptions extends LoaderOptions {
+  shuffleSeed?: number;
+  /** Seed of the augmentation draws; default `shuffleSeed`. */
+  augmentSeed?: number;
+  augmentRepeats?: number;
+  shuffleBuffer?: number;
+  shuffleInitial?: number;
+  /** Passes over the data; default Infinity (cycle forever). A last partial batch is padded. */
+  epochs?: number;
+}
+
+export interface ValidLoaderOptions extends LoaderOptions {
+  /**
+   * How hosts share the validation set. `samples` (default): every host reads every shard and
+   * keeps samples round-robin; hosts know each other's counts, so all yield the same number of
+   * batches without talking. `shards`: hosts read disjoint shards (less reading); the batch
+   * count can then differ between hosts unless `steps` is given.
+   */
+  hostSplit?: "samples" | "shards";
+  /** Yield exactly this many batches, padding with empty ones (error if the data needs more). */
+  steps?: number;
+}
+
+export interface DataLoader extends AsyncIterable<Batch>, AsyncDisposable {
+  /** Totals so far: samples read, skips by reason, shards. */
+  stats(): LoaderStats;
+  /** Stops the workers. Safe to call twice. */
+  close(): Promise<void>;
+  /** Image side length of the batches (0 when decoding without a transform). */
+  readonly imageSize: number;
+  /** The expanded shard list. */
+  readonly shards: readonly string[];
+}
+
+export function createTrainLoader(o: TrainLoaderOptions): DataLoader {
+  const shards = shardList(o.shards);
+  const workers = workerCount(o.workers);
+  const shuffleSeed = o.shuffleSeed ?? 0;
+  checkBatchSize(o.batchSize);
+  const configs: ProducerConfig[] = Array.from({ length: Math.max(1, workers) }, (_, w) => ({
+    mode: "train",
+    shards,
+    slice: {
+      processIndex: o.processIndex ?? 0,
+      processCount: o.processCount ?? 1,
+      workerIndex: w,
+      workerCount: Math.max(1, workers),
+    },
+    shuffleSeed,
+    augmentSeed: o.augmentSeed ?? shuffleSeed,
+    batchSize: o.batchSize,
+    augmentRepeats: o.augmentRepeats ?? 1,
+    shuffleBuffer: o.shuffleBuffer ?? 1000,
+    shuffleInitial: o.shuffleInitial ?? 100,
+    epochs: o.epochs ?? Infinity,
+    transform: o.transform,
+    open: o.open ?? {},
+    withKeys: o.withKeys ?? false,
+    strict: o.strict ?? false,
+  }));
+  const run = new Run(o, shards, configs, workers === 0, Math.max(1, o.prefetch ?? 2));
+  return run.loader(() => trainBatches(run));
+}
+
+export function createValidLoader(o: ValidLoaderOptions): DataLoader {
+  const shards = shardList(o.shards);
+  const workers = workerCount(o.workers);
+  checkBatchSize(o.batchSize);
+  const H = o.processCount ?? 1, h = o.processIndex ?? 0;
+  if (!(Number.isInteger(h) && h >= 0 && h < H)) {
+    throw new Error(`process index ${h} is not in [0, ${H})`);
+  }
+  const split = H > 1 ? o.hostSplit ?? "samples" : "shards";
+  const mine = split === "shards" ? hostShards(shards.length, h, H) : shards.map((_, i) => i);
+  const n = Math.max(1, workers);
+  const configs: ProducerConfig[] = Array.from({ length: n }, (_, w) => ({
+    mode: "valid",
+    shards,
+    assigned: mine.map((shard, rank) => ({ shard, rank }))
+      .filter(({ rank }) => workers === 0 || rank % n === w),
+    owner: split === "samples" && H > 1 ? { processIndex: h, processCount: H } : undefined,
+    chunkSize: Math.max(1, Math.min(o.batchSize, 64)),
+    transform: o.transform,
+    open: o.open ?? {},
+    withKeys: o.withKeys ?? false,
+    strict: o.strict ?? true,
+  }));
+  // Chunks in flight per worker: enough for workers to read their shards side by side.
+  const run = new Run(o, shards, configs, workers === 0, Math.max(16, o.prefetch ?? 0));
+  return run.loader(() => validBatches(run, o, mine, split));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function* trainBatches(run: Run): AsyncGenerator<Batch> {
+  const live = run.sources.slice();
+  for (let i = 0; live.length > 0;) {
+    const source = live[i];
+    const msg = await source.next();
+    if (msg === null) {
+      live.splice(i, 1);
+      if (i >= live.length) i = 0;
+      continue;
+    }
+    source.credit();
+    i = (i + 1) % live.length;
+    yield msg.batch;
+  }
+  run.finishPass();
+}
+
+async function* validBatches(
+  run: Run,
+  o: ValidLoaderOptions,
+  mine: number[],
+  split: "samples" | "shards",
+): AsyncGenerator<Batch> {
+  const B = o.batchSize, size = run.imageSize, px = 3 * size * size;
+  const H = o.processCount ?? 1;
+  const shardTotals = new Map<number, number>();
+  let batch = newValidBatch(B, px, o.withKeys);
+  let yielded = 0;
+  const take = (): Batch => {
+    const out = batch;
+    batch = newValidBatch(B, px, o.withKeys);
+    yielded++;
+    if (o.steps !== undefined && yielded > o.steps) {
+      throw new Error(`validation data needs more than steps = ${o.steps} batches of ${B}`);
+    }
+    return out;
+  };
+  for (let rank = 0; rank < mine.length; rank++) {
+    const source = run.sources.length === 1
+      ? run.sources[0]
+      : run.sources[rank % run.sources.length];
+    for (;;) {
+      const msg = await source.next();
+      if (msg === null || msg.type !== "chunk" || msg.rank !== rank) {
+        throw new Error(
+          `validation loader: shard ${mine[rank]} (${run.shards[mine[rank]]}) went missing`,
+        );
+      }
+      source.credit();
+      const chunk = msg.batch;
+      for (let r = 0; r < chunk.count; r++) {
+        const i = batch.count++;
+        batch.labels[i] = chunk.labels[r];
+        batch.mask![i] = 1;
+        if (px) batch.images.set(chunk.images.subarray(r * px, (r + 1) * px), i * px);
+        if (batch.keys) batch.keys[i] = chunk.keys![r];
+        if (batch.count === B) yield take();
+      }
+      if (msg.last) {
+        shardTotals.set(mine[rank], msg.shardSamples);
+        break;
+      }
+    }
+  }
+  if (batch.count > 0) yield take();
+  run.finishPass();
+  // Every host computes every host's count from the shard sizes, so all agree on the length.
+  let steps = o.steps ?? yielded;
+  if (o.steps === undefined && split === "samples" && H > 1) {
+    let most = 0;
+    for (let host = 0; host < H; host++) {
+      let c = 0;
+      for (const [shard, n] of shardTotals) c += ownedCount(shard, n, host, H);
+      most = Math.max(most, c);
+    }
+    steps = Math.ceil(most / B);
+  }
+  while (yielded < steps) yield take();
+}
+
+function newValidBatch(B: number, px: number, withKeys?: boolean): Batch {
+  return {
+    images: new Uint8Array(B * px),
+    labels: new Int32Array(B).fill(-1),
+    mask: new Uint8Array(B),
+    count: 0,
+    keys: withKeys ? new Array(B).fill("") : undefined,
+  };
+}
+
+/** The running state of one loader: its sources (workers or inline producer) and its stats. */
+class Run {
+  readonly sources: Source[];
+  readonly imageSize: number;
+  #stats = emptyStats();
+  #logged = 0;
+  #fatal: Error | undefined;
+  #opts: LoaderOptions;
+  #log: (line: string) => void;
+
+  constructor(
+    o: LoaderOptions,
+    readonly shards: string[],
+    configs: ProducerConfig[],
+    inline: boolean,
+    prefetch: number,
+  ) {
+    this.#opts = o;
+    this.#log = o.log ?? ((line) => console.warn(line));
+    this.imageSize = transformImageSize(o.transform);
+    const onStats = (d: StatsDelta) => this.#onStats(d);
+    this.sources = inline
+      ? [new InlineSource(configs[0], onStats)]
+      : configs.map((c, i) => new WorkerSource(c, i, prefetch, onStats));
+  }
+
+  loader(batches: () => AsyncGenerator<Batch>): DataLoader {
+    let started: AsyncGenerator<Batch> | undefined;
+    const close = async () => {
+      await started?.return(undefined).catch(() => {});
+      for (const s of this.sources) s.close();
+    };
+    return {
+      imageSize: this.imageSize,
+      shards: this.shards,
+      stats: () => structuredClone(this.#stats),
+      close,
+      [Symbol.asyncDispose]: close,
+      [Symbol.asyncIterator]: () => {
+        if (started) throw new Error("a data loader can be iterated only once");
+        started = this.#guard(batches());
+        return started;
+      },
+    };
+  }
+
+  /** At the end of a finite pass the bad fraction is checked whatever the sample count. */
+  finishPass(): void {
+    this.#check(true);
+    if (this.#fatal) throw this.#fatal;
+  }
+
+  async *#guard(inner: AsyncGenerator<Batch>): AsyncGenerator<Batch> {
+    try {
+      for (;;) {
+        const r = await inner.next();
+        if (this.#fatal) throw this.#fatal;
+        if (r.done) return;
+        yield r.value;
+      }
+    } finally {
+      await inner.return(undefined).catch(() => {});
+      for (const s of this.sources) s.close();
+    }
+  }
+
+  #onStats(d: StatsDelta): void {
+    addDelta(this.#stats, d);
+    for (const m of d.messages) {
+      if (this.#logged < 50) this.#log(m);
+      else if (this.#logged === 50) this.#log("further skips are counted but not logged");
+      this.#logged++;
+    }
+    if (d.messages.length) this.#log(`data: ${formatStats(this.#stats)}`);
+    this.#check(false);
+    if (this.#fatal) { for (const s of this.sources) s.fail(this.#fatal); }
+  }
+
+  #check(atEnd: boolean): void {
+    if (this.#fatal) return;
+    const s = this.#stats;
+    const limit = this.#opts.maxSkipFraction ?? 0.05;
+    const bad = skippedSamples(s), seen = s.samples + bad;
+    if (
+      bad > 0 && bad > limit * seen && (atEnd || seen >= (this.#opts.minSamplesForFraction ?? 1000))
+    ) {
+      this.#fatal = new Error(
+        `too many bad samples: ${bad} of ${seen} (${(100 * bad / seen).toFixed(1)}%, limit ` +
+          `${100 * limit}%); ${formatStats(s)}`,
+      );
+      return;
+    }
+    const tried = s.shardsOk + s.shardsFailed;
+    if (s.shardsOk === 0 && s.shardsFailed >= Math.min(this.shards.length, 16)) {
+      this.#fatal = new Error(
+        `no shard could be read (${s.shardsFailed} failed); ${formatStats(s)}`,
+      );
+    } else if (s.shardsFailed > limit * tried && (atEnd || tried >= 20)) {
+      this.#fatal = new Error(
+        `too many unreadable shards: ${s.shardsFailed} of ${tried} (limit ${100 * limit}%); ` +
+          formatStats(s),
+      );
+    }
+  }
+}
+
+type Output = Extract<ProducerMessage, { batch: Batch }>;
+
+interface Source {
+  /** The next batch or chunk; null at the end. Rejects on a worker error. */
+  next(): Promise<Output | null>;
+  /** Lets the source build one more. */
+  credit(): void;
+  fail(error: Error): void;
+  close(): void;
+}
+
+/** The producer run in this thread: pulling is the backpressure. */
+class InlineSource implements Source {
+  #producer: AsyncGenerator<ProducerMessage>;
+  #onStats: (d: StatsDelta) => void;
+  #error: Error | undefined;
+
+  constructor(config: ProducerConfig, onStats: (d: StatsDelta) => void) {
+    this.#producer = runProducer(config);
+    this.#onStats = onStats;
+  }
+
+  async next(): Promise<Output | null> {
+    for (;;) {
+      if (this.#error) throw this.#error;
+      const { value, done } = await this.#producer.next();
+      if (done) return null;
+      this.#onStats(value.stats);
+      if (this.#error) throw this.#error;
+      if (value.type !== "stats") return value;
+    }
+  }
+
+  credit(): void {}
+
+  fail(error: Error): void {
+    this.#error = error;
+  }
+
+  close(): void {
+    this.#producer.return(undefined).catch(() => {});
+  }
+}
+
+/** A producer in a Deno Worker; its messages queue here until taken. */
+class WorkerSource implements Source {
+  #worker: Worker;
+  #queue: (Output | null)[] = [];
+  #waiting: { resolve: (m: Output | null) => void; reject: (e: Error) => void } | undefined;
+  #error: Error | undefined;
+  #closed = false;
+
+  constructor(
+    config: ProducerConfig,
+    readonly index: number,
+    prefetch: number,
+    onStats: (d: StatsDelta) => void,
+  ) {
+    this.#worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+    this.#worker.onmessage = (e: MessageEvent<FromWorker>) => {
+      const m = e.data;
+      if (m.type === "error") return this.fail(new Error(`loader worker ${index}: ${m.message}`));
+      if (m.type === "end") return this.#push(null);
+      onStats(m.stats);
+      if (m.type !== "stats") this.#push(m);
+    };
+    this.#worker.onerror = (e) => {
+      e.preventDefault();
+      this.fail(new Error(`loader worker ${index} crashed: ${e.message}`));
+    };
+    this.#post({ type: "start", config, credits: prefetch });
+  }
+
+  next(): Promise<Output | null> {
+    if (this.#error) return Promise.reject(this.#error);
+    if (this.#queue.length) return Promise.resolve(this.#queue.shift()!);
+    return new Promise((resolve, reject) => this.#waiting = { resolve, reject });
+  }
+
+  credit(): void {
+    this.#post({ type: "credit", n: 1 });
+  }
+
+  fail(error: Error): void {
+    if (this.#error) return;
+    this.#error = error;
+    this.#waiting?.reject(error);
+    this.#waiting = undefined;
+    this.close();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#worker.terminate();
+  }
+
+  #push(m: Output | null): void {
+    if (this.#waiting) {
+      const w = this.#waiting;
+      this.#waiting = undefined;
+      w.resolve(m);
+    } else {
+      this.#queue.push(m);
+    }
+  }
+
+  #post(m: ToWorker): void {
+    if (!this.#closed) this.#worker.postMessage(m);
+  }
+}
+
+function shardList(shards: string | string[]): string[] {
+  const list = typeof shards === "string" ? expandShardSpec(shards) : shards.slice();
+  if (list.length === 0) throw new Error("the shard list is empty");
+  return list;
+}
+
+function workerCount(n: number | undefined): number {
+  const w = n ?? 1;
+  if (!Number.isInteger(w) || w < 0) throw new Error(`workers must be an integer >= 0, got ${n}`);
+  return w;
+}
+
+function checkBatchSize(b: number): void {
+  if (!Number.isInteger(b) || b < 1) {
+    throw new Error(`batch size must be a positive integer, got ${b}`);
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * Shard openers: a URL in, a byte stream out, never the whole shard in memory.
+ *
+ * | form | how |
+ * |---|---|
+ * | `/path/x.tar`, `file:/path/x.tar` | the local file |
+ * | `http://`, `https://` | fetch, with retries, backoff, stall timeouts and resumption by `Range` |
+ * | `gs://bucket/object` | `@google-cloud/storage`, resumed the same way |
+ * | `pipe:CMD` | stdout of `sh -c CMD`; exit 0 or 141 (SIGPIPE) is success |
+ *
+ * Every error names the shard and says what went wrong; `OpenError.permanent` tells the loader
+ * that retrying will not help (404, a failing command).
+ */
+import { openFile } from "./open_file.ts";
+import { openGcs } from "./open_gcs.ts";
+import { openHttp } from "./open_http.ts";
+import { openPipe } from "./open_pipe.ts";
+
+/** Plain data, so that it can be posted to loader workers. */
+export interface OpenOptions {
+  /** A read that gets no bytes for this long is aborted and retried (ms). Default 60 s. */
+  stallTimeoutMs?: number;
+  /** Attempts after the first, per failure, for http(s) and gs. Default 5. */
+  retries?: number;
+  /** First retry delay (ms), doubled each time up to 30 s. Default 500. */
+  backoffMs?: number;
+  /** Storage API endpoint for gs:// (default: `STORAGE_EMULATOR_HOST`, else Google's). */
+  gcsEndpoint?: string;
+  /** Hugging Face hub endpoint (default: `HF_ENDPOINT`, else https://huggingface.co). */
+  hfEndpoint?: string;
+  /** Bearer token for the hub (default: `HF_TOKEN`). Never logged. */
+  hfToken?: string;
+}
+
+export class OpenError extends Error {
+  constructor(message: string, readonly permanent: boolean, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "OpenError";
+  }
+}
+
+/** Opens a shard for streaming. Rejects (with `OpenError`) when it cannot be opened at all. */
+export function openShard(
+  url: string,
+  options: OpenOptions = {},
+  signal?: AbortSignal,
+): Promise<ReadableStream<Uint8Array>> {
+  if (url.startsWith("pipe:")) return openPipe(url.slice(5), options, signal);
+  if (/^https?:\/\//i.test(url)) return openHttp(url, options, signal);
+  if (url.startsWith("gs://")) return openGcs(url, options, signal);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !url.startsWith("file:")) {
+    return Promise.reject(
+      new OpenError(
+        `${url}: unsupported scheme (use a path, file:, http(s)://, gs:// or pipe:)`,
+        true,
+      ),
+    );
+  }
+  return openFile(url, signal);
+}
+
+/** A URL with its query string cut off, for messages (signed URLs carry secrets there). */
+export function redactUrl(url: string): string {
+  const q = url.search(/[?#]/);
+  return q < 0 ? url : url.slice(0, q) + "?...";
+}

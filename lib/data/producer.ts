@@ -1,0 +1,283 @@
+/**
+ * What one loader worker does: read its shards, shuffle, decode, augment and batch. Runs inside
+ * a Deno Worker (worker.ts) or, with 0 workers, in the calling thread; either way the output is
+ * a sequence of messages the loader (loader.ts) consumes.
+ */
+import type { RGBImage } from "../augment/image.ts";
+import { Rng } from "../ir/rng.ts";
+import { type Batch, BatchBuilder } from "./batch.ts";
+import { DecodeError, decodeImage } from "./decode.ts";
+import type { OpenOptions } from "./open.ts";
+import { sampleOwner, ShuffleBuffer, type Slice, trainShardVisits } from "./order.ts";
+import { imageBytes, parseLabel, type RawSample, SampleError, type SkipReason } from "./samples.ts";
+import { readShard, ShardError } from "./shard_reader.ts";
+import { StatsAccumulator, type StatsDelta } from "./stats.ts";
+import {
+  loadTransform,
+  type SampleTransform,
+  transformImageSize,
+  type TransformSpec,
+} from "./transform.ts";
+
+export interface TrainProducerConfig {
+  mode: "train";
+  shards: string[];
+  slice: Slice;
+  shuffleSeed: number;
+  augmentSeed: number;
+  batchSize: number;
+  augmentRepeats: number;
+  shuffleBuffer: number;
+  shuffleInitial: number;
+  /** Passes over the shard list; Infinity cycles forever. */
+  epochs: number;
+  transform: TransformSpec;
+  open: OpenOptions;
+  withKeys: boolean;
+  /** Any bad sample or shard is an error instead of a counted skip. */
+  strict: boolean;
+}
+
+export interface ValidProducerConfig {
+  mode: "valid";
+  shards: string[];
+  /** Indices into `shards`, in the order this worker reads them, with their rank on the host. */
+  assigned: { shard: number; rank: number }[];
+  /** With `hostSplit: "samples"`: keep only the samples this host owns. */
+  owner?: { processIndex: number; processCount: number };
+  chunkSize: number;
+  transform: TransformSpec;
+  open: OpenOptions;
+  withKeys: boolean;
+  strict: boolean;
+}
+
+export type ProducerConfig = TrainProducerConfig | ValidProducerConfig;
+
+export type ProducerMessage =
+  | { type: "batch"; batch: Batch; stats: StatsDelta }
+  /** Part of the shard ranked `rank` on this host; `last` closes it with its sample count. */
+  | {
+    type: "chunk";
+    rank: number;
+    batch: Batch;
+    last: boolean;
+    shardSamples: number;
+    stats: StatsDelta;
+  }
+  | { type: "stats"; stats: StatsDelta };
+
+// Consecutive unreadable shards after which a worker gives up ("no shard can be read").
+const MAX_CONSECUTIVE_SHARD_FAILURES = 16;
+
+export function runProducer(config: ProducerConfig): AsyncGenerator<ProducerMessage> {
+  return config.mode === "train" ? trainProducer(config) : validProducer(config);
+}
+
+async function* trainProducer(cfg: TrainProducerConfig): AsyncGenerator<ProducerMessage> {
+  const transform = await loadTransform(cfg.transform);
+  const size = transformImageSize(cfg.transform);
+  const stats = new StatsAccumulator();
+  const { processIndex: h, workerIndex: w } = cfg.slice;
+  const shuffle = new ShuffleBuffer<Visited>(
+    Rng.fromSeed(cfg.shuffleSeed).child(1, h, w),
+    cfg.shuffleBuffer,
+    cfg.shuffleInitial,
+  );
+  const augment = Rng.fromSeed(cfg.augmentSeed);
+  const repeats = Math.max(1, cfg.augmentRepeats);
+  const newBatch = () => new BatchBuilder(cfg.batchSize, size, repeats, cfg.withKeys);
+  let batch = newBatch();
+
+  // Decodes one sample and adds its `repeats` augmented copies; yields every batch that fills.
+  const emit = async function* (item: Visited): AsyncGenerator<ProducerMessage> {
+    const decoded = await decodeSample(item.sample, stats, cfg.strict, item.url);
+    if (!decoded) return;
+    for (let k = 0; k < repeats; k++) {
+      const rng = augment.child(2, item.epoch, item.shard, item.sample.index, k);
+      const img = applyTransform(transform, decoded.image, rng, size, item, stats, cfg.strict);
+      if (img === null) return;
+      batch.add(img, decoded.label, item.sample.key);
+      if (batch.full) {
+        yield { type: "batch", batch: batch.finish(), stats: stats.take() };
+        batch = newBatch();
+      }
+    }
+  };
+
+  const visits = trainShardVisits(cfg.shards.length, cfg.shuffleSeed, cfg.slice, cfg.epochs);
+  for await (const item of readVisits(visits, cfg, stats)) {
+    if (item === null) {
+      if (stats.hasSkips) yield { type: "stats", stats: stats.take() };
+      continue;
+    }
+    const out = shuffle.push(item);
+    if (out) yield* emit(out);
+  }
+  for (const out of shuffle.drain()) yield* emit(out);
+  if (batch.count > 0) yield { type: "batch", batch: batch.finish(), stats: stats.take() };
+  else yield { type: "stats", stats: stats.take() };
+}
+
+async function* validProducer(cfg: ValidProducerConfig): AsyncGenerator<ProducerMessage> {
+  const transform = await loadTransform(cfg.transform);
+  const size = transformImageSize(cfg.transform);
+  const stats = new StatsAccumulator();
+  for (const { shard, rank } of cfg.assigned) {
+    const url = cfg.shards[shard];
+    let chunk = new BatchBuilder(cfg.chunkSize, size, 1, cfg.withKeys);
+    let shardSamples = 0;
+    try {
+      for await (const sample of readShard(url, cfg.open)) {
+        shardSamples++;
+        if (
+          cfg.owner &&
+          sampleOwner(shard, sample.index, cfg.owner.processCount) !== cfg.owner.processIndex
+        ) {
+          continue;
+        }
+        const item = { epoch: 0, shard, url, sample };
+        const decoded = await decodeSample(sample, stats, cfg.strict, url);
+        if (!decoded) continue;
+        const img = applyTransform(
+          transform,
+          decoded.image,
+          undefined,
+          size,
+          item,
+          stats,
+          cfg.strict,
+        );
+        if (img === null) continue;
+        chunk.add(img, decoded.label, sample.key);
+        if (chunk.full) {
+          yield {
+            type: "chunk",
+            rank,
+            batch: chunk.finish(),
+            last: false,
+            shardSamples: 0,
+            stats: stats.take(),
+          };
+          chunk = new BatchBuilder(cfg.chunkSize, size, 1, cfg.withKeys);
+        }
+      }
+      stats.shard(true);
+    } catch (e) {
+      if (!(e instanceof ShardError) || cfg.strict) throw e;
+      stats.shard(shardSamples > 0);
+      stats.skip(e.reason, e.message);
+    }
+    yield {
+      type: "chunk",
+      rank,
+      batch: chunk.finish(),
+      last: true,
+      shardSamples,
+      stats: stats.take(),
+    };
+  }
+}
+
+interface Visited {
+  epoch: number;
+  shard: number;
+  url: string;
+  sample: RawSample;
+}
+
+/** Samples of the visited shards; null after a shard failed (so the caller can report). */
+async function* readVisits(
+  visits: Iterable<{ epoch: number; shard: number }>,
+  cfg: TrainProducerConfig,
+  stats: StatsAccumulator,
+): AsyncGenerator<Visited | null> {
+  let consecutiveFailures = 0, everRead = false;
+  let lastError = "";
+  for (const { epoch, shard } of visits) {
+    const url = cfg.shards[shard];
+    let n = 0;
+    try {
+      for await (const sample of readShard(url, cfg.open)) {
+        n++;
+        yield { epoch, shard, url, sample };
+      }
+      stats.shard(true);
+      consecutiveFailures = 0;
+      everRead = true;
+    } catch (e) {
+      if (!(e instanceof ShardError) || cfg.strict) throw e;
+      stats.shard(n > 0);
+      stats.skip(e.reason, e.message);
+      lastError = e.message;
+      if (n > 0) {
+        consecutiveFailures = 0;
+        everRead = true;
+      } else if (
+        !everRead &&
+        ++consecutiveFailures >= Math.min(cfg.shards.length, MAX_CONSECUTIVE_SHARD_FAILURES)
+      ) {
+        throw new Error(
+          `no shard could be read: the first ${consecutiveFailures} shards this worker tried ` +
+            `all failed; the last: ${lastError}`,
+        );
+      }
+      yield null;
+    }
+  }
+}
+
+/** Decoded image and label, or null after counting the skip (throws when strict). */
+async function decodeSample(
+  sample: RawSample,
+  stats: StatsAccumulator,
+  strict: boolean,
+  url: string,
+): Promise<{ image: RGBImage; label: number } | null> {
+  let reason: SkipReason;
+  let message: string;
+  try {
+    if (sample.problem) throw new SampleError("duplicate_member", sample.problem);
+    const label = parseLabel(sample);
+    const [ext, bytes] = imageBytes(sample);
+    try {
+      const image = await decodeImage(bytes);
+      stats.sample();
+      return { image, label };
+    } catch (e) {
+      if (!(e instanceof DecodeError)) throw e;
+      throw new SampleError("image_decode", `sample "${sample.key}": ".${ext}" ${e.message}`);
+    }
+  } catch (e) {
+    if (!(e instanceof SampleError)) throw e;
+    reason = e.reason;
+    message = `${url}: ${e.message}`;
+  }
+  if (strict) throw new Error(message);
+  stats.skip(reason, message);
+  return null;
+}
+
+function applyTransform(
+  transform: SampleTransform | undefined,
+  img: RGBImage,
+  rng: Rng | undefined,
+  size: number,
+  item: Visited,
+  stats: StatsAccumulator,
+  strict: boolean,
+): RGBImage | undefined | null {
+  if (!transform) return undefined;
+  let message: string;
+  try {
+    const out = transform(img, rng ?? Rng.fromSeed(0));
+    if (out.width === size && out.height === size) return out;
+    message = `transform gave ${out.width}x${out.height}, expected ${size}x${size}`;
+  } catch (e) {
+    message = `transform failed: ${(e as Error).message}`;
+  }
+  message = `${item.url}: sample "${item.sample.key}": ${message}`;
+  if (strict) throw new Error(message);
+  stats.skip("transform", message);
+  return null;
+}

@@ -1,0 +1,46 @@
+/** One shard -> its samples, with failures tagged by what failed (opening or reading). */
+import { OpenError, type OpenOptions, openShard } from "./open.ts";
+import { groupSamples, type RawSample } from "./samples.ts";
+import { readTar } from "./tar.ts";
+
+export class ShardError extends Error {
+  constructor(
+    readonly reason: "shard_open" | "shard_read",
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "ShardError";
+  }
+}
+
+/**
+ * Streams the samples of the shard at `url`. Rejects with `ShardError`: `shard_open` when it
+ * cannot be opened, `shard_read` when reading fails part-way (the samples before were good).
+ */
+export async function* readShard(
+  url: string,
+  options: OpenOptions = {},
+  signal?: AbortSignal,
+): AsyncGenerator<RawSample> {
+  let stream: ReadableStream<Uint8Array>;
+  try {
+    stream = await openShard(url, options, signal);
+  } catch (e) {
+    const msg = e instanceof OpenError ? e.message : `${url}: ${(e as Error).message}`;
+    throw new ShardError("shard_open", `cannot open shard: ${msg}`, { cause: e });
+  }
+  let n = 0;
+  try {
+    for await (const sample of groupSamples(readTar(stream, url))) {
+      n++;
+      yield sample;
+    }
+  } catch (e) {
+    let msg = (e as Error).message;
+    if (!msg.includes(url)) msg = `${url}: ${msg}`;
+    throw new ShardError("shard_read", `reading the shard failed after ${n} samples: ${msg}`, {
+      cause: e,
+    });
+  }
+}
