@@ -1,0 +1,111 @@
+/**
+ * Where checkpoints live: local paths or `gs://bucket/object` URLs. Local writes are atomic
+ * (temp file + rename). gs:// writes go to a local temp file first, then one upload replaces the
+ * object (GCS makes an object visible only once its upload completes, so an interrupted upload
+ * leaves the previous object in place). gs:// reads download to a temp file and read from there,
+ * so large checkpoints are streamed, not held twice.
+ *
+ * `STORAGE_EMULATOR_HOST` (e.g. `http://127.0.0.1:9023`) points the client at an emulator.
+ */
+import { Storage } from "@google-cloud/storage";
+import { atomicWrite } from "./atomic.ts";
+import { CheckpointError } from "./errors.ts";
+
+export function isGcsUrl(url: string): boolean {
+  return url.startsWith("gs://");
+}
+
+export function parseGcsUrl(url: string): { bucket: string; object: string } {
+  const m = url.match(/^gs:\/\/([^/]+)\/(.+)$/);
+  if (!m) throw new CheckpointError(url, undefined, "not a gs://bucket/object URL");
+  return { bucket: m[1], object: m[2] };
+}
+
+/** Runs `fn` on a local path holding the input (downloaded first for gs:// URLs). */
+export async function withLocalInput<T>(url: string, fn: (path: string) => Promise<T>): Promise<T> {
+  if (!isGcsUrl(url)) return await fn(url);
+  const { bucket, object } = parseGcsUrl(url);
+  const dir = await Deno.makeTempDir({ prefix: "ckpt-download-" });
+  const local = `${dir}/${object.split("/").pop()}`;
+  try {
+    try {
+      await gcs().bucket(bucket).file(object).download({ destination: local });
+    } catch (e) {
+      const code = (e as { code?: number }).code;
+      throw new CheckpointError(
+        url,
+        undefined,
+        code === 404 ? "object not found" : `download failed: ${(e as Error).message}`,
+      );
+    }
+    return await fn(local);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Writes `pieces` to a local path (atomically) or uploads them to a gs:// URL. */
+export async function writeOutput(
+  url: string,
+  pieces: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+): Promise<void> {
+  if (!isGcsUrl(url)) {
+    await atomicWrite(url, pieces);
+    return;
+  }
+  const { bucket, object } = parseGcsUrl(url);
+  const dir = await Deno.makeTempDir({ prefix: "ckpt-upload-" });
+  try {
+    const local = `${dir}/upload`;
+    await atomicWrite(local, pieces);
+    try {
+      await gcs().bucket(bucket).upload(local, { destination: object, resumable: false });
+    } catch (e) {
+      throw new CheckpointError(url, undefined, `upload failed: ${(e as Error).message}`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Writes bytes to a local path or gs:// URL (see writeOutput). */
+export function writeOutputBytes(url: string, bytes: Uint8Array): Promise<void> {
+  return writeOutput(url, [bytes]);
+}
+
+/** Reads a whole (small) input, e.g. a label-mapping JSON, from a local path or gs:// URL. */
+export function readInputBytes(url: string): Promise<Uint8Array> {
+  return withLocalInput(url, async (path) => {
+    try {
+      return await Deno.readFile(path);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        throw new CheckpointError(url, undefined, "file not found");
+      }
+      throw e;
+    }
+  });
+}
+
+const clients = new Map<string, Storage>();
+
+/** One client per endpoint (the emulator address may change between runs in one process). */
+function gcs(): Storage {
+  const emulator = Deno.env.get("STORAGE_EMULATOR_HOST") ?? "";
+  let client = clients.get(emulator);
+  if (!client) {
+    if (emulator) {
+      // Accept "host:port", "http://host:port" or ".../storage/v1". The client library takes the
+      // variable verbatim as its JSON-API base (missing /storage/v1) but builds upload URLs from
+      // the host, so both are set explicitly here.
+      const host = (emulator.includes("://") ? emulator : `http://${emulator}`)
+        .replace(/\/+$/, "").replace(/\/storage\/v1$/, "");
+      client = new Storage({ apiEndpoint: host, projectId: "emulator" });
+      (client as unknown as { baseUrl: string }).baseUrl = `${host}/storage/v1`;
+    } else {
+      client = new Storage();
+    }
+    clients.set(emulator, client);
+  }
+  return client;
+}
