@@ -48,8 +48,10 @@ export function checkAliases(graph: Graph, aliases: readonly Alias[]): void {
     if (!out) throw new Error(`${name}: the program has ${graph.outputs.length} outputs`);
     if (inputs.has(input)) throw new Error(`${name}: input ${input} is aliased twice`);
     if (outputs.has(output)) throw new Error(`${name}: output ${output} is aliased twice`);
-    if (inp.dtype !== out.dtype || inp.shape.join() !== out.shape.join() ||
-      inp.shape.length !== out.shape.length) {
+    if (
+      inp.dtype !== out.dtype || inp.shape.join() !== out.shape.join() ||
+      inp.shape.length !== out.shape.length
+    ) {
       throw new Error(
         `${name}: input is ${inp.dtype}[${inp.shape}] but output is ${out.dtype}[${out.shape}]`,
       );
@@ -57,4 +59,36 @@ export function checkAliases(graph: Graph, aliases: readonly Alias[]): void {
     inputs.add(input);
     outputs.add(output);
   }
+}
+
+/**
+ * Aliases by pytree path: for each `[inputPrefix, outputPrefix]`, the input leaf at
+ * `inputPrefix.rest` is aliased to the output leaf at `outputPrefix.rest`. Paths are those of
+ * `leavesWithPaths` over the traced arguments (`0.model.embed...` for the first argument) and the
+ * result (`params.model.embed...`). A prefix pair that matches nothing is an error.
+ */
+export function pathAliases(
+  inputPaths: readonly string[],
+  outputPaths: readonly string[],
+  pairs: readonly [string, string][],
+): Alias[] {
+  const outIndex = new Map(outputPaths.map((p, i) => [p, i]));
+  const out: Alias[] = [];
+  for (const [inPrefix, outPrefix] of pairs) {
+    let matched = 0;
+    inputPaths.forEach((path, input) => {
+      if (path !== inPrefix && !path.startsWith(`${inPrefix}.`)) return;
+      const target = outPrefix + path.slice(inPrefix.length);
+      const output = outIndex.get(target);
+      if (output === undefined) {
+        throw new Error(`alias ${inPrefix} -> ${outPrefix}: no output ${target} for input ${path}`);
+      }
+      out.push({ input, output });
+      matched++;
+    });
+    if (matched === 0) {
+      throw new Error(`alias ${inPrefix} -> ${outPrefix}: no input under ${inPrefix}`);
+    }
+  }
+  return out;
 }

@@ -91,7 +91,9 @@ export function replicasOf(graph: Graph, requested?: number): number {
     if (n.prim !== Primitive.AllReduceSum) continue;
     const r = (n.params as PrimitiveParams[Primitive.AllReduceSum]).replicas;
     if (found !== undefined && r !== found) {
-      throw new Error(`stablehlo: the graph's all-reduces disagree on replicas (${found} and ${r})`);
+      throw new Error(
+        `stablehlo: the graph's all-reduces disagree on replicas (${found} and ${r})`,
+      );
     }
     found = r;
   }

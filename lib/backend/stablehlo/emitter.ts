@@ -49,10 +49,16 @@ export class Emitter {
     const operands = spec.operands ?? [];
     const operandTypes = spec.operandTypes ?? [];
     const results = typeof spec.results === "string" ? [spec.results] : spec.results;
-    const lhs = result === null ? "" : results.length > 1 ? `${result}:${results.length} = ` : `${result} = `;
+    const lhs = result === null
+      ? ""
+      : results.length > 1
+      ? `${result}:${results.length} = `
+      : `${result} = `;
     const regions = spec.regions?.length
       ? ` (${
-        spec.regions.map((r) => `{\n${r.map((l) => `${this.indent}  ${l}`).join("\n")}\n${this.indent}}`)
+        spec.regions.map((r) =>
+          `{\n${r.map((l) => `${this.indent}  ${l}`).join("\n")}\n${this.indent}}`
+        )
           .join(", ")
       })`
       : "";
@@ -73,7 +79,9 @@ export class Emitter {
     return [
       `^bb0(${a}: ${t}, ${b}: ${t}):`,
       `  ${this.opText(r, opName, { operands: [a, b], operandTypes: [t, t], results: t })}`,
-      `  ${this.opText(null, "stablehlo.return", { operands: [r], operandTypes: [t], results: "()" })}`,
+      `  ${
+        this.opText(null, "stablehlo.return", { operands: [r], operandTypes: [t], results: "()" })
+      }`,
     ];
   }
 

@@ -1,5 +1,5 @@
 /** StableHLO emission: graph -> MLIR text for XLA (PJRT plugins and other XLA tools). */
-export { emitStableHlo, type EmitOptions, replicasOf } from "./emit.ts";
+export { type EmitOptions, emitStableHlo, replicasOf } from "./emit.ts";
 export { type Alias, autoAliases, checkAliases } from "./aliasing.ts";
 export { planRematBarriers, type RematPlan } from "./remat.ts";
 export { denseAttr, elementType, tensorType } from "./types.ts";

@@ -1,0 +1,256 @@
+/**
+ * The PJRT backend: graphs are emitted as StableHLO (lib/backend/stablehlo) and compiled by a
+ * PJRT plugin (libtpu, the jax CUDA plugin) through Deno FFI (ffi/). XLA does the fusion.
+ *
+ * Data parallel: with `replicas` > 1 the backend runs the per-replica program on that many
+ * devices (replica r on global device r, `mhlo.num_replicas` = replicas); the program itself
+ * averages gradients with `all_reduce` (see lib/train/step.ts). Arrays hold one buffer per local
+ * replica: `fromHost` copies a value to every replica, `fromHostSharded` splits axis 0 across
+ * them, and `toHost` reads replica 0 (`toHostReplicas` reads all).
+ */
+import {
+  type ClientOptionValue,
+  type OpenOptions,
+  PjrtClient,
+  type PjrtDevice,
+} from "../../../ffi/client.ts";
+import type { PjrtExecutable } from "../../../ffi/executable.ts";
+import type { Graph } from "../../ir/graph.ts";
+import type { HostTensor } from "../../ir/host_tensor.ts";
+import type { Precision } from "../../ir/primitive.ts";
+import type { Backend, DeviceArray, Executable } from "../backend.ts";
+import { type Alias, autoAliases } from "../stablehlo/aliasing.ts";
+import { emitStableHlo } from "../stablehlo/emit.ts";
+import { PjrtArray } from "./array.ts";
+import { splitAxis0 } from "./shard.ts";
+
+export interface PjrtBackendOptions {
+  /** The PJRT plugin (`--pjrt-plugin`); otherwise discovered (PJRT_PLUGIN_PATH, libtpu, ...). */
+  pluginPath?: string;
+  /**
+   * Compute precision (config key `precision`): "bf16" runs matmuls on bf16 operands with f32
+   * accumulation; params, optimizer state and every other op stay f32. Default "f32".
+   */
+  precision?: "f32" | "bf16";
+  /** Overrides each dot_general's precision (DEFAULT uses bf16 passes for f32 on TPU). */
+  matmulPrecision?: Precision;
+  /** Data-parallel replicas: a count, or "all" devices of the platform. Default 1. */
+  replicas?: number | "all";
+  /** `PJRT_Client_Create` options (see `cudaClientOptions` in ffi/client.ts). */
+  clientOptions?: Record<string, ClientOptionValue>;
+  /** Start-up log lines (plugin, platform, devices). Default console.log. */
+  log?: (line: string) => void;
+  /** Plugin discovery overrides (environment, search paths). */
+  discovery?: OpenOptions["discovery"];
+  /** When set, each compiled program's StableHLO text is written into this folder. */
+  dumpDir?: string;
+}
+
+export interface PjrtCompileOptions {
+  /**
+   * Buffer donation: "auto" pairs inputs with same-typed outputs (`autoAliases`), or give the
+   * pairs. Aliased inputs should be donated at execution. Default "none".
+   */
+  aliases?: "none" | "auto" | readonly Alias[];
+  /** Module name in the StableHLO text. */
+  name?: string;
+}
+
+export class PjrtBackend implements Backend {
+  readonly name = "pjrt";
+  readonly description: string;
+  /** Replicas of every compiled program (global). */
+  readonly numReplicas: number;
+  /** The global devices replica 0..numReplicas-1 run on. */
+  readonly replicaDevices: readonly PjrtDevice[];
+  /** The replicas this process runs, as devices (their `index` is the addressable index). */
+  readonly localDevices: readonly PjrtDevice[];
+  #compiled = 0;
+
+  private constructor(readonly client: PjrtClient, private readonly options: PjrtBackendOptions) {
+    const all = client.allDevices;
+    const want = options.replicas ?? 1;
+    const n = want === "all" ? all.length : want;
+    if (!Number.isInteger(n) || n < 1 || n > all.length) {
+      throw new Error(
+        `pjrt: replicas must be "all" or 1..${all.length} (the platform's devices), got ${want}`,
+      );
+    }
+    this.numReplicas = n;
+    this.replicaDevices = all.slice(0, n);
+    this.localDevices = this.replicaDevices.filter((d) => d.addressable);
+    if (this.localDevices.length === 0) {
+      throw new Error(
+        `pjrt: none of the ${n} replica devices belongs to this process (process ` +
+          `${client.processIndex})`,
+      );
+    }
+    const kinds = [...new Set(this.localDevices.map((d) => d.kind))].join(", ");
+    this.description = `${client.platformName} ${kinds} x${this.localDevices.length}` +
+      (n > this.localDevices.length ? ` (of ${n} replicas)` : "") +
+      `, compute ${options.precision ?? "f32"} (PJRT plugin ${client.plugin.path})`;
+  }
+
+  /** Opens the plugin (throws the discovery error naming what was searched if none is found). */
+  static async create(options: PjrtBackendOptions = {}): Promise<PjrtBackend> {
+    const client = await PjrtClient.open({
+      pluginPath: options.pluginPath,
+      options: options.clientOptions,
+      log: options.log,
+      discovery: options.discovery,
+    });
+    try {
+      return new PjrtBackend(client, options);
+    } catch (e) {
+      client[Symbol.dispose]();
+      throw e;
+    }
+  }
+
+  /** The StableHLO text `compile` would send for `graph`. */
+  emit(graph: Graph, opts: PjrtCompileOptions = {}): string {
+    const aliases = opts.aliases === "auto"
+      ? autoAliases(graph)
+      : opts.aliases === "none" || opts.aliases === undefined
+      ? []
+      : opts.aliases;
+    return emitStableHlo(graph, {
+      moduleName: opts.name ?? "deit3",
+      numReplicas: this.numReplicas,
+      aliases,
+      precision: this.options.matmulPrecision,
+      compute: this.options.precision ?? "f32",
+    });
+  }
+
+  async compile(graph: Graph, opts: PjrtCompileOptions = {}): Promise<Executable> {
+    const text = this.emit(graph, opts);
+    const index = this.#compiled++;
+    if (this.options.dumpDir) {
+      await Deno.mkdir(this.options.dumpDir, { recursive: true });
+      await Deno.writeTextFile(
+        `${this.options.dumpDir}/${opts.name ?? "program"}-${index}.mlir`,
+        text,
+      );
+    }
+    const executable = await this.client.compile(text, {
+      numReplicas: this.numReplicas,
+      numPartitions: 1,
+      deviceAssignment: this.replicaDevices.map((d) => [d.id]),
+    });
+    return new PjrtProgram(this, graph, executable);
+  }
+
+  /** Copies `t` to every local replica. */
+  async fromHost(t: HostTensor): Promise<DeviceArray> {
+    const buffers = await Promise.all(
+      this.localDevices.map((d) => this.client.bufferFromHost(t, d.index)),
+    );
+    return new PjrtArray(t.shape, t.dtype, buffers);
+  }
+
+  /**
+   * Splits `t` along axis 0 into one equal slice per local replica (the local part of a
+   * data-parallel batch); the array has the per-replica shape.
+   */
+  async fromHostSharded(t: HostTensor): Promise<PjrtArray> {
+    const parts = splitAxis0(t, this.localDevices.length);
+    const buffers = await Promise.all(
+      parts.map((p, i) => this.client.bufferFromHost(p, this.localDevices[i].index)),
+    );
+    return new PjrtArray(parts[0].shape, t.dtype, buffers);
+  }
+
+  /** Replica 0's value (replicated state is identical on every replica). */
+  async toHost(a: DeviceArray): Promise<HostTensor> {
+    return await this.array(a, "toHost").buffers[0].toHost();
+  }
+
+  /** Every local replica's value, in replica order. */
+  async toHostReplicas(a: DeviceArray): Promise<HostTensor[]> {
+    return await Promise.all(this.array(a, "toHostReplicas").buffers.map((b) => b.toHost()));
+  }
+
+  free(a: DeviceArray): void {
+    this.array(a, "free").free();
+  }
+
+  dispose(): void {
+    this.client[Symbol.dispose]();
+  }
+
+  /** @internal */
+  array(a: DeviceArray, what: string): PjrtArray {
+    if (!(a instanceof PjrtArray)) {
+      throw new Error(`pjrt ${what}: ${a.dtype}[${a.shape}] is not an array of this backend`);
+    }
+    return a;
+  }
+}
+
+class PjrtProgram implements Executable {
+  #executable: PjrtExecutable | null;
+
+  constructor(
+    private readonly backend: PjrtBackend,
+    private readonly graph: Graph,
+    executable: PjrtExecutable,
+  ) {
+    this.#executable = executable;
+    if (executable.numOutputs !== graph.outputs.length) {
+      throw new Error(
+        `pjrt: the compiled program has ${executable.numOutputs} outputs, the graph ` +
+          `${graph.outputs.length}`,
+      );
+    }
+  }
+
+  execute(
+    args: readonly DeviceArray[],
+    opts: { donate?: readonly boolean[] } = {},
+  ): Promise<DeviceArray[]> {
+    const executable = this.#executable;
+    if (executable === null) throw new Error("pjrt: execute after dispose");
+    const { inputs, outputs } = this.graph;
+    if (args.length !== inputs.length) {
+      throw new Error(`pjrt: the program takes ${inputs.length} arrays, got ${args.length}`);
+    }
+    const donate = opts.donate ?? [];
+    const arrays = args.map((a, i) => {
+      const arr = this.backend.array(a, `execute argument ${i}`);
+      const spec = inputs[i];
+      if (arr.dtype !== spec.dtype || arr.shape.join() !== spec.shape.join()) {
+        throw new Error(
+          `pjrt: argument ${i} is ${arr.dtype}[${arr.shape}], the program takes ` +
+            `${spec.dtype}[${spec.shape}]`,
+        );
+      }
+      if (donate[i] && args.indexOf(a) !== i) {
+        throw new Error(`pjrt: argument ${i} is donated but also passed as another argument`);
+      }
+      return arr;
+    });
+    const replicas = this.backend.localDevices.length;
+    const perDevice = Array.from({ length: replicas }, (_, d) =>
+      arrays.map((a, i) => {
+        const buffers = a.buffers;
+        if (buffers.length !== replicas) {
+          throw new Error(
+            `pjrt: argument ${i} has ${buffers.length} replica buffers, the backend runs ${replicas}`,
+          );
+        }
+        return buffers[d];
+      }));
+    const results = executable.execute(perDevice, {
+      donated: inputs.map((_, i) => !!donate[i]),
+    });
+    return Promise.resolve(
+      outputs.map((o, k) => new PjrtArray(o.shape, o.dtype, results.map((row) => row[k]))),
+    );
+  }
+
+  dispose(): void {
+    this.#executable?.[Symbol.dispose]();
+    this.#executable = null;
+  }
+}

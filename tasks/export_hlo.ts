@@ -1,0 +1,82 @@
+/**
+ * deno task export-hlo CONFIG [--batch N] [--replicas R] [--out FILE] [--config-key value ...]
+ *
+ * Writes the training step of a config as StableHLO text (MLIR generic form): the per-replica
+ * program the PJRT backend compiles, for inspection or other XLA tools. CONFIG is a training
+ * config JSON (keys are the original's flag names without dashes); further `--key value` flags
+ * override it (e.g. `--precision bf16`, `--grad-ckpt`). Without --out the text goes to stdout.
+ */
+import { loadConfig, parseCommandLine } from "../lib/config/mod.ts";
+import { exportTrainStep } from "../lib/backend/stablehlo/export.ts";
+
+const USAGE =
+  "usage: deno task export-hlo CONFIG.json [--batch N] [--replicas R] [--out FILE] [--key value ...]";
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (e) {
+    console.error(`export-hlo: ${e instanceof Error ? e.message : e}`);
+    Deno.exit(2);
+  }
+}
+
+export async function main(args: readonly string[]): Promise<number> {
+  const { own, rest } = takeOwnFlags(args, ["batch", "replicas", "out"]);
+  const cl = parseCommandLine(rest);
+  if (cl.help || !cl.configPath) {
+    (cl.help ? console.log : console.error)(USAGE);
+    return cl.help ? 0 : 2;
+  }
+  // Data locations do not matter for the program: unset $VARs stay visible as placeholders.
+  const config = loadConfig(cl.configPath, cl.flags, {
+    env: (name) => Deno.env.get(name) ?? `<$${name} unset>`,
+  });
+  const t0 = performance.now();
+  const program = exportTrainStep(config, {
+    batch: own.batch === undefined ? undefined : positiveInt("--batch", own.batch),
+    replicas: own.replicas === undefined ? undefined : positiveInt("--replicas", own.replicas),
+  });
+  const seconds = ((performance.now() - t0) / 1000).toFixed(1);
+  if (own.out) {
+    const tmp = `${own.out}.tmp-${Deno.pid}`;
+    await Deno.writeTextFile(tmp, program.text);
+    await Deno.rename(tmp, own.out);
+    console.error(
+      `export-hlo: wrote ${own.out} (${program.nodes} graph nodes, ${program.inputs.length} ` +
+        `arguments, ${program.outputs.length} results, per-replica batch ` +
+        `${program.perReplicaBatch}) in ${seconds} s`,
+    );
+  } else {
+    await Deno.stdout.write(new TextEncoder().encode(program.text));
+  }
+  return 0;
+}
+
+/** Removes `--name value` / `--name=value` for `names` from `args`. */
+function takeOwnFlags(
+  args: readonly string[],
+  names: readonly string[],
+): { own: Record<string, string>; rest: string[] } {
+  const own: Record<string, string> = {};
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const m = /^--([a-z-]+)(?:=(.*))?$/s.exec(args[i]);
+    if (m && names.includes(m[1])) {
+      const value = m[2] ?? args[++i];
+      if (value === undefined) throw new Error(`--${m[1]} needs a value`);
+      own[m[1]] = value;
+    } else {
+      rest.push(args[i]);
+    }
+  }
+  return { own, rest };
+}
+
+function positiveInt(flag: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new Error(`${flag} must be a positive integer, got "${text}"`);
+  }
+  return n;
+}
