@@ -5,6 +5,9 @@
   make-fixture OUT.pth     save tensors of several dtypes/layouts; print their values as JSON
   zipcheck A.zip           Python's zipfile: CRC-check every entry, print the names
   compare-safetensors A.safetensors B.pth   parse A by hand (json + numpy); equal to B's tensors?
+  resize-fixture REF.pth OUT.pth   vit-a's position grid [8,8,64] resized by torch's antialiased
+                           bicubic (Keys a=-0.5, PIL-style support scaling: the same filter as
+                           jax.image.resize(..., "bicubic")) to several grids
 """
 import json
 import sys
@@ -86,6 +89,20 @@ def compare_safetensors(st_path, pth_path):
     print(f"equal {len(ref)}")
 
 
+def resize_fixture(ref_path, out_path):
+    import torch.nn.functional as F
+
+    pos = load(ref_path)["pos_embed"][0, 1:, :]  # drop the cls row: [64, 64]
+    grid = pos.reshape(8, 8, 64).double()
+    out = {"src": grid.float().contiguous()}
+    for name, size in {"up12": (12, 12), "down5": (5, 5), "rect6x10": (6, 10), "same8": (8, 8)}.items():
+        x = grid.permute(2, 0, 1)[None]  # [1, C, H, W]
+        y = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
+        out[name] = y[0].permute(1, 2, 0).float().contiguous()
+    torch.save(out, out_path)
+    print("ok")
+
+
 def zipcheck(path):
     with zipfile.ZipFile(path) as z:
         bad = z.testzip()
@@ -102,5 +119,6 @@ if __name__ == "__main__":
         "make-fixture": make_fixture,
         "zipcheck": zipcheck,
         "compare-safetensors": compare_safetensors,
+        "resize-fixture": resize_fixture,
     }
     commands[cmd](*rest)
