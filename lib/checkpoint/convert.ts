@@ -1,0 +1,176 @@
+/**
+ * Checkpoint conversion between Flax msgpack (deit3-jax names), PyTorch .pth and safetensors
+ * (timm names), for local paths and gs:// URLs. Used by `deno task convert`.
+ */
+import type { HostTensor } from "../ir/host_tensor.ts";
+import { CheckpointError } from "./errors.ts";
+import { encodeFlaxMsgpack, readFlaxMsgpackFile } from "./flax_msgpack.ts";
+import { encodePth, readPthFile, type StateDict, stateDictOf } from "./pth.ts";
+import { encodeSafetensors, readSafetensorsFile } from "./safetensors.ts";
+import { withLocalInput, writeOutput } from "./storage.ts";
+import { flaxToTimm, timmToFlax } from "./timm.ts";
+import { isTree, tensorLeaves, type Tree, unflattenTree } from "./tree.ts";
+
+export type Format = "msgpack" | "pth" | "safetensors";
+
+export interface ConvertOptions {
+  input: string;
+  to?: Format;
+  out?: string;
+  excludeHeads?: boolean;
+  numHeads?: number;
+}
+
+export interface ConvertResult {
+  out: string;
+  from: Format;
+  to: Format;
+  tensors: number;
+  bytes: number;
+}
+
+/** Converts `input` and writes the result (atomically; nothing is written on failure). */
+export async function convertCheckpoint(options: ConvertOptions): Promise<ConvertResult> {
+  const { input, excludeHeads = false, numHeads } = options;
+  return await withLocalInput(input, async (local) => {
+    const from = await detectFormat(input, local);
+    const to = options.to ?? (from === "msgpack" ? "pth" : "msgpack");
+    const out = options.out ?? replaceExtension(input, EXTENSION[to]);
+    if (out === input) {
+      throw new CheckpointError(
+        input,
+        undefined,
+        "the output would overwrite the input; pass --out",
+      );
+    }
+    const fail = (e: unknown) => {
+      if (e instanceof CheckpointError) {
+        return e.file === local ? new CheckpointError(input, e.key, e.problem) : e;
+      }
+      return new CheckpointError(input, undefined, (e as Error).message);
+    };
+    let pieces: Iterable<Uint8Array>;
+    let tensors: number;
+    try {
+      if (to === "msgpack") {
+        const tree = await readAsFlax(local, from, { excludeHeads, numHeads });
+        tensors = tensorLeaves(tree).size;
+        pieces = encodeFlaxMsgpack(tree);
+      } else {
+        const sd = await readAsTimm(local, from, { excludeHeads });
+        tensors = sd.size;
+        pieces = to === "pth"
+          ? encodePth(sd, { archiveName: archiveName(out) })
+          : encodeSafetensors(sd, { format: "pt" });
+      }
+    } catch (e) {
+      throw fail(e);
+    }
+    let bytes = 0;
+    const counted = (function* () {
+      for (const p of pieces) {
+        bytes += p.length;
+        yield p;
+      }
+    })();
+    try {
+      await writeOutput(out, counted);
+    } catch (e) {
+      if (e instanceof CheckpointError) throw e;
+      throw new CheckpointError(out, (e as { key?: string }).key, (e as Error).message);
+    }
+    return { out, from, to, tensors, bytes };
+  });
+}
+
+/** Format from the extension, else from the first bytes. */
+export async function detectFormat(name: string, local: string): Promise<Format> {
+  const ext = name.toLowerCase().match(/\.([a-z0-9]+)$/)?.[1] ?? "";
+  if (ext === "msgpack") return "msgpack";
+  if (ext === "pth" || ext === "pt" || ext === "bin" || ext === "ckpt") return "pth";
+  if (ext === "safetensors") return "safetensors";
+  let head: Uint8Array;
+  try {
+    const file = await Deno.open(local);
+    head = new Uint8Array(9);
+    const n = (await file.read(head)) ?? 0;
+    file.close();
+    head = head.subarray(0, n);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new CheckpointError(name, undefined, "file not found");
+    }
+    throw e;
+  }
+  if (head[0] === 0x50 && head[1] === 0x4b) return "pth"; // "PK": a zip archive
+  if (head.length === 9 && head[8] === 0x7b) return "safetensors"; // length, then "{"
+  return "msgpack";
+}
+
+const EXTENSION: Record<Format, string> = {
+  msgpack: ".msgpack",
+  pth: ".pth",
+  safetensors: ".safetensors",
+};
+
+async function readAsFlax(
+  local: string,
+  from: Format,
+  { excludeHeads, numHeads }: { excludeHeads: boolean; numHeads?: number },
+): Promise<Tree> {
+  if (from === "msgpack") {
+    const tree = paramsOf(await readFlaxMsgpackFile(local));
+    if (excludeHeads && isTree(tree.model)) {
+      const model = { ...tree.model };
+      delete model.head;
+      return { ...tree, model };
+    }
+    return tree;
+  }
+  const sd = from === "pth"
+    ? stateDictOf(await readPthFile(local), local)
+    : (await readSafetensorsFile(local)).tensors;
+  if ([...sd.keys()].every((k) => k.startsWith("model."))) {
+    // Flax names flattened with "." (e.g. a safetensors export of the Flax tree)
+    const tree = unflattenTree(sd as Map<string, HostTensor>, { sep: "." });
+    if (excludeHeads) delete (tree.model as Tree).head;
+    return tree;
+  }
+  return timmToFlax(sd, { numHeads, excludeHeads });
+}
+
+async function readAsTimm(
+  local: string,
+  from: Format,
+  { excludeHeads }: { excludeHeads: boolean },
+): Promise<StateDict> {
+  let sd: StateDict;
+  if (from === "msgpack") {
+    return flaxToTimm(paramsOf(await readFlaxMsgpackFile(local)), { excludeHeads });
+  }
+  if (from === "pth") sd = stateDictOf(await readPthFile(local), local);
+  else sd = (await readSafetensorsFile(local)).tensors;
+  if ([...sd.keys()].every((k) => k.startsWith("model."))) {
+    return flaxToTimm(unflattenTree(sd as Map<string, HostTensor>, { sep: "." }), { excludeHeads });
+  }
+  if (excludeHeads) sd = new Map([...sd].filter(([k]) => !k.startsWith("head.")));
+  return sd;
+}
+
+/** The params of a training-state file ({params: {model}}), or the tree itself. */
+function paramsOf(tree: Tree): Tree {
+  return !isTree(tree.model) && isTree(tree.params) && isTree(tree.params.model)
+    ? tree.params
+    : tree;
+}
+
+function replaceExtension(url: string, ext: string): string {
+  const slash = url.lastIndexOf("/");
+  const dot = url.lastIndexOf(".");
+  return (dot > slash ? url.slice(0, dot) : url) + ext;
+}
+
+function archiveName(out: string): string {
+  const base = out.split("/").pop() ?? "archive";
+  return base.replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9_.-]/g, "_") || "archive";
+}
