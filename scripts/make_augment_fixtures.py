@@ -112,7 +112,29 @@ def cases():
     out.append({"kind": "boxblur", "radius": 0.6})
     for top, left, w, h in [(-4, -4, 20, 30), (10, 3, 40, 25), (-7, 30, 50, 12)]:
         out.append({"kind": "reflect_crop", "top": top, "left": left, "w": w, "h": h})
+    # torchvision's resized_crop on PIL (crop, then resize), as RandomResizedCrop applies it.
+    for region, size in [((3, 5, 30, 28), 24), ((0, 0, 38, 45), 32), ((10, 20, 11, 9), 16)]:
+        out.append({"kind": "crop_resize", "region": list(region), "size": size})
+    # deit3-jax's test transform: Resize(int(size / ratio)) then CenterCrop(size).
+    for size, ratio in [(32, 0.875), (24, 1.0), (21, 0.9), (40, 1.0)]:
+        out.append({"kind": "test_transform", "image_size": size, "ratio": ratio})
     return out
+
+
+def tv_resize_short(img, size):
+    w, h = img.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = size, int(size * long / short)
+    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    return img if (new_w, new_h) == (w, h) else img.resize((new_w, new_h), Image.BICUBIC)
+
+
+def tv_center_crop(img, size):
+    w, h = img.size
+    if size > w or size > h:
+        raise ValueError("fixture cases keep the crop inside the image")
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
 
 
 def run(img, c):
@@ -133,6 +155,13 @@ def run(img, c):
         return img.convert("L").convert("RGB")
     if k == "boxblur":
         return img.filter(ImageFilter.BoxBlur(c["radius"]))
+    if k == "crop_resize":
+        left, top, w, h = c["region"]
+        size = c["size"]
+        return img.crop((left, top, left + w, top + h)).resize((size, size), Image.BICUBIC)
+    if k == "test_transform":
+        size = c["image_size"]
+        return tv_center_crop(tv_resize_short(img, int(size / c["ratio"])), size)
     if k == "reflect_crop":
         return reflect_crop(img, c["top"], c["left"], c["w"], c["h"])
     raise ValueError(k)

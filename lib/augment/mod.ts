@@ -51,7 +51,9 @@ export {
 } from "./ops.ts";
 export { type AugmentHparams, LEVEL_TO_ARG, levelToArgs } from "./levels.ts";
 export {
+  chooseRandOps,
   createAutoAugment,
+  type OpDraw,
   parsePolicy,
   POLICY_FORMS,
   type PolicyOp,
@@ -59,6 +61,7 @@ export {
   RAND_INCREASING_TRANSFORMS,
   RAND_TRANSFORMS,
   runOp,
+  sampleOp,
 } from "./policy.ts";
 export { AUTO_AUGMENT_POLICIES } from "./policies.ts";
 

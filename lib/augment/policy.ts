@@ -193,13 +193,16 @@ export function createAutoAugment(
   }
 }
 
+/** What one application of a policy op drew: null when skipped (probability 1 - prob). */
+export type OpDraw = { magnitude: number; args: number[]; resample?: "bilinear" | "bicubic" };
+
 /**
- * timm's `AugmentOp.__call__`: skip with probability 1 - prob, draw the magnitude (normal noise, or
- * uniform for an infinite std), clip to [0, mmax or 10], map it to arguments (with a random sign
- * for signed ops) and apply the op; geometric ops pick bilinear or bicubic at random.
+ * The random part of timm's `AugmentOp.__call__`: skip with probability 1 - prob, draw the
+ * magnitude (normal noise, or uniform for an infinite std), clip it to [0, mmax or 10], map it to
+ * arguments (a random sign for signed ops), and pick bilinear or bicubic for geometric ops.
  */
-export function runOp(op: PolicyOp, img: RGBImage, rng: Rng, hp: AugmentHparams): RGBImage {
-  if (op.prob < 1 && rng.uniform() > op.prob) return img;
+export function sampleOp(op: PolicyOp, rng: Rng, hp: AugmentHparams): OpDraw | null {
+  if (op.prob < 1 && rng.uniform() > op.prob) return null;
   let magnitude = op.magnitude;
   const std = hp.magnitudeStd ?? 0;
   if (std > 0) {
@@ -212,7 +215,33 @@ export function runOp(op: PolicyOp, img: RGBImage, rng: Rng, hp: AugmentHparams)
   const resample = isGeometricOp(op.name)
     ? hp.interpolation ?? (rng.uniform() < 0.5 ? "bilinear" : "bicubic")
     : undefined;
-  return applyOp(op.name, img, args, { resample, fill: hp.imgMean, rng });
+  return { magnitude, args, resample };
+}
+
+/** timm's `AugmentOp.__call__`: `sampleOp`, then the op with those arguments. */
+export function runOp(op: PolicyOp, img: RGBImage, rng: Rng, hp: AugmentHparams): RGBImage {
+  const draw = sampleOp(op, rng, hp);
+  if (draw === null) return img;
+  return applyOp(op.name, img, draw.args, { resample: draw.resample, fill: hp.imgMean, rng });
+}
+
+/** `np.random.choice(ops, n, replace=weights is None, p=weights)` for a RandAugment spec. */
+export function chooseRandOps(spec: RandAugmentSpec, rng: Rng): PolicyOp[] {
+  const { ops, numOps, weights } = spec;
+  const chosen: PolicyOp[] = [];
+  if (!weights) {
+    for (let i = 0; i < numOps; i++) chosen.push(ops[Math.floor(rng.uniform() * ops.length)]);
+    return chosen;
+  }
+  // Successive weighted sampling without replacement: the same distribution numpy draws from.
+  const w = weights.slice();
+  const idx = w.map((_, j) => j);
+  for (let i = 0; i < numOps; i++) {
+    const k = rng.choice(idx, w);
+    chosen.push(ops[k]);
+    w[k] = 0;
+  }
+  return chosen;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -406,24 +435,6 @@ function parseAugMix(policy: string, sections: string[]): AugMixSpec {
     blended,
     magnitudeStd: magnitudeStd ?? Infinity,
   };
-}
-
-/** `np.random.choice(ops, n, replace=weights is None, p=weights)`. */
-function chooseRandOps(spec: RandAugmentSpec, rng: Rng): PolicyOp[] {
-  const { ops, numOps, weights } = spec;
-  const chosen: PolicyOp[] = [];
-  if (!weights) {
-    for (let i = 0; i < numOps; i++) chosen.push(ops[Math.floor(rng.uniform() * ops.length)]);
-    return chosen;
-  }
-  // Successive weighted sampling without replacement: the same distribution numpy draws from.
-  const w = weights.slice();
-  for (let i = 0; i < numOps; i++) {
-    const idx = rng.choice(w.map((_, j) => j), w);
-    chosen.push(ops[idx]);
-    w[idx] = 0;
-  }
-  return chosen;
 }
 
 /** timm's AugMixAugment (basic or blended mixing). */

@@ -3,7 +3,7 @@
  * argument values beyond the reference manifest: every resample filter with and without
  * fractional boxes, rotations (incl. the right-angle fast paths), shears, translations, arbitrary
  * affine matrices, all point and enhance ops over a range of arguments, blurs, flips, reflect
- * padding, and a low-contrast image for equalize / autocontrast edge cases.
+ * padding, torchvision's crop-then-resize and the test transform, and a low-contrast image for equalize / autocontrast edge cases.
  */
 import { boxBlur } from "../../lib/augment/blur.ts";
 import { grayscale } from "../../lib/augment/color.ts";
@@ -21,7 +21,8 @@ import {
 } from "../../lib/augment/geometry.ts";
 import type { RGB, RGBImage } from "../../lib/augment/image.ts";
 import { applyOp } from "../../lib/augment/ops.ts";
-import { resize, type ResizeFilter } from "../../lib/augment/resize.ts";
+import { resize, resizedCrop, type ResizeFilter } from "../../lib/augment/resize.ts";
+import { createTestTransform } from "../../lib/augment/transforms.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { assertImageClose, fixture, FIXTURES, readJson } from "./helpers.ts";
 
@@ -72,6 +73,16 @@ function replay(c: Case, img: RGBImage): RGBImage {
       return grayscale(img);
     case "boxblur":
       return boxBlur(img, c.radius as number);
+    case "crop_resize": {
+      const [left, top, w, h] = c.region as number[];
+      const size = c.size as number;
+      return resizedCrop(img, left, top, w, h, size, size, "bicubic");
+    }
+    case "test_transform":
+      return createTestTransform({
+        imageSize: c.image_size as number,
+        testCropRatio: c.ratio as number,
+      })(img);
     case "reflect_crop":
       return cropReflect(img, c.top as number, c.left as number, c.w as number, c.h as number);
   }
@@ -96,10 +107,12 @@ Deno.test("extra fixtures: every Pillow 9.4 case on non-square images is bit-exa
   assertEquals([...kinds.keys()].sort(), [
     "affine",
     "boxblur",
+    "crop_resize",
     "grayscale",
     "op",
     "reflect_crop",
     "resize",
+    "test_transform",
     "transpose",
   ]);
 });
