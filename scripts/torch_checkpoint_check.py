@@ -5,6 +5,9 @@
   make-fixture OUT.pth     save tensors of several dtypes/layouts; print their values as JSON
   zipcheck A.zip           Python's zipfile: CRC-check every entry, print the names
   compare-safetensors A.safetensors B.pth   parse A by hand (json + numpy); equal to B's tensors?
+  flax-pack SPEC.json OUT  pack a tree the way flax.serialization.msgpack_serialize does (sorted
+                           keys, ext type 1 = packb((shape, dtype_name, bytes))), from a JSON spec
+                           {path: {shape, dtype, hex}} or {path: {value}}
   resize-fixture REF.pth OUT.pth   vit-a's position grid [8,8,64] resized by torch's antialiased
                            bicubic (Keys a=-0.5, PIL-style support scaling: the same filter as
                            jax.image.resize(..., "bicubic")) to several grids
@@ -13,14 +16,16 @@ import json
 import sys
 import zipfile
 
-import torch
-
 
 def load(path):
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def compare(a_path, b_path):
+    import torch
+
     a, b = load(a_path), load(b_path)
     if list(a.keys()) != list(b.keys()) and set(a.keys()) != set(b.keys()):
         sys.exit(f"keys differ: {sorted(set(a) ^ set(b))}")
@@ -36,6 +41,8 @@ def describe(path):
 
 
 def make_fixture(out):
+    import torch
+
     g = torch.Generator().manual_seed(0)
     base = torch.randn(4, 6, generator=g)
     sd = {
@@ -68,6 +75,7 @@ def make_fixture(out):
 
 
 def compare_safetensors(st_path, pth_path):
+    import torch
     import numpy as np
 
     with open(st_path, "rb") as f:
@@ -90,6 +98,7 @@ def compare_safetensors(st_path, pth_path):
 
 
 def resize_fixture(ref_path, out_path):
+    import torch
     import torch.nn.functional as F
 
     pos = load(ref_path)["pos_embed"][0, 1:, :]  # drop the cls row: [64, 64]
@@ -100,6 +109,33 @@ def resize_fixture(ref_path, out_path):
         y = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
         out[name] = y[0].permute(1, 2, 0).float().contiguous()
     torch.save(out, out_path)
+    print("ok")
+
+
+def flax_pack(spec_path, out_path):
+    import msgpack
+
+    with open(spec_path) as f:
+        spec = json.load(f)
+    tree = {}
+    for path, leaf in spec.items():
+        node = tree
+        *parents, last = path.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        if "value" in leaf:
+            node[last] = leaf["value"]
+        else:
+            payload = msgpack.packb(
+                (tuple(leaf["shape"]), leaf["dtype"], bytes.fromhex(leaf["hex"])), use_bin_type=True
+            )
+            node[last] = msgpack.ExtType(1, payload)
+
+    def sort(node):  # jax.tree_util flattening sorts dict keys; flax serialises that order
+        return {k: sort(node[k]) for k in sorted(node)} if isinstance(node, dict) else node
+
+    with open(out_path, "wb") as f:
+        f.write(msgpack.packb(sort(tree), strict_types=True))
     print("ok")
 
 
@@ -120,5 +156,6 @@ if __name__ == "__main__":
         "zipcheck": zipcheck,
         "compare-safetensors": compare_safetensors,
         "resize-fixture": resize_fixture,
+        "flax-pack": flax_pack,
     }
     commands[cmd](*rest)

@@ -1,15 +1,17 @@
 import { decode, encode, ExtensionCodec } from "@msgpack/msgpack";
 import {
   encodeFlaxMsgpack,
+  NUMPY_DTYPE,
   readFlaxMsgpack,
   readFlaxMsgpackFile,
   writeFlaxMsgpack,
   writeFlaxMsgpackFile,
 } from "../../lib/checkpoint/flax_msgpack.ts";
 import { concat } from "../../lib/checkpoint/msgpack_encode.ts";
-import { tensorLeaves, type Tree } from "../../lib/checkpoint/tree.ts";
+import { tensorLeaves, type Tree, unflattenTree } from "../../lib/checkpoint/tree.ts";
 import { type HostTensor, hostTensor } from "../../lib/ir/host_tensor.ts";
 import { assertEquals, assertRejects, assertThrows } from "../assert.ts";
+import { HAVE_TORCH, torchCheck } from "./torch_helper.ts";
 
 const FIXTURE = new URL("../fixtures/checkpoint/params.msgpack", import.meta.url).pathname;
 
@@ -221,4 +223,57 @@ Deno.test("bad input: truncated, corrupt, trailing garbage, missing file name th
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name:
+    "writer: byte-identical to Python msgpack packing a tree as Flax does (maps > 15, big dims)",
+  ignore: !HAVE_TORCH,
+  async fn() {
+    const hex = (t: HostTensor) =>
+      Array.from(
+        new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+        (b) => b.toString(16).padStart(2, "0"),
+      ).join("");
+    const tensors = new Map<string, HostTensor>([
+      [
+        "model/layer_10/w",
+        hostTensor([70000], "u8", new Uint8Array(70000).map((_, i) => i & 0xff)),
+      ],
+      [
+        "model/layer_2/w",
+        hostTensor([2, 300], "f32", Array.from({ length: 600 }, (_, i) => i / 7)),
+      ],
+      ["model/b", hostTensor([3], "bf16", [0x3f80, 0x7fc0, 0x8000])],
+      ["model/e", hostTensor([0, 3], "f32")],
+      ["model/s", hostTensor([], "i32", [-5])],
+      ["model/u", hostTensor([1], "u32", [4294967295])],
+      ["model/m", hostTensor([2], "bool", [1, 0])],
+      [`model/${"long_name_".repeat(5)}`, hostTensor([1], "f32", [1])],
+      ...Array.from(
+        { length: 20 },
+        (_, i) => [`many/k${i}`, hostTensor([1], "i32", [i])] as [string, HostTensor],
+      ),
+    ]);
+    const spec: Record<string, unknown> = {};
+    for (const [k, t] of tensors) {
+      spec[k] = { shape: t.shape, dtype: NUMPY_DTYPE[t.dtype], hex: hex(t) };
+    }
+    spec["step"] = { value: 70000 };
+    spec["neg"] = { value: -40000 };
+    spec["name"] = { value: "x".repeat(40) };
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeTextFile(`${dir}/spec.json`, JSON.stringify(spec));
+      await torchCheck("flax-pack", `${dir}/spec.json`, `${dir}/py.msgpack`);
+      const tree = unflattenTree([...tensors, ["step", 70000], ["neg", -40000], [
+        "name",
+        "x".repeat(40),
+      ]]);
+      const ours = writeFlaxMsgpack(tree);
+      assertEquals(ours, await Deno.readFile(`${dir}/py.msgpack`));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
