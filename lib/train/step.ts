@@ -76,7 +76,6 @@ export function lossAndMetrics(
  * the recipe has no Mixup/CutMix.
  */
 export function buildTrainStep(cfg: TrainStepConfig) {
-  const replicas = cfg.replicas ?? 1;
   return (
     params: unknown,
     opt: { mu: unknown; nu: unknown },
@@ -89,18 +88,27 @@ export function buildTrainStep(cfg: TrainStepConfig) {
       (p: unknown) => lossAndMetrics(cfg, p, batch, mix, key),
       { hasAux: true },
     )(params) as [[Tensor, Record<string, Tensor>], unknown];
-    const avg = (t: Tensor) =>
-      replicas === 1 ? t : ops.div(ops.allReduceSum(t, replicas), replicas);
-    const g = treeMap(grads, avg);
-    const next = applyUpdate(
-      cfg.optimizer,
-      params,
-      g,
-      opt as { mu: unknown; nu: unknown },
-      scalars,
-    );
-    return { params: next.params, opt: next.state, metrics: treeMap(metrics, avg) };
+    const next = applyGradients(cfg, params, opt, grads, scalars);
+    return { ...next, metrics: treeMap(metrics, (t: Tensor) => replicaMean(cfg, t)) };
   };
+}
+
+/** Replica-averages `grads` and applies one optimizer update. */
+export function applyGradients(
+  cfg: TrainStepConfig,
+  params: unknown,
+  opt: unknown,
+  grads: unknown,
+  scalars: StepScalars<Tensor>,
+): { params: unknown; opt: unknown } {
+  const g = treeMap(grads, (t: Tensor) => replicaMean(cfg, t));
+  const next = applyUpdate(cfg.optimizer, params, g, opt as { mu: unknown; nu: unknown }, scalars);
+  return { params: next.params, opt: next.state };
+}
+
+function replicaMean(cfg: TrainStepConfig, t: Tensor): Tensor {
+  const r = cfg.replicas ?? 1;
+  return r === 1 ? t : ops.div(ops.allReduceSum(t, r), r);
 }
 
 /** Gradients only (for gradient accumulation micro-steps and the doctor). */

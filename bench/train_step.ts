@@ -1,0 +1,99 @@
+/**
+ * Train-step throughput (img/s) of the tiny MNIST ViT (28x28, patch 4, dim 64, depth 4,
+ * heads 4, batch 128, AdamW) on a backend. Used by `deno task bench`.
+ */
+import type { Backend } from "../lib/backend/backend.ts";
+import { Compiled } from "../lib/backend/jit.ts";
+import { hostTensor } from "../lib/ir/host_tensor.ts";
+import type { Tensor } from "../lib/ir/tensor.ts";
+import { initViT } from "../lib/model/init.ts";
+import type { ViTConfig } from "../lib/model/vit.ts";
+import { initOptState, stepScalars } from "../lib/optim/optimizer.ts";
+import { buildTrainStep, type TrainStepConfig } from "../lib/train/step.ts";
+
+export const TINY_VIT: ViTConfig = {
+  layers: 4,
+  dim: 64,
+  heads: 4,
+  labels: 10,
+  layerscale: false,
+  patchSize: 4,
+  imageSize: 28,
+  posemb: "learnable",
+  pooling: "cls",
+  dropout: 0,
+  droppath: 0,
+  gradCkpt: false,
+};
+
+export async function benchTrainStep(
+  backend: Backend,
+  vit: ViTConfig = TINY_VIT,
+  batchSize = 128,
+  steps = 5,
+): Promise<{ imgPerS: number; compileS: number; stepMs: number }> {
+  const cfg: TrainStepConfig = {
+    vit,
+    criterion: "ce",
+    labelSmoothing: 0.1,
+    optimizer: {
+      kind: "adamw",
+      b1: 0.9,
+      b2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0.05,
+      clipGrad: 0,
+      lrDecay: 1,
+      layers: vit.layers,
+    },
+  };
+  const n = batchSize * 3 * vit.imageSize * vit.imageSize;
+  const batch = {
+    images: hostTensor(
+      [batchSize, 3, vit.imageSize, vit.imageSize],
+      "u8",
+      Uint8Array.from({ length: n }, (_, i) => (i * 2654435761) >>> 24),
+    ),
+    labels: hostTensor(
+      [batchSize],
+      "i32",
+      Array.from({ length: batchSize }, (_, i) => i % (vit.labels ?? 10)),
+    ),
+  };
+  const key = hostTensor([2], "u32", [0, 1]);
+  const step = buildTrainStep(cfg);
+  const t0 = performance.now();
+  let params: unknown = initViT(vit, 0);
+  let opt: unknown = initOptState(params);
+  const compiled = await Compiled.create(
+    backend,
+    (p: unknown, o: never, b: never, s: never, k: Tensor) => step(p, o, b, null, s, k),
+    params,
+    opt,
+    batch,
+    stepScalars(cfg.optimizer, 0, 1e-3),
+    key,
+  );
+  const dev = await compiled.call([params, opt, batch, stepScalars(cfg.optimizer, 0, 1e-3), key]);
+  params = dev.params;
+  opt = dev.opt;
+  await backend.toHost(dev.metrics.loss);
+  const compileS = (performance.now() - t0) / 1000;
+  const t1 = performance.now();
+  let last: unknown;
+  for (let i = 1; i <= steps; i++) {
+    const out = await compiled.call([params, opt, batch, stepScalars(cfg.optimizer, i, 1e-3), key]);
+    params = out.params;
+    opt = out.opt;
+    last = out.metrics.loss;
+  }
+  await backend.toHost(last as never);
+  const s = (performance.now() - t1) / 1000;
+  compiled.dispose();
+  return { imgPerS: (steps * batchSize) / s, compileS, stepMs: (s / steps) * 1000 };
+}
+
+if (import.meta.main) {
+  const { CpuBackend } = await import("../lib/backend/cpu/backend.ts");
+  console.log(await benchTrainStep(new CpuBackend()));
+}

@@ -1,0 +1,59 @@
+/** Maps a training config (the original's flag names) to the model, step and data settings. */
+import type { Config } from "../config/mod.ts";
+import type { ViTConfig } from "../model/vit.ts";
+import type { OptimizerConfig } from "../optim/optimizer.ts";
+import type { TrainStepConfig } from "./step.ts";
+
+export function vitConfigOf(c: Config): ViTConfig {
+  return {
+    layers: c.layers as number,
+    dim: c.dim as number,
+    heads: c.heads as number,
+    labels: c.labels as number,
+    layerscale: !!c.layerscale,
+    patchSize: c["patch-size"] as number,
+    imageSize: c["image-size"] as number,
+    posemb: c.posemb as ViTConfig["posemb"],
+    pooling: c.pooling as ViTConfig["pooling"],
+    dropout: c.dropout as number,
+    droppath: c.droppath as number,
+    gradCkpt: !!c["grad-ckpt"],
+  };
+}
+
+export function optimizerConfigOf(c: Config): OptimizerConfig {
+  return {
+    kind: c.optimizer as OptimizerConfig["kind"],
+    b1: c["adam-b1"] as number,
+    b2: c["adam-b2"] as number,
+    eps: c["adam-eps"] as number,
+    weightDecay: c["weight-decay"] as number,
+    clipGrad: c["clip-grad"] as number,
+    lrDecay: c["lr-decay"] as number,
+    layers: c.layers as number,
+  };
+}
+
+export function stepConfigOf(c: Config, replicas = 1): TrainStepConfig {
+  return {
+    vit: vitConfigOf(c),
+    criterion: c.criterion as TrainStepConfig["criterion"],
+    labelSmoothing: c["label-smoothing"] as number,
+    optimizer: optimizerConfigOf(c),
+    replicas,
+  };
+}
+
+/** The model keys that must match between a saved training state and the config resuming it. */
+export const MODEL_KEYS = [
+  "layers",
+  "dim",
+  "heads",
+  "labels",
+  "layerscale",
+  "patch-size",
+  "image-size",
+  "posemb",
+  "pooling",
+  "optimizer",
+] as const;
