@@ -1,0 +1,74 @@
+/**
+ * Adapter and device acquisition. The device is created with the adapter's own limits (the
+ * defaults are lower: 8 storage buffers per stage, 128 MiB bindings), and kernels are tuned by
+ * what the adapter is: a CPU rasterizer (llvmpipe, SwiftShader, WARP) or a GPU.
+ */
+import type { Tuning } from "./codegen.ts";
+
+export interface GpuContext {
+  device: GPUDevice;
+  adapterInfo: GPUAdapterInfo;
+  /** True for software adapters that run shaders on the CPU. */
+  cpuAdapter: boolean;
+  limits: {
+    maxStorageBuffersPerShaderStage: number;
+    maxStorageBufferBindingSize: number;
+    maxBufferSize: number;
+    maxComputeWorkgroupStorageSize: number;
+    maxComputeWorkgroupsPerDimension: number;
+  };
+  tuning: Tuning;
+}
+
+export interface DeviceOptions {
+  powerPreference?: GPUPowerPreference;
+  /** Overrides the dot_general strategy chosen from the adapter (tests run both). */
+  matmul?: Tuning["matmul"];
+}
+
+export async function requestContext(opts: DeviceOptions = {}): Promise<GpuContext> {
+  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!gpu) {
+    throw new Error(
+      "webgpu: navigator.gpu is not available in this runtime (Deno exposes it; run with -A). Use --backend cpu.",
+    );
+  }
+  const adapter = await gpu.requestAdapter({
+    powerPreference: opts.powerPreference ?? "high-performance",
+  });
+  if (!adapter) {
+    throw new Error(
+      "webgpu: no GPU adapter found (navigator.gpu.requestAdapter() returned null). Install a Vulkan/Metal " +
+        "driver (on Linux without a GPU, Mesa's llvmpipe: apt-get install mesa-vulkan-drivers) or use --backend cpu.",
+    );
+  }
+  const a = adapter.limits;
+  const wanted = {
+    maxStorageBuffersPerShaderStage: a.maxStorageBuffersPerShaderStage,
+    maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,
+    maxBufferSize: a.maxBufferSize,
+    maxComputeWorkgroupStorageSize: a.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: a.maxComputeInvocationsPerWorkgroup,
+    maxComputeWorkgroupSizeX: a.maxComputeWorkgroupSizeX,
+    maxComputeWorkgroupSizeY: a.maxComputeWorkgroupSizeY,
+  };
+  const device = await adapter.requestDevice({ requiredLimits: wanted });
+  const info = adapter.info;
+  const desc = `${info.description} ${info.vendor} ${info.device}`.toLowerCase();
+  const cpuAdapter = info.isFallbackAdapter ||
+    /llvmpipe|lavapipe|swiftshader|warp|software/.test(desc);
+  const limits = {
+    maxStorageBuffersPerShaderStage: device.limits.maxStorageBuffersPerShaderStage,
+    maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
+    maxBufferSize: device.limits.maxBufferSize,
+    maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
+    maxComputeWorkgroupsPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
+  };
+  const tuning: Tuning = {
+    workgroupSize: cpuAdapter ? 64 : 256,
+    matmul: opts.matmul ?? (cpuAdapter ? "register" : "tiled"),
+    cooperativeBelow: cpuAdapter ? 64 : 8192,
+    maxWorkgroupStorage: limits.maxComputeWorkgroupStorageSize,
+  };
+  return { device, adapterInfo: info, cpuAdapter, limits, tuning };
+}

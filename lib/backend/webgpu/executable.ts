@@ -1,0 +1,269 @@
+/**
+ * A compiled graph on WebGPU: the planned kernels with their pipelines, constants uploaded
+ * once, and a static memory plan that gives intermediates reusable slots. `execute` records
+ * every kernel of the step into one compute pass of one command encoder and submits once; it
+ * returns as soon as the work is queued, so steps can queue while the GPU runs.
+ */
+import type { Graph } from "../../ir/graph.ts";
+import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
+import type { Tensor } from "../../ir/tensor.ts";
+import type { DeviceArray, Executable } from "../backend.ts";
+import { type GeneratedKernel, generateKernel } from "./codegen.ts";
+import type { GpuContext } from "./device.ts";
+import { planGraph } from "./plan.ts";
+import type { BufferPool, PooledBuffer } from "./pool.ts";
+import { toWords, WORD } from "./storage.ts";
+
+/** What an executable needs from its backend. */
+export interface ExecHost {
+  ctx: GpuContext;
+  pool: BufferPool;
+  pipelines(kernels: GeneratedKernel[]): Promise<GPUComputePipeline[]>;
+  storageOf(a: DeviceArray, what: string): PooledBuffer;
+  wrap(shape: readonly number[], dtype: Tensor["dtype"], storage: PooledBuffer): DeviceArray;
+  consume(a: DeviceArray): PooledBuffer;
+}
+
+type Loc =
+  | { kind: "input"; index: number }
+  | { kind: "constant"; buffer: PooledBuffer }
+  | { kind: "slot"; slot: number }
+  | { kind: "output"; index: number };
+
+interface Step {
+  kernel: GeneratedKernel;
+  pipeline: GPUComputePipeline;
+  bindGroups: Map<string, GPUBindGroup>;
+}
+
+export class GpuExecutable implements Executable {
+  readonly #host: ExecHost;
+  readonly #graph: Graph;
+  readonly #steps: Step[];
+  readonly #loc = new Map<number, Loc>();
+  readonly #slotSizes: number[];
+  readonly #slots: (PooledBuffer | undefined)[];
+  readonly #constants: PooledBuffer[];
+  /** Outputs filled by a copy after the pass: [output index, source node]. */
+  readonly #copies: [number, Tensor][];
+  #disposed = false;
+
+  private constructor(
+    host: ExecHost,
+    graph: Graph,
+    steps: Step[],
+    loc: Map<number, Loc>,
+    slotSizes: number[],
+    constants: PooledBuffer[],
+    copies: [number, Tensor][],
+  ) {
+    this.#host = host;
+    this.#graph = graph;
+    this.#steps = steps;
+    this.#loc = loc;
+    this.#slotSizes = slotSizes;
+    this.#slots = slotSizes.map(() => undefined);
+    this.#constants = constants;
+    this.#copies = copies;
+  }
+
+  static async create(host: ExecHost, graph: Graph): Promise<GpuExecutable> {
+    const { ctx } = host;
+    const plan = planGraph(graph, {
+      maxStorageBuffers: ctx.limits.maxStorageBuffersPerShaderStage,
+    });
+    const kernels = plan.kernels.filter((k) => k.root.size > 0);
+    for (const k of kernels) {
+      for (const n of [k.root, ...k.reads]) {
+        checkBindingSize(n, ctx.limits.maxStorageBufferBindingSize);
+      }
+    }
+    const generated = kernels.map((k) => generateKernel(k, ctx.tuning));
+    const pipelines = await host.pipelines(generated);
+    const steps = generated.map((kernel, i) => ({
+      kernel,
+      pipeline: pipelines[i],
+      bindGroups: new Map<string, GPUBindGroup>(),
+    }));
+
+    const loc = new Map<number, Loc>();
+    for (const n of graph.inputs) {
+      loc.set(n.id, { kind: "input", index: (n.params as PrimitiveParams[Primitive.Input]).index });
+    }
+    const constants: PooledBuffer[] = [];
+    for (const n of graph.nodes) {
+      if (n.prim !== Primitive.Constant || !plan.materialized.has(n.id) || n.size === 1) continue;
+      const value = (n.params as PrimitiveParams[Primitive.Constant]).value;
+      const buffer = host.pool.acquire(n.size * WORD);
+      ctx.device.queue.writeBuffer(buffer.buffer, 0, toWords(value));
+      constants.push(buffer);
+      loc.set(n.id, { kind: "constant", buffer });
+    }
+    // Each kernel root that is a graph output writes the output directly (first occurrence);
+    // other outputs are copies.
+    const produced = new Set(steps.map((s) => s.kernel.bindings[0].id));
+    const copies: [number, Tensor][] = [];
+    graph.outputs.forEach((o, j) => {
+      if (produced.has(o.id) && !loc.has(o.id)) loc.set(o.id, { kind: "output", index: j });
+      else copies.push([j, o]);
+    });
+    const slotSizes = planSlots(steps.map((s) => s.kernel), loc);
+    return new GpuExecutable(host, graph, steps, loc, slotSizes, constants, copies);
+  }
+
+  /** Kernels per step and the WGSL of each, for tests and profiling. */
+  get kernels(): readonly GeneratedKernel[] {
+    return this.#steps.map((s) => s.kernel);
+  }
+
+  execute(
+    args: readonly DeviceArray[],
+    opts?: { donate?: readonly boolean[] },
+  ): Promise<DeviceArray[]> {
+    if (this.#disposed) return Promise.reject(new Error("webgpu: executable used after dispose()"));
+    const { inputs, outputs } = this.#graph;
+    const host = this.#host;
+    const expected = inputs.length;
+    if (args.length !== expected) {
+      return Promise.reject(
+        new Error(`webgpu: executable takes ${expected} arrays, got ${args.length}`),
+      );
+    }
+    const argBuffers = args.map((a, i) => {
+      const spec = inputs.find((n) => (n.params as PrimitiveParams[Primitive.Input]).index === i);
+      if (
+        spec && (a.dtype !== spec.dtype || a.shape.length !== spec.shape.length ||
+          a.shape.some((d, k) => d !== spec.shape[k]))
+      ) {
+        throw new Error(
+          `webgpu: argument ${i} is ${a.dtype}[${a.shape}], compiled for ${spec.dtype}[${spec.shape}]`,
+        );
+      }
+      return host.storageOf(a, `argument ${i}`);
+    });
+    const outBuffers = outputs.map((o) => host.pool.acquire(Math.max(o.size, 1) * WORD));
+    const bufferOf = (n: Tensor): PooledBuffer => {
+      const l = this.#loc.get(n.id);
+      if (!l) throw new Error(`webgpu: no storage planned for ${n}`);
+      switch (l.kind) {
+        case "input":
+          return argBuffers[l.index];
+        case "constant":
+          return l.buffer;
+        case "output":
+          return outBuffers[l.index];
+        case "slot":
+          return this.#slots[l.slot] ??= host.pool.acquire(this.#slotSizes[l.slot]);
+      }
+    };
+    const { device } = host.ctx;
+    const encoder = device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    for (const step of this.#steps) {
+      const bufs = step.kernel.bindings.map(bufferOf);
+      pass.setPipeline(step.pipeline);
+      pass.setBindGroup(0, this.#bindGroup(step, bufs));
+      pass.dispatchWorkgroups(...step.kernel.workgroups);
+    }
+    pass.end();
+    for (const [j, node] of this.#copies) {
+      if (node.size === 0) continue;
+      encoder.copyBufferToBuffer(
+        bufferOf(node).buffer,
+        0,
+        outBuffers[j].buffer,
+        0,
+        node.size * WORD,
+      );
+    }
+    device.queue.submit([encoder.finish()]);
+    const donate = opts?.donate;
+    if (donate) {
+      const seen = new Set<DeviceArray>();
+      args.forEach((a, i) => {
+        if (!donate[i] || seen.has(a)) return;
+        seen.add(a);
+        host.pool.release(host.consume(a));
+      });
+    }
+    return Promise.resolve(outputs.map((o, j) => host.wrap(o.shape, o.dtype, outBuffers[j])));
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const c of this.#constants) this.#host.pool.release(c);
+    for (const s of this.#slots) if (s) this.#host.pool.release(s);
+    this.#slots.fill(undefined);
+  }
+
+  #bindGroup(step: Step, bufs: PooledBuffer[]): GPUBindGroup {
+    const key = bufs.map((b) => b.id).join(",");
+    let bg = step.bindGroups.get(key);
+    if (bg) return bg;
+    if (step.bindGroups.size >= 8) step.bindGroups.clear();
+    bg = this.#host.ctx.device.createBindGroup({
+      layout: step.pipeline.getBindGroupLayout(0),
+      entries: bufs.map((b, i) => ({
+        binding: i,
+        resource: { buffer: b.buffer, size: Math.max(step.kernel.bindings[i].size, 1) * WORD },
+      })),
+    });
+    step.bindGroups.set(key, bg);
+    return bg;
+  }
+}
+
+/**
+ * Greedy interval allocation of intermediates to slots: a slot is free again after the last
+ * kernel reading its current tenant, and a new tenant takes the best-fitting free slot.
+ */
+function planSlots(kernels: GeneratedKernel[], loc: Map<number, Loc>): number[] {
+  const lastUse = new Map<number, number>();
+  kernels.forEach((k, i) => k.bindings.slice(1).forEach((n) => lastUse.set(n.id, i)));
+  const sizes: number[] = [];
+  const free: number[] = [];
+  const tenant = new Map<number, number>(); // node id -> slot
+  kernels.forEach((k, i) => {
+    const root = k.bindings[0];
+    if (!loc.has(root.id)) {
+      const bytes = Math.max(root.size, 1) * WORD;
+      let best = -1;
+      for (const s of free) {
+        if (best < 0) best = s;
+        else {
+          const fits = sizes[s] >= bytes, bestFits = sizes[best] >= bytes;
+          if (fits && (!bestFits || sizes[s] < sizes[best])) best = s;
+          else if (!fits && !bestFits && sizes[s] > sizes[best]) best = s;
+        }
+      }
+      let slot: number;
+      if (best >= 0) {
+        slot = best;
+        free.splice(free.indexOf(best), 1);
+        sizes[slot] = Math.max(sizes[slot], bytes);
+      } else {
+        slot = sizes.length;
+        sizes.push(bytes);
+      }
+      loc.set(root.id, { kind: "slot", slot });
+      tenant.set(root.id, slot);
+      if (!lastUse.has(root.id)) free.push(slot); // never read: dead after writing
+    }
+    for (const n of new Set(k.bindings.slice(1))) {
+      const s = tenant.get(n.id);
+      if (s !== undefined && lastUse.get(n.id) === i) free.push(s);
+    }
+  });
+  return sizes;
+}
+
+function checkBindingSize(n: Tensor, max: number): void {
+  const bytes = n.size * WORD;
+  if (bytes > max) {
+    throw new Error(
+      `webgpu: ${n} needs ${bytes} bytes, above this adapter's maxStorageBufferBindingSize ` +
+        `(${max}); use a smaller batch or the cpu backend`,
+    );
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * Straight-line WGSL for a fused expression. `ExprBuilder.value(node, index)` emits `let`
+ * statements computing `node` at a multi-dimensional index (one u32 WGSL expression per dim)
+ * and returns the name holding the result. Elementwise ops pass the index through; movement
+ * ops (reshape, broadcast, transpose, slice, pad, concatenate) rewrite it, so they cost index
+ * arithmetic instead of memory traffic. Values and index expressions are memoized per scope,
+ * so a node used twice at the same index is computed once.
+ */
+import { stridesOf } from "../../ir/host_tensor.ts";
+import type { Tensor } from "../../ir/tensor.ts";
+import { EMITTERS } from "./emitters.ts";
+import { wgslType } from "./storage.ts";
+
+export interface KernelContext {
+  /** WGSL array name of the storage binding that holds `n`, when `n` is read from memory. */
+  binding(n: Tensor): string | undefined;
+  /** The fused reduction or contraction: its value at the kernel's own index. */
+  core?: { node: Tensor; value: string };
+}
+
+/** Emitted code grows with distinct (node, index) pairs; past this a kernel is unreasonable. */
+const MAX_LINES = 20000;
+
+export class ExprBuilder {
+  readonly helpers = new Set<string>();
+  readonly #ctx: KernelContext;
+  readonly #lines: string[] = [];
+  readonly #scopes: Map<string, string>[] = [new Map()];
+  #indent = "  ";
+  #next = 0;
+
+  constructor(ctx: KernelContext) {
+    this.#ctx = ctx;
+  }
+
+  /** The value of `n` at `index` (one u32 expression per dim of `n`). */
+  value(n: Tensor, index: readonly string[]): string {
+    if (this.#ctx.core?.node === n) return this.#ctx.core.value;
+    const idx = index.map((e, i) => (n.shape[i] === 1 ? "0u" : e));
+    const key = `v${n.id}[${idx.join(",")}]`;
+    const hit = this.#lookup(key);
+    if (hit !== undefined) return hit;
+    const buf = this.#ctx.binding(n);
+    let expr: string;
+    if (buf !== undefined) expr = `${buf}[${this.linear(idx, n.shape)}]`;
+    else expr = EMITTERS[n.prim](this, n, idx);
+    if (isAtom(expr)) {
+      this.#scopes[this.#scopes.length - 1].set(key, expr);
+      return expr;
+    }
+    const name = this.fresh("v");
+    this.emit(`let ${name}: ${wgslType(n.dtype)} = ${expr};`);
+    this.#scopes[this.#scopes.length - 1].set(key, name);
+    return name;
+  }
+
+  /** Binds a compound u32 index expression to a name (memoized); atoms pass through. */
+  index(expr: string): string {
+    if (isAtom(expr)) return expr;
+    const key = `i:${expr}`;
+    const hit = this.#lookup(key);
+    if (hit !== undefined) return hit;
+    const name = this.fresh("i");
+    this.emit(`let ${name} = ${expr};`);
+    this.#scopes[this.#scopes.length - 1].set(key, name);
+    return name;
+  }
+
+  /** Row-major flat offset of `idx` in `shape`. */
+  linear(idx: readonly string[], shape: readonly number[]): string {
+    const strides = stridesOf(shape);
+    const terms: string[] = [];
+    idx.forEach((e, i) => {
+      if (shape[i] === 1 || e === "0u") return;
+      terms.push(strides[i] === 1 ? e : `${e} * ${strides[i]}u`);
+    });
+    if (terms.length === 0) return "0u";
+    return this.index(terms.join(" + "));
+  }
+
+  /** The multi-dim index of flat offset `flat` in `shape`. */
+  unflatten(flat: string, shape: readonly number[]): string[] {
+    const strides = stridesOf(shape);
+    const first = shape.findIndex((d) => d !== 1);
+    return shape.map((d, i) => {
+      if (d === 1) return "0u";
+      const q = strides[i] === 1 ? flat : `${flat} / ${strides[i]}u`;
+      return this.index(i === first ? q : `(${q}) % ${d}u`);
+    });
+  }
+
+  fresh(prefix: string): string {
+    return `${prefix}${this.#next++}`;
+  }
+
+  emit(line: string): void {
+    this.#lines.push(this.#indent + line);
+    if (this.#lines.length > MAX_LINES) {
+      throw new Error(
+        `webgpu: a fused kernel exceeded ${MAX_LINES} lines of WGSL (too many distinct movement paths)`,
+      );
+    }
+  }
+
+  /** Runs `fn` in a nested scope (a loop or branch body): names made inside stay inside. */
+  scoped<T>(fn: () => T): T {
+    this.#scopes.push(new Map());
+    const indent = this.#indent;
+    this.#indent += "  ";
+    try {
+      return fn();
+    } finally {
+      this.#indent = indent;
+      this.#scopes.pop();
+    }
+  }
+
+  code(): string {
+    return this.#lines.join("\n");
+  }
+
+  #lookup(key: string): string | undefined {
+    for (let s = this.#scopes.length - 1; s >= 0; s--) {
+      const hit = this.#scopes[s].get(key);
+      if (hit !== undefined) return hit;
+    }
+    return undefined;
+  }
+}
+
+/** A name or a numeric literal: cheap to repeat, never worth a `let`. */
+function isAtom(expr: string): boolean {
+  return /^[A-Za-z_][A-Za-z0-9_]*$/.test(expr) ||
+    /^\(?-?[0-9][0-9a-fA-Fx.e+-]*[uif]?\)?$/.test(expr);
+}
