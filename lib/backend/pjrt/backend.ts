@@ -48,8 +48,15 @@ export interface PjrtBackendOptions {
 
 export interface PjrtCompileOptions {
   /**
-   * Buffer donation: "auto" pairs inputs with same-typed outputs (`autoAliases`), or give the
-   * pairs. Aliased inputs should be donated at execution. Default "none".
+   * Inputs the caller will donate at execution (e.g. params and optimizer state): each is
+   * aliased to the first unclaimed output of its shape and dtype (`autoAliases`), so XLA updates
+   * it in place. Ignored when `aliases` is given.
+   */
+  donate?: readonly boolean[];
+  /**
+   * Explicit buffer aliases, or "auto" (every input may alias). Default: from `donate`, else
+   * none. An aliased input that is not donated at run time keeps its value: the alias is
+   * "may alias" and PJRT's `non_donatable_input_indices` makes XLA use fresh memory.
    */
   aliases?: "none" | "auto" | readonly Alias[];
   /** Module name in the StableHLO text. */
@@ -109,11 +116,12 @@ export class PjrtBackend implements Backend {
 
   /** The StableHLO text `compile` would send for `graph`. */
   emit(graph: Graph, opts: PjrtCompileOptions = {}): string {
+    const donate = opts.donate;
     const aliases = opts.aliases === "auto"
       ? autoAliases(graph)
-      : opts.aliases === "none" || opts.aliases === undefined
+      : opts.aliases === "none"
       ? []
-      : opts.aliases;
+      : opts.aliases ?? (donate ? autoAliases(graph, (i) => !!donate[i]) : []);
     return emitStableHlo(graph, {
       moduleName: opts.name ?? "deit3",
       numReplicas: this.numReplicas,
@@ -205,17 +213,25 @@ class PjrtProgram implements Executable {
     }
   }
 
+  /** Enqueues one run on every local replica; outputs become ready asynchronously. */
   execute(
     args: readonly DeviceArray[],
     opts: { donate?: readonly boolean[] } = {},
   ): Promise<DeviceArray[]> {
+    try {
+      return Promise.resolve(this.run(args, opts.donate ?? []));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  private run(args: readonly DeviceArray[], donate: readonly boolean[]): DeviceArray[] {
     const executable = this.#executable;
     if (executable === null) throw new Error("pjrt: execute after dispose");
     const { inputs, outputs } = this.graph;
     if (args.length !== inputs.length) {
       throw new Error(`pjrt: the program takes ${inputs.length} arrays, got ${args.length}`);
     }
-    const donate = opts.donate ?? [];
     const arrays = args.map((a, i) => {
       const arr = this.backend.array(a, `execute argument ${i}`);
       const spec = inputs[i];
@@ -225,7 +241,7 @@ class PjrtProgram implements Executable {
             `${spec.dtype}[${spec.shape}]`,
         );
       }
-      if (donate[i] && args.indexOf(a) !== i) {
+      if (donate[i] && args.some((b, j) => j !== i && b === a)) {
         throw new Error(`pjrt: argument ${i} is donated but also passed as another argument`);
       }
       return arr;
@@ -244,9 +260,7 @@ class PjrtProgram implements Executable {
     const results = executable.execute(perDevice, {
       donated: inputs.map((_, i) => !!donate[i]),
     });
-    return Promise.resolve(
-      outputs.map((o, k) => new PjrtArray(o.shape, o.dtype, results.map((row) => row[k]))),
-    );
+    return outputs.map((o, k) => new PjrtArray(o.shape, o.dtype, results.map((row) => row[k])));
   }
 
   dispose(): void {

@@ -1,0 +1,285 @@
+/**
+ * The PJRT backend without a real plugin: discovery errors, and the whole path (emit, compile,
+ * upload, execute per replica, donation flags, download) against the fake plugin of
+ * tests/ffi/fake_plugin (built with `cc`; those tests are skipped without a C compiler). The
+ * fake's "program" adds its two f32 arguments when the text contains "add" and swaps them
+ * otherwise, which is enough to check the plumbing; numbers from XLA need a real plugin.
+ */
+import { PjrtBackend } from "../../lib/backend/pjrt/backend.ts";
+import { PjrtArray } from "../../lib/backend/pjrt/array.ts";
+import { splitAxis0 } from "../../lib/backend/pjrt/shard.ts";
+import { CpuBackend } from "../../lib/backend/cpu/backend.ts";
+import { Compiled } from "../../lib/backend/jit.ts";
+import { trace } from "../../lib/ir/graph.ts";
+import { hostTensor } from "../../lib/ir/host_tensor.ts";
+import * as ops from "../../lib/ir/ops.ts";
+import type { Tensor } from "../../lib/ir/tensor.ts";
+import { PjrtPluginNotFoundError } from "../../ffi/discovery.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "../assert.ts";
+
+const nothingToFind = { env: () => undefined, pythonPrefixes: [], standardPaths: [] };
+
+Deno.test("pjrt backend: no plugin anywhere gives the discovery error", async () => {
+  let error: unknown;
+  try {
+    await PjrtBackend.create({ discovery: nothingToFind, log: () => {} });
+  } catch (e) {
+    error = e;
+  }
+  assert(error instanceof PjrtPluginNotFoundError, String(error));
+  assert((error as Error).message.startsWith("No PJRT plugin found."));
+  assert((error as Error).message.includes("--pjrt-plugin PATH or set PJRT_PLUGIN_PATH"));
+});
+
+Deno.test("pjrt backend: a missing --pjrt-plugin file is named", async () => {
+  await assertRejects(
+    () => PjrtBackend.create({ pluginPath: "/nonexistent/libtpu.so", log: () => {} }),
+    "PJRT plugin /nonexistent/libtpu.so (from --pjrt-plugin) cannot be used: no such file",
+  );
+});
+
+Deno.test("pjrt backend: a library that is not a PJRT plugin is refused", async () => {
+  const libc = ["/lib/x86_64-linux-gnu/libc.so.6", "/lib/aarch64-linux-gnu/libc.so.6"]
+    .find((p) => {
+      try {
+        return Deno.statSync(p).isFile;
+      } catch {
+        return false;
+      }
+    });
+  if (!libc) return;
+  await assertRejects(
+    () => PjrtBackend.create({ pluginPath: libc, log: () => {} }),
+    "is not a PJRT plugin: it does not export GetPjrtApi",
+  );
+});
+
+Deno.test("pjrt shard: axis 0 split into equal replica slices, or a clear error", () => {
+  const t = hostTensor([4, 2], "i32", [0, 1, 2, 3, 4, 5, 6, 7]);
+  const parts = splitAxis0(t, 2);
+  assertEquals(parts.map((p) => [p.shape, Array.from(p.data)]), [
+    [[2, 2], [0, 1, 2, 3]],
+    [[2, 2], [4, 5, 6, 7]],
+  ]);
+  assertThrows(() => splitAxis0(t, 3), "axis 0 of i32[4,2] (4) is not divisible by 3 replicas");
+  assertThrows(() => splitAxis0(hostTensor([], "f32", [1]), 2), "a scalar cannot be split");
+});
+
+const fake = await buildFakePlugin();
+const quiet = () => {};
+
+function fakeTest(name: string, fn: (path: string) => Promise<void>) {
+  Deno.test({
+    name: `pjrt backend (fake plugin): ${name}`,
+    ignore: fake === null,
+    fn: () => fn(fake!),
+  });
+}
+
+const f32 = (...shape: number[]) => ({ shape, dtype: "f32" as const });
+const addGraph = () => trace((x: Tensor, y: Tensor) => ops.add(x, y), f32(4), f32(4)).graph;
+
+fakeTest("compile, upload, execute and download on one replica", async (path) => {
+  const backend = await PjrtBackend.create({ pluginPath: path, log: quiet });
+  try {
+    assertEquals(backend.numReplicas, 1);
+    assert(backend.description.startsWith("fake FakeDevice x1, compute f32 (PJRT plugin "));
+    const exe = await backend.compile(addGraph());
+    const x = await backend.fromHost(hostTensor([4], "f32", [1, 2, 3, 4]));
+    const y = await backend.fromHost(hostTensor([4], "f32", [10, 20, 30, 40]));
+    const [z] = await exe.execute([x, y]);
+    const host = await backend.toHost(z);
+    assertEquals([host.shape, host.dtype, Array.from(host.data)], [[4], "f32", [11, 22, 33, 44]]);
+    for (const a of [x, y, z]) backend.free(a);
+    exe.dispose();
+  } finally {
+    backend.dispose();
+  }
+});
+
+fakeTest("jit's Compiled runs through the backend interface", async (path) => {
+  const backend = await PjrtBackend.create({ pluginPath: path, log: quiet });
+  try {
+    const compiled = await Compiled.create(
+      backend,
+      (a: Tensor, b: Tensor) => ops.add(a, b),
+      f32(2),
+      f32(2),
+    );
+    const out = await compiled.call([
+      hostTensor([2], "f32", [1, 2]),
+      hostTensor([2], "f32", [3, 4]),
+    ]);
+    assertEquals(Array.from((await backend.toHost(out)).data), [4, 6]);
+    backend.free(out);
+    compiled.dispose();
+  } finally {
+    backend.dispose();
+  }
+});
+
+fakeTest(
+  "data parallel: replicated and sharded arrays, one buffer per local replica",
+  async (path) => {
+    const backend = await PjrtBackend.create({ pluginPath: path, replicas: "all", log: quiet });
+    try {
+      // The fake has 3 devices, 2 of them in this process.
+      assertEquals(backend.numReplicas, 3);
+      assertEquals(backend.localDevices.map((d) => d.id), [0, 1]);
+      assert(backend.description.includes("x2 (of 3 replicas)"));
+      const graph = addGraph();
+      assert(backend.emit(graph).includes("mhlo.num_replicas = 3 : i32"));
+      const exe = await backend.compile(graph);
+      const x = await backend.fromHostSharded(hostTensor([8], "f32", [1, 2, 3, 4, 5, 6, 7, 8]));
+      assertEquals(x.shape, [4]);
+      const y = await backend.fromHost(hostTensor([4], "f32", [100, 200, 300, 400]));
+      const [z] = await exe.execute([x, y]);
+      const replicas = await backend.toHostReplicas(z);
+      assertEquals(replicas.map((r) => Array.from(r.data)), [[101, 202, 303, 404], [
+        105,
+        206,
+        307,
+        408,
+      ]]);
+      assertEquals(Array.from((await backend.toHost(z)).data), [101, 202, 303, 404]);
+      for (const a of [x, y, z]) backend.free(a);
+      exe.dispose();
+    } finally {
+      backend.dispose();
+    }
+  },
+);
+
+fakeTest(
+  "donation: aliases from `donate`, flags reach the plugin, donated arrays are consumed",
+  async (path) => {
+    const queries = openQueries(path);
+    const backend = await PjrtBackend.create({ pluginPath: path, log: quiet });
+    try {
+      // (p, m) -> (m, p): the fake swaps its arguments when the text has no "add".
+      const graph =
+        trace((p: Tensor, m: Tensor) => [ops.neg(ops.neg(m)), ops.neg(ops.neg(p))], f32(2), f32(2))
+          .graph;
+      assert(
+        backend.emit(graph, { donate: [true, false] }).includes(
+          "%arg0: tensor<2xf32> {tf.aliasing_output = 0 : i32}, %arg1: tensor<2xf32>)",
+        ),
+      );
+      assert(!backend.emit(graph).includes("tf.aliasing_output"));
+      const exe = await backend.compile(graph, { donate: [true, false] });
+      const p = await backend.fromHost(hostTensor([2], "f32", [1, 2]));
+      const m = await backend.fromHost(hostTensor([2], "f32", [3, 4]));
+      const [a, b] = await exe.execute([p, m], { donate: [true, false] });
+      assertEquals(queries.lastNonDonatable(), "launch 0: 1");
+      assertEquals(Array.from((await backend.toHost(a)).data), [3, 4]);
+      assertEquals(Array.from((await backend.toHost(b)).data), [1, 2]);
+      await assertRejects(() => backend.toHost(p), "was donated to an execution");
+      backend.free(p); // freeing a donated array is allowed
+      assertThrows(() => (p as PjrtArray).buffers, "used after it was freed");
+      await exe.execute([m, m], { donate: [false, false] }).then((outs) =>
+        outs.forEach((o) => backend.free(o))
+      );
+      assertEquals(queries.lastNonDonatable(), "launch 0: 0 1");
+      await assertRejects(
+        () => exe.execute([m, m], { donate: [true, false] }),
+        "argument 0 is donated but also passed",
+      );
+      for (const x of [m, a, b]) backend.free(x);
+      exe.dispose();
+    } finally {
+      backend.dispose();
+      queries.close();
+    }
+  },
+);
+
+fakeTest("bad arguments are refused naming the argument", async (path) => {
+  const backend = await PjrtBackend.create({ pluginPath: path, log: quiet });
+  try {
+    const exe = await backend.compile(addGraph());
+    const x = await backend.fromHost(hostTensor([4], "f32", [1, 2, 3, 4]));
+    const small = await backend.fromHost(hostTensor([2], "f32", [1, 2]));
+    const cpu = await new CpuBackend().fromHost(hostTensor([4], "f32", [1, 2, 3, 4]));
+    await assertRejects(
+      () => exe.execute([x, small]),
+      "argument 1 is f32[2], the program takes f32[4]",
+    );
+    await assertRejects(
+      () => exe.execute([x, cpu]),
+      "execute argument 1: f32[4] is not an array of this backend",
+    );
+    await assertRejects(() => exe.execute([x]), "the program takes 2 arrays, got 1");
+    exe.dispose();
+    await assertRejects(() => exe.execute([x, x]), "execute after dispose");
+    backend.free(x);
+    backend.free(small);
+  } finally {
+    backend.dispose();
+  }
+});
+
+fakeTest("replica counts beyond the platform are refused", async (path) => {
+  await assertRejects(
+    () => PjrtBackend.create({ pluginPath: path, replicas: 4, log: quiet }),
+    'replicas must be "all" or 1..3 (the platform\'s devices), got 4',
+  );
+});
+
+fakeTest("dumpDir receives each compiled program's text", async (path) => {
+  const dir = await Deno.makeTempDir({ prefix: "pjrt_dump_" });
+  const backend = await PjrtBackend.create({
+    pluginPath: path,
+    dumpDir: dir,
+    precision: "bf16",
+    log: quiet,
+  });
+  try {
+    const exe = await backend.compile(addGraph(), { name: "add" });
+    const text = await Deno.readTextFile(`${dir}/add-0.mlir`);
+    assertEquals(text, backend.emit(addGraph(), { name: "add" }));
+    assert(text.startsWith("module @add attributes"));
+    exe.dispose();
+  } finally {
+    backend.dispose();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Compiles tests/ffi/fake_plugin/fake_pjrt_plugin.c; null when there is no C compiler. */
+async function buildFakePlugin(): Promise<string | null> {
+  const source = new URL("../ffi/fake_plugin/fake_pjrt_plugin.c", import.meta.url).pathname;
+  const dir = await Deno.makeTempDir({ prefix: "pjrt_backend_fake_" });
+  const path = `${dir}/fake_pjrt.so`;
+  try {
+    const result = await new Deno.Command("cc", {
+      args: ["-shared", "-fPIC", "-O1", "-std=c11", "-D_DEFAULT_SOURCE", "-o", path, source],
+      stderr: "piped",
+    }).output();
+    if (!result.success) throw new Error(new TextDecoder().decode(result.stderr));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      console.warn("pjrt backend fake-plugin tests skipped: no C compiler (cc) on PATH");
+      return null;
+    }
+    throw e;
+  }
+  globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+  return path;
+}
+
+function openQueries(path: string) {
+  const lib = Deno.dlopen(
+    path,
+    {
+      fake_last_non_donatable: { parameters: ["buffer", "usize"], result: "void" },
+    } as const,
+  );
+  return {
+    lastNonDonatable: () => {
+      const buf = new Uint8Array(256);
+      lib.symbols.fake_last_non_donatable(buf, 256n);
+      return new TextDecoder().decode(buf.subarray(0, buf.indexOf(0)));
+    },
+    close: () => lib.close(),
+  };
+}
