@@ -1,0 +1,156 @@
+/** `deno task export-hlo` and its library side: parameter specs, aliases by path, errors. */
+import { exportTrainStep, paramSpecs } from "../../lib/backend/stablehlo/export.ts";
+import { resolveConfig } from "../../lib/config/mod.ts";
+import { leavesWithPaths } from "../../lib/ir/pytree.ts";
+import { initViT } from "../../lib/model/init.ts";
+import type { ViTConfig } from "../../lib/model/vit.ts";
+import { main } from "../../tasks/export_hlo.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "../assert.ts";
+
+const small: ViTConfig = {
+  layers: 2,
+  dim: 16,
+  heads: 2,
+  labels: 5,
+  layerscale: false,
+  patchSize: 4,
+  imageSize: 8,
+  posemb: "learnable",
+  pooling: "cls",
+  dropout: 0,
+  droppath: 0,
+  gradCkpt: false,
+};
+
+Deno.test("export: parameter specs match initViT's tree for every model option", () => {
+  const variants: Partial<ViTConfig>[] = [
+    {},
+    { layerscale: true },
+    { posemb: "sincos2d", pooling: "gap" },
+    { labels: null },
+    { layers: 3, labels: 7, patchSize: 2 },
+  ];
+  for (const v of variants) {
+    const c = { ...small, ...v };
+    const shapes = (tree: unknown) =>
+      leavesWithPaths<{ shape: number[]; dtype: string }>(tree).map(([p, t]) =>
+        `${p}:${t.dtype}[${t.shape}]`
+      );
+    assertEquals(shapes(paramSpecs(c)), shapes(initViT(c, 0)), JSON.stringify(v));
+  }
+});
+
+const CONFIG = {
+  "layers": 2,
+  "dim": 16,
+  "heads": 2,
+  "labels": 5,
+  "patch-size": 4,
+  "image-size": 8,
+  "train-batch-size": 8,
+  "mixup": 0.8,
+  "cutmix": 1.0,
+  "droppath": 0.1,
+  "optimizer": "lamb",
+  "train-dataset-shards": "$DATA/train-{0..1}.tar",
+};
+const config = (argv: string[] = []) =>
+  resolveConfig(CONFIG, "test.json", argv, { env: () => "/data", random: () => 0.5, name: "test" });
+
+Deno.test("export: the step donates params and optimizer state to their own results", () => {
+  const p = exportTrainStep(config(), { replicas: 2 });
+  assertEquals(p.perReplicaBatch, 4);
+  // Arguments: params, opt.mu, opt.nu, batch, mix, scalars, key (pytree order).
+  const names = p.inputs.map((l) => l.split(":")[0]);
+  assertEquals(names.slice(0, 3), [
+    "params.model.embed.cls_token",
+    "params.model.embed.wpe",
+    "params.model.embed.wte.bias",
+  ]);
+  assertEquals(names.slice(-10), [
+    "batch.images",
+    "batch.labels",
+    "mix.box",
+    "mix.imageLam",
+    "mix.labelLam",
+    "mix.perm",
+    "scalars.bc1",
+    "scalars.bc2",
+    "scalars.lr",
+    "key",
+  ]);
+  assertEquals(p.inputs[names.indexOf("batch.images")], "batch.images: ui8[4,3,8,8]");
+  const results = p.outputs.map((l) => l.split(":")[0]);
+  assertEquals(results.slice(0, 3), ["metrics.acc1", "metrics.acc5", "metrics.loss"]);
+  // Every params/opt argument aliases the result at the same path, and nothing else aliases.
+  const signature = p.text.split("\n").find((l) => l.includes("func.func public @main"))!;
+  const args = signature.slice(signature.indexOf("(") + 1).split(/, (?=%arg)/);
+  args.forEach((a, i) => {
+    const m = /tf\.aliasing_output = (\d+) : i32/.exec(a);
+    const name = names[i];
+    if (name.startsWith("params.") || name.startsWith("opt.")) {
+      assert(m, `${name} is not donated`);
+      assertEquals(results[Number(m[1])], name);
+    } else {
+      assert(!m, `${name} should not be donated`);
+    }
+  });
+  assert(
+    p.text.startsWith(
+      '// Training step of "test": per-replica batch 4, 2 replica(s), compute f32.',
+    ),
+  );
+  assert(p.text.includes("mhlo.num_replicas = 2 : i32"));
+  assert(p.text.includes('"stablehlo.all_reduce"'));
+  assert(p.text.includes('"stablehlo.shift_right_logical"'), "droppath draws threefry bits");
+});
+
+Deno.test("export: no mixing inputs when mixup and cutmix are off; bf16 from the config", () => {
+  const p = exportTrainStep(config(["--mixup", "0", "--cutmix", "0", "--precision", "bf16"]));
+  assert(!p.inputs.some((l) => l.startsWith("mix.")));
+  assert(p.text.includes("compute bf16."));
+  assert(p.text.includes("xbf16>) -> tensor<"));
+});
+
+Deno.test("export: bad batch or replicas are refused", () => {
+  assertThrows(
+    () => exportTrainStep(config(), { batch: 6, replicas: 4 }),
+    "the batch (6) must be a positive multiple of the replicas (4)",
+  );
+  assertThrows(
+    () => exportTrainStep(config(), { replicas: 0 }),
+    "--replicas must be a positive integer",
+  );
+  assertThrows(
+    () => exportTrainStep(config(["--dim", "15"])),
+    '"dim" (15, from --dim 15) must be divisible by "heads" (2)',
+  );
+});
+
+Deno.test("export-hlo task: writes the program to --out", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "export_hlo_" });
+  try {
+    await Deno.writeTextFile(`${dir}/tiny.json`, JSON.stringify(CONFIG));
+    const code = await main([
+      `${dir}/tiny.json`,
+      "--batch",
+      "4",
+      "--out",
+      `${dir}/step.mlir`,
+      "--grad-ckpt",
+    ]);
+    assertEquals(code, 0);
+    const text = await Deno.readTextFile(`${dir}/step.mlir`);
+    assert(text.startsWith('// Training step of "tiny": per-replica batch 4, 1 replica(s)'));
+    assert(text.includes('"stablehlo.optimization_barrier"'));
+    assertEquals([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["step.mlir", "tiny.json"]);
+    await assertRejects(
+      () => main([`${dir}/tiny.json`, "--batch", "x"]),
+      '--batch must be a positive integer, got "x"',
+    );
+    await assertRejects(() => main([`${dir}/tiny.json`, "--out"]), "--out needs a value");
+    await assertRejects(() => main([`${dir}/tiny.json`, "--heads", "3"]), "heads");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
