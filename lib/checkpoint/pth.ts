@@ -13,7 +13,7 @@ import { type HostTensor, numel, stridesOf } from "../ir/host_tensor.ts";
 import { atomicWrite } from "./atomic.ts";
 import { asCheckpointError, CheckpointError, KeyedError } from "./errors.ts";
 import { PickleWriter, unpickle } from "./pickle.ts";
-import { allocTensor, f16ToF32, tensorBytes } from "./tensor_bytes.ts";
+import { allocTensor, f16BitsToNumber, tensorBytes } from "./tensor_bytes.ts";
 import { isTree, type Leaf, type Tree, type TreeNode } from "./tree.ts";
 import {
   bytesAccess,
@@ -368,7 +368,7 @@ function gather(
 function readerFor(spec: (typeof STORAGE_TYPES)[string], v: DataView): (i: number) => number {
   switch (spec.convert) {
     case "f16":
-      return (i) => f16ToF32(Uint16Array.of(v.getUint16(2 * i, true)))[0];
+      return (i) => f16BitsToNumber(v.getUint16(2 * i, true));
     case "f64":
       return (i) => v.getFloat64(8 * i, true);
     case "i64":

@@ -57,15 +57,15 @@ export function tensorByteLength(shape: readonly number[], dtype: DType): number
 /** IEEE half-precision bits to float32 values. */
 export function f16ToF32(bits: Uint16Array): Float32Array {
   const out = new Float32Array(bits.length);
-  for (let i = 0; i < bits.length; i++) {
-    const h = bits[i];
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >> 10) & 0x1f, frac = h & 0x3ff;
-    out[i] = exp === 0
-      ? sign * frac * 2 ** -24
-      : exp === 31
-      ? (frac ? NaN : sign * Infinity)
-      : sign * (1 + frac / 1024) * 2 ** (exp - 15);
-  }
+  for (let i = 0; i < bits.length; i++) out[i] = f16BitsToNumber(bits[i]);
   return out;
+}
+
+/** One IEEE half-precision value from its bits. */
+export function f16BitsToNumber(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f, frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }

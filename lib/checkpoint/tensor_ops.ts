@@ -16,21 +16,33 @@ export function reshape(t: HostTensor, shape: number[]): HostTensor {
 /** Axes permuted: output axis i is input axis perm[i] (numpy.transpose). */
 export function transpose(t: HostTensor, perm: number[]): HostTensor {
   const rank = t.shape.length;
-  if (perm.length !== rank) throw new Error(`transpose: perm [${perm}] for rank ${rank}`);
+  if (perm.length !== rank || [...perm].sort().some((p, i) => p !== i)) {
+    throw new Error(`transpose: perm [${perm}] for rank ${rank}`);
+  }
   const outShape = perm.map((p) => t.shape[p]);
+  const out = allocArray(t.dtype, numel(outShape));
+  // Trailing axes that stay in place move as contiguous blocks.
+  let lead = rank;
+  while (lead > 0 && perm[lead - 1] === lead - 1) lead--;
+  const block = numel(t.shape.slice(lead));
+  if (lead === 2 && block === 1) {
+    transpose2d(t.data, out, t.shape[0], t.shape[1]);
+    return { shape: outShape, dtype: t.dtype, data: out };
+  }
   const inStrides = stridesOf(t.shape);
-  const strides = perm.map((p) => inStrides[p]);
-  const n = numel(outShape);
-  const out = allocArray(t.dtype, n);
-  const idx = new Array<number>(rank).fill(0);
+  const strides = perm.slice(0, lead).map((p) => inStrides[p]);
+  const dims = outShape.slice(0, lead);
+  const count = numel(dims);
+  const idx = new Array<number>(lead).fill(0);
   let src = 0;
-  for (let i = 0; i < n; i++) {
-    out[i] = t.data[src];
-    for (let d = rank - 1; d >= 0; d--) {
+  for (let i = 0; i < count; i++) {
+    if (block === 1) out[i] = t.data[src];
+    else out.set(t.data.subarray(src, src + block) as never, i * block);
+    for (let d = lead - 1; d >= 0; d--) {
       idx[d]++;
       src += strides[d];
-      if (idx[d] < outShape[d]) break;
-      src -= strides[d] * outShape[d];
+      if (idx[d] < dims[d]) break;
+      src -= strides[d] * dims[d];
       idx[d] = 0;
     }
   }
@@ -84,4 +96,39 @@ export function sliceAxis(t: HostTensor, axis: number, start: number, end: numbe
 /** Zero-filled tensor. */
 export function zeros(shape: number[], dtype: HostTensor["dtype"]): HostTensor {
   return { shape, dtype, data: allocArray(dtype, numel(shape)) };
+}
+
+/**
+ * out[c][r] = x[r][c], in 16x16 tiles. The tile is its own small function: V8 optimises it after
+ * a few calls, whereas one big loop nest runs interpreted for its whole first (multi-second) call.
+ */
+function transpose2d(
+  x: ArrayLike<number>,
+  out: { [i: number]: number },
+  rows: number,
+  cols: number,
+) {
+  const T = 16;
+  for (let r0 = 0; r0 < rows; r0 += T) {
+    const r1 = Math.min(rows, r0 + T);
+    for (let c0 = 0; c0 < cols; c0 += T) {
+      tile(x, out, rows, cols, r0, r1, c0, Math.min(cols, c0 + T));
+    }
+  }
+}
+
+function tile(
+  x: ArrayLike<number>,
+  out: { [i: number]: number },
+  rows: number,
+  cols: number,
+  r0: number,
+  r1: number,
+  c0: number,
+  c1: number,
+) {
+  for (let c = c0; c < c1; c++) {
+    const o = c * rows;
+    for (let r = r0, s = r0 * cols + c; r < r1; r++, s += cols) out[o + r] = x[s];
+  }
 }

@@ -5,6 +5,7 @@
  * can be read straight into their final buffers.
  */
 import zlib from "node:zlib";
+import { concat } from "./msgpack_encode.ts";
 
 export interface ZipEntry {
   name: string;
@@ -63,7 +64,7 @@ export class ZipWriter {
     lv.setUint32(22, zip64 ? 0xffffffff : size, true);
     lv.setUint16(26, nameBytes.length, true);
     lv.setUint16(28, zip64Local.length + fb.length, true);
-    const header = concatBytes([local, nameBytes, zip64Local, fb]);
+    const header = concat([local, nameBytes, zip64Local, fb]);
     this.#offset += header.length + size;
 
     const big = [
@@ -93,7 +94,7 @@ export class ZipWriter {
   *finish(): Generator<Uint8Array> {
     const limit = this.options.zip64Threshold ?? 0xffffffff;
     const cdOffset = this.#offset;
-    const cd = concatBytes(this.#central);
+    const cd = concat(this.#central);
     yield cd;
     const zip64 = cdOffset >= limit || cd.length >= limit || this.#count >= 0xffff;
     if (zip64) {
@@ -270,17 +271,5 @@ function zip64Extra(values: number[]): Uint8Array {
   v.setUint16(0, 1, true);
   v.setUint16(2, 8 * values.length, true);
   values.forEach((x, i) => v.setBigUint64(4 + 8 * i, BigInt(x), true));
-  return out;
-}
-
-function concatBytes(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
   return out;
 }
