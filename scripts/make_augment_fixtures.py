@@ -110,6 +110,9 @@ def cases():
     out.append({"kind": "grayscale"})
     out.append({"kind": "boxblur", "radius": 2.5})
     out.append({"kind": "boxblur", "radius": 0.6})
+    # Windows wider than the image (Pillow's edgeA > edgeB branch).
+    out.append({"kind": "boxblur", "radius": 40.3})
+    out.append({"kind": "op", "op": "GaussianBlur", "args": [30], "resample": None, "fill": [0, 0, 0]})
     for top, left, w, h in [(-4, -4, 20, 30), (10, 3, 40, 25), (-7, 30, 50, 12)]:
         out.append({"kind": "reflect_crop", "top": top, "left": left, "w": w, "h": h})
     # torchvision's resized_crop on PIL (crop, then resize), as RandomResizedCrop applies it.

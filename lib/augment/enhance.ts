@@ -48,11 +48,15 @@ export function blend(a: Uint8Array, b: RGBImage, alpha: number): RGBImage {
   if (f === 1) return { width, height, data: b.data.slice() };
   const src = b.data, n = src.length, out = new Uint8Array(n);
   const fr = Math.fround;
+  // ImagingBlend computes in C floats: (float)a + alpha * (float)(b - a). The product depends
+  // only on b - a, so it comes from a 511-entry table; the sum is rounded to float per value.
+  const prod = new Float64Array(511);
+  for (let d = -255; d <= 255; d++) prod[d + 255] = fr(f * d);
   if (f >= 0 && f <= 1) {
-    for (let i = 0; i < n; i++) out[i] = fr(a[i] + fr(f * (src[i] - a[i])));
+    for (let i = 0; i < n; i++) out[i] = fr(a[i] + prod[src[i] - a[i] + 255]);
   } else {
     for (let i = 0; i < n; i++) {
-      const t = fr(a[i] + fr(f * (src[i] - a[i])));
+      const t = fr(a[i] + prod[src[i] - a[i] + 255]);
       out[i] = t <= 0 ? 0 : t >= 255 ? 255 : t;
     }
   }
@@ -68,28 +72,29 @@ export function smooth(img: RGBImage): Uint8Array {
   const out = src.slice();
   if (w < 3 || h < 3) return out;
   const fr = Math.fround;
+  // Products of a byte and a float kernel weight, as tables (exact: the C products are floats).
   const k1 = fr(1 / 13), k5 = fr(5 / 13);
+  const p1 = new Float64Array(256), p5 = new Float64Array(256);
+  for (let v = 0; v < 256; v++) {
+    p1[v] = fr(v * k1);
+    p5[v] = fr(v * k5);
+  }
   const stride = w * 3;
   for (let y = 1; y < h - 1; y++) {
     const up = (y - 1) * stride, mid = y * stride, dn = (y + 1) * stride;
     for (let x = 3; x < stride - 3; x++) {
-      // Pillow sums the row below, then the row itself, then the row above.
-      let ss = 0.5;
-      ss = fr(ss + row3(src, dn + x, k1, k1, k1));
-      ss = fr(ss + row3(src, mid + x, k1, k5, k1));
-      ss = fr(ss + row3(src, up + x, k1, k1, k1));
-      out[mid + x] = ss < 0 ? 0 : ss > 255 ? 255 : ss;
+      // Pillow sums the row below, then the row itself, then the row above, each left to right.
+      const rb = fr(fr(p1[src[dn + x - 3]] + p1[src[dn + x]]) + p1[src[dn + x + 3]]);
+      const rm = fr(fr(p1[src[mid + x - 3]] + p5[src[mid + x]]) + p1[src[mid + x + 3]]);
+      const ra = fr(fr(p1[src[up + x - 3]] + p1[src[up + x]]) + p1[src[up + x + 3]]);
+      const ss = fr(fr(fr(0.5 + rb) + rm) + ra);
+      out[mid + x] = ss > 255 ? 255 : ss;
     }
   }
   return out;
 }
 
 // ---------------------------------------------------------------------------------------------
-
-function row3(src: Uint8Array, i: number, ka: number, kb: number, kc: number): number {
-  const fr = Math.fround;
-  return fr(fr(fr(src[i - 3] * ka) + fr(src[i] * kb)) + fr(src[i + 3] * kc));
-}
 
 /** Blend against a constant gray: a 256-entry table, since each output depends on one input. */
 function blendWithConstant(img: RGBImage, level: number, alpha: number): RGBImage {

@@ -276,18 +276,21 @@ function horizontalPass(
   const data = src.data;
   const clip = CLIP8;
   let o = 0;
+  // Math.imul and `| 0` keep the sums in int32 (they cannot overflow, as in Pillow), which lets
+  // V8 drop its overflow checks.
   for (let y = 0; y < rows; y++) {
     const rowBase = ((row0 + y) * src.width + rx) * 3;
     for (let xx = 0; xx < outW; xx++) {
-      const n = bounds[xx * 2 + 1];
-      let p = rowBase + bounds[xx * 2] * 3;
-      let k = xx * ksize;
+      const n = bounds[xx * 2 + 1] | 0;
+      let p = (rowBase + bounds[xx * 2] * 3) | 0;
+      let k = (xx * ksize) | 0;
       let s0 = HALF, s1 = HALF, s2 = HALF;
-      for (let i = 0; i < n; i++, p += 3) {
-        const w = kk[k++];
-        s0 += data[p] * w;
-        s1 += data[p + 1] * w;
-        s2 += data[p + 2] * w;
+      for (let i = 0; i < n; i = (i + 1) | 0, p = (p + 3) | 0) {
+        const w = kk[k] | 0;
+        k = (k + 1) | 0;
+        s0 = (s0 + Math.imul(data[p], w)) | 0;
+        s1 = (s1 + Math.imul(data[p + 1], w)) | 0;
+        s2 = (s2 + Math.imul(data[p + 2], w)) | 0;
       }
       out[o++] = clip[(s0 >> PRECISION_BITS) + 640];
       out[o++] = clip[(s1 >> PRECISION_BITS) + 640];
