@@ -4,7 +4,7 @@
  * (`tf.aliasing_output`) and a comment header naming every argument and result.
  */
 import type { Config } from "../../config/schema.ts";
-import { type ShapeSpec, trace } from "../../ir/graph.ts";
+import { type Graph, type ShapeSpec, trace } from "../../ir/graph.ts";
 import { leavesWithPaths, type TreeDef } from "../../ir/pytree.ts";
 import { checkViTConfig, type ViTConfig } from "../../model/vit.ts";
 import type { OptimizerConfig } from "../../optim/optimizer.ts";
@@ -24,6 +24,8 @@ export interface ExportOptions {
 
 export interface ExportedProgram {
   text: string;
+  /** The traced step the text was emitted from (runs on the CPU/WebGPU backends too). */
+  graph: Graph;
   /** Argument and result paths with their types, in `@main` order. */
   inputs: string[];
   outputs: string[];
@@ -99,6 +101,7 @@ export function exportTrainStep(config: Config, opts: ExportOptions = {}): Expor
   ];
   return {
     text: `${header.join("\n")}\n${text}`,
+    graph: traced.graph,
     inputs,
     outputs,
     nodes: traced.graph.nodes.length,

@@ -9,4 +9,5 @@ export {
   trainStepConfig,
 } from "./export.ts";
 export { planRematBarriers, type RematPlan } from "./remat.ts";
+export { type ParsedProgram, parseStableHlo } from "./parse.ts";
 export { denseAttr, elementType, tensorType } from "./types.ts";
