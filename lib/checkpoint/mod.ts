@@ -47,6 +47,7 @@ export { convertCheckpoint, type ConvertOptions, type Format } from "./convert.t
 export {
   isGcsUrl,
   readInputBytes,
+  useGcsEndpoint,
   withLocalInput,
   writeOutput,
   writeOutputBytes,

@@ -87,11 +87,20 @@ export function readInputBytes(url: string): Promise<Uint8Array> {
   });
 }
 
+/**
+ * Points gs:// I/O of this module instance at an emulator (overrides STORAGE_EMULATOR_HOST;
+ * `undefined` restores it). Tests use this: environment variables are shared by parallel tests.
+ */
+export function useGcsEndpoint(url: string | undefined): void {
+  endpointOverride = url;
+}
+
+let endpointOverride: string | undefined;
 const clients = new Map<string, Storage>();
 
 /** One client per endpoint (the emulator address may change between runs in one process). */
 function gcs(): Storage {
-  const emulator = Deno.env.get("STORAGE_EMULATOR_HOST") ?? "";
+  const emulator = endpointOverride ?? Deno.env.get("STORAGE_EMULATOR_HOST") ?? "";
   let client = clients.get(emulator);
   if (!client) {
     if (emulator) {

@@ -8,6 +8,7 @@ import { writeFlaxMsgpack } from "../../lib/checkpoint/flax_msgpack.ts";
 import { hostTensor } from "../../lib/ir/host_tensor.ts";
 import { assertEquals, assertRejects } from "../assert.ts";
 import { startFakeGcs } from "./fake_gcs.ts";
+import { useGcsEndpoint } from "../../lib/checkpoint/storage.ts";
 import { decode, ExtensionCodec } from "@msgpack/msgpack";
 
 const FIX = (name: string) => new URL(`../fixtures/checkpoint/${name}`, import.meta.url).pathname;
@@ -123,8 +124,7 @@ Deno.test("training state: bad files give errors naming the file and key", async
 
 Deno.test("training state on gs://: upload then load back; a failed upload keeps the old object", async () => {
   const gcs = startFakeGcs();
-  const saved = Deno.env.get("STORAGE_EMULATOR_HOST");
-  Deno.env.set("STORAGE_EMULATOR_HOST", gcs.url);
+  useGcsEndpoint(gcs.url);
   try {
     const state = await sampleState();
     await saveTrainingState("gs://ckpt/run1/last.msgpack", state);
@@ -142,8 +142,7 @@ Deno.test("training state on gs://: upload then load back; a failed upload keeps
       /gs:\/\/ckpt\/none\.msgpack: object not found/,
     );
   } finally {
-    if (saved === undefined) Deno.env.delete("STORAGE_EMULATOR_HOST");
-    else Deno.env.set("STORAGE_EMULATOR_HOST", saved);
+    useGcsEndpoint(undefined);
     await gcs.close();
   }
 });
