@@ -17,7 +17,7 @@ import { type HostTensor, isHostTensor, numel, stridesOf } from "../ir/host_tens
 import { CheckpointError } from "./errors.ts";
 import { readFlaxMsgpackFile } from "./flax_msgpack.ts";
 import { readInputBytes, withLocalInput } from "./storage.ts";
-import { flattenTree, type Leaf, type Tree, unflattenTree } from "./tree.ts";
+import { flattenTree, isTree, type Leaf, type Tree, unflattenTree } from "./tree.ts";
 
 export interface LabelMapping {
   src: number[];
@@ -31,7 +31,10 @@ export interface PretrainedOptions {
   name?: string;
 }
 
-/** Reads a pretrained Flax checkpoint (path or gs:// URL) and fits it to `initial`. */
+/**
+ * Reads a pretrained Flax checkpoint (path or gs:// URL; params or a training state) and fits it
+ * to `initial`.
+ */
 export async function loadPretrainedFile(
   url: string,
   initial: Tree,
@@ -51,7 +54,11 @@ export async function loadPretrainedFile(
       throw e;
     }
   });
-  return fitPretrained(pretrained, initial, { labelMapping, name: url });
+  // a training-state file works too: its params are used
+  const params = isTree(pretrained.params) && !isTree(pretrained.model)
+    ? pretrained.params
+    : pretrained;
+  return fitPretrained(params, initial, { labelMapping, name: url });
 }
 
 /** Parses a label-mapping JSON (`{"src": [...], "dst": [...]}`). */

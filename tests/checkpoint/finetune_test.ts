@@ -7,6 +7,7 @@ import {
 import { readFlaxMsgpackFile, writeFlaxMsgpackFile } from "../../lib/checkpoint/flax_msgpack.ts";
 import { readPthFile } from "../../lib/checkpoint/pth.ts";
 import { getPath, mapTree, type Tree } from "../../lib/checkpoint/tree.ts";
+import { saveTrainingState } from "../../lib/checkpoint/train_state.ts";
 import { type HostTensor, hostTensor } from "../../lib/ir/host_tensor.ts";
 import { assertAllClose, assertEquals, assertRejects, assertThrows } from "../assert.ts";
 
@@ -203,6 +204,15 @@ Deno.test("loadPretrainedFile reads the checkpoint and the mapping from files; e
     const b = getPath(fitted, "model/head/bias") as HostTensor;
     const preB = getPath(params, "model/head/bias") as HostTensor;
     assertEquals(Array.from(b.data), [preB.data[3], -10, -10, -10, preB.data[1]]);
+    await saveTrainingState(`${dir}/state.msgpack`, {
+      params,
+      optState: {},
+      step: 5,
+      rng: {},
+      data: {},
+      config: {},
+    });
+    assertEquals(await loadPretrainedFile(`${dir}/state.msgpack`, params), params);
     await assertRejects(
       () => loadPretrainedFile(`${dir}/none.msgpack`, fresh),
       /none\.msgpack: file not found/,
