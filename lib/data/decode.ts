@@ -10,7 +10,6 @@
  *
  * `DEIT3_JPEG_DECODER=sharp` forces sharp for JPEGs too.
  */
-import sharp from "sharp";
 import type { RGBImage } from "../augment/image.ts";
 import { JpegError, loadTurboJpeg } from "./turbojpeg.ts";
 
@@ -44,7 +43,7 @@ export class DecodeError extends Error {
 
 /** Through sharp (libvips), for every format it knows. */
 export async function decodeWithSharp(bytes: Uint8Array): Promise<RGBImage> {
-  configureSharp();
+  const sharp = await loadSharp();
   try {
     const { data, info } = await sharp(bytes, { failOn: "truncated" })
       .toColourspace("srgb")
@@ -68,11 +67,16 @@ function isJpeg(b: Uint8Array): boolean {
   return b.length > 2 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff;
 }
 
-let sharpConfigured = false;
-function configureSharp(): void {
-  if (sharpConfigured) return;
-  sharpConfigured = true;
-  // One image at a time per loader worker; the loader's parallelism is the worker count.
-  sharp.cache(false);
-  sharp.concurrency(1);
+type Sharp = typeof import("sharp").default;
+let sharpModule: Promise<Sharp> | undefined;
+
+/** sharp, loaded on first use (a native addon that workers decoding with FFI do not need). */
+function loadSharp(): Promise<Sharp> {
+  sharpModule ??= import("sharp").then(({ default: sharp }) => {
+    // One image at a time per loader worker; the loader's parallelism is the worker count.
+    sharp.cache(false);
+    sharp.concurrency(1);
+    return sharp;
+  });
+  return sharpModule;
 }

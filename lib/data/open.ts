@@ -12,7 +12,6 @@
  * that retrying will not help (404, a failing command).
  */
 import { openFile } from "./open_file.ts";
-import { openGcs } from "./open_gcs.ts";
 import { openHttp } from "./open_http.ts";
 import { openPipe } from "./open_pipe.ts";
 
@@ -47,7 +46,10 @@ export function openShard(
 ): Promise<ReadableStream<Uint8Array>> {
   if (url.startsWith("pipe:")) return openPipe(url.slice(5), options, signal);
   if (/^https?:\/\//i.test(url)) return openHttp(url, options, signal);
-  if (url.startsWith("gs://")) return openGcs(url, options, signal);
+  // Loaded on first use: the storage client is a large module graph every worker would load.
+  if (url.startsWith("gs://")) {
+    return import("./open_gcs.ts").then((m) => m.openGcs(url, options, signal));
+  }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !url.startsWith("file:")) {
     return Promise.reject(
       new OpenError(

@@ -1,12 +1,15 @@
 /**
- * gs://bucket/object shards through `@google-cloud/storage` (credentials from the environment,
- * as gcloud sets them up on TPU VMs). `OpenOptions.gcsEndpoint` or `STORAGE_EMULATOR_HOST`
- * points the client elsewhere (an emulator, a test server); no credentials are used then.
+ * gs://bucket/object shards. `@google-cloud/storage` supplies credentials (from the
+ * environment, as gcloud sets them up on TPU VMs) and the object's metadata; the bytes are
+ * fetched from the JSON API's media URL directly, through the same resumable reader as
+ * http(s) (the client's own download stream crashes the process on a server error under
+ * Deno's node compatibility layer). `OpenOptions.gcsEndpoint` or `STORAGE_EMULATOR_HOST` points
+ * everything elsewhere (an emulator, a test server); no credentials are used then.
  */
-import { Readable } from "node:stream";
 import { Storage } from "@google-cloud/storage";
 import { OpenError, type OpenOptions } from "./open.ts";
-import { type Connection, resumableStream, retryPolicy } from "./resumable.ts";
+import { connectHttp } from "./open_http.ts";
+import { resumableStream, retryPolicy } from "./resumable.ts";
 
 export function openGcs(
   url: string,
@@ -14,11 +17,15 @@ export function openGcs(
   signal?: AbortSignal,
 ): Promise<ReadableStream<Uint8Array>> {
   const { bucket, object } = parseGsUrl(url);
-  const file = gcsClient(options).bucket(bucket).file(object);
+  const endpoint = gcsEndpoint(options);
+  const client = gcsClient(options);
+  const file = client.bucket(bucket).file(object);
+  const media = `${endpoint ?? client.apiEndpoint}/storage/v1/b/${encodeURIComponent(bucket)}/o/` +
+    `${encodeURIComponent(object)}?alt=media`;
   let size: number | undefined;
   return resumableStream(
     url,
-    async (offset) => {
+    async (offset, abort) => {
       if (size === undefined) {
         try {
           const [meta] = await file.getMetadata();
@@ -27,17 +34,9 @@ export function openGcs(
           throw gcsError(url, e);
         }
       }
-      const stream = file.createReadStream({ start: offset, validation: false });
-      const web = Readable.toWeb(stream) as ReadableStream<Uint8Array>;
-      const reader = web.getReader();
-      const conn: Connection = {
-        read: () => reader.read().catch((e) => Promise.reject(gcsError(url, e))),
-        totalLength: size,
-        close() {
-          stream.destroy();
-        },
-      };
-      return conn;
+      const headers = endpoint ? {} : await authHeaders(client);
+      const conn = await connectHttp(media, url, headers, offset, abort);
+      return { ...conn, totalLength: size };
     },
     retryPolicy(options),
     signal,
@@ -64,10 +63,14 @@ export function gcsClient(options: OpenOptions = {}): Storage {
   return client;
 }
 
-function gcsEndpoint(options: OpenOptions): string | undefined {
+/** The endpoint override in effect, if any. */
+export function gcsEndpoint(options: OpenOptions): string | undefined {
   const e = options.gcsEndpoint ?? Deno.env.get("STORAGE_EMULATOR_HOST");
   if (!e) return undefined;
-  return (/^https?:\/\//.test(e) ? e : `http://${e}`).replace(/\/+$/, "");
+  return (/^https?:\/\//.test(e) ? e : `http://${e}`).replace(/\/+$/, "").replace(
+    /\/storage\/v1$/,
+    "",
+  );
 }
 
 /** A storage error as an OpenError; 4xx other than 408/429 are permanent. */
@@ -83,4 +86,10 @@ export function gcsError(url: string, e: unknown): OpenError {
   }
   const status = Number.isFinite(code) && code > 0 ? `HTTP ${code}: ` : "";
   return new OpenError(`${url}: ${status}${message}`, permanent, { cause: e });
+}
+
+async function authHeaders(client: Storage): Promise<Record<string, string>> {
+  const h: unknown = await client.authClient.getRequestHeaders();
+  if (h instanceof Headers) return Object.fromEntries(h.entries());
+  return (h ?? {}) as Record<string, string>;
 }

@@ -41,7 +41,8 @@ export function authHeaders(url: string, options: OpenOptions = {}): Record<stri
     : {};
 }
 
-async function connectHttp(
+/** One GET from `offset` on (a `Range` request when > 0). */
+export async function connectHttp(
   url: string,
   shown: string,
   baseHeaders: Record<string, string>,

@@ -113,8 +113,13 @@ async function* trainProducer(cfg: TrainProducerConfig): AsyncGenerator<Producer
     }
     const out = shuffle.push(item);
     if (out) yield* emit(out);
+    // Report skips as they happen, so that a stream of nothing but bad samples fails fast.
+    if (stats.hasSkips) yield { type: "stats", stats: stats.take() };
   }
-  for (const out of shuffle.drain()) yield* emit(out);
+  for (const out of shuffle.drain()) {
+    yield* emit(out);
+    if (stats.hasSkips) yield { type: "stats", stats: stats.take() };
+  }
   if (batch.count > 0) yield { type: "batch", batch: batch.finish(), stats: stats.take() };
   else yield { type: "stats", stats: stats.take() };
 }
@@ -138,17 +143,12 @@ async function* validProducer(cfg: ValidProducerConfig): AsyncGenerator<Producer
         }
         const item = { epoch: 0, shard, url, sample };
         const decoded = await decodeSample(sample, stats, cfg.strict, url);
-        if (!decoded) continue;
-        const img = applyTransform(
-          transform,
-          decoded.image,
-          undefined,
-          size,
-          item,
-          stats,
-          cfg.strict,
-        );
-        if (img === null) continue;
+        const img = decoded &&
+          applyTransform(transform, decoded.image, undefined, size, item, stats, cfg.strict);
+        if (!decoded || img === null) {
+          yield { type: "stats", stats: stats.take() };
+          continue;
+        }
         chunk.add(img, decoded.label, sample.key);
         if (chunk.full) {
           yield {

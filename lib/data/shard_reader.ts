@@ -39,6 +39,10 @@ export async function* readShard(
   } catch (e) {
     let msg = (e as Error).message;
     if (!msg.includes(url)) msg = `${url}: ${msg}`;
+    // A source that fails before delivering anything (a failing pipe: command) never opened.
+    if (n === 0 && e instanceof OpenError) {
+      throw new ShardError("shard_open", `cannot open shard: ${msg}`, { cause: e });
+    }
     throw new ShardError("shard_read", `reading the shard failed after ${n} samples: ${msg}`, {
       cause: e,
     });

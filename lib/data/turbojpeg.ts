@@ -35,6 +35,7 @@ const SYMBOLS = {
   },
   tjGetErrorStr2: { parameters: ["pointer"], result: "pointer" },
   tjGetErrorCode: { parameters: ["pointer"], result: "i32" },
+  tjDestroy: { parameters: ["pointer"], result: "i32" },
 } as const;
 
 const CANDIDATES = [
@@ -77,34 +78,47 @@ export function loadTurboJpeg(): TurboJpeg | undefined {
 
 function createDecoder(lib: Deno.DynamicLibrary<typeof SYMBOLS>, path: string): TurboJpeg {
   const s = lib.symbols;
-  const handle = s.tjInitDecompress();
-  if (handle === null) throw new Error(`${path}: tjInitDecompress failed`);
+  const init = () => {
+    const h = s.tjInitDecompress();
+    if (h === null) throw new Error(`${path}: tjInitDecompress failed`);
+    return h;
+  };
+  let handle = init();
   const ints = new Int32Array(4);
   const width = ints.subarray(0, 1), height = ints.subarray(1, 2);
   const subsamp = ints.subarray(2, 3), colorspace = ints.subarray(3, 4);
-  const message = () => {
+  // The error text, then a fresh handle: libjpeg-turbo 2.1 leaves a handle that failed in the
+  // header stuck on that error for every later image.
+  const fail = (what: string, unsupported = false): JpegError => {
     const p = s.tjGetErrorStr2(handle);
-    return p === null ? "unknown error" : Deno.UnsafePointerView.getCString(p);
+    const text = p === null ? "unknown error" : Deno.UnsafePointerView.getCString(p);
+    s.tjDestroy(handle);
+    handle = init();
+    return new JpegError(`${what} (${text})`, unsupported);
   };
   return {
     path,
     decode(jpeg: Uint8Array): RGBImage {
       const size = BigInt(jpeg.length);
+      ints.fill(0);
       if (s.tjDecompressHeader3(handle, jpeg, size, width, height, subsamp, colorspace) !== 0) {
-        throw new JpegError(`not a decodable JPEG (${message()})`);
+        throw fail("not a decodable JPEG");
       }
       const w = width[0], h = height[0];
+      // A header cut short can "succeed" with a warning and no size.
+      if (w < 1 || h < 1) throw fail("not a decodable JPEG: no image in the header");
       if (colorspace[0] === TJCS_CMYK || colorspace[0] === TJCS_YCCK) {
         throw new JpegError("CMYK JPEG", true);
       }
       if (w * h > MAX_PIXELS) throw new JpegError(`JPEG of ${w}x${h} is too large to decode`);
       const data = new Uint8Array(w * h * 3);
       if (s.tjDecompress2(handle, jpeg, size, data, w, 0, h, TJPF_RGB, 0) !== 0) {
-        const text = message();
         // libjpeg warnings ("Corrupt JPEG data: N extraneous bytes") leave a usable image and
         // Pillow accepts them; a premature end of data is a truncated file, which Pillow refuses.
+        const p = s.tjGetErrorStr2(handle);
+        const text = p === null ? "" : Deno.UnsafePointerView.getCString(p);
         if (s.tjGetErrorCode(handle) !== TJERR_WARNING || /premature end/i.test(text)) {
-          throw new JpegError(`corrupt JPEG (${text})`);
+          throw fail("corrupt JPEG");
         }
       }
       return { width: w, height: h, data };
