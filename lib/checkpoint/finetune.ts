@@ -123,8 +123,19 @@ export function fitPretrained(
     }
   }
 
-  // Every fresh leaf must be present with the same shape; nothing extra may remain.
-  for (const [key, want] of init) {
+  return matchTree(unflattenTree(out), initial, name);
+}
+
+/**
+ * Checks that `tree` has exactly the leaves of `reference` with the same shapes (e.g. a resumed
+ * state against the configured model) and returns it, f32/bf16 leaves cast to the reference's
+ * dtype. A mismatch is a CheckpointError naming `name` and the key.
+ */
+export function matchTree(tree: Tree, reference: Tree, name = "<checkpoint>"): Tree {
+  const fail = (key: string, why: string) => new CheckpointError(name, key, why);
+  const out = flattenTree(tree);
+  const ref = flattenTree(reference);
+  for (const [key, want] of ref) {
     const got = out.get(key);
     if (got === undefined) throw fail(key, "missing in the checkpoint (does the config match?)");
     if (!isHostTensor(want)) continue;
@@ -140,7 +151,7 @@ export function fitPretrained(
     }
   }
   for (const key of out.keys()) {
-    if (!init.has(key)) {
+    if (!ref.has(key)) {
       throw fail(key, "not a parameter of the configured model (does the config match?)");
     }
   }

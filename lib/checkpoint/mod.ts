@@ -40,6 +40,7 @@ export {
   keysCubic,
   type LabelMapping,
   loadPretrainedFile,
+  matchTree,
   parseLabelMapping,
   resizeBicubic,
 } from "./finetune.ts";

@@ -1,6 +1,7 @@
 import {
   fitPretrained,
   loadPretrainedFile,
+  matchTree,
   parseLabelMapping,
   resizeBicubic,
 } from "../../lib/checkpoint/finetune.ts";
@@ -9,6 +10,7 @@ import { readPthFile } from "../../lib/checkpoint/pth.ts";
 import { getPath, mapTree, type Tree } from "../../lib/checkpoint/tree.ts";
 import { saveTrainingState } from "../../lib/checkpoint/train_state.ts";
 import { type HostTensor, hostTensor } from "../../lib/ir/host_tensor.ts";
+import { bf16ToF32, f32ToBf16 } from "../../lib/ir/dtype.ts";
 import { assertAllClose, assertEquals, assertRejects, assertThrows } from "../assert.ts";
 
 const FIX = (name: string) => new URL(`../fixtures/checkpoint/${name}`, import.meta.url).pathname;
@@ -224,4 +226,26 @@ Deno.test("loadPretrainedFile reads the checkpoint and the mapping from files; e
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("matchTree: a resumed tree must match the config; bf16 leaves are cast", () => {
+  const bf = mapTree(params, (leaf) => {
+    const t = leaf as HostTensor;
+    return hostTensor(t.shape, "bf16", Array.from(t.data, (x) => f32ToBf16(x)));
+  });
+  const cast = matchTree(bf, params, "state.msgpack");
+  const wq = getPath(cast, "model/layer_0/attn/wq/kernel") as HostTensor;
+  assertEquals(wq.dtype, "f32");
+  assertEquals(
+    wq.data[3],
+    bf16ToF32(f32ToBf16((getPath(params, "model/layer_0/attn/wq/kernel") as HostTensor).data[3])),
+  );
+  const ints = mapTree(
+    params,
+    (leaf, path) => path === "model/norm/scale" ? hostTensor([64], "i32") : leaf,
+  );
+  assertThrows(
+    () => matchTree(ints, params, "state.msgpack"),
+    /state\.msgpack: key "model\/norm\/scale": dtype i32 in the checkpoint, the config expects f32/,
+  );
 });
