@@ -21,7 +21,14 @@ export async function atomicWrite(
   const tmp = `${path}.${Deno.pid}-${crypto.randomUUID().slice(0, 8)}.tmp`;
   let file: Deno.FsFile | undefined;
   try {
-    file = await Deno.open(tmp, { write: true, createNew: true });
+    try {
+      file = await Deno.open(tmp, { write: true, createNew: true });
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        throw new Error(`cannot create the file: its folder does not exist`);
+      }
+      throw e;
+    }
     const buf = new Uint8Array(1 << 20);
     let used = 0;
     for await (const piece of pieces) {

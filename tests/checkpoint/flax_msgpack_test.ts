@@ -277,3 +277,11 @@ Deno.test({
     }
   },
 });
+
+Deno.test("file writer: a missing output folder is reported as such", async () => {
+  await assertRejects(
+    () =>
+      writeFlaxMsgpackFile("/nonexistent-dir-xyz/out.msgpack", { a: hostTensor([1], "f32", [1]) }),
+    /\/nonexistent-dir-xyz\/out\.msgpack: cannot create the file: its folder does not exist/,
+  );
+});
