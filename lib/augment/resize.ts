@@ -5,6 +5,7 @@
  * point. Nearest is Pillow's scale-only affine path. Results match Pillow bit for bit.
  */
 import { checkImage, createImage, type RGBImage } from "./image.ts";
+import { type ResampleKernels, resampleKernels } from "./wasm/resample.ts";
 
 /** Resampling filters of `resize`, named as Pillow's `Image.Resampling`. */
 export type ResizeFilter = "nearest" | "box" | "bilinear" | "hamming" | "bicubic" | "lanczos";
@@ -24,6 +25,16 @@ export type ResizeOptions = {
   /** Source region `[left, top, right, bottom]` in (possibly fractional) pixels, as Pillow. */
   box?: readonly [number, number, number, number];
 };
+
+/**
+ * Which implementation runs the convolution passes: the WebAssembly SIMD kernels (default, when
+ * the runtime supports them) or the plain TypeScript loops. Both give Pillow's exact values;
+ * tests pin each in turn.
+ */
+export function setResizeBackend(b: "wasm" | "js"): void {
+  backend = b;
+}
+let backend: "wasm" | "js" = "wasm";
 
 /** `img.resize((width, height), resample, box)` as Pillow computes it. */
 export function resize(
@@ -233,16 +244,34 @@ function resampleRegion(
   const kernel = KERNELS[filter];
   const needH = outW !== rw || l !== 0 || r !== outW;
   const needV = outH !== rh || t !== 0 || b !== outH;
+  if (!needH && !needV) return crop(src, rx, ry, rw, rh);
   const vert = precomputeCoeffs(rh, t, b, outH, kernel);
+  const horiz = needH ? precomputeCoeffs(rw, l, r, outW, kernel) : null;
+  // Source rows the vertical pass reads (the horizontal pass only computes those).
+  const yFirst = needV ? vert.bounds[0] : 0;
+  const yLast = needV ? vert.bounds[outH * 2 - 2] + vert.bounds[outH * 2 - 1] : rh;
+  const wasm = backend === "wasm" ? resampleKernels() : null;
+  if (wasm) {
+    return passesWasm(
+      wasm,
+      src,
+      rx,
+      ry + yFirst,
+      rw,
+      yLast - yFirst,
+      horiz,
+      needV ? vert : null,
+      yFirst,
+      outW,
+      outH,
+    );
+  }
 
-  // Horizontal pass over the rows the vertical pass will read.
   let mid: Uint8Array, midW: number, midRow0: number, midX0: number, midStride: number;
-  if (needH) {
-    const yFirst = vert.bounds[0];
-    const yLast = vert.bounds[outH * 2 - 2] + vert.bounds[outH * 2 - 1];
-    const horiz = precomputeCoeffs(rw, l, r, outW, kernel);
+  if (horiz) {
     mid = new Uint8Array(outW * (yLast - yFirst) * 3);
     horizontalPass(src, rx, ry + yFirst, yLast - yFirst, horiz, outW, mid);
+    if (!needV) return { width: outW, height: outH, data: mid };
     midW = outW;
     midRow0 = yFirst;
     midX0 = 0;
@@ -254,13 +283,70 @@ function resampleRegion(
     midX0 = rx;
     midStride = src.width * 3;
   }
-  if (!needV) {
-    if (needH) return { width: outW, height: outH, data: mid };
-    return crop(src, rx, ry, rw, rh);
-  }
   const out = createImage(midW, outH);
   verticalPass(mid, midStride, midX0, midRow0, midW, vert, outH, out.data);
   return out;
+}
+
+/**
+ * Both passes in the SIMD kernels: the source rows [row0, row0 + rows) of the region are copied
+ * into kernel memory, passed horizontally (when `horiz`) and then vertically (when `vert`, whose
+ * bounds are shifted by `yShift`, the first copied row).
+ */
+function passesWasm(
+  k: ResampleKernels,
+  src: RGBImage,
+  rx: number,
+  row0: number,
+  rw: number,
+  rows: number,
+  horiz: Coeffs | null,
+  vert: Coeffs | null,
+  yShift: number,
+  outW: number,
+  outH: number,
+): RGBImage {
+  const midW = horiz ? outW : rw;
+  const hb = horiz ? horiz.bounds.length * 4 : 0, hk = horiz ? horiz.kk.length * 4 : 0;
+  const vb = vert ? vert.bounds.length * 4 : 0, vk = vert ? vert.kk.length * 4 : 0;
+  const inBytes = rw * rows * 3, midBytes = horiz ? midW * rows * 3 : 0;
+  const outBytes = vert ? midW * outH * 3 : 0;
+  const [pIn, pMid, pOut, pHb, pHk, pVb, pVk] = k.alloc([
+    inBytes,
+    midBytes,
+    outBytes,
+    hb,
+    hk,
+    vb,
+    vk,
+  ]);
+  const mem = k.bytes(), ints = k.ints();
+  const rowBytes = rw * 3;
+  if (rx === 0 && rw === src.width) {
+    mem.set(src.data.subarray(row0 * rowBytes, (row0 + rows) * rowBytes), pIn);
+  } else {
+    for (let y = 0; y < rows; y++) {
+      const s = ((row0 + y) * src.width + rx) * 3;
+      mem.set(src.data.subarray(s, s + rowBytes), pIn + y * rowBytes);
+    }
+  }
+  let cur = pIn, curStride = rowBytes;
+  if (horiz) {
+    ints.set(horiz.bounds, pHb >> 2);
+    ints.set(horiz.kk, pHk >> 2);
+    k.hpass(pIn, rowBytes, rows, outW, pHb, pHk, horiz.ksize, pMid);
+    cur = pMid;
+    curStride = outW * 3;
+    if (!vert) return { width: outW, height: outH, data: mem.slice(pMid, pMid + midBytes) };
+  }
+  const vbounds = vert!.bounds;
+  for (let i = 0; i < outH; i++) {
+    ints[(pVb >> 2) + 2 * i] = vbounds[2 * i] - yShift;
+    ints[(pVb >> 2) + 2 * i + 1] = vbounds[2 * i + 1];
+  }
+  ints.set(vert!.kk, pVk >> 2);
+  k.vpass(cur, curStride, midW * 3, outH, pVb, pVk, vert!.ksize, pOut);
+  return { width: midW, height: outH, data: mem.slice(pOut, pOut + outBytes) };
 }
 
 function horizontalPass(

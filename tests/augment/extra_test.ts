@@ -21,7 +21,12 @@ import {
 } from "../../lib/augment/geometry.ts";
 import type { RGB, RGBImage } from "../../lib/augment/image.ts";
 import { applyOp } from "../../lib/augment/ops.ts";
-import { resize, resizedCrop, type ResizeFilter } from "../../lib/augment/resize.ts";
+import {
+  resize,
+  resizedCrop,
+  type ResizeFilter,
+  setResizeBackend,
+} from "../../lib/augment/resize.ts";
 import { createTestTransform } from "../../lib/augment/transforms.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { assertImageClose, fixture, FIXTURES, readJson } from "./helpers.ts";
@@ -115,4 +120,19 @@ Deno.test("extra fixtures: every Pillow 9.4 case on non-square images is bit-exa
     "test_transform",
     "transpose",
   ]);
+});
+
+Deno.test("extra fixtures: the TypeScript resize fallback is bit-exact too", async () => {
+  setResizeBackend("js");
+  try {
+    let n = 0;
+    for (const c of manifest.cases) {
+      if (!["resize", "crop_resize", "test_transform"].includes(c.kind)) continue;
+      assertImageClose(replay(c, sources[c.source]), await fixture("extra/" + c.file), c.file);
+      n++;
+    }
+    assert(n > 80, `${n} resize cases`);
+  } finally {
+    setResizeBackend("wasm");
+  }
 });
