@@ -1,19 +1,35 @@
 import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
-import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
 import type { Backend, DeviceArray, Executable } from "../backend.ts";
-import { KERNELS } from "./kernels.ts";
+import { FusedExecutable } from "./executable.ts";
+import { InterpretedExecutable } from "./interpreter.ts";
 
-/**
- * The reference backend: interprets a graph over TypedArrays. Each intermediate is released
- * after its last use, so peak memory follows the live set, not the whole graph.
- */
+export interface CpuBackendOptions {
+  /**
+   * `fused` (default): fused JS loops and wasm SIMD matmuls over a planned arena.
+   * `reference`: the node-by-node interpreter over kernels.ts, the semantics the fused
+   * executor is tested against. The environment variable DEIT3_CPU=reference selects it too.
+   */
+  mode?: "fused" | "reference";
+}
+
+/** The CPU backend: runs graphs over TypedArrays on the host. */
 export class CpuBackend implements Backend {
   readonly name = "cpu";
-  readonly description = "CPU reference interpreter (TypedArrays)";
+  readonly description: string;
+  readonly mode: "fused" | "reference";
+
+  constructor(opts: CpuBackendOptions = {}) {
+    this.mode = opts.mode ?? (envMode() === "reference" ? "reference" : "fused");
+    this.description = this.mode === "fused"
+      ? "CPU (fused JS loops, wasm SIMD matmul)"
+      : "CPU reference interpreter (TypedArrays)";
+  }
 
   compile(graph: Graph): Promise<Executable> {
-    return Promise.resolve(new CpuExecutable(graph));
+    return Promise.resolve(
+      this.mode === "fused" ? new FusedExecutable(graph) : new InterpretedExecutable(graph),
+    );
   }
 
   fromHost(t: HostTensor): Promise<DeviceArray> {
@@ -32,39 +48,10 @@ export class CpuBackend implements Backend {
   dispose(): void {}
 }
 
-class CpuExecutable implements Executable {
-  readonly #graph: Graph;
-  readonly #lastUse: Int32Array;
-  readonly #position = new Map<number, number>();
-
-  constructor(graph: Graph) {
-    this.#graph = graph;
-    graph.nodes.forEach((n, i) => this.#position.set(n.id, i));
-    this.#lastUse = new Int32Array(graph.nodes.length).fill(-1);
-    graph.nodes.forEach((n, i) => {
-      for (const inp of n.inputs) this.#lastUse[this.#position.get(inp.id)!] = i;
-    });
-    for (const o of graph.outputs) this.#lastUse[this.#position.get(o.id)!] = graph.nodes.length;
+function envMode(): string | undefined {
+  try {
+    return Deno.env.get("DEIT3_CPU");
+  } catch {
+    return undefined; // no --allow-env
   }
-
-  execute(args: readonly DeviceArray[]): Promise<DeviceArray[]> {
-    const { nodes, outputs } = this.#graph;
-    const values = new Array<HostTensor | undefined>(nodes.length);
-    for (let i = 0; i < nodes.length; i++) {
-      const n = nodes[i];
-      if (n.prim === Primitive.Input) {
-        values[i] = args[(n.params as PrimitiveParams[Primitive.Input]).index] as HostTensor;
-        continue;
-      }
-      const ins = n.inputs.map((t) => values[this.#position.get(t.id)!]!);
-      values[i] = KERNELS[n.prim](n, ins);
-      for (const t of n.inputs) {
-        const p = this.#position.get(t.id)!;
-        if (this.#lastUse[p] === i) values[p] = undefined;
-      }
-    }
-    return Promise.resolve(outputs.map((o) => values[this.#position.get(o.id)!]!));
-  }
-
-  dispose(): void {}
 }

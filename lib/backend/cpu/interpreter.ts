@@ -1,0 +1,46 @@
+import type { Graph } from "../../ir/graph.ts";
+import type { HostTensor } from "../../ir/host_tensor.ts";
+import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
+import type { DeviceArray, Executable } from "../backend.ts";
+import { KERNELS } from "./kernels.ts";
+
+/**
+ * The reference interpreter: runs each node with its kernel from kernels.ts. Each intermediate
+ * is released after its last use, so peak memory follows the live set, not the whole graph.
+ */
+export class InterpretedExecutable implements Executable {
+  readonly #graph: Graph;
+  readonly #lastUse: Int32Array;
+  readonly #position = new Map<number, number>();
+
+  constructor(graph: Graph) {
+    this.#graph = graph;
+    graph.nodes.forEach((n, i) => this.#position.set(n.id, i));
+    this.#lastUse = new Int32Array(graph.nodes.length).fill(-1);
+    graph.nodes.forEach((n, i) => {
+      for (const inp of n.inputs) this.#lastUse[this.#position.get(inp.id)!] = i;
+    });
+    for (const o of graph.outputs) this.#lastUse[this.#position.get(o.id)!] = graph.nodes.length;
+  }
+
+  execute(args: readonly DeviceArray[]): Promise<DeviceArray[]> {
+    const { nodes, outputs } = this.#graph;
+    const values = new Array<HostTensor | undefined>(nodes.length);
+    for (let i = 0; i < nodes.length; i++) {
+      const n = nodes[i];
+      if (n.prim === Primitive.Input) {
+        values[i] = args[(n.params as PrimitiveParams[Primitive.Input]).index] as HostTensor;
+        continue;
+      }
+      const ins = n.inputs.map((t) => values[this.#position.get(t.id)!]!);
+      values[i] = KERNELS[n.prim](n, ins);
+      for (const t of n.inputs) {
+        const p = this.#position.get(t.id)!;
+        if (this.#lastUse[p] === i) values[p] = undefined;
+      }
+    }
+    return Promise.resolve(outputs.map((o) => values[this.#position.get(o.id)!]!));
+  }
+
+  dispose(): void {}
+}
