@@ -75,7 +75,7 @@ export async function benchAugment(images = 300): Promise<AugmentBenchResult> {
   const denoTransforms = new Map<string, number>();
   for (const [name, opts] of transforms) {
     const t = A.createTrainTransform(opts);
-    for (let i = 0; i < 30; i++) t(big, rng.child(1_000_000 + i));
+    for (let i = 0; i < 100; i++) t(big, rng.child(1_000_000 + i));
     const t0 = cpuMs();
     for (let i = 0; i < images; i++) t(big, rng.child(i));
     denoTransforms.set(name, images / ((cpuMs() - t0) / 1000));
@@ -129,7 +129,8 @@ function cpuMs(): number {
 
 /** Best of `rounds` mean CPU times per call, after warm-up. */
 function timed(fn: () => unknown, minMs = 300, rounds = 3): number {
-  for (let i = 0; i < 30; i++) fn();
+  // Warm up past V8's optimizing tiers: a training run is millions of calls.
+  for (let i = 0; i < 200; i++) fn();
   let best = Infinity;
   for (let r = 0; r < rounds; r++) {
     let n = 0;

@@ -3,7 +3,7 @@
  * `out = degenerate + factor * (image - degenerate)`, in C float arithmetic as ImagingBlend
  * (truncated; clipped to [0, 255] when the factor is outside [0, 1]).
  */
-import { luma } from "./color.ts";
+import { grayscale, luma } from "./color.ts";
 import type { RGBImage } from "./image.ts";
 
 /** ImageEnhance.Brightness: blend against black. */
@@ -25,6 +25,7 @@ export function contrast(img: RGBImage, factor: number): RGBImage {
 /** ImageEnhance.Color: blend against the grayscale (L) image; factor 0 is grayscale. */
 export function color(img: RGBImage, factor: number): RGBImage {
   checkFactor(factor, "color");
+  if (Math.fround(factor) === 0) return grayscale(img); // Image.blend's alpha == 0 shortcut
   const l = luma(img);
   const n = l.length;
   const degenerate = new Uint8Array(n * 3);

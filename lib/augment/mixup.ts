@@ -82,3 +82,50 @@ function maskRange(start: number, size: number, n: number): [number, number] {
   }
   return lo < 0 ? [0, 0] : [lo, hi];
 }
+
+/**
+ * Host reference of the mixing the train step performs with `params` (for testing traced
+ * versions, and for host-side pipelines): `images` is [B, H, W, C] float32 and `labels` [B, K]
+ * float32 (one-hot, already smoothed), both row-major; returns new arrays.
+ */
+export function mixBatchHost(
+  images: Float32Array,
+  labels: Float32Array,
+  params: MixupParams,
+  shape: { batch: number; height: number; width: number; channels: number; classes: number },
+): { images: Float32Array; labels: Float32Array } {
+  const { batch: B, height: H, width: W, channels: C, classes: K } = shape;
+  if (images.length !== B * H * W * C || labels.length !== B * K || params.perm.length !== B) {
+    throw new RangeError(
+      `mixBatchHost: images ${images.length}, labels ${labels.length} and perm ` +
+        `${params.perm.length} do not match batch ${B} of ${H}x${W}x${C}, ${K} classes`,
+    );
+  }
+  const lam = params.lam, perm = params.perm;
+  const outLabels = new Float32Array(labels.length);
+  for (let b = 0; b < B; b++) {
+    for (let k = 0; k < K; k++) {
+      outLabels[b * K + k] = lam * labels[b * K + k] + (1 - lam) * labels[perm[b] * K + k];
+    }
+  }
+  const outImages = new Float32Array(images.length);
+  const per = H * W * C;
+  for (let b = 0; b < B; b++) {
+    const own = b * per, other = perm[b] * per;
+    if (params.kind === "mixup") {
+      for (let i = 0; i < per; i++) {
+        outImages[own + i] = lam * images[own + i] + (1 - lam) * images[other + i];
+      }
+      continue;
+    }
+    outImages.set(images.subarray(own, own + per), own);
+    if (params.kind === "cutmix") {
+      const [y0, y1, x0, x1] = params.box!;
+      for (let y = y0; y < y1; y++) {
+        const s = other + (y * W + x0) * C, d = own + (y * W + x0) * C;
+        outImages.set(images.subarray(s, s + (x1 - x0) * C), d);
+      }
+    }
+  }
+  return { images: outImages, labels: outLabels };
+}

@@ -89,4 +89,4 @@ export {
   type TestTransformOptions,
   type TrainTransformOptions,
 } from "./transforms.ts";
-export { type MixupOptions, type MixupParams, sampleMixup } from "./mixup.ts";
+export { mixBatchHost, type MixupOptions, type MixupParams, sampleMixup } from "./mixup.ts";

@@ -3,7 +3,7 @@
  * the CutMix mask over linspace(0, 1, W) x linspace(0, 1, H) and its kept fraction.
  */
 import { Rng } from "../../lib/ir/rng.ts";
-import { sampleMixup } from "../../lib/augment/mixup.ts";
+import { mixBatchHost, sampleMixup } from "../../lib/augment/mixup.ts";
 import { assert, assertEquals, assertThrows } from "../assert.ts";
 
 const isPermutation = (p: Int32Array) => [...p].sort((a, b) => a - b).every((v, i) => v === i);
@@ -77,4 +77,34 @@ Deno.test("mixup: invalid options throw", () => {
     () => sampleMixup(rng, { mixup: 0, cutmix: 1, batchSize: 2, imageSize: 1.5 }),
     "imageSize",
   );
+});
+
+Deno.test("mixBatchHost: mixup blends rows and labels; cutmix pastes the box", () => {
+  const shape = { batch: 3, height: 4, width: 5, channels: 2, classes: 3 };
+  const per = 4 * 5 * 2;
+  const images = Float32Array.from({ length: 3 * per }, (_, i) => i);
+  const labels = Float32Array.from([1, 0, 0, 0, 1, 0, 0, 0, 1]);
+  const perm = Int32Array.from([2, 0, 1]);
+  const m = mixBatchHost(images, labels, { kind: "mixup", lam: 0.25, perm }, shape);
+  assertEquals(m.labels[0 * 3 + 2], 0.75); // row 0 takes 3/4 of row 2's label
+  assertEquals(m.images[7], 0.25 * 7 + 0.75 * (2 * per + 7));
+  const c = mixBatchHost(images, labels, {
+    kind: "cutmix",
+    lam: 1 - 4 / 20,
+    perm,
+    box: [1, 3, 2, 4],
+  }, shape);
+  for (let y = 0; y < 4; y++) {
+    for (let x = 0; x < 5; x++) {
+      const inBox = y >= 1 && y < 3 && x >= 2 && x < 4;
+      const i = (y * 5 + x) * 2;
+      assertEquals(c.images[per + i], inBox ? images[i] : images[per + i], `pixel ${x},${y}`);
+    }
+  }
+  assert(Math.abs(c.labels[1 * 3 + 0] - 0.2) < 1e-7 && Math.abs(c.labels[1 * 3 + 1] - 0.8) < 1e-7);
+  assertThrows(() =>
+    mixBatchHost(images, labels, { kind: "none", lam: 1, perm }, {
+      ...shape,
+      classes: 4,
+    }), "do not match");
 });
