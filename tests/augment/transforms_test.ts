@@ -120,3 +120,19 @@ Deno.test("transforms: invalid options and images are rejected when created / ap
     "train transform: image data has 10 bytes, expected 4x4x3 = 48",
   );
 });
+
+Deno.test("train / test transforms: degenerate 1x1 and 2x3 inputs still give imageSize^2", () => {
+  const dot = { width: 1, height: 1, data: Uint8Array.from([200, 10, 30]) };
+  const small = { width: 2, height: 3, data: Uint8Array.from({ length: 18 }, (_, i) => i * 13) };
+  for (const randomCrop of ["rrc", "src", "none"] as const) {
+    for (const autoAugment of ["rand-m9-mstd0.5-inc1", "3a", "augmix-m3"]) {
+      const t = createTrainTransform({ ...base, randomCrop, autoAugment, randomErasing: 1 });
+      for (const [i, img] of [dot, small].entries()) {
+        const out = t(img, Rng.fromSeed(i));
+        assertEquals([out.width, out.height], [32, 32]);
+      }
+    }
+  }
+  const out = createTestTransform({ imageSize: 8, testCropRatio: 0.875 })(dot);
+  assert(out.width === 8 && out.data.every((v, i) => v === dot.data[i % 3]));
+});
