@@ -444,6 +444,18 @@ class Trainer {
   async save(params: unknown, opt: unknown, step: number, withParams = true): Promise<void> {
     const hostParams = await this.downloadTree(params) as Tree;
     const hostOpt = await this.downloadTree(opt) as Tree;
+    // Never overwrite a good checkpoint with diverged parameters.
+    for (const [path, t] of leavesWithPaths<HostTensor>(hostParams)) {
+      if (!t.data.every(Number.isFinite)) {
+        throw new TrainingError(
+          `parameter ${path} is not finite after step ${step}: stopping without saving. The last good ` +
+            `checkpoint (${
+              this.path("state")
+            }, if one was written) is intact; lower the learning rate ` +
+            "or enable --clip-grad.",
+        );
+      }
+    }
     if (withParams) {
       await writeOutput(this.path("last"), encodeFlaxMsgpack(hostParams));
       if (this.pendingBest) await writeOutput(this.path("best"), encodeFlaxMsgpack(hostParams));
