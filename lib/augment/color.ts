@@ -111,9 +111,12 @@ export function luma(img: RGBImage): Uint8Array {
 /** `img.convert("L").convert("RGB")`. */
 export function grayscale(img: RGBImage): RGBImage {
   checkImage(img, "grayscale");
-  const l = luma(img), out = new Uint8Array(img.data.length);
-  for (let i = 0, p = 0; i < l.length; i++, p += 3) {
-    out[p] = out[p + 1] = out[p + 2] = l[i];
+  const src = img.data, n = src.length, out = new Uint8Array(n);
+  for (let p = 0; p < n; p += 3) {
+    const l = (src[p] * 19595 + src[p + 1] * 38470 + src[p + 2] * 7471 + 0x8000) >> 16;
+    out[p] = l;
+    out[p + 1] = l;
+    out[p + 2] = l;
   }
   return { width: img.width, height: img.height, data: out };
 }

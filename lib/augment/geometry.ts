@@ -37,9 +37,15 @@ export function affine(img: RGBImage, matrix: AffineMatrix, opts: AffineOptions 
     throw new RangeError(`affine: matrix must be six finite numbers, got [${matrix}]`);
   }
   const out = createImage(img.width, img.height, fill);
-  if (resample === "bilinear") affineBilinear(img, matrix, out);
-  else if (resample === "bicubic") affineBicubic(img, matrix, out);
-  else affineNearest(img, matrix, out);
+  // Shears and translations keep one coordinate exactly at pixel centres (fraction 0), where
+  // Pillow's interpolation reduces exactly to the taps of one row or column: same values, less
+  // work (x + 0 and 0 * finite are exact).
+  const rowExact = matrix[3] === 0 && matrix[4] === 1 && matrix[5] === 0;
+  const colExact = matrix[0] === 1 && matrix[1] === 0 && matrix[2] === 0;
+  if (resample === "nearest") affineNearest(img, matrix, out);
+  else if (rowExact || colExact) affineAxis(img, matrix, out, resample, rowExact);
+  else if (resample === "bilinear") affineBilinear(img, matrix, out);
+  else affineBicubic(img, matrix, out);
   return out;
 }
 
@@ -214,6 +220,74 @@ function affineBicubic(img: RGBImage, m: AffineMatrix, out: RGBImage): void {
           : v3;
         const v = cubic(v1, v2, v3, v4, dy);
         dst[o + c] = v <= 0 ? 0 : v >= 255 ? 255 : v;
+      }
+    }
+  }
+}
+
+/**
+ * Affine sampling when one input coordinate is the output pixel's own centre: with `rowExact`
+ * the sample row is y itself (dy = 0) and only the horizontal interpolation remains; otherwise
+ * the column is x itself (dx = 0) and only the vertical one remains (rows outside the image
+ * repeat the previous one, as Pillow's bicubic does).
+ */
+function affineAxis(
+  img: RGBImage,
+  m: AffineMatrix,
+  out: RGBImage,
+  resample: "bilinear" | "bicubic",
+  rowExact: boolean,
+): void {
+  const [a0, a1, a2, a3, a4, a5] = m;
+  const W = img.width, H = img.height, src = img.data, dst = out.data;
+  const stride = W * 3;
+  const cubicFilter = resample === "bicubic";
+  let o = 0;
+  for (let y = 0; y < out.height; y++) {
+    const yc = y + 0.5;
+    for (let x = 0; x < out.width; x++, o += 3) {
+      const xc = x + 0.5;
+      let xin = a0 * xc + a1 * yc + a2;
+      let yin = a3 * xc + a4 * yc + a5;
+      if (xin < 0 || xin >= W || yin < 0 || yin >= H) continue;
+      xin -= 0.5;
+      yin -= 0.5;
+      const xi = Math.floor(xin), yi = Math.floor(yin);
+      if (rowExact) {
+        const dx = xin - xi, row = yi * stride;
+        if (cubicFilter) {
+          const x0 = row + clampIndex(xi - 1, W) * 3, x1 = row + clampIndex(xi, W) * 3;
+          const x2 = row + clampIndex(xi + 1, W) * 3, x3 = row + clampIndex(xi + 2, W) * 3;
+          for (let c = 0; c < 3; c++) {
+            const v = cubic(src[x0 + c], src[x1 + c], src[x2 + c], src[x3 + c], dx);
+            dst[o + c] = v <= 0 ? 0 : v >= 255 ? 255 : v;
+          }
+        } else {
+          const x0 = row + (xi < 0 ? 0 : xi) * 3, x1 = row + (xi + 1 < W ? xi + 1 : W - 1) * 3;
+          for (let c = 0; c < 3; c++) {
+            const p = src[x0 + c];
+            dst[o + c] = p + (src[x1 + c] - p) * dx;
+          }
+        }
+      } else {
+        const dy = yin - yi, col = xi * 3;
+        if (cubicFilter) {
+          const r0 = clampIndex(yi - 1, H) * stride + col;
+          const r1 = yi >= 0 && yi < H ? yi * stride + col : r0;
+          const r2 = yi + 1 >= 0 && yi + 1 < H ? (yi + 1) * stride + col : r1;
+          const r3 = yi + 2 >= 0 && yi + 2 < H ? (yi + 2) * stride + col : r2;
+          for (let c = 0; c < 3; c++) {
+            const v = cubic(src[r0 + c], src[r1 + c], src[r2 + c], src[r3 + c], dy);
+            dst[o + c] = v <= 0 ? 0 : v >= 255 ? 255 : v;
+          }
+        } else {
+          const r0 = (yi < 0 ? 0 : yi) * stride + col;
+          const r1 = yi + 1 >= 0 && yi + 1 < H ? (yi + 1) * stride + col : r0;
+          for (let c = 0; c < 3; c++) {
+            const p = src[r0 + c];
+            dst[o + c] = p + (src[r1 + c] - p) * dy;
+          }
+        }
       }
     }
   }
