@@ -235,9 +235,16 @@ export function chooseRandOps(spec: RandAugmentSpec, rng: Rng): PolicyOp[] {
   }
   // Successive weighted sampling without replacement: the same distribution numpy draws from.
   const w = weights.slice();
-  const idx = w.map((_, j) => j);
   for (let i = 0; i < numOps; i++) {
-    const k = rng.choice(idx, w);
+    let total = 0;
+    for (const v of w) total += v;
+    let r = rng.uniform() * total, k = -1;
+    for (let j = 0; j < w.length; j++) {
+      if (w[j] <= 0) continue;
+      k = j; // the last positive weight also catches rounding at the top end
+      r -= w[j];
+      if (r < 0) break;
+    }
     chosen.push(ops[k]);
     w[k] = 0;
   }

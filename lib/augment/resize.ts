@@ -53,9 +53,12 @@ export function resize(
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
     throw new RangeError(`resize: target size must be positive integers, got ${width}x${height}`);
   }
+  if (opts.box !== undefined && (!Array.isArray(opts.box) || opts.box.length !== 4)) {
+    throw new RangeError(`resize: box must be [left, top, right, bottom], got ${opts.box}`);
+  }
   // Pillow parses the box as C floats.
   const box = (opts.box ?? [0, 0, img.width, img.height]).map(Math.fround);
-  if (box.length !== 4 || box.some((v) => !Number.isFinite(v))) {
+  if (box.some((v) => !Number.isFinite(v))) {
     throw new RangeError(`resize: box must be four finite numbers, got ${opts.box}`);
   }
   const [l, t, r, b] = box;
@@ -109,7 +112,11 @@ export function resizedCrop(
   height: number,
   resample: Exclude<ResizeFilter, "nearest"> = "bicubic",
 ): RGBImage {
-  if (left < 0 || top < 0 || left + w > img.width || top + h > img.height || w < 1 || h < 1) {
+  const ints = [left, top, w, h, width, height].every(Number.isInteger);
+  if (
+    !ints || left < 0 || top < 0 || left + w > img.width || top + h > img.height || w < 1 ||
+    h < 1 || width < 1 || height < 1
+  ) {
     throw new RangeError(
       `resizedCrop: region (${left}, ${top}) ${w}x${h} is not inside the ` +
         `${img.width}x${img.height} image`,
