@@ -112,8 +112,22 @@ export function simpleRandomCrop(img: RGBImage, size: number, rng: Rng): RGBImag
   return randomCropReflect(resizeShortSide(img, size), size, 4, rng);
 }
 
+/** Pad every side by `pad` pixels, reflecting without repeating the edge (torchvision "reflect"). */
+export function padReflect(img: RGBImage, pad: number): RGBImage {
+  if (!Number.isInteger(pad) || pad < 0) {
+    throw new RangeError(`padReflect: pad must be a non-negative integer, got ${pad}`);
+  }
+  return cropReflect(img, -pad, -pad, img.width + 2 * pad, img.height + 2 * pad);
+}
+
 /** A w x h window at (top, left) of the image extended by reflection (numpy's "reflect"). */
-export function cropReflect(img: RGBImage, top: number, left: number, w: number, h: number) {
+export function cropReflect(
+  img: RGBImage,
+  top: number,
+  left: number,
+  w: number,
+  h: number,
+): RGBImage {
   const out = createImage(w, h);
   const xs = new Int32Array(w);
   for (let x = 0; x < w; x++) xs[x] = reflectIndex(left + x, img.width) * 3;

@@ -69,6 +69,7 @@ export {
   centerCrop,
   cropReflect,
   type CropRegion,
+  padReflect,
   randomCropReflect,
   randomResizedCrop,
   randomResizedCropParams,

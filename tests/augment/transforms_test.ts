@@ -5,7 +5,12 @@ import {
   createTrainTransform,
   type TrainTransformOptions,
 } from "../../lib/augment/transforms.ts";
-import { centerCrop, randomResizedCropParams, resizeShortSide } from "../../lib/augment/crops.ts";
+import {
+  centerCrop,
+  padReflect,
+  randomResizedCropParams,
+  resizeShortSide,
+} from "../../lib/augment/crops.ts";
 import { flipLeftRight } from "../../lib/augment/geometry.ts";
 import { resizedCrop } from "../../lib/augment/resize.ts";
 import type { RGBImage } from "../../lib/augment/image.ts";
@@ -135,4 +140,14 @@ Deno.test("train / test transforms: degenerate 1x1 and 2x3 inputs still give ima
   }
   const out = createTestTransform({ imageSize: 8, testCropRatio: 0.875 })(dot);
   assert(out.width === 8 && out.data.every((v, i) => v === dot.data[i % 3]));
+});
+
+Deno.test("padReflect: numpy-style reflection without repeating the edge pixel", () => {
+  const row = { width: 3, height: 1, data: Uint8Array.from([1, 1, 1, 2, 2, 2, 3, 3, 3]) };
+  const p = padReflect(row, 2);
+  assertEquals([p.width, p.height], [7, 5]);
+  // Columns 3 2 | 1 2 3 | 2 1 (edge not repeated); every row equal (height 1 reflects onto itself).
+  const firstRow = [...p.data.subarray(0, 21)].filter((_, i) => i % 3 === 0);
+  assertEquals(firstRow, [3, 2, 1, 2, 3, 2, 1]);
+  assert(p.data.every((v, i) => v === p.data[i % 21]));
 });
