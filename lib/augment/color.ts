@@ -8,7 +8,7 @@ import { checkImage, type RGBImage } from "./image.ts";
 export function applyLut(img: RGBImage, lut: Uint8Array): RGBImage {
   const src = img.data, n = src.length, out = new Uint8Array(n);
   if (lut.length === 256) {
-    for (let i = 0; i < n; i++) out[i] = lut[src[i]];
+    lut256(src, out, lut);
   } else if (lut.length === 768) {
     for (let i = 0; i < n; i += 3) {
       out[i] = lut[src[i]];
@@ -19,6 +19,25 @@ export function applyLut(img: RGBImage, lut: Uint8Array): RGBImage {
     throw new RangeError(`applyLut: table must have 256 or 768 entries, got ${lut.length}`);
   }
   return { width: img.width, height: img.height, data: out };
+}
+
+/** One table for every byte; four bytes per step through 32-bit words when aligned. */
+function lut256(src: Uint8Array, out: Uint8Array, lut: Uint8Array): void {
+  const n = src.length;
+  let i = 0;
+  if (src.byteOffset % 4 === 0) {
+    const m = n >> 2;
+    const s32 = new Uint32Array(src.buffer, src.byteOffset, m);
+    const o32 = new Uint32Array(out.buffer, out.byteOffset, m);
+    // Byte order does not matter: each byte maps through the same table in place.
+    for (let j = 0; j < m; j++) {
+      const v = s32[j];
+      o32[j] = lut[v & 255] | (lut[(v >>> 8) & 255] << 8) | (lut[(v >>> 16) & 255] << 16) |
+        (lut[v >>> 24] << 24);
+    }
+    i = m << 2;
+  }
+  for (; i < n; i++) out[i] = lut[src[i]];
 }
 
 /** ImageOps.invert. */
