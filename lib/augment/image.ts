@@ -44,6 +44,25 @@ export function checkFill(fill: RGB, where: string): void {
   }
 }
 
+/** A copy of the `w x h` region whose top-left corner is (left, top); it must lie inside. */
+export function crop(img: RGBImage, left: number, top: number, w: number, h: number): RGBImage {
+  if (
+    !Number.isInteger(left) || !Number.isInteger(top) || left < 0 || top < 0 ||
+    left + w > img.width || top + h > img.height
+  ) {
+    throw new RangeError(
+      `crop: region (${left}, ${top}) ${w}x${h} is not inside the ${img.width}x${img.height} image`,
+    );
+  }
+  const out = createImage(w, h);
+  const rowBytes = w * 3;
+  for (let y = 0; y < h; y++) {
+    const s = ((top + y) * img.width + left) * 3;
+    out.data.set(img.data.subarray(s, s + rowBytes), y * rowBytes);
+  }
+  return out;
+}
+
 function checkSize(width: number, height: number, where: string): void {
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
     throw new RangeError(`${where}: image size must be positive integers, got ${width}x${height}`);

@@ -13,6 +13,7 @@ export {
   resizedCrop,
   type ResizeFilter,
   type ResizeOptions,
+  setResizeBackend,
 } from "./resize.ts";
 export {
   affine,
@@ -51,18 +52,14 @@ export {
 } from "./ops.ts";
 export { type AugmentHparams, LEVEL_TO_ARG, levelToArgs } from "./levels.ts";
 export {
-  chooseRandOps,
-  createAutoAugment,
-  type OpDraw,
   parsePolicy,
   POLICY_FORMS,
   type PolicyOp,
   type PolicySpec,
   RAND_INCREASING_TRANSFORMS,
   RAND_TRANSFORMS,
-  runOp,
-  sampleOp,
 } from "./policy.ts";
+export { chooseRandOps, createAutoAugment, type OpDraw, runOp, sampleOp } from "./autoaugment.ts";
 export { AUTO_AUGMENT_POLICIES } from "./policies.ts";
 
 export {

@@ -17,7 +17,7 @@ import { checkImage, type RGBImage } from "./image.ts";
 import { colorJitter } from "./jitter.ts";
 import type { AugmentHparams } from "./levels.ts";
 import { IMAGENET_MEAN_RGB } from "./ops.ts";
-import { createAutoAugment } from "./policy.ts";
+import { createAutoAugment } from "./autoaugment.ts";
 
 export type TrainTransformOptions = {
   imageSize: number;

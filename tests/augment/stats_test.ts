@@ -13,13 +13,8 @@ import {
 } from "../../lib/augment/erasing.ts";
 import { grayscale, solarize } from "../../lib/augment/color.ts";
 import type { AugmentHparams } from "../../lib/augment/levels.ts";
-import {
-  chooseRandOps,
-  createAutoAugment,
-  parsePolicy,
-  type RandAugmentSpec,
-  sampleOp,
-} from "../../lib/augment/policy.ts";
+import { chooseRandOps, createAutoAugment, sampleOp } from "../../lib/augment/autoaugment.ts";
+import { parsePolicy, type RandAugmentSpec } from "../../lib/augment/policy.ts";
 import { roundHalfEven } from "../../lib/augment/pymath.ts";
 import { createImage, type RGBImage } from "../../lib/augment/image.ts";
 import { assert, assertEquals } from "../assert.ts";
