@@ -3,7 +3,7 @@
  * `out = degenerate + factor * (image - degenerate)`, in C float arithmetic as ImagingBlend
  * (truncated; clipped to [0, 255] when the factor is outside [0, 1]).
  */
-import { grayscale, luma } from "./color.ts";
+import { applyLut, grayscale, luma } from "./color.ts";
 import type { RGBImage } from "./image.ts";
 
 /** ImageEnhance.Brightness: blend against black. */
@@ -110,9 +110,7 @@ function blendWithConstant(img: RGBImage, level: number, alpha: number): RGBImag
     const t = fr(level + fr(f * (v - level)));
     lut[v] = inside ? t : t <= 0 ? 0 : t >= 255 ? 255 : t;
   }
-  const src = img.data, out = new Uint8Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = lut[src[i]];
-  return { width, height, data: out };
+  return applyLut(img, lut);
 }
 
 function checkFactor(factor: number, what: string): void {
