@@ -1,7 +1,7 @@
 import type { Batch } from "../../lib/data/batch.ts";
-import { createTrainLoader, createValidLoader, type DataLoader } from "../../lib/data/loader.ts";
+import { createTrainLoader, type DataLoader } from "../../lib/data/loader.ts";
 import { Rng } from "../../lib/ir/rng.ts";
-import { assert, assertEquals, assertRejects } from "../assert.ts";
+import { assert, assertEquals } from "../assert.ts";
 import { buildShard, goodSamples, simpleTransform, writeShards } from "./helpers.ts";
 
 const SIZE = 8;
