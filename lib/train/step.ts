@@ -147,7 +147,7 @@ export function buildEvalStep(cfg: TrainStepConfig) {
   };
 }
 
-function applyMix(
+export function applyMix(
   images: Tensor,
   labels: Tensor,
   hard: Tensor,
