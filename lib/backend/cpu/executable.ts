@@ -1,34 +1,46 @@
 /**
- * The compiled CPU executable: a schedule of fused JS loops (codegen.ts), wasm SIMD matmuls
- * (gemm_wasm.ts) and reference kernels for the rest (pad, concatenate, bf16), over buffers
- * planned once in a wasm memory arena (arena.ts). Results match the reference interpreter
- * bit for bit except matmuls, which accumulate in f32 with fused multiply-add.
+ * The compiled CPU executable: a schedule of fused loops (wasm SIMD where the group is plain
+ * f32 arithmetic, JS source otherwise), wasm SIMD matmuls and reference kernels for the rest
+ * (pad, concatenate, bf16). Every value lives in one wasm memory arena planned at compile
+ * time: inputs are copied in at the start of a call, outputs copied out at the end.
+ *
+ * Results match the reference interpreter bit for bit, except matmuls, which accumulate in
+ * f32 with fused multiply-add instead of f64.
  */
-import { allocArray, type TypedArray } from "../../ir/dtype.ts";
+import type { TypedArray } from "../../ir/dtype.ts";
 import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
 import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
 import type { DeviceArray, Executable } from "../backend.ts";
 import { type ArenaRequest, planArena } from "./arena.ts";
-import { groupKernel } from "./codegen.ts";
-import { dotLayout, gatherView, type OperandLayout } from "./dot.ts";
+import { jsKernel } from "./codegen.ts";
+import { dotLayout, gatherView } from "./dot.ts";
+import { buildGroupIR, type GroupIR } from "./fused_ir.ts";
 import { DEFAULT_GEMM, gemmModuleBytes, gemmScratchBytes } from "./gemm_wasm.ts";
-import { applyView, type GraphPlan, planGraph } from "./plan.ts";
 import { contiguousView, type View } from "./index_map.ts";
 import { KERNELS } from "./kernels.ts";
+import { applyView, type GraphPlan, planGraph } from "./plan.ts";
+import { buildWasmGroups, wasmEligible } from "./wasm_fused.ts";
 
 /** Counts of what a compiled graph runs per call, for tests and profiling. */
 export interface ExecutableStats {
   nodes: number;
+  /** Fused elementwise loops, and how many of them run as wasm SIMD. */
   fusedLoops: number;
+  wasmLoops: number;
   reductions: number;
   matmuls: number;
   fallbacks: number;
   arenaBytes: number;
 }
 
-type Step = (vals: (HostTensor | undefined)[]) => void;
+export interface FusedOptions {
+  /** Run eligible elementwise groups as wasm SIMD (default true); false keeps JS loops. */
+  wasm?: boolean;
+}
+
+type Step = () => void;
 
 export class FusedExecutable implements Executable {
   readonly stats: ExecutableStats;
@@ -36,11 +48,16 @@ export class FusedExecutable implements Executable {
   readonly #graph: Graph;
   readonly #steps: Step[] = [];
   readonly #names: string[] = [];
+  readonly #details: string[] = [];
+  readonly #inputs: { index: number; view: TypedArray }[] = [];
+  readonly #tensor: (p: number) => HostTensor;
+  /** Profile per step (kind, op, shape, position) instead of per kind. */
+  profileDetail = false;
   /** When set, execute() adds each step's time (ms, by `profileClock`) under its kind. */
   profile: Map<string, number> | null = null;
   profileClock: () => number = () => performance.now();
 
-  constructor(graph: Graph) {
+  constructor(graph: Graph, opts: FusedOptions = {}) {
     this.#graph = graph;
     const plan = this.#plan = planGraph(graph);
     const { nodes, role, kind } = plan;
@@ -49,14 +66,14 @@ export class FusedExecutable implements Executable {
       while (role[p] === "alias") p = pos(nodes[p].inputs[0]);
       return p;
     };
-    const inArena = (p: number) => role[p] === "root" && kind[p] !== "fallback" && !plan.escapes[p];
 
-    // ---- schedule: one step per root, in graph order; record buffer reads per step
+    // ---- schedule: one step per root, in graph order, with the buffers it reads
     interface Pending {
       p: number;
       reads: number[];
-      staging: number[]; // bytes of staging buffers
-      build: (ctx: BuildContext) => Step;
+      ir?: GroupIR;
+      dot?: { operands: { base: number; view: View }[]; layout: ReturnType<typeof dotLayout> };
+      staging: number[]; // bytes
     }
     const pending: Pending[] = [];
     let scratchBytes = 0;
@@ -64,49 +81,42 @@ export class FusedExecutable implements Executable {
       if (role[p] !== "root") continue;
       const t = nodes[p];
       if (kind[p] === "elementwise" || kind[p] === "reduce") {
-        const k = groupKernel(plan, p);
-        pending.push({ p, reads: k.leaves, staging: [], build: (ctx) => fusedStep(ctx, p, k) });
+        const ir = buildGroupIR(plan, p);
+        pending.push({ p, reads: ir.leaves, ir, staging: [] });
       } else if (kind[p] === "dot") {
         const operands = t.inputs.map((x) => operandView(plan, pos(x)));
-        const layout = dotLayout(
-          t,
-          [operands[0].view, operands[1].view],
-          [inArena(operands[0].base), inArena(operands[1].base)],
-        );
+        const layout = dotLayout(t, [operands[0].view, operands[1].view], [true, true]);
         scratchBytes = Math.max(scratchBytes, gemmScratchBytes(DEFAULT_GEMM, layout.n));
-        const staging = [layout.lhs.stagedSize * 4, layout.rhs.stagedSize * 4];
-        if (plan.escapes[p]) staging.push(t.size * 4);
         pending.push({
           p,
           reads: operands.map((o) => o.base),
-          staging,
-          build: (ctx) => dotStep(ctx, p, operands, layout),
+          dot: { operands, layout },
+          staging: [layout.lhs.stagedSize * 4, layout.rhs.stagedSize * 4],
         });
       } else {
-        pending.push({
-          p,
-          reads: t.inputs.map((x) => baseOf(pos(x))),
-          staging: [],
-          build: (ctx) => fallbackStep(ctx, p),
-        });
+        pending.push({ p, reads: t.inputs.map((x) => baseOf(pos(x))), staging: [] });
       }
     }
 
-    // ---- arena: lifetimes of root buffers and staging
+    // ---- arena: a slot per source and root, live from definition to last read
+    const end = pending.length;
     const reqs: ArenaRequest[] = [];
     const slotOf = new Map<number, number>();
+    const request = (p: number, first: number, last: number) => {
+      slotOf.set(p, reqs.length);
+      reqs.push({ bytes: nodes[p].size * bytesPer(nodes[p]), first, last });
+    };
+    for (let p = 0; p < nodes.length; p++) {
+      if (role[p] === "source") request(p, 0, nodes[p].prim === Primitive.Constant ? end : -1);
+    }
+    pending.forEach((s, i) => request(s.p, i, plan.escapes[s.p] ? end : i));
     pending.forEach((s, i) => {
-      if (inArena(s.p)) {
-        slotOf.set(s.p, reqs.length);
-        reqs.push({ bytes: nodes[s.p].size * bytesPer(nodes[s.p]), first: i, last: i });
-      }
+      for (const r of s.reads) reqs[slotOf.get(r)!].last = Math.max(reqs[slotOf.get(r)!].last, i);
     });
-    pending.forEach((s, i) => {
-      for (const r of s.reads) {
-        const slot = slotOf.get(r);
-        if (slot !== undefined) reqs[slot].last = Math.max(reqs[slot].last, i);
-      }
-    });
+    for (const o of graph.outputs) {
+      const b = baseOf(pos(o));
+      if (role[b] === "root") reqs[slotOf.get(b)!].last = end;
+    }
     const stagingSlots = pending.map((s, i) =>
       s.staging.map((bytes) => {
         reqs.push({ bytes, first: i, last: i });
@@ -114,38 +124,85 @@ export class FusedExecutable implements Executable {
       })
     );
     const { offsets, size } = planArena(reqs);
-    const scratchBase = 0;
     const arenaBase = Math.ceil(scratchBytes / 64) * 64;
     const total = arenaBase + size;
     const pages = Math.max(1, Math.ceil(total / 65536));
     const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-    const gemm = gemmInstance(memory, pages);
-
-    const arenaTensor = (p: number): HostTensor => {
+    const buffer = memory.buffer;
+    const addressOf = (p: number) => arenaBase + offsets[slotOf.get(baseOf(p))!];
+    const views = new Map<number, TypedArray>();
+    const viewOfBase = (b: number) => {
+      let v = views.get(b);
+      if (!v) views.set(b, v = viewOf(buffer, nodes[b], arenaBase + offsets[slotOf.get(b)!]));
+      return v;
+    };
+    const tensor = this.#tensor = (p: number): HostTensor => {
       const t = nodes[p];
-      const off = arenaBase + offsets[slotOf.get(p)!];
-      return { shape: [...t.shape], dtype: t.dtype, data: viewOf(memory.buffer, t, off) };
+      return { shape: [...t.shape], dtype: t.dtype, data: viewOfBase(baseOf(p)) };
     };
-    const ctx: BuildContext = {
-      plan,
-      memory,
-      gemm,
-      scratch: scratchBase,
-      arenaTensor: (p) => (inArena(p) ? arenaTensor(p) : null),
-      addressOf: (p) => (inArena(p) ? arenaBase + offsets[slotOf.get(p)!] : -1),
-      staging: [],
-      value: (vals, p) => valueOf(plan, vals, p),
-    };
+
+    // sources: constants are copied once; inputs at the start of each call
+    for (let p = 0; p < nodes.length; p++) {
+      if (role[p] !== "source" || reqs[slotOf.get(p)!].last < 0) continue;
+      const t = nodes[p];
+      if (t.prim === Primitive.Constant) {
+        viewOfBase(p).set((t.params as PrimitiveParams[Primitive.Constant]).value.data);
+      } else {
+        const index = (t.params as PrimitiveParams[Primitive.Input]).index;
+        this.#inputs.push({ index, view: viewOfBase(p) });
+      }
+    }
+
+    // ---- wasm SIMD for eligible elementwise groups, JS loops for the rest
+    const useWasm = opts.wasm ?? true;
+    const wasmIrs = pending.filter((s) => useWasm && s.ir && wasmEligible(s.ir)).map((s) => s.ir!);
+    const wasmFns = buildWasmGroups(wasmIrs, memory);
+    const gemm = gemmInstance(memory);
+
     pending.forEach((s, i) => {
-      ctx.staging = stagingSlots[i].map((slot) => arenaBase + offsets[slot]);
-      this.#steps.push(s.build(ctx));
-      this.#names.push(kind[s.p] === "dot" ? "dot_general" : `${kind[s.p]}:${nodes[s.p].prim}`);
+      const t = nodes[s.p];
+      const staging = stagingSlots[i].map((slot) => arenaBase + offsets[slot]);
+      let step: Step;
+      let name: string;
+      if (s.ir && wasmFns.has(s.ir)) {
+        const fn = wasmFns.get(s.ir)!;
+        const args = [addressOf(s.p), ...s.ir.leaves.map(addressOf)];
+        step = () => fn(...args);
+        name = `wasm:${t.prim}`;
+      } else if (s.ir) {
+        const k = jsKernel(s.ir);
+        const args: unknown[] = [viewOfBase(s.p), ...k.leaves.map(viewOfBase)];
+        if (k.scratch) args.push(new Float64Array(k.scratch));
+        const fn = k.fn;
+        step = () => fn.apply(null, args);
+        name = `${kind[s.p]}:${t.prim}`;
+      } else if (s.dot) {
+        step = dotStep(t, s.dot.operands, s.dot.layout, {
+          memory,
+          gemm,
+          out: addressOf(s.p),
+          address: addressOf,
+          staging,
+          source: (p) => viewOfBase(p),
+        });
+        name = "dot_general";
+      } else {
+        const kernel = KERNELS[t.prim];
+        const ins = t.inputs.map((x) => pos(x));
+        const out = viewOfBase(s.p);
+        step = () => out.set(kernel(t, ins.map(tensor)).data);
+        name = `fallback:${t.prim}`;
+      }
+      this.#steps.push(step);
+      this.#names.push(name);
+      this.#details.push(`${name} ${t.dtype}[${t.shape}] #${s.p}`);
     });
 
     const count = (k: string) => pending.filter((s) => kind[s.p] === k).length;
     this.stats = {
       nodes: nodes.length,
       fusedLoops: count("elementwise"),
+      wasmLoops: wasmFns.size,
       reductions: count("reduce"),
       matmuls: count("dot"),
       fallbacks: count("fallback"),
@@ -154,45 +211,57 @@ export class FusedExecutable implements Executable {
   }
 
   execute(args: readonly DeviceArray[]): Promise<DeviceArray[]> {
-    const { nodes, role } = this.#plan;
-    const vals = new Array<HostTensor | undefined>(nodes.length);
-    for (let p = 0; p < nodes.length; p++) {
-      if (role[p] !== "source") continue;
-      const t = nodes[p];
-      vals[p] = t.prim === Primitive.Input
-        ? args[(t.params as PrimitiveParams[Primitive.Input]).index] as HostTensor
-        : (t.params as PrimitiveParams[Primitive.Constant]).value;
-    }
+    for (const { index, view } of this.#inputs) view.set((args[index] as HostTensor).data);
     const prof = this.profile, clock = this.profileClock;
     for (let i = 0; i < this.#steps.length; i++) {
       if (prof) {
         const t0 = clock();
-        this.#steps[i](vals);
-        const name = this.#names[i];
+        this.#steps[i]();
+        const name = this.profileDetail ? this.#details[i] : this.#names[i];
         prof.set(name, (prof.get(name) ?? 0) + clock() - t0);
-      } else this.#steps[i](vals);
+      } else this.#steps[i]();
     }
-    const plan = this.#plan;
-    return Promise.resolve(
-      this.#graph.outputs.map((o) => valueOf(plan, vals, plan.position.get(o.id)!)),
-    );
+    return Promise.resolve(this.#outputs(args));
   }
 
   dispose(): void {}
+
+  /** Outputs: inputs and constants are returned as they are, computed values copied out. */
+  #outputs(args: readonly DeviceArray[]): HostTensor[] {
+    const { nodes, role, position } = this.#plan;
+    const copies = new Map<number, TypedArray>();
+    return this.#graph.outputs.map((o) => {
+      let b = position.get(o.id)!;
+      while (role[b] === "alias") b = position.get(nodes[b].inputs[0].id)!;
+      const t = nodes[b];
+      let src: HostTensor;
+      if (t.prim === Primitive.Input) {
+        src = args[(t.params as PrimitiveParams[Primitive.Input]).index] as HostTensor;
+      } else if (t.prim === Primitive.Constant) {
+        src = (t.params as PrimitiveParams[Primitive.Constant]).value;
+      } else {
+        let data = copies.get(b);
+        if (!data) copies.set(b, data = this.#tensor(b).data.slice());
+        src = { shape: t.shape as number[], dtype: t.dtype, data };
+      }
+      if (src.shape.length === o.shape.length && src.shape.every((d, i) => d === o.shape[i])) {
+        return src;
+      }
+      return { shape: [...o.shape], dtype: o.dtype, data: src.data };
+    });
+  }
 }
 
-interface BuildContext {
-  plan: GraphPlan;
+interface DotContext {
   memory: WebAssembly.Memory;
   gemm: GemmFn;
-  scratch: number;
-  /** The persistent arena tensor of root p, or null when p gets fresh memory per call. */
-  arenaTensor: (p: number) => HostTensor | null;
-  /** Byte address of root p's arena buffer, or -1. */
-  addressOf: (p: number) => number;
-  /** Byte addresses of this step's staging buffers. */
+  /** Byte address of the output buffer. */
+  out: number;
+  /** Byte address of a node's buffer. */
+  address: (p: number) => number;
+  /** Byte addresses of the lhs and rhs staging buffers (used when gathered). */
   staging: number[];
-  value: (vals: (HostTensor | undefined)[], p: number) => HostTensor;
+  source: (p: number) => TypedArray;
 }
 
 type GemmFn = (
@@ -211,92 +280,58 @@ type GemmFn = (
   accumulate: number,
 ) => void;
 
-function fusedStep(ctx: BuildContext, p: number, k: ReturnType<typeof groupKernel>): Step {
-  const t = ctx.plan.nodes[p];
-  const fixed = ctx.arenaTensor(p);
-  const args = new Array<unknown>(k.leaves.length + 1 + (k.scratch ? 1 : 0));
-  if (k.scratch) args[args.length - 1] = new Float64Array(k.scratch);
-  const leaves = k.leaves;
-  const fn = k.fn;
-  return (vals) => {
-    const out = fixed ?? { shape: [...t.shape], dtype: t.dtype, data: allocArray(t.dtype, t.size) };
-    args[0] = out.data;
-    for (let i = 0; i < leaves.length; i++) args[i + 1] = vals[leaves[i]]!.data;
-    fn.apply(null, args);
-    vals[p] = out;
-  };
-}
-
-function fallbackStep(ctx: BuildContext, p: number): Step {
-  const t = ctx.plan.nodes[p];
-  const ins = t.inputs.map((x) => ctx.plan.position.get(x.id)!);
-  const kernel = KERNELS[t.prim];
-  return (vals) => {
-    vals[p] = kernel(t, ins.map((q) => ctx.value(vals, q)));
-  };
-}
-
 function dotStep(
-  ctx: BuildContext,
-  p: number,
+  t: Tensor,
   operands: { base: number; view: View }[],
   layout: ReturnType<typeof dotLayout>,
+  ctx: DotContext,
 ): Step {
-  const t = ctx.plan.nodes[p];
   const { batch, m, k, n } = layout;
-  const [stageL, stageR, stageOut] = ctx.staging;
-  const fixed = ctx.arenaTensor(p);
-  const outAddr = fixed ? ctx.addressOf(p) : stageOut;
-  const memory = ctx.memory, gemm = ctx.gemm, scratch = ctx.scratch;
+  const { memory, gemm, out } = ctx;
   const batchCount = batch.reduce((a, b) => a * b, 1);
   const outBatch = batch.map((_, i) => batch.slice(i + 1).reduce((a, b) => a * b, m * n));
-  const prep = (o: OperandLayout, operand: { base: number; view: View }, stage: number) => {
-    if (!o.gather) return () => ctx.addressOf(operand.base) + 4 * o.offset;
-    return (vals: (HostTensor | undefined)[]) => {
-      const src = vals[operand.base]!.data;
-      gatherView(src, operand.view, o.gather!, new Float32Array(memory.buffer), stage / 4);
-      return stage;
-    };
-  };
-  const lhsAddr = prep(layout.lhs, operands[0], stageL);
-  const rhsAddr = prep(layout.rhs, operands[1], stageR);
   const L = layout.lhs, R = layout.rhs;
-  return (vals) => {
-    const a0 = lhsAddr(vals), b0 = rhsAddr(vals);
-    if (k === 0) new Float32Array(memory.buffer, outAddr, t.size).fill(0);
-    else if (m > 0 && n > 0) {
-      for (let q = 0; q < batchCount; q++) {
-        // batch index -> operand offsets
-        let rem = q, ao = a0, bo = b0, co = outAddr;
-        for (let d = batch.length - 1; d >= 0; d--) {
-          const i = rem % batch[d];
-          rem = (rem - i) / batch[d];
-          ao += 4 * i * L.batchStrides[d];
-          bo += 4 * i * R.batchStrides[d];
-          co += 4 * i * outBatch[d];
-        }
-        gemm(
-          ao,
-          4 * L.rowStride,
-          4 * L.colStride,
-          bo,
-          4 * R.rowStride,
-          4 * R.colStride,
-          co,
-          4 * n,
-          m,
-          n,
-          k,
-          scratch,
-          0,
-        );
+  const prep = (gather: number[] | null, operand: { base: number; view: View }, stage: number) => {
+    if (!gather) return null;
+    const src = ctx.source(operand.base);
+    const dst = new Float32Array(memory.buffer);
+    return () => gatherView(src, operand.view, gather, dst, stage / 4);
+  };
+  const gatherL = prep(L.gather, operands[0], ctx.staging[0]);
+  const gatherR = prep(R.gather, operands[1], ctx.staging[1]);
+  const a0 = L.gather ? ctx.staging[0] : ctx.address(operands[0].base) + 4 * L.offset;
+  const b0 = R.gather ? ctx.staging[1] : ctx.address(operands[1].base) + 4 * R.offset;
+  const zeros = k === 0 ? new Float32Array(memory.buffer, out, t.size) : null;
+  return () => {
+    if (zeros) return void zeros.fill(0);
+    if (m === 0 || n === 0) return;
+    if (gatherL) gatherL();
+    if (gatherR) gatherR();
+    for (let q = 0; q < batchCount; q++) {
+      // batch index -> operand offsets
+      let rem = q, ao = a0, bo = b0, co = out;
+      for (let d = batch.length - 1; d >= 0; d--) {
+        const i = rem % batch[d];
+        rem = (rem - i) / batch[d];
+        ao += 4 * i * L.batchStrides[d];
+        bo += 4 * i * R.batchStrides[d];
+        co += 4 * i * outBatch[d];
       }
-    }
-    if (fixed) vals[p] = fixed;
-    else {
-      const data = new Float32Array(t.size);
-      data.set(new Float32Array(memory.buffer, outAddr, t.size));
-      vals[p] = { shape: [...t.shape], dtype: "f32", data };
+      gemm(
+        ao,
+        4 * L.rowStride,
+        4 * L.colStride,
+        bo,
+        4 * R.rowStride,
+        4 * R.colStride,
+        co,
+        4 * n,
+        m,
+        n,
+        k,
+        0,
+        0,
+      );
     }
   };
 }
@@ -319,17 +354,6 @@ function operandView(plan: GraphPlan, p: number): { base: number; view: View } {
     throw new Error(`cpu: no strided view for matmul operand ${nodes[p]} (planner bug)`);
   }
   return { base: q, view };
-}
-
-/** A node's value: its own buffer, or (for an alias) its base buffer under its shape. */
-function valueOf(plan: GraphPlan, vals: (HostTensor | undefined)[], p: number): HostTensor {
-  const { nodes, role } = plan;
-  let q = p;
-  while (role[q] === "alias") q = plan.position.get(nodes[q].inputs[0].id)!;
-  const v = vals[q];
-  if (!v) throw new Error(`cpu: ${nodes[q]} has no value (scheduling bug)`);
-  if (q === p) return v;
-  return { shape: [...nodes[p].shape], dtype: nodes[p].dtype, data: v.data };
 }
 
 function bytesPer(t: Tensor): number {
@@ -357,7 +381,7 @@ function viewOf(buf: ArrayBufferLike, t: Tensor, off: number): TypedArray {
 
 let gemmModule: WebAssembly.Module | null = null;
 
-function gemmInstance(memory: WebAssembly.Memory, _pages: number): GemmFn {
+function gemmInstance(memory: WebAssembly.Memory): GemmFn {
   gemmModule ??= new WebAssembly.Module(
     gemmModuleBytes(DEFAULT_GEMM, { minPages: 1, maxPages: 65536, shared: false }),
   );

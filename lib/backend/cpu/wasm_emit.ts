@@ -34,6 +34,7 @@ export const OP = {
   f64Store: 0x39,
   i32Const: 0x41,
   f32Const: 0x43,
+  f64Const: 0x44,
   i32Eqz: 0x45,
   i32Eq: 0x46,
   i32Ne: 0x47,
@@ -48,10 +49,23 @@ export const OP = {
   i32And: 0x71,
   i32Shl: 0x74,
   i32ShrU: 0x76,
+  i32Or: 0x72,
+  f32Eq: 0x5b,
+  f32Ne: 0x5c,
+  f32Lt: 0x5d,
+  f32Gt: 0x5e,
+  f32Le: 0x5f,
+  f32Ge: 0x60,
+  f32Neg: 0x8c,
+  f32Sqrt: 0x91,
   f32Add: 0x92,
+  f32Sub: 0x93,
   f32Mul: 0x94,
+  f32Div: 0x95,
+  f64Sqrt: 0x9f,
   f64Add: 0xa0,
   f64Mul: 0xa2,
+  f64Div: 0xa3,
   f32DemoteF64: 0xb6,
   f64PromoteF32: 0xbb,
 } as const;
@@ -60,11 +74,32 @@ export const SIMD = {
   v128Load: 0x00,
   v128Load32Splat: 0x09,
   v128Store: 0x0b,
+  v128Const: 0x0c,
+  i8x16Shuffle: 0x0d,
   f32x4Splat: 0x13,
+  f64x2Splat: 0x14,
+  i32x4Splat: 0x11,
   f32x4ExtractLane: 0x1f,
+  f32x4ReplaceLane: 0x20,
+  f32x4Eq: 0x41,
+  f32x4Ne: 0x42,
+  f32x4Lt: 0x43,
+  f32x4Gt: 0x44,
+  f32x4Le: 0x45,
+  f32x4Ge: 0x46,
+  v128Not: 0x4d,
+  v128Or: 0x50,
+  v128Bitselect: 0x52,
+  f32x4DemoteF64x2Zero: 0x5e,
+  f64x2PromoteLowF32x4: 0x5f,
+  f32x4Neg: 0xe1,
+  f32x4Sqrt: 0xe3,
   f32x4Add: 0xe4,
   f32x4Sub: 0xe5,
   f32x4Mul: 0xe6,
+  f32x4Div: 0xe7,
+  f64x2Sqrt: 0xef,
+  f64x2Div: 0xf3,
   f32x4RelaxedMadd: 0x105,
 } as const;
 
@@ -116,6 +151,18 @@ export class FuncBuilder {
   /** A 0xfd-prefixed SIMD instruction. */
   simd(code: number, ...imm: number[]): this {
     return this.emit(0xfd, ...uleb(code), ...imm);
+  }
+  /** `f32.const v` (v rounded to f32). */
+  f32(v: number): this {
+    return this.emit(OP.f32Const, ...new Uint8Array(Float32Array.of(v).buffer));
+  }
+  /** `f64.const v`. */
+  f64(v: number): this {
+    return this.emit(OP.f64Const, ...new Uint8Array(Float64Array.of(v).buffer));
+  }
+  /** `v128.const` of four f32 lanes equal to v. */
+  f32x4(v: number): this {
+    return this.simd(SIMD.v128Const, ...new Uint8Array(Float32Array.of(v, v, v, v).buffer));
   }
   /** A load/store with its memarg (`align` as log2 bytes, byte `offset`). */
   mem(code: number, align: number, offset = 0): this {

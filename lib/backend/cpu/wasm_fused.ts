@@ -1,0 +1,381 @@
+/**
+ * Fused elementwise groups as WebAssembly SIMD: four f32 lanes per instruction, no rounding
+ * calls. Only groups of plain f32 arithmetic qualify (add, sub, mul, div, sqrt, rsqrt, neg,
+ * max, min, compare, select): IEEE f32 results of these equal the reference's f64 result
+ * rounded to f32 (f64 has more than 2 * 24 + 2 bits, so double rounding is innocuous), so the
+ * wasm loops are bit-identical to kernels.ts. Transcendentals and integer groups stay in JS.
+ */
+import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
+import type { GroupIR, Ref } from "./fused_ir.ts";
+import { buildModule, FuncBuilder, OP, SIMD } from "./wasm_emit.ts";
+
+type WasmGroupFn = (...addresses: number[]) => void;
+
+const OPS = new Set<Primitive>([
+  Primitive.Add,
+  Primitive.Sub,
+  Primitive.Mul,
+  Primitive.Div,
+  Primitive.Sqrt,
+  Primitive.Rsqrt,
+  Primitive.Neg,
+  Primitive.Max,
+  Primitive.Min,
+  Primitive.Compare,
+  Primitive.Select,
+  Primitive.Not,
+]);
+
+/** Whether a group is plain f32 arithmetic (with bool masks from compares feeding selects). */
+export function wasmEligible(ir: GroupIR): boolean {
+  if (ir.reduce || ir.root.dtype !== "f32") return false;
+  const inner = ir.dims.length - 1;
+  if (ir.lins[ir.outLin].c[inner] !== 1 && ir.dims[inner] !== 1) return false;
+  if (ir.leafDtypes.some((d) => d !== "f32")) return false;
+  const litOk = (r: Ref) => "stmt" in r || r.dtype === "f32";
+  if (!litOk(ir.value)) return false;
+  for (const s of ir.stmts) {
+    if (s.kind === "index") return false;
+    if (s.kind === "load") continue;
+    const n = s.node;
+    if (!OPS.has(n.prim) || !s.args.every(litOk)) return false;
+    const inF32 = n.inputs.every((x) => x.dtype === "f32");
+    if (n.prim === Primitive.Compare) {
+      if (!inF32) return false;
+    } else if (n.prim === Primitive.Not) {
+      if (n.dtype !== "bool") return false;
+    } else if (n.prim === Primitive.Select) {
+      if (n.dtype !== "f32" || n.inputs[0].dtype !== "bool") return false;
+    } else if (n.dtype !== "f32" || !inF32) return false;
+  }
+  return true;
+}
+
+/**
+ * Compiles the groups into one module over `memory`; returns a function per group taking
+ * the byte addresses of its output and leaves. Identical loop bodies share one function.
+ */
+export function buildWasmGroups(
+  irs: GroupIR[],
+  memory: WebAssembly.Memory,
+): Map<GroupIR, WasmGroupFn> {
+  const out = new Map<GroupIR, WasmGroupFn>();
+  if (irs.length === 0) return out;
+  const funcs: FuncBuilder[] = [];
+  const byBody = new Map<string, number>();
+  const index = irs.map((ir) => {
+    const f = groupFunc(ir, `g${funcs.length}`);
+    const key = `${ir.leaves.length}|${f.encode().join(",")}`;
+    let i = byBody.get(key);
+    if (i === undefined) {
+      i = funcs.length;
+      funcs.push(f);
+      byBody.set(key, i);
+    }
+    return i;
+  });
+  const bytes = buildModule(funcs, { minPages: 1, maxPages: 65536, shared: false });
+  const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
+  irs.forEach((ir, k) => out.set(ir, inst.exports[funcs[index[k]].name] as WasmGroupFn));
+  return out;
+}
+
+function groupFunc(ir: GroupIR, name: string): FuncBuilder {
+  const f = new FuncBuilder(name, ["i32", ...ir.leaves.map(() => "i32" as const)]);
+  const [outAddr, ...leafAddr] = f.params;
+  const { dims, lins, stmts, invariant } = ir;
+  const inner = dims.length - 1;
+  const n = dims[inner];
+  const counters = dims.slice(0, inner).map(() => f.local("i32"));
+  const j = f.local("i32"), j4 = f.local("i32");
+  const isMask = stmts.map((s) => s.kind === "op" && s.node.dtype === "bool");
+  // per statement: a scalar local (f32, or i32 for masks) and a vector local
+  const scalar = stmts.map((_, i) => f.local(isMask[i] ? "i32" : "f32"));
+  const vector = stmts.map(() => f.local("v128"));
+  // per load: its pointer (leaf address + base offset of its lin) for the current outer index
+  const ptr = stmts.map((s) => (s.kind === "load" ? f.local("i32") : null));
+  const outPtr = f.local("i32");
+  const t0 = f.local("v128"), t1 = f.local("v128");
+
+  /** Pushes `4 * (k + sum c[d] * i_d)` for lin `id` over the outer counters. */
+  const baseBytes = (id: number) => {
+    const l = lins[id];
+    f.i32(4 * l.k);
+    for (let d = 0; d < inner; d++) {
+      if (l.c[d] === 0) continue;
+      f.get(counters[d]).i32(4 * l.c[d]).op(OP.i32Mul).op(OP.i32Add);
+    }
+  };
+
+  const body = () => {
+    // outer-index dependent pointers, then the statements that do not depend on j
+    stmts.forEach((s, i) => {
+      if (s.kind !== "load") return;
+      f.get(leafAddr[s.leaf]);
+      baseBytes(s.lin);
+      f.op(OP.i32Add).set(ptr[i]!);
+    });
+    f.get(outAddr);
+    baseBytes(ir.outLin);
+    f.op(OP.i32Add).set(outPtr);
+    stmts.forEach((_, i) => {
+      if (!invariant[i]) return;
+      scalarStmt(i);
+      // masks are all-ones lanes in vectors, 0/1 in scalars
+      if (isMask[i]) f.i32(0).get(scalar[i]).op(OP.i32Sub).simd(SIMD.i32x4Splat);
+      else f.get(scalar[i]).simd(SIMD.f32x4Splat);
+      f.set(vector[i]);
+    });
+    // vector loop over whole groups of 4, then a scalar tail
+    f.i32(0).set(j);
+    f.block(() => {
+      f.get(j).i32(4).op(OP.i32Add).i32(n).op(OP.i32GtS).emit(OP.brIf, 0);
+      f.loop(() => {
+        f.get(j).i32(2).op(OP.i32Shl).set(j4);
+        stmts.forEach((_, i) => invariant[i] || vectorStmt(i));
+        f.get(outPtr).get(j4).op(OP.i32Add);
+        vectorRef(ir.value);
+        f.simdMem(SIMD.v128Store, 0);
+        f.addTo(j, 4);
+        f.get(j).i32(4).op(OP.i32Add).i32(n).op(OP.i32LeS).emit(OP.brIf, 0);
+      });
+    });
+    f.block(() => {
+      f.get(j).i32(n).op(OP.i32GeS).emit(OP.brIf, 0);
+      f.loop(() => {
+        f.get(j).i32(2).op(OP.i32Shl).set(j4);
+        stmts.forEach((_, i) => invariant[i] || scalarStmt(i));
+        f.get(outPtr).get(j4).op(OP.i32Add);
+        scalarRef(ir.value);
+        f.mem(OP.f32Store, 2);
+        f.addTo(j, 1);
+        f.get(j).i32(n).op(OP.i32LtS).emit(OP.brIf, 0);
+      });
+    });
+  };
+
+  const nest = (d: number) => {
+    if (d === inner) return body();
+    f.forRange(counters[d], 0, dims[d], 1, () => nest(d + 1));
+  };
+  nest(0);
+  return f;
+
+  // ------------------------------------------------------------ statements
+
+  function scalarRef(r: Ref) {
+    if ("stmt" in r) f.get(scalar[r.stmt]);
+    else f.f32(r.lit);
+  }
+
+  function vectorRef(r: Ref) {
+    if ("stmt" in r) f.get(vector[r.stmt]);
+    else f.f32x4(r.lit);
+  }
+
+  /** Pushes the address of element j (+ lane) of load statement i. */
+  function loadAddress(i: number, lane: number) {
+    const s = stmts[i] as { lin: number };
+    const c = lins[s.lin].c[inner];
+    f.get(ptr[i]!);
+    if (c !== 0) {
+      f.get(j4);
+      if (c !== 1) f.i32(c).op(OP.i32Mul);
+      f.op(OP.i32Add);
+    }
+    return 4 * c * lane;
+  }
+
+  function scalarStmt(i: number) {
+    const s = stmts[i];
+    if (s.kind === "load") {
+      const off = loadAddress(i, 0);
+      f.mem(OP.f32Load, 2, off).set(scalar[i]);
+      return;
+    }
+    if (s.kind !== "op") throw new Error("wasm fused: index statements are not supported");
+    const [a, b, c] = s.args;
+    const prim = s.node.prim;
+    switch (prim) {
+      case Primitive.Add:
+      case Primitive.Sub:
+      case Primitive.Mul:
+      case Primitive.Div:
+        scalarRef(a);
+        scalarRef(b);
+        f.op(
+          { add: OP.f32Add, sub: OP.f32Sub, mul: OP.f32Mul, div: OP.f32Div }[
+            prim as "add" | "sub" | "mul" | "div"
+          ],
+        );
+        break;
+      case Primitive.Neg:
+        scalarRef(a);
+        f.op(OP.f32Neg);
+        break;
+      case Primitive.Sqrt:
+        scalarRef(a);
+        f.op(OP.f32Sqrt);
+        break;
+      case Primitive.Rsqrt:
+        // 1 / sqrt in f64, rounded once to f32: as the reference
+        f.f64(1);
+        scalarRef(a);
+        f.op(OP.f64PromoteF32).op(OP.f64Sqrt).op(OP.f64Div).op(OP.f32DemoteF64);
+        break;
+      case Primitive.Max:
+      case Primitive.Min:
+        // reference: isNaN(a) || a > b (a < b for min) ? a : b
+        scalarRef(a);
+        scalarRef(b);
+        scalarRef(a);
+        scalarRef(a);
+        f.op(OP.f32Ne);
+        scalarRef(a);
+        scalarRef(b);
+        f.op(prim === Primitive.Max ? OP.f32Gt : OP.f32Lt).op(OP.i32Or).op(OP.select);
+        break;
+      case Primitive.Compare:
+        scalarRef(a);
+        scalarRef(b);
+        f.op(SCALAR_COMPARE[compareDir(s.node)]);
+        break;
+      case Primitive.Not:
+        scalarRef(a);
+        f.op(OP.i32Eqz);
+        break;
+      case Primitive.Select:
+        scalarRef(b);
+        scalarRef(c);
+        scalarRef(a);
+        f.op(OP.select);
+        break;
+      default:
+        throw new Error(`wasm fused: ${prim} is not supported`);
+    }
+    f.set(scalar[i]);
+  }
+
+  function vectorStmt(i: number) {
+    const s = stmts[i];
+    if (s.kind === "load") {
+      const c = lins[s.lin].c[inner];
+      if (c === 1) {
+        loadAddress(i, 0);
+        f.simdMem(SIMD.v128Load, 0).set(vector[i]);
+        return;
+      }
+      // strided: one lane at a time
+      for (let lane = 0; lane < 4; lane++) {
+        if (lane > 0) f.get(vector[i]);
+        const off = loadAddress(i, lane);
+        f.mem(OP.f32Load, 2, off);
+        if (lane === 0) f.simd(SIMD.f32x4Splat);
+        else f.simd(SIMD.f32x4ReplaceLane, lane);
+        f.set(vector[i]);
+      }
+      return;
+    }
+    if (s.kind !== "op") throw new Error("wasm fused: index statements are not supported");
+    const [a, b, c] = s.args;
+    const prim = s.node.prim;
+    switch (prim) {
+      case Primitive.Add:
+      case Primitive.Sub:
+      case Primitive.Mul:
+      case Primitive.Div:
+        vectorRef(a);
+        vectorRef(b);
+        f.simd(
+          { add: SIMD.f32x4Add, sub: SIMD.f32x4Sub, mul: SIMD.f32x4Mul, div: SIMD.f32x4Div }[
+            prim as "add" | "sub" | "mul" | "div"
+          ],
+        );
+        break;
+      case Primitive.Neg:
+        vectorRef(a);
+        f.simd(SIMD.f32x4Neg);
+        break;
+      case Primitive.Sqrt:
+        vectorRef(a);
+        f.simd(SIMD.f32x4Sqrt);
+        break;
+      case Primitive.Rsqrt: {
+        // lanes 0,1 and 2,3 in f64x2: 1 / sqrt, then demote and recombine
+        vectorRef(a);
+        f.set(t0);
+        for (const [src, half] of [[t0, 0], [t0, 1]] as const) {
+          f.f64(1).simd(SIMD.f64x2Splat);
+          f.get(src);
+          if (half === 1) f.get(src).simd(SIMD.i8x16Shuffle, ...HIGH_TO_LOW);
+          f.simd(SIMD.f64x2PromoteLowF32x4).simd(SIMD.f64x2Sqrt).simd(SIMD.f64x2Div);
+          f.simd(SIMD.f32x4DemoteF64x2Zero);
+          if (half === 0) f.set(t1);
+        }
+        // stack: high half demoted in lanes 0,1; t1: low half in lanes 0,1
+        f.set(t0);
+        f.get(t1).get(t0).simd(SIMD.i8x16Shuffle, ...LOW_PAIR_CONCAT);
+        break;
+      }
+      case Primitive.Max:
+      case Primitive.Min:
+        vectorRef(a);
+        vectorRef(b);
+        vectorRef(a);
+        vectorRef(a);
+        f.simd(SIMD.f32x4Ne);
+        vectorRef(a);
+        vectorRef(b);
+        f.simd(prim === Primitive.Max ? SIMD.f32x4Gt : SIMD.f32x4Lt).simd(SIMD.v128Or);
+        f.simd(SIMD.v128Bitselect);
+        break;
+      case Primitive.Compare:
+        vectorRef(a);
+        vectorRef(b);
+        f.simd(VECTOR_COMPARE[compareDir(s.node)]);
+        break;
+      case Primitive.Not:
+        vectorRef(a);
+        f.simd(SIMD.v128Not);
+        break;
+      case Primitive.Select:
+        vectorRef(b);
+        vectorRef(c);
+        vectorRef(a);
+        f.simd(SIMD.v128Bitselect);
+        break;
+      default:
+        throw new Error(`wasm fused: ${prim} is not supported`);
+    }
+    f.set(vector[i]);
+  }
+}
+
+type Dir = PrimitiveParams[Primitive.Compare]["direction"];
+
+function compareDir(t: { params: unknown }): Dir {
+  return (t.params as PrimitiveParams[Primitive.Compare]).direction;
+}
+
+const SCALAR_COMPARE: Record<Dir, number> = {
+  eq: OP.f32Eq,
+  ne: OP.f32Ne,
+  lt: OP.f32Lt,
+  gt: OP.f32Gt,
+  le: OP.f32Le,
+  ge: OP.f32Ge,
+};
+
+const VECTOR_COMPARE: Record<Dir, number> = {
+  eq: SIMD.f32x4Eq,
+  ne: SIMD.f32x4Ne,
+  lt: SIMD.f32x4Lt,
+  gt: SIMD.f32x4Gt,
+  le: SIMD.f32x4Le,
+  ge: SIMD.f32x4Ge,
+};
+
+/** i8x16.shuffle lanes moving f32 lanes 2,3 of the first operand to lanes 0,1. */
+const HIGH_TO_LOW = [8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15];
+/** f32 lanes 0,1 of the first operand then lanes 0,1 of the second. */
+const LOW_PAIR_CONCAT = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
