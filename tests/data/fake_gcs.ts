@@ -23,8 +23,20 @@ export function startFakeGcs(initial: Record<string, Uint8Array> = {}): FakeGcs 
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const url = new URL(req.url);
     const path = url.pathname.replace(/^\/storage\/v1/, "");
-    requests.push(`${req.method} ${url.pathname}${url.search}`);
+    requests.push(
+      `${req.method} ${url.pathname}${url.search}${
+        req.headers.get("content-range") ? " " + req.headers.get("content-range") : ""
+      }`,
+    );
     const obj = path.match(/^\/b\/([^/]+)\/o\/([^/]+)$/);
+    const list = path.match(/^\/b\/([^/]+)\/o\/?$/);
+    if (req.method === "GET" && list) {
+      const prefix = url.searchParams.get("prefix") ?? "";
+      const items = [...objects]
+        .filter(([k]) => k.startsWith(`${list[1]}/${prefix}`))
+        .map(([k, d]) => metadata(k, d));
+      return json({ kind: "storage#objects", items });
+    }
     if (req.method === "GET" && obj) {
       const key = `${obj[1]}/${decodeURIComponent(obj[2])}`;
       const data = objects.get(key);
@@ -68,7 +80,9 @@ export function startFakeGcs(initial: Record<string, Uint8Array> = {}): FakeGcs 
       s.parts.push(new Uint8Array(await req.arrayBuffer()));
       const total = s.parts.reduce((n, p) => n + p.length, 0);
       const range = req.headers.get("content-range") ?? "";
-      if (/\/\*$/.test(range)) {
+      // "bytes A-B/*" is one chunk of more to come; "bytes 0-*/*" (a stream of unknown length
+      // in one request) and "bytes A-B/N" complete the upload.
+      if (/^bytes \d+-\d+\/\*$/.test(range)) {
         return new Response(null, { status: 308, headers: { range: `bytes=0-${total - 1}` } });
       }
       const data = concat(s.parts);

@@ -1,0 +1,95 @@
+/**
+ * deno task prepare-imagenet [--variant 1k|21k] --dest gs://bucket/dir|DIR [--workers N] [--dry-run]
+ * deno task prepare-imagenet --dataset mnist --dest data/mnist
+ *
+ * Copies timm's ImageNet webdataset shards from the Hugging Face hub (HF_TOKEN; HF_ENDPOINT for
+ * a mirror) to a bucket or a directory, resumably; or builds the embedded MNIST shards.
+ */
+import { parseArgs } from "node:util";
+import { prepareImagenet } from "../lib/data/imagenet.ts";
+import { prepareMnist } from "../lib/data/mnist.ts";
+
+const USAGE = `usage:
+  deno task prepare-imagenet [--variant 1k|21k] --dest gs://bucket/dir|DIR [options]
+  deno task prepare-imagenet --dataset mnist --dest data/mnist
+
+  --variant 1k|21k   imagenet-1k (1024 train + 64 validation shards, ~150 GB) or
+                     imagenet-w21 (2048 train shards); default 1k
+  --dest PATH        gs://bucket/dir or a local directory
+  --workers N        shards copied at once (default 8)
+  --dry-run          list what would be copied, copy nothing
+  --limit N          only the first N shards
+  --repo OWNER/NAME  another hub repository with the same file names
+  --retries N        attempts after a failed or stalled download (default 5, with backoff)
+
+  HF_TOKEN must belong to an account that accepted the ImageNet terms on the hub.
+  Completed shards (right size) are skipped, so re-running resumes an interrupted copy.
+`;
+
+if (import.meta.main) {
+  try {
+    const ok = await main(Deno.args);
+    if (!ok) Deno.exit(1);
+  } catch (e) {
+    console.error(`prepare-imagenet: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+}
+
+/** Returns false when some shards failed. */
+export async function main(args: string[]): Promise<boolean> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      variant: { type: "string", default: "1k" },
+      dataset: { type: "string", default: "imagenet" },
+      dest: { type: "string" },
+      workers: { type: "string", default: "8" },
+      limit: { type: "string" },
+      repo: { type: "string" },
+      retries: { type: "string", default: "5" },
+      "dry-run": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return true;
+  }
+  if (positionals.length) throw new Error(`unexpected argument "${positionals[0]}"\n${USAGE}`);
+  if (!values.dest) throw new Error(`--dest is required\n${USAGE}`);
+  if (values.dataset === "mnist") {
+    await prepareMnist(values.dest, (line) => console.error(line));
+    console.error(`MNIST shards ready in ${values.dest}`);
+    return true;
+  }
+  if (values.dataset !== "imagenet") {
+    throw new Error(`--dataset must be imagenet or mnist, got "${values.dataset}"`);
+  }
+  if (values.variant !== "1k" && values.variant !== "21k") {
+    throw new Error(`--variant must be 1k or 21k, got "${values.variant}"`);
+  }
+  const workers = Number(values.workers);
+  if (!Number.isInteger(workers) || workers < 1) {
+    throw new Error(`--workers must be a positive integer, got "${values.workers}"`);
+  }
+  const limit = values.limit === undefined ? undefined : Number(values.limit);
+  if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1)) {
+    throw new Error(`--limit must be a positive integer, got "${values.limit}"`);
+  }
+  const retries = Number(values.retries);
+  if (!Number.isInteger(retries) || retries < 0) {
+    throw new Error(`--retries must be an integer >= 0, got "${values.retries}"`);
+  }
+  const summary = await prepareImagenet({
+    open: { retries },
+    variant: values.variant,
+    dest: values.dest,
+    workers,
+    limit,
+    repo: values.repo,
+    dryRun: values["dry-run"],
+  });
+  return summary.failed.length === 0;
+}
