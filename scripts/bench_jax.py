@@ -5,6 +5,7 @@ JAX 0.11 with the CUDA plugin; a CPU-only jaxlib works too).
 Subcommands (each prints one JSON object on stdout):
 
   train-step CONFIG.json [--batch N] [--steps S] [--precision f32|bf16] [--grad-ckpt]
+             [--matmul-precision default|highest]
       The original stack's training step (flax ViT as deit3-jax's modeling.py, optax AdamW/LAMB,
       in-step normalization, Mixup/CutMix applied in the step from host-drawn parameters as ours
       does), jitted with the state donated. Reports compile seconds, ms/step and img/s.
@@ -13,6 +14,10 @@ Subcommands (each prints one JSON object on stdout):
       Our program (`deno task export-hlo CONFIG --batch N --out PROGRAM.mlir`) compiled by the
       same XLA client and run the same way: donated parameters and optimizer state, each step's
       results fed back. Run it next to `train-step` with the same config and batch for the ratio.
+
+  compare CONFIG.json PROGRAM.mlir [--steps S] [--rounds R]
+      Both of the above in one process (batch, precision and remat read from the program's
+      header), timed alternately R times; reports the medians and ours/JAX throughput.
 
   run-mlir JOBS_DIR
       Runs programs once for tests (tests/backend/stablehlo_xla_test.ts): every JOBS_DIR/*/
@@ -146,32 +151,30 @@ def synthetic_input(name, shape, dtype, rng):
     return np.zeros(shape, DTYPES[dtype])
 
 
-def time_mlir(path, steps):
+def mlir_runner(path):
+    """Our exported step: (run(n) -> loss, batch, meta); donated results are fed back."""
     text = open(path).read()
-    args, _, replicas, names = signature(text)
+    args, outs_spec, replicas, names = signature(text)
     if replicas != 1:
         sys.exit("time-mlir runs single-replica programs (export with --replicas 1)")
     exe, devices, compile_s = compile_program(text, 1)
     rng = np.random.default_rng(0)
-    values = [jax.device_put(synthetic_input(names.get(i, ""), s, d, rng), devices[0]) for i, (s, d, _) in enumerate(args)]
+    box = {"values": [jax.device_put(synthetic_input(names.get(i, ""), s, d, rng), devices[0])
+                      for i, (s, d, _) in enumerate(args)]}
     batch = next((s[0] for i, (s, d, _) in enumerate(args) if names.get(i, "").startswith("batch.images")), None)
+    results = re.findall(r"^//   #(\d+) ([^:]+):", text, re.M)
+    loss_index = next((int(i) for i, n in results if n == "metrics.loss"), None)
 
-    def step(vals):
-        outs = execute(exe, devices, [vals])[0]
-        # Donated (aliased) arguments were consumed: their results take their place.
-        return [outs[a] if a is not None else v for v, (_, _, a) in zip(vals, args)], outs
+    def run(n):
+        for _ in range(n):
+            outs = execute(exe, devices, [box["values"]])[0]
+            # Donated (aliased) arguments were consumed: their results take their place.
+            box["values"] = [outs[a] if a is not None else v for v, (_, _, a) in zip(box["values"], args)]
+        jax.block_until_ready(outs)
+        return float(outs[loss_index]) if loss_index is not None else None
 
-    for _ in range(2):
-        values, outs = step(values)
-    jax.block_until_ready(outs)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        values, outs = step(values)
-    jax.block_until_ready(outs)
-    dt = (time.perf_counter() - t0) / steps
-    return {"program": path, "compile_s": round(compile_s, 2), "step_ms": round(dt * 1e3, 3),
-            "img_per_s": round(batch / dt, 1) if batch else None, "device": devices[0].device_kind,
-            "jax": jax.__version__}
+    run.compiled = exe  # for HLO and cost inspection
+    return run, batch, {"program": path, "compile_s": round(compile_s, 2)}
 
 
 # ----------------------------------------------------------------------------- the original
@@ -236,7 +239,8 @@ def flax_vit(cfg, dtype):
     return ViT()
 
 
-def train_step_bench(config_path, batch, steps, precision, grad_ckpt):
+def train_step_bench(config_path, batch, precision, grad_ckpt, batch_from=None, matmul_precision="highest"):
+    """The original stack's step for a config: (run(n) -> loss, batch, meta)."""
     import optax
 
     cfg = json.load(open(config_path))
@@ -247,6 +251,12 @@ def train_step_bench(config_path, batch, steps, precision, grad_ckpt):
     cfg = {**defaults, **cfg}
     cfg["grad-ckpt"] = cfg["grad-ckpt"] or grad_ckpt
     precision = precision or cfg.get("precision", "f32")
+    if batch_from:
+        header = open(batch_from).read()
+        m = re.search(r"per-replica batch (\d+)", header)
+        batch = int(m.group(1))
+        cfg["grad-ckpt"] = "optimization_barrier" in header or cfg["grad-ckpt"]
+        precision = "bf16" if "compute bf16" in header.splitlines()[0] else "f32"
     batch = batch or cfg["train-batch-size"]
     size, labels = cfg["image-size"], cfg["labels"]
     model = flax_vit(cfg, jnp.bfloat16 if precision == "bf16" else jnp.float32)
@@ -293,19 +303,53 @@ def train_step_bench(config_path, batch, steps, precision, grad_ckpt):
               jax.random.PRNGKey(1)]
     jitted = jax.jit(step, donate_argnums=(0,))
     t0 = time.perf_counter()
-    compiled = jitted.lower(state, *inputs).compile()
+    # Our programs ask for HIGHEST unless exported otherwise; JAX's default (TF32 on NVIDIA
+    # GPUs, bf16 passes on TPUs) is faster and less exact. Match it for a like-for-like ratio.
+    with jax.default_matmul_precision(matmul_precision):
+        compiled = jitted.lower(state, *inputs).compile()
     compile_s = time.perf_counter() - t0
-    for _ in range(2):
-        state, loss = compiled(state, *inputs)
-    jax.block_until_ready(loss)
+    box = {"state": state}
+
+    def run(n):
+        for _ in range(n):
+            box["state"], loss = compiled(box["state"], *inputs)
+        jax.block_until_ready(loss)
+        return float(loss)
+
+    meta = {"config": config_path, "batch": batch, "precision": precision, "grad_ckpt": cfg["grad-ckpt"],
+            "matmul_precision": matmul_precision, "compile_s": round(compile_s, 2)}
+    run.compiled = compiled  # for HLO and cost inspection
+    return run, batch, meta
+
+
+def timed(run, batch, steps, meta):
+    run(2)
     t0 = time.perf_counter()
-    for _ in range(steps):
-        state, loss = compiled(state, *inputs)
-    jax.block_until_ready(loss)
+    loss = run(steps)
     dt = (time.perf_counter() - t0) / steps
-    return {"config": config_path, "batch": batch, "precision": precision, "grad_ckpt": cfg["grad-ckpt"],
-            "compile_s": round(compile_s, 2), "step_ms": round(dt * 1e3, 3), "img_per_s": round(batch / dt, 1),
-            "loss": float(loss), "device": jax.devices()[0].device_kind, "jax": jax.__version__}
+    return {**meta, "step_ms": round(dt * 1e3, 3), "img_per_s": round(batch / dt, 1) if batch else None,
+            "loss": loss, "device": jax.devices()[0].device_kind, "jax": jax.__version__}
+
+
+def compare(config_path, program, steps, rounds):
+    """Both steps compiled, then timed alternately; the ratio of medians is ours / JAX."""
+    text = open(program).read()
+    highest = "precision HIGHEST" in text or "precision_config" not in text
+    jax_run, batch, jax_meta = train_step_bench(config_path, None, None, False, batch_from=program,
+                                                matmul_precision="highest" if highest else "default")
+    our_run, our_batch, our_meta = mlir_runner(program)
+    if our_batch != batch:
+        sys.exit(f"the program's batch is {our_batch}, the config's {batch}")
+    ours, theirs = [], []
+    for _ in range(rounds):
+        theirs.append(timed(jax_run, batch, steps, jax_meta)["step_ms"])
+        ours.append(timed(our_run, batch, steps, our_meta)["step_ms"])
+    med = lambda xs: sorted(xs)[len(xs) // 2]
+    return {"config": config_path, "program": program, "batch": batch, "device": jax.devices()[0].device_kind,
+            "jax": jax.__version__, "jax_step_ms": med(theirs), "ours_step_ms": med(ours),
+            "jax_img_per_s": round(batch / med(theirs) * 1e3, 1), "ours_img_per_s": round(batch / med(ours) * 1e3, 1),
+            "ours_over_jax_throughput": round(med(theirs) / med(ours), 3),
+            "compile_s": {"jax": jax_meta["compile_s"], "ours": our_meta["compile_s"]}}
 
 
 def main():
@@ -317,16 +361,27 @@ def main():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--precision", choices=["f32", "bf16"])
     p.add_argument("--grad-ckpt", action="store_true")
+    p.add_argument("--matmul-precision", choices=["default", "highest"], default="highest")
     p = sub.add_parser("time-mlir")
     p.add_argument("program")
     p.add_argument("--steps", type=int, default=20)
+    p = sub.add_parser("compare")
+    p.add_argument("config")
+    p.add_argument("program")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=3)
     p = sub.add_parser("run-mlir")
     p.add_argument("jobs_dir")
     a = parser.parse_args()
     if a.command == "train-step":
-        out = train_step_bench(a.config, a.batch, a.steps, a.precision, a.grad_ckpt)
+        run, batch, meta = train_step_bench(a.config, a.batch, a.precision, a.grad_ckpt,
+                                            matmul_precision=a.matmul_precision)
+        out = timed(run, batch, a.steps, meta)
     elif a.command == "time-mlir":
-        out = time_mlir(a.program, a.steps)
+        run, batch, meta = mlir_runner(a.program)
+        out = timed(run, batch, a.steps, meta)
+    elif a.command == "compare":
+        out = compare(a.config, a.program, a.steps, a.rounds)
     else:
         out = run_jobs(a.jobs_dir)
     print(json.dumps(out))
