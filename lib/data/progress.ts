@@ -45,13 +45,17 @@ export class Progress {
     while (this.#samples.length > 2 && now - this.#samples[0][0] > 60_000) this.#samples.shift();
     const [t0, b0] = this.#samples[0];
     const dt = (now - t0) / 1000;
-    return dt > 0 ? (this.#done - b0) / dt : 0;
+    if (dt >= 1) return (this.#done - b0) / dt;
+    // Too short a window: the average since the start.
+    const all = (now - this.#start) / 1000;
+    return all > 0 ? this.#done / all : 0;
   }
 
   line(): string {
     const rate = this.rate();
     const pct = this.#total > 0 ? (100 * this.#done / this.#total).toFixed(1) : "100.0";
-    const eta = rate > 0 ? formatDuration((this.#total - this.#done) / rate) : "?";
+    const left = this.#total - this.#done;
+    const eta = left <= 0 ? "0s" : rate > 0 ? formatDuration(left / rate) : "?";
     return `${this.#files}/${this.#fileTotal} files  ${formatBytes(this.#done)} / ` +
       `${formatBytes(this.#total)} (${pct}%)  ${formatBytes(rate)}/s  ETA ${eta}`;
   }

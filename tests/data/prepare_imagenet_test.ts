@@ -153,3 +153,18 @@ Deno.test("prepare-imagenet: a bad token is a clear error", async () => {
     await hub.close();
   }
 });
+
+Deno.test("progress: byte and duration formatting", async () => {
+  const { formatBytes, formatDuration, Progress } = await import("../../lib/data/progress.ts");
+  assertEquals(formatBytes(999), "999 B");
+  assertEquals(formatBytes(146_000_000_000), "146.0 GB");
+  assertEquals(formatDuration(59), "59s");
+  assertEquals(formatDuration(3725), "1h02m");
+  assertEquals(formatDuration(125), "2m05s");
+  const lines: string[] = [];
+  const p = new Progress(2000, 2, { write: (t) => lines.push(t), tty: false });
+  p.add(1000);
+  p.fileDone();
+  p.finish();
+  assert(lines.at(-1)!.startsWith("1/2 files  1.0 KB / 2.0 KB (50.0%)"), lines.join("|"));
+});
