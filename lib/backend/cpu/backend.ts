@@ -11,6 +11,12 @@ export interface CpuBackendOptions {
    * executor is tested against. The environment variable DEIT3_CPU=reference selects it too.
    */
   mode?: "fused" | "reference";
+  /**
+   * Fused mode: compute exp and tanh with Math.exp / Math.tanh (bit-identical to the
+   * reference) rather than the wasm SIMD versions, which may differ by one f32 ulp in rare
+   * cases. Default false.
+   */
+  exactMath?: boolean;
 }
 
 /** The CPU backend: runs graphs over TypedArrays on the host. */
@@ -18,9 +24,11 @@ export class CpuBackend implements Backend {
   readonly name = "cpu";
   readonly description: string;
   readonly mode: "fused" | "reference";
+  readonly #exactMath: boolean;
 
   constructor(opts: CpuBackendOptions = {}) {
     this.mode = opts.mode ?? (envMode() === "reference" ? "reference" : "fused");
+    this.#exactMath = opts.exactMath ?? false;
     this.description = this.mode === "fused"
       ? "CPU (fused JS loops, wasm SIMD matmul)"
       : "CPU reference interpreter (TypedArrays)";
@@ -28,7 +36,9 @@ export class CpuBackend implements Backend {
 
   compile(graph: Graph): Promise<Executable> {
     return Promise.resolve(
-      this.mode === "fused" ? new FusedExecutable(graph) : new InterpretedExecutable(graph),
+      this.mode === "fused"
+        ? new FusedExecutable(graph, { exactMath: this.#exactMath })
+        : new InterpretedExecutable(graph),
     );
   }
 

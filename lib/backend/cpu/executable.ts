@@ -22,6 +22,7 @@ import { contiguousView, type View } from "./index_map.ts";
 import { KERNELS } from "./kernels.ts";
 import { applyView, type GraphPlan, planGraph } from "./plan.ts";
 import { buildWasmGroups, wasmEligible } from "./wasm_fused.ts";
+import { EXP_TABLE, EXP_TABLE_BYTES } from "./wasm_math.ts";
 
 /** Counts of what a compiled graph runs per call, for tests and profiling. */
 export interface ExecutableStats {
@@ -30,6 +31,7 @@ export interface ExecutableStats {
   fusedLoops: number;
   wasmLoops: number;
   reductions: number;
+  wasmReductions: number;
   matmuls: number;
   fallbacks: number;
   arenaBytes: number;
@@ -38,6 +40,11 @@ export interface ExecutableStats {
 export interface FusedOptions {
   /** Run eligible elementwise groups as wasm SIMD (default true); false keeps JS loops. */
   wasm?: boolean;
+  /**
+   * Keep exp and tanh on Math.exp / Math.tanh (bit-identical to the reference) instead of
+   * the wasm SIMD versions, which may differ by one f32 ulp in rare cases. Default false.
+   */
+  exactMath?: boolean;
 }
 
 type Step = () => void;
@@ -72,17 +79,23 @@ export class FusedExecutable implements Executable {
       p: number;
       reads: number[];
       ir?: GroupIR;
+      wasm?: boolean;
       dot?: { operands: { base: number; view: View }[]; layout: ReturnType<typeof dotLayout> };
       staging: number[]; // bytes
     }
     const pending: Pending[] = [];
     let scratchBytes = 0;
+    const useWasm = opts.wasm ?? true;
+    const fastMath = !opts.exactMath;
     for (let p = 0; p < nodes.length; p++) {
       if (role[p] !== "root") continue;
       const t = nodes[p];
       if (kind[p] === "elementwise" || kind[p] === "reduce") {
         const ir = buildGroupIR(plan, p);
-        pending.push({ p, reads: ir.leaves, ir, staging: [] });
+        const wasm = useWasm && wasmEligible(ir, fastMath);
+        // wasm reductions accumulate in an f64 staging buffer
+        const staging = wasm && ir.reduce ? [t.size * 8] : [];
+        pending.push({ p, reads: ir.leaves, ir, wasm, staging });
       } else if (kind[p] === "dot") {
         const operands = t.inputs.map((x) => operandView(plan, pos(x)));
         const layout = dotLayout(t, [operands[0].view, operands[1].view], [true, true]);
@@ -124,11 +137,14 @@ export class FusedExecutable implements Executable {
       })
     );
     const { offsets, size } = planArena(reqs);
-    const arenaBase = Math.ceil(scratchBytes / 64) * 64;
+    // memory: [exp table][gemm scratch][arena]
+    const scratchBase = Math.ceil(EXP_TABLE_BYTES / 64) * 64;
+    const arenaBase = scratchBase + Math.ceil(scratchBytes / 64) * 64;
     const total = arenaBase + size;
     const pages = Math.max(1, Math.ceil(total / 65536));
     const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
     const buffer = memory.buffer;
+    new Float64Array(buffer, 0, EXP_TABLE.length).set(EXP_TABLE);
     const addressOf = (p: number) => arenaBase + offsets[slotOf.get(baseOf(p))!];
     const views = new Map<number, TypedArray>();
     const viewOfBase = (b: number) => {
@@ -154,9 +170,8 @@ export class FusedExecutable implements Executable {
     }
 
     // ---- wasm SIMD for eligible elementwise groups, JS loops for the rest
-    const useWasm = opts.wasm ?? true;
-    const wasmIrs = pending.filter((s) => useWasm && s.ir && wasmEligible(s.ir)).map((s) => s.ir!);
-    const wasmFns = buildWasmGroups(wasmIrs, memory);
+    const wasmIrs = pending.filter((s) => s.wasm).map((s) => s.ir!);
+    const wasmFns = buildWasmGroups(wasmIrs, memory, 0);
     const gemm = gemmInstance(memory);
 
     pending.forEach((s, i) => {
@@ -166,7 +181,7 @@ export class FusedExecutable implements Executable {
       let name: string;
       if (s.ir && wasmFns.has(s.ir)) {
         const fn = wasmFns.get(s.ir)!;
-        const args = [addressOf(s.p), ...s.ir.leaves.map(addressOf)];
+        const args = [addressOf(s.p), ...s.ir.leaves.map(addressOf), ...staging];
         step = () => fn(...args);
         name = `wasm:${t.prim}`;
       } else if (s.ir) {
@@ -180,6 +195,7 @@ export class FusedExecutable implements Executable {
         step = dotStep(t, s.dot.operands, s.dot.layout, {
           memory,
           gemm,
+          scratch: scratchBase,
           out: addressOf(s.p),
           address: addressOf,
           staging,
@@ -202,8 +218,9 @@ export class FusedExecutable implements Executable {
     this.stats = {
       nodes: nodes.length,
       fusedLoops: count("elementwise"),
-      wasmLoops: wasmFns.size,
+      wasmLoops: pending.filter((s) => s.wasm && !s.ir!.reduce).length,
       reductions: count("reduce"),
+      wasmReductions: pending.filter((s) => s.wasm && s.ir!.reduce).length,
       matmuls: count("dot"),
       fallbacks: count("fallback"),
       arenaBytes: total,
@@ -255,6 +272,8 @@ export class FusedExecutable implements Executable {
 interface DotContext {
   memory: WebAssembly.Memory;
   gemm: GemmFn;
+  /** Byte address of the GEMM packing scratch. */
+  scratch: number;
   /** Byte address of the output buffer. */
   out: number;
   /** Byte address of a node's buffer. */
@@ -287,7 +306,7 @@ function dotStep(
   ctx: DotContext,
 ): Step {
   const { batch, m, k, n } = layout;
-  const { memory, gemm, out } = ctx;
+  const { memory, gemm, out, scratch } = ctx;
   const batchCount = batch.reduce((a, b) => a * b, 1);
   const outBatch = batch.map((_, i) => batch.slice(i + 1).reduce((a, b) => a * b, m * n));
   const L = layout.lhs, R = layout.rhs;
@@ -329,7 +348,7 @@ function dotStep(
         m,
         n,
         k,
-        0,
+        scratch,
         0,
       );
     }

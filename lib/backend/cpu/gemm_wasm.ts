@@ -18,7 +18,7 @@ export interface GemmShape {
   mc: number;
 }
 
-export const DEFAULT_GEMM: GemmShape = { mr: 4, nr: 8, kc: 256, mc: 64 };
+export const DEFAULT_GEMM: GemmShape = { mr: 6, nr: 8, kc: 512, mc: 96 };
 
 /** Bytes of scratch a `gemm` call needs for packing, for N columns. */
 export function gemmScratchBytes(s: GemmShape, n: number): number {

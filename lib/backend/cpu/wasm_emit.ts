@@ -116,6 +116,8 @@ export class FuncBuilder {
   readonly params: Local[];
   readonly #locals: ValType[] = [];
   readonly #code: number[] = [];
+  readonly #prologue: number[] = [];
+  readonly #consts = new Map<string, Local>();
 
   constructor(readonly name: string, params: ValType[], readonly results: ValType[] = []) {
     this.params = params.map((type, index) => ({ index, type }));
@@ -125,6 +127,33 @@ export class FuncBuilder {
     const index = this.params.length + this.#locals.length;
     this.#locals.push(type);
     return { index, type };
+  }
+
+  /**
+   * A v128 local holding the 16 given bytes, set once at function entry: loops then read a
+   * register instead of rematerializing the constant every iteration.
+   */
+  constV128(bytes: readonly number[]): Local {
+    const key = bytes.join(",");
+    let l = this.#consts.get(key);
+    if (!l) {
+      l = this.local("v128");
+      this.#prologue.push(0xfd, ...uleb(SIMD.v128Const), ...bytes, OP.localSet, ...uleb(l.index));
+      this.#consts.set(key, l);
+    }
+    return l;
+  }
+  /** Pushes f64x2 (v, v) from a hoisted constant. */
+  f64x2(v: number): this {
+    return this.get(this.constV128([...new Uint8Array(Float64Array.of(v, v).buffer)]));
+  }
+  /** Pushes f32x4 (v, v, v, v) from a hoisted constant. */
+  f32x4(v: number): this {
+    return this.get(this.constV128([...new Uint8Array(Float32Array.of(v, v, v, v).buffer)]));
+  }
+  /** Pushes a v128 of raw bytes from a hoisted constant. */
+  v128(bytes: readonly number[]): this {
+    return this.get(this.constV128(bytes));
   }
 
   /** Raw bytes: an opcode and its immediates. */
@@ -159,10 +188,6 @@ export class FuncBuilder {
   /** `f64.const v`. */
   f64(v: number): this {
     return this.emit(OP.f64Const, ...new Uint8Array(Float64Array.of(v).buffer));
-  }
-  /** `v128.const` of four f32 lanes equal to v. */
-  f32x4(v: number): this {
-    return this.simd(SIMD.v128Const, ...new Uint8Array(Float32Array.of(v, v, v, v).buffer));
   }
   /** A load/store with its memarg (`align` as log2 bytes, byte `offset`). */
   mem(code: number, align: number, offset = 0): this {
@@ -235,6 +260,7 @@ export class FuncBuilder {
     const body = [
       ...uleb(groups.length),
       ...groups.flatMap(([n, t]) => [...uleb(n), TYPE_CODE[t]]),
+      ...this.#prologue,
       ...this.#code,
       OP.end,
     ];

@@ -7,7 +7,8 @@
  */
 import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
 import type { GroupIR, Ref } from "./fused_ir.ts";
-import { buildModule, FuncBuilder, OP, SIMD } from "./wasm_emit.ts";
+import { buildModule, FuncBuilder, type Local, OP, SIMD } from "./wasm_emit.ts";
+import { emitExp, emitTanh, type MathTemps, mathTemps } from "./wasm_math.ts";
 
 type WasmGroupFn = (...addresses: number[]) => void;
 
@@ -26,11 +27,19 @@ const OPS = new Set<Primitive>([
   Primitive.Not,
 ]);
 
-/** Whether a group is plain f32 arithmetic (with bool masks from compares feeding selects). */
-export function wasmEligible(ir: GroupIR): boolean {
-  if (ir.reduce || ir.root.dtype !== "f32") return false;
+/** exp and tanh: accurate to a few f64 ulps, not bit-identical to Math.exp / Math.tanh. */
+const TRANSCENDENTAL = new Set<Primitive>([Primitive.Exp, Primitive.Tanh]);
+
+/**
+ * Whether a group is plain f32 arithmetic (with bool masks from compares feeding selects);
+ * with `transcendentals`, exp and tanh qualify too.
+ */
+export function wasmEligible(ir: GroupIR, transcendentals = false): boolean {
+  if (ir.root.dtype !== "f32") return false;
+  // the output (or, for reductions, the accumulator) is walked contiguously by the inner loop
   const inner = ir.dims.length - 1;
   if (ir.lins[ir.outLin].c[inner] !== 1 && ir.dims[inner] !== 1) return false;
+  if (ir.reduce && ir.root.inputs[0].dtype !== "f32") return false;
   if (ir.leafDtypes.some((d) => d !== "f32")) return false;
   const litOk = (r: Ref) => "stmt" in r || r.dtype === "f32";
   if (!litOk(ir.value)) return false;
@@ -38,7 +47,8 @@ export function wasmEligible(ir: GroupIR): boolean {
     if (s.kind === "index") return false;
     if (s.kind === "load") continue;
     const n = s.node;
-    if (!OPS.has(n.prim) || !s.args.every(litOk)) return false;
+    const ok = OPS.has(n.prim) || (transcendentals && TRANSCENDENTAL.has(n.prim));
+    if (!ok || !s.args.every(litOk)) return false;
     const inF32 = n.inputs.every((x) => x.dtype === "f32");
     if (n.prim === Primitive.Compare) {
       if (!inF32) return false;
@@ -58,13 +68,14 @@ export function wasmEligible(ir: GroupIR): boolean {
 export function buildWasmGroups(
   irs: GroupIR[],
   memory: WebAssembly.Memory,
+  expTable: number,
 ): Map<GroupIR, WasmGroupFn> {
   const out = new Map<GroupIR, WasmGroupFn>();
   if (irs.length === 0) return out;
   const funcs: FuncBuilder[] = [];
   const byBody = new Map<string, number>();
   const index = irs.map((ir) => {
-    const f = groupFunc(ir, `g${funcs.length}`);
+    const f = groupFunc(ir, `g${funcs.length}`, expTable);
     const key = `${ir.leaves.length}|${f.encode().join(",")}`;
     let i = byBody.get(key);
     if (i === undefined) {
@@ -80,8 +91,12 @@ export function buildWasmGroups(
   return out;
 }
 
-function groupFunc(ir: GroupIR, name: string): FuncBuilder {
-  const f = new FuncBuilder(name, ["i32", ...ir.leaves.map(() => "i32" as const)]);
+function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
+  const f = new FuncBuilder(name, [
+    "i32",
+    ...ir.leaves.map(() => "i32" as const),
+    ...(ir.reduce ? ["i32" as const] : []),
+  ]);
   const [outAddr, ...leafAddr] = f.params;
   const { dims, lins, stmts, invariant } = ir;
   const inner = dims.length - 1;
@@ -96,15 +111,43 @@ function groupFunc(ir: GroupIR, name: string): FuncBuilder {
   const ptr = stmts.map((s) => (s.kind === "load" ? f.local("i32") : null));
   const outPtr = f.local("i32");
   const t0 = f.local("v128"), t1 = f.local("v128");
+  let math: { t: MathTemps; x: Local; y: Local } | null = null;
+  const mathLocals = () => (math ??= { t: mathTemps(f), x: f.local("v128"), y: f.local("v128") });
+  /** Applies exp or tanh to the f64x2 in local x, leaving the f64x2 result on the stack. */
+  const transcendental = (prim: Primitive) => {
+    const m = mathLocals();
+    (prim === Primitive.Exp ? emitExp : emitTanh)(f, m.x, m.y, m.t, expTable);
+    f.get(m.y);
+  };
 
   /** Pushes `4 * (k + sum c[d] * i_d)` for lin `id` over the outer counters. */
-  const baseBytes = (id: number) => {
+  const baseBytes = (id: number, bytes = 4) => {
     const l = lins[id];
-    f.i32(4 * l.k);
+    f.i32(bytes * l.k);
     for (let d = 0; d < inner; d++) {
       if (l.c[d] === 0) continue;
-      f.get(counters[d]).i32(4 * l.c[d]).op(OP.i32Mul).op(OP.i32Add);
+      f.get(counters[d]).i32(bytes * l.c[d]).op(OP.i32Mul).op(OP.i32Add);
     }
+  };
+  // Reductions accumulate in f64 (as the reference) in a scratch buffer, one lane per output,
+  // in the domain's row-major order: each output sums its inputs in the reference's order.
+  const reduce = ir.reduce;
+  const accAddr = reduce ? f.params[f.params.length - 1] : null;
+  const isMax = ir.root.prim === Primitive.ReduceMax;
+  const accI = f.local("i32"), accV = f.local("v128"), accS = f.local("f64");
+  const combineVector = () => {
+    // stack: acc, v (f64x2) -> combined
+    if (!isMax) return void f.simd(F64X2_ADD);
+    f.set(accV).set(t1);
+    f.get(t1).get(accV).get(t1).get(t1).simd(F64X2_NE).get(t1).get(accV).simd(F64X2_GT);
+    f.simd(SIMD.v128Or).simd(SIMD.v128Bitselect);
+  };
+  const combineScalar = () => {
+    if (!isMax) return void f.op(OP.f64Add);
+    f.set(accS);
+    const a = f.local("f64");
+    f.set(a).get(a).get(accS).get(a).get(a).op(F64_NE).get(a).get(accS).op(F64_GT);
+    f.op(OP.i32Or).op(OP.select);
   };
 
   const body = () => {
@@ -115,8 +158,9 @@ function groupFunc(ir: GroupIR, name: string): FuncBuilder {
       baseBytes(s.lin);
       f.op(OP.i32Add).set(ptr[i]!);
     });
-    f.get(outAddr);
-    baseBytes(ir.outLin);
+    if (accAddr) f.get(accAddr);
+    else f.get(outAddr);
+    baseBytes(ir.outLin, reduce ? 8 : 4);
     f.op(OP.i32Add).set(outPtr);
     stmts.forEach((_, i) => {
       if (!invariant[i]) return;
@@ -133,9 +177,24 @@ function groupFunc(ir: GroupIR, name: string): FuncBuilder {
       f.loop(() => {
         f.get(j).i32(2).op(OP.i32Shl).set(j4);
         stmts.forEach((_, i) => invariant[i] || vectorStmt(i));
-        f.get(outPtr).get(j4).op(OP.i32Add);
-        vectorRef(ir.value);
-        f.simdMem(SIMD.v128Store, 0);
+        if (reduce) {
+          // acc[j..j+1] and acc[j+2..j+3] (f64) with the promoted lanes
+          f.get(outPtr).get(j4).get(j4).op(OP.i32Add).op(OP.i32Add).set(accI);
+          vectorRef(ir.value);
+          f.set(t0);
+          for (const half of [0, 1]) {
+            f.get(accI).get(accI).simdMem(SIMD.v128Load, 0, 16 * half);
+            f.get(t0);
+            if (half === 1) f.get(t0).simd(SIMD.i8x16Shuffle, ...HIGH_TO_LOW);
+            f.simd(SIMD.f64x2PromoteLowF32x4);
+            combineVector();
+            f.simdMem(SIMD.v128Store, 0, 16 * half);
+          }
+        } else {
+          f.get(outPtr).get(j4).op(OP.i32Add);
+          vectorRef(ir.value);
+          f.simdMem(SIMD.v128Store, 0);
+        }
         f.addTo(j, 4);
         f.get(j).i32(4).op(OP.i32Add).i32(n).op(OP.i32LeS).emit(OP.brIf, 0);
       });
@@ -145,9 +204,18 @@ function groupFunc(ir: GroupIR, name: string): FuncBuilder {
       f.loop(() => {
         f.get(j).i32(2).op(OP.i32Shl).set(j4);
         stmts.forEach((_, i) => invariant[i] || scalarStmt(i));
-        f.get(outPtr).get(j4).op(OP.i32Add);
-        scalarRef(ir.value);
-        f.mem(OP.f32Store, 2);
+        if (reduce) {
+          f.get(outPtr).get(j4).get(j4).op(OP.i32Add).op(OP.i32Add).set(accI);
+          f.get(accI).get(accI).mem(OP.f64Load, 3);
+          scalarRef(ir.value);
+          f.op(OP.f64PromoteF32);
+          combineScalar();
+          f.mem(OP.f64Store, 3);
+        } else {
+          f.get(outPtr).get(j4).op(OP.i32Add);
+          scalarRef(ir.value);
+          f.mem(OP.f32Store, 2);
+        }
         f.addTo(j, 1);
         f.get(j).i32(n).op(OP.i32LtS).emit(OP.brIf, 0);
       });
@@ -158,7 +226,23 @@ function groupFunc(ir: GroupIR, name: string): FuncBuilder {
     if (d === inner) return body();
     f.forRange(counters[d], 0, dims[d], 1, () => nest(d + 1));
   };
+  const outSize = ir.root.size;
+  if (reduce) {
+    // acc = init
+    f.forRange(accI, 0, outSize, 1, () => {
+      f.get(accI).i32(3).op(OP.i32Shl).get(accAddr!).op(OP.i32Add);
+      f.f64(isMax ? -Infinity : 0).mem(OP.f64Store, 3);
+    });
+  }
   nest(0);
+  if (reduce) {
+    // out = f32(acc)
+    f.forRange(accI, 0, outSize, 1, () => {
+      f.get(accI).i32(2).op(OP.i32Shl).get(outAddr).op(OP.i32Add);
+      f.get(accI).i32(3).op(OP.i32Shl).get(accAddr!).op(OP.i32Add).mem(OP.f64Load, 3);
+      f.op(OP.f32DemoteF64).mem(OP.f32Store, 2);
+    });
+  }
   return f;
 
   // ------------------------------------------------------------ statements
@@ -239,6 +323,14 @@ function groupFunc(ir: GroupIR, name: string): FuncBuilder {
         scalarRef(a);
         scalarRef(b);
         f.op(SCALAR_COMPARE[compareDir(s.node)]);
+        break;
+      case Primitive.Exp:
+      case Primitive.Tanh:
+        // through the f64x2 routine on lane 0
+        scalarRef(a);
+        f.op(OP.f64PromoteF32).simd(SIMD.f64x2Splat).set(mathLocals().x);
+        transcendental(prim);
+        f.simd(F64X2_EXTRACT_LANE, 0).op(OP.f32DemoteF64);
         break;
       case Primitive.Not:
         scalarRef(a);
@@ -334,6 +426,22 @@ function groupFunc(ir: GroupIR, name: string): FuncBuilder {
         vectorRef(b);
         f.simd(VECTOR_COMPARE[compareDir(s.node)]);
         break;
+      case Primitive.Exp:
+      case Primitive.Tanh: {
+        // lanes 0,1 then 2,3 in f64x2, rounded to f32 and recombined
+        const m = mathLocals();
+        vectorRef(a);
+        f.set(t0);
+        f.get(t0).simd(SIMD.f64x2PromoteLowF32x4).set(m.x);
+        transcendental(prim);
+        f.simd(SIMD.f32x4DemoteF64x2Zero).set(t1);
+        f.get(t0).get(t0).simd(SIMD.i8x16Shuffle, ...HIGH_TO_LOW);
+        f.simd(SIMD.f64x2PromoteLowF32x4).set(m.x);
+        transcendental(prim);
+        f.simd(SIMD.f32x4DemoteF64x2Zero).set(t0);
+        f.get(t1).get(t0).simd(SIMD.i8x16Shuffle, ...LOW_PAIR_CONCAT);
+        break;
+      }
       case Primitive.Not:
         vectorRef(a);
         f.simd(SIMD.v128Not);
@@ -350,6 +458,13 @@ function groupFunc(ir: GroupIR, name: string): FuncBuilder {
     f.set(vector[i]);
   }
 }
+
+const F64X2_EXTRACT_LANE = 0x21;
+const F64X2_NE = 0x48;
+const F64X2_GT = 0x4a;
+const F64X2_ADD = 0xf0;
+const F64_NE = 0x62;
+const F64_GT = 0x64;
 
 type Dir = PrimitiveParams[Primitive.Compare]["direction"];
 
