@@ -48,7 +48,7 @@ Deno.test("loader: http (with a stalled response), gs:// and pipe:cat give the s
   const gcs = startFakeGcs(Object.fromEntries(shards.map((s, i) => [`bkt/d/s-${i}.tar`, s])));
   try {
     const http = await keysOf([0, 1, 2].map((i) => `${srv.url}/s-${i}.tar`), {
-      stallTimeoutMs: 300,
+      stallTimeoutMs: 1000,
       backoffMs: 10,
     });
     assertEquals(http, fromFiles);

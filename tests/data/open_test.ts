@@ -3,7 +3,8 @@ import { assert, assertEquals, assertRejects } from "../assert.ts";
 import { startFakeGcs } from "./fake_gcs.ts";
 import { collect, rangeResponse, serve, writeShards } from "./helpers.ts";
 
-const FAST = { stallTimeoutMs: 300, retries: 3, backoffMs: 10 };
+// A stall timeout long enough not to fire by accident on a loaded machine, short enough for tests.
+const FAST = { stallTimeoutMs: 1000, retries: 3, backoffMs: 10 };
 const payload = new Uint8Array(50_000).map((_, i) => (i * 31 + 7) & 255);
 
 Deno.test("open: local path and file: URL; a missing file names the path", async () => {
