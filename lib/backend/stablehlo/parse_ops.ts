@@ -134,14 +134,19 @@ export function build(op: Op, args: Tensor[]): Tensor[] {
       const body = regionBody(op, fail);
       const axes = i64s(attr("dimensions"));
       const [x, init] = args;
-      const initB = (r: Tensor) => ops.broadcastTo(init, r.shape);
-      if (body === "stablehlo.add") {
-        const r = ops.sum(x, axes);
-        return [ops.add(r, initB(r))];
-      }
+      // The IR reductions start from the identity; any other init value is folded in after.
+      const v = constantScalar(init);
+      const fold = (r: Tensor, identity: number, f: (a: Tensor, b: Tensor) => Tensor) =>
+        v !== undefined && Object.is(v, identity) ? r : f(r, ops.broadcastTo(init, r.shape));
+      if (body === "stablehlo.add") return [fold(ops.sum(x, axes), 0, ops.add)];
       if (body === "stablehlo.maximum") {
-        const r = ops.max(x, axes);
-        return [ops.maximum(r, initB(r))];
+        return [
+          fold(
+            ops.max(x, axes),
+            x.dtype === "f32" || x.dtype === "bf16" ? -Infinity : NaN,
+            ops.maximum,
+          ),
+        ];
       }
       return fail(`reduction body ${body}`);
     }
