@@ -65,7 +65,7 @@ export class WebGpuBackend implements Backend {
   readonly ctx: GpuContext;
   readonly pool: BufferPool;
   readonly #pipelines = new Map<string, GPUComputePipeline>();
-  readonly #layouts = new Map<number, GPUBindGroupLayout>();
+  readonly #layouts = new Map<string, GPUBindGroupLayout>();
   #error: Error | undefined;
   #disposed = false;
 
@@ -156,7 +156,7 @@ export class WebGpuBackend implements Backend {
         p = device.createComputePipeline({
           label: k.label,
           layout: device.createPipelineLayout({
-            bindGroupLayouts: [this.#layout(k.bindings.length)],
+            bindGroupLayouts: [this.#layout(k.outputs, k.bindings.length)],
           }),
           compute: { module, entryPoint: "main" },
         });
@@ -184,18 +184,19 @@ export class WebGpuBackend implements Backend {
     return out;
   }
 
-  /** Binding 0 read-write (the output), the rest read-only storage. */
-  #layout(n: number): GPUBindGroupLayout {
-    let l = this.#layouts.get(n);
+  /** The first `outputs` bindings read-write, the rest read-only storage. */
+  #layout(outputs: number, n: number): GPUBindGroupLayout {
+    const key = `${outputs}/${n}`;
+    let l = this.#layouts.get(key);
     if (!l) {
       l = this.ctx.device.createBindGroupLayout({
         entries: Array.from({ length: n }, (_, i) => ({
           binding: i,
           visibility: GPUShaderStage.COMPUTE,
-          buffer: { type: i === 0 ? "storage" : "read-only-storage" } as GPUBufferBindingLayout,
+          buffer: { type: i < outputs ? "storage" : "read-only-storage" } as GPUBufferBindingLayout,
         })),
       });
-      this.#layouts.set(n, l);
+      this.#layouts.set(key, l);
     }
     return l;
   }

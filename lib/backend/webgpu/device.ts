@@ -24,6 +24,8 @@ export interface DeviceOptions {
   powerPreference?: GPUPowerPreference;
   /** Overrides the dot_general strategy chosen from the adapter (tests run both). */
   matmul?: Tuning["matmul"];
+  /** Caps the tiled dot_general's tile edge (small tiles compile fast on llvmpipe). */
+  maxTile?: number;
 }
 
 export async function requestContext(opts: DeviceOptions = {}): Promise<GpuContext> {
@@ -69,6 +71,7 @@ export async function requestContext(opts: DeviceOptions = {}): Promise<GpuConte
     matmul: opts.matmul ?? (cpuAdapter ? "register" : "tiled"),
     cooperativeBelow: cpuAdapter ? 64 : 8192,
     maxWorkgroupStorage: limits.maxComputeWorkgroupStorageSize,
+    maxTile: opts.maxTile,
   };
   return { device, adapterInfo: info, cpuAdapter, limits, tuning };
 }

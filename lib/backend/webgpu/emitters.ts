@@ -8,10 +8,10 @@
 import type { DType } from "../../ir/dtype.ts";
 import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
-import type { ExprBuilder } from "./expr.ts";
+import { type ExprBuilder, type Index, isFlat } from "./expr.ts";
 import { literal, wgslType } from "./storage.ts";
 
-export type Emitter = (b: ExprBuilder, n: Tensor, idx: readonly string[]) => string;
+export type Emitter = (b: ExprBuilder, n: Tensor, idx: Index) => string;
 
 type P<K extends Primitive> = PrimitiveParams[K];
 
@@ -24,8 +24,8 @@ export const EMITTERS: { [K in Primitive]: Emitter } = {
     if (v.data.length !== 1) throw new Error(`webgpu: constant ${n} has no storage binding`);
     return literal(v.data[0], n.dtype);
   },
-  [Primitive.Iota]: (_b, n, idx) => {
-    const i = idx[(n.params as P<Primitive.Iota>).axis];
+  [Primitive.Iota]: (b, n, idx) => {
+    const i = b.dims(idx, n.shape)[(n.params as P<Primitive.Iota>).axis];
     return wgslType(n.dtype) === "u32" ? i : `${wgslType(n.dtype)}(${i})`;
   },
   [Primitive.Neg]: (b, n, idx) => {
@@ -103,19 +103,24 @@ export const EMITTERS: { [K in Primitive]: Emitter } = {
   [Primitive.DotGeneral]: (_b, n) => {
     throw new Error(`webgpu: dot_general ${n} must be materialized or fused`);
   },
-  [Primitive.Reshape]: (b, n, idx) => b.value(n.inputs[0], reshapeIndex(b, idx, n)),
-  [Primitive.BroadcastInDim]: (b, n, idx) => {
+  // A reshape keeps the flat (row-major) order, so a flat index passes through unchanged.
+  [Primitive.Reshape]: (b, n, idx) =>
+    b.value(n.inputs[0], isFlat(idx) ? idx : reshapeIndex(b, idx, n)),
+  [Primitive.BroadcastInDim]: (b, n, index) => {
+    const idx = b.dims(index, n.shape);
     const x = n.inputs[0];
     const { dims } = n.params as P<Primitive.BroadcastInDim>;
     return b.value(x, x.shape.map((d, i) => (d === 1 ? "0u" : idx[dims[i]])));
   },
-  [Primitive.Transpose]: (b, n, idx) => {
+  [Primitive.Transpose]: (b, n, index) => {
+    const idx = b.dims(index, n.shape);
     const { perm } = n.params as P<Primitive.Transpose>;
     const inIdx = new Array<string>(perm.length);
     perm.forEach((p, i) => (inIdx[p] = idx[i]));
     return b.value(n.inputs[0], inIdx);
   },
-  [Primitive.Slice]: (b, n, idx) => {
+  [Primitive.Slice]: (b, n, index) => {
+    const idx = b.dims(index, n.shape);
     const { start, strides } = n.params as P<Primitive.Slice>;
     return b.value(
       n.inputs[0],
@@ -125,7 +130,8 @@ export const EMITTERS: { [K in Primitive]: Emitter } = {
       }),
     );
   },
-  [Primitive.Pad]: (b, n, idx) => {
+  [Primitive.Pad]: (b, n, index) => {
+    const idx = b.dims(index, n.shape);
     const x = n.inputs[0];
     const { low, value } = n.params as P<Primitive.Pad>;
     const conds: string[] = [];
@@ -146,7 +152,8 @@ export const EMITTERS: { [K in Primitive]: Emitter } = {
     if (conds.length === 0) return inner;
     return `select(${literal(value, n.dtype)}, ${inner}, ${conds.join(" && ")})`;
   },
-  [Primitive.Concatenate]: (b, n, idx) => {
+  [Primitive.Concatenate]: (b, n, index) => {
+    const idx = b.dims(index, n.shape);
     // Branches, so each element computes only the operand it takes.
     const { axis } = n.params as P<Primitive.Concatenate>;
     const out = b.fresh("c");
@@ -212,7 +219,7 @@ function range(a: number, b: number): number[] {
   return Array.from({ length: b - a }, (_, k) => a + k);
 }
 
-function operands(b: ExprBuilder, n: Tensor, idx: readonly string[]): [string, string] {
+function operands(b: ExprBuilder, n: Tensor, idx: Index): [string, string] {
   return [b.value(n.inputs[0], idx), b.value(n.inputs[1], idx)];
 }
 

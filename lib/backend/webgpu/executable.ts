@@ -30,6 +30,13 @@ type Loc =
   | { kind: "slot"; slot: number }
   | { kind: "output"; index: number };
 
+/** One call's buffers resolved: records kernels and output copies. */
+interface Run {
+  record(pass: GPUComputePassEncoder, kernel: number): void;
+  copies(encoder: GPUCommandEncoder): void;
+  outputs(): DeviceArray[];
+}
+
 interface Step {
   kernel: GeneratedKernel;
   pipeline: GPUComputePipeline;
@@ -72,9 +79,9 @@ export class GpuExecutable implements Executable {
     const plan = planGraph(graph, {
       maxStorageBuffers: ctx.limits.maxStorageBuffersPerShaderStage,
     });
-    const kernels = plan.kernels.filter((k) => k.root.size > 0);
+    const kernels = plan.kernels.filter((k) => k.roots[0].size > 0);
     for (const k of kernels) {
-      for (const n of [k.root, ...k.reads]) {
+      for (const n of [...k.roots, ...k.reads]) {
         checkBindingSize(n, ctx.limits.maxStorageBufferBindingSize);
       }
     }
@@ -101,7 +108,9 @@ export class GpuExecutable implements Executable {
     }
     // Each kernel root that is a graph output writes the output directly (first occurrence);
     // other outputs are copies.
-    const produced = new Set(steps.map((s) => s.kernel.bindings[0].id));
+    const produced = new Set(
+      steps.flatMap((s) => s.kernel.bindings.slice(0, s.kernel.outputs).map((n) => n.id)),
+    );
     const copies: [number, Tensor][] = [];
     graph.outputs.forEach((o, j) => {
       if (produced.has(o.id) && !loc.has(o.id)) loc.set(o.id, { kind: "output", index: j });
@@ -120,14 +129,77 @@ export class GpuExecutable implements Executable {
     args: readonly DeviceArray[],
     opts?: { donate?: readonly boolean[] },
   ): Promise<DeviceArray[]> {
-    if (this.#disposed) return Promise.reject(new Error("webgpu: executable used after dispose()"));
+    let run: Run;
+    try {
+      run = this.prepare(args);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const { device } = this.#host.ctx;
+    const encoder = device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    for (let i = 0; i < this.#steps.length; i++) run.record(pass, i);
+    pass.end();
+    run.copies(encoder);
+    device.queue.submit([encoder.finish()]);
+    const donate = opts?.donate;
+    if (donate) {
+      const seen = new Set<DeviceArray>();
+      args.forEach((a, i) => {
+        if (!donate[i] || seen.has(a)) return;
+        seen.add(a);
+        this.#host.pool.release(this.#host.consume(a));
+      });
+    }
+    return Promise.resolve(run.outputs());
+  }
+
+  /**
+   * Per-kernel device times for profiling: each kernel is submitted alone once and then
+   * `1 + reps` times, and the difference is divided by `reps` (this cancels the submit and
+   * wait latency). Slow; the normal path is `execute`. Returns the outputs too.
+   */
+  async profile(
+    args: readonly DeviceArray[],
+    reps = 4,
+  ): Promise<
+    { outputs: DeviceArray[]; kernels: { label: string; ms: number; firstMs: number }[] }
+  > {
+    const run = this.prepare(args);
+    const { device } = this.#host.ctx;
+    const timed = async (i: number, times: number) => {
+      const t0 = performance.now();
+      const encoder = device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      for (let r = 0; r < times; r++) run.record(pass, i);
+      pass.end();
+      device.queue.submit([encoder.finish()]);
+      await device.queue.onSubmittedWorkDone();
+      return performance.now() - t0;
+    };
+    await device.queue.onSubmittedWorkDone();
+    const kernels: { label: string; ms: number; firstMs: number }[] = [];
+    for (let i = 0; i < this.#steps.length; i++) {
+      // The first dispatch of a pipeline includes the driver's shader compilation.
+      const firstMs = await timed(i, 1);
+      const once = await timed(i, 1);
+      const many = await timed(i, 1 + reps);
+      const ms = Math.max(0, (many - once) / reps);
+      kernels.push({ label: this.#steps[i].kernel.label, ms, firstMs });
+    }
+    const encoder = device.createCommandEncoder();
+    run.copies(encoder);
+    device.queue.submit([encoder.finish()]);
+    return { outputs: run.outputs(), kernels };
+  }
+
+  /** Resolves every buffer of one call: arguments, fresh outputs, slots and constants. */
+  prepare(args: readonly DeviceArray[]): Run {
+    if (this.#disposed) throw new Error("webgpu: executable used after dispose()");
     const { inputs, outputs } = this.#graph;
     const host = this.#host;
-    const expected = inputs.length;
-    if (args.length !== expected) {
-      return Promise.reject(
-        new Error(`webgpu: executable takes ${expected} arrays, got ${args.length}`),
-      );
+    if (args.length !== inputs.length) {
+      throw new Error(`webgpu: executable takes ${inputs.length} arrays, got ${args.length}`);
     }
     const argBuffers = args.map((a, i) => {
       const spec = inputs.find((n) => (n.params as PrimitiveParams[Primitive.Input]).index === i);
@@ -156,37 +228,22 @@ export class GpuExecutable implements Executable {
           return this.#slots[l.slot] ??= host.pool.acquire(this.#slotSizes[l.slot]);
       }
     };
-    const { device } = host.ctx;
-    const encoder = device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
-    for (const step of this.#steps) {
-      const bufs = step.kernel.bindings.map(bufferOf);
-      pass.setPipeline(step.pipeline);
-      pass.setBindGroup(0, this.#bindGroup(step, bufs));
-      pass.dispatchWorkgroups(...step.kernel.workgroups);
-    }
-    pass.end();
-    for (const [j, node] of this.#copies) {
-      if (node.size === 0) continue;
-      encoder.copyBufferToBuffer(
-        bufferOf(node).buffer,
-        0,
-        outBuffers[j].buffer,
-        0,
-        node.size * WORD,
-      );
-    }
-    device.queue.submit([encoder.finish()]);
-    const donate = opts?.donate;
-    if (donate) {
-      const seen = new Set<DeviceArray>();
-      args.forEach((a, i) => {
-        if (!donate[i] || seen.has(a)) return;
-        seen.add(a);
-        host.pool.release(host.consume(a));
-      });
-    }
-    return Promise.resolve(outputs.map((o, j) => host.wrap(o.shape, o.dtype, outBuffers[j])));
+    return {
+      record: (pass, i) => {
+        const step = this.#steps[i];
+        pass.setPipeline(step.pipeline);
+        pass.setBindGroup(0, this.#bindGroup(step, step.kernel.bindings.map(bufferOf)));
+        pass.dispatchWorkgroups(...step.kernel.workgroups);
+      },
+      copies: (encoder) => {
+        for (const [j, node] of this.#copies) {
+          if (node.size === 0) continue;
+          const src = bufferOf(node).buffer;
+          encoder.copyBufferToBuffer(src, 0, outBuffers[j].buffer, 0, node.size * WORD);
+        }
+      },
+      outputs: () => outputs.map((o, j) => host.wrap(o.shape, o.dtype, outBuffers[j])),
+    };
   }
 
   dispose(): void {
@@ -220,13 +277,13 @@ export class GpuExecutable implements Executable {
  */
 function planSlots(kernels: GeneratedKernel[], loc: Map<number, Loc>): number[] {
   const lastUse = new Map<number, number>();
-  kernels.forEach((k, i) => k.bindings.slice(1).forEach((n) => lastUse.set(n.id, i)));
+  kernels.forEach((k, i) => k.bindings.slice(k.outputs).forEach((n) => lastUse.set(n.id, i)));
   const sizes: number[] = [];
   const free: number[] = [];
   const tenant = new Map<number, number>(); // node id -> slot
   kernels.forEach((k, i) => {
-    const root = k.bindings[0];
-    if (!loc.has(root.id)) {
+    for (const root of k.bindings.slice(0, k.outputs)) {
+      if (loc.has(root.id)) continue;
       const bytes = Math.max(root.size, 1) * WORD;
       let best = -1;
       for (const s of free) {
@@ -248,11 +305,15 @@ function planSlots(kernels: GeneratedKernel[], loc: Map<number, Loc>): number[] 
       }
       loc.set(root.id, { kind: "slot", slot });
       tenant.set(root.id, slot);
-      if (!lastUse.has(root.id)) free.push(slot); // never read: dead after writing
     }
-    for (const n of new Set(k.bindings.slice(1))) {
+    // Slots of values read for the last time here, or never read, are free after this kernel.
+    for (const n of new Set(k.bindings)) {
       const s = tenant.get(n.id);
-      if (s !== undefined && lastUse.get(n.id) === i) free.push(s);
+      const last = lastUse.get(n.id);
+      if (s !== undefined && (last === i || last === undefined)) {
+        free.push(s);
+        tenant.delete(n.id);
+      }
     }
   });
   return sizes;

@@ -11,11 +11,27 @@ import type { Tensor } from "../../ir/tensor.ts";
 import { EMITTERS } from "./emitters.ts";
 import { wgslType } from "./storage.ts";
 
+/**
+ * Where to evaluate a node: one u32 expression per dim, or a flat row-major offset. Flat
+ * indices pass through elementwise ops and reshapes for free; other ops unflatten them.
+ */
+export type Index = readonly string[] | FlatIndex;
+
+export class FlatIndex {
+  constructor(readonly flat: string) {}
+}
+
+export function isFlat(i: Index): i is FlatIndex {
+  return i instanceof FlatIndex;
+}
+
 export interface KernelContext {
   /** WGSL array name of the storage binding that holds `n`, when `n` is read from memory. */
   binding(n: Tensor): string | undefined;
   /** The fused reduction or contraction: its value at the kernel's own index. */
   core?: { node: Tensor; value: string };
+  /** Values already computed at the kernel's own index (outputs of a multi-output kernel). */
+  known?: Map<number, string>;
 }
 
 /** Emitted code grows with distinct (node, index) pairs; past this a kernel is unreasonable. */
@@ -33,17 +49,20 @@ export class ExprBuilder {
     this.#ctx = ctx;
   }
 
-  /** The value of `n` at `index` (one u32 expression per dim of `n`). */
-  value(n: Tensor, index: readonly string[]): string {
+  /** The value of `n` at `index`. */
+  value(n: Tensor, index: Index): string {
     if (this.#ctx.core?.node === n) return this.#ctx.core.value;
-    const idx = index.map((e, i) => (n.shape[i] === 1 ? "0u" : e));
-    const key = `v${n.id}[${idx.join(",")}]`;
+    const known = this.#ctx.known?.get(n.id);
+    if (known !== undefined) return known;
+    const idx = isFlat(index) ? index : index.map((e, i) => (n.shape[i] === 1 ? "0u" : e));
+    const key = isFlat(idx) ? `v${n.id}@${idx.flat}` : `v${n.id}[${idx.join(",")}]`;
     const hit = this.#lookup(key);
     if (hit !== undefined) return hit;
     const buf = this.#ctx.binding(n);
     let expr: string;
-    if (buf !== undefined) expr = `${buf}[${this.linear(idx, n.shape)}]`;
-    else expr = EMITTERS[n.prim](this, n, idx);
+    if (buf !== undefined) {
+      expr = `${buf}[${isFlat(idx) ? idx.flat : this.linear(idx, n.shape)}]`;
+    } else expr = EMITTERS[n.prim](this, n, idx);
     if (isAtom(expr)) {
       this.#scopes[this.#scopes.length - 1].set(key, expr);
       return expr;
@@ -64,6 +83,11 @@ export class ExprBuilder {
     this.emit(`let ${name} = ${expr};`);
     this.#scopes[this.#scopes.length - 1].set(key, name);
     return name;
+  }
+
+  /** Per-dim index of `n`-shaped `index` (unflattening a flat one). */
+  dims(index: Index, shape: readonly number[]): readonly string[] {
+    return isFlat(index) ? this.unflatten(index.flat, shape) : index;
   }
 
   /** Row-major flat offset of `idx` in `shape`. */

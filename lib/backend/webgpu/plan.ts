@@ -10,9 +10,12 @@ import { BINARY_ELEMENTWISE, Primitive, UNARY_ELEMENTWISE } from "../../ir/primi
 import type { Tensor } from "../../ir/tensor.ts";
 
 export interface KernelPlan {
-  /** The node this kernel writes. */
-  root: Tensor;
-  /** A reduction or dot_general computed in this kernel, read by `root`'s epilogue. */
+  /**
+   * The nodes this kernel writes, all of one size and at the same flat index per thread.
+   * Kernels with a core write exactly one.
+   */
+  roots: Tensor[];
+  /** A reduction or dot_general computed in this kernel, read by the root's epilogue. */
   core?: Tensor;
   /** Materialized nodes this kernel reads, in binding order. */
   reads: Tensor[];
@@ -29,10 +32,12 @@ export interface PlanOptions {
   maxStorageBuffers: number;
 }
 
-/** Inlined cost (rough op count) above which a node shared by two kernels gets a buffer. */
-const SHARED_COST = 6;
-/** Inlined cost above which a node read through an expanding broadcast gets a buffer. */
-const BROADCAST_COST = 16;
+/**
+ * A kernel launch costs about as much as this many inlined op-elements (llvmpipe: ~0.1 ms).
+ * Recomputing a node in several kernels (or per element of a broadcast) is cheaper than its
+ * own kernel below that.
+ */
+const LAUNCH_WORK = 1 << 16;
 
 export function planGraph(graph: Graph, opts: PlanOptions): Plan {
   const users = userLists(graph);
@@ -51,12 +56,16 @@ export function planGraph(graph: Graph, opts: PlanOptions): Plan {
     const cores = fuseEpilogues(graph, users, m, isOutput, forced);
     const kernels = buildKernels(graph, m, cores);
     const split = kernels.find((k) => k.reads.length + 1 > opts.maxStorageBuffers);
-    if (!split) return { kernels, materialized: m };
+    if (!split) {
+      return { kernels: groupMaps(kernels, m, opts.maxStorageBuffers), materialized: m };
+    }
     // Too many bindings: give the inlined node that reads the most buffers its own kernel.
     const victim = heaviestInlined(split, m);
     if (!victim) {
       throw new Error(
-        `webgpu: ${split.root} reads ${split.reads.length} buffers directly; the adapter binds ${opts.maxStorageBuffers}`,
+        `webgpu: ${
+          split.roots[0]
+        } reads ${split.reads.length} buffers directly; the adapter binds ${opts.maxStorageBuffers}`,
       );
     }
     mat.add(victim.id);
@@ -118,9 +127,11 @@ function opCost(n: Tensor): number {
 }
 
 /**
- * Reverse sweep deciding which inlinable nodes still deserve a buffer: those that several
- * kernels would recompute, those an expanding broadcast would recompute many times, and
- * non-trivial operands of dot_general (its tiles reread each operand many times).
+ * Reverse sweep deciding which inlinable nodes still deserve a buffer. Inlined, a node is
+ * evaluated once per element of every kernel iteration that reads it (several kernels, or
+ * each element of a broadcast); it gets its own kernel when that recomputation costs more
+ * than writing it once plus a launch. Non-trivial operands of dot_general always get a
+ * buffer: the tiles reread each operand many times.
  */
 function decideInlining(graph: Graph, users: Map<number, Tensor[]>, mat: Set<number>): void {
   const cost = new Map<number, number>();
@@ -129,30 +140,28 @@ function decideInlining(graph: Graph, users: Map<number, Tensor[]>, mat: Set<num
     if (!mat.has(n.id)) { for (const x of n.inputs) c += mat.has(x.id) ? 1 : cost.get(x.id)!; }
     cost.set(n.id, Math.min(c, 1e6));
   }
-  const roots = new Map<number, Set<number>>();
-  const expanded = new Map<number, boolean>();
+  // evals: how many times a node would be evaluated, summed over the kernels reading it.
+  const evals = new Map<number, number>();
   for (let i = graph.nodes.length - 1; i >= 0; i--) {
     const n = graph.nodes[i];
     if (mat.has(n.id)) continue;
-    const r = new Set<number>();
-    let exp = false, dotOperand = false;
+    let e = 0, dotOperand = false;
     for (const u of users.get(n.id)!) {
-      if (mat.has(u.id)) r.add(u.id);
-      else for (const x of roots.get(u.id)!) r.add(x);
-      if (u.prim === Primitive.BroadcastInDim && u.size > n.size) exp = true;
-      if (!mat.has(u.id) && expanded.get(u.id)) exp = true;
       if (u.prim === Primitive.DotGeneral) dotOperand = true;
+      if (!mat.has(u.id)) e += evals.get(u.id)!;
+      else if (u.prim === Primitive.ReduceSum || u.prim === Primitive.ReduceMax) e += n.size;
+      else if (u.prim === Primitive.Concatenate || u.prim === Primitive.DotGeneral) e += n.size;
+      else e += u.size;
     }
     const c = cost.get(n.id)!;
-    if (
-      (r.size > 1 && c > SHARED_COST) || (exp && c > BROADCAST_COST) ||
-      (dotOperand && !isView(n, mat))
-    ) {
+    const recompute = c * Math.max(0, e - n.size);
+    // A free re-indexing is never worth a buffer itself: its input (smaller) may be.
+    const free = opCost(n) === 0 && n.inputs.length > 0;
+    if ((!free && recompute > LAUNCH_WORK + 2 * n.size) || (dotOperand && !isView(n, mat))) {
       mat.add(n.id);
       continue;
     }
-    roots.set(n.id, r);
-    expanded.set(n.id, exp);
+    evals.set(n.id, e);
   }
 }
 
@@ -172,8 +181,8 @@ function isView(n: Tensor, mat: Set<number>): boolean {
 }
 
 /**
- * Moves each reduction / dot whose only reader is a chain of same-shape elementwise ops into
- * the kernel at the end of that chain (so `sum(x) / n` or `x @ w + b` is one kernel).
+ * Moves each reduction / dot whose only reader is a chain of same-shape elementwise ops (and
+ * reshapes) into the kernel at the end of that chain (so `sum(x) / n` or `x @ w + b` is one kernel).
  * Returns root id -> core.
  */
 function fuseEpilogues(
@@ -192,7 +201,11 @@ function fuseEpilogues(
       const us = users.get(cur.id)!;
       if (us.length !== 1) break;
       const u = us[0];
-      if (!isElementwise(u) || !sameShape(u.shape, c.shape) || isCore(u)) break;
+      // Elementwise ops and reshapes keep the flat index, so the core's value at the
+      // kernel's flat index is the accumulator.
+      const flatSame = (isElementwise(u) && sameShape(u.shape, cur.shape)) ||
+        u.prim === Primitive.Reshape;
+      if (!flatSame || isCore(u)) break;
       if (mat.has(u.id)) {
         root = u;
         break;
@@ -214,7 +227,7 @@ function buildKernels(graph: Graph, mat: Set<number>, cores: Map<number, Tensor>
     if (!mat.has(n.id) || n.prim === Primitive.Input) continue;
     if (n.prim === Primitive.Constant && n.size !== 1) continue;
     const core = isCore(n) ? n : cores.get(n.id);
-    kernels.push({ root: n, core, reads: readsOf(n, core, mat) });
+    kernels.push({ roots: [n], core, reads: readsOf(n, core, mat) });
   }
   return kernels;
 }
@@ -252,8 +265,92 @@ function heaviestInlined(k: KernelPlan, mat: Set<number>): Tensor | undefined {
     }
     for (const y of x.inputs) visit(y);
   };
-  for (const x of k.root.inputs) visit(x);
+  for (const x of k.roots[0].inputs) visit(x);
   return best;
+}
+
+/**
+ * Horizontal fusion: a map kernel joins an earlier open map kernel of the same size that it is
+ * related to (reads its output or shares a same-size input), when it reads that kernel's outputs only
+ * at its own index (so the values are still in registers) and the bindings fit. The group
+ * runs where its last member was; a group closes once another kernel reads its outputs.
+ * AdamW's mu, nu and parameter updates become one kernel this way.
+ */
+function groupMaps(kernels: KernelPlan[], mat: Set<number>, maxBindings: number): KernelPlan[] {
+  const out: (KernelPlan | undefined)[] = [];
+  const open = new Set<number>(); // indices in out of groups that may still grow
+  const groupOf = new Map<number, number>(); // root id -> index in out
+  for (const k of kernels) {
+    const size = k.roots[0].size;
+    let at = -1;
+    let gi: number | undefined;
+    if (!k.core) {
+      // The most recent related open group of the same size.
+      for (const i of [...open].reverse()) {
+        const g = out[i]!;
+        if (g.roots[0].size === size && canMerge(g, k, mat, maxBindings)) {
+          gi = i;
+          break;
+        }
+      }
+    }
+    if (gi !== undefined) {
+      const g = out[gi]!;
+      out[gi] = undefined;
+      open.delete(gi);
+      const roots = [...g.roots, ...k.roots];
+      const rootIds = new Set(roots.map((r) => r.id));
+      const reads = [...new Map([...g.reads, ...k.reads].map((r) => [r.id, r])).values()]
+        .filter((r) => !rootIds.has(r.id))
+        .sort((a, b) => a.id - b.id);
+      out.push({ roots, reads });
+    } else out.push(k);
+    at = out.length - 1;
+    for (const r of out[at]!.roots) groupOf.set(r.id, at);
+    if (!k.core) open.add(at);
+    // Groups whose outputs this kernel reads cannot move past it any more.
+    for (const r of k.reads) {
+      const g = groupOf.get(r.id);
+      if (g !== undefined && g !== at) open.delete(g);
+    }
+  }
+  return out.filter((k): k is KernelPlan => k !== undefined);
+}
+
+function canMerge(g: KernelPlan, k: KernelPlan, mat: Set<number>, maxBindings: number): boolean {
+  if (g.core || k.core) return false;
+  const gRoots = new Set(g.roots.map((r) => r.id));
+  const gAll = new Set([...gRoots, ...g.reads.map((r) => r.id)]);
+  // Related: k reads g's output or a same-size input of g (shared scalars do not count).
+  const size = k.roots[0].size;
+  if (!k.reads.some((r) => gAll.has(r.id) && r.size === size)) return false;
+  const reads = new Set([...g.reads, ...k.reads].map((r) => r.id));
+  for (const r of gRoots) reads.delete(r);
+  if (g.roots.length + k.roots.length + reads.size > maxBindings) return false;
+  return k.reads.every((r) => !gRoots.has(r.id) || readOnlyInPlace(k.roots[0], r, mat));
+}
+
+/** True when every path from `from` to `target` keeps the flat index (elementwise, reshape). */
+function readOnlyInPlace(from: Tensor, target: Tensor, mat: Set<number>): boolean {
+  const seen = new Set<string>();
+  const stack: [Tensor, boolean][] = from.inputs.map((x) => [x, flatKeeping(from)]);
+  while (stack.length) {
+    const [x, same] = stack.pop()!;
+    if (x === target) {
+      if (!same) return false;
+      continue;
+    }
+    const key = `${x.id}:${same}`;
+    if (seen.has(key) || mat.has(x.id)) continue;
+    seen.add(key);
+    const next = same && flatKeeping(x);
+    for (const y of x.inputs) stack.push([y, next]);
+  }
+  return true;
+}
+
+function flatKeeping(n: Tensor): boolean {
+  return isElementwise(n) || n.prim === Primitive.Reshape;
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
