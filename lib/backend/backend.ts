@@ -17,6 +17,10 @@ export interface Executable {
   dispose(): void;
 }
 
+export interface CompileOptions {
+  donate?: readonly boolean[];
+}
+
 /**
  * A backend only runs graphs: autodiff and the optimizer are already part of the graph it is
  * given. `cpu` is the reference semantics; the others must match it within stated tolerances.
@@ -25,7 +29,8 @@ export interface Backend {
   readonly name: string;
   /** Human-readable device description for logs. */
   readonly description: string;
-  compile(graph: Graph): Promise<Executable>;
+  /** `donate[i]`: input i may be consumed (its memory reused for outputs) at every execute. */
+  compile(graph: Graph, opts?: CompileOptions): Promise<Executable>;
   fromHost(t: HostTensor): Promise<DeviceArray>;
   toHost(a: DeviceArray): Promise<HostTensor>;
   /** Frees the array's memory; using it afterwards is an error. */

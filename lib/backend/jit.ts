@@ -1,7 +1,7 @@
 import { type HostTensor, isHostTensor } from "../ir/host_tensor.ts";
 import { type ShapeSpec, trace, type Traced } from "../ir/graph.ts";
 import { flatten, unflatten } from "../ir/pytree.ts";
-import type { Backend, DeviceArray, Executable } from "./backend.ts";
+import type { Backend, CompileOptions, DeviceArray, Executable } from "./backend.ts";
 
 /**
  * A traced-and-compiled function over pytrees. `call` takes pytrees of device arrays (or host
@@ -19,8 +19,18 @@ export class Compiled {
     fn: (...args: any[]) => unknown,
     ...argSpecs: unknown[]
   ): Promise<Compiled> {
+    return await Compiled.createWith(backend, {}, fn, ...argSpecs);
+  }
+
+  /** As `create`, with compile options (e.g. which flattened inputs are donated). */
+  static async createWith(
+    backend: Backend,
+    options: CompileOptions,
+    fn: (...args: any[]) => unknown,
+    ...argSpecs: unknown[]
+  ): Promise<Compiled> {
     const traced = trace(fn, ...argSpecs);
-    return new Compiled(backend, traced, await backend.compile(traced.graph));
+    return new Compiled(backend, traced, await backend.compile(traced.graph, options));
   }
 
   /** Runs on device; returns the output pytree of device arrays. */

@@ -299,8 +299,10 @@ class Trainer {
     );
     if (this.accum === 1) {
       const stepFn = buildTrainStep(cfg);
-      const train = await Compiled.create(
+      // Params and optimizer state are donated: backends that can reuse their memory do.
+      const train = await Compiled.createWith(
         backend,
+        { donate: this.donation(params, opt) },
         (p: unknown, o: never, bt: never, m: MixInputs<Tensor>, sc: never, k: Tensor) =>
           stepFn(p, o, bt, m, sc, k),
         params,
@@ -498,9 +500,11 @@ class Trainer {
     });
   }
 
+  /** Donation flags over the flattened step inputs: params and optimizer state, not the rest. */
   donation(params: unknown, opt: unknown): boolean[] {
     const n = flatten(params).leaves.length + flatten(opt).leaves.length;
-    return Array.from({ length: n }, () => true);
+    // then images, labels; perm, imageLam, labelLam, box; lr, bc1, bc2; key
+    return Array.from({ length: n + 2 + 4 + 3 + 1 }, (_, i) => i < n);
   }
 
   async upload(tree: unknown): Promise<unknown> {
