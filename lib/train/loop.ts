@@ -91,6 +91,7 @@ class Trainer {
   readonly imageSize: number;
   readonly schedule: (step: number) => number;
   readonly name: string;
+  readonly mixing: boolean;
   bestAcc1 = 0;
   lastEval: Record<string, number> | undefined;
   pendingBest = false;
@@ -109,6 +110,7 @@ class Trainer {
     this.microBatch = this.batchSize / this.accum;
     this.imageSize = config["image-size"] as number;
     this.name = config.name as string;
+    this.mixing = (config.mixup as number) > 0 || (config.cutmix as number) > 0;
     this.schedule = warmupCosine({
       initValue: 1e-6,
       peakValue: config["learning-rate"] as number,
@@ -288,7 +290,7 @@ class Trainer {
       images: { shape: [b, 3, s, s], dtype: "u8" as const },
       labels: { shape: [b], dtype: "i32" as const },
     };
-    const mixSpec = mixSpecs(b);
+    const mixSpec = this.mixing ? mixSpecs(b) : null;
     const scalars = stepScalars(cfg.optimizer, 0, 0);
     const key = { shape: [2], dtype: "u32" as const };
     const evaluator = await Evaluator.create(
@@ -405,7 +407,9 @@ class Trainer {
     return { params: out.params, opt: out.opt, metrics: sums };
   }
 
-  mixInputs(rng: Rng): MixInputs<HostTensor> {
+  /** Host-drawn Mixup/CutMix inputs of the step, or null when the recipe mixes nothing. */
+  mixInputs(rng: Rng): MixInputs<HostTensor> | null {
+    if (!this.mixing) return null;
     const p = sampleMixup(rng, {
       mixup: this.config.mixup as number,
       cutmix: this.config.cutmix as number,
@@ -504,7 +508,7 @@ class Trainer {
   donation(params: unknown, opt: unknown): boolean[] {
     const n = flatten(params).leaves.length + flatten(opt).leaves.length;
     // then images, labels; perm, imageLam, labelLam, box; lr, bc1, bc2; key
-    return Array.from({ length: n + 2 + 4 + 3 + 1 }, (_, i) => i < n);
+    return Array.from({ length: n + 2 + (this.mixing ? 4 : 0) + 3 + 1 }, (_, i) => i < n);
   }
 
   async upload(tree: unknown): Promise<unknown> {

@@ -3,11 +3,11 @@
  * per-replica program the PJRT backend compiles, with parameters and optimizer state donated
  * (`tf.aliasing_output`) and a comment header naming every argument and result.
  */
+import { stepConfigOf } from "../../train/run_config.ts";
 import type { Config } from "../../config/schema.ts";
 import { type Graph, type ShapeSpec, trace } from "../../ir/graph.ts";
 import { leavesWithPaths, type TreeDef } from "../../ir/pytree.ts";
 import { checkViTConfig, type ViTConfig } from "../../model/vit.ts";
-import type { OptimizerConfig } from "../../optim/optimizer.ts";
 import { buildTrainStep, type TrainStepConfig } from "../../train/step.ts";
 import { pathAliases } from "./aliasing.ts";
 import { emitStableHlo } from "./emit.ts";
@@ -110,38 +110,9 @@ export function exportTrainStep(config: Config, opts: ExportOptions = {}): Expor
 }
 
 /** The step configuration a training config describes (the original's flags). */
+/** The training-step settings of a config (one mapping, shared with the training loop). */
 export function trainStepConfig(config: Config, replicas = 1): TrainStepConfig {
-  const vit: ViTConfig = {
-    layers: config.layers,
-    dim: config.dim,
-    heads: config.heads,
-    labels: config.labels,
-    layerscale: config.layerscale,
-    patchSize: config["patch-size"],
-    imageSize: config["image-size"],
-    posemb: config.posemb,
-    pooling: config.pooling,
-    dropout: config.dropout,
-    droppath: config.droppath,
-    gradCkpt: config["grad-ckpt"],
-  };
-  const optimizer: OptimizerConfig = {
-    kind: config.optimizer,
-    b1: config["adam-b1"],
-    b2: config["adam-b2"],
-    eps: config["adam-eps"],
-    weightDecay: config["weight-decay"],
-    clipGrad: config["clip-grad"],
-    lrDecay: config["lr-decay"],
-    layers: config.layers,
-  };
-  return {
-    vit,
-    criterion: config.criterion,
-    labelSmoothing: config["label-smoothing"],
-    optimizer,
-    replicas,
-  };
+  return stepConfigOf(config, replicas);
 }
 
 /**
