@@ -26,7 +26,7 @@ export { type BackendName, createBackend } from "./lib/backend/select.ts";
 export { Compiled, evaluate } from "./lib/backend/jit.ts";
 
 export { initViT } from "./lib/model/init.ts";
-export { checkViTConfig, sincos2d, vitForward, type ViTConfig } from "./lib/model/vit.ts";
+export { checkViTConfig, sincos2d, type ViTConfig, vitForward } from "./lib/model/vit.ts";
 
 export {
   applyUpdate,
