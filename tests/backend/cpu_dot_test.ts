@@ -218,3 +218,52 @@ function lcg(seed: number): () => number {
     return s / 4294967296;
   };
 }
+
+Deno.test("cpu fused dot_general: matmuls split across threads equal one thread bit for bit", async () => {
+  const { FusedExecutable } = await import("../../lib/backend/cpu/executable.ts");
+  const { trace } = await import("../../lib/ir/graph.ts");
+  const rand = lcg(11);
+  const mk = (shape: number[]) =>
+    hostTensor(
+      shape,
+      "f32",
+      Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rand() - 0.5),
+    );
+  const heads = (t: Tensor) => ops.transpose(ops.reshape(t, [16, 50, 4, 16]), [0, 2, 1, 3]);
+  // rows split (one big matmul), columns split (weight gradient), batch split (attention)
+  const fn = (x: Tensor, w: Tensor, q: Tensor) => [
+    ops.matmul(ops.add(x, 1), w),
+    ops.dotGeneral(ops.mul(x, 2), ops.mul(x, 3), D([], [], [0], [0])),
+    ops.dotGeneral(heads(ops.add(q, 1)), heads(q), D([0, 1], [0, 1], [3], [3])),
+  ];
+  const inputs = [mk([800, 256]), mk([256, 96]), mk([16, 50, 64])];
+  const specs = inputs.map((t) => ({ shape: t.shape, dtype: t.dtype }));
+  const run = async (threads: boolean) => {
+    const ex = new FusedExecutable(trace(fn, ...specs).graph, { threads });
+    const out = await ex.execute(inputs) as HostTensor[];
+    ex.dispose();
+    return { out, stats: ex.stats };
+  };
+  const one = await run(false);
+  const many = await run(true);
+  if (many.stats.threads === 1) {
+    console.log("one core (or DEIT3_CPU_THREADS=1): nothing to split");
+    return;
+  }
+  assertEquals(many.stats.threadedMatmuls, 3);
+  many.out.forEach((t, i) => {
+    const j = t.data.findIndex((v, k) => !Object.is(v, one.out[i].data[k]));
+    assertEquals(j, -1, `output ${i} differs at ${j}`);
+  });
+  const want = await evaluate(reference, fn, ...inputs) as HostTensor[];
+  many.out.forEach((t, i) => {
+    for (let j = 0; j < t.data.length; j++) {
+      const w = want[i].data[j];
+      // f32 accumulation over up to 800 terms of size ~1 (the reference sums in f64)
+      assert(
+        Math.abs(t.data[j] - w) <= 1e-4 + 1e-5 * Math.abs(w),
+        `output ${i}[${j}]: ${t.data[j]} vs ${w}`,
+      );
+    }
+  });
+});

@@ -1,7 +1,7 @@
 import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
 import type { Backend, DeviceArray, Executable } from "../backend.ts";
-import { FusedExecutable } from "./executable.ts";
+import { ArenaTooLarge, FusedExecutable } from "./executable.ts";
 import { InterpretedExecutable } from "./interpreter.ts";
 
 export interface CpuBackendOptions {
@@ -35,11 +35,14 @@ export class CpuBackend implements Backend {
   }
 
   compile(graph: Graph): Promise<Executable> {
-    return Promise.resolve(
-      this.mode === "fused"
-        ? new FusedExecutable(graph, { exactMath: this.#exactMath })
-        : new InterpretedExecutable(graph),
-    );
+    if (this.mode === "reference") return Promise.resolve(new InterpretedExecutable(graph));
+    try {
+      return Promise.resolve(new FusedExecutable(graph, { exactMath: this.#exactMath }));
+    } catch (e) {
+      // Too large for one wasm memory: the interpreter keeps buffers in the JS heap.
+      if (e instanceof ArenaTooLarge) return Promise.resolve(new InterpretedExecutable(graph));
+      throw e;
+    }
   }
 
   fromHost(t: HostTensor): Promise<DeviceArray> {

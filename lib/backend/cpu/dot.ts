@@ -4,9 +4,73 @@
  * dims cannot be walked with one stride each (or that lives outside wasm memory) is first
  * gathered into a contiguous staging buffer.
  */
-import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
+import type { TypedArray } from "../../ir/dtype.ts";
+import type { Primitive, PrimitiveParams } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
+import { F, type GemmFn, MAX_TASK_BATCH_DIMS, runGemmTask, TASK_INTS } from "./gemm_task.ts";
+import { DEFAULT_GEMM } from "./gemm_wasm.ts";
 import { mergeDims, type View } from "./index_map.ts";
+import type { GemmPool } from "./threads.ts";
+
+/** Matmuls below this many flops run on one thread (a hand-off costs tens of microseconds). */
+export const DOT_SPLIT_MIN_FLOPS = 4e6;
+
+export interface DotContext {
+  memory: WebAssembly.Memory;
+  gemm: GemmFn;
+  /** Byte address of the GEMM packing scratch of thread 0 (thread i: + i * scratchStride). */
+  scratch: number;
+  threading: { pool: GemmPool | null; id: () => number | null; scratchStride: number };
+  /** Byte address of the output buffer. */
+  out: number;
+  /** Byte address of a node's buffer. */
+  address: (p: number) => number;
+  /** Byte addresses of the lhs and rhs staging buffers (used when gathered). */
+  staging: number[];
+  source: (p: number) => TypedArray;
+}
+
+/**
+ * The step computing dot_general `t`: gathers operands that need it, then runs the GEMM per
+ * batch item, split across the pool's threads when large enough.
+ */
+export function dotStep(
+  t: Tensor,
+  operands: { base: number; view: View }[],
+  layout: DotLayout,
+  ctx: DotContext,
+): { run: () => void; slices: number } {
+  const { m, k, n } = layout;
+  const { memory, gemm } = ctx;
+  const L = layout.lhs, R = layout.rhs;
+  const prep = (gather: number[] | null, operand: { base: number; view: View }, stage: number) => {
+    if (!gather) return null;
+    const src = ctx.source(operand.base);
+    const dst = new Float32Array(memory.buffer);
+    return () => gatherView(src, operand.view, gather, dst, stage / 4);
+  };
+  const gatherL = prep(L.gather, operands[0], ctx.staging[0]);
+  const gatherR = prep(R.gather, operands[1], ctx.staging[1]);
+  const a0 = L.gather ? ctx.staging[0] : ctx.address(operands[0].base) + 4 * L.offset;
+  const b0 = R.gather ? ctx.staging[1] : ctx.address(operands[1].base) + 4 * R.offset;
+  if (k === 0) {
+    const zeros = new Float32Array(memory.buffer, ctx.out, t.size);
+    return { run: () => zeros.fill(0), slices: 1 };
+  }
+  if (m === 0 || n === 0) return { run: () => {}, slices: 1 };
+  const whole = taskRecord(layout, a0, b0, ctx.out, ctx.scratch);
+  const { pool, scratchStride } = ctx.threading;
+  const slices = pool && whole ? sliceTask(whole, layout, pool.threads, scratchStride) : null;
+  const single = whole ? () => runGemmTask(gemm, whole, 0) : () => batchLoop(layout, a0, b0, ctx);
+  const run = () => {
+    if (gatherL) gatherL();
+    if (gatherR) gatherR();
+    const id = ctx.threading.id();
+    if (slices && id !== null) pool!.run(id, gemm, slices);
+    else single();
+  };
+  return { run, slices: slices?.length ?? 1 };
+}
 
 /** How one operand is read by the GEMM: element offset and strides within its buffer. */
 export interface OperandLayout {
@@ -146,6 +210,126 @@ export function gatherView(
       s -= strides[d] * shape[d];
       idx[d] = 0;
     }
+  }
+}
+
+/** The whole dot as one task record, or null with more batch dims than a record holds. */
+function taskRecord(
+  l: DotLayout,
+  a: number,
+  b: number,
+  c: number,
+  scratch: number,
+): Int32Array | null {
+  if (l.batch.length > MAX_TASK_BATCH_DIMS) return null;
+  const t = new Int32Array(TASK_INTS);
+  const outBatch = contiguousBatch(l.batch, l.m * l.n);
+  t[F.q0] = 0;
+  t[F.q1] = l.batch.reduce((x, y) => x * y, 1);
+  t[F.a] = a;
+  t[F.b] = b;
+  t[F.c] = c;
+  t[F.sam] = 4 * l.lhs.rowStride;
+  t[F.sak] = 4 * l.lhs.colStride;
+  t[F.sbk] = 4 * l.rhs.rowStride;
+  t[F.sbn] = 4 * l.rhs.colStride;
+  t[F.ldc] = 4 * l.n;
+  t[F.m] = l.m;
+  t[F.n] = l.n;
+  t[F.k] = l.k;
+  t[F.scratch] = scratch;
+  t[F.batchDims] = l.batch.length;
+  l.batch.forEach((size, d) => {
+    t.set(
+      [size, 4 * l.lhs.batchStrides[d], 4 * l.rhs.batchStrides[d], 4 * outBatch[d]],
+      F.dims + 4 * d,
+    );
+  });
+  return t;
+}
+
+/**
+ * Cuts a task into at most `threads` slices: by batch items when there are enough, else by
+ * rows of A (whole register tiles) or columns of B (whole panels). Null when too small.
+ */
+function sliceTask(
+  whole: Int32Array,
+  l: DotLayout,
+  threads: number,
+  scratchStride: number,
+): Int32Array[] | null {
+  const items = whole[F.q1];
+  if (2 * l.m * l.n * l.k * items < DOT_SPLIT_MIN_FLOPS) return null;
+  const slices: Int32Array[] = [];
+  const add = (edit: (t: Int32Array) => void) => {
+    const t = whole.slice();
+    t[F.scratch] = whole[F.scratch] + slices.length * scratchStride;
+    edit(t);
+    slices.push(t);
+  };
+  if (items >= threads) {
+    for (let i = 0; i < threads; i++) {
+      const q0 = Math.floor((i * items) / threads), q1 = Math.floor(((i + 1) * items) / threads);
+      if (q1 > q0) {
+        add((t) => {
+          t[F.q0] = q0;
+          t[F.q1] = q1;
+        });
+      }
+    }
+  } else {
+    const byRows = l.m >= l.n;
+    const total = byRows ? l.m : l.n;
+    const unit = byRows ? DEFAULT_GEMM.mr : DEFAULT_GEMM.nr;
+    const step = Math.ceil(total / threads / unit) * unit;
+    for (let s0 = 0; s0 < total; s0 += step) {
+      const len = Math.min(step, total - s0);
+      add((t) => {
+        if (byRows) {
+          t[F.a] = whole[F.a] + s0 * whole[F.sam];
+          t[F.c] = whole[F.c] + s0 * whole[F.ldc];
+          t[F.m] = len;
+        } else {
+          t[F.b] = whole[F.b] + s0 * whole[F.sbn];
+          t[F.c] = whole[F.c] + 4 * s0;
+          t[F.n] = len;
+        }
+      });
+    }
+  }
+  return slices.length > 1 ? slices : null;
+}
+
+/** The dot on this thread, for any number of batch dims. */
+function batchLoop(l: DotLayout, a0: number, b0: number, ctx: DotContext): void {
+  const { batch, m, n, k } = l;
+  const outBatch = contiguousBatch(batch, m * n);
+  const count = batch.reduce((x, y) => x * y, 1);
+  for (let q = 0; q < count; q++) {
+    let rem = q, ao = a0, bo = b0, co = ctx.out;
+    for (let d = batch.length - 1; d >= 0; d--) {
+      const i = rem % batch[d];
+      rem = (rem - i) / batch[d];
+      ao += 4 * i * l.lhs.batchStrides[d];
+      bo += 4 * i * l.rhs.batchStrides[d];
+      co += 4 * i * outBatch[d];
+    }
+    const L = l.lhs, R = l.rhs;
+    ctx.gemm(
+      ao,
+      4 * L.rowStride,
+      4 * L.colStride,
+      bo,
+      4 * R.rowStride,
+      4 * R.colStride,
+      co,
+      4 * n,
+      m,
+      n,
+      k,
+      ctx.scratch,
+      0,
+    );
   }
 }
 

@@ -15,7 +15,9 @@ import type { Tensor } from "../../ir/tensor.ts";
 import type { DeviceArray, Executable } from "../backend.ts";
 import { type ArenaRequest, planArena } from "./arena.ts";
 import { jsKernel } from "./codegen.ts";
-import { dotLayout, gatherView } from "./dot.ts";
+import { DOT_SPLIT_MIN_FLOPS, dotLayout, dotStep } from "./dot.ts";
+import type { GemmFn } from "./gemm_task.ts";
+import { GemmPool } from "./threads.ts";
 import { buildGroupIR, type GroupIR } from "./fused_ir.ts";
 import { DEFAULT_GEMM, gemmModuleBytes, gemmScratchBytes } from "./gemm_wasm.ts";
 import { contiguousView, type View } from "./index_map.ts";
@@ -33,11 +35,16 @@ export interface ExecutableStats {
   reductions: number;
   wasmReductions: number;
   matmuls: number;
+  /** Matmuls split across `threads` threads (the pool's, when used). */
+  threadedMatmuls: number;
+  threads: number;
   fallbacks: number;
   arenaBytes: number;
 }
 
 export interface FusedOptions {
+  /** Split large matmuls across the GemmPool's threads (default true when it has any). */
+  threads?: boolean;
   /** Run eligible elementwise groups as wasm SIMD (default true); false keeps JS loops. */
   wasm?: boolean;
   /**
@@ -49,6 +56,19 @@ export interface FusedOptions {
 
 type Step = () => void;
 
+/** Wasm memories hold at most 4 GiB; stay clear of the end. */
+const MAX_ARENA_BYTES = 4 * 2 ** 30 - 2 ** 26;
+
+/** Thrown when a graph's buffers do not fit a wasm memory (the backend then interprets it). */
+export class ArenaTooLarge extends Error {}
+
+/** Workers drop the memory of executables that were garbage-collected without dispose(). */
+const POOL_CLEANUP = new FinalizationRegistry<number>((id) => GemmPool.shared()?.unregister(id));
+
+function dotFlops(l: ReturnType<typeof dotLayout>): number {
+  return 2 * l.m * l.n * l.k * l.batch.reduce((a, b) => a * b, 1);
+}
+
 export class FusedExecutable implements Executable {
   readonly stats: ExecutableStats;
   readonly #plan: GraphPlan;
@@ -58,6 +78,9 @@ export class FusedExecutable implements Executable {
   readonly #details: string[] = [];
   readonly #inputs: { index: number; view: TypedArray }[] = [];
   readonly #tensor: (p: number) => HostTensor;
+  #pool: GemmPool | null = null;
+  #poolReady: Promise<number | null> | null = null;
+  #poolId: number | null = null;
   /** Profile per step (kind, op, shape, position) instead of per kind. */
   profileDetail = false;
   /** When set, execute() adds each step's time (ms, by `profileClock`) under its kind. */
@@ -137,12 +160,26 @@ export class FusedExecutable implements Executable {
       })
     );
     const { offsets, size } = planArena(reqs);
-    // memory: [exp table][gemm scratch][arena]
+    // Threads only pay off for large matmuls: use the pool when one is worth splitting.
+    const pool = (opts.threads ?? true) &&
+        pending.some((s) => s.dot && dotFlops(s.dot.layout) >= DOT_SPLIT_MIN_FLOPS)
+      ? GemmPool.shared()
+      : null;
+    const threads = pool?.threads ?? 1;
+    // memory: [exp table][gemm scratch per thread][arena]
+    const scratchStride = Math.ceil(scratchBytes / 64) * 64;
     const scratchBase = Math.ceil(EXP_TABLE_BYTES / 64) * 64;
-    const arenaBase = scratchBase + Math.ceil(scratchBytes / 64) * 64;
+    const arenaBase = scratchBase + threads * scratchStride;
     const total = arenaBase + size;
+    if (total > MAX_ARENA_BYTES) {
+      throw new ArenaTooLarge(
+        `cpu: the compiled step needs ${(total / 2 ** 30).toFixed(2)} GiB of buffers, more ` +
+          `than a wasm memory holds (${MAX_ARENA_BYTES / 2 ** 30} GiB); use a smaller batch`,
+      );
+    }
     const pages = Math.max(1, Math.ceil(total / 65536));
-    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+    const shared = pool !== null;
+    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared });
     const buffer = memory.buffer;
     new Float64Array(buffer, 0, EXP_TABLE.length).set(EXP_TABLE);
     const addressOf = (p: number) => arenaBase + offsets[slotOf.get(baseOf(p))!];
@@ -171,8 +208,19 @@ export class FusedExecutable implements Executable {
 
     // ---- wasm SIMD for eligible elementwise groups, JS loops for the rest
     const wasmIrs = pending.filter((s) => s.wasm).map((s) => s.ir!);
-    const wasmFns = buildWasmGroups(wasmIrs, memory, 0);
-    const gemm = gemmInstance(memory);
+    const wasmFns = buildWasmGroups(wasmIrs, memory, 0, shared);
+    const module = gemmModule(shared);
+    const gemm = new WebAssembly.Instance(module, { env: { memory } }).exports.gemm as GemmFn;
+    if (pool) {
+      this.#pool = pool;
+      this.#poolReady = pool.register(memory, module);
+    }
+    let threadedMatmuls = 0;
+    const threading = {
+      pool,
+      id: () => this.#poolId,
+      scratchStride,
+    };
 
     pending.forEach((s, i) => {
       const t = nodes[s.p];
@@ -192,15 +240,18 @@ export class FusedExecutable implements Executable {
         step = () => fn.apply(null, args);
         name = `${kind[s.p]}:${t.prim}`;
       } else if (s.dot) {
-        step = dotStep(t, s.dot.operands, s.dot.layout, {
+        const d = dotStep(t, s.dot.operands, s.dot.layout, {
           memory,
           gemm,
           scratch: scratchBase,
+          threading,
           out: addressOf(s.p),
           address: addressOf,
           staging,
           source: (p) => viewOfBase(p),
         });
+        step = d.run;
+        if (d.slices > 1) threadedMatmuls++;
         name = "dot_general";
       } else {
         const kernel = KERNELS[t.prim];
@@ -222,12 +273,20 @@ export class FusedExecutable implements Executable {
       reductions: count("reduce"),
       wasmReductions: pending.filter((s) => s.wasm && s.ir!.reduce).length,
       matmuls: count("dot"),
+      threadedMatmuls,
+      threads,
       fallbacks: count("fallback"),
       arenaBytes: total,
     };
   }
 
-  execute(args: readonly DeviceArray[]): Promise<DeviceArray[]> {
+  async execute(args: readonly DeviceArray[]): Promise<DeviceArray[]> {
+    if (this.#poolReady) {
+      // workers load this memory once; without them everything runs on this thread
+      this.#poolId = await this.#poolReady;
+      this.#poolReady = null;
+      if (this.#poolId !== null) POOL_CLEANUP.register(this, this.#poolId, this);
+    }
     for (const { index, view } of this.#inputs) view.set((args[index] as HostTensor).data);
     const prof = this.profile, clock = this.profileClock;
     for (let i = 0; i < this.#steps.length; i++) {
@@ -238,10 +297,16 @@ export class FusedExecutable implements Executable {
         prof.set(name, (prof.get(name) ?? 0) + clock() - t0);
       } else this.#steps[i]();
     }
-    return Promise.resolve(this.#outputs(args));
+    return this.#outputs(args);
   }
 
-  dispose(): void {}
+  dispose(): void {
+    if (this.#poolId !== null) {
+      this.#pool!.unregister(this.#poolId);
+      POOL_CLEANUP.unregister(this);
+      this.#poolId = null;
+    }
+  }
 
   /** Outputs: inputs and constants are returned as they are, computed values copied out. */
   #outputs(args: readonly DeviceArray[]): HostTensor[] {
@@ -267,92 +332,6 @@ export class FusedExecutable implements Executable {
       return { shape: [...o.shape], dtype: o.dtype, data: src.data };
     });
   }
-}
-
-interface DotContext {
-  memory: WebAssembly.Memory;
-  gemm: GemmFn;
-  /** Byte address of the GEMM packing scratch. */
-  scratch: number;
-  /** Byte address of the output buffer. */
-  out: number;
-  /** Byte address of a node's buffer. */
-  address: (p: number) => number;
-  /** Byte addresses of the lhs and rhs staging buffers (used when gathered). */
-  staging: number[];
-  source: (p: number) => TypedArray;
-}
-
-type GemmFn = (
-  a: number,
-  sam: number,
-  sak: number,
-  b: number,
-  sbk: number,
-  sbn: number,
-  c: number,
-  ldc: number,
-  m: number,
-  n: number,
-  k: number,
-  scratch: number,
-  accumulate: number,
-) => void;
-
-function dotStep(
-  t: Tensor,
-  operands: { base: number; view: View }[],
-  layout: ReturnType<typeof dotLayout>,
-  ctx: DotContext,
-): Step {
-  const { batch, m, k, n } = layout;
-  const { memory, gemm, out, scratch } = ctx;
-  const batchCount = batch.reduce((a, b) => a * b, 1);
-  const outBatch = batch.map((_, i) => batch.slice(i + 1).reduce((a, b) => a * b, m * n));
-  const L = layout.lhs, R = layout.rhs;
-  const prep = (gather: number[] | null, operand: { base: number; view: View }, stage: number) => {
-    if (!gather) return null;
-    const src = ctx.source(operand.base);
-    const dst = new Float32Array(memory.buffer);
-    return () => gatherView(src, operand.view, gather, dst, stage / 4);
-  };
-  const gatherL = prep(L.gather, operands[0], ctx.staging[0]);
-  const gatherR = prep(R.gather, operands[1], ctx.staging[1]);
-  const a0 = L.gather ? ctx.staging[0] : ctx.address(operands[0].base) + 4 * L.offset;
-  const b0 = R.gather ? ctx.staging[1] : ctx.address(operands[1].base) + 4 * R.offset;
-  const zeros = k === 0 ? new Float32Array(memory.buffer, out, t.size) : null;
-  return () => {
-    if (zeros) return void zeros.fill(0);
-    if (m === 0 || n === 0) return;
-    if (gatherL) gatherL();
-    if (gatherR) gatherR();
-    for (let q = 0; q < batchCount; q++) {
-      // batch index -> operand offsets
-      let rem = q, ao = a0, bo = b0, co = out;
-      for (let d = batch.length - 1; d >= 0; d--) {
-        const i = rem % batch[d];
-        rem = (rem - i) / batch[d];
-        ao += 4 * i * L.batchStrides[d];
-        bo += 4 * i * R.batchStrides[d];
-        co += 4 * i * outBatch[d];
-      }
-      gemm(
-        ao,
-        4 * L.rowStride,
-        4 * L.colStride,
-        bo,
-        4 * R.rowStride,
-        4 * R.colStride,
-        co,
-        4 * n,
-        m,
-        n,
-        k,
-        scratch,
-        0,
-      );
-    }
-  };
 }
 
 /** The strided view through which a matmul reads node p, and the buffer it views. */
@@ -398,12 +377,16 @@ function viewOf(buf: ArrayBufferLike, t: Tensor, off: number): TypedArray {
   }
 }
 
-let gemmModule: WebAssembly.Module | null = null;
+const gemmModules = new Map<boolean, WebAssembly.Module>();
 
-function gemmInstance(memory: WebAssembly.Memory): GemmFn {
-  gemmModule ??= new WebAssembly.Module(
-    gemmModuleBytes(DEFAULT_GEMM, { minPages: 1, maxPages: 65536, shared: false }),
-  );
-  const inst = new WebAssembly.Instance(gemmModule, { env: { memory } });
-  return inst.exports.gemm as GemmFn;
+/** The GEMM module (compiled once per memory kind: shared or not). */
+export function gemmModule(shared: boolean): WebAssembly.Module {
+  let m = gemmModules.get(shared);
+  if (!m) {
+    m = new WebAssembly.Module(
+      gemmModuleBytes(DEFAULT_GEMM, { minPages: 1, maxPages: 65536, shared }),
+    );
+    gemmModules.set(shared, m);
+  }
+  return m;
 }

@@ -69,6 +69,7 @@ export function buildWasmGroups(
   irs: GroupIR[],
   memory: WebAssembly.Memory,
   expTable: number,
+  shared = false,
 ): Map<GroupIR, WasmGroupFn> {
   const out = new Map<GroupIR, WasmGroupFn>();
   if (irs.length === 0) return out;
@@ -85,7 +86,7 @@ export function buildWasmGroups(
     }
     return i;
   });
-  const bytes = buildModule(funcs, { minPages: 1, maxPages: 65536, shared: false });
+  const bytes = buildModule(funcs, { minPages: 1, maxPages: 65536, shared });
   const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
   irs.forEach((ir, k) => out.set(ir, inst.exports[funcs[index[k]].name] as WasmGroupFn));
   return out;

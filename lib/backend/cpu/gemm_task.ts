@@ -1,0 +1,74 @@
+/**
+ * One slice of a batched GEMM, as a record of i32s in shared memory: the main thread and the
+ * GEMM workers (gemm_worker.ts) run the same slices of one dot_general side by side.
+ */
+
+/** Ints per task record. */
+export const TASK_INTS = 32;
+/** At most this many (merged) batch dims can be split across threads. */
+export const MAX_TASK_BATCH_DIMS = 3;
+
+/** Field offsets within a task record. */
+export const F = {
+  /** Bumped by the main thread to start a task; the worker copies it to `done` when finished. */
+  seq: 0,
+  done: 1,
+  /** Nonzero when the worker failed (then `done` is still set, so the main thread wakes). */
+  error: 2,
+  memory: 3,
+  q0: 4,
+  q1: 5,
+  a: 6,
+  b: 7,
+  c: 8,
+  sam: 9,
+  sak: 10,
+  sbk: 11,
+  sbn: 12,
+  ldc: 13,
+  m: 14,
+  n: 15,
+  k: 16,
+  scratch: 17,
+  batchDims: 18,
+  /** batchDims x (size, a stride, b stride, c stride), in bytes for the strides. */
+  dims: 19,
+} as const;
+
+export type GemmFn = (
+  a: number,
+  sam: number,
+  sak: number,
+  b: number,
+  sbk: number,
+  sbn: number,
+  c: number,
+  ldc: number,
+  m: number,
+  n: number,
+  k: number,
+  scratch: number,
+  accumulate: number,
+) => void;
+
+/** Runs batch items [q0, q1) of the task at `t[o..]`. */
+export function runGemmTask(gemm: GemmFn, t: Int32Array, o: number): void {
+  const nb = t[o + F.batchDims];
+  const a = t[o + F.a] >>> 0, b = t[o + F.b] >>> 0, c = t[o + F.c] >>> 0;
+  const sam = t[o + F.sam], sak = t[o + F.sak], sbk = t[o + F.sbk], sbn = t[o + F.sbn];
+  const ldc = t[o + F.ldc], m = t[o + F.m], n = t[o + F.n], k = t[o + F.k];
+  const scratch = t[o + F.scratch] >>> 0;
+  for (let q = t[o + F.q0], q1 = t[o + F.q1]; q < q1; q++) {
+    let rem = q, ao = a, bo = b, co = c;
+    for (let d = nb - 1; d >= 0; d--) {
+      const base = o + F.dims + 4 * d;
+      const size = t[base];
+      const i = rem % size;
+      rem = (rem - i) / size;
+      ao += i * (t[base + 1] >>> 0);
+      bo += i * (t[base + 2] >>> 0);
+      co += i * (t[base + 3] >>> 0);
+    }
+    gemm(ao, sam, sak, bo, sbk, sbn, co, ldc, m, n, k, scratch, 0);
+  }
+}
