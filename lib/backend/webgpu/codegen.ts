@@ -9,7 +9,14 @@ import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
 import { ExprBuilder, FlatIndex, type KernelContext } from "./expr.ts";
 import { helperSource } from "./helpers.ts";
-import { normalizeDot, operandAccess, registerMatmul, tiledMatmul } from "./matmul.ts";
+import {
+  normalizeDot,
+  type OperandAccess,
+  operandAccess,
+  registerMatmul,
+  tiledMatmul,
+  vec4Able,
+} from "./matmul.ts";
 import type { KernelPlan } from "./plan.ts";
 import { literal, wgslType } from "./storage.ts";
 
@@ -153,10 +160,17 @@ function dotKernel(k: KernelPlan, dot: Tensor, t: Tuning): GeneratedKernel {
     throw new Error(`webgpu: dot_general supports f32 only, got ${lhs.dtype}`);
   }
   const { dims, groups } = normalizeDot(dot);
-  const ctx = context(k, { node: dot, value: "acc" });
-  const a = operandAccess("A", lhs, groups.lhs, ctx);
-  const b = operandAccess("B", rhs, groups.rhs, ctx);
-  const helpers = new Set([...a.helpers, ...b.helpers]);
+  const used = new Set<string>();
+  const base = context(k, { node: dot, value: "acc" });
+  const ctx: KernelContext = {
+    ...base,
+    binding: (n) => {
+      const name = base.binding(n);
+      if (name) used.add(name);
+      return name;
+    },
+  };
+  const helpers = new Set<string>();
   let epilogue = "";
   if (root !== dot) {
     const e = new ExprBuilder(ctx);
@@ -166,12 +180,29 @@ function dotKernel(k: KernelPlan, dot: Tensor, t: Tuning): GeneratedKernel {
       wgslType(root.dtype)
     } {\n${e.code()}\n  return ${v};\n}`;
   }
+  const inEpilogue = new Set(used);
+  const a = k.lhsLayout
+    ? operandAccess("A", k.lhsLayout, { batch: [0], outer: [1], inner: [2] }, ctx)
+    : operandAccess("A", lhs, groups.lhs, ctx);
+  const b = k.rhsLayout
+    ? operandAccess("B", k.rhsLayout, { batch: [0], outer: [2], inner: [1] }, ctx)
+    : operandAccess("B", rhs, groups.rhs, ctx);
+  for (const h of [...a.helpers, ...b.helpers]) helpers.add(h);
   const store = (g: string, acc: string) =>
     `buf0[${g}] = ${root === dot ? acc : `epilogue(${g}, ${acc})`};`;
-  const body = t.matmul === "register"
-    ? registerMatmul(dims, a, b, store)
-    : tiledMatmul(dims, a, b, store, t.maxWorkgroupStorage, t.maxTile);
-  const code = [bindingDecls(k), helperSource(helpers), a.decls, b.decls, epilogue, body.code]
+  const vec4 = new Set<string>();
+  let body: { code: string; groups: number };
+  if (t.matmul === "register") {
+    // A vec4 binding must be the operand's only use in the kernel.
+    const vecOk = (v: OperandAccess["view"], other: OperandAccess["view"]) =>
+      v && !inEpilogue.has(v.buf) && other?.buf !== v.buf;
+    let vecA: string | undefined, vecB: string | undefined;
+    if (vecOk(a.view, b.view) && vec4Able(a.view!, "inner", dims.K)) vecA = a.view!.buf;
+    if (vecOk(b.view, a.view) && vec4Able(b.view!, "outer", dims.N)) vecB = b.view!.buf;
+    for (const v of [vecA, vecB]) if (v) vec4.add(v);
+    body = registerMatmul(dims, a, b, store, vecA, vecB);
+  } else body = tiledMatmul(dims, a, b, store, t.maxWorkgroupStorage, t.maxTile);
+  const code = [bindingDecls(k, vec4), helperSource(helpers), a.decls, b.decls, epilogue, body.code]
     .join("\n");
   return {
     code,
@@ -192,7 +223,7 @@ function context(
   return { binding: (n) => names.get(n.id), core, known };
 }
 
-function bindingDecls(k: KernelPlan): string {
+function bindingDecls(k: KernelPlan, vec4 = new Set<string>()): string {
   const lines: string[] = [];
   k.roots.forEach((n, i) =>
     lines.push(
@@ -201,9 +232,8 @@ function bindingDecls(k: KernelPlan): string {
   );
   k.reads.forEach((n, i) => {
     const j = k.roots.length + i;
-    lines.push(
-      `@group(0) @binding(${j}) var<storage, read> buf${j}: array<${wgslType(n.dtype)}>;`,
-    );
+    const type = vec4.has(`buf${j}`) ? "vec4f" : wgslType(n.dtype);
+    lines.push(`@group(0) @binding(${j}) var<storage, read> buf${j}: array<${type}>;`);
   });
   return lines.join("\n");
 }

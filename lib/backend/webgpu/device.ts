@@ -54,7 +54,11 @@ export async function requestContext(opts: DeviceOptions = {}): Promise<GpuConte
     maxComputeWorkgroupSizeX: a.maxComputeWorkgroupSizeX,
     maxComputeWorkgroupSizeY: a.maxComputeWorkgroupSizeY,
   };
-  const device = await adapter.requestDevice({ requiredLimits: wanted });
+  // Timestamps let `profile` time kernels on the device itself.
+  const requiredFeatures: GPUFeatureName[] = adapter.features.has("timestamp-query")
+    ? ["timestamp-query"]
+    : [];
+  const device = await adapter.requestDevice({ requiredLimits: wanted, requiredFeatures });
   const info = adapter.info;
   const desc = `${info.description} ${info.vendor} ${info.device}`.toLowerCase();
   const cpuAdapter = info.isFallbackAdapter ||

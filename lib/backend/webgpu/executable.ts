@@ -78,6 +78,7 @@ export class GpuExecutable implements Executable {
     const { ctx } = host;
     const plan = planGraph(graph, {
       maxStorageBuffers: ctx.limits.maxStorageBuffersPerShaderStage,
+      contiguousOperands: ctx.tuning.matmul === "register",
     });
     const kernels = plan.kernels.filter((k) => k.roots[0].size > 0);
     for (const k of kernels) {
@@ -155,37 +156,64 @@ export class GpuExecutable implements Executable {
   }
 
   /**
-   * Per-kernel device times for profiling: each kernel is submitted alone once and then
-   * `1 + reps` times, and the difference is divided by `reps` (this cancels the submit and
-   * wait latency). Slow; the normal path is `execute`. Returns the outputs too.
+   * Per-kernel device times for profiling, from timestamp queries around one compute pass per
+   * kernel (each dispatched `reps` times). Without the timestamp feature, wall time per
+   * submission instead. Slow; the normal path is `execute`. Returns the outputs too.
    */
   async profile(
     args: readonly DeviceArray[],
-    reps = 4,
-  ): Promise<
-    { outputs: DeviceArray[]; kernels: { label: string; ms: number; firstMs: number }[] }
-  > {
+    reps = 3,
+  ): Promise<{ outputs: DeviceArray[]; kernels: { label: string; ms: number }[] }> {
     const run = this.prepare(args);
     const { device } = this.#host.ctx;
-    const timed = async (i: number, times: number) => {
-      const t0 = performance.now();
+    const n = this.#steps.length;
+    const kernels: { label: string; ms: number }[] = [];
+    if (device.features.has("timestamp-query")) {
+      const querySet = device.createQuerySet({ type: "timestamp", count: 2 * n });
+      const resolve = device.createBuffer({
+        size: 16 * n,
+        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      });
+      const staging = device.createBuffer({
+        size: 16 * n,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
       const encoder = device.createCommandEncoder();
-      const pass = encoder.beginComputePass();
-      for (let r = 0; r < times; r++) run.record(pass, i);
-      pass.end();
+      for (let i = 0; i < n; i++) {
+        const pass = encoder.beginComputePass({
+          timestampWrites: {
+            querySet,
+            beginningOfPassWriteIndex: 2 * i,
+            endOfPassWriteIndex: 2 * i + 1,
+          },
+        });
+        for (let r = 0; r < reps; r++) run.record(pass, i);
+        pass.end();
+      }
+      encoder.resolveQuerySet(querySet, 0, 2 * n, resolve, 0);
+      encoder.copyBufferToBuffer(resolve, 0, staging, 0, 16 * n);
       device.queue.submit([encoder.finish()]);
-      await device.queue.onSubmittedWorkDone();
-      return performance.now() - t0;
-    };
-    await device.queue.onSubmittedWorkDone();
-    const kernels: { label: string; ms: number; firstMs: number }[] = [];
-    for (let i = 0; i < this.#steps.length; i++) {
-      // The first dispatch of a pipeline includes the driver's shader compilation.
-      const firstMs = await timed(i, 1);
-      const once = await timed(i, 1);
-      const many = await timed(i, 1 + reps);
-      const ms = Math.max(0, (many - once) / reps);
-      kernels.push({ label: this.#steps[i].kernel.label, ms, firstMs });
+      await staging.mapAsync(GPUMapMode.READ);
+      const t = new BigUint64Array(staging.getMappedRange());
+      for (let i = 0; i < n; i++) {
+        const ms = Number(t[2 * i + 1] - t[2 * i]) / 1e6 / reps;
+        kernels.push({ label: this.#steps[i].kernel.label, ms });
+      }
+      staging.unmap();
+      staging.destroy();
+      resolve.destroy();
+      querySet.destroy();
+    } else {
+      for (let i = 0; i < n; i++) {
+        const t0 = performance.now();
+        const encoder = device.createCommandEncoder();
+        const pass = encoder.beginComputePass();
+        for (let r = 0; r < reps; r++) run.record(pass, i);
+        pass.end();
+        device.queue.submit([encoder.finish()]);
+        await device.queue.onSubmittedWorkDone();
+        kernels.push({ label: this.#steps[i].kernel.label, ms: (performance.now() - t0) / reps });
+      }
     }
     const encoder = device.createCommandEncoder();
     run.copies(encoder);

@@ -30,6 +30,18 @@ export interface OperandAccess {
   /** Load expression from the parts above (`o` outer, `k` inner part, both names). */
   load(o: string, k: string, bt: string, outerIdx: string, kIdx: string): string;
   helpers: Set<string>;
+  /** Set when the operand is a strided view of a stored array. */
+  view?: OperandView;
+}
+
+export interface OperandView {
+  /** WGSL name of the binding holding the source. */
+  buf: string;
+  source: Tensor;
+  offset: number;
+  batch: Extent[];
+  outer: Extent[];
+  inner: Extent[];
 }
 
 export function normalizeDot(dot: Tensor): { dims: MatDims; groups: DotGroups } {
@@ -85,6 +97,7 @@ export function operandAccess(
       inner: (k) => offsetOf(k, inner),
       load: (o, k) => `${buf}[${sum([o, k])}]`,
       helpers: new Set(),
+      view: { buf, source: view.source, offset: view.offset, batch, outer, inner },
     };
   }
   // Not a view: evaluate the operand expression per element.
@@ -107,23 +120,41 @@ export function operandAccess(
 }
 
 /**
+ * True when a vec4 binding can serve the view's contiguous `inner` (A: along K) or `outer`
+ * (B: along N) dim: unit stride, a multiple of 4 long, every other stride and the offset
+ * multiples of 4 (so each vec4 is aligned).
+ */
+export function vec4Able(v: OperandView, along: "inner" | "outer", len: number): boolean {
+  const run = v[along];
+  const others = along === "inner" ? [...v.batch, ...v.outer] : [...v.batch, ...v.inner];
+  return len % 4 === 0 && (len === 0 || (run.length === 1 && run[0].stride === 1)) &&
+    v.offset % 4 === 0 && others.every((e) => e.stride % 4 === 0);
+}
+
+/**
  * CPU adapters (llvmpipe): no workgroup memory (it is plain memory there and barriers are
- * costly). Each thread keeps an RM x RN block in registers; lanes run along N, so the B loads
- * of neighbouring lanes are neighbours in memory when N is contiguous.
+ * costly). Each thread keeps RM rows x (4 RN4) columns in vec4 registers; lanes run along N.
+ * K advances four at a time: A as one vec4 per row when contiguous along K (`vecA`), B as
+ * vec4 rows when contiguous along N (`vecB`), else four scalar loads each.
  */
 export function registerMatmul(
   { B, M, N, K }: MatDims,
   a: OperandAccess,
   b: OperandAccess,
   store: (g: string, acc: string) => string,
+  vecA: string | undefined,
+  vecB: string | undefined,
 ): { code: string; groups: number } {
-  const { RM, RN, WX, WY } = registerBlock(M, N);
-  const TM = RM * WY, TN = RN * WX;
-  const tilesM = Math.ceil(M / TM), tilesN = Math.ceil(N / TN);
+  const nq = Math.ceil(N / 4);
+  const [WX, WY, RN4] = nq <= 4 ? [4, 8, 1] : nq <= 8 ? [8, 4, 1] : [8, 4, 2];
+  const RM = Math.min(8, Math.max(1, Math.ceil(M / WY)));
+  const TM = RM * WY, TQ = RN4 * WX;
+  const tilesM = Math.ceil(M / TM), tilesN = Math.ceil(nq / TQ);
   const groups = B * tilesM * tilesN;
-  const rows = range(RM), cols = range(RN);
-  const lines: string[] = [];
-  lines.push(
+  const K4 = Math.floor(K / 4);
+  const rows = range(RM), cols = range(RN4), lanes = range(4);
+  const L: string[] = [];
+  L.push(
     `let w = wid.x + wid.y * nwg.x;`,
     `if (w >= ${groups}u) { return; }`,
     `let tn = w % ${tilesN}u;`,
@@ -132,58 +163,90 @@ export function registerMatmul(
     a.batchBase("bt"),
     b.batchBase("bt"),
     `let m0 = tm * ${TM}u + lid.y;`,
-    `let n0 = tn * ${TN}u + lid.x;`,
+    `let q0 = tn * ${TQ}u + lid.x;`,
   );
   for (const i of rows) {
-    lines.push(`let r${i} = min(m0 + ${WY * i}u, ${M - 1}u);`, `let ra${i} = ${a.outer(`r${i}`)};`);
+    L.push(`let r${i} = min(m0 + ${WY * i}u, ${M - 1}u);`);
+    L.push(`let ra${i} = ${vecA ? `(${a.outer(`r${i}`)}) / 4u` : a.outer(`r${i}`)};`);
   }
   for (const j of cols) {
-    lines.push(`let c${j} = min(n0 + ${WX * j}u, ${N - 1}u);`, `let cb${j} = ${b.outer(`c${j}`)};`);
+    if (vecB) {
+      L.push(`let qc${j} = min(q0 + ${WX * j}u, ${nq - 1}u);`);
+      L.push(`let cq${j} = (${b.outer(`4u * qc${j}`)}) / 4u;`);
+    } else {
+      for (const c of lanes) {
+        L.push(`let n${j}_${c} = min(4u * (q0 + ${WX * j}u) + ${c}u, ${N - 1}u);`);
+        L.push(`let cb${j}_${c} = ${b.outer(`n${j}_${c}`)};`);
+      }
+    }
   }
-  lines.push(`var acc: array<f32, ${RM * RN}>;`, `for (var k = 0u; k < ${K}u; k++) {`);
-  lines.push(`  let ka = ${a.inner("k")};`, `  let kb = ${b.inner("k")};`);
-  for (const j of cols) lines.push(`  let b${j} = ${b.load(`cb${j}`, "kb", "bt", `c${j}`, "k")};`);
-  for (const i of rows) {
-    lines.push(`  { let a = ${a.load(`ra${i}`, "ka", "bt", `r${i}`, "k")};`);
-    lines.push(
-      `    ${
-        cols.map((j) => `acc[${i * RN + j}] = fma(a, b${j}, acc[${i * RN + j}]);`).join(" ")
-      } }`,
-    );
+  // One k step's B values as vec4 per column group, from the row offset `kb`.
+  const bRow = (kb: string, j: number) =>
+    vecB
+      ? `${vecB}[${kb} + cq${j}]`
+      : `vec4f(${lanes.map((c) => b.load(`cb${j}_${c}`, kb, "bt", `n${j}_${c}`, "k")).join(", ")})`;
+  const bRowOffset = (k: string) => vecB ? `(${b.inner(k)}) / 4u` : b.inner(k);
+  L.push(`var acc: array<vec4f, ${RM * RN4}>;`);
+  if (K4 > 0) {
+    L.push(`for (var k4 = 0u; k4 < ${K4}u; k4++) {`);
+    for (const kk of lanes) {
+      L.push(`  let kb${kk} = ${bRowOffset(`4u * k4 + ${kk}u`)};`);
+      for (const j of cols) L.push(`  let b${kk}_${j} = ${bRow(`kb${kk}`, j)};`);
+      if (!vecA) L.push(`  let ka${kk} = ${a.inner(`4u * k4 + ${kk}u`)};`);
+    }
+    for (const i of rows) {
+      const av = vecA
+        ? `${vecA}[ra${i} + k4]`
+        : `vec4f(${
+          lanes.map((kk) => a.load(`ra${i}`, `ka${kk}`, "bt", `r${i}`, `4u * k4 + ${kk}u`)).join(
+            ", ",
+          )
+        })`;
+      L.push(`  { let a = ${av};`);
+      for (const j of cols) {
+        const q = i * RN4 + j;
+        L.push(
+          `    acc[${q}] = fma(vec4f(a.x), b0_${j}, fma(vec4f(a.y), b1_${j}, ` +
+            `fma(vec4f(a.z), b2_${j}, fma(vec4f(a.w), b3_${j}, acc[${q}]))));`,
+        );
+      }
+      L.push(`  }`);
+    }
+    L.push(`}`);
   }
-  lines.push(`}`);
+  if (K % 4 !== 0) {
+    // The K tail (only without vec4 A, which needs K % 4 == 0).
+    L.push(`for (var k = ${4 * K4}u; k < ${K}u; k++) {`, `  let kb = ${bRowOffset("k")};`);
+    L.push(`  let ka = ${a.inner("k")};`);
+    for (const j of cols) L.push(`  let b_${j} = ${bRow("kb", j)};`);
+    for (const i of rows) {
+      L.push(`  { let a = vec4f(${a.load(`ra${i}`, "ka", "bt", `r${i}`, "k")});`);
+      for (const j of cols) {
+        L.push(`    acc[${i * RN4 + j}] = fma(a, b_${j}, acc[${i * RN4 + j}]);`);
+      }
+      L.push(`  }`);
+    }
+    L.push(`}`);
+  }
   for (const i of rows) {
     for (const j of cols) {
-      const m = `m0 + ${WY * i}u`, n = `n0 + ${WX * j}u`;
-      lines.push(
-        `if (${m} < ${M}u && ${n} < ${N}u) { let g = (bt * ${M}u + ${m}) * ${N}u + ${n}; ${
-          store("g", `acc[${i * RN + j}]`)
-        } }`,
-      );
+      for (const c of lanes) {
+        const m = `m0 + ${WY * i}u`, n = `4u * (q0 + ${WX * j}u) + ${c}u`;
+        L.push(
+          `if (${m} < ${M}u && ${n} < ${N}u) { let g = (bt * ${M}u + ${m}) * ${N}u + ${n}; ${
+            store("g", `acc[${i * RN4 + j}].${"xyzw"[c]}`)
+          } }`,
+        );
+      }
     }
   }
   const code = `
 @compute @workgroup_size(${WX}, ${WY})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_id) lid: vec3u) {
-${lines.filter((l) => l).map((l) => "  " + l).join("\n")}
+${L.filter((l) => l).map((l) => "  " + l).join("\n")}
 }`;
   return { code, groups };
-}
-
-/**
- * Block shape for the register kernel: 8 lanes along N (one 256-bit SIMD row on llvmpipe), as
- * many columns per thread as N needs (up to 8), 8 rows per thread, 32 threads per workgroup.
- */
-export function registerBlock(
-  M: number,
-  N: number,
-): { RM: number; RN: number; WX: number; WY: number } {
-  const WX = 8;
-  const RN = Math.min(8, Math.max(1, Math.ceil(N / WX)));
-  const WY = 4;
-  const RM = Math.min(8, Math.max(1, Math.ceil(M / WY)));
-  return { RM, RN, WX, WY };
 }
 
 /** GPUs: square workgroup-memory tiles, S x S threads, each an R x R register block. */
@@ -265,7 +328,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
 }
 
 /** Offset of flat index `v` over extents (outermost first). */
-function offsetOf(v: string, ext: Extent[]): string {
+function offsetOf(index: string, ext: Extent[]): string {
+  const v = /^[A-Za-z0-9_]+$/.test(index) ? index : `(${index})`;
   const terms: string[] = [];
   let inner = 1;
   for (let d = ext.length - 1; d >= 0; d--) {

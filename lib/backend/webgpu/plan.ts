@@ -6,8 +6,15 @@
  * `sum(x) / n` are one kernel each.
  */
 import type { Graph } from "../../ir/graph.ts";
-import { BINARY_ELEMENTWISE, Primitive, UNARY_ELEMENTWISE } from "../../ir/primitive.ts";
+import * as ops from "../../ir/ops.ts";
+import {
+  BINARY_ELEMENTWISE,
+  Primitive,
+  type PrimitiveParams,
+  UNARY_ELEMENTWISE,
+} from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
+import { mergeExtents, stridedView } from "./view.ts";
 
 export interface KernelPlan {
   /**
@@ -19,6 +26,12 @@ export interface KernelPlan {
   core?: Tensor;
   /** Materialized nodes this kernel reads, in binding order. */
   reads: Tensor[];
+  /**
+   * A dot_general core's operands copied to contiguous [batch, M, K] (lhs) and [batch, K, N]
+   * (rhs) layouts by earlier kernels (see `relayoutOperands`); the core reads these instead.
+   */
+  lhsLayout?: Tensor;
+  rhsLayout?: Tensor;
 }
 
 export interface Plan {
@@ -30,6 +43,8 @@ export interface Plan {
 export interface PlanOptions {
   /** Storage buffers one kernel may bind (the output included). */
   maxStorageBuffers: number;
+  /** Copy dot_general operands not contiguous along K (lhs) or N (rhs), for register kernels. */
+  contiguousOperands?: boolean;
 }
 
 /**
@@ -57,7 +72,9 @@ export function planGraph(graph: Graph, opts: PlanOptions): Plan {
     const kernels = buildKernels(graph, m, cores);
     const split = kernels.find((k) => k.reads.length + 1 > opts.maxStorageBuffers);
     if (!split) {
-      return { kernels: groupMaps(kernels, m, opts.maxStorageBuffers), materialized: m };
+      const grouped = groupMaps(kernels, m, opts.maxStorageBuffers);
+      const out = opts.contiguousOperands ? relayoutOperands(grouped, m) : grouped;
+      return { kernels: out, materialized: m };
     }
     // Too many bindings: give the inlined node that reads the most buffers its own kernel.
     const victim = heaviestInlined(split, m);
@@ -232,17 +249,25 @@ function buildKernels(graph: Graph, mat: Set<number>, cores: Map<number, Tensor>
   return kernels;
 }
 
-/** Materialized nodes reachable from `root` through inlined nodes (and through `core`). */
-function readsOf(root: Tensor, core: Tensor | undefined, mat: Set<number>): Tensor[] {
+/**
+ * Materialized nodes reachable from `root` through inlined nodes (and through `core`, whose
+ * inputs `coreInputs` may replace).
+ */
+function readsOf(
+  root: Tensor,
+  core: Tensor | undefined,
+  mat: Set<number>,
+  coreInputs?: readonly Tensor[],
+): Tensor[] {
   const reads: Tensor[] = [];
   const seen = new Set<number>([root.id]);
-  const stack: Tensor[] = [...root.inputs];
+  const stack: Tensor[] = root === core && coreInputs ? [...coreInputs] : [...root.inputs];
   while (stack.length) {
     const x = stack.pop()!;
     if (seen.has(x.id)) continue;
     seen.add(x.id);
     if (x === core) {
-      stack.push(...x.inputs);
+      stack.push(...(coreInputs ?? x.inputs));
       continue;
     }
     if (mat.has(x.id)) reads.push(x);
@@ -351,6 +376,67 @@ function readOnlyInPlace(from: Tensor, target: Tensor, mat: Set<number>): boolea
 
 function flatKeeping(n: Tensor): boolean {
   return isElementwise(n) || n.prim === Primitive.Reshape;
+}
+
+/**
+ * For register-blocked dot kernels (CPU adapters): lanes read neighbouring N columns of the
+ * rhs and each thread reads four K values of an lhs row at once. When an operand is not
+ * contiguous along that dim (a transposed weight, keys in attention, activations in weight
+ * gradients), a map kernel first copies it to [batch, M, K] / [batch, K, N]. The copy is small
+ * next to the product and turns strided gathers into vector loads.
+ */
+function relayoutOperands(kernels: KernelPlan[], mat: Set<number>): KernelPlan[] {
+  const out: KernelPlan[] = [];
+  for (const k of kernels) {
+    const d = k.core;
+    if (d?.prim !== Primitive.DotGeneral) {
+      out.push(k);
+      continue;
+    }
+    const p = d.params as PrimitiveParams[Primitive.DotGeneral];
+    const [lhs, rhs] = d.inputs;
+    const lhsFree = freeOf(lhs, p.lhsBatch, p.lhsContract);
+    const rhsFree = freeOf(rhs, p.rhsBatch, p.rhsContract);
+    const lhsLayout = contiguousCopy(lhs, p.lhsBatch, lhsFree, p.lhsContract, mat);
+    const rhsLayout = contiguousCopy(rhs, p.rhsBatch, p.rhsContract, rhsFree, mat);
+    for (const t of [lhsLayout, rhsLayout]) {
+      if (t) out.push({ roots: [t], reads: readsOf(t, undefined, mat) });
+    }
+    if (!lhsLayout && !rhsLayout) {
+      out.push(k);
+      continue;
+    }
+    const inputs = [lhsLayout ?? lhs, rhsLayout ?? rhs];
+    out.push({ ...k, lhsLayout, rhsLayout, reads: readsOf(k.roots[0], d, mat, inputs) });
+  }
+  return out;
+}
+
+/**
+ * A materialized [size(a), size(b), size(c)] copy of `x` when the `c` dims of its strided view
+ * are not one contiguous run; undefined when no copy is needed.
+ */
+function contiguousCopy(
+  x: Tensor,
+  a: number[],
+  b: number[],
+  c: number[],
+  mat: Set<number>,
+): Tensor | undefined {
+  const view = stridedView(x, (t) => mat.has(t.id));
+  if (view) {
+    const run = mergeExtents(c.map((i) => ({ size: x.shape[i], stride: view.strides[i] })));
+    if (run.length === 0 || (run.length === 1 && run[0].stride === 1)) return undefined;
+  }
+  const size = (dims: number[]) => dims.reduce((q, i) => q * x.shape[i], 1);
+  const t = ops.reshape(ops.transpose(x, [...a, ...b, ...c]), [size(a), size(b), size(c)]);
+  if (mat.has(t.id)) return undefined;
+  mat.add(t.id);
+  return t;
+}
+
+function freeOf(x: Tensor, batch: number[], contract: number[]): number[] {
+  return x.shape.map((_, i) => i).filter((i) => !batch.includes(i) && !contract.includes(i));
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
