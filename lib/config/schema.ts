@@ -145,6 +145,13 @@ export const OPTIONS = {
     range: FRACTION,
     doc: "probability of RandomErasing with per-pixel noise (0: off)",
   },
+  "hflip": {
+    group: "augment",
+    kind: "bool",
+    default: true,
+    doc: "random horizontal flip (p = 0.5) in training; this project's own, the original always " +
+      "flips (keep it off for data where mirroring changes the class, such as digits)",
+  },
   "augment-repeats": {
     group: "augment",
     kind: "int",

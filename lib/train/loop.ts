@@ -498,6 +498,7 @@ class Trainer {
           colorJitter: c["color-jitter"] as number,
           autoAugment: c["auto-augment"] as string,
           randomErasing: c["random-erasing"] as number,
+          hflip: c.hflip as boolean,
         },
       },
       log: (l) => this.log.line(l),
