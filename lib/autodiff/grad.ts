@@ -5,7 +5,7 @@
  */
 import * as ops from "../ir/ops.ts";
 import { flatten, unflatten } from "../ir/pytree.ts";
-import { Primitive } from "../ir/primitive.ts";
+import { topoSort } from "../ir/graph.ts";
 import { Tensor } from "../ir/tensor.ts";
 import { VJP_RULES } from "./vjp_rules.ts";
 import { cloneForRemat, segmentOf } from "./checkpoint.ts";
@@ -18,7 +18,7 @@ export function vjp(output: Tensor, wrt: readonly Tensor[], seed?: Tensor): Tens
   if (!seed && output.size !== 1) {
     throw new Error(`grad: the output must be a scalar, got shape [${output.shape}]`);
   }
-  const order = topoOrder(output);
+  const order = topoSort([output]);
   // Only nodes on a path from some wrt to the output carry gradients.
   const wrtIds = new Set(wrt.map((t) => t.id));
   const live = new Set<number>();
@@ -72,27 +72,3 @@ export function grad<A extends unknown[]>(
   const vg = valueAndGrad(f);
   return (params, ...rest) => vg(params, ...rest)[1];
 }
-
-function topoOrder(root: Tensor): Tensor[] {
-  const seen = new Set<number>([root.id]);
-  const out: Tensor[] = [];
-  const stack: [Tensor, number][] = [[root, 0]];
-  while (stack.length) {
-    const top = stack[stack.length - 1];
-    const [t, i] = top;
-    if (i < t.inputs.length) {
-      top[1]++;
-      const c = t.inputs[i];
-      if (!seen.has(c.id)) {
-        seen.add(c.id);
-        stack.push([c, 0]);
-      }
-    } else {
-      stack.pop();
-      out.push(t);
-    }
-  }
-  return out;
-}
-
-export { Primitive };

@@ -42,14 +42,27 @@ export function trace(fn: (...args: any[]) => unknown, ...argSpecs: unknown[]): 
 /** Collects the nodes reachable from `outputs` in topological order. */
 export function buildGraph(inputs: Tensor[], outputs: Tensor[]): Graph {
   const allowed = new Set(inputs.map((t) => t.id));
+  const nodes = topoSort(outputs);
+  for (const t of nodes) {
+    if (t.prim === Primitive.Input && !allowed.has(t.id)) {
+      throw new Error(`trace: ${t} is an input of another trace (a tensor leaked across traces)`);
+    }
+  }
+  return { inputs, outputs, nodes };
+}
+
+/**
+ * Every node reachable from `roots`, inputs before their users. Iterative post-order DFS: the
+ * graph of a deep ViT step is too deep for recursion.
+ */
+export function topoSort(roots: readonly Tensor[]): Tensor[] {
   const seen = new Set<number>();
   const nodes: Tensor[] = [];
-  // Iterative post-order DFS: graphs of a deep ViT step are too deep for recursion.
   const stack: [Tensor, number][] = [];
-  for (const out of outputs) {
-    if (seen.has(out.id)) continue;
-    stack.push([out, 0]);
-    seen.add(out.id);
+  for (const root of roots) {
+    if (seen.has(root.id)) continue;
+    seen.add(root.id);
+    stack.push([root, 0]);
     while (stack.length) {
       const top = stack[stack.length - 1];
       const [t, i] = top;
@@ -62,16 +75,11 @@ export function buildGraph(inputs: Tensor[], outputs: Tensor[]): Graph {
         }
       } else {
         stack.pop();
-        if (t.prim === Primitive.Input && !allowed.has(t.id)) {
-          throw new Error(
-            `trace: ${t} is an input of another trace (a tensor leaked across traces)`,
-          );
-        }
         nodes.push(t);
       }
     }
   }
-  return { inputs, outputs, nodes };
+  return nodes;
 }
 
 /** Counts of each primitive, for tests and debugging. */
