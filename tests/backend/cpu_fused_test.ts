@@ -132,7 +132,11 @@ function statsOf(fn: (...xs: Tensor[]) => Tensor, ...specs: [number[], DType][])
 // ------------------------------------------------------------------ random programs
 
 function assertBitEqual(got: HostTensor, want: HostTensor, where: string): void {
-  assertEquals(got.shape, want.shape, `${where}: shape`);
+  assertEquals(
+    got.shape,
+    want.shape,
+    `${where}: shape [${got.shape}] vs reference [${want.shape}]`,
+  );
   assertEquals(got.dtype, want.dtype, `${where}: dtype`);
   const g = bits(got), w = bits(want);
   for (let i = 0; i < w.length; i++) {
@@ -315,3 +319,32 @@ function randomReshape(shape: readonly number[], r: () => number): number[] {
   // the same sizes in another order: a reshape whose index map is not linear
   return [...s.slice(1), s[0]];
 }
+
+Deno.test("cpu fused: loops split across threads equal one thread bit for bit", async () => {
+  let s = 5;
+  const rand = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296 - 0.5;
+  const x = hostTensor([300, 517], "f32", Array.from({ length: 300 * 517 }, rand));
+  const b = hostTensor([517], "f32", Array.from({ length: 517 }, rand));
+  const flat = hostTensor([155100], "f32", Array.from({ length: 155100 }, rand));
+  // a 2-D loop split by rows, a transposed read, and a 1-D loop split by ranges
+  const fn = (a: Tensor, bias: Tensor, f: Tensor) => [
+    gelu(ops.add(ops.mul(a, 3), bias)),
+    ops.sub(ops.transpose(a), ops.reshape(f, [517, 300])),
+    ops.div(ops.exp(f), ops.add(ops.mul(f, f), 1)),
+  ];
+  const specs = [x, b, flat].map((t) => ({ shape: t.shape, dtype: t.dtype }));
+  const run = async (threads: boolean) => {
+    const ex = new FusedExecutable(trace(fn, ...specs).graph, { threads });
+    const out = await ex.execute([x, b, flat]) as HostTensor[];
+    ex.dispose();
+    return { out, stats: ex.stats };
+  };
+  const one = await run(false);
+  const many = await run(true);
+  if (many.stats.threads === 1) {
+    console.log("one core (or DEIT3_CPU_THREADS=1): nothing to split");
+    return;
+  }
+  assertEquals(many.stats.threadedLoops, 3);
+  many.out.forEach((t, i) => assertBitEqual(t, one.out[i], `output ${i}`));
+});

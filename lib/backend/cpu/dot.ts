@@ -7,10 +7,10 @@
 import type { TypedArray } from "../../ir/dtype.ts";
 import type { Primitive, PrimitiveParams } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
-import { F, type GemmFn, MAX_TASK_BATCH_DIMS, runGemmTask, TASK_INTS } from "./gemm_task.ts";
+import { F, type GemmFn, MAX_TASK_BATCH_DIMS, runGemmTask, TASK_INTS } from "./tasks.ts";
 import { DEFAULT_GEMM } from "./gemm_wasm.ts";
 import { mergeDims, type View } from "./index_map.ts";
-import type { GemmPool } from "./threads.ts";
+import type { WorkerPool } from "./threads.ts";
 
 /** Matmuls below this many flops run on one thread (a hand-off costs tens of microseconds). */
 export const DOT_SPLIT_MIN_FLOPS = 4e6;
@@ -20,7 +20,7 @@ export interface DotContext {
   gemm: GemmFn;
   /** Byte address of the GEMM packing scratch of thread 0 (thread i: + i * scratchStride). */
   scratch: number;
-  threading: { pool: GemmPool | null; id: () => number | null; scratchStride: number };
+  threading: { pool: WorkerPool | null; id: () => number | null; scratchStride: number };
   /** Byte address of the output buffer. */
   out: number;
   /** Byte address of a node's buffer. */
@@ -66,7 +66,7 @@ export function dotStep(
     if (gatherL) gatherL();
     if (gatherR) gatherR();
     const id = ctx.threading.id();
-    if (slices && id !== null) pool!.run(id, gemm, slices);
+    if (slices && id !== null) pool!.run(id, slices, (t) => runGemmTask(gemm, t, 0));
     else single();
   };
   return { run, slices: slices?.length ?? 1 };

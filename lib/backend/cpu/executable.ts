@@ -16,8 +16,8 @@ import type { DeviceArray, Executable } from "../backend.ts";
 import { type ArenaRequest, planArena } from "./arena.ts";
 import { jsKernel } from "./codegen.ts";
 import { DOT_SPLIT_MIN_FLOPS, dotLayout, dotStep } from "./dot.ts";
-import type { GemmFn } from "./gemm_task.ts";
-import { GemmPool } from "./threads.ts";
+import { F, FUSED, type GemmFn, KIND_FUSED, MAX_FUSED_ARGS, TASK_INTS } from "./tasks.ts";
+import { WorkerPool } from "./threads.ts";
 import { buildGroupIR, type GroupIR } from "./fused_ir.ts";
 import { DEFAULT_GEMM, gemmModuleBytes, gemmScratchBytes } from "./gemm_wasm.ts";
 import { contiguousView, type View } from "./index_map.ts";
@@ -37,13 +37,15 @@ export interface ExecutableStats {
   matmuls: number;
   /** Matmuls split across `threads` threads (the pool's, when used). */
   threadedMatmuls: number;
+  /** Wasm loops split across threads. */
+  threadedLoops: number;
   threads: number;
   fallbacks: number;
   arenaBytes: number;
 }
 
 export interface FusedOptions {
-  /** Split large matmuls across the GemmPool's threads (default true when it has any). */
+  /** Split large matmuls and fused loops across the WorkerPool's threads (default true). */
   threads?: boolean;
   /** Run eligible elementwise groups as wasm SIMD (default true); false keeps JS loops. */
   wasm?: boolean;
@@ -63,7 +65,39 @@ const MAX_ARENA_BYTES = 4 * 2 ** 30 - 2 ** 26;
 export class ArenaTooLarge extends Error {}
 
 /** Workers drop the memory of executables that were garbage-collected without dispose(). */
-const POOL_CLEANUP = new FinalizationRegistry<number>((id) => GemmPool.shared()?.unregister(id));
+const POOL_CLEANUP = new FinalizationRegistry<number>((id) => WorkerPool.shared()?.unregister(id));
+
+/** Fused loops below this many elements run on one thread. */
+const LOOP_SPLIT_MIN_ELEMENTS = 1 << 17;
+
+/** Elementwise wasm loops over enough elements (reductions always run on one thread). */
+function splittable(ir: GroupIR): boolean {
+  return !ir.reduce && ir.root.size >= LOOP_SPLIT_MIN_ELEMENTS && ir.dims[0] > 1;
+}
+
+/** Task records cutting a wasm loop's split dim [0, extent) into `threads` ranges. */
+function loopSlices(
+  fn: number,
+  args: number[],
+  extent: number,
+  threads: number,
+): Int32Array[] | null {
+  if (args.length > MAX_FUSED_ARGS) return null;
+  const slices: Int32Array[] = [];
+  // ranges in multiples of 16 so that vector loops start aligned
+  const step = Math.ceil(extent / threads / 16) * 16;
+  for (let lo = 0; lo < extent; lo += step) {
+    const t = new Int32Array(TASK_INTS);
+    t[F.kind] = KIND_FUSED;
+    t[FUSED.fn] = fn;
+    t[FUSED.nargs] = args.length;
+    args.forEach((a, i) => (t[FUSED.args + i] = a));
+    t[F.q0] = lo;
+    t[F.q1] = Math.min(extent, lo + step);
+    slices.push(t);
+  }
+  return slices.length > 1 ? slices : null;
+}
 
 function dotFlops(l: ReturnType<typeof dotLayout>): number {
   return 2 * l.m * l.n * l.k * l.batch.reduce((a, b) => a * b, 1);
@@ -78,7 +112,7 @@ export class FusedExecutable implements Executable {
   readonly #details: string[] = [];
   readonly #inputs: { index: number; view: TypedArray }[] = [];
   readonly #tensor: (p: number) => HostTensor;
-  #pool: GemmPool | null = null;
+  #pool: WorkerPool | null = null;
   #poolReady: Promise<number | null> | null = null;
   #poolId: number | null = null;
   /** Profile per step (kind, op, shape, position) instead of per kind. */
@@ -161,9 +195,10 @@ export class FusedExecutable implements Executable {
     );
     const { offsets, size } = planArena(reqs);
     // Threads only pay off for large matmuls: use the pool when one is worth splitting.
-    const pool = (opts.threads ?? true) &&
-        pending.some((s) => s.dot && dotFlops(s.dot.layout) >= DOT_SPLIT_MIN_FLOPS)
-      ? GemmPool.shared()
+    const worthSplitting = (s: Pending) =>
+      s.dot ? dotFlops(s.dot.layout) >= DOT_SPLIT_MIN_FLOPS : !!s.wasm && splittable(s.ir!);
+    const pool = (opts.threads ?? true) && pending.some(worthSplitting)
+      ? WorkerPool.shared()
       : null;
     const threads = pool?.threads ?? 1;
     // memory: [exp table][gemm scratch per thread][arena]
@@ -208,13 +243,14 @@ export class FusedExecutable implements Executable {
 
     // ---- wasm SIMD for eligible elementwise groups, JS loops for the rest
     const wasmIrs = pending.filter((s) => s.wasm).map((s) => s.ir!);
-    const wasmFns = buildWasmGroups(wasmIrs, memory, 0, shared);
+    const wasm = buildWasmGroups(wasmIrs, memory, 0, shared);
     const module = gemmModule(shared);
     const gemm = new WebAssembly.Instance(module, { env: { memory } }).exports.gemm as GemmFn;
     if (pool) {
       this.#pool = pool;
-      this.#poolReady = pool.register(memory, module);
+      this.#poolReady = pool.register(memory, module, wasm.module);
     }
+    let threadedLoops = 0;
     let threadedMatmuls = 0;
     const threading = {
       pool,
@@ -227,10 +263,22 @@ export class FusedExecutable implements Executable {
       const staging = stagingSlots[i].map((slot) => arenaBase + offsets[slot]);
       let step: Step;
       let name: string;
-      if (s.ir && wasmFns.has(s.ir)) {
-        const fn = wasmFns.get(s.ir)!;
+      if (s.ir && wasm.fns.has(s.ir)) {
+        const { fn, name: exportName, extent } = wasm.fns.get(s.ir)!;
         const args = [addressOf(s.p), ...s.ir.leaves.map(addressOf), ...staging];
-        step = () => fn(...args);
+        const slices = pool && splittable(s.ir)
+          ? loopSlices(Number(exportName.slice(1)), args, extent, pool.threads)
+          : null;
+        const whole = [...args, 0, extent];
+        if (slices) {
+          threadedLoops++;
+          const local = (r: Int32Array) => fn(...args, r[F.q0], r[F.q1]);
+          step = () => {
+            const id = this.#poolId;
+            if (id !== null) pool!.run(id, slices, local);
+            else fn(...whole);
+          };
+        } else step = () => fn(...whole);
         name = `wasm:${t.prim}`;
       } else if (s.ir) {
         const k = jsKernel(s.ir);
@@ -274,6 +322,7 @@ export class FusedExecutable implements Executable {
       wasmReductions: pending.filter((s) => s.wasm && s.ir!.reduce).length,
       matmuls: count("dot"),
       threadedMatmuls,
+      threadedLoops,
       threads,
       fallbacks: count("fallback"),
       arenaBytes: total,

@@ -1,12 +1,23 @@
 /**
- * One slice of a batched GEMM, as a record of i32s in shared memory: the main thread and the
- * GEMM workers (gemm_worker.ts) run the same slices of one dot_general side by side.
+ * Work slices as records of i32s in shared memory: the main thread and the workers
+ * (worker.ts) run slices of one step side by side. A slice is a range of batch items (or
+ * rows / columns) of a GEMM, or a range of the split dim of a fused wasm loop.
  */
 
 /** Ints per task record. */
 export const TASK_INTS = 32;
 /** At most this many (merged) batch dims can be split across threads. */
 export const MAX_TASK_BATCH_DIMS = 3;
+
+export const KIND_GEMM = 0;
+/**
+ * A fused loop: function `fn` of the registered fused module (export `g<fn>`), `nargs` byte
+ * addresses from `args`, over [q0, q1) of its split dim.
+ */
+export const KIND_FUSED = 1;
+export const FUSED = { fn: 6, nargs: 7, args: 8 } as const;
+/** Fused loops with more arguments than a record holds run on one thread. */
+export const MAX_FUSED_ARGS = 31 - 8;
 
 /** Field offsets within a task record. */
 export const F = {
@@ -16,6 +27,8 @@ export const F = {
   /** Nonzero when the worker failed (then `done` is still set, so the main thread wakes). */
   error: 2,
   memory: 3,
+  /** KIND_GEMM or KIND_FUSED. */
+  kind: 31,
   q0: 4,
   q1: 5,
   a: 6,
@@ -71,4 +84,17 @@ export function runGemmTask(gemm: GemmFn, t: Int32Array, o: number): void {
     }
     gemm(ao, sam, sak, bo, sbk, sbn, co, ldc, m, n, k, scratch, 0);
   }
+}
+
+/** Runs a fused-loop slice with the export table of the fused module. */
+export function runFusedTask(
+  fns: Record<string, unknown>,
+  t: Int32Array,
+  o: number,
+): void {
+  const fn = fns[`g${t[o + FUSED.fn]}`] as (...a: number[]) => void;
+  const args: number[] = [];
+  for (let i = 0; i < t[o + FUSED.nargs]; i++) args.push(t[o + FUSED.args + i] >>> 0);
+  args.push(t[o + F.q0], t[o + F.q1]);
+  fn(...args);
 }

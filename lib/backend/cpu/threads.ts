@@ -1,25 +1,25 @@
 /**
- * A pool of GEMM worker threads for the CPU backend. Large matmuls are cut into slices (batch
- * items, or rows / columns); the calling thread runs the first slice while each worker runs
- * one more, all on the same shared wasm memory. Workers are unref'd, so an idle pool never
+ * A pool of worker threads for the CPU backend. Large matmuls are cut into slices (batch
+ * items, or rows / columns), large fused loops into ranges; the calling thread runs the
+ * first slice while each worker runs one more, all on the same shared wasm memory. Workers are unref'd, so an idle pool never
  * keeps the process alive. Thread count: DEIT3_CPU_THREADS, else navigator.hardwareConcurrency
  * (at most 8); 1 disables the pool.
  */
 import { Worker } from "node:worker_threads";
-import { F, type GemmFn, runGemmTask, TASK_INTS } from "./gemm_task.ts";
+import { F, TASK_INTS } from "./tasks.ts";
 
 /** Wait this long for a slice before declaring the worker lost. */
 const TASK_TIMEOUT_MS = 300_000;
 /** Wait this long for workers to load a memory. */
 const REGISTER_TIMEOUT_MS = 30_000;
 
-export class GemmPool {
-  static #shared: GemmPool | null | undefined;
+export class WorkerPool {
+  static #shared: WorkerPool | null | undefined;
 
   /** The process-wide pool, or null on one core (or when workers cannot start). */
-  static shared(): GemmPool | null {
-    if (GemmPool.#shared === undefined) GemmPool.#shared = GemmPool.#create();
-    return GemmPool.#shared;
+  static shared(): WorkerPool | null {
+    if (WorkerPool.#shared === undefined) WorkerPool.#shared = WorkerPool.#create();
+    return WorkerPool.#shared;
   }
 
   /** Threads that run slices: the caller plus the workers. */
@@ -39,33 +39,38 @@ export class GemmPool {
         if (m.type === "registered") this.#acks.get(m.id)?.();
       });
       w.on("error", (e: unknown) => {
-        this.#broken = `GEMM worker failed: ${e instanceof Error ? e.message : e}`;
+        this.#broken = `worker thread failed: ${e instanceof Error ? e.message : e}`;
       });
       w.postMessage({ type: "start", control: this.#control.buffer, slot });
     });
   }
 
-  static #create(): GemmPool | null {
+  static #create(): WorkerPool | null {
     const threads = threadCount();
     if (threads <= 1) return null;
     try {
-      const url = new URL("./gemm_worker.ts", import.meta.url);
+      const url = new URL("./worker.ts", import.meta.url);
       const workers = Array.from({ length: threads - 1 }, () => {
         const w = new Worker(url);
         w.unref();
         return w;
       });
-      return new GemmPool(workers);
+      return new WorkerPool(workers);
     } catch {
       return null; // no permission to start workers, or no worker support
     }
   }
 
   /**
-   * Loads the GEMM module on `memory` in every worker. Resolves to the memory's id once all
-   * have it, or to null if they fail to (then run everything on the calling thread).
+   * Loads the GEMM and fused-loop modules on `memory` in every worker. Resolves to the
+   * memory's id once all have them, or to null if they fail to (then run everything on the
+   * calling thread).
    */
-  register(memory: WebAssembly.Memory, module: WebAssembly.Module): Promise<number | null> {
+  register(
+    memory: WebAssembly.Memory,
+    gemm: WebAssembly.Module,
+    fused: WebAssembly.Module | null,
+  ): Promise<number | null> {
     const id = this.#nextId++;
     let left = this.#workers.length;
     return new Promise((resolve) => {
@@ -79,7 +84,7 @@ export class GemmPool {
         this.#acks.delete(id);
         resolve(this.#broken ? null : id);
       });
-      for (const w of this.#workers) w.postMessage({ type: "register", id, memory, module });
+      for (const w of this.#workers) w.postMessage({ type: "register", id, memory, gemm, fused });
     });
   }
 
@@ -88,10 +93,10 @@ export class GemmPool {
   }
 
   /**
-   * Runs slice 0 on this thread with `gemm` and slice i on worker i-1, and returns when all
-   * are done. Slices are task records (gemm_task.ts) for the memory registered as `id`.
+   * Runs slice 0 on this thread (with `local`) and slice i on worker i-1, and returns when all
+   * are done. Slices are task records (tasks.ts) for the memory registered as `id`.
    */
-  run(id: number, gemm: GemmFn, slices: Int32Array[]): void {
+  run(id: number, slices: Int32Array[], local: (slice: Int32Array) => void): void {
     const t = this.#control;
     const seqs: number[] = [];
     for (let i = 1; i < slices.length; i++) {
@@ -101,7 +106,7 @@ export class GemmPool {
       seqs.push(Atomics.add(t, o + F.seq, 1) + 1);
       Atomics.notify(t, o + F.seq);
     }
-    runGemmTask(gemm, slices[0], 0);
+    local(slices[0]);
     for (let i = 1; i < slices.length; i++) {
       const o = (i - 1) * TASK_INTS;
       const start = performance.now();
@@ -110,10 +115,10 @@ export class GemmPool {
         if (done === seqs[i - 1]) break;
         Atomics.wait(t, o + F.done, done, 100);
         if (this.#broken || performance.now() - start > TASK_TIMEOUT_MS) {
-          throw new Error(`cpu: ${this.#broken ?? "a GEMM worker did not answer"}`);
+          throw new Error(`cpu: ${this.#broken ?? "a worker thread did not answer"}`);
         }
       }
-      if (t[o + F.error]) throw new Error("cpu: a GEMM worker failed on its slice");
+      if (t[o + F.error]) throw new Error("cpu: a worker thread failed on its slice");
     }
   }
 }

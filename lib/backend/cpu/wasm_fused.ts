@@ -10,7 +10,14 @@ import type { GroupIR, Ref } from "./fused_ir.ts";
 import { buildModule, FuncBuilder, type Local, OP, SIMD } from "./wasm_emit.ts";
 import { emitExp, emitTanh, type MathTemps, mathTemps } from "./wasm_math.ts";
 
-type WasmGroupFn = (...addresses: number[]) => void;
+/** A compiled group: `(out, ...leaves, [acc,] lo, hi)`, byte addresses then a split range. */
+export type WasmGroupFn = (...args: number[]) => void;
+
+export interface WasmGroups {
+  module: WebAssembly.Module | null;
+  /** Per group: its function, export name and the extent of its split dim (see below). */
+  fns: Map<GroupIR, { fn: WasmGroupFn; name: string; extent: number }>;
+}
 
 const OPS = new Set<Primitive>([
   Primitive.Add,
@@ -62,17 +69,20 @@ export function wasmEligible(ir: GroupIR, transcendentals = false): boolean {
 }
 
 /**
- * Compiles the groups into one module over `memory`; returns a function per group taking
- * the byte addresses of its output and leaves. Identical loop bodies share one function.
+ * Compiles the groups into one module over `memory`; each function takes the byte addresses
+ * of its output and leaves (and, for reductions, of an f64 accumulator), then a range
+ * [lo, hi) of the split dim: the first loop dim, or the only one. Elementwise groups may be
+ * cut along it across threads; reductions always take the whole range. Identical loop bodies
+ * share one function.
  */
 export function buildWasmGroups(
   irs: GroupIR[],
   memory: WebAssembly.Memory,
   expTable: number,
   shared = false,
-): Map<GroupIR, WasmGroupFn> {
-  const out = new Map<GroupIR, WasmGroupFn>();
-  if (irs.length === 0) return out;
+): WasmGroups {
+  const fns = new Map<GroupIR, { fn: WasmGroupFn; name: string; extent: number }>();
+  if (irs.length === 0) return { module: null, fns };
   const funcs: FuncBuilder[] = [];
   const byBody = new Map<string, number>();
   const index = irs.map((ir) => {
@@ -86,10 +96,15 @@ export function buildWasmGroups(
     }
     return i;
   });
-  const bytes = buildModule(funcs, { minPages: 1, maxPages: 65536, shared });
-  const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
-  irs.forEach((ir, k) => out.set(ir, inst.exports[funcs[index[k]].name] as WasmGroupFn));
-  return out;
+  const module = new WebAssembly.Module(
+    buildModule(funcs, { minPages: 1, maxPages: 65536, shared }),
+  );
+  const inst = new WebAssembly.Instance(module, { env: { memory } });
+  irs.forEach((ir, k) => {
+    const name = funcs[index[k]].name;
+    fns.set(ir, { fn: inst.exports[name] as WasmGroupFn, name, extent: ir.dims[0] });
+  });
+  return { module, fns };
 }
 
 function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
@@ -97,8 +112,11 @@ function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
     "i32",
     ...ir.leaves.map(() => "i32" as const),
     ...(ir.reduce ? ["i32" as const] : []),
+    "i32",
+    "i32",
   ]);
   const [outAddr, ...leafAddr] = f.params;
+  const lo = f.params[f.params.length - 2], hi = f.params[f.params.length - 1];
   const { dims, lins, stmts, invariant } = ir;
   const inner = dims.length - 1;
   const n = dims[inner];
@@ -133,7 +151,7 @@ function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
   // Reductions accumulate in f64 (as the reference) in a scratch buffer, one lane per output,
   // in the domain's row-major order: each output sums its inputs in the reference's order.
   const reduce = ir.reduce;
-  const accAddr = reduce ? f.params[f.params.length - 1] : null;
+  const accAddr = reduce ? f.params[f.params.length - 3] : null;
   const isMax = ir.root.prim === Primitive.ReduceMax;
   const accI = f.local("i32"), accV = f.local("v128"), accS = f.local("f64");
   const combineVector = () => {
@@ -172,9 +190,15 @@ function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
       f.set(vector[i]);
     });
     // vector loop over whole groups of 4, then a scalar tail
-    f.i32(0).set(j);
+    // the split dim is the inner loop when there is only one
+    const split = inner === 0 && !reduce;
+    const end = () => (split ? f.get(hi) : f.i32(n));
+    if (split) f.get(lo).set(j);
+    else f.i32(0).set(j);
     f.block(() => {
-      f.get(j).i32(4).op(OP.i32Add).i32(n).op(OP.i32GtS).emit(OP.brIf, 0);
+      f.get(j).i32(4).op(OP.i32Add);
+      end();
+      f.op(OP.i32GtS).emit(OP.brIf, 0);
       f.loop(() => {
         f.get(j).i32(2).op(OP.i32Shl).set(j4);
         stmts.forEach((_, i) => invariant[i] || vectorStmt(i));
@@ -197,11 +221,15 @@ function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
           f.simdMem(SIMD.v128Store, 0);
         }
         f.addTo(j, 4);
-        f.get(j).i32(4).op(OP.i32Add).i32(n).op(OP.i32LeS).emit(OP.brIf, 0);
+        f.get(j).i32(4).op(OP.i32Add);
+        end();
+        f.op(OP.i32LeS).emit(OP.brIf, 0);
       });
     });
     f.block(() => {
-      f.get(j).i32(n).op(OP.i32GeS).emit(OP.brIf, 0);
+      f.get(j);
+      end();
+      f.op(OP.i32GeS).emit(OP.brIf, 0);
       f.loop(() => {
         f.get(j).i32(2).op(OP.i32Shl).set(j4);
         stmts.forEach((_, i) => invariant[i] || scalarStmt(i));
@@ -218,14 +246,17 @@ function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
           f.mem(OP.f32Store, 2);
         }
         f.addTo(j, 1);
-        f.get(j).i32(n).op(OP.i32LtS).emit(OP.brIf, 0);
+        f.get(j);
+        end();
+        f.op(OP.i32LtS).emit(OP.brIf, 0);
       });
     });
   };
 
   const nest = (d: number) => {
     if (d === inner) return body();
-    f.forRange(counters[d], 0, dims[d], 1, () => nest(d + 1));
+    if (d === 0 && !reduce) f.forRange(counters[d], lo, hi, 1, () => nest(d + 1));
+    else f.forRange(counters[d], 0, dims[d], 1, () => nest(d + 1));
   };
   const outSize = ir.root.size;
   if (reduce) {
