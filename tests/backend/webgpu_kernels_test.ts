@@ -238,3 +238,39 @@ Deno.test({
     assertEquals([out.data[0], out.data[65535 * 64], out.data[n - 1]], [0, 65535 * 64, n - 1]);
   },
 });
+
+Deno.test({
+  name: "webgpu: vec4 map kernels (broadcasts keeping or dropping the last dim, lanes, helpers)",
+  ...opts,
+  fn: async () => {
+    const x = rand([64, 32], 16), bias = rand([32], 17), col = rand([64, 1], 18);
+    // NaN lanes exercise the vec4 max/min helpers.
+    const y = { ...rand([64, 32], 19) };
+    (y.data as Float32Array)[5] = NaN;
+    await sameAsCpu(
+      (a, b, c, d) => {
+        const t = ops.add(ops.mul(a, ops.broadcastTo(b, [64, 32])), ops.broadcastTo(c, [64, 32]));
+        const u = ops.add(ops.tanh(t), ops.erf(ops.mul(t, 0.5)));
+        const v = ops.maximum(ops.minimum(u, d), ops.transpose(ops.reshape(a, [32, 64]), [1, 0]));
+        return ops.where(ops.gt(v, 0.1), ops.mul(v, 2), ops.sub(ops.exp(v), 1));
+      },
+      [x, bias, col, y],
+      1e-6,
+      [gpu],
+    );
+    // Integer paths: u8 wraps, int division by zero, converts with and without lanes.
+    const n = 1024;
+    const a8 = hostTensor([n], "u8", Array.from({ length: n }, (_, i) => (i * 37) % 256));
+    const b8 = hostTensor([n], "u8", Array.from({ length: n }, (_, i) => (i * 11) % 256));
+    await sameAsCpu((p, q) => ops.add(ops.mul(p, q), ops.shiftLeft(p, 3)), [a8, b8], 0, [gpu]);
+    await sameAsCpu(
+      (p, q) => ops.div(ops.convert(p, "i32"), ops.convert(q, "i32")),
+      [a8, b8],
+      0,
+      [gpu],
+    );
+    const f = hostTensor([n], "f32", Array.from({ length: n }, (_, i) => (i - 500) * 7.3));
+    await sameAsCpu((p) => ops.convert(p, "u8"), [f], 0, [gpu]);
+    await sameAsCpu((p) => ops.convert(ops.convert(p, "i32"), "f32"), [f], 0, [gpu]);
+  },
+});

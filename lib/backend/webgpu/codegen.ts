@@ -7,7 +7,7 @@
 import { numel } from "../../ir/host_tensor.ts";
 import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
-import { ExprBuilder, FlatIndex, type KernelContext } from "./expr.ts";
+import { ExprBuilder, FlatIndex, indexKey, type KernelContext, VecIndex } from "./expr.ts";
 import { helperSource } from "./helpers.ts";
 import {
   normalizeDot,
@@ -52,32 +52,69 @@ export function generateKernel(k: KernelPlan, t: Tuning): GeneratedKernel {
 }
 
 function mapKernel(k: KernelPlan, t: Tuning): GeneratedKernel {
-  const { roots } = k;
-  const size = roots[0].size;
-  const known = new Map<number, string>();
-  const b = new ExprBuilder(context(k, undefined, known));
+  const size = k.roots[0].size;
   const wg = t.workgroupSize;
+  // Four elements per thread with vec4 loads and stores when the sizes allow.
+  if (size % 4 === 0 && size >= 4 * wg) {
+    const candidates = new Set(
+      k.reads.filter((n) => n.size % 4 === 0 && n.size > 1).map((n) => readName(k, n)),
+    );
+    // First pass: which reads get vec4 loads; second pass: declare only those as vec4.
+    const first = mapBody(k, candidates, true, wg);
+    return mapBody(k, first.vecLoads, true, wg).kernel;
+  }
+  return mapBody(k, new Set(), false, wg).kernel;
+}
+
+function mapBody(
+  k: KernelPlan,
+  vecReads: Set<string>,
+  vector: boolean,
+  wg: number,
+): { kernel: GeneratedKernel; vecLoads: Set<string> } {
+  const { roots } = k;
+  const known = new Map<number, string>();
+  const written = new Map<number, string>();
+  const vec4 = new Set(vecReads);
+  if (vector) roots.forEach((_, i) => vec4.add(`buf${i}`));
+  const base = context(k);
+  const b = new ExprBuilder({
+    binding: (n) => written.get(n.id) ?? base.binding(n),
+    known,
+    ownKey: indexKey(vector ? new VecIndex("g") : new FlatIndex("g")),
+    vec4,
+  });
   b.emit(`let g = gid.x + gid.y * (nwg.x * ${wg}u);`);
   b.emit(`if (g >= arrayLength(&buf0)) { return; }`);
   roots.forEach((root, i) => {
-    const v = b.value(root, new FlatIndex("g"));
+    const v = b.value(root, vector ? new VecIndex("g") : new FlatIndex("g"));
     b.emit(`buf${i}[g] = ${v};`);
     known.set(root.id, v);
+    written.set(root.id, `buf${i}`);
   });
   const code = [
-    header(k, b),
+    bindingDecls(k, vec4),
+    helperSource(b.helpers),
     `@compute @workgroup_size(${wg})`,
     `fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {`,
     b.code(),
     `}`,
   ].join("\n");
+  const threads = vector ? roots[0].size / 4 : roots[0].size;
   return {
-    code,
-    bindings: [...roots, ...k.reads],
-    outputs: roots.length,
-    workgroups: grid(Math.ceil(size / wg)),
-    label: label(k),
+    kernel: {
+      code,
+      bindings: [...roots, ...k.reads],
+      outputs: roots.length,
+      workgroups: grid(Math.ceil(threads / wg)),
+      label: label(k) + (vector ? "/vec4" : ""),
+    },
+    vecLoads: b.vecLoads,
   };
+}
+
+function readName(k: KernelPlan, n: Tensor): string {
+  return `buf${k.roots.length + k.reads.indexOf(n)}`;
 }
 
 function reduceKernel(k: KernelPlan, core: Tensor, t: Tuning): GeneratedKernel {
@@ -196,10 +233,13 @@ function dotKernel(k: KernelPlan, dot: Tensor, t: Tuning): GeneratedKernel {
     // A vec4 binding must be the operand's only use in the kernel.
     const vecOk = (v: OperandAccess["view"], other: OperandAccess["view"]) =>
       v && !inEpilogue.has(v.buf) && other?.buf !== v.buf;
-    let vecA: string | undefined, vecB: string | undefined;
-    if (vecOk(a.view, b.view) && vec4Able(a.view!, "inner", dims.K)) vecA = a.view!.buf;
+    let vecA: { buf: string; along: "k" | "m" } | undefined, vecB: string | undefined;
+    if (vecOk(a.view, b.view)) {
+      if (vec4Able(a.view!, "inner", dims.K)) vecA = { buf: a.view!.buf, along: "k" };
+      else if (vec4Able(a.view!, "outer", dims.M)) vecA = { buf: a.view!.buf, along: "m" };
+    }
     if (vecOk(b.view, a.view) && vec4Able(b.view!, "outer", dims.N)) vecB = b.view!.buf;
-    for (const v of [vecA, vecB]) if (v) vec4.add(v);
+    for (const v of [vecA?.buf, vecB]) if (v) vec4.add(v);
     body = registerMatmul(dims, a, b, store, vecA, vecB);
   } else body = tiledMatmul(dims, a, b, store, t.maxWorkgroupStorage, t.maxTile);
   const code = [bindingDecls(k, vec4), helperSource(helpers), a.decls, b.decls, epilogue, body.code]
@@ -225,15 +265,18 @@ function context(
 
 function bindingDecls(k: KernelPlan, vec4 = new Set<string>()): string {
   const lines: string[] = [];
+  const typeOf = (n: Tensor, name: string) =>
+    vec4.has(name) ? `vec4<${wgslType(n.dtype)}>` : wgslType(n.dtype);
   k.roots.forEach((n, i) =>
     lines.push(
-      `@group(0) @binding(${i}) var<storage, read_write> buf${i}: array<${wgslType(n.dtype)}>;`,
+      `@group(0) @binding(${i}) var<storage, read_write> buf${i}: array<${typeOf(n, `buf${i}`)}>;`,
     )
   );
   k.reads.forEach((n, i) => {
     const j = k.roots.length + i;
-    const type = vec4.has(`buf${j}`) ? "vec4f" : wgslType(n.dtype);
-    lines.push(`@group(0) @binding(${j}) var<storage, read> buf${j}: array<${type}>;`);
+    lines.push(
+      `@group(0) @binding(${j}) var<storage, read> buf${j}: array<${typeOf(n, `buf${j}`)}>;`,
+    );
   });
   return lines.join("\n");
 }

@@ -1,14 +1,18 @@
 /**
- * The WGSL rule table: for each primitive, the expression computing one element at a
- * multi-dim index, in terms of its inputs' values (through `ExprBuilder.value`). This table is
- * the WebGPU twin of lib/backend/cpu/kernels.ts and follows its semantics: integer ops wrap,
- * u8/bool arithmetic wraps at 8 bits, shifts >= 32 give 0, integer division by zero gives -1,
- * max/min propagate NaN, convert truncates and saturates.
+ * The WGSL rule table: for each primitive, the expression computing its value at an index, in
+ * terms of its inputs' values (through `ExprBuilder.value`). This table is the WebGPU twin of
+ * lib/backend/cpu/kernels.ts and follows its semantics: integer ops wrap, u8/bool arithmetic
+ * wraps at 8 bits, shifts >= 32 give 0, integer division by zero gives -1, max/min propagate
+ * NaN, convert truncates and saturates.
+ *
+ * At a `VecIndex` (four consecutive flat elements) elementwise rules emit the same code over
+ * vec4 types; movement ops either map the vec4 to their input (reshape, broadcasts that keep
+ * or drop the last dim) or fall back to four scalar lanes.
  */
 import type { DType } from "../../ir/dtype.ts";
 import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
-import { type ExprBuilder, type Index, isFlat } from "./expr.ts";
+import { type ExprBuilder, FlatIndex, type Index, isFlat, isVec, VecIndex } from "./expr.ts";
 import { literal, wgslType } from "./storage.ts";
 
 export type Emitter = (b: ExprBuilder, n: Tensor, idx: Index) => string;
@@ -19,18 +23,21 @@ export const EMITTERS: { [K in Primitive]: Emitter } = {
   [Primitive.Input]: (_b, n) => {
     throw new Error(`webgpu: input ${n} has no storage binding in this kernel`);
   },
-  [Primitive.Constant]: (_b, n) => {
+  [Primitive.Constant]: (_b, n, idx) => {
     const v = (n.params as P<Primitive.Constant>).value;
     if (v.data.length !== 1) throw new Error(`webgpu: constant ${n} has no storage binding`);
-    return literal(v.data[0], n.dtype);
+    return lit(idx, v.data[0], n.dtype);
   },
   [Primitive.Iota]: (b, n, idx) => {
+    if (isVec(idx)) return lanes(b, n, idx);
     const i = b.dims(idx, n.shape)[(n.params as P<Primitive.Iota>).axis];
     return wgslType(n.dtype) === "u32" ? i : `${wgslType(n.dtype)}(${i})`;
   },
   [Primitive.Neg]: (b, n, idx) => {
     const x = b.value(n.inputs[0], idx);
-    return wgslType(n.dtype) === "u32" ? narrow(n.dtype, `0u - ${x}`) : `-${x}`;
+    return wgslType(n.dtype) === "u32"
+      ? narrow(idx, n.dtype, `${lit(idx, 0, n.dtype)} - ${x}`)
+      : `-${x}`;
   },
   [Primitive.Exp]: float1("exp"),
   [Primitive.Log]: float1("log"),
@@ -40,28 +47,30 @@ export const EMITTERS: { [K in Primitive]: Emitter } = {
   [Primitive.Erf]: float1("f32_erf"),
   [Primitive.Not]: (b, n, idx) => {
     const x = b.value(n.inputs[0], idx);
-    if (n.dtype === "bool") return `select(0u, 1u, ${x} == 0u)`;
-    return narrow(n.dtype, `~${x}`);
+    if (n.dtype === "bool") {
+      return `select(${lit(idx, 0, "u32")}, ${lit(idx, 1, "u32")}, ${x} == ${lit(idx, 0, "u32")})`;
+    }
+    return narrow(idx, n.dtype, `~${x}`);
   },
   [Primitive.StopGradient]: (b, n, idx) => b.value(n.inputs[0], idx),
   [Primitive.AllReduceSum]: (b, n, idx) => b.value(n.inputs[0], idx), // one replica
-  [Primitive.Convert]: (b, n, idx) =>
-    convert(b, b.value(n.inputs[0], idx), n.inputs[0].dtype, n.dtype),
+  [Primitive.Convert]: (b, n, idx) => {
+    const from = n.inputs[0].dtype, to = n.dtype;
+    if (isVec(idx)) {
+      const v = vecConvert(idx, from, to, () => b.value(n.inputs[0], idx));
+      return v ?? lanes(b, n, idx);
+    }
+    return convert(b, b.value(n.inputs[0], idx), from, to);
+  },
   [Primitive.Add]: arith("+"),
   [Primitive.Sub]: arith("-"),
   [Primitive.Mul]: arith("*"),
   [Primitive.Div]: (b, n, idx) => {
     const [x, y] = operands(b, n, idx);
-    switch (n.dtype) {
-      case "f32":
-        return `${x} / ${y}`;
-      case "i32":
-        return `select(-1i, ${x} / ${y}, ${y} != 0i)`;
-      case "u32":
-        return `select(4294967295u, ${x} / ${y}, ${y} != 0u)`;
-      default:
-        return `select(255u, ${x} / ${y}, ${y} != 0u)`;
-    }
+    if (n.dtype === "f32") return `${x} / ${y}`;
+    const byZero = n.dtype === "i32" ? -1 : n.dtype === "u32" ? 4294967295 : 255;
+    const zero = lit(idx, 0, n.dtype);
+    return `select(${lit(idx, byZero, n.dtype)}, ${x} / ${y}, ${y} != ${zero})`;
   },
   [Primitive.Max]: minMax("max"),
   [Primitive.Min]: minMax("min"),
@@ -70,29 +79,31 @@ export const EMITTERS: { [K in Primitive]: Emitter } = {
     const op = { eq: "==", ne: "!=", lt: "<", le: "<=", gt: ">", ge: ">=" }[
       (n.params as P<Primitive.Compare>).direction
     ];
-    return `select(0u, 1u, ${x} ${op} ${y})`;
+    return `select(${lit(idx, 0, "u32")}, ${lit(idx, 1, "u32")}, ${x} ${op} ${y})`;
   },
   [Primitive.And]: bitwise("&"),
   [Primitive.Or]: bitwise("|"),
   [Primitive.Xor]: bitwise("^"),
   [Primitive.ShiftLeft]: (b, n, idx) => {
     const [x, y] = operands(b, n, idx);
-    const s = shiftAmount(n.dtype, y);
-    const zero = literal(0, n.dtype);
-    return `select(${zero}, ${narrow(n.dtype, `${x} << ${s}`)}, ${s} < 32u)`;
+    const s = shiftAmount(idx, n.dtype, y);
+    const shifted = narrow(idx, n.dtype, `${x} << ${s}`);
+    return `select(${lit(idx, 0, n.dtype)}, ${shifted}, ${s} < ${lit(idx, 32, "u32")})`;
   },
   [Primitive.ShiftRightLogical]: (b, n, idx) => {
     const [x, y] = operands(b, n, idx);
-    const s = shiftAmount(n.dtype, y);
-    const zero = literal(0, n.dtype);
-    const shifted = n.dtype === "i32" ? `bitcast<i32>(bitcast<u32>(${x}) >> ${s})` : `${x} >> ${s}`;
-    return `select(${zero}, ${shifted}, ${s} < 32u)`;
+    const s = shiftAmount(idx, n.dtype, y);
+    const u = isVec(idx) ? "vec4<u32>" : "u32", i = isVec(idx) ? "vec4<i32>" : "i32";
+    const shifted = n.dtype === "i32"
+      ? `bitcast<${i}>(bitcast<${u}>(${x}) >> ${s})`
+      : `${x} >> ${s}`;
+    return `select(${lit(idx, 0, n.dtype)}, ${shifted}, ${s} < ${lit(idx, 32, "u32")})`;
   },
   [Primitive.Select]: (b, n, idx) => {
     const p = b.value(n.inputs[0], idx);
     const x = b.value(n.inputs[1], idx);
     const y = b.value(n.inputs[2], idx);
-    return `select(${y}, ${x}, ${p} != 0u)`;
+    return `select(${y}, ${x}, ${p} != ${lit(idx, 0, "u32")})`;
   },
   [Primitive.ReduceSum]: (_b, n) => {
     throw new Error(`webgpu: reduction ${n} must be materialized or fused`);
@@ -103,16 +114,30 @@ export const EMITTERS: { [K in Primitive]: Emitter } = {
   [Primitive.DotGeneral]: (_b, n) => {
     throw new Error(`webgpu: dot_general ${n} must be materialized or fused`);
   },
-  // A reshape keeps the flat (row-major) order, so a flat index passes through unchanged.
+  // A reshape keeps the flat (row-major) order, so flat and vec4 indices pass through.
   [Primitive.Reshape]: (b, n, idx) =>
-    b.value(n.inputs[0], isFlat(idx) ? idx : reshapeIndex(b, idx, n)),
+    b.value(n.inputs[0], isFlat(idx) || isVec(idx) ? idx : reshapeIndex(b, idx, n)),
   [Primitive.BroadcastInDim]: (b, n, index) => {
-    const idx = b.dims(index, n.shape);
     const x = n.inputs[0];
     const { dims } = n.params as P<Primitive.BroadcastInDim>;
+    if (isVec(index)) {
+      const last = n.shape.length - 1, D = n.shape[last];
+      if (x.size === 1) return splat(x.dtype, b.value(x, x.shape.map(() => "0u")));
+      if (D % 4 !== 0) return lanes(b, n, index);
+      // The four elements share every index but the last.
+      const idx = b.unflatten(`4u * ${index.q}`, n.shape);
+      const inIdx = x.shape.map((d, i) => (d === 1 ? "0u" : idx[dims[i]]));
+      const keepsLast = dims[x.ndim - 1] === last && x.shape[x.ndim - 1] === D;
+      if (keepsLast) return b.value(x, new VecIndex(b.index(`${b.linear(inIdx, x.shape)} / 4u`)));
+      const dropsLast = !dims.includes(last) || x.shape[dims.indexOf(last)] === 1;
+      if (dropsLast) return splat(x.dtype, b.value(x, inIdx));
+      return lanes(b, n, index);
+    }
+    const idx = b.dims(index, n.shape);
     return b.value(x, x.shape.map((d, i) => (d === 1 ? "0u" : idx[dims[i]])));
   },
   [Primitive.Transpose]: (b, n, index) => {
+    if (isVec(index)) return lanes(b, n, index);
     const idx = b.dims(index, n.shape);
     const { perm } = n.params as P<Primitive.Transpose>;
     const inIdx = new Array<string>(perm.length);
@@ -120,6 +145,7 @@ export const EMITTERS: { [K in Primitive]: Emitter } = {
     return b.value(n.inputs[0], inIdx);
   },
   [Primitive.Slice]: (b, n, index) => {
+    if (isVec(index)) return lanes(b, n, index);
     const idx = b.dims(index, n.shape);
     const { start, strides } = n.params as P<Primitive.Slice>;
     return b.value(
@@ -131,6 +157,7 @@ export const EMITTERS: { [K in Primitive]: Emitter } = {
     );
   },
   [Primitive.Pad]: (b, n, index) => {
+    if (isVec(index)) return lanes(b, n, index);
     const idx = b.dims(index, n.shape);
     const x = n.inputs[0];
     const { low, value } = n.params as P<Primitive.Pad>;
@@ -153,6 +180,7 @@ export const EMITTERS: { [K in Primitive]: Emitter } = {
     return `select(${literal(value, n.dtype)}, ${inner}, ${conds.join(" && ")})`;
   },
   [Primitive.Concatenate]: (b, n, index) => {
+    if (isVec(index)) return lanes(b, n, index);
     const idx = b.dims(index, n.shape);
     // Branches, so each element computes only the operand it takes.
     const { axis } = n.params as P<Primitive.Concatenate>;
@@ -178,6 +206,27 @@ export const EMITTERS: { [K in Primitive]: Emitter } = {
     return out;
   },
 };
+
+/** The WGSL type of `dtype` values at `idx`: scalar, or vec4 at a VecIndex. */
+export function typeAt(idx: Index, dtype: DType): string {
+  return isVec(idx) ? `vec4<${wgslType(dtype)}>` : wgslType(dtype);
+}
+
+/** A literal, splatted to vec4 at a VecIndex. */
+function lit(idx: Index, v: number, dtype: DType): string {
+  const s = literal(v, dtype);
+  return isVec(idx) ? `vec4<${wgslType(dtype)}>(${s})` : s;
+}
+
+function splat(dtype: DType, scalar: string): string {
+  return `vec4<${wgslType(dtype)}>(${scalar})`;
+}
+
+/** Four scalar evaluations assembled into a vec4 (movement ops the vec4 path cannot map). */
+function lanes(b: ExprBuilder, n: Tensor, idx: VecIndex): string {
+  const vals = [0, 1, 2, 3].map((c) => b.value(n, new FlatIndex(b.index(`4u * ${idx.q} + ${c}u`))));
+  return `vec4<${wgslType(n.dtype)}>(${vals.join(", ")})`;
+}
 
 /** The index into a reshape's input, matching dims group by group (splits and merges). */
 function reshapeIndex(b: ExprBuilder, idx: readonly string[], n: Tensor): string[] {
@@ -226,8 +275,12 @@ function operands(b: ExprBuilder, n: Tensor, idx: Index): [string, string] {
 function float1(fn: string): Emitter {
   return (b, n, idx) => {
     checkFloat(n);
-    if (fn.startsWith("f32_")) b.helpers.add(fn);
-    return `${fn}(${b.value(n.inputs[0], idx)})`;
+    let name = fn;
+    if (fn.startsWith("f32_")) {
+      name = isVec(idx) ? `${fn}4` : fn;
+      b.helpers.add(name);
+    }
+    return `${name}(${b.value(n.inputs[0], idx)})`;
   };
 }
 
@@ -235,7 +288,7 @@ function arith(op: string): Emitter {
   return (b, n, idx) => {
     checkNotBf16(n);
     const [x, y] = operands(b, n, idx);
-    return narrow(n.dtype, `${x} ${op} ${y}`);
+    return narrow(idx, n.dtype, `${x} ${op} ${y}`);
   };
 }
 
@@ -251,18 +304,19 @@ function minMax(fn: "max" | "min"): Emitter {
     checkNotBf16(n);
     const [x, y] = operands(b, n, idx);
     if (n.dtype !== "f32") return `${fn}(${x}, ${y})`;
-    b.helpers.add(`f32_${fn}`);
-    return `f32_${fn}(${x}, ${y})`;
+    const name = isVec(idx) ? `f32_${fn}4` : `f32_${fn}`;
+    b.helpers.add(name);
+    return `${name}(${x}, ${y})`;
   };
 }
 
-function shiftAmount(dtype: DType, y: string): string {
-  return dtype === "i32" ? `bitcast<u32>(${y})` : y;
+function shiftAmount(idx: Index, dtype: DType, y: string): string {
+  return dtype === "i32" ? `bitcast<${isVec(idx) ? "vec4<u32>" : "u32"}>(${y})` : y;
 }
 
 /** u8 and bool results wrap at 8 bits, as the CPU backend's Uint8Array stores do. */
-function narrow(dtype: DType, expr: string): string {
-  return dtype === "u8" || dtype === "bool" ? `(${expr}) & 0xffu` : expr;
+function narrow(idx: Index, dtype: DType, expr: string): string {
+  return dtype === "u8" || dtype === "bool" ? `(${expr}) & ${lit(idx, 255, "u32")}` : expr;
 }
 
 function checkFloat(n: Tensor): void {
@@ -275,6 +329,31 @@ function checkNotBf16(n: Tensor): void {
   if (n.dtype === "bf16") {
     throw new Error(`webgpu: bf16 arithmetic is not supported (convert to f32 first): ${n}`);
   }
+}
+
+/** The vec4 conversions that need no per-lane helper; undefined for the others. */
+function vecConvert(
+  idx: Index,
+  from: DType,
+  to: DType,
+  x: () => string,
+): string | undefined {
+  if (from === "bf16" || to === "bf16") return undefined;
+  if (to === "f32") return from === "f32" ? x() : `vec4<f32>(${x()})`;
+  if (to === "bool") {
+    return `select(${lit(idx, 0, "u32")}, ${lit(idx, 1, "u32")}, ${x()} != ${lit(idx, 0, from)})`;
+  }
+  if (from === "f32") return undefined;
+  if (to === "i32") {
+    return from === "u32"
+      ? `vec4<i32>(min(${x()}, ${lit(idx, 2147483647, "u32")}))`
+      : `vec4<i32>(${x()})`;
+  }
+  if (to === "u32") return from === "i32" ? `vec4<u32>(max(${x()}, ${lit(idx, 0, "i32")}))` : x();
+  if (from === "i32") {
+    return `vec4<u32>(clamp(${x()}, ${lit(idx, 0, "i32")}, ${lit(idx, 255, "i32")}))`;
+  }
+  return from === "u32" ? `min(${x()}, ${lit(idx, 255, "u32")})` : x();
 }
 
 /** Convert with the CPU backend's rules: truncate toward zero, saturate, NaN -> 0. */

@@ -291,7 +291,14 @@ export class GpuExecutable implements Executable {
       layout: step.pipeline.getBindGroupLayout(0),
       entries: bufs.map((b, i) => ({
         binding: i,
-        resource: { buffer: b.buffer, size: Math.max(step.kernel.bindings[i].size, 1) * WORD },
+        // Outputs bind their exact size (kernels bound-check with arrayLength); reads round
+        // up to 16 bytes so they may be read as vec4 arrays.
+        resource: {
+          buffer: b.buffer,
+          size: i < step.kernel.outputs
+            ? Math.max(step.kernel.bindings[i].size, 1) * WORD
+            : Math.min(b.size, Math.ceil(Math.max(step.kernel.bindings[i].size, 1) / 4) * 16),
+        },
       })),
     });
     step.bindGroups.set(key, bg);

@@ -8,21 +8,35 @@
  */
 import { stridesOf } from "../../ir/host_tensor.ts";
 import type { Tensor } from "../../ir/tensor.ts";
-import { EMITTERS } from "./emitters.ts";
+import { EMITTERS, typeAt } from "./emitters.ts";
 import { wgslType } from "./storage.ts";
 
 /**
- * Where to evaluate a node: one u32 expression per dim, or a flat row-major offset. Flat
- * indices pass through elementwise ops and reshapes for free; other ops unflatten them.
+ * Where to evaluate a node: one u32 expression per dim, a flat row-major offset, or a vec4 of
+ * the four flat elements 4q..4q+3. Flat and vec4 indices pass through elementwise ops and
+ * reshapes for free; other ops unflatten them (or evaluate the four lanes one by one).
  */
-export type Index = readonly string[] | FlatIndex;
+export type Index = readonly string[] | FlatIndex | VecIndex;
 
 export class FlatIndex {
   constructor(readonly flat: string) {}
 }
 
+export class VecIndex {
+  constructor(readonly q: string) {}
+}
+
 export function isFlat(i: Index): i is FlatIndex {
   return i instanceof FlatIndex;
+}
+
+export function isVec(i: Index): i is VecIndex {
+  return i instanceof VecIndex;
+}
+
+/** The memo key of an index. */
+export function indexKey(i: Index): string {
+  return isFlat(i) ? `@${i.flat}` : isVec(i) ? `#${i.q}` : `[${i.join(",")}]`;
 }
 
 export interface KernelContext {
@@ -32,6 +46,10 @@ export interface KernelContext {
   core?: { node: Tensor; value: string };
   /** Values already computed at the kernel's own index (outputs of a multi-output kernel). */
   known?: Map<number, string>;
+  /** `indexKey` of the kernel's own index, where `known` values apply. */
+  ownKey?: string;
+  /** Bindings declared as arrays of vec4 (scalar reads index into the vec4). */
+  vec4?: Set<string>;
 }
 
 /** Emitted code grows with distinct (node, index) pairs; past this a kernel is unreasonable. */
@@ -39,6 +57,8 @@ const MAX_LINES = 20000;
 
 export class ExprBuilder {
   readonly helpers = new Set<string>();
+  /** Bindings read with vec4 loads. */
+  readonly vecLoads = new Set<string>();
   readonly #ctx: KernelContext;
   readonly #lines: string[] = [];
   readonly #scopes: Map<string, string>[] = [new Map()];
@@ -52,23 +72,25 @@ export class ExprBuilder {
   /** The value of `n` at `index`. */
   value(n: Tensor, index: Index): string {
     if (this.#ctx.core?.node === n) return this.#ctx.core.value;
+    const idx = isFlat(index) || isVec(index)
+      ? index
+      : index.map((e, i) => (n.shape[i] === 1 ? "0u" : e));
+    const ik = indexKey(idx);
     const known = this.#ctx.known?.get(n.id);
-    if (known !== undefined) return known;
-    const idx = isFlat(index) ? index : index.map((e, i) => (n.shape[i] === 1 ? "0u" : e));
-    const key = isFlat(idx) ? `v${n.id}@${idx.flat}` : `v${n.id}[${idx.join(",")}]`;
+    if (known !== undefined && ik === this.#ctx.ownKey) return known;
+    const key = `v${n.id}${ik}`;
     const hit = this.#lookup(key);
     if (hit !== undefined) return hit;
     const buf = this.#ctx.binding(n);
     let expr: string;
-    if (buf !== undefined) {
-      expr = `${buf}[${isFlat(idx) ? idx.flat : this.linear(idx, n.shape)}]`;
-    } else expr = EMITTERS[n.prim](this, n, idx);
+    if (buf !== undefined) expr = this.#load(buf, n, idx);
+    else expr = EMITTERS[n.prim](this, n, idx);
     if (isAtom(expr)) {
       this.#scopes[this.#scopes.length - 1].set(key, expr);
       return expr;
     }
     const name = this.fresh("v");
-    this.emit(`let ${name}: ${wgslType(n.dtype)} = ${expr};`);
+    this.emit(`let ${name}: ${typeAt(idx, n.dtype)} = ${expr};`);
     this.#scopes[this.#scopes.length - 1].set(key, name);
     return name;
   }
@@ -87,6 +109,7 @@ export class ExprBuilder {
 
   /** Per-dim index of `n`-shaped `index` (unflattening a flat one). */
   dims(index: Index, shape: readonly number[]): readonly string[] {
+    if (isVec(index)) throw new Error("webgpu: internal: per-dim index of a vec4 index");
     return isFlat(index) ? this.unflatten(index.flat, shape) : index;
   }
 
@@ -141,6 +164,21 @@ export class ExprBuilder {
 
   code(): string {
     return this.#lines.join("\n");
+  }
+
+  /** A load of stored `n` at `idx`: vec4 bindings serve vec4 indices and scalar lanes. */
+  #load(buf: string, n: Tensor, idx: Index): string {
+    const vec4 = this.#ctx.vec4?.has(buf) ?? false;
+    if (isVec(idx)) {
+      if (n.size === 1) return `vec4<${wgslType(n.dtype)}>(${buf}[0])`;
+      if (!vec4) throw new Error(`webgpu: internal: vec4 read of scalar binding ${buf}`);
+      this.vecLoads.add(buf);
+      return `${buf}[${idx.q}]`;
+    }
+    const at = isFlat(idx) ? idx.flat : this.linear(idx, n.shape);
+    if (!vec4) return `${buf}[${at}]`;
+    const i = this.index(at);
+    return `${buf}[${i} / 4u][${i} % 4u]`;
   }
 
   #lookup(key: string): string | undefined {

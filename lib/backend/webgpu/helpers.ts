@@ -18,9 +18,24 @@ const ERF_SERIES = Array.from({ length: 12 }, (_, n) => {
 /** tanh(x) = x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835 - 1382x^11/155925 for small |x|. */
 const TANH_SERIES = [1, -1 / 3, 2 / 15, -17 / 315, 62 / 2835, -1382 / 155925];
 
-function horner(coeffs: number[], v: string): string {
-  let s = f32Lit(coeffs[coeffs.length - 1]);
-  for (let i = coeffs.length - 2; i >= 0; i--) s = `fma(${s}, ${v}, ${f32Lit(coeffs[i])})`;
+/** erfc(x) = t exp(-x^2 + P(t)), t = 1 / (1 + x/2): Numerical Recipes' Chebyshev fit. */
+const ERFC_FIT = [
+  -1.26551223,
+  1.00002368,
+  0.37409196,
+  0.09678418,
+  -0.18628806,
+  0.27886807,
+  -1.13520398,
+  1.48851587,
+  -0.82215223,
+  0.17087277,
+];
+
+function horner(coeffs: number[], v: string, vec = false): string {
+  const c = (x: number) => (vec ? `vec4f(${f32Lit(x)})` : f32Lit(x));
+  let s = c(coeffs[coeffs.length - 1]);
+  for (let i = coeffs.length - 2; i >= 0; i--) s = `fma(${s}, ${v}, ${c(coeffs[i])})`;
   return s;
 }
 
@@ -68,25 +83,48 @@ const HELPERS: Record<string, Helper> = {
     return x * ${horner(ERF_SERIES, "x2")};
   }
   let t = 1.0f / (1.0f + 0.5f * a);
-  let p = ${
-      horner(
-        [
-          -1.26551223,
-          1.00002368,
-          0.37409196,
-          0.09678418,
-          -0.18628806,
-          0.27886807,
-          -1.13520398,
-          1.48851587,
-          -0.82215223,
-          0.17087277,
-        ],
-        "t",
-      )
-    };
+  let p = ${horner(ERFC_FIT, "t")};
   let y = t * exp(p - a * a);
   return select(1.0f - y, y - 1.0f, x < 0.0f);
+}`,
+  },
+  f32_isnan4: {
+    deps: [],
+    code: `fn f32_isnan4(x: vec4f) -> vec4<bool> {
+  return (bitcast<vec4u>(x) & vec4u(0x7fffffffu)) > vec4u(0x7f800000u);
+}`,
+  },
+  f32_max4: {
+    deps: ["f32_isnan4"],
+    code:
+      `fn f32_max4(a: vec4f, b: vec4f) -> vec4f { return select(b, a, f32_isnan4(a) | (a > b)); }`,
+  },
+  f32_min4: {
+    deps: ["f32_isnan4"],
+    code:
+      `fn f32_min4(a: vec4f, b: vec4f) -> vec4f { return select(b, a, f32_isnan4(a) | (a < b)); }`,
+  },
+  f32_tanh4: {
+    deps: [],
+    // f32_tanh on four lanes: both branches, then a per-lane select.
+    code: `fn f32_tanh4(x: vec4f) -> vec4f {
+  let a = abs(x);
+  let x2 = x * x;
+  let small = x * ${horner(TANH_SERIES, "x2", true)};
+  let t = 1.0f - 2.0f / (exp(2.0f * a) + 1.0f);
+  return select(select(t, -t, x < vec4f(0.0f)), small, a < vec4f(0.3f));
+}`,
+  },
+  f32_erf4: {
+    deps: [],
+    code: `fn f32_erf4(x: vec4f) -> vec4f {
+  let a = abs(x);
+  let x2 = x * x;
+  let small = x * ${horner(ERF_SERIES, "x2", true)};
+  let t = 1.0f / (1.0f + 0.5f * a);
+  let p = ${horner(ERFC_FIT, "t", true)};
+  let y = t * exp(p - a * a);
+  return select(select(1.0f - y, y - 1.0f, x < vec4f(0.0f)), small, a < vec4f(1.0f));
 }`,
   },
   cvt_f32_i32: {

@@ -134,25 +134,30 @@ export function vec4Able(v: OperandView, along: "inner" | "outer", len: number):
 /**
  * CPU adapters (llvmpipe): no workgroup memory (it is plain memory there and barriers are
  * costly). Each thread keeps RM rows x (4 RN4) columns in vec4 registers; lanes run along N.
- * K advances four at a time: A as one vec4 per row when contiguous along K (`vecA`), B as
- * vec4 rows when contiguous along N (`vecB`), else four scalar loads each.
+ * K advances four at a time. A comes as one vec4 per row and 4 k when contiguous along K
+ * (`vecA` "k"), as one vec4 per 4 rows and k when contiguous along M (`vecA` "m"), else as
+ * scalars; B as vec4 rows when contiguous along N (`vecB`), else as scalars.
  */
 export function registerMatmul(
   { B, M, N, K }: MatDims,
   a: OperandAccess,
   b: OperandAccess,
   store: (g: string, acc: string) => string,
-  vecA: string | undefined,
+  vecA: { buf: string; along: "k" | "m" } | undefined,
   vecB: string | undefined,
 ): { code: string; groups: number } {
   const nq = Math.ceil(N / 4);
   const [WX, WY, RN4] = nq <= 4 ? [4, 8, 1] : nq <= 8 ? [8, 4, 1] : [8, 4, 2];
-  const RM = Math.min(8, Math.max(1, Math.ceil(M / WY)));
+  const byM = vecA?.along === "m";
+  // Rows come in groups of G consecutive ones (4 when A is read as vec4 along M).
+  const G = byM ? 4 : 1;
+  const RM = byM ? 4 * Math.min(2, Math.ceil(M / (4 * WY))) : Math.min(8, Math.ceil(M / WY));
   const TM = RM * WY, TQ = RN4 * WX;
   const tilesM = Math.ceil(M / TM), tilesN = Math.ceil(nq / TQ);
   const groups = B * tilesM * tilesN;
   const K4 = Math.floor(K / 4);
-  const rows = range(RM), cols = range(RN4), lanes = range(4);
+  const rows = range(RM), cols = range(RN4), lanes = range(4), rowGroups = range(RM / G);
+  const rowOf = (i: number) => `${G}u * (mg + ${WY * Math.floor(i / G)}u) + ${i % G}u`;
   const L: string[] = [];
   L.push(
     `let w = wid.x + wid.y * nwg.x;`,
@@ -162,12 +167,19 @@ export function registerMatmul(
     `let bt = w / ${tilesN * tilesM}u;`,
     a.batchBase("bt"),
     b.batchBase("bt"),
-    `let m0 = tm * ${TM}u + lid.y;`,
+    `let mg = tm * ${TM / G}u + lid.y;`,
     `let q0 = tn * ${TQ}u + lid.x;`,
   );
-  for (const i of rows) {
-    L.push(`let r${i} = min(m0 + ${WY * i}u, ${M - 1}u);`);
-    L.push(`let ra${i} = ${vecA ? `(${a.outer(`r${i}`)}) / 4u` : a.outer(`r${i}`)};`);
+  if (byM) {
+    for (const i4 of rowGroups) {
+      L.push(`let rg${i4} = min(mg + ${WY * i4}u, ${M / 4 - 1}u);`);
+      L.push(`let ra${i4} = ${a.outer(`4u * rg${i4}`)};`);
+    }
+  } else {
+    for (const i of rows) {
+      L.push(`let r${i} = min(${rowOf(i)}, ${M - 1}u);`);
+      L.push(`let ra${i} = ${vecA ? `(${a.outer(`r${i}`)}) / 4u` : a.outer(`r${i}`)};`);
+    }
   }
   for (const j of cols) {
     if (vecB) {
@@ -186,52 +198,76 @@ export function registerMatmul(
       ? `${vecB}[${kb} + cq${j}]`
       : `vec4f(${lanes.map((c) => b.load(`cb${j}_${c}`, kb, "bt", `n${j}_${c}`, "k")).join(", ")})`;
   const bRowOffset = (k: string) => vecB ? `(${b.inner(k)}) / 4u` : b.inner(k);
+  const fma4 = (q: number, a4: string, j: number) =>
+    `acc[${q}] = fma(vec4f(${a4}.x), b0_${j}, fma(vec4f(${a4}.y), b1_${j}, ` +
+    `fma(vec4f(${a4}.z), b2_${j}, fma(vec4f(${a4}.w), b3_${j}, acc[${q}]))));`;
   L.push(`var acc: array<vec4f, ${RM * RN4}>;`);
   if (K4 > 0) {
     L.push(`for (var k4 = 0u; k4 < ${K4}u; k4++) {`);
     for (const kk of lanes) {
       L.push(`  let kb${kk} = ${bRowOffset(`4u * k4 + ${kk}u`)};`);
       for (const j of cols) L.push(`  let b${kk}_${j} = ${bRow(`kb${kk}`, j)};`);
-      if (!vecA) L.push(`  let ka${kk} = ${a.inner(`4u * k4 + ${kk}u`)};`);
+      if (vecA?.along !== "k") L.push(`  let ka${kk} = ${a.inner(`4u * k4 + ${kk}u`)};`);
     }
-    for (const i of rows) {
-      const av = vecA
-        ? `${vecA}[ra${i} + k4]`
-        : `vec4f(${
-          lanes.map((kk) => a.load(`ra${i}`, `ka${kk}`, "bt", `r${i}`, `4u * k4 + ${kk}u`)).join(
-            ", ",
-          )
-        })`;
-      L.push(`  { let a = ${av};`);
-      for (const j of cols) {
-        const q = i * RN4 + j;
-        L.push(
-          `    acc[${q}] = fma(vec4f(a.x), b0_${j}, fma(vec4f(a.y), b1_${j}, ` +
-            `fma(vec4f(a.z), b2_${j}, fma(vec4f(a.w), b3_${j}, acc[${q}]))));`,
-        );
+    if (byM) {
+      // a{kk}_{i4}: rows 4 i4 .. 4 i4 + 3 at k = 4 k4 + kk; transpose to per-row k vectors.
+      for (const i4 of rowGroups) {
+        for (const kk of lanes) {
+          L.push(`  let a${kk}_${i4} = ${vecA!.buf}[(ra${i4} + ka${kk}) / 4u];`);
+        }
+        for (const r of lanes) {
+          const i = 4 * i4 + r, c = "xyzw"[r];
+          L.push(`  { let a = vec4f(a0_${i4}.${c}, a1_${i4}.${c}, a2_${i4}.${c}, a3_${i4}.${c});`);
+          for (const j of cols) L.push(`    ${fma4(i * RN4 + j, "a", j)}`);
+          L.push(`  }`);
+        }
       }
-      L.push(`  }`);
+    } else {
+      for (const i of rows) {
+        const av = vecA
+          ? `${vecA.buf}[ra${i} + k4]`
+          : `vec4f(${
+            lanes.map((kk) => a.load(`ra${i}`, `ka${kk}`, "bt", `r${i}`, `4u * k4 + ${kk}u`))
+              .join(", ")
+          })`;
+        L.push(`  { let a = ${av};`);
+        for (const j of cols) L.push(`    ${fma4(i * RN4 + j, "a", j)}`);
+        L.push(`  }`);
+      }
     }
     L.push(`}`);
   }
   if (K % 4 !== 0) {
-    // The K tail (only without vec4 A, which needs K % 4 == 0).
+    // The K tail (never with vec4 A along K, which needs K % 4 == 0).
     L.push(`for (var k = ${4 * K4}u; k < ${K}u; k++) {`, `  let kb = ${bRowOffset("k")};`);
     L.push(`  let ka = ${a.inner("k")};`);
     for (const j of cols) L.push(`  let b_${j} = ${bRow("kb", j)};`);
-    for (const i of rows) {
-      L.push(`  { let a = vec4f(${a.load(`ra${i}`, "ka", "bt", `r${i}`, "k")});`);
-      for (const j of cols) {
-        L.push(`    acc[${i * RN4 + j}] = fma(a, b_${j}, acc[${i * RN4 + j}]);`);
+    if (byM) {
+      for (const i4 of rowGroups) {
+        L.push(`  { let a4 = ${vecA!.buf}[(ra${i4} + ka) / 4u];`);
+        for (const r of lanes) {
+          for (const j of cols) {
+            const q = (4 * i4 + r) * RN4 + j;
+            L.push(`    acc[${q}] = fma(vec4f(a4.${"xyzw"[r]}), b_${j}, acc[${q}]);`);
+          }
+        }
+        L.push(`  }`);
       }
-      L.push(`  }`);
+    } else {
+      for (const i of rows) {
+        L.push(`  { let a = vec4f(${a.load(`ra${i}`, "ka", "bt", `r${i}`, "k")});`);
+        for (const j of cols) {
+          L.push(`    acc[${i * RN4 + j}] = fma(a, b_${j}, acc[${i * RN4 + j}]);`);
+        }
+        L.push(`  }`);
+      }
     }
     L.push(`}`);
   }
   for (const i of rows) {
     for (const j of cols) {
       for (const c of lanes) {
-        const m = `m0 + ${WY * i}u`, n = `4u * (q0 + ${WX * j}u) + ${c}u`;
+        const m = rowOf(i), n = `4u * (q0 + ${WX * j}u) + ${c}u`;
         L.push(
           `if (${m} < ${M}u && ${n} < ${N}u) { let g = (bt * ${M}u + ${m}) * ${N}u + ${n}; ${
             store("g", `acc[${i * RN4 + j}].${"xyzw"[c]}`)

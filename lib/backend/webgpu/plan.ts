@@ -397,7 +397,10 @@ function relayoutOperands(kernels: KernelPlan[], mat: Set<number>): KernelPlan[]
     const [lhs, rhs] = d.inputs;
     const lhsFree = freeOf(lhs, p.lhsBatch, p.lhsContract);
     const rhsFree = freeOf(rhs, p.rhsBatch, p.rhsContract);
-    const lhsLayout = contiguousCopy(lhs, p.lhsBatch, lhsFree, p.lhsContract, mat);
+    // lhs rows may run along K or along M; only neither needs a copy.
+    const lhsLayout = contiguousAlong(lhs, lhsFree, mat)
+      ? undefined
+      : contiguousCopy(lhs, p.lhsBatch, lhsFree, p.lhsContract, mat);
     const rhsLayout = contiguousCopy(rhs, p.rhsBatch, p.rhsContract, rhsFree, mat);
     for (const t of [lhsLayout, rhsLayout]) {
       if (t) out.push({ roots: [t], reads: readsOf(t, undefined, mat) });
@@ -433,6 +436,14 @@ function contiguousCopy(
   if (mat.has(t.id)) return undefined;
   mat.add(t.id);
   return t;
+}
+
+/** True when `dims` of `x` form one unit-stride run in its strided view. */
+function contiguousAlong(x: Tensor, dims: number[], mat: Set<number>): boolean {
+  const view = stridedView(x, (t) => mat.has(t.id));
+  if (!view) return false;
+  const run = mergeExtents(dims.map((i) => ({ size: x.shape[i], stride: view.strides[i] })));
+  return run.length === 1 && run[0].stride === 1;
 }
 
 function freeOf(x: Tensor, batch: number[], contract: number[]): number[] {
