@@ -1,12 +1,14 @@
 /**
  * CPU train-step throughput next to the peer: bench/train_step.ts (tiny ViT, batch 128,
  * AdamW) on the CPU backend, and the same step in PyTorch (scripts/bench_torch_vit.py, run
- * with Debian's python3-torch) with 1 thread and with all threads, in one script. Our CPU
- * backend runs on one thread, so the 1-thread figure is the like-for-like ratio.
+ * with Debian's python3-torch), each with 1 thread and with all threads, in one script.
+ * Ratios: like for like (1 thread / 1 thread, all / all), and ours with all threads against
+ * torch with 1 thread (the issue's peer figure).
  *
  * `deno run -A bench/cpu.ts [--steps N]` prints the JSON; `deno task bench` calls benchCpu().
  */
 import { CpuBackend } from "../lib/backend/cpu/backend.ts";
+import { threadCount } from "../lib/backend/cpu/threads.ts";
 import { benchTrainStep } from "./train_step.ts";
 
 export interface CpuBenchOptions {
@@ -20,27 +22,33 @@ export async function benchCpu(opts: CpuBenchOptions = {}): Promise<Record<strin
   const steps = opts.steps ?? 5;
   const loadBefore = Deno.loadavg()[0];
   const torch = await runTorch(opts.python ?? "/usr/bin/python3", steps);
-  const ours = await benchTrainStep(new CpuBackend(), undefined, 128, steps);
+  const all = new CpuBackend();
+  const one = await benchTrainStep(new CpuBackend({ threads: false }), undefined, 128, steps);
+  const many = await benchTrainStep(all, undefined, 128, steps);
+  const threads = threadCount();
+  const figure = (r: typeof one, n: number) => ({
+    img_per_s: round(r.imgPerS),
+    step_ms: round(r.stepMs),
+    compile_s: round(r.compileS),
+    threads: n,
+  });
   const out: Record<string, unknown> = {
     config: "tiny ViT 28x28, patch 4, dim 64, depth 4, heads 4, batch 128, AdamW",
-    cpu: {
-      img_per_s: round(ours.imgPerS),
-      step_ms: round(ours.stepMs),
-      compile_s: round(ours.compileS),
-      threads: 1,
-    },
+    device: all.description,
+    cpu_1_thread: figure(one, 1),
+    [`cpu_${threads}_threads`]: figure(many, threads),
     load_average: [round(loadBefore), round(Deno.loadavg()[0])],
   };
   if ("error" in torch) {
     out.torch = torch;
     return out;
   }
-  const t1 = torch.threads_1 as { img_per_s: number };
-  const allKey = Object.keys(torch).find((k) => k.startsWith("threads_") && k !== "threads_1");
-  const tAll = allKey ? torch[allKey] as { img_per_s: number } : null;
   out.torch = torch;
-  out.ratio_vs_torch_1_thread = round(ours.imgPerS / t1.img_per_s);
-  if (tAll) out[`ratio_vs_torch_${allKey}`] = round(ours.imgPerS / tAll.img_per_s);
+  const t1 = (torch.threads_1 as { img_per_s: number }).img_per_s;
+  const tAll = (torch[`threads_${torch.cores}`] as { img_per_s: number } | undefined)?.img_per_s;
+  out.ratio_1_thread_vs_torch_1_thread = round(one.imgPerS / t1);
+  if (tAll) out.ratio_all_threads_vs_torch_all_threads = round(many.imgPerS / tAll);
+  out.ratio_all_threads_vs_torch_1_thread = round(many.imgPerS / t1);
   return out;
 }
 

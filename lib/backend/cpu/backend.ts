@@ -3,6 +3,7 @@ import type { HostTensor } from "../../ir/host_tensor.ts";
 import type { Backend, DeviceArray, Executable } from "../backend.ts";
 import { ArenaTooLarge, FusedExecutable } from "./executable.ts";
 import { InterpretedExecutable } from "./interpreter.ts";
+import { threadCount } from "./threads.ts";
 
 export interface CpuBackendOptions {
   /**
@@ -17,6 +18,11 @@ export interface CpuBackendOptions {
    * cases. Default false.
    */
   exactMath?: boolean;
+  /**
+   * Fused mode: split large matmuls and loops across worker threads (default true). The
+   * thread count comes from DEIT3_CPU_THREADS, else the number of cores (at most 8).
+   */
+  threads?: boolean;
 }
 
 /** The CPU backend: runs graphs over TypedArrays on the host. */
@@ -25,19 +31,24 @@ export class CpuBackend implements Backend {
   readonly description: string;
   readonly mode: "fused" | "reference";
   readonly #exactMath: boolean;
+  readonly #threads: boolean;
 
   constructor(opts: CpuBackendOptions = {}) {
     this.mode = opts.mode ?? (envMode() === "reference" ? "reference" : "fused");
     this.#exactMath = opts.exactMath ?? false;
+    this.#threads = opts.threads ?? true;
+    const threads = this.#threads ? threadCount() : 1;
     this.description = this.mode === "fused"
-      ? "CPU (fused JS loops, wasm SIMD matmul)"
+      ? `CPU (fused wasm SIMD loops and matmuls, ${threads} thread${threads > 1 ? "s" : ""})`
       : "CPU reference interpreter (TypedArrays)";
   }
 
   compile(graph: Graph): Promise<Executable> {
     if (this.mode === "reference") return Promise.resolve(new InterpretedExecutable(graph));
     try {
-      return Promise.resolve(new FusedExecutable(graph, { exactMath: this.#exactMath }));
+      return Promise.resolve(
+        new FusedExecutable(graph, { exactMath: this.#exactMath, threads: this.#threads }),
+      );
     } catch (e) {
       // Too large for one wasm memory: the interpreter keeps buffers in the JS heap.
       if (e instanceof ArenaTooLarge) return Promise.resolve(new InterpretedExecutable(graph));

@@ -10,7 +10,7 @@ import type { Tensor } from "../../ir/tensor.ts";
 import { F, type GemmFn, MAX_TASK_BATCH_DIMS, runGemmTask, TASK_INTS } from "./tasks.ts";
 import { DEFAULT_GEMM } from "./gemm_wasm.ts";
 import { mergeDims, type View } from "./index_map.ts";
-import type { WorkerPool } from "./threads.ts";
+import { MAX_CHUNKS, type WorkerPool } from "./threads.ts";
 
 /** Matmuls below this many flops run on one thread (a hand-off costs tens of microseconds). */
 export const DOT_SPLIT_MIN_FLOPS = 4e6;
@@ -58,15 +58,17 @@ export function dotStep(
     return { run: () => zeros.fill(0), slices: 1 };
   }
   if (m === 0 || n === 0) return { run: () => {}, slices: 1 };
-  const whole = taskRecord(layout, a0, b0, ctx.out, ctx.scratch);
   const { pool, scratchStride } = ctx.threading;
-  const slices = pool && whole ? sliceTask(whole, layout, pool.threads, scratchStride) : null;
-  const single = whole ? () => runGemmTask(gemm, whole, 0) : () => batchLoop(layout, a0, b0, ctx);
+  const whole = taskRecord(layout, a0, b0, ctx.out, ctx.scratch, scratchStride);
+  const slices = pool && whole ? sliceTask(whole, layout, pool.threads) : null;
+  const single = whole
+    ? () => runGemmTask(gemm, whole, 0, 0)
+    : () => batchLoop(layout, a0, b0, ctx);
   const run = () => {
     if (gatherL) gatherL();
     if (gatherR) gatherR();
     const id = ctx.threading.id();
-    if (slices && id !== null) pool!.run(id, slices, (t) => runGemmTask(gemm, t, 0));
+    if (slices && id !== null) pool!.run(id, slices, (t) => runGemmTask(gemm, t, 0, 0));
     else single();
   };
   return { run, slices: slices?.length ?? 1 };
@@ -220,6 +222,7 @@ function taskRecord(
   b: number,
   c: number,
   scratch: number,
+  scratchStride: number,
 ): Int32Array | null {
   if (l.batch.length > MAX_TASK_BATCH_DIMS) return null;
   const t = new Int32Array(TASK_INTS);
@@ -238,6 +241,7 @@ function taskRecord(
   t[F.n] = l.n;
   t[F.k] = l.k;
   t[F.scratch] = scratch;
+  t[F.scratchStride] = scratchStride;
   t[F.batchDims] = l.batch.length;
   l.batch.forEach((size, d) => {
     t.set(
@@ -249,39 +253,35 @@ function taskRecord(
 }
 
 /**
- * Cuts a task into at most `threads` slices: by batch items when there are enough, else by
- * rows of A (whole register tiles) or columns of B (whole panels). Null when too small.
+ * Cuts a task into chunks for `threads` threads: by batch items when there are enough, else
+ * by rows of A (whole register tiles) or columns of B (whole panels), each chunk large enough
+ * that packing the other operand again costs little. Null when too small to split.
  */
-function sliceTask(
-  whole: Int32Array,
-  l: DotLayout,
-  threads: number,
-  scratchStride: number,
-): Int32Array[] | null {
+function sliceTask(whole: Int32Array, l: DotLayout, threads: number): Int32Array[] | null {
   const items = whole[F.q1];
   if (2 * l.m * l.n * l.k * items < DOT_SPLIT_MIN_FLOPS) return null;
   const slices: Int32Array[] = [];
   const add = (edit: (t: Int32Array) => void) => {
     const t = whole.slice();
-    t[F.scratch] = whole[F.scratch] + slices.length * scratchStride;
     edit(t);
     slices.push(t);
   };
+  const want = Math.min(MAX_CHUNKS, CHUNKS_PER_THREAD * threads);
   if (items >= threads) {
-    for (let i = 0; i < threads; i++) {
-      const q0 = Math.floor((i * items) / threads), q1 = Math.floor(((i + 1) * items) / threads);
-      if (q1 > q0) {
-        add((t) => {
-          t[F.q0] = q0;
-          t[F.q1] = q1;
-        });
-      }
+    const n = Math.min(want, items);
+    for (let i = 0; i < n; i++) {
+      const q0 = Math.floor((i * items) / n), q1 = Math.floor(((i + 1) * items) / n);
+      add((t) => {
+        t[F.q0] = q0;
+        t[F.q1] = q1;
+      });
     }
   } else {
     const byRows = l.m >= l.n;
     const total = byRows ? l.m : l.n;
     const unit = byRows ? DEFAULT_GEMM.mr : DEFAULT_GEMM.nr;
-    const step = Math.ceil(total / threads / unit) * unit;
+    const n = Math.max(threads, Math.min(want, Math.floor(total / MIN_CHUNK_ROWS)));
+    const step = Math.ceil(total / n / unit) * unit;
     for (let s0 = 0; s0 < total; s0 += step) {
       const len = Math.min(step, total - s0);
       add((t) => {
@@ -299,6 +299,11 @@ function sliceTask(
   }
   return slices.length > 1 ? slices : null;
 }
+
+/** Chunks per thread: enough that a slow thread's share can be taken over by the others. */
+const CHUNKS_PER_THREAD = 4;
+/** Rows (or columns) per chunk when splitting one matmul: each chunk packs the other operand. */
+const MIN_CHUNK_ROWS = 96;
 
 /** The dot on this thread, for any number of batch dims. */
 function batchLoop(l: DotLayout, a0: number, b0: number, ctx: DotContext): void {

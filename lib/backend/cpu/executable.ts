@@ -17,7 +17,7 @@ import { type ArenaRequest, planArena } from "./arena.ts";
 import { jsKernel } from "./codegen.ts";
 import { DOT_SPLIT_MIN_FLOPS, dotLayout, dotStep } from "./dot.ts";
 import { F, FUSED, type GemmFn, KIND_FUSED, MAX_FUSED_ARGS, TASK_INTS } from "./tasks.ts";
-import { WorkerPool } from "./threads.ts";
+import { MAX_CHUNKS, WorkerPool } from "./threads.ts";
 import { buildGroupIR, type GroupIR } from "./fused_ir.ts";
 import { DEFAULT_GEMM, gemmModuleBytes, gemmScratchBytes } from "./gemm_wasm.ts";
 import { contiguousView, type View } from "./index_map.ts";
@@ -84,8 +84,10 @@ function loopSlices(
 ): Int32Array[] | null {
   if (args.length > MAX_FUSED_ARGS) return null;
   const slices: Int32Array[] = [];
-  // ranges in multiples of 16 so that vector loops start aligned
-  const step = Math.ceil(extent / threads / 16) * 16;
+  // ranges in multiples of 16 so that vector loops start aligned; several per thread so that
+  // a slow thread's share is taken over by the others
+  const chunks = Math.min(MAX_CHUNKS, 4 * threads);
+  const step = Math.ceil(extent / chunks / 16) * 16;
   for (let lo = 0; lo < extent; lo += step) {
     const t = new Int32Array(TASK_INTS);
     t[F.kind] = KIND_FUSED;

@@ -1,13 +1,13 @@
 /**
- * Work slices as records of i32s in shared memory: the main thread and the workers
- * (worker.ts) run slices of one step side by side. A slice is a range of batch items (or
- * rows / columns) of a GEMM, or a range of the split dim of a fused wasm loop.
+ * Chunks of work as records of i32s in shared memory: the main thread and the workers
+ * (worker.ts) run the chunks of one step side by side (threads.ts). A chunk is a range of
+ * batch items (or rows / columns) of a GEMM, or a range of the split dim of a fused wasm loop.
  */
 
 /** Ints per task record. */
 export const TASK_INTS = 32;
 /** At most this many (merged) batch dims can be split across threads. */
-export const MAX_TASK_BATCH_DIMS = 3;
+export const MAX_TASK_BATCH_DIMS = 2;
 
 export const KIND_GEMM = 0;
 /**
@@ -19,14 +19,8 @@ export const FUSED = { fn: 6, nargs: 7, args: 8 } as const;
 /** Fused loops with more arguments than a record holds run on one thread. */
 export const MAX_FUSED_ARGS = 31 - 8;
 
-/** Field offsets within a task record. */
+/** Field offsets within a task record (words 0-3 are unused). */
 export const F = {
-  /** Bumped by the main thread to start a task; the worker copies it to `done` when finished. */
-  seq: 0,
-  done: 1,
-  /** Nonzero when the worker failed (then `done` is still set, so the main thread wakes). */
-  error: 2,
-  memory: 3,
   /** KIND_GEMM or KIND_FUSED. */
   kind: 31,
   q0: 4,
@@ -42,7 +36,9 @@ export const F = {
   m: 14,
   n: 15,
   k: 16,
+  /** Packing scratch of thread 0; thread i uses scratch + i * scratchStride. */
   scratch: 17,
+  scratchStride: 27,
   batchDims: 18,
   /** batchDims x (size, a stride, b stride, c stride), in bytes for the strides. */
   dims: 19,
@@ -64,13 +60,13 @@ export type GemmFn = (
   accumulate: number,
 ) => void;
 
-/** Runs batch items [q0, q1) of the task at `t[o..]`. */
-export function runGemmTask(gemm: GemmFn, t: Int32Array, o: number): void {
+/** Runs batch items [q0, q1) of the task at `t[o..]` on thread `thread` (0: the caller). */
+export function runGemmTask(gemm: GemmFn, t: Int32Array, o: number, thread: number): void {
   const nb = t[o + F.batchDims];
   const a = t[o + F.a] >>> 0, b = t[o + F.b] >>> 0, c = t[o + F.c] >>> 0;
   const sam = t[o + F.sam], sak = t[o + F.sak], sbk = t[o + F.sbk], sbn = t[o + F.sbn];
   const ldc = t[o + F.ldc], m = t[o + F.m], n = t[o + F.n], k = t[o + F.k];
-  const scratch = t[o + F.scratch] >>> 0;
+  const scratch = (t[o + F.scratch] >>> 0) + thread * (t[o + F.scratchStride] >>> 0);
   for (let q = t[o + F.q0], q1 = t[o + F.q1]; q < q1; q++) {
     let rem = q, ao = a, bo = b, co = c;
     for (let d = nb - 1; d >= 0; d--) {

@@ -1,15 +1,37 @@
 /**
- * A pool of worker threads for the CPU backend. Large matmuls are cut into slices (batch
- * items, or rows / columns), large fused loops into ranges; the calling thread runs the
- * first slice while each worker runs one more, all on the same shared wasm memory. Workers are unref'd, so an idle pool never
- * keeps the process alive. Thread count: DEIT3_CPU_THREADS, else navigator.hardwareConcurrency
- * (at most 8); 1 disables the pool.
+ * A pool of worker threads for the CPU backend. A job (one large matmul or fused loop) is cut
+ * into chunks (task records, tasks.ts); the calling thread and the workers claim chunks from a
+ * shared counter until none is left, all on the same shared wasm memory. Claiming keeps a busy
+ * or descheduled worker from holding up the caller: it simply does more chunks itself, so on a
+ * loaded machine the pool costs little. Workers are unref'd, so an idle pool never keeps the
+ * process alive.
+ *
+ * Thread count: DEIT3_CPU_THREADS, else navigator.hardwareConcurrency (at most 8); 1 disables
+ * the pool.
  */
 import { Worker } from "node:worker_threads";
-import { F, TASK_INTS } from "./tasks.ts";
+import { TASK_INTS } from "./tasks.ts";
 
-/** Wait this long for a slice before declaring the worker lost. */
-const TASK_TIMEOUT_MS = 300_000;
+/** Control block layout (i32 words); chunk records follow from CHUNKS. */
+export const C = {
+  /** Bumped per job; workers wait on it. */
+  seq: 0,
+  /** (seq & 0xffff) << 16 | index of the next unclaimed chunk. */
+  claim: 1,
+  /** Chunks finished (by anyone) in the current job. */
+  completed: 2,
+  /** Set when a worker's chunk threw. */
+  error: 3,
+  memory: 4,
+  chunks: 5,
+  records: 8,
+} as const;
+
+/** Most chunks per job. */
+export const MAX_CHUNKS = 64;
+
+/** Wait this long for the last chunk before declaring a worker lost. */
+const JOB_TIMEOUT_MS = 300_000;
 /** Wait this long for workers to load a memory. */
 const REGISTER_TIMEOUT_MS = 30_000;
 
@@ -22,7 +44,7 @@ export class WorkerPool {
     return WorkerPool.#shared;
   }
 
-  /** Threads that run slices: the caller plus the workers. */
+  /** Threads that run chunks: the caller plus the workers. */
   readonly threads: number;
   readonly #workers: Worker[];
   readonly #control: Int32Array;
@@ -33,15 +55,18 @@ export class WorkerPool {
   private constructor(workers: Worker[]) {
     this.#workers = workers;
     this.threads = workers.length + 1;
-    this.#control = new Int32Array(new SharedArrayBuffer(4 * TASK_INTS * workers.length));
-    workers.forEach((w, slot) => {
+    this.#control = new Int32Array(
+      new SharedArrayBuffer(4 * (C.records + MAX_CHUNKS * TASK_INTS)),
+    );
+    workers.forEach((w, i) => {
       w.on("message", (m: { type: string; id: number }) => {
         if (m.type === "registered") this.#acks.get(m.id)?.();
       });
       w.on("error", (e: unknown) => {
         this.#broken = `worker thread failed: ${e instanceof Error ? e.message : e}`;
       });
-      w.postMessage({ type: "start", control: this.#control.buffer, slot });
+      // worker i is thread i + 1 (it packs GEMM panels in scratch i + 1)
+      w.postMessage({ type: "start", control: this.#control.buffer, thread: i + 1 });
     });
   }
 
@@ -93,37 +118,57 @@ export class WorkerPool {
   }
 
   /**
-   * Runs slice 0 on this thread (with `local`) and slice i on worker i-1, and returns when all
-   * are done. Slices are task records (tasks.ts) for the memory registered as `id`.
+   * Runs the chunks (task records, at most MAX_CHUNKS) of one job for the memory registered as
+   * `id`: this thread claims and runs chunks with `local` alongside the workers, then waits
+   * for the chunks the workers claimed.
    */
-  run(id: number, slices: Int32Array[], local: (slice: Int32Array) => void): void {
+  run(id: number, chunks: Int32Array[], local: (chunk: Int32Array) => void): void {
     const t = this.#control;
-    const seqs: number[] = [];
-    for (let i = 1; i < slices.length; i++) {
-      const o = (i - 1) * TASK_INTS;
-      for (let f = F.memory; f < TASK_INTS; f++) t[o + f] = slices[i][f];
-      t[o + F.memory] = id;
-      seqs.push(Atomics.add(t, o + F.seq, 1) + 1);
-      Atomics.notify(t, o + F.seq);
+    const n = chunks.length;
+    t[C.memory] = id;
+    t[C.chunks] = n;
+    chunks.forEach((c, i) => t.set(c, C.records + i * TASK_INTS));
+    t[C.error] = 0;
+    Atomics.store(t, C.completed, 0);
+    const seq = (t[C.seq] + 1) | 0;
+    Atomics.store(t, C.claim, (seq & 0xffff) << 16);
+    Atomics.store(t, C.seq, seq);
+    Atomics.notify(t, C.seq);
+    for (;;) {
+      const i = claim(t, seq & 0xffff, n);
+      if (i < 0) break;
+      local(chunks[i]);
+      Atomics.add(t, C.completed, 1);
     }
-    local(slices[0]);
-    for (let i = 1; i < slices.length; i++) {
-      const o = (i - 1) * TASK_INTS;
-      const start = performance.now();
-      for (;;) {
-        const done = Atomics.load(t, o + F.done);
-        if (done === seqs[i - 1]) break;
-        Atomics.wait(t, o + F.done, done, 100);
-        if (this.#broken || performance.now() - start > TASK_TIMEOUT_MS) {
-          throw new Error(`cpu: ${this.#broken ?? "a worker thread did not answer"}`);
-        }
+    const start = performance.now();
+    for (;;) {
+      const done = Atomics.load(t, C.completed);
+      if (done === n) break;
+      Atomics.wait(t, C.completed, done, 50);
+      if (performance.now() - start > JOB_TIMEOUT_MS) {
+        throw new Error(`cpu: ${this.#broken ?? "a worker thread did not finish its chunk"}`);
       }
-      if (t[o + F.error]) throw new Error("cpu: a worker thread failed on its slice");
     }
+    if (t[C.error]) throw new Error("cpu: a worker thread failed on its chunk");
   }
 }
 
-function threadCount(): number {
+/**
+ * Claims the next chunk of the job tagged `tag`: its index, or -1 when the job has none left
+ * (or is no longer the current one).
+ */
+export function claim(t: Int32Array, tag: number, chunks: number): number {
+  for (;;) {
+    const v = Atomics.load(t, C.claim);
+    if (v >>> 16 !== tag) return -1;
+    const i = v & 0xffff;
+    if (i >= chunks) return -1;
+    if (Atomics.compareExchange(t, C.claim, v, v + 1) === v) return i;
+  }
+}
+
+/** Threads the pool uses (the caller included), from DEIT3_CPU_THREADS or the core count. */
+export function threadCount(): number {
   let env: string | undefined;
   try {
     env = Deno.env.get("DEIT3_CPU_THREADS");

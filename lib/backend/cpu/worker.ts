@@ -1,10 +1,11 @@
 /**
  * A worker thread of the CPU backend's pool (threads.ts): instantiates the GEMM module and
- * the fused-loop module of each registered shared memory, then runs the task records the
- * main thread posts in its control slot.
+ * the fused-loop module of each registered shared memory, then claims and runs chunks of the
+ * jobs the main thread posts.
  */
 import { parentPort } from "node:worker_threads";
 import { F, type GemmFn, KIND_FUSED, runFusedTask, runGemmTask, TASK_INTS } from "./tasks.ts";
+import { C, claim } from "./threads.ts";
 
 interface Register {
   type: "register";
@@ -16,7 +17,7 @@ interface Register {
 type Message =
   | Register
   | { type: "unregister"; id: number }
-  | { type: "start"; control: SharedArrayBuffer; slot: number };
+  | { type: "start"; control: SharedArrayBuffer; thread: number };
 
 interface Instances {
   gemm: GemmFn;
@@ -36,27 +37,32 @@ port.on("message", (msg: Message) => {
   } else if (msg.type === "unregister") {
     memories.delete(msg.id);
   } else {
-    void serve(new Int32Array(msg.control), msg.slot * TASK_INTS);
+    void serve(new Int32Array(msg.control), msg.thread);
   }
 });
 
-async function serve(t: Int32Array, o: number): Promise<void> {
-  let seen = Atomics.load(t, o + F.seq);
+async function serve(t: Int32Array, thread: number): Promise<void> {
+  let seen = Atomics.load(t, C.seq);
   for (;;) {
     // deno-lint-ignore no-explicit-any
-    const w = (Atomics as any).waitAsync(t, o + F.seq, seen);
+    const w = (Atomics as any).waitAsync(t, C.seq, seen);
     if (w.async) await w.value;
-    seen = Atomics.load(t, o + F.seq);
-    try {
-      const m = memories.get(t[o + F.memory]);
-      if (!m) throw new Error(`no memory ${t[o + F.memory]}`);
-      if (t[o + F.kind] === KIND_FUSED) runFusedTask(m.fused, t, o);
-      else runGemmTask(m.gemm, t, o);
-      t[o + F.error] = 0;
-    } catch {
-      t[o + F.error] = 1;
+    seen = Atomics.load(t, C.seq);
+    const tag = seen & 0xffff, chunks = t[C.chunks];
+    for (;;) {
+      const i = claim(t, tag, chunks);
+      if (i < 0) break;
+      try {
+        const m = memories.get(t[C.memory]);
+        if (!m) throw new Error(`no memory ${t[C.memory]}`);
+        const o = C.records + i * TASK_INTS;
+        if (t[o + F.kind] === KIND_FUSED) runFusedTask(m.fused, t, o);
+        else runGemmTask(m.gemm, t, o, thread);
+      } catch {
+        t[C.error] = 1;
+      }
+      Atomics.add(t, C.completed, 1);
+      Atomics.notify(t, C.completed);
     }
-    Atomics.store(t, o + F.done, seen);
-    Atomics.notify(t, o + F.done);
   }
 }
