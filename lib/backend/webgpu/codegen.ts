@@ -9,14 +9,7 @@ import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
 import { ExprBuilder, FlatIndex, indexKey, type KernelContext, VecIndex } from "./expr.ts";
 import { helperSource } from "./helpers.ts";
-import {
-  normalizeDot,
-  type OperandAccess,
-  operandAccess,
-  registerMatmul,
-  tiledMatmul,
-  vec4Able,
-} from "./matmul.ts";
+import { normalizeDot, operandAccess, registerMatmul, tiledMatmul, vec4Able } from "./matmul.ts";
 import type { KernelPlan } from "./plan.ts";
 import { literal, wgslType } from "./storage.ts";
 
@@ -197,59 +190,78 @@ function dotKernel(k: KernelPlan, dot: Tensor, t: Tuning): GeneratedKernel {
     throw new Error(`webgpu: dot_general supports f32 only, got ${lhs.dtype}`);
   }
   const { dims, groups } = normalizeDot(dot);
-  const used = new Set<string>();
-  const base = context(k, { node: dot, value: "acc" });
-  const ctx: KernelContext = {
-    ...base,
-    binding: (n) => {
-      const name = base.binding(n);
-      if (name) used.add(name);
-      return name;
-    },
-  };
+  const access = (ctx: KernelContext) => [
+    k.lhsLayout
+      ? operandAccess("A", k.lhsLayout, { batch: [0], outer: [1], inner: [2] }, ctx)
+      : operandAccess("A", lhs, groups.lhs, ctx),
+    k.rhsLayout
+      ? operandAccess("B", k.rhsLayout, { batch: [0], outer: [2], inner: [1] }, ctx)
+      : operandAccess("B", rhs, groups.rhs, ctx),
+  ];
+  const register = t.matmul === "register";
+  // Operand vec4 paths (register kernels): each side's source read as vec4 along a unit run.
+  let vecA: { buf: string; along: "k" | "m" } | undefined, vecB: string | undefined;
+  if (register) {
+    const [a0, b0] = access(context(k));
+    const va = a0.view, vb = b0.view;
+    if (va && va.buf !== vb?.buf) {
+      if (vec4Able(va, "inner", dims.K)) vecA = { buf: va.buf, along: "k" };
+      else if (vec4Able(va, "outer", dims.M)) vecA = { buf: va.buf, along: "m" };
+    }
+    if (vb && vb.buf !== va?.buf && vec4Able(vb, "outer", dims.N)) vecB = vb.buf;
+  }
+  const fixed = new Set([vecA?.buf, vecB].filter((x): x is string => !!x));
+  // The epilogue runs on vec4 groups of outputs when rows are multiples of 4 (register).
+  const vecOut = register && dims.N % 4 === 0;
   const helpers = new Set<string>();
+  const epilogueFn = (vec4: Set<string>) => {
+    const accType = vecOut ? "vec4f" : "f32";
+    const e = new ExprBuilder({ ...context(k, { node: dot, value: "acc" }), vec4 });
+    const v = e.value(root, vecOut ? new VecIndex("g") : new FlatIndex("g"));
+    const out = vecOut ? `vec4<${wgslType(root.dtype)}>` : wgslType(root.dtype);
+    return {
+      code: `fn epilogue(g: u32, acc: ${accType}) -> ${out} {\n${e.code()}\n  return ${v};\n}`,
+      builder: e,
+    };
+  };
+  let vec4 = new Set(fixed);
   let epilogue = "";
   if (root !== dot) {
-    const e = new ExprBuilder(ctx);
-    const v = e.value(root, new FlatIndex("g"));
-    for (const h of e.helpers) helpers.add(h);
-    epilogue = `fn epilogue(g: u32, acc: f32) -> ${
-      wgslType(root.dtype)
-    } {\n${e.code()}\n  return ${v};\n}`;
+    if (vecOut) {
+      const candidates = new Set(
+        k.reads.filter((n) => n.size % 4 === 0 && n.size > 1).map((n) => readName(k, n)),
+      );
+      const first = epilogueFn(new Set([...candidates, ...fixed]));
+      vec4 = new Set([...first.builder.vecLoads, ...fixed]);
+    }
+    const e = epilogueFn(vec4);
+    epilogue = e.code;
+    for (const h of e.builder.helpers) helpers.add(h);
   }
-  const inEpilogue = new Set(used);
-  const a = k.lhsLayout
-    ? operandAccess("A", k.lhsLayout, { batch: [0], outer: [1], inner: [2] }, ctx)
-    : operandAccess("A", lhs, groups.lhs, ctx);
-  const b = k.rhsLayout
-    ? operandAccess("B", k.rhsLayout, { batch: [0], outer: [2], inner: [1] }, ctx)
-    : operandAccess("B", rhs, groups.rhs, ctx);
+  const ctx: KernelContext = { ...context(k), vec4 };
+  const [a, b] = access(ctx);
   for (const h of [...a.helpers, ...b.helpers]) helpers.add(h);
   const store = (g: string, acc: string) =>
     `buf0[${g}] = ${root === dot ? acc : `epilogue(${g}, ${acc})`};`;
-  const vec4 = new Set<string>();
-  let body: { code: string; groups: number };
-  if (t.matmul === "register") {
-    // A vec4 binding must be the operand's only use in the kernel.
-    const vecOk = (v: OperandAccess["view"], other: OperandAccess["view"]) =>
-      v && !inEpilogue.has(v.buf) && other?.buf !== v.buf;
-    let vecA: { buf: string; along: "k" | "m" } | undefined, vecB: string | undefined;
-    if (vecOk(a.view, b.view)) {
-      if (vec4Able(a.view!, "inner", dims.K)) vecA = { buf: a.view!.buf, along: "k" };
-      else if (vec4Able(a.view!, "outer", dims.M)) vecA = { buf: a.view!.buf, along: "m" };
-    }
-    if (vecOk(b.view, a.view) && vec4Able(b.view!, "outer", dims.N)) vecB = b.view!.buf;
-    for (const v of [vecA?.buf, vecB]) if (v) vec4.add(v);
-    body = registerMatmul(dims, a, b, store, vecA, vecB);
-  } else body = tiledMatmul(dims, a, b, store, t.maxWorkgroupStorage, t.maxTile);
-  const code = [bindingDecls(k, vec4), helperSource(helpers), a.decls, b.decls, epilogue, body.code]
+  const outDecl = vecOut ? new Set([...vec4, "buf0"]) : vec4;
+  const body = register
+    ? registerMatmul(dims, a, b, store, vecA, vecB, vecOut)
+    : tiledMatmul(dims, a, b, store, t.maxWorkgroupStorage, t.maxTile);
+  const code = [
+    bindingDecls(k, outDecl),
+    helperSource(helpers),
+    a.decls,
+    b.decls,
+    epilogue,
+    body.code,
+  ]
     .join("\n");
   return {
     code,
     bindings: [root, ...k.reads],
     outputs: 1,
     workgroups: grid(body.groups),
-    label: label(k),
+    label: label(k) + (vecOut ? "/vec4" : ""),
   };
 }
 

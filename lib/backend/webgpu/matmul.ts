@@ -95,7 +95,10 @@ export function operandAccess(
       batchBase: (bt) => `let ${base} = ${sum([`${view.offset}u`, offsetOf(bt, batch)])};`,
       outer: (v) => sum([base, offsetOf(v, outer)]),
       inner: (k) => offsetOf(k, inner),
-      load: (o, k) => `${buf}[${sum([o, k])}]`,
+      load: (o, k) =>
+        ctx.vec4?.has(buf)
+          ? `${buf}[(${sum([o, k])}) / 4u][(${sum([o, k])}) % 4u]`
+          : `${buf}[${sum([o, k])}]`,
       helpers: new Set(),
       view: { buf, source: view.source, offset: view.offset, batch, outer, inner },
     };
@@ -145,6 +148,7 @@ export function registerMatmul(
   store: (g: string, acc: string) => string,
   vecA: { buf: string; along: "k" | "m" } | undefined,
   vecB: string | undefined,
+  vecOut = false,
 ): { code: string; groups: number } {
   const nq = Math.ceil(N / 4);
   const [WX, WY, RN4] = nq <= 4 ? [4, 8, 1] : nq <= 8 ? [8, 4, 1] : [8, 4, 2];
@@ -266,11 +270,22 @@ export function registerMatmul(
   }
   for (const i of rows) {
     for (const j of cols) {
+      const m = rowOf(i), acc = `acc[${i * RN4 + j}]`;
+      if (vecOut) {
+        // N % 4 == 0: whole vec4 groups, stored (and run through the epilogue) at once.
+        const q = `q0 + ${WX * j}u`;
+        L.push(
+          `if (${m} < ${M}u && ${q} < ${nq}u) { let g = (bt * ${M}u + ${m}) * ${N / 4}u + ${q}; ${
+            store("g", acc)
+          } }`,
+        );
+        continue;
+      }
       for (const c of lanes) {
-        const m = rowOf(i), n = `4u * (q0 + ${WX * j}u) + ${c}u`;
+        const n = `4u * (${`q0 + ${WX * j}u`}) + ${c}u`;
         L.push(
           `if (${m} < ${M}u && ${n} < ${N}u) { let g = (bt * ${M}u + ${m}) * ${N}u + ${n}; ${
-            store("g", `acc[${i * RN4 + j}].${"xyzw"[c]}`)
+            store("g", `${acc}.${"xyzw"[c]}`)
           } }`,
         );
       }
