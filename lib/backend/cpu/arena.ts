@@ -4,6 +4,9 @@
  * by size, first fit (as TFLite's arena planner), so a step's output never overlaps a live input.
  */
 
+import type { TypedArray } from "../../ir/dtype.ts";
+import type { Tensor } from "../../ir/tensor.ts";
+
 export interface ArenaRequest {
   bytes: number;
   /** First and last step (inclusive) during which the buffer is live. */
@@ -35,4 +38,27 @@ export function planArena(reqs: ArenaRequest[], align = 64): { offsets: number[]
     size = Math.max(size, at + bytes);
   }
   return { offsets, size };
+}
+
+export function bytesPer(t: Tensor): number {
+  return t.dtype === "f32" || t.dtype === "i32" || t.dtype === "u32"
+    ? 4
+    : t.dtype === "bf16"
+    ? 2
+    : 1;
+}
+
+export function viewOf(buf: ArrayBufferLike, t: Tensor, off: number): TypedArray {
+  switch (t.dtype) {
+    case "f32":
+      return new Float32Array(buf, off, t.size);
+    case "i32":
+      return new Int32Array(buf, off, t.size);
+    case "u32":
+      return new Uint32Array(buf, off, t.size);
+    case "bf16":
+      return new Uint16Array(buf, off, t.size);
+    default:
+      return new Uint8Array(buf, off, t.size);
+  }
 }

@@ -5,11 +5,12 @@
  * gathered into a contiguous staging buffer.
  */
 import type { TypedArray } from "../../ir/dtype.ts";
-import type { Primitive, PrimitiveParams } from "../../ir/primitive.ts";
+import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
 import { F, type GemmFn, MAX_TASK_BATCH_DIMS, runGemmTask, TASK_INTS } from "./tasks.ts";
-import { DEFAULT_GEMM } from "./gemm_wasm.ts";
-import { mergeDims, type View } from "./index_map.ts";
+import { DEFAULT_GEMM, gemmModuleBytes } from "./gemm_wasm.ts";
+import { contiguousView, mergeDims, type View } from "./index_map.ts";
+import { applyView, type GraphPlan } from "./plan.ts";
 import { MAX_CHUNKS, type WorkerPool } from "./threads.ts";
 
 /** Matmuls below this many flops run on one thread (a hand-off costs tens of microseconds). */
@@ -368,4 +369,38 @@ function contiguousBatch(batch: number[], item: number): number[] {
     acc *= batch[i];
   }
   return s;
+}
+
+/** The strided view through which a matmul reads node p, and the buffer it views. */
+export function operandView(plan: GraphPlan, p: number): { base: number; view: View } {
+  const { nodes, role } = plan;
+  const chain: Tensor[] = [];
+  let q = p;
+  // Walk down through aliases and inlined transposes to a buffer.
+  while (
+    role[q] === "alias" || (role[q] === "inline" && nodes[q].prim === Primitive.Transpose)
+  ) {
+    chain.push(nodes[q]);
+    q = plan.position.get(nodes[q].inputs[0].id)!;
+  }
+  let view: View | null = contiguousView(nodes[q].shape);
+  for (let i = chain.length - 1; i >= 0 && view; i--) view = applyView(view, chain[i]);
+  if (!view) {
+    throw new Error(`cpu: no strided view for matmul operand ${nodes[p]} (planner bug)`);
+  }
+  return { base: q, view };
+}
+
+const gemmModules = new Map<boolean, WebAssembly.Module>();
+
+/** The GEMM module (compiled once per memory kind: shared or not). */
+export function gemmModule(shared: boolean): WebAssembly.Module {
+  let m = gemmModules.get(shared);
+  if (!m) {
+    m = new WebAssembly.Module(
+      gemmModuleBytes(DEFAULT_GEMM, { minPages: 1, maxPages: 65536, shared }),
+    );
+    gemmModules.set(shared, m);
+  }
+  return m;
 }

@@ -13,16 +13,16 @@ import type { HostTensor } from "../../ir/host_tensor.ts";
 import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
 import type { DeviceArray, Executable } from "../backend.ts";
-import { type ArenaRequest, planArena } from "./arena.ts";
+import { type ArenaRequest, bytesPer, planArena, viewOf } from "./arena.ts";
 import { jsKernel } from "./codegen.ts";
-import { DOT_SPLIT_MIN_FLOPS, dotLayout, dotStep } from "./dot.ts";
-import { F, FUSED, type GemmFn, KIND_FUSED, MAX_FUSED_ARGS, TASK_INTS } from "./tasks.ts";
-import { MAX_CHUNKS, WorkerPool } from "./threads.ts";
+import { DOT_SPLIT_MIN_FLOPS, dotLayout, dotStep, gemmModule, operandView } from "./dot.ts";
+import { F, type GemmFn, loopSlices, splittable } from "./tasks.ts";
+import { WorkerPool } from "./threads.ts";
 import { buildGroupIR, type GroupIR } from "./fused_ir.ts";
-import { DEFAULT_GEMM, gemmModuleBytes, gemmScratchBytes } from "./gemm_wasm.ts";
-import { contiguousView, type View } from "./index_map.ts";
+import { DEFAULT_GEMM, gemmScratchBytes } from "./gemm_wasm.ts";
+import type { View } from "./index_map.ts";
 import { KERNELS } from "./kernels.ts";
-import { applyView, type GraphPlan, planGraph } from "./plan.ts";
+import { type GraphPlan, planGraph } from "./plan.ts";
 import { buildWasmGroups, wasmEligible } from "./wasm_fused.ts";
 import { EXP_TABLE, EXP_TABLE_BYTES } from "./wasm_math.ts";
 
@@ -66,40 +66,6 @@ export class ArenaTooLarge extends Error {}
 
 /** Workers drop the memory of executables that were garbage-collected without dispose(). */
 const POOL_CLEANUP = new FinalizationRegistry<number>((id) => WorkerPool.shared()?.unregister(id));
-
-/** Fused loops below this many elements run on one thread. */
-const LOOP_SPLIT_MIN_ELEMENTS = 1 << 17;
-
-/** Elementwise wasm loops over enough elements (reductions always run on one thread). */
-function splittable(ir: GroupIR): boolean {
-  return !ir.reduce && ir.root.size >= LOOP_SPLIT_MIN_ELEMENTS && ir.dims[0] > 1;
-}
-
-/** Task records cutting a wasm loop's split dim [0, extent) into `threads` ranges. */
-function loopSlices(
-  fn: number,
-  args: number[],
-  extent: number,
-  threads: number,
-): Int32Array[] | null {
-  if (args.length > MAX_FUSED_ARGS) return null;
-  const slices: Int32Array[] = [];
-  // ranges in multiples of 16 so that vector loops start aligned; several per thread so that
-  // a slow thread's share is taken over by the others
-  const chunks = Math.min(MAX_CHUNKS, 4 * threads);
-  const step = Math.ceil(extent / chunks / 16) * 16;
-  for (let lo = 0; lo < extent; lo += step) {
-    const t = new Int32Array(TASK_INTS);
-    t[F.kind] = KIND_FUSED;
-    t[FUSED.fn] = fn;
-    t[FUSED.nargs] = args.length;
-    args.forEach((a, i) => (t[FUSED.args + i] = a));
-    t[F.q0] = lo;
-    t[F.q1] = Math.min(extent, lo + step);
-    slices.push(t);
-  }
-  return slices.length > 1 ? slices : null;
-}
 
 function dotFlops(l: ReturnType<typeof dotLayout>): number {
   return 2 * l.m * l.n * l.k * l.batch.reduce((a, b) => a * b, 1);
@@ -383,61 +349,4 @@ export class FusedExecutable implements Executable {
       return { shape: [...o.shape], dtype: o.dtype, data: src.data };
     });
   }
-}
-
-/** The strided view through which a matmul reads node p, and the buffer it views. */
-function operandView(plan: GraphPlan, p: number): { base: number; view: View } {
-  const { nodes, role } = plan;
-  const chain: Tensor[] = [];
-  let q = p;
-  // Walk down through aliases and inlined transposes to a buffer.
-  while (
-    role[q] === "alias" || (role[q] === "inline" && nodes[q].prim === Primitive.Transpose)
-  ) {
-    chain.push(nodes[q]);
-    q = plan.position.get(nodes[q].inputs[0].id)!;
-  }
-  let view: View | null = contiguousView(nodes[q].shape);
-  for (let i = chain.length - 1; i >= 0 && view; i--) view = applyView(view, chain[i]);
-  if (!view) {
-    throw new Error(`cpu: no strided view for matmul operand ${nodes[p]} (planner bug)`);
-  }
-  return { base: q, view };
-}
-
-function bytesPer(t: Tensor): number {
-  return t.dtype === "f32" || t.dtype === "i32" || t.dtype === "u32"
-    ? 4
-    : t.dtype === "bf16"
-    ? 2
-    : 1;
-}
-
-function viewOf(buf: ArrayBufferLike, t: Tensor, off: number): TypedArray {
-  switch (t.dtype) {
-    case "f32":
-      return new Float32Array(buf, off, t.size);
-    case "i32":
-      return new Int32Array(buf, off, t.size);
-    case "u32":
-      return new Uint32Array(buf, off, t.size);
-    case "bf16":
-      return new Uint16Array(buf, off, t.size);
-    default:
-      return new Uint8Array(buf, off, t.size);
-  }
-}
-
-const gemmModules = new Map<boolean, WebAssembly.Module>();
-
-/** The GEMM module (compiled once per memory kind: shared or not). */
-export function gemmModule(shared: boolean): WebAssembly.Module {
-  let m = gemmModules.get(shared);
-  if (!m) {
-    m = new WebAssembly.Module(
-      gemmModuleBytes(DEFAULT_GEMM, { minPages: 1, maxPages: 65536, shared }),
-    );
-    gemmModules.set(shared, m);
-  }
-  return m;
 }

@@ -1,3 +1,6 @@
+import type { GroupIR } from "./fused_ir.ts";
+import { MAX_CHUNKS } from "./threads.ts";
+
 /**
  * Chunks of work as records of i32s in shared memory: the main thread and the workers
  * (worker.ts) run the chunks of one step side by side (threads.ts). A chunk is a range of
@@ -80,6 +83,40 @@ export function runGemmTask(gemm: GemmFn, t: Int32Array, o: number, thread: numb
     }
     gemm(ao, sam, sak, bo, sbk, sbn, co, ldc, m, n, k, scratch, 0);
   }
+}
+
+/** Fused loops below this many elements run on one thread. */
+const LOOP_SPLIT_MIN_ELEMENTS = 1 << 17;
+
+/** Elementwise wasm loops over enough elements (reductions always run on one thread). */
+export function splittable(ir: GroupIR): boolean {
+  return !ir.reduce && ir.root.size >= LOOP_SPLIT_MIN_ELEMENTS && ir.dims[0] > 1;
+}
+
+/** Task records cutting a wasm loop's split dim [0, extent) into `threads` ranges. */
+export function loopSlices(
+  fn: number,
+  args: number[],
+  extent: number,
+  threads: number,
+): Int32Array[] | null {
+  if (args.length > MAX_FUSED_ARGS) return null;
+  const slices: Int32Array[] = [];
+  // ranges in multiples of 16 so that vector loops start aligned; several per thread so that
+  // a slow thread's share is taken over by the others
+  const chunks = Math.min(MAX_CHUNKS, 4 * threads);
+  const step = Math.ceil(extent / chunks / 16) * 16;
+  for (let lo = 0; lo < extent; lo += step) {
+    const t = new Int32Array(TASK_INTS);
+    t[F.kind] = KIND_FUSED;
+    t[FUSED.fn] = fn;
+    t[FUSED.nargs] = args.length;
+    args.forEach((a, i) => (t[FUSED.args + i] = a));
+    t[F.q0] = lo;
+    t[F.q1] = Math.min(extent, lo + step);
+    slices.push(t);
+  }
+  return slices.length > 1 ? slices : null;
 }
 
 /** Runs a fused-loop slice with the export table of the fused module. */
