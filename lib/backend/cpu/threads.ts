@@ -50,7 +50,8 @@ export class WorkerPool {
   readonly #control: Int32Array;
   #nextId = 1;
   #broken: string | null = null;
-  readonly #acks = new Map<number, () => void>();
+  /** Per registering memory: called with true per worker ack, false when a worker is lost. */
+  readonly #acks = new Map<number, (ok: boolean) => void>();
 
   private constructor(workers: Worker[]) {
     this.#workers = workers;
@@ -60,11 +61,17 @@ export class WorkerPool {
     );
     workers.forEach((w, i) => {
       w.on("message", (m: { type: string; id: number }) => {
-        if (m.type === "registered") this.#acks.get(m.id)?.();
+        if (m.type === "registered") this.#acks.get(m.id)?.(true);
       });
-      w.on("error", (e: unknown) => {
-        this.#broken = `worker thread failed: ${e instanceof Error ? e.message : e}`;
-      });
+      const lost = (why: string) => {
+        this.#broken ??= why;
+        for (const ack of [...this.#acks.values()]) ack(false);
+      };
+      w.on(
+        "error",
+        (e: unknown) => lost(`worker thread failed: ${e instanceof Error ? e.message : e}`),
+      );
+      w.on("exit", () => lost("a worker thread exited"));
       // worker i is thread i + 1 (it packs GEMM panels in scratch i + 1)
       w.postMessage({ type: "start", control: this.#control.buffer, thread: i + 1 });
     });
@@ -98,16 +105,17 @@ export class WorkerPool {
   ): Promise<number | null> {
     const id = this.#nextId++;
     let left = this.#workers.length;
+    if (this.#broken) return Promise.resolve(null);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#acks.delete(id);
-        resolve(null);
-      }, REGISTER_TIMEOUT_MS);
-      this.#acks.set(id, () => {
-        if (--left > 0) return;
+      const finish = (result: number | null) => {
         clearTimeout(timer);
         this.#acks.delete(id);
-        resolve(this.#broken ? null : id);
+        resolve(result);
+      };
+      const timer = setTimeout(() => finish(null), REGISTER_TIMEOUT_MS);
+      this.#acks.set(id, (ok) => {
+        if (!ok) finish(null);
+        else if (--left === 0) finish(this.#broken ? null : id);
       });
       for (const w of this.#workers) w.postMessage({ type: "register", id, memory, gemm, fused });
     });
