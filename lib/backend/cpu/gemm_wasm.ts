@@ -65,6 +65,7 @@ function gemmFunc(s: GemmShape): FuncBuilder {
   const cptr = f.local("i32"), addr = f.local("i32"), acc = f.local("i32");
   const ptrs: Local[] = Array.from({ length: Math.max(mr, nr) }, () => f.local("i32"));
   const val = f.local("f32");
+  const vtmp = f.local("v128");
   const av = f.local("v128");
   const bv: Local[] = Array.from({ length: nv }, () => f.local("v128"));
   const accs: Local[][] = Array.from(
@@ -184,17 +185,31 @@ function gemmFunc(s: GemmShape): FuncBuilder {
               }
             }
             f.forRange(r, 0, rows, 1, () => {
-              f.forRange(j, 0, cols, 1, () => {
-                f.get(r).get(ldc).op(OP.i32Mul).get(cptr).op(OP.i32Add).get(j).i32(2)
-                  .op(OP.i32Shl).op(OP.i32Add).set(addr);
-                f.get(r).i32(nr).op(OP.i32Mul).get(j).op(OP.i32Add).i32(2).op(OP.i32Shl)
-                  .get(tile).op(OP.i32Add).set(src);
+              // row r: whole vectors first, then single floats
+              f.get(r).get(ldc).op(OP.i32Mul).get(cptr).op(OP.i32Add).set(addr);
+              f.get(r).i32(4 * nr).op(OP.i32Mul).get(tile).op(OP.i32Add).set(src);
+              f.i32(0).set(j);
+              f.block(() => {
+                f.loop(() => {
+                  f.get(j).i32(4).op(OP.i32Add).get(cols).op(OP.i32GtS).emit(OP.brIf, 1);
+                  f.get(addr).get(src).simdMem(SIMD.v128Load, 0).set(vtmp);
+                  f.get(acc);
+                  f.ifElse(() => {
+                    f.get(vtmp).get(addr).simdMem(SIMD.v128Load, 0).simd(SIMD.f32x4Add).set(vtmp);
+                  });
+                  f.get(vtmp).simdMem(SIMD.v128Store, 0);
+                  f.addTo(j, 4).addTo(addr, 16).addTo(src, 16);
+                  f.emit(OP.br, 0);
+                });
+              });
+              f.forRange(j, j, cols, 1, () => {
                 f.get(src).mem(OP.f32Load, 2).set(val);
                 f.get(acc);
                 f.ifElse(() => {
                   f.get(val).get(addr).mem(OP.f32Load, 2).op(OP.f32Add).set(val);
                 });
                 f.get(addr).get(val).mem(OP.f32Store, 2);
+                f.addTo(addr, 4).addTo(src, 4);
               });
             });
           });
