@@ -212,26 +212,25 @@ function fuseEpilogues(
   const cores = new Map<number, Tensor>();
   for (const c of graph.nodes) {
     if (!isCore(c) || isOutput.has(c.id) || forced.has(c.id)) continue;
-    let cur = c;
-    let root: Tensor | undefined;
-    for (;;) {
-      const us = users.get(cur.id)!;
-      if (us.length !== 1) break;
-      const u = us[0];
-      // Elementwise ops and reshapes keep the flat index, so the core's value at the
-      // kernel's flat index is the accumulator.
-      const flatSame = (isElementwise(u) && sameShape(u.shape, cur.shape)) ||
-        u.prim === Primitive.Reshape;
-      if (!flatSame || isCore(u)) break;
-      if (mat.has(u.id)) {
-        root = u;
-        break;
+    // Every inlined node above the core must keep the flat index (elementwise ops and
+    // reshapes), so the core's value at the kernel's index is the accumulator, and all of
+    // them must end in one materialized node: the kernel that will own the core.
+    const roots = new Set<Tensor>();
+    const seen = new Set<number>([c.id]);
+    const stack = [c];
+    let ok = true;
+    while (stack.length && ok) {
+      for (const u of users.get(stack.pop()!.id)!) {
+        if (seen.has(u.id)) continue;
+        seen.add(u.id);
+        if (isCore(u) || !flatKeeping(u) || u.size !== c.size) ok = false;
+        else if (mat.has(u.id)) roots.add(u);
+        else stack.push(u);
       }
-      cur = u;
     }
-    if (!root || cores.has(root.id)) continue;
-    // The root's other inlined operands must not reach another core (they cannot: cores are
-    // materialized unless fused, and each root fuses at most one).
+    if (!ok || roots.size !== 1) continue;
+    const [root] = roots;
+    if (cores.has(root.id)) continue;
     cores.set(root.id, c);
     mat.delete(c.id);
   }
