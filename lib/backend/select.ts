@@ -1,6 +1,6 @@
 /**
  * Backend selection: `cpu`, `webgpu`, `pjrt`, or `auto` (a PJRT plugin if one is configured or
- * found, else a WebGPU adapter, else the CPU). Optional backends load lazily so that a machine
+ * found, else a hardware WebGPU adapter, else the CPU). Optional backends load lazily so that a machine
  * without them never pays for (or fails on) their imports.
  */
 import type { Backend } from "./backend.ts";
@@ -40,10 +40,21 @@ export async function createBackend(
       } catch (e) {
         log(`backend auto: no PJRT plugin (${firstLine(e)})`);
       }
-      try {
-        return await createBackend("webgpu", opts);
-      } catch (e) {
-        log(`backend auto: no WebGPU adapter (${firstLine(e)})`);
+      const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
+      if (!adapter) {
+        log("backend auto: no WebGPU adapter");
+      } else if (adapter.info.isFallbackAdapter) {
+        // A software rasterizer (Mesa llvmpipe) on the same cores: the CPU backend is faster
+        // there (BENCHMARKS.md). `--backend webgpu` still selects it.
+        log(
+          `backend auto: WebGPU adapter "${adapter.info.description}" is a software fallback; using the CPU`,
+        );
+      } else {
+        try {
+          return await createBackend("webgpu", opts);
+        } catch (e) {
+          log(`backend auto: WebGPU failed (${firstLine(e)})`);
+        }
       }
       return new CpuBackend();
     }
