@@ -17,8 +17,10 @@ export interface BackendOptions {
 
 export async function createBackend(
   name: BackendName,
-  opts: BackendOptions = {},
+  options: BackendOptions = {},
 ): Promise<Backend> {
+  // Configs hold null for an unset plugin path.
+  const opts = { ...options, pjrtPlugin: options.pjrtPlugin || undefined };
   switch (name) {
     case "cpu":
       return new CpuBackend();
