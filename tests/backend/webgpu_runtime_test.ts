@@ -89,14 +89,48 @@ Deno.test({
 });
 
 Deno.test({
-  name: "webgpu runtime: tensors above the adapter's binding size fail at compile with the limit",
+  name: "webgpu runtime: tensors above the binding size limit are bound as windows",
   ...opts,
   fn: async () => {
-    const limit = gpu.ctx.limits.maxStorageBufferBindingSize;
-    const n = Math.floor(limit / 4) + 1024;
+    // A 4 KiB limit splits anything above 1024 elements into several bindings.
+    const small = await WebGpuBackend.create({ maxBindingBytes: 4096 });
+    const { CpuBackend } = await import("../../lib/backend/cpu/backend.ts");
+    const cpu = new CpuBackend();
+    const x = hostTensor([40, 100], "f32", Array.from({ length: 4000 }, (_, i) => Math.sin(i)));
+    const w = hostTensor([100, 60], "f32", Array.from({ length: 6000 }, (_, i) => Math.cos(i)));
+    const fn = (a: Tensor, b: Tensor) => {
+      const h = ops.tanh(ops.matmul(a, b)); // [40, 60]: output and both operands split
+      return [
+        ops.add(h, 1),
+        ops.sum(h, 0),
+        ops.transpose(a, [1, 0]),
+        ops.matmul(ops.transpose(h, [1, 0]), a),
+      ];
+    };
+    const want = await evaluate(cpu, fn, x, w);
+    for (
+      const be of [
+        small,
+        await WebGpuBackend.create({ maxBindingBytes: 4096, matmul: "tiled", maxTile: 16 }),
+      ]
+    ) {
+      const got = await evaluate(be, fn, x, w);
+      got.forEach((g: { data: Float32Array }, i: number) =>
+        assertAllClose(Array.from(g.data), Array.from(want[i].data as Float32Array), { atol: 1e-4 })
+      );
+      be.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "webgpu runtime: tensors above the adapter's maxBufferSize fail at compile with the limit",
+  ...opts,
+  fn: async () => {
+    const n = Math.floor(gpu.ctx.limits.maxBufferSize / 4) + 1024;
     await assertRejects(
       () => Compiled.create(gpu, (a: Tensor) => ops.broadcastTo(a, [n]), f32([1], [1])),
-      /maxStorageBufferBindingSize/,
+      /maxBufferSize/,
     );
   },
 });

@@ -7,6 +7,7 @@ import type { DType } from "../../ir/dtype.ts";
 import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
 import type { Backend, DeviceArray, Executable } from "../backend.ts";
+import { bindingSlots } from "./bindings.ts";
 import type { GeneratedKernel } from "./codegen.ts";
 import { type DeviceOptions, type GpuContext, requestContext } from "./device.ts";
 import { GpuExecutable } from "./executable.ts";
@@ -156,7 +157,7 @@ export class WebGpuBackend implements Backend {
         p = device.createComputePipeline({
           label: k.label,
           layout: device.createPipelineLayout({
-            bindGroupLayouts: [this.#layout(k.outputs, k.bindings.length)],
+            bindGroupLayouts: [this.#layout(k.bindings, k.outputs)],
           }),
           compute: { module, entryPoint: "main" },
         });
@@ -184,16 +185,20 @@ export class WebGpuBackend implements Backend {
     return out;
   }
 
-  /** The first `outputs` bindings read-write, the rest read-only storage. */
-  #layout(outputs: number, n: number): GPUBindGroupLayout {
-    const key = `${outputs}/${n}`;
+  /** Outputs read-write, reads read-only storage; one entry per window of a large binding. */
+  #layout(bindings: GeneratedKernel["bindings"], outputs: number): GPUBindGroupLayout {
+    const slots = bindingSlots(bindings, this.ctx.tuning.chunks);
+    const types = slots.flatMap((n, i) =>
+      Array(n).fill(i < outputs ? "storage" : "read-only-storage")
+    );
+    const key = types.join(",");
     let l = this.#layouts.get(key);
     if (!l) {
       l = this.ctx.device.createBindGroupLayout({
-        entries: Array.from({ length: n }, (_, i) => ({
+        entries: types.map((type, i) => ({
           binding: i,
           visibility: GPUShaderStage.COMPUTE,
-          buffer: { type: i < outputs ? "storage" : "read-only-storage" } as GPUBufferBindingLayout,
+          buffer: { type } as GPUBufferBindingLayout,
         })),
       });
       this.#layouts.set(key, l);

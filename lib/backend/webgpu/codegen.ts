@@ -8,6 +8,7 @@ import { numel } from "../../ir/host_tensor.ts";
 import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
 import { ExprBuilder, FlatIndex, indexKey, type KernelContext, VecIndex } from "./expr.ts";
+import { bindingSource, chunkCount, type ChunkPolicy } from "./bindings.ts";
 import { helperSource } from "./helpers.ts";
 import { normalizeDot, operandAccess, registerMatmul, tiledMatmul, vec4Able } from "./matmul.ts";
 import type { KernelPlan } from "./plan.ts";
@@ -24,6 +25,8 @@ export interface Tuning {
   maxWorkgroupStorage: number;
   /** Largest tile edge of the tiled dot_general (128; tests on CPU adapters use 32). */
   maxTile?: number;
+  /** Bindings above the adapter's size limit are split into windows of this policy. */
+  chunks: ChunkPolicy;
 }
 
 export interface GeneratedKernel {
@@ -53,19 +56,20 @@ function mapKernel(k: KernelPlan, t: Tuning): GeneratedKernel {
       k.reads.filter((n) => n.size % 4 === 0 && n.size > 1).map((n) => readName(k, n)),
     );
     // First pass: which reads get vec4 loads; second pass: declare only those as vec4.
-    const first = mapBody(k, candidates, true, wg);
-    return mapBody(k, first.vecLoads, true, wg).kernel;
+    const first = mapBody(k, candidates, true, t);
+    return mapBody(k, first.vecLoads, true, t).kernel;
   }
-  return mapBody(k, new Set(), false, wg).kernel;
+  return mapBody(k, new Set(), false, t).kernel;
 }
 
 function mapBody(
   k: KernelPlan,
   vecReads: Set<string>,
   vector: boolean,
-  wg: number,
+  t: Tuning,
 ): { kernel: GeneratedKernel; vecLoads: Set<string> } {
   const { roots } = k;
+  const wg = t.workgroupSize;
   const known = new Map<number, string>();
   const written = new Map<number, string>();
   const vec4 = new Set(vecReads);
@@ -75,25 +79,26 @@ function mapBody(
     binding: (n) => written.get(n.id) ?? base.binding(n),
     known,
     ownKey: indexKey(vector ? new VecIndex("g") : new FlatIndex("g")),
-    vec4,
   });
+  const threads = vector ? roots[0].size / 4 : roots[0].size;
+  // arrayLength keeps the WGSL independent of the size (one pipeline for many shapes).
+  const bound = chunkCount(roots[0].size, t.chunks) === 1 ? "arrayLength(&buf0)" : `${threads}u`;
   b.emit(`let g = gid.x + gid.y * (nwg.x * ${wg}u);`);
-  b.emit(`if (g >= arrayLength(&buf0)) { return; }`);
+  b.emit(`if (g >= ${bound}) { return; }`);
   roots.forEach((root, i) => {
     const v = b.value(root, vector ? new VecIndex("g") : new FlatIndex("g"));
-    b.emit(`buf${i}[g] = ${v};`);
+    b.emit(`${vector ? "st4" : "st"}_buf${i}(g, ${v});`);
     known.set(root.id, v);
     written.set(root.id, `buf${i}`);
   });
   const code = [
-    bindingDecls(k, vec4),
+    bindingDecls(k, vec4, t.chunks),
     helperSource(b.helpers),
     `@compute @workgroup_size(${wg})`,
     `fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {`,
     b.code(),
     `}`,
   ].join("\n");
-  const threads = vector ? roots[0].size / 4 : roots[0].size;
   return {
     kernel: {
       code,
@@ -163,9 +168,9 @@ function reduceKernel(k: KernelPlan, core: Tensor, t: Tuning): GeneratedKernel {
     b.emit(`acc = partial[0];`);
   }
   const v = root === core ? "acc" : b.value(root, new FlatIndex("g"));
-  b.emit(`buf0[g] = ${v};`);
+  b.emit(`st_buf0(g, ${v});`);
   const code = [
-    header(k, b) + decl,
+    bindingDecls(k, new Set(), t.chunks) + "\n" + helperSource(b.helpers) + "\n" + decl,
     `@compute @workgroup_size(${wg})`,
     `fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u,`,
     `        @builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {`,
@@ -216,7 +221,8 @@ function dotKernel(k: KernelPlan, dot: Tensor, t: Tuning): GeneratedKernel {
   const helpers = new Set<string>();
   const epilogueFn = (vec4: Set<string>) => {
     const accType = vecOut ? "vec4f" : "f32";
-    const e = new ExprBuilder({ ...context(k, { node: dot, value: "acc" }), vec4 });
+    void vec4;
+    const e = new ExprBuilder(context(k, { node: dot, value: "acc" }));
     const v = e.value(root, vecOut ? new VecIndex("g") : new FlatIndex("g"));
     const out = vecOut ? `vec4<${wgslType(root.dtype)}>` : wgslType(root.dtype);
     return {
@@ -238,17 +244,16 @@ function dotKernel(k: KernelPlan, dot: Tensor, t: Tuning): GeneratedKernel {
     epilogue = e.code;
     for (const h of e.builder.helpers) helpers.add(h);
   }
-  const ctx: KernelContext = { ...context(k), vec4 };
-  const [a, b] = access(ctx);
+  const [a, b] = access(context(k));
   for (const h of [...a.helpers, ...b.helpers]) helpers.add(h);
   const store = (g: string, acc: string) =>
-    `buf0[${g}] = ${root === dot ? acc : `epilogue(${g}, ${acc})`};`;
+    `${vecOut ? "st4" : "st"}_buf0(${g}, ${root === dot ? acc : `epilogue(${g}, ${acc})`});`;
   const outDecl = vecOut ? new Set([...vec4, "buf0"]) : vec4;
   const body = register
     ? registerMatmul(dims, a, b, store, vecA, vecB, vecOut)
     : tiledMatmul(dims, a, b, store, t.maxWorkgroupStorage, t.maxTile);
   const code = [
-    bindingDecls(k, outDecl),
+    bindingDecls(k, outDecl, t.chunks),
     helperSource(helpers),
     a.decls,
     b.decls,
@@ -275,26 +280,12 @@ function context(
   return { binding: (n) => names.get(n.id), core, known };
 }
 
-function bindingDecls(k: KernelPlan, vec4 = new Set<string>()): string {
-  const lines: string[] = [];
-  const typeOf = (n: Tensor, name: string) =>
-    vec4.has(name) ? `vec4<${wgslType(n.dtype)}>` : wgslType(n.dtype);
-  k.roots.forEach((n, i) =>
-    lines.push(
-      `@group(0) @binding(${i}) var<storage, read_write> buf${i}: array<${typeOf(n, `buf${i}`)}>;`,
-    )
-  );
-  k.reads.forEach((n, i) => {
-    const j = k.roots.length + i;
-    lines.push(
-      `@group(0) @binding(${j}) var<storage, read> buf${j}: array<${typeOf(n, `buf${j}`)}>;`,
-    );
-  });
-  return lines.join("\n");
-}
-
-function header(k: KernelPlan, b: ExprBuilder): string {
-  return bindingDecls(k) + "\n" + helperSource(b.helpers) + "\n";
+function bindingDecls(k: KernelPlan, vec4: Set<string>, chunks: ChunkPolicy): string {
+  const specs = [
+    ...k.roots.map((node, i) => ({ name: `buf${i}`, node, output: true })),
+    ...k.reads.map((node, i) => ({ name: `buf${k.roots.length + i}`, node, output: false })),
+  ].map((s) => ({ ...s, vec4: vec4.has(s.name) }));
+  return bindingSource(specs, chunks);
 }
 
 /** Workgroup counts over two dimensions, since each is capped at 65535. */

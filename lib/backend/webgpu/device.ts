@@ -3,6 +3,7 @@
  * defaults are lower: 8 storage buffers per stage, 128 MiB bindings), and kernels are tuned by
  * what the adapter is: a CPU rasterizer (llvmpipe, SwiftShader, WARP) or a GPU.
  */
+import { chunkPolicy } from "./bindings.ts";
 import type { Tuning } from "./codegen.ts";
 
 export interface GpuContext {
@@ -26,6 +27,8 @@ export interface DeviceOptions {
   matmul?: Tuning["matmul"];
   /** Caps the tiled dot_general's tile edge (small tiles compile fast on llvmpipe). */
   maxTile?: number;
+  /** Splits bindings above this many bytes (default: the adapter limit); tests use less. */
+  maxBindingBytes?: number;
 }
 
 export async function requestContext(opts: DeviceOptions = {}): Promise<GpuContext> {
@@ -76,6 +79,10 @@ export async function requestContext(opts: DeviceOptions = {}): Promise<GpuConte
     cooperativeBelow: cpuAdapter ? 64 : 8192,
     maxWorkgroupStorage: limits.maxComputeWorkgroupStorageSize,
     maxTile: opts.maxTile,
+    chunks: chunkPolicy(
+      opts.maxBindingBytes ?? limits.maxStorageBufferBindingSize,
+      device.limits.minStorageBufferOffsetAlignment,
+    ),
   };
   return { device, adapterInfo: info, cpuAdapter, limits, tuning };
 }

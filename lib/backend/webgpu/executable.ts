@@ -8,6 +8,7 @@ import type { Graph } from "../../ir/graph.ts";
 import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
 import type { DeviceArray, Executable } from "../backend.ts";
+import { chunkCount } from "./bindings.ts";
 import { type GeneratedKernel, generateKernel } from "./codegen.ts";
 import type { GpuContext } from "./device.ts";
 import { planGraph } from "./plan.ts";
@@ -76,15 +77,17 @@ export class GpuExecutable implements Executable {
 
   static async create(host: ExecHost, graph: Graph): Promise<GpuExecutable> {
     const { ctx } = host;
+    for (const n of [...graph.inputs, ...graph.outputs]) {
+      checkBufferSize(n, ctx.limits.maxBufferSize);
+    }
     const plan = planGraph(graph, {
       maxStorageBuffers: ctx.limits.maxStorageBuffersPerShaderStage,
       contiguousOperands: ctx.tuning.matmul === "register",
+      bindingCost: (n) => chunkCount(n.size, ctx.tuning.chunks),
     });
     const kernels = plan.kernels.filter((k) => k.roots[0].size > 0);
     for (const k of kernels) {
-      for (const n of [...k.roots, ...k.reads]) {
-        checkBindingSize(n, ctx.limits.maxStorageBufferBindingSize);
-      }
+      for (const n of [...k.roots, ...k.reads]) checkBufferSize(n, ctx.limits.maxBufferSize);
     }
     const generated = kernels.map((k) => generateKernel(k, ctx.tuning));
     const pipelines = await host.pipelines(generated);
@@ -287,19 +290,24 @@ export class GpuExecutable implements Executable {
     let bg = step.bindGroups.get(key);
     if (bg) return bg;
     if (step.bindGroups.size >= 8) step.bindGroups.clear();
+    const { chunkBytes } = this.#host.ctx.tuning.chunks;
+    const entries: GPUBindGroupEntry[] = [];
+    bufs.forEach((b, i) => {
+      const node = step.kernel.bindings[i];
+      const bytes = Math.max(node.size, 1) * WORD;
+      // Outputs bind their exact size (kernels bound-check with arrayLength); reads round up
+      // to 16 bytes so they may be read as vec4 arrays. Large ones bind as windows.
+      const total = i < step.kernel.outputs ? bytes : Math.min(b.size, Math.ceil(bytes / 16) * 16);
+      for (let offset = 0; offset < total; offset += chunkBytes) {
+        entries.push({
+          binding: entries.length,
+          resource: { buffer: b.buffer, offset, size: Math.min(chunkBytes, total - offset) },
+        });
+      }
+    });
     bg = this.#host.ctx.device.createBindGroup({
       layout: step.pipeline.getBindGroupLayout(0),
-      entries: bufs.map((b, i) => ({
-        binding: i,
-        // Outputs bind their exact size (kernels bound-check with arrayLength); reads round
-        // up to 16 bytes so they may be read as vec4 arrays.
-        resource: {
-          buffer: b.buffer,
-          size: i < step.kernel.outputs
-            ? Math.max(step.kernel.bindings[i].size, 1) * WORD
-            : Math.min(b.size, Math.ceil(Math.max(step.kernel.bindings[i].size, 1) / 4) * 16),
-        },
-      })),
+      entries,
     });
     step.bindGroups.set(key, bg);
     return bg;
@@ -354,12 +362,12 @@ function planSlots(kernels: GeneratedKernel[], loc: Map<number, Loc>): number[] 
   return sizes;
 }
 
-function checkBindingSize(n: Tensor, max: number): void {
+function checkBufferSize(n: Tensor, max: number): void {
   const bytes = n.size * WORD;
   if (bytes > max) {
     throw new Error(
-      `webgpu: ${n} needs ${bytes} bytes, above this adapter's maxStorageBufferBindingSize ` +
-        `(${max}); use a smaller batch or the cpu backend`,
+      `webgpu: ${n} needs ${bytes} bytes, above this adapter's maxBufferSize (${max}); ` +
+        `use a smaller batch (or gradient accumulation) or another backend`,
     );
   }
 }

@@ -48,8 +48,6 @@ export interface KernelContext {
   known?: Map<number, string>;
   /** `indexKey` of the kernel's own index, where `known` values apply. */
   ownKey?: string;
-  /** Bindings declared as arrays of vec4 (scalar reads index into the vec4). */
-  vec4?: Set<string>;
 }
 
 /** Emitted code grows with distinct (node, index) pairs; past this a kernel is unreasonable. */
@@ -166,19 +164,14 @@ export class ExprBuilder {
     return this.#lines.join("\n");
   }
 
-  /** A load of stored `n` at `idx`: vec4 bindings serve vec4 indices and scalar lanes. */
+  /** A load of stored `n` at `idx`, through the binding's accessors (see bindings.ts). */
   #load(buf: string, n: Tensor, idx: Index): string {
-    const vec4 = this.#ctx.vec4?.has(buf) ?? false;
     if (isVec(idx)) {
-      if (n.size === 1) return `vec4<${wgslType(n.dtype)}>(${buf}[0])`;
-      if (!vec4) throw new Error(`webgpu: internal: vec4 read of scalar binding ${buf}`);
+      if (n.size === 1) return `vec4<${wgslType(n.dtype)}>(ld_${buf}(0u))`;
       this.vecLoads.add(buf);
-      return `${buf}[${idx.q}]`;
+      return `ld4_${buf}(${idx.q})`;
     }
-    const at = isFlat(idx) ? idx.flat : this.linear(idx, n.shape);
-    if (!vec4) return `${buf}[${at}]`;
-    const i = this.index(at);
-    return `${buf}[${i} / 4u][${i} % 4u]`;
+    return `ld_${buf}(${isFlat(idx) ? idx.flat : this.linear(idx, n.shape)})`;
   }
 
   #lookup(key: string): string | undefined {

@@ -95,10 +95,7 @@ export function operandAccess(
       batchBase: (bt) => `let ${base} = ${sum([`${view.offset}u`, offsetOf(bt, batch)])};`,
       outer: (v) => sum([base, offsetOf(v, outer)]),
       inner: (k) => offsetOf(k, inner),
-      load: (o, k) =>
-        ctx.vec4?.has(buf)
-          ? `${buf}[(${sum([o, k])}) / 4u][(${sum([o, k])}) % 4u]`
-          : `${buf}[${sum([o, k])}]`,
+      load: (o, k) => `ld_${buf}(${sum([o, k])})`,
       helpers: new Set(),
       view: { buf, source: view.source, offset: view.offset, batch, outer, inner },
     };
@@ -199,7 +196,7 @@ export function registerMatmul(
   // One k step's B values as vec4 per column group, from the row offset `kb`.
   const bRow = (kb: string, j: number) =>
     vecB
-      ? `${vecB}[${kb} + cq${j}]`
+      ? `ld4_${vecB}(${kb} + cq${j})`
       : `vec4f(${lanes.map((c) => b.load(`cb${j}_${c}`, kb, "bt", `n${j}_${c}`, "k")).join(", ")})`;
   const bRowOffset = (k: string) => vecB ? `(${b.inner(k)}) / 4u` : b.inner(k);
   const fma4 = (q: number, a4: string, j: number) =>
@@ -217,7 +214,7 @@ export function registerMatmul(
       // a{kk}_{i4}: rows 4 i4 .. 4 i4 + 3 at k = 4 k4 + kk; transpose to per-row k vectors.
       for (const i4 of rowGroups) {
         for (const kk of lanes) {
-          L.push(`  let a${kk}_${i4} = ${vecA!.buf}[(ra${i4} + ka${kk}) / 4u];`);
+          L.push(`  let a${kk}_${i4} = ld4_${vecA!.buf}((ra${i4} + ka${kk}) / 4u);`);
         }
         for (const r of lanes) {
           const i = 4 * i4 + r, c = "xyzw"[r];
@@ -229,7 +226,7 @@ export function registerMatmul(
     } else {
       for (const i of rows) {
         const av = vecA
-          ? `${vecA.buf}[ra${i} + k4]`
+          ? `ld4_${vecA.buf}(ra${i} + k4)`
           : `vec4f(${
             lanes.map((kk) => a.load(`ra${i}`, `ka${kk}`, "bt", `r${i}`, `4u * k4 + ${kk}u`))
               .join(", ")
@@ -248,7 +245,7 @@ export function registerMatmul(
     for (const j of cols) L.push(`  let b_${j} = ${bRow("kb", j)};`);
     if (byM) {
       for (const i4 of rowGroups) {
-        L.push(`  { let a4 = ${vecA!.buf}[(ra${i4} + ka) / 4u];`);
+        L.push(`  { let a4 = ld4_${vecA!.buf}((ra${i4} + ka) / 4u);`);
         for (const r of lanes) {
           for (const j of cols) {
             const q = (4 * i4 + r) * RN4 + j;

@@ -45,6 +45,8 @@ export interface PlanOptions {
   maxStorageBuffers: number;
   /** Copy dot_general operands not contiguous along K (lhs) or N (rhs), for register kernels. */
   contiguousOperands?: boolean;
+  /** Bindings a node takes (large ones are split into windows); 1 when absent. */
+  bindingCost?: (n: Tensor) => number;
 }
 
 /**
@@ -70,9 +72,10 @@ export function planGraph(graph: Graph, opts: PlanOptions): Plan {
     const m = new Set(mat);
     const cores = fuseEpilogues(graph, users, m, isOutput, forced);
     const kernels = buildKernels(graph, m, cores);
-    const split = kernels.find((k) => k.reads.length + 1 > opts.maxStorageBuffers);
+    const cost = (ns: Tensor[]) => ns.reduce((c, n) => c + (opts.bindingCost?.(n) ?? 1), 0);
+    const split = kernels.find((k) => cost([...k.roots, ...k.reads]) > opts.maxStorageBuffers);
     if (!split) {
-      const grouped = groupMaps(kernels, m, opts.maxStorageBuffers);
+      const grouped = groupMaps(kernels, m, opts.maxStorageBuffers, cost);
       const out = opts.contiguousOperands ? relayoutOperands(grouped, m) : grouped;
       return { kernels: out, materialized: m };
     }
@@ -300,7 +303,12 @@ function heaviestInlined(k: KernelPlan, mat: Set<number>): Tensor | undefined {
  * runs where its last member was; a group closes once another kernel reads its outputs.
  * AdamW's mu, nu and parameter updates become one kernel this way.
  */
-function groupMaps(kernels: KernelPlan[], mat: Set<number>, maxBindings: number): KernelPlan[] {
+function groupMaps(
+  kernels: KernelPlan[],
+  mat: Set<number>,
+  maxBindings: number,
+  cost: (ns: Tensor[]) => number,
+): KernelPlan[] {
   const out: (KernelPlan | undefined)[] = [];
   const open = new Set<number>(); // indices in out of groups that may still grow
   const groupOf = new Map<number, number>(); // root id -> index in out
@@ -312,7 +320,7 @@ function groupMaps(kernels: KernelPlan[], mat: Set<number>, maxBindings: number)
       // The most recent related open group of the same size.
       for (const i of [...open].reverse()) {
         const g = out[i]!;
-        if (g.roots[0].size === size && canMerge(g, k, mat, maxBindings)) {
+        if (g.roots[0].size === size && canMerge(g, k, mat, maxBindings, cost)) {
           gi = i;
           break;
         }
@@ -341,16 +349,22 @@ function groupMaps(kernels: KernelPlan[], mat: Set<number>, maxBindings: number)
   return out.filter((k): k is KernelPlan => k !== undefined);
 }
 
-function canMerge(g: KernelPlan, k: KernelPlan, mat: Set<number>, maxBindings: number): boolean {
+function canMerge(
+  g: KernelPlan,
+  k: KernelPlan,
+  mat: Set<number>,
+  maxBindings: number,
+  cost: (ns: Tensor[]) => number,
+): boolean {
   if (g.core || k.core) return false;
   const gRoots = new Set(g.roots.map((r) => r.id));
   const gAll = new Set([...gRoots, ...g.reads.map((r) => r.id)]);
   // Related: k reads g's output or a same-size input of g (shared scalars do not count).
   const size = k.roots[0].size;
   if (!k.reads.some((r) => gAll.has(r.id) && r.size === size)) return false;
-  const reads = new Set([...g.reads, ...k.reads].map((r) => r.id));
+  const reads = new Map([...g.reads, ...k.reads].map((r) => [r.id, r]));
   for (const r of gRoots) reads.delete(r);
-  if (g.roots.length + k.roots.length + reads.size > maxBindings) return false;
+  if (cost([...g.roots, ...k.roots, ...reads.values()]) > maxBindings) return false;
   return k.reads.every((r) => !gRoots.has(r.id) || readOnlyInPlace(k.roots[0], r, mat));
 }
 
