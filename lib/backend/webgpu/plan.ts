@@ -462,7 +462,3 @@ function contiguousAlong(x: Tensor, dims: number[], mat: Set<number>): boolean {
 function freeOf(x: Tensor, batch: number[], contract: number[]): number[] {
   return x.shape.map((_, i) => i).filter((i) => !batch.includes(i) && !contract.includes(i));
 }
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
-}
