@@ -153,9 +153,19 @@ Deno.test({
   name: "webgpu: reductions over many terms (cooperative) and over middle axes",
   ...opts,
   fn: async () => {
-    await sameAsCpu((x) => ops.sum(x), [rand([70000], 13)], 2e-3, [gpu]);
-    await sameAsCpu((x) => ops.max(x, [0, 2]), [rand([30, 5, 40], 14)], 0, [gpu]);
-    await sameAsCpu((x) => ops.sum(x, [1]), [rand([6, 300, 7], 15)], 1e-4, [gpu]);
+    // The shapes a GPU adapter gets: 256-thread workgroups, cooperative below 8192 outputs.
+    const gpuShapes = await WebGpuBackend.create({ workgroupSize: 256, cooperativeBelow: 8192 });
+    const both = [gpu, gpuShapes];
+    await sameAsCpu((x) => ops.sum(x), [rand([70000], 13)], 2e-3, both);
+    await sameAsCpu((x) => ops.max(x, [0, 2]), [rand([30, 5, 40], 14)], 0, both);
+    await sameAsCpu((x) => ops.sum(x, [1]), [rand([6, 300, 7], 15)], 1e-4, both);
+    await sameAsCpu(
+      (x) => ops.div(ops.exp(x), ops.sum(ops.exp(x), -1, true)),
+      [rand([9, 1000], 20)],
+      1e-6,
+      both,
+    );
+    gpuShapes.dispose();
   },
 });
 

@@ -242,3 +242,18 @@ Deno.test({
     gpu.free(b); // freeing twice is harmless
   },
 });
+
+Deno.test({
+  name: "webgpu runtime: no adapter gives a clear error naming the alternatives",
+  ...opts,
+  fn: async () => {
+    const gpuApi = navigator.gpu as unknown as { requestAdapter: () => Promise<null> };
+    const original = gpuApi.requestAdapter;
+    gpuApi.requestAdapter = () => Promise.resolve(null);
+    try {
+      await assertRejects(() => WebGpuBackend.create(), /no GPU adapter found.*--backend cpu/);
+    } finally {
+      gpuApi.requestAdapter = original;
+    }
+  },
+});

@@ -29,6 +29,9 @@ export interface DeviceOptions {
   maxTile?: number;
   /** Splits bindings above this many bytes (default: the adapter limit); tests use less. */
   maxBindingBytes?: number;
+  /** Map/reduction kernel shape overrides (tests run the GPU shapes on llvmpipe). */
+  workgroupSize?: number;
+  cooperativeBelow?: number;
 }
 
 export async function requestContext(opts: DeviceOptions = {}): Promise<GpuContext> {
@@ -74,9 +77,9 @@ export async function requestContext(opts: DeviceOptions = {}): Promise<GpuConte
     maxComputeWorkgroupsPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
   };
   const tuning: Tuning = {
-    workgroupSize: cpuAdapter ? 64 : 256,
+    workgroupSize: opts.workgroupSize ?? (cpuAdapter ? 64 : 256),
     matmul: opts.matmul ?? (cpuAdapter ? "register" : "tiled"),
-    cooperativeBelow: cpuAdapter ? 64 : 8192,
+    cooperativeBelow: opts.cooperativeBelow ?? (cpuAdapter ? 64 : 8192),
     maxWorkgroupStorage: limits.maxComputeWorkgroupStorageSize,
     maxTile: opts.maxTile,
     chunks: chunkPolicy(
