@@ -266,7 +266,12 @@ function randomProgram(seed: number, inputs: Tensor[], floatOnly = false): Tenso
       y = r() < 0.6 ? ops.sum(x, axes, r() < 0.5) : ops.max(x, axes, r() < 0.5);
     } else if (u < 0.78) {
       const x = of((t) => t.ndim > 1)!;
-      const perm = x.shape.map((_, i) => i).sort(() => r() - 0.5);
+      // Fisher-Yates: sort() with a random comparator is not deterministic in V8
+      const perm = x.shape.map((_, i) => i);
+      for (let i = perm.length - 1; i > 0; i--) {
+        const j = Math.floor(r() * (i + 1));
+        [perm[i], perm[j]] = [perm[j], perm[i]];
+      }
       y = ops.transpose(x, perm);
     } else if (u < 0.85) {
       const x = pick(pool);
