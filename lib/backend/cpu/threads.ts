@@ -87,6 +87,10 @@ export class WorkerPool {
         w.unref();
         return w;
       });
+      // Stop the workers in order when this isolate finishes, rather than at process exit.
+      globalThis.addEventListener("unload", () => {
+        for (const w of workers) void w.terminate();
+      });
       return new WorkerPool(workers);
     } catch {
       return null; // no permission to start workers, or no worker support
