@@ -51,29 +51,14 @@ function mapKernel(k: KernelPlan, t: Tuning): GeneratedKernel {
   const size = k.roots[0].size;
   const wg = t.workgroupSize;
   // Four elements per thread with vec4 loads and stores when the sizes allow.
-  if (size % 4 === 0 && size >= 4 * wg) {
-    const candidates = new Set(
-      k.reads.filter((n) => n.size % 4 === 0 && n.size > 1).map((n) => readName(k, n)),
-    );
-    // First pass: which reads get vec4 loads; second pass: declare only those as vec4.
-    const first = mapBody(k, candidates, true, t);
-    return mapBody(k, first.vecLoads, true, t).kernel;
-  }
-  return mapBody(k, new Set(), false, t).kernel;
+  return mapBody(k, size % 4 === 0 && size >= 4 * wg, t);
 }
 
-function mapBody(
-  k: KernelPlan,
-  vecReads: Set<string>,
-  vector: boolean,
-  t: Tuning,
-): { kernel: GeneratedKernel; vecLoads: Set<string> } {
+function mapBody(k: KernelPlan, vector: boolean, t: Tuning): GeneratedKernel {
   const { roots } = k;
   const wg = t.workgroupSize;
   const known = new Map<number, string>();
   const written = new Map<number, string>();
-  const vec4 = new Set(vecReads);
-  if (vector) roots.forEach((_, i) => vec4.add(`buf${i}`));
   const base = context(k);
   const b = new ExprBuilder({
     binding: (n) => written.get(n.id) ?? base.binding(n),
@@ -91,6 +76,9 @@ function mapBody(
     known.set(root.id, v);
     written.set(root.id, `buf${i}`);
   });
+  // Outputs (vector kernels) and the reads loaded four at a time are declared as vec4 arrays.
+  const vec4 = new Set(b.vecLoads);
+  if (vector) roots.forEach((_, i) => vec4.add(`buf${i}`));
   const code = [
     bindingDecls(k, vec4, t.chunks),
     helperSource(b.helpers),
@@ -100,14 +88,11 @@ function mapBody(
     `}`,
   ].join("\n");
   return {
-    kernel: {
-      code,
-      bindings: [...roots, ...k.reads],
-      outputs: roots.length,
-      workgroups: grid(Math.ceil(threads / wg)),
-      label: label(k) + (vector ? "/vec4" : ""),
-    },
-    vecLoads: b.vecLoads,
+    code,
+    bindings: [...roots, ...k.reads],
+    outputs: roots.length,
+    workgroups: grid(Math.ceil(threads / wg)),
+    label: label(k) + (vector ? "/vec4" : ""),
   };
 }
 
@@ -219,30 +204,17 @@ function dotKernel(k: KernelPlan, dot: Tensor, t: Tuning): GeneratedKernel {
   // The epilogue runs on vec4 groups of outputs when rows are multiples of 4 (register).
   const vecOut = register && dims.N % 4 === 0;
   const helpers = new Set<string>();
-  // Declarations only change the accessors, so both passes emit the same epilogue body.
-  const epilogueFn = (_vec4: Set<string>) => {
-    const accType = vecOut ? "vec4f" : "f32";
-    const e = new ExprBuilder(context(k, { node: dot, value: "acc" }));
-    const v = e.value(root, vecOut ? new VecIndex("g") : new FlatIndex("g"));
-    const out = vecOut ? `vec4<${wgslType(root.dtype)}>` : wgslType(root.dtype);
-    return {
-      code: `fn epilogue(g: u32, acc: ${accType}) -> ${out} {\n${e.code()}\n  return ${v};\n}`,
-      builder: e,
-    };
-  };
   let vec4 = new Set(fixed);
   let epilogue = "";
   if (root !== dot) {
-    if (vecOut) {
-      const candidates = new Set(
-        k.reads.filter((n) => n.size % 4 === 0 && n.size > 1).map((n) => readName(k, n)),
-      );
-      const first = epilogueFn(new Set([...candidates, ...fixed]));
-      vec4 = new Set([...first.builder.vecLoads, ...fixed]);
-    }
-    const e = epilogueFn(vec4);
-    epilogue = e.code;
-    for (const h of e.builder.helpers) helpers.add(h);
+    const e = new ExprBuilder(context(k, { node: dot, value: "acc" }));
+    const v = e.value(root, vecOut ? new VecIndex("g") : new FlatIndex("g"));
+    const out = vecOut ? `vec4<${wgslType(root.dtype)}>` : wgslType(root.dtype);
+    const accType = vecOut ? "vec4f" : "f32";
+    epilogue = `fn epilogue(g: u32, acc: ${accType}) -> ${out} {\n${e.code()}\n  return ${v};\n}`;
+    for (const h of e.helpers) helpers.add(h);
+    // Reads the epilogue loads four at a time are declared as vec4 arrays.
+    vec4 = new Set([...e.vecLoads, ...fixed]);
   }
   const [a, b] = access(context(k));
   for (const h of [...a.helpers, ...b.helpers]) helpers.add(h);
