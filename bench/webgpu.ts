@@ -94,7 +94,7 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<Record
         backend,
         VIT_S16,
         opts.vitSBatch ?? 32,
-        opts.vitSSteps ?? 2,
+        opts.vitSSteps ?? 1,
       );
     }
   } finally {
@@ -114,8 +114,8 @@ export function formatWebGpuBench(r: Record<string, unknown>): string {
   const tiny = r.tiny_vit as Record<string, any> | undefined;
   if (tiny) {
     lines.push(
-      `tiny ViT batch 128: ${tiny.webgpu.img_per_s} img/s (compile ${tiny.webgpu.compile_s} s, ` +
-        `first step ${tiny.webgpu.first_step_s} s)`,
+      `tiny ViT batch 128: ${tiny.webgpu.img_per_s} img/s (${tiny.webgpu.cpu_ms_per_step} ms CPU ` +
+        `per step, compile ${tiny.webgpu.compile_s} s, first step ${tiny.webgpu.first_step_s} s)`,
     );
     if (tiny.torch?.error) lines.push(`  torch: ${tiny.torch.error}`);
     else {
