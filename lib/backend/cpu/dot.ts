@@ -69,8 +69,9 @@ export function dotStep(
     if (gatherL) gatherL();
     if (gatherR) gatherR();
     const id = ctx.threading.id();
-    if (slices && id !== null) pool!.run(id, slices, (t) => runGemmTask(gemm, t, 0, 0));
-    else single();
+    if (slices && id !== null && pool!.shouldSplit()) {
+      pool!.run(id, slices, (t) => runGemmTask(gemm, t, 0, 0));
+    } else single();
   };
   return { run, slices: slices?.length ?? 1 };
 }

@@ -243,7 +243,7 @@ export class FusedExecutable implements Executable {
           const local = (r: Int32Array) => fn(...args, r[F.q0], r[F.q1]);
           step = () => {
             const id = this.#poolId;
-            if (id !== null) pool!.run(id, slices, local);
+            if (id !== null && pool!.shouldSplit()) pool!.run(id, slices, local);
             else fn(...whole);
           };
         } else step = () => fn(...whole);

@@ -32,6 +32,10 @@ export const MAX_CHUNKS = 64;
 
 /** Wait this long for the last chunk before declaring a worker lost. */
 const JOB_TIMEOUT_MS = 300_000;
+/** Pause splitting when split jobs take this fraction of their unsplit time or more. */
+const PAUSE_ABOVE = 0.9;
+/** Jobs run unsplit during a pause. */
+const PAUSE_JOBS = 400;
 /** Wait this long for workers to load a memory. */
 const REGISTER_TIMEOUT_MS = 30_000;
 
@@ -50,6 +54,10 @@ export class WorkerPool {
   readonly #control: Int32Array;
   #nextId = 1;
   #broken: string | null = null;
+  /** Jobs to run unsplit before trying threads again (see run). */
+  #paused = 0;
+  /** Moving average of (wall time split) / (estimated time unsplit). */
+  #slowdown = 0.5;
   /** Per registering memory: called with true per worker ack, false when a worker is lost. */
   readonly #acks = new Map<number, (ok: boolean) => void>();
 
@@ -130,6 +138,19 @@ export class WorkerPool {
   }
 
   /**
+   * Whether to split the next job. When the other threads keep arriving late (their cores are
+   * busy with other processes), splitting stops paying off: the pool then pauses for a while
+   * and the caller runs jobs whole, trying again later.
+   */
+  shouldSplit(): boolean {
+    if (this.#paused > 0) {
+      this.#paused--;
+      return false;
+    }
+    return true;
+  }
+
+  /**
    * Runs the chunks (task records, at most MAX_CHUNKS) of one job for the memory registered as
    * `id`: this thread claims and runs chunks with `local` alongside the workers, then waits
    * for the chunks the workers claimed.
@@ -146,10 +167,13 @@ export class WorkerPool {
     Atomics.store(t, C.claim, (seq & 0xffff) << 16);
     Atomics.store(t, C.seq, seq);
     Atomics.notify(t, C.seq);
+    const t0 = performance.now();
+    let mine = 0;
     for (;;) {
       const i = claim(t, seq & 0xffff, n);
       if (i < 0) break;
       local(chunks[i]);
+      mine++;
       Atomics.add(t, C.completed, 1);
     }
     const start = performance.now();
@@ -162,6 +186,18 @@ export class WorkerPool {
       }
     }
     if (t[C.error]) throw new Error("cpu: a worker thread failed on its chunk");
+    this.#observe(start - t0, performance.now() - t0, mine, n);
+  }
+
+  /** Updates the slowdown estimate from one job; pauses splitting when it is near 1 or more. */
+  #observe(localMs: number, wallMs: number, mine: number, n: number): void {
+    if (mine === 0 || localMs <= 0) return;
+    const unsplit = (localMs / mine) * n;
+    this.#slowdown = 0.9 * this.#slowdown + 0.1 * Math.min(4, wallMs / unsplit);
+    if (this.#slowdown > PAUSE_ABOVE) {
+      this.#paused = PAUSE_JOBS;
+      this.#slowdown = 0.5; // start afresh when trying again
+    }
   }
 }
 
