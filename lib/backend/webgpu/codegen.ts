@@ -96,10 +96,6 @@ function mapBody(k: KernelPlan, vector: boolean, t: Tuning): GeneratedKernel {
   };
 }
 
-function readName(k: KernelPlan, n: Tensor): string {
-  return `buf${k.roots.length + k.reads.indexOf(n)}`;
-}
-
 function reduceKernel(k: KernelPlan, core: Tensor, t: Tuning): GeneratedKernel {
   const root = k.roots[0];
   const x = core.inputs[0];
