@@ -32,34 +32,8 @@ export async function benchTrainStep(
   batchSize = 128,
   steps = 5,
 ): Promise<{ imgPerS: number; compileS: number; stepMs: number }> {
-  const cfg: TrainStepConfig = {
-    vit,
-    criterion: "ce",
-    labelSmoothing: 0.1,
-    optimizer: {
-      kind: "adamw",
-      b1: 0.9,
-      b2: 0.999,
-      eps: 1e-8,
-      weightDecay: 0.05,
-      clipGrad: 0,
-      lrDecay: 1,
-      layers: vit.layers,
-    },
-  };
-  const n = batchSize * 3 * vit.imageSize * vit.imageSize;
-  const batch = {
-    images: hostTensor(
-      [batchSize, 3, vit.imageSize, vit.imageSize],
-      "u8",
-      Uint8Array.from({ length: n }, (_, i) => (i * 2654435761) >>> 24),
-    ),
-    labels: hostTensor(
-      [batchSize],
-      "i32",
-      Array.from({ length: batchSize }, (_, i) => i % (vit.labels ?? 10)),
-    ),
-  };
+  const cfg = benchStepConfig(vit);
+  const batch = syntheticBatch(vit, batchSize);
   const key = hostTensor([2], "u32", [0, 1]);
   const step = buildTrainStep(cfg);
   const t0 = performance.now();
@@ -96,4 +70,40 @@ export async function benchTrainStep(
 if (import.meta.main) {
   const { CpuBackend } = await import("../lib/backend/cpu/backend.ts");
   console.log(await benchTrainStep(new CpuBackend()));
+}
+
+/** The step settings every train-step benchmark uses: CE with smoothing 0.1, AdamW. */
+export function benchStepConfig(vit: ViTConfig): TrainStepConfig {
+  return {
+    vit,
+    criterion: "ce",
+    labelSmoothing: 0.1,
+    optimizer: {
+      kind: "adamw",
+      b1: 0.9,
+      b2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0.05,
+      clipGrad: 0,
+      lrDecay: 1,
+      layers: vit.layers,
+    },
+  };
+}
+
+/** A fixed pseudo-random uint8 batch with cycling labels. */
+export function syntheticBatch(vit: ViTConfig, batchSize: number) {
+  const n = batchSize * 3 * vit.imageSize * vit.imageSize;
+  return {
+    images: hostTensor(
+      [batchSize, 3, vit.imageSize, vit.imageSize],
+      "u8",
+      Uint8Array.from({ length: n }, (_, i) => (i * 2654435761) >>> 24),
+    ),
+    labels: hostTensor(
+      [batchSize],
+      "i32",
+      Array.from({ length: batchSize }, (_, i) => i % (vit.labels ?? 10)),
+    ),
+  };
 }

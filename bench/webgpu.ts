@@ -21,8 +21,8 @@ import type { Tensor } from "../lib/ir/tensor.ts";
 import { initViT } from "../lib/model/init.ts";
 import type { ViTConfig } from "../lib/model/vit.ts";
 import { initOptState, stepScalars } from "../lib/optim/optimizer.ts";
-import { buildTrainStep, type TrainStepConfig } from "../lib/train/step.ts";
-import { TINY_VIT } from "./train_step.ts";
+import { buildTrainStep } from "../lib/train/step.ts";
+import { benchStepConfig, syntheticBatch, TINY_VIT } from "./train_step.ts";
 
 export interface WebGpuBenchOptions {
   only?: string[];
@@ -177,34 +177,8 @@ async function benchTrainSteps(
   batchSize: number,
   steps: number,
 ): Promise<Record<string, number>> {
-  const cfg: TrainStepConfig = {
-    vit,
-    criterion: "ce",
-    labelSmoothing: 0.1,
-    optimizer: {
-      kind: "adamw",
-      b1: 0.9,
-      b2: 0.999,
-      eps: 1e-8,
-      weightDecay: 0.05,
-      clipGrad: 0,
-      lrDecay: 1,
-      layers: vit.layers,
-    },
-  };
-  const n = batchSize * 3 * vit.imageSize * vit.imageSize;
-  const batch = {
-    images: hostTensor(
-      [batchSize, 3, vit.imageSize, vit.imageSize],
-      "u8",
-      Uint8Array.from({ length: n }, (_, i) => (i * 2654435761) >>> 24),
-    ),
-    labels: hostTensor(
-      [batchSize],
-      "i32",
-      Array.from({ length: batchSize }, (_, i) => i % (vit.labels ?? 10)),
-    ),
-  };
+  const cfg = benchStepConfig(vit);
+  const batch = syntheticBatch(vit, batchSize);
   const key = hostTensor([2], "u32", [0, 1]);
   const step = buildTrainStep(cfg);
   const t0 = performance.now();
