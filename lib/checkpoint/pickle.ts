@@ -3,6 +3,7 @@
  * emits, with globals resolved through an allow-list, as `torch.load(weights_only=True)` does:
  * nothing in the file can run code. Writing emits protocol 2 as `torch.save` does.
  */
+import { concat } from "./msgpack_encode.ts";
 
 /** A Python global (module + name) resolved by the caller. */
 export interface PickleGlobal {
@@ -294,14 +295,7 @@ export class PickleWriter {
   finish(): Uint8Array {
     this.op(0x2e); // STOP
     this.#flush();
-    const n = this.#parts.reduce((a, b) => a + b.length, 0);
-    const out = new Uint8Array(n);
-    let o = 0;
-    for (const p of this.#parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    return out;
+    return concat(this.#parts);
   }
 
   #byte(b: number) {

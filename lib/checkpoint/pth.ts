@@ -8,6 +8,7 @@
  * know (e.g. `argparse.Namespace` in training checkpoints) become opaque strings, so the tensors
  * can still be taken out. Storages go straight into tensor memory when the tensor covers them.
  */
+import { concat } from "./msgpack_encode.ts";
 import type { DType } from "../ir/dtype.ts";
 import { type HostTensor, numel, stridesOf } from "../ir/host_tensor.ts";
 import { atomicWrite } from "./atomic.ts";
@@ -41,14 +42,7 @@ export function writePth(
   options: PthWriteOptions = {},
 ): Uint8Array {
   try {
-    const parts = [...encodePth(state, options)];
-    const out = new Uint8Array(parts.reduce((a, b) => a + b.length, 0));
-    let o = 0;
-    for (const p of parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    return out;
+    return concat([...encodePth(state, options)]);
   } catch (e) {
     throw asCheckpointError(e, "<state dict>");
   }

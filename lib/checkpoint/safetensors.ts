@@ -7,6 +7,7 @@
  * dtypes: F32, BF16, I32, U32, U8, BOOL round-trip; F16 and F64 read as f32, I64/I16/I8 read as
  * i32 (I64 values must fit).
  */
+import { concat } from "./msgpack_encode.ts";
 import { byteSize, type DType } from "../ir/dtype.ts";
 import { type HostTensor, numel } from "../ir/host_tensor.ts";
 import { atomicWrite } from "./atomic.ts";
@@ -25,14 +26,7 @@ export function writeSafetensors(
   metadata?: Record<string, string>,
 ): Uint8Array {
   try {
-    const parts = [...encodeSafetensors(tensors, metadata)];
-    const out = new Uint8Array(parts.reduce((a, b) => a + b.length, 0));
-    let o = 0;
-    for (const p of parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    return out;
+    return concat([...encodeSafetensors(tensors, metadata)]);
   } catch (e) {
     throw asCheckpointError(e, "<tensors>");
   }
