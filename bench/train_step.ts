@@ -8,7 +8,7 @@ import { hostTensor } from "../lib/ir/host_tensor.ts";
 import type { Tensor } from "../lib/ir/tensor.ts";
 import { initViT } from "../lib/model/init.ts";
 import type { ViTConfig } from "../lib/model/vit.ts";
-import { initOptState, stepScalars } from "../lib/optim/optimizer.ts";
+import { defaultAdamW, initOptState, stepScalars } from "../lib/optim/optimizer.ts";
 import { buildTrainStep, type TrainStepConfig } from "../lib/train/step.ts";
 
 export const TINY_VIT: ViTConfig = {
@@ -78,16 +78,7 @@ export function benchStepConfig(vit: ViTConfig): TrainStepConfig {
     vit,
     criterion: "ce",
     labelSmoothing: 0.1,
-    optimizer: {
-      kind: "adamw",
-      b1: 0.9,
-      b2: 0.999,
-      eps: 1e-8,
-      weightDecay: 0.05,
-      clipGrad: 0,
-      lrDecay: 1,
-      layers: vit.layers,
-    },
+    optimizer: defaultAdamW(vit.layers),
   };
 }
 

@@ -24,6 +24,20 @@ export interface OptimizerConfig {
   layers: number;
 }
 
+/** AdamW with the original's defaults (b1 0.9, b2 0.999, eps 1e-8, weight decay 0.05), no clipping or decay. */
+export function defaultAdamW(layers: number): OptimizerConfig {
+  return {
+    kind: "adamw",
+    b1: 0.9,
+    b2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0.05,
+    clipGrad: 0,
+    lrDecay: 1,
+    layers,
+  };
+}
+
 /** Per-step scalars computed on the host. */
 export interface StepScalars<T> {
   lr: T;

@@ -9,7 +9,12 @@ import type { HostTensor } from "../ir/host_tensor.ts";
 import { leavesWithPaths } from "../ir/pytree.ts";
 import type { Tensor } from "../ir/tensor.ts";
 import type { ViTConfig } from "../model/vit.ts";
-import { initOptState, type OptimizerConfig, stepScalars } from "../optim/optimizer.ts";
+import {
+  defaultAdamW,
+  initOptState,
+  type OptimizerConfig,
+  stepScalars,
+} from "../optim/optimizer.ts";
 import {
   buildGradStep,
   buildTrainStep,
@@ -57,16 +62,7 @@ export async function runDoctor(
     criterion: "ce",
     labelSmoothing: meta.label_smoothing ?? 0,
     deterministic: true,
-    optimizer: {
-      kind: "adamw",
-      b1: 0.9,
-      b2: 0.999,
-      eps: 1e-8,
-      weightDecay: 0.05,
-      clipGrad: 0,
-      lrDecay: 1,
-      layers: vit.layers,
-    },
+    optimizer: defaultAdamW(vit.layers),
   };
   const batch = { images: io.images, labels: io.labels };
 
