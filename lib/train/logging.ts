@@ -1,7 +1,7 @@
 /**
- * What a person looks at during a run: a live progress line, `metrics.jsonl` (one JSON object
- * per log or eval event) and `metrics.html`, a self-contained loss/accuracy plot refreshed at
- * each evaluation.
+ * What a person looks at during a run: a live progress line (on a terminal), `metrics.jsonl`
+ * (one JSON object per log or eval event) and `metrics.html`, a static page with the run's charts
+ * (charts.ts) refreshed at each evaluation.
  */
 import { CHART_CSS, esc, type MetricEvent, renderCharts } from "./charts.ts";
 export type { MetricEvent };
@@ -9,9 +9,16 @@ export type { MetricEvent };
 export class RunLog {
   readonly events: MetricEvent[] = [];
   #progressShown = false;
-  readonly #tty = Deno.stderr.isTerminal();
+  readonly #tty: boolean;
+  #lastPlainProgress = performance.now();
 
-  constructor(readonly dir: string | null, readonly title: string) {}
+  constructor(
+    readonly dir: string | null,
+    readonly title: string,
+    tty = Deno.stderr.isTerminal(),
+  ) {
+    this.#tty = tty;
+  }
 
   async init(): Promise<void> {
     if (this.dir) {
@@ -45,12 +52,20 @@ export class RunLog {
     console.log(text);
   }
 
-  /** The live progress line (rewritten in place on a terminal, printed otherwise). */
-  progress(text: string): void {
+  /**
+   * The live progress line, rewritten in place on a terminal. Elsewhere (a pipe, a file) it is
+   * not printed, so that a log gets the log-interval lines and not one line per step; with
+   * `everyMs` it is printed at most that often (a long evaluation still shows it is alive).
+   */
+  progress(text: string, everyMs?: number): void {
     if (this.#tty) {
       Deno.stderr.writeSync(new TextEncoder().encode(`\r\x1b[K${text}`));
       this.#progressShown = true;
-    } else {
+      return;
+    }
+    const now = performance.now();
+    if (everyMs !== undefined && now - this.#lastPlainProgress >= everyMs) {
+      this.#lastPlainProgress = now;
       console.log(text);
     }
   }

@@ -177,15 +177,16 @@ export class WandbRun {
       return;
     }
     const deadline = Date.now() + deadlineMs;
+    // A few tries, then give up: an outage must not hold the end of the run for long.
     const attempt = async () => {
-      while (Date.now() < deadline) {
+      for (let i = 0; i < 3 && Date.now() < deadline; i++) {
+        if (i > 0) await sleep(Math.min(500, Math.max(0, deadline - Date.now())));
         await this.#inFlight;
-        await this.#flush();
+        await this.#flush(deadline);
         if (this.#created && this.pending.length === 0) {
           await this.#post(this.#streamUrl(), { complete: true, exitcode }, deadline);
           return true;
         }
-        await sleep(Math.min(500, Math.max(0, deadline - Date.now())));
       }
       return false;
     };
@@ -221,9 +222,9 @@ export class WandbRun {
   }
 
   /** One round: create the run if not yet done, then send the queued rows. Never throws. */
-  async #flush(): Promise<void> {
+  async #flush(deadline?: number): Promise<void> {
     try {
-      if (!this.#created) await this.#create();
+      if (!this.#created) await this.#create(deadline);
       if (this.pending.length === 0) return;
       const rows = this.pending.slice();
       await this.#post(this.#streamUrl(), {
@@ -231,7 +232,7 @@ export class WandbRun {
           "wandb-history.jsonl": { offset: this.#offset, content: rows },
           "wandb-summary.json": { offset: 0, content: [JSON.stringify(this.#summary)] },
         },
-      });
+      }, deadline);
       this.pending.splice(0, rows.length);
       this.#offset += rows.length;
       this.#failures = 0;
@@ -247,7 +248,7 @@ export class WandbRun {
     }
   }
 
-  async #create(): Promise<void> {
+  async #create(deadline?: number): Promise<void> {
     const config = Object.fromEntries(
       Object.entries(this.opts.config).map(([k, v]) => [k, { desc: null, value: v }]),
     );
@@ -257,7 +258,7 @@ export class WandbRun {
       entity: this.entity,
       displayName: this.opts.name,
       config: JSON.stringify(config),
-    });
+    }, deadline);
     const bucket = res?.upsertBucket?.bucket;
     if (!bucket) throw new Error("UpsertBucket returned no run");
     this.entity = bucket.project?.entity?.name ?? this.entity;
@@ -268,7 +269,7 @@ export class WandbRun {
         project: this.project,
         entity: this.entity,
         name: this.id,
-      });
+      }, deadline);
       const lines = status?.model?.bucket?.historyLineCount;
       if (typeof lines === "number") this.#offset = lines;
     }
@@ -282,8 +283,16 @@ export class WandbRun {
     }/file_stream`;
   }
 
-  async #graphql(query: string, variables: Record<string, unknown>): Promise<any> {
-    const res = await this.#post(`${this.settings.baseUrl}/graphql`, { query, variables });
+  async #graphql(
+    query: string,
+    variables: Record<string, unknown>,
+    deadline?: number,
+  ): Promise<any> {
+    const res = await this.#post(
+      `${this.settings.baseUrl}/graphql`,
+      { query, variables },
+      deadline,
+    );
     const body = await res.json();
     if (body.errors?.length) throw new Error(`GraphQL: ${body.errors[0].message}`);
     return body.data;
