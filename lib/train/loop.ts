@@ -267,7 +267,11 @@ class Trainer {
           window.reset();
         }
         if (step % evalInterval === 0 || step === this.totalSteps) {
-          if (evaluator) wandb?.log(await this.evaluate(evaluator, devParams, step), step);
+          if (evaluator) {
+            // Not inside wandb?.log(...): its arguments are skipped when W&B is off.
+            const event = await this.evaluate(evaluator, devParams, step);
+            wandb?.log(event, step);
+          }
           await this.save(devParams, devOpt, step);
           window.restartClock();
         }
