@@ -7,7 +7,7 @@ import * as ops from "../ir/ops.ts";
 import { flatten, unflatten } from "../ir/pytree.ts";
 import { topoSort } from "../ir/graph.ts";
 import { Tensor } from "../ir/tensor.ts";
-import { VJP_RULES } from "./vjp_rules.ts";
+import { vjpRule } from "./vjp_rules.ts";
 import { cloneForRemat, segmentOf } from "./checkpoint.ts";
 
 /**
@@ -35,7 +35,7 @@ export function vjp(output: Tensor, wrt: readonly Tensor[], seed?: Tensor): Tens
     cot.delete(n.id);
     const seg = segmentOf(n);
     const fwd = seg ? cloneForRemat(n, seg, remat) : n;
-    const grads = VJP_RULES[n.prim](fwd, g);
+    const grads = vjpRule(n)(fwd, g);
     n.inputs.forEach((inp, k) => {
       const gi = grads[k];
       if (!gi || !live.has(inp.id)) return;
