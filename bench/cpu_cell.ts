@@ -25,6 +25,7 @@ const r = await benchTrainStep(backend, vit, model.batch, Number(arg("--steps") 
 console.log(JSON.stringify({
   img_per_s: r.imgPerS,
   step_ms: r.stepMs,
+  cpu_ms_per_step: r.cpuStepMs,
   compile_s: Math.round(r.compileS * 10) / 10,
   device: backend.description,
 }));

@@ -2,6 +2,7 @@
  * Train-step throughput (img/s) of the tiny MNIST ViT (28x28, patch 4, dim 64, depth 4,
  * heads 4, batch 128, AdamW) on a backend. Used by `deno task bench`.
  */
+import process from "node:process";
 import type { Backend } from "../lib/backend/backend.ts";
 import { Compiled } from "../lib/backend/jit.ts";
 import { hostTensor } from "../lib/ir/host_tensor.ts";
@@ -31,7 +32,7 @@ export async function benchTrainStep(
   vit: ViTConfig = TINY_VIT,
   batchSize = 128,
   steps = 5,
-): Promise<{ imgPerS: number; compileS: number; stepMs: number }> {
+): Promise<{ imgPerS: number; compileS: number; stepMs: number; cpuStepMs: number }> {
   const cfg = benchStepConfig(vit);
   const batch = syntheticBatch(vit, batchSize);
   const key = hostTensor([2], "u32", [0, 1]);
@@ -53,7 +54,7 @@ export async function benchTrainStep(
   opt = dev.opt;
   await backend.toHost(dev.metrics.loss);
   const compileS = (performance.now() - t0) / 1000;
-  const t1 = performance.now();
+  const t1 = performance.now(), cpu0 = process.cpuUsage();
   let last: unknown;
   for (let i = 1; i <= steps; i++) {
     const out = await compiled.call([params, opt, batch, stepScalars(cfg.optimizer, i, 1e-3), key]);
@@ -63,8 +64,14 @@ export async function benchTrainStep(
   }
   await backend.toHost(last as never);
   const s = (performance.now() - t1) / 1000;
+  const cpu = process.cpuUsage(cpu0); // all threads of the process, in microseconds
   compiled.dispose();
-  return { imgPerS: (steps * batchSize) / s, compileS, stepMs: (s / steps) * 1000 };
+  return {
+    imgPerS: (steps * batchSize) / s,
+    compileS,
+    stepMs: (s / steps) * 1000,
+    cpuStepMs: (cpu.user + cpu.system) / 1000 / steps,
+  };
 }
 
 if (import.meta.main) {

@@ -324,10 +324,12 @@ def train_step_bench(config_path, batch, precision, grad_ckpt, batch_from=None, 
 
 def timed(run, batch, steps, meta):
     run(2)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     loss = run(steps)
     dt = (time.perf_counter() - t0) / steps
+    cpu = (time.process_time() - c0) / steps  # all threads: the step's cost on a loaded machine
     return {**meta, "step_ms": round(dt * 1e3, 3), "img_per_s": round(batch / dt, 1) if batch else None,
+            "cpu_ms_per_step": round(cpu * 1e3, 3),
             "loss": loss, "device": jax.devices()[0].device_kind, "jax": jax.__version__}
 
 
