@@ -128,7 +128,6 @@ function opExpr(t: Tensor, a: string[]): string {
     case Primitive.Not:
       return xd === "bool" ? `(${x} ? 0 : 1)` : `~${x}`;
     case Primitive.StopGradient:
-    case Primitive.AllReduceSum:
     case Primitive.Reshape:
       return x;
     case Primitive.Convert:

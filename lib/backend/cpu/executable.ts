@@ -12,7 +12,7 @@ import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
 import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
-import type { DeviceArray, Executable } from "../backend.ts";
+import type { DeviceArray } from "../backend.ts";
 import { type ArenaRequest, bytesPer, planArena, viewOf } from "./arena.ts";
 import { jsKernel } from "./codegen.ts";
 import { DOT_SPLIT_MIN_FLOPS, dotLayout, dotStep, gemmModule, operandView } from "./dot.ts";
@@ -23,6 +23,7 @@ import { DEFAULT_GEMM, gemmScratchBytes } from "./gemm_wasm.ts";
 import type { View } from "./index_map.ts";
 import { KERNELS } from "./kernels.ts";
 import { type GraphPlan, planGraph } from "./plan.ts";
+import type { ReplicaExecutable, ReplicaRun } from "./replicas.ts";
 import { buildWasmGroups, wasmEligible } from "./wasm_fused.ts";
 import { EXP_TABLE, EXP_TABLE_BYTES } from "./wasm_math.ts";
 
@@ -71,7 +72,7 @@ function dotFlops(l: ReturnType<typeof dotLayout>): number {
   return 2 * l.m * l.n * l.k * l.batch.reduce((a, b) => a * b, 1);
 }
 
-export class FusedExecutable implements Executable {
+export class FusedExecutable implements ReplicaExecutable {
   readonly stats: ExecutableStats;
   readonly #plan: GraphPlan;
   readonly #graph: Graph;
@@ -79,6 +80,11 @@ export class FusedExecutable implements Executable {
   readonly #names: string[] = [];
   readonly #details: string[] = [];
   readonly #inputs: { index: number; view: TypedArray }[] = [];
+  /** Steps that are cross-replica sums (all_reduce_sum): operand and result buffers. */
+  readonly #collectives = new Map<
+    number,
+    { dtype: Tensor["dtype"]; x: TypedArray; out: TypedArray }
+  >();
   readonly #tensor: (p: number) => HostTensor;
   #pool: WorkerPool | null = null;
   #poolReady: Promise<number | null> | null = null;
@@ -269,6 +275,16 @@ export class FusedExecutable implements Executable {
         step = d.run;
         if (d.slices > 1) threadedMatmuls++;
         name = "dot_general";
+      } else if (t.prim === Primitive.AllReduceSum) {
+        // Run by execute() with the other replicas (replicas.ts).
+        const x = tensor(pos(t.inputs[0]));
+        this.#collectives.set(i, { dtype: t.dtype, x: x.data, out: viewOfBase(s.p) });
+        step = () => {
+          throw new Error(
+            `cpu: all_reduce_sum #${s.p} needs the other replicas (CpuBackend devices)`,
+          );
+        };
+        name = "all_reduce_sum";
       } else {
         const kernel = KERNELS[t.prim];
         const ins = t.inputs.map((x) => pos(x));
@@ -297,7 +313,12 @@ export class FusedExecutable implements Executable {
     };
   }
 
-  async execute(args: readonly DeviceArray[]): Promise<DeviceArray[]> {
+  /** `run`: this call is one replica of a replicated program (see replicas.ts). */
+  async execute(
+    args: readonly DeviceArray[],
+    _opts?: unknown,
+    run?: ReplicaRun,
+  ): Promise<DeviceArray[]> {
     if (this.#poolReady) {
       // workers load this memory once; without them everything runs on this thread
       this.#poolId = await this.#poolReady;
@@ -307,6 +328,11 @@ export class FusedExecutable implements Executable {
     for (const { index, view } of this.#inputs) view.set((args[index] as HostTensor).data);
     const prof = this.profile, clock = this.profileClock;
     for (let i = 0; i < this.#steps.length; i++) {
+      const c = run && this.#collectives.get(i);
+      if (c) {
+        c.out.set(await run.group.sum(run.replica, c.dtype, c.x));
+        continue;
+      }
       if (prof) {
         const t0 = clock();
         this.#steps[i]();

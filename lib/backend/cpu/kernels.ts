@@ -108,8 +108,13 @@ export const KERNELS: { [K in Primitive]: Kernel } = {
     return out;
   },
   [Primitive.DotGeneral]: (n, [a, b]) => dotGeneralKernel(n, a, b),
-  // One replica on the CPU backend: the sum over replicas is the value itself.
-  [Primitive.AllReduceSum]: (_n, [x]) => x,
+  // The cross-replica sum needs the other replicas: replicas.ts runs it.
+  [Primitive.AllReduceSum]: (n) => {
+    const { replicas } = n.params as P<Primitive.AllReduceSum>;
+    throw new Error(
+      `cpu: all_reduce_sum over ${replicas} replicas needs a CpuBackend with ${replicas} devices`,
+    );
+  },
 };
 
 const COMPARE: Record<P<Primitive.Compare>["direction"], (a: number, b: number) => number> = {

@@ -24,7 +24,7 @@ export type Role =
   | "root"
   /** Computed inside the loops of the groups that use it. */
   | "inline"
-  /** Shares its operand's buffer (reshape, stop_gradient, single-replica all_reduce_sum). */
+  /** Shares its operand's buffer (reshape, stop_gradient). */
   | "alias";
 
 export type RootKind = "elementwise" | "reduce" | "dot" | "fallback";
@@ -109,9 +109,12 @@ export function planGraph(graph: Graph): GraphPlan {
       case Primitive.Concatenate:
         makeRoot(p, "fallback");
         break;
+      case Primitive.AllReduceSum:
+        // A cross-replica sum (replicas.ts): the step meets the other replicas.
+        makeRoot(p, "fallback");
+        break;
       case Primitive.Reshape:
-      case Primitive.StopGradient:
-      case Primitive.AllReduceSum: {
+      case Primitive.StopGradient: {
         // Shares the operand's buffer; inside loops it is an index map.
         role[p] = "alias";
         const x = t.inputs[0];
@@ -212,5 +215,4 @@ const VIEW_OPS = new Set<Primitive>([
   Primitive.Reshape,
   Primitive.Transpose,
   Primitive.StopGradient,
-  Primitive.AllReduceSum,
 ]);
