@@ -1,16 +1,18 @@
 /**
- * deno task export-hlo CONFIG [--batch N] [--replicas R] [--out FILE] [--config-key value ...]
+ * deno task export-hlo CONFIG [--batch N] [--devices N] [--out FILE] [--config-key value ...]
  *
  * Writes the training step of a config as StableHLO text (MLIR generic form): the per-replica
- * program the PJRT backend compiles, for inspection or other XLA tools. CONFIG is a training
+ * program the PJRT backend compiles, for inspection or other XLA tools. `--devices N` (the
+ * config key) writes the N-replica program (`mhlo.num_replicas = N`, gradients averaged by an
+ * all-reduce); `--batch` is the batch over all replicas. CONFIG is a training
  * config JSON (keys are the original's flag names without dashes); further `--key value` flags
  * override it (e.g. `--precision bf16`, `--grad-ckpt`). Without --out the text goes to stdout.
  */
 import { loadConfig, parseCommandLine } from "../lib/config/mod.ts";
-import { exportTrainStep } from "../lib/backend/stablehlo/export.ts";
+import { exportTrainStep } from "../lib/train/export.ts";
 
 const USAGE =
-  "usage: deno task export-hlo CONFIG.json [--batch N] [--replicas R] [--out FILE] [--key value ...]";
+  "usage: deno task export-hlo CONFIG.json [--batch N] [--devices N] [--out FILE] [--key value ...]";
 
 if (import.meta.main) {
   try {
@@ -22,7 +24,7 @@ if (import.meta.main) {
 }
 
 export async function main(args: readonly string[]): Promise<number> {
-  const { own, rest } = takeOwnFlags(args, ["batch", "replicas", "out"]);
+  const { own, rest } = takeOwnFlags(args, ["batch", "out"]);
   const cl = parseCommandLine(rest);
   if (cl.help || !cl.configPath) {
     (cl.help ? console.log : console.error)(USAGE);
@@ -35,7 +37,7 @@ export async function main(args: readonly string[]): Promise<number> {
   const t0 = performance.now();
   const program = exportTrainStep(config, {
     batch: own.batch === undefined ? undefined : positiveInt("--batch", own.batch),
-    replicas: own.replicas === undefined ? undefined : positiveInt("--replicas", own.replicas),
+    devices: Math.max(1, config.devices),
   });
   const seconds = ((performance.now() - t0) / 1000).toFixed(1);
   if (own.out) {

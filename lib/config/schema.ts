@@ -1,6 +1,7 @@
 /**
  * The training options: every flag of the original deit3-jax `src/main.py`, plus this project's own
- * (`backend`, `pjrt-plugin`, `precision`, `max-bad-fraction`).
+ * (`backend`, `pjrt-plugin`, `precision`, `devices`, `num-processes`, `process-id`,
+ * `coordinator`, `max-bad-fraction`).
  *
  * Naming: one name per option everywhere. A `Config` is a frozen plain object keyed by the
  * original's flag names without the leading dashes, so code reads `config["image-size"]`, JSON
@@ -468,6 +469,34 @@ export const OPTIONS = {
     values: ["f32", "bf16"],
     default: "f32",
     doc: "compute precision of matmuls and activations (params and optimizer state stay f32)",
+  },
+  "devices": {
+    group: "backend",
+    kind: "int",
+    default: 0,
+    range: { min: 0 },
+    doc: "data-parallel devices per process (0: every addressable device on pjrt, 1 on cpu " +
+      "and webgpu; cpu runs N virtual devices)",
+  },
+  "num-processes": {
+    group: "backend",
+    kind: "int",
+    default: 0,
+    range: { min: 0 },
+    doc: "processes (hosts) of a multi-host job (0: from the Cloud TPU VM environment, else 1)",
+  },
+  "process-id": {
+    group: "backend",
+    kind: "int",
+    default: -1,
+    range: { min: -1 },
+    doc: "this process's index in the job (-1: from the Cloud TPU VM environment, else 0)",
+  },
+  "coordinator": {
+    group: "backend",
+    kind: "optional-string",
+    default: null,
+    doc: "HOST:PORT of process 0's key-value store (none: the first TPU worker, port 8476)",
   },
 } as const satisfies Record<string, OptionSpec>;
 

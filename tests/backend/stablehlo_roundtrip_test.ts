@@ -9,11 +9,9 @@ import { checkpoint } from "../../lib/autodiff/checkpoint.ts";
 import { valueAndGrad } from "../../lib/autodiff/grad.ts";
 import { CpuBackend } from "../../lib/backend/cpu/backend.ts";
 import { type EmitOptions, emitStableHlo } from "../../lib/backend/stablehlo/emit.ts";
-import {
-  exportTrainStep,
-  paramSpecs,
-  trainStepConfig,
-} from "../../lib/backend/stablehlo/export.ts";
+import { exportTrainStep } from "../../lib/train/export.ts";
+import { paramSpecs } from "../../lib/model/params.ts";
+import { vitConfigOf } from "../../lib/train/run_config.ts";
 import { parseStableHlo } from "../../lib/backend/stablehlo/parse.ts";
 import { resolveConfig } from "../../lib/config/mod.ts";
 import type { Graph } from "../../lib/ir/graph.ts";
@@ -30,10 +28,10 @@ import { mlpSpecs, mlpTrainStep } from "./stablehlo_mlp.ts";
 
 const cpu = new CpuBackend();
 
-async function run(graph: Graph, inputs: HostTensor[]): Promise<HostTensor[]> {
-  const exe = await cpu.compile(graph);
-  const outs = await exe.execute(inputs);
-  return await Promise.all(outs.map((o) => cpu.toHost(o)));
+async function run(graph: Graph, inputs: HostTensor[], backend = cpu): Promise<HostTensor[]> {
+  const exe = await backend.compile(graph);
+  const outs = await exe.execute(await Promise.all(inputs.map((t) => backend.fromHost(t))));
+  return await Promise.all(outs.map((o) => backend.toHost(o)));
 }
 
 function roundTrip(graph: Graph, options?: EmitOptions): Graph {
@@ -148,9 +146,10 @@ Deno.test("stablehlo round trip: MLP step with remat barriers and replicas, same
     const { graph } = trace(mlpTrainStep(replicas), ...mlpSpecs());
     const parsed = parseStableHlo(emitStableHlo(graph));
     assertEquals(parsed.numReplicas, replicas);
+    const devices = new CpuBackend({ devices: replicas });
     assertEquals(
-      (await run(parsed.graph, inputs)).map((t) => Array.from(t.data)),
-      (await run(graph, inputs)).map((t) => Array.from(t.data)),
+      (await run(parsed.graph, inputs, devices)).map((t) => Array.from(t.data)),
+      (await run(graph, inputs, devices)).map((t) => Array.from(t.data)),
     );
   }
   const layer = (w: Tensor, h: Tensor) => ops.tanh(ops.matmul(h, w));
@@ -200,7 +199,7 @@ Deno.test("stablehlo round trip: a ViT training step (droppath, Mixup/CutMix, LA
   const parsed = parseStableHlo(program.text);
   assertEquals(
     parsed.aliases.length,
-    3 * leavesWithPaths(paramSpecs(trainStepConfig(config).vit)).length,
+    3 * leavesWithPaths(paramSpecs(vitConfigOf(config))).length,
   );
   // Deterministic pseudo-random inputs in the spec's types.
   const inputs = parsed.graph.inputs.map((t, k) => {

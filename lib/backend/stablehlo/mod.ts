@@ -2,13 +2,6 @@
 export { type EmitOptions, emitStableHlo } from "./emit.ts";
 export { replicasOf } from "../replicas.ts";
 export { type Alias, autoAliases, checkAliases, pathAliases } from "./aliasing.ts";
-export {
-  type ExportedProgram,
-  type ExportOptions,
-  exportTrainStep,
-  paramSpecs,
-  trainStepConfig,
-} from "./export.ts";
 export { planRematBarriers, type RematPlan } from "./remat.ts";
 export { type ParsedProgram, parseStableHlo } from "./parse.ts";
 export { denseAttr, elementType, tensorType } from "./types.ts";
