@@ -49,9 +49,10 @@ export async function main(args: string[]): Promise<number> {
     const params = "params" in tree && "opt_state" in tree ? tree.params : tree;
     const backend = await createBackend(config.backend as never, {
       pjrtPlugin: config["pjrt-plugin"] as string | undefined,
+      devices: config.devices,
     });
     console.log(`backend: ${backend.name} (${backend.description})`);
-    const cfg = stepConfigOf(config);
+    const cfg = stepConfigOf(config, backend.replicas);
     const { leaves, def } = flatten<HostTensor>(params);
     const device = unflatten(def, await Promise.all(leaves.map((l) => backend.fromHost(l))));
     const evaluator = await Evaluator.create(

@@ -35,8 +35,15 @@ import {
   type StepShape,
   type TrainPrograms,
 } from "./programs.ts";
-import { stepConfigOf } from "./run_config.ts";
 import { RunState, TrainingError } from "./run_state.ts";
+import {
+  agreeOnStep,
+  KvStore,
+  processTopology,
+  type Topology,
+  writesOutputs,
+} from "./distributed.ts";
+import { trainStepSignature } from "./signature.ts";
 import type { TrainStepConfig } from "./step.ts";
 
 export { TrainingError };
@@ -68,18 +75,38 @@ export async function train(config: Config, opts: TrainOptions = {}): Promise<Tr
   const name = config.name as string;
   const outDir = (config["output-dir"] as string | undefined) ?? `runs/${name}`;
   const localDir = isGcsUrl(outDir) ? `runs/${name}` : outDir;
-  const log = new RunLog(localDir, name);
+  const topology = processTopology(config);
+  // Only process 0 writes metrics and logs.
+  const log = new RunLog(writesOutputs(topology) ? localDir : null, name);
   await log.init();
   const ownBackend = !opts.backend;
   const backend = opts.backend ??
     await createBackend(config.backend as never, {
       pjrtPlugin: config["pjrt-plugin"] as string | undefined,
       precision: config.precision as never,
+      devices: config.devices,
       log: (l) => log.line(l),
     });
-  log.line(`backend: ${backend.name} (${backend.description})`);
   try {
-    return await new Trainer(config, backend, log, outDir, opts).run(t0);
+    if (backend.replicas !== backend.devices * topology.processCount) {
+      throw new TrainingError(
+        `the ${backend.name} backend runs ${backend.replicas} replica(s) with ${backend.devices} ` +
+          `device(s) here, not ${topology.processCount} processes x ${backend.devices}: ` +
+          "multi-host training needs --backend pjrt",
+      );
+    }
+    log.line(
+      `backend: ${backend.name} (${backend.description}); ${topology.processCount} ` +
+        `process${topology.processCount > 1 ? "es" : ""} x ${backend.devices} ` +
+        `device${backend.devices > 1 ? "s" : ""}` +
+        (topology.processCount > 1 ? `, this is process ${topology.processIndex}` : ""),
+    );
+    const kv = topology.processCount > 1 ? await KvStore.connect(topology) : null;
+    try {
+      return await new Trainer(config, backend, log, outDir, opts, topology, kv).run(t0);
+    } finally {
+      await kv?.[Symbol.asyncDispose]();
+    }
   } finally {
     if (ownBackend) backend.dispose();
   }
@@ -100,16 +127,32 @@ class Trainer {
     readonly log: RunLog,
     readonly outDir: string,
     readonly opts: TrainOptions,
+    readonly topology: Topology = {
+      processIndex: 0,
+      processCount: 1,
+      coordinator: null,
+      source: "single",
+    },
+    readonly kv: KvStore | null = null,
   ) {
-    this.step = stepConfigOf(config);
-    this.totalSteps = config["training-steps"] as number;
     const accum = (config["grad-accum"] as number | undefined) ?? 1;
     this.batchSize = config["train-batch-size"] as number;
+    // Before any work: the global batch must split over processes x devices x grad-accum.
+    let sig;
+    try {
+      sig = trainStepSignature(config, { devices: backend.replicas });
+    } catch (e) {
+      throw new TrainingError((e as Error).message);
+    }
+    this.step = sig.step;
+    this.totalSteps = config["training-steps"] as number;
     this.shape = {
-      microBatch: this.batchSize / accum,
+      microBatch: sig.perReplicaBatch,
       accum,
       imageSize: config["image-size"] as number,
-      mixing: (config.mixup as number) > 0 || (config.cutmix as number) > 0,
+      mixing: sig.mixing,
+      devices: backend.devices,
+      process: topology.processIndex,
     };
     this.schedule = warmupCosine({
       initValue: WARMUP_INIT_LR,
@@ -127,14 +170,16 @@ class Trainer {
     if (!config["train-dataset-shards"]) {
       throw new TrainingError('"train-dataset-shards" is not set: give the shards to train on');
     }
-    if (!isGcsUrl(this.outDir)) await Deno.mkdir(this.outDir, { recursive: true });
-    await Deno.writeTextFile(`${log.dir}/config.json`, configToJson(config));
+    const writer = writesOutputs(this.topology);
+    if (writer && !isGcsUrl(this.outDir)) await Deno.mkdir(this.outDir, { recursive: true });
+    if (log.dir) await Deno.writeTextFile(`${log.dir}/config.json`, configToJson(config));
 
     // State: resume > pretrained > fresh init.
     let start = 0;
     let params: Tree;
     let opt: Tree;
     const resumed = await state.resume();
+    if (this.kv) await agreeOnStep(this.kv, resumed?.step ?? 0);
     if (resumed) {
       ({ params, opt, step: start } = resumed);
       log.line(`resumed from ${state.path("state")} at step ${start}`);
@@ -163,7 +208,7 @@ class Trainer {
         this.backend,
         this.step,
         params,
-        config["valid-batch-size"] as number,
+        perHost(config["valid-batch-size"] as number, this.topology.processCount),
       )
       : undefined;
     let devParams = await this.trees.upload(params);
@@ -291,7 +336,8 @@ class Trainer {
   }
 
   async evaluate(evaluator: Evaluator, params: unknown, step: number): Promise<void> {
-    const r = await evaluator.run(this.config, params, (l) => this.log.line(l));
+    const { processIndex: index, processCount: count } = this.topology;
+    const r = await evaluator.run(this.config, params, (l) => this.log.line(l), { index, count });
     const event = this.state.recordEval(r);
     await this.log.record({ step, time: Date.now() / 1000, ...event });
     await this.log.plot();
@@ -304,6 +350,7 @@ class Trainer {
 
   /** Downloads the device state and saves it (see RunState.save). */
   async save(params: unknown, opt: unknown, step: number, withParams = true): Promise<void> {
+    if (!writesOutputs(this.topology)) return;
     const hostParams = await this.trees.download(params) as Tree;
     const hostOpt = await this.trees.download(opt) as Tree;
     await this.state.save(hostParams, hostOpt, step, withParams);
@@ -313,8 +360,11 @@ class Trainer {
     const c = this.config;
     return createTrainLoader({
       shards: c["train-dataset-shards"] as string,
-      batchSize: this.shape.microBatch,
+      // This host's micro-batch: one slice per local device.
+      batchSize: this.shape.microBatch * this.backend.devices,
       workers: c["train-loader-workers"] as number,
+      processIndex: this.topology.processIndex,
+      processCount: this.topology.processCount,
       shuffleSeed: c["shuffle-seed"] as number,
       augmentRepeats: c["augment-repeats"] as number,
       maxSkipFraction: c["max-bad-fraction"] as number,
@@ -332,6 +382,16 @@ class Trainer {
       log: (l) => this.log.line(l),
     });
   }
+}
+
+/** A host's share of `valid-batch-size`. */
+function perHost(batch: number, processes: number): number {
+  if (batch % processes !== 0) {
+    throw new TrainingError(
+      `valid-batch-size: ${batch} does not split over ${processes} processes`,
+    );
+  }
+  return batch / processes;
 }
 
 /** The loader's next batch; the train stream is endless, so running dry is an error. */

@@ -52,10 +52,18 @@ export function trainStepSignature(config: Config, opts: SignatureOptions): Step
         "; use a multiple of processes x devices x grad-accum",
     );
   }
-  const b = batch / devices;
   const step = stepConfigOf(config, devices);
-  checkViTConfig(step.vit);
   const mixing = opts.mixing ?? ((config.mixup as number) > 0 || (config.cutmix as number) > 0);
+  return stepSignature(step, { perReplicaBatch: batch / devices, mixing });
+}
+
+/** The signature of the step `step` describes (its `replicas`), for a per-replica batch. */
+export function stepSignature(
+  step: TrainStepConfig,
+  o: { perReplicaBatch: number; mixing: boolean },
+): StepSignature {
+  checkViTConfig(step.vit);
+  const b = o.perReplicaBatch, mixing = o.mixing;
   const size = step.vit.imageSize;
   const f32 = (shape: number[]): ShapeSpec => ({ shape, dtype: "f32" });
   const params = paramSpecs(step.vit);
