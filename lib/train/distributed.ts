@@ -163,8 +163,27 @@ export class KvStore implements AsyncDisposable {
     );
   }
 
+  /**
+   * Leaves the job: the other processes say so; process 0 waits (up to `timeoutMs`) until they
+   * have, so that nobody loses the store mid-request, then stops serving.
+   */
+  async close(timeoutMs = 60_000): Promise<void> {
+    const { processIndex, processCount } = this.topology;
+    if (processIndex !== 0) {
+      await this.put(`left/${processIndex}`, "1").catch(() => {});
+      return;
+    }
+    try {
+      await Promise.all(
+        Array.from({ length: processCount - 1 }, (_, p) => this.get(`left/${p + 1}`, timeoutMs)),
+      );
+    } finally {
+      await this.server?.shutdown();
+    }
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
-    await this.server?.shutdown();
+    await this.close();
   }
 }
 
