@@ -144,6 +144,14 @@ class Trainer {
     } catch (e) {
       throw new TrainingError((e as Error).message);
     }
+    const valid = config["valid-batch-size"] as number;
+    const parts = topology.processCount * backend.devices;
+    if (config["valid-dataset-shards"] && valid % parts !== 0) {
+      throw new TrainingError(
+        `valid-batch-size: ${valid} does not split over ${topology.processCount} process(es) x ` +
+          `${backend.devices} device(s); use a multiple of ${parts}`,
+      );
+    }
     this.step = sig.step;
     this.totalSteps = config["training-steps"] as number;
     this.shape = {
