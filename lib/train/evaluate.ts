@@ -3,15 +3,22 @@
  * Shared by the training loop and `deno task eval`. Data parallel: each host's batch is split
  * over its devices, and the step sums the metrics over every replica of every host (the loader
  * gives every host the same number of batches), so each sample counts once.
+ *
+ * The eval program is compiled at the first evaluation, for `valid-batch-size`, or for the
+ * set's own size when the whole validation set is smaller than one batch (no padded compute).
  */
 import type { Backend, DeviceArray } from "../backend/backend.ts";
 import { Compiled } from "../backend/jit.ts";
 import type { Config } from "../config/mod.ts";
+import type { Batch as HostBatch } from "../data/batch.ts";
 import { createValidLoader } from "../data/loader.ts";
+import type { ShapeSpec } from "../ir/graph.ts";
 import { hostTensor } from "../ir/host_tensor.ts";
 import { splitAxis0 } from "../backend/replicas.ts";
 import { DeviceTrees } from "./device_trees.ts";
-import { leavesWithPaths } from "../ir/pytree.ts";
+import { flatten, leavesWithPaths, unflatten } from "../ir/pytree.ts";
+import { formatDuration } from "./logging.ts";
+import { loaderWorkers } from "./run_config.ts";
 import { buildEvalStep, type TrainStepConfig } from "./step.ts";
 
 export interface EvalResult {
@@ -22,28 +29,57 @@ export interface EvalResult {
   seconds: number;
 }
 
+/** Where an evaluation stands, for a progress line. */
+export interface EvalProgress {
+  images: number;
+  /** The set's size when known (from an earlier evaluation), else undefined. */
+  total: number | undefined;
+  seconds: number;
+}
+
 export class Evaluator {
+  readonly #programs = new Map<number, Compiled>();
+  /** Validation samples seen by the last evaluation. */
+  #total: number | undefined;
+
   private constructor(
     readonly backend: Backend,
-    readonly compiled: Compiled,
+    readonly cfg: TrainStepConfig,
+    readonly paramSpecs: unknown,
     readonly batchSize: number,
     readonly imageSize: number,
   ) {}
 
   /** `batchSize`: this host's batch (valid-batch-size / processes), split over its devices. */
   static async create(backend: Backend, cfg: TrainStepConfig, params: unknown, batchSize: number) {
-    const s = cfg.vit.imageSize, devices = backend.devices;
-    if (batchSize % devices !== 0) {
+    if (batchSize % backend.devices !== 0) {
       throw new Error(
-        `valid-batch-size: ${batchSize} images per host do not split over ${devices} devices`,
+        `valid-batch-size: ${batchSize} images per host do not split over ${backend.devices} ` +
+          "devices",
       );
     }
-    const b = batchSize / devices;
-    const compiled = await Compiled.create(backend, buildEvalStep(cfg), params, {
-      images: { shape: [b, 3, s, s], dtype: "u8" as const },
-      labels: { shape: [b], dtype: "i32" as const },
-    });
-    return new Evaluator(backend, compiled, batchSize, s);
+    const { leaves, def } = flatten<ShapeSpec>(params);
+    const specs = unflatten(def, leaves.map((l) => ({ shape: l.shape, dtype: l.dtype })));
+    return await Promise.resolve(new Evaluator(backend, cfg, specs, batchSize, cfg.vit.imageSize));
+  }
+
+  /** The program for host batches of `size` (size / devices per replica), compiled on first use. */
+  async program(size: number): Promise<Compiled> {
+    let p = this.#programs.get(size);
+    if (!p) {
+      const s = this.imageSize, b = size / this.backend.devices;
+      p = await Compiled.create(this.backend, buildEvalStep(this.cfg), this.paramSpecs, {
+        images: { shape: [b, 3, s, s], dtype: "u8" as const },
+        labels: { shape: [b], dtype: "i32" as const },
+      });
+      this.#programs.set(size, p);
+    }
+    return p;
+  }
+
+  /** Batch sizes compiled so far (tests: a small set is not padded to a full batch). */
+  get compiledSizes(): number[] {
+    return [...this.#programs.keys()];
   }
 
   /**
@@ -54,13 +90,14 @@ export class Evaluator {
     config: Config,
     params: unknown,
     log: (line: string) => void,
+    progress?: (p: EvalProgress) => void,
     process = { index: 0, count: 1 },
   ): Promise<EvalResult> {
     const t = performance.now();
     const loader = createValidLoader({
       shards: config["valid-dataset-shards"] as string,
       batchSize: this.batchSize,
-      workers: config["valid-loader-workers"] as number,
+      workers: loaderWorkers(config, "valid-loader-workers"),
       processIndex: process.index,
       processCount: process.count,
       transform: {
@@ -70,29 +107,58 @@ export class Evaluator {
       log,
     });
     const sums = { loss: 0, acc1: 0, acc5: 0, count: 0 };
-    const trees = new DeviceTrees(this.backend);
-    const devices = this.backend.devices;
+    const devices = this.backend.devices, trees = new DeviceTrees(this.backend);
     try {
-      for await (const batch of loader) {
+      const it = loader[Symbol.asyncIterator]();
+      let next = await it.next();
+      while (!next.done) {
+        const batch: HostBatch = next.value;
+        next = await it.next();
+        // The whole set in one partial batch: run it at its own size, not padded (one host
+        // only: every host must run the same programs, and its devices must share it evenly).
+        const only = next.done && sums.count === 0 && batch.count < this.batchSize &&
+          process.count === 1 && batch.count % devices === 0;
+        const size = only ? batch.count : this.batchSize;
+        if (size === 0) continue;
+        const px = 3 * this.imageSize * this.imageSize;
         const images = splitAxis0(
-          hostTensor([this.batchSize, 3, this.imageSize, this.imageSize], "u8", batch.images),
+          hostTensor(
+            [size, 3, this.imageSize, this.imageSize],
+            "u8",
+            size === this.batchSize ? batch.images : batch.images.subarray(0, size * px),
+          ),
           devices,
         );
-        const labels = splitAxis0(hostTensor([this.batchSize], "i32", batch.labels), devices);
+        const labels = splitAxis0(
+          hostTensor(
+            [size],
+            "i32",
+            size === this.batchSize ? batch.labels : batch.labels.subarray(0, size),
+          ),
+          devices,
+        );
         const input = await trees.uploadPerDevice(
           images.map((im, d) => ({ images: im, labels: labels[d] })),
         );
-        const out = await this.compiled.call([params, input]);
+        const out = await (await this.program(size)).call([params, input]);
         trees.freeReplaced(input, out);
-        for (const [k, v] of leavesWithPaths<DeviceArray>(out)) {
-          sums[k as keyof typeof sums] += (await this.backend.toHost(v)).data[0];
+        const leaves = leavesWithPaths<DeviceArray>(out);
+        const host = await Promise.all(leaves.map(([, v]) => this.backend.toHost(v)));
+        leaves.forEach(([k, v], i) => {
+          sums[k as keyof typeof sums] += host[i].data[0];
           this.backend.free(v);
-        }
+        });
+        progress?.({
+          images: sums.count,
+          total: this.#total,
+          seconds: (performance.now() - t) / 1000,
+        });
       }
     } finally {
       await loader.close();
     }
     if (sums.count === 0) throw new Error("validation produced no samples");
+    this.#total = sums.count;
     return {
       loss: sums.loss / sums.count,
       acc1: sums.acc1 / sums.count,
@@ -103,6 +169,15 @@ export class Evaluator {
   }
 
   dispose(): void {
-    this.compiled.dispose();
+    for (const p of this.#programs.values()) p.dispose();
+    this.#programs.clear();
   }
+}
+
+/** "eval 1,200/10,000 images | 310 img/s | ETA 28s" */
+export function formatEvalProgress(p: EvalProgress): string {
+  const rate = p.images / Math.max(p.seconds, 1e-9);
+  const of = p.total ? `/${p.total.toLocaleString("en-US")}` : "";
+  const eta = p.total ? ` | ETA ${formatDuration((p.total - p.images) / rate)}` : "";
+  return `eval ${p.images.toLocaleString("en-US")}${of} images | ${rate.toFixed(0)} img/s${eta}`;
 }

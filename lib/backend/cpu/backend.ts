@@ -6,6 +6,7 @@ import { InterpretedExecutable } from "./interpreter.ts";
 import { threadCount } from "./threads.ts";
 import { CpuReplicaArray, type ReplicaExecutable, ReplicatedExecutable } from "./replicas.ts";
 import { checkPerDevice, replicasOf } from "../replicas.ts";
+import { gemmDescription } from "./dot.ts";
 
 export interface CpuBackendOptions {
   /**
@@ -53,7 +54,9 @@ export class CpuBackend implements Backend {
     this.#threads = opts.threads ?? true;
     const threads = this.#threads ? threadCount() : 1;
     this.description = this.mode === "fused"
-      ? `CPU (fused wasm SIMD loops and matmuls, ${threads} thread${threads > 1 ? "s" : ""})`
+      ? `CPU (fused wasm SIMD loops, ${gemmDescription()}, ${threads} thread${
+        threads > 1 ? "s" : ""
+      })`
       : "CPU reference interpreter (TypedArrays)";
     if (devices > 1) this.description += `, ${devices} virtual devices`;
   }

@@ -15,8 +15,8 @@ import type { Tensor } from "../../ir/tensor.ts";
 import type { DeviceArray } from "../backend.ts";
 import { type ArenaRequest, bytesPer, planArena, viewOf } from "./arena.ts";
 import { jsKernel } from "./codegen.ts";
-import { DOT_SPLIT_MIN_FLOPS, dotLayout, dotStep, gemmModule, operandView } from "./dot.ts";
-import { F, type GemmFn, loopSlices, splittable } from "./tasks.ts";
+import { DOT_SPLIT_MIN_FLOPS, dotLayout, dotStep, gemmModule, gemmOn, operandView } from "./dot.ts";
+import { F, loopSlices, splittable } from "./tasks.ts";
 import { WorkerPool } from "./threads.ts";
 import { buildGroupIR, type GroupIR } from "./fused_ir.ts";
 import { DEFAULT_GEMM, gemmScratchBytes } from "./gemm_wasm.ts";
@@ -41,6 +41,8 @@ export interface ExecutableStats {
   /** Wasm loops split across threads. */
   threadedLoops: number;
   threads: number;
+  /** Whether matmuls run on the native BLAS. */
+  nativeGemm: boolean;
   fallbacks: number;
   arenaBytes: number;
 }
@@ -55,6 +57,11 @@ export interface FusedOptions {
    * the wasm SIMD versions, which may differ by one f32 ulp in rare cases. Default false.
    */
   exactMath?: boolean;
+  /**
+   * Run matmuls on the system's BLAS when one loads (gemm_native.ts; default true); false
+   * keeps the wasm SIMD GEMM.
+   */
+  nativeGemm?: boolean;
 }
 
 type Step = () => void;
@@ -219,10 +226,10 @@ export class FusedExecutable implements ReplicaExecutable {
     const wasmIrs = pending.filter((s) => s.wasm).map((s) => s.ir!);
     const wasm = buildWasmGroups(wasmIrs, memory, 0, shared);
     const module = gemmModule(shared);
-    const gemm = new WebAssembly.Instance(module, { env: { memory } }).exports.gemm as GemmFn;
+    const { gemm, native } = gemmOn(memory, module, opts.nativeGemm ?? true);
     if (pool) {
       this.#pool = pool;
-      this.#poolReady = pool.register(memory, module, wasm.module);
+      this.#poolReady = pool.register(memory, module, wasm.module, native);
     }
     let threadedLoops = 0;
     let threadedMatmuls = 0;
@@ -265,6 +272,7 @@ export class FusedExecutable implements ReplicaExecutable {
         const d = dotStep(t, s.dot.operands, s.dot.layout, {
           memory,
           gemm,
+          native,
           scratch: scratchBase,
           threading,
           out: addressOf(s.p),
@@ -308,6 +316,7 @@ export class FusedExecutable implements ReplicaExecutable {
       threadedMatmuls,
       threadedLoops,
       threads,
+      nativeGemm: native,
       fallbacks: count("fallback"),
       arenaBytes: total,
     };
