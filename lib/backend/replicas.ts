@@ -4,14 +4,15 @@
  */
 import type { Graph } from "../ir/graph.ts";
 import { type HostTensor, numel } from "../ir/host_tensor.ts";
-import { Primitive, type PrimitiveParams } from "../ir/primitive.ts";
+import { Primitive } from "../ir/primitive.ts";
+import { isPrim } from "../ir/tensor.ts";
 
 /** The replica count of the program: the all-reduces' `replicas` (all equal), or `requested`. */
 export function replicasOf(graph: Graph, requested?: number): number {
   let found: number | undefined;
   for (const n of graph.nodes) {
-    if (n.prim !== Primitive.AllReduceSum) continue;
-    const r = (n.params as PrimitiveParams[Primitive.AllReduceSum]).replicas;
+    if (!isPrim(n, Primitive.AllReduceSum)) continue;
+    const r = n.params.replicas;
     if (found !== undefined && r !== found) {
       throw new Error(
         `the graph's all-reduces disagree on replicas (${found} and ${r})`,

@@ -1,8 +1,9 @@
 import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
-import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
+import { Primitive } from "../../ir/primitive.ts";
+import { isPrim } from "../../ir/tensor.ts";
 import type { DeviceArray } from "../backend.ts";
-import { KERNELS } from "./kernels.ts";
+import { kernelOf } from "./kernels.ts";
 import type { ReplicaExecutable, ReplicaRun } from "./replicas.ts";
 
 /**
@@ -34,8 +35,8 @@ export class InterpretedExecutable implements ReplicaExecutable {
     const values = new Array<HostTensor | undefined>(nodes.length);
     for (let i = 0; i < nodes.length; i++) {
       const n = nodes[i];
-      if (n.prim === Primitive.Input) {
-        values[i] = args[(n.params as PrimitiveParams[Primitive.Input]).index] as HostTensor;
+      if (isPrim(n, Primitive.Input)) {
+        values[i] = args[n.params.index] as HostTensor;
         continue;
       }
       const ins = n.inputs.map((t) => values[this.#position.get(t.id)!]!);
@@ -43,7 +44,7 @@ export class InterpretedExecutable implements ReplicaExecutable {
         const x = ins[0];
         const data = await run.group.sum(run.replica, x.dtype, x.data);
         values[i] = { shape: [...n.shape], dtype: n.dtype, data };
-      } else values[i] = KERNELS[n.prim](n, ins);
+      } else values[i] = kernelOf(n)(n, ins);
       for (const t of n.inputs) {
         const p = this.#position.get(t.id)!;
         if (this.#lastUse[p] === i) values[p] = undefined;
