@@ -38,7 +38,8 @@ for (const mode of ["fused", "reference"] as const) {
     const one = new CpuBackend({ mode });
     const alone = await Promise.all(inputs.map(async (ins) => {
       const exe = await one.compile(trace(mlpTrainStep(1), ...mlpSpecs()).graph);
-      return await Promise.all((await exe.execute(ins)).map((o) => one.toHost(o)));
+      const args = await Promise.all(ins.map((t) => one.fromHost(t)));
+      return await Promise.all((await exe.execute(args)).map((o) => one.toHost(o)));
     }));
     const cpu = new CpuBackend({ mode, devices: 4 });
     const exe = await cpu.compile(trace(mlpTrainStep(4), ...mlpSpecs()).graph);
@@ -78,9 +79,10 @@ Deno.test("cpu replicas: programs for another replica count are refused", async 
   const x = await cpu.fromHostPerDevice(splitAxis0(hostTensor([4], "f32", [1, 2, 3, 4]), 2));
   const per = await cpu.toHostPerDevice((await exe.execute([x]))[0]);
   assertEquals(per.map((t) => Array.from(t.data)), [[-1, -2], [-3, -4]]);
+  const single = await new CpuBackend().fromHost(hostTensor([2], "f32", [1, 2]));
   await assertRejects(
-    () => exe.execute([hostTensor([2], "f32", [1, 2]) as never]),
-    "argument 0 (f32[2]) is not an array of this backend's 2 virtual devices",
+    () => exe.execute([single]),
+    "argument 0: f32[2] has 1 device copy, the backend runs 2 devices",
   );
   await assertRejects(
     () => cpu.fromHostPerDevice([hostTensor([2], "f32"), hostTensor([3], "f32")]),

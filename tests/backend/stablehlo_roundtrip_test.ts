@@ -1,5 +1,5 @@
 /**
- * Numbers without XLA: emitted programs are parsed back (lib/backend/stablehlo/parse.ts reads
+ * Numbers without XLA: emitted programs are parsed back (tests/backend/stablehlo_parse/parse.ts reads
  * each op by its StableHLO meaning) and run on the CPU backend. The op table's independently
  * computed values must come out, and whole programs (gradients, a ViT training step with
  * threefry dropout, Mixup and LAMB, rematerialization) must give the same bits as the graph
@@ -12,7 +12,7 @@ import { type EmitOptions, emitStableHlo } from "../../lib/backend/stablehlo/emi
 import { exportTrainStep } from "../../lib/train/export.ts";
 import { paramSpecs } from "../../lib/model/params.ts";
 import { vitConfigOf } from "../../lib/train/run_config.ts";
-import { parseStableHlo } from "../../lib/backend/stablehlo/parse.ts";
+import { parseStableHlo } from "./stablehlo_parse/parse.ts";
 import { resolveConfig } from "../../lib/config/mod.ts";
 import type { Graph } from "../../lib/ir/graph.ts";
 import { trace } from "../../lib/ir/graph.ts";

@@ -1,12 +1,12 @@
 import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
-import type { Backend, DeviceArray, Executable } from "../backend.ts";
+import type { Backend, CompileOptions, DeviceArray, Executable } from "../backend.ts";
+import { CpuArray, cpuArray, CpuExecutable, type HostExecutable } from "./array.ts";
 import { ArenaTooLarge, FusedExecutable } from "./executable.ts";
 import { InterpretedExecutable } from "./interpreter.ts";
 import { threadCount } from "./threads.ts";
-import { CpuReplicaArray, type ReplicaExecutable, ReplicatedExecutable } from "./replicas.ts";
-import { checkPerDevice, replicasOf } from "../replicas.ts";
 import { gemmDescription } from "./dot.ts";
+import { checkPerDevice, replicasOf } from "../replicas.ts";
 
 export interface CpuBackendOptions {
   /**
@@ -66,7 +66,7 @@ export class CpuBackend implements Backend {
     return this.devices;
   }
 
-  compile(graph: Graph): Promise<Executable> {
+  compile(graph: Graph, opts?: CompileOptions): Promise<Executable> {
     const r = replicasOf(graph);
     if (r !== 1 && r !== this.devices) {
       return Promise.reject(
@@ -76,12 +76,50 @@ export class CpuBackend implements Backend {
         ),
       );
     }
-    if (this.devices === 1) return Promise.resolve(this.#compileOne(graph));
-    const replicas = Array.from({ length: this.devices }, () => this.#compileOne(graph));
-    return Promise.resolve(new ReplicatedExecutable(replicas));
+    const replicas = Array.from({ length: this.devices }, () => this.#hostExecutable(graph));
+    return Promise.resolve(new CpuExecutable(replicas, opts?.donate));
   }
 
-  #compileOne(graph: Graph): ReplicaExecutable {
+  /** `t` copied to every device. */
+  fromHost(t: HostTensor): Promise<DeviceArray> {
+    return this.fromHostPerDevice(Array.from({ length: this.devices }, () => t));
+  }
+
+  fromHostPerDevice(ts: readonly HostTensor[]): Promise<DeviceArray> {
+    checkPerDevice(ts, this.devices);
+    return Promise.resolve(new CpuArray(ts[0].shape, ts[0].dtype, ts.map((t) => t.data.slice())));
+  }
+
+  async toHost(a: DeviceArray): Promise<HostTensor> {
+    return (await this.toHostPerDevice(a))[0];
+  }
+
+  toHostPerDevice(a: DeviceArray): Promise<HostTensor[]> {
+    const arr = cpuArray(a, "toHost");
+    if (arr.devices !== this.devices) {
+      return Promise.reject(
+        new Error(
+          `cpu toHost: ${a.dtype}[${a.shape}] has ${arr.devices} device copies, the backend ` +
+            `runs ${this.devices} devices`,
+        ),
+      );
+    }
+    return Promise.resolve(
+      arr.hostParts("toHost").map((t) => ({
+        shape: [...t.shape],
+        dtype: t.dtype,
+        data: t.data.slice(),
+      })),
+    );
+  }
+
+  free(a: DeviceArray): void {
+    cpuArray(a, "free").free();
+  }
+
+  dispose(): void {}
+
+  #hostExecutable(graph: Graph): HostExecutable {
     if (this.mode === "reference") return new InterpretedExecutable(graph);
     try {
       return new FusedExecutable(graph, { exactMath: this.#exactMath, threads: this.#threads });
@@ -91,38 +129,6 @@ export class CpuBackend implements Backend {
       throw e;
     }
   }
-
-  /** One device: the array is a host copy; N devices: a copy per device. */
-  fromHost(t: HostTensor): Promise<DeviceArray> {
-    return this.fromHostPerDevice(Array.from({ length: this.devices }, () => t));
-  }
-
-  fromHostPerDevice(ts: readonly HostTensor[]): Promise<DeviceArray> {
-    checkPerDevice(ts, this.devices);
-    const copies = ts.map((t) => ({ shape: [...t.shape], dtype: t.dtype, data: t.data.slice() }));
-    if (this.devices === 1) return Promise.resolve(copies[0]);
-    return Promise.resolve(new CpuReplicaArray(copies[0].shape, copies[0].dtype, copies));
-  }
-
-  async toHost(a: DeviceArray): Promise<HostTensor> {
-    return (await this.toHostPerDevice(a))[0];
-  }
-
-  toHostPerDevice(a: DeviceArray): Promise<HostTensor[]> {
-    const parts = a instanceof CpuReplicaArray ? a.parts : [a as HostTensor];
-    if (parts.length !== this.devices || !parts.every((t) => "data" in t)) {
-      return Promise.reject(
-        new Error(`cpu: ${a.dtype}[${a.shape}] is not an array of this backend's devices`),
-      );
-    }
-    return Promise.resolve(
-      parts.map((t) => ({ shape: [...t.shape], dtype: t.dtype, data: t.data.slice() })),
-    );
-  }
-
-  free(_a: DeviceArray): void {}
-
-  dispose(): void {}
 }
 
 function envMode(): string | undefined {

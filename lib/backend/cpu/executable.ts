@@ -12,7 +12,8 @@ import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
 import { Primitive } from "../../ir/primitive.ts";
 import { isPrim, paramsOf, type Tensor } from "../../ir/tensor.ts";
-import type { DeviceArray } from "../backend.ts";
+import type { HostExecutable } from "./array.ts";
+import type { ReplicaRun } from "./replicas.ts";
 import { type ArenaRequest, bytesPer, planArena, viewOf } from "./arena.ts";
 import { jsKernel } from "./codegen.ts";
 import { DOT_SPLIT_MIN_FLOPS, dotLayout, dotStep, gemmModule, gemmOn, operandView } from "./dot.ts";
@@ -23,7 +24,6 @@ import { DEFAULT_GEMM, gemmScratchBytes } from "./gemm_wasm.ts";
 import type { View } from "./index_map.ts";
 import { kernelOf } from "./kernels.ts";
 import { type GraphPlan, planGraph } from "./plan.ts";
-import type { ReplicaExecutable, ReplicaRun } from "./replicas.ts";
 import { buildWasmGroups, wasmEligible } from "./wasm_fused.ts";
 import { EXP_TABLE, EXP_TABLE_BYTES } from "./wasm_math.ts";
 
@@ -79,7 +79,7 @@ function dotFlops(l: ReturnType<typeof dotLayout>): number {
   return 2 * l.m * l.n * l.k * l.batch.reduce((a, b) => a * b, 1);
 }
 
-export class FusedExecutable implements ReplicaExecutable {
+export class FusedExecutable implements HostExecutable {
   readonly stats: ExecutableStats;
   readonly #plan: GraphPlan;
   readonly #graph: Graph;
@@ -323,18 +323,14 @@ export class FusedExecutable implements ReplicaExecutable {
   }
 
   /** `run`: this call is one replica of a replicated program (see replicas.ts). */
-  async execute(
-    args: readonly DeviceArray[],
-    _opts?: unknown,
-    run?: ReplicaRun,
-  ): Promise<DeviceArray[]> {
+  async execute(args: readonly HostTensor[], run?: ReplicaRun): Promise<HostTensor[]> {
     if (this.#poolReady) {
       // workers load this memory once; without them everything runs on this thread
       this.#poolId = await this.#poolReady;
       this.#poolReady = null;
       if (this.#poolId !== null) POOL_CLEANUP.register(this, this.#poolId, this);
     }
-    for (const { index, view } of this.#inputs) view.set((args[index] as HostTensor).data);
+    for (const { index, view } of this.#inputs) view.set(args[index].data);
     const prof = this.profile, clock = this.profileClock;
     for (let i = 0; i < this.#steps.length; i++) {
       const c = run && this.#collectives.get(i);
@@ -361,7 +357,7 @@ export class FusedExecutable implements ReplicaExecutable {
   }
 
   /** Outputs: inputs and constants are returned as they are, computed values copied out. */
-  #outputs(args: readonly DeviceArray[]): HostTensor[] {
+  #outputs(args: readonly HostTensor[]): HostTensor[] {
     const { nodes, role, position } = this.#plan;
     const copies = new Map<number, TypedArray>();
     return this.#graph.outputs.map((o) => {
@@ -370,7 +366,7 @@ export class FusedExecutable implements ReplicaExecutable {
       const t = nodes[b];
       let src: HostTensor;
       if (isPrim(t, Primitive.Input)) {
-        src = args[t.params.index] as HostTensor;
+        src = args[t.params.index];
       } else if (isPrim(t, Primitive.Constant)) {
         src = t.params.value;
       } else {

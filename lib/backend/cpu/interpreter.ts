@@ -2,15 +2,15 @@ import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
 import { Primitive } from "../../ir/primitive.ts";
 import { isPrim } from "../../ir/tensor.ts";
-import type { DeviceArray } from "../backend.ts";
+import type { HostExecutable } from "./array.ts";
 import { kernelOf } from "./kernels.ts";
-import type { ReplicaExecutable, ReplicaRun } from "./replicas.ts";
+import type { ReplicaRun } from "./replicas.ts";
 
 /**
  * The reference interpreter: runs each node with its kernel from kernels.ts. Each intermediate
  * is released after its last use, so peak memory follows the live set, not the whole graph.
  */
-export class InterpretedExecutable implements ReplicaExecutable {
+export class InterpretedExecutable implements HostExecutable {
   readonly #graph: Graph;
   readonly #lastUse: Int32Array;
   readonly #position = new Map<number, number>();
@@ -26,17 +26,13 @@ export class InterpretedExecutable implements ReplicaExecutable {
   }
 
   /** `run`: this call is one replica of a replicated program (see replicas.ts). */
-  async execute(
-    args: readonly DeviceArray[],
-    _opts?: unknown,
-    run?: ReplicaRun,
-  ): Promise<DeviceArray[]> {
+  async execute(args: readonly HostTensor[], run?: ReplicaRun): Promise<HostTensor[]> {
     const { nodes, outputs } = this.#graph;
     const values = new Array<HostTensor | undefined>(nodes.length);
     for (let i = 0; i < nodes.length; i++) {
       const n = nodes[i];
       if (isPrim(n, Primitive.Input)) {
-        values[i] = args[n.params.index] as HostTensor;
+        values[i] = args[n.params.index];
         continue;
       }
       const ins = n.inputs.map((t) => values[this.#position.get(t.id)!]!);

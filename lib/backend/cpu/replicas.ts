@@ -7,31 +7,11 @@
  * order, as XLA's CPU all-reduce does).
  */
 import { allocArray, type DType, type TypedArray } from "../../ir/dtype.ts";
-import type { HostTensor } from "../../ir/host_tensor.ts";
-import type { DeviceArray, Executable } from "../backend.ts";
-
-/** A CPU array with one host copy per virtual device, all of the per-replica shape. */
-export class CpuReplicaArray implements DeviceArray {
-  constructor(
-    readonly shape: readonly number[],
-    readonly dtype: DType,
-    readonly parts: readonly HostTensor[],
-  ) {}
-}
 
 /** What a replica's executable needs to take part in the cross-replica sums of one call. */
 export interface ReplicaRun {
   replica: number;
   group: ReplicaGroup;
-}
-
-/** Executables that can run as one replica of a group. */
-export interface ReplicaExecutable extends Executable {
-  execute(
-    args: readonly DeviceArray[],
-    opts?: { donate?: readonly boolean[] },
-    run?: ReplicaRun,
-  ): Promise<DeviceArray[]>;
 }
 
 /** The all-reduces of one replicated execute call. */
@@ -101,38 +81,4 @@ interface Meeting {
   promise: Promise<TypedArray>;
   resolve: (v: TypedArray) => void;
   reject: (e: Error) => void;
-}
-
-/** N per-replica executables of one graph, run in lockstep with real all-reduces. */
-export class ReplicatedExecutable implements Executable {
-  constructor(readonly replicas: readonly ReplicaExecutable[]) {}
-
-  async execute(args: readonly DeviceArray[]): Promise<DeviceArray[]> {
-    const n = this.replicas.length;
-    const parts = args.map((a, i) => {
-      if (!(a instanceof CpuReplicaArray) || a.parts.length !== n) {
-        throw new Error(
-          `cpu: argument ${i} (${a.dtype}[${a.shape}]) is not an array of this backend's ${n} ` +
-            "virtual devices",
-        );
-      }
-      return a.parts;
-    });
-    const group = new ReplicaGroup(n);
-    const results = await Promise.all(this.replicas.map(async (exe, r) => {
-      try {
-        return await exe.execute(parts.map((p) => p[r]), undefined, { replica: r, group });
-      } catch (e) {
-        group.abort(e as Error);
-        throw e;
-      }
-    }));
-    return results[0].map((o, k) =>
-      new CpuReplicaArray(o.shape, o.dtype, results.map((row) => row[k] as HostTensor))
-    );
-  }
-
-  dispose(): void {
-    for (const r of this.replicas) r.dispose();
-  }
 }
