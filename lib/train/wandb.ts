@@ -105,6 +105,8 @@ export class WandbRun {
   /** Line offset in the run's history of `pending[0]`. */
   #offset = 0;
   #summary: Record<string, unknown> = {};
+  /** The row of the latest step, still open to more metrics of that step. */
+  #open: Record<string, unknown> | null = null;
   #created = false;
   #warned = false;
   #dropped = 0;
@@ -139,13 +141,29 @@ export class WandbRun {
     }
   }
 
-  /** Queues one history row at `step`; never waits on the network. */
+  /**
+   * Adds metrics at `step`; never waits on the network. As in the Python SDK, metrics logged at
+   * the same step make one history row (the train metrics and the eval at step 60, say), and a
+   * row is committed, i.e. queued to be sent, when a later step arrives or the run finishes.
+   */
   log(row: Record<string, number | string>, step: number): void {
     if (this.#finished) return;
     const now = Date.now();
-    const line = { ...row, _step: step, _runtime: (now - this.#t0) / 1000, _timestamp: now / 1000 };
-    Object.assign(this.#summary, line);
-    const text = JSON.stringify(line);
+    const times = { _step: step, _runtime: (now - this.#t0) / 1000, _timestamp: now / 1000 };
+    Object.assign(this.#summary, row, times);
+    if (this.#open && this.#open._step === step) {
+      Object.assign(this.#open, row, times);
+      return;
+    }
+    this.#commit();
+    this.#open = { ...row, ...times };
+  }
+
+  /** Queues the open row (offline: appends it to the history file). */
+  #commit(): void {
+    if (!this.#open) return;
+    const text = JSON.stringify(this.#open);
+    this.#open = null;
     if (this.#offlineDir) {
       Deno.writeTextFileSync(`${this.#offlineDir}/wandb-history.jsonl`, text + "\n", {
         append: true,
@@ -167,6 +185,7 @@ export class WandbRun {
    */
   async finish(exitcode = 0, deadlineMs = 10_000): Promise<void> {
     if (this.#finished) return;
+    this.#commit();
     this.#finished = true;
     clearTimeout(this.#timer);
     if (this.#offlineDir) {

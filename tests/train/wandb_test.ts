@@ -63,7 +63,8 @@ Deno.test("wandb run: created with project, name and config; rows with steps; co
       flushIntervalMs: 20,
     });
     run.log({ "train/loss": 2.5 }, 10);
-    run.log({ "train/loss": 2.0, "val/acc1": 0.5 }, 20);
+    run.log({ "train/loss": 2.0 }, 20);
+    run.log({ "val/acc1": 0.5 }, 20); // same step: the same row
     await new Promise((r) => setTimeout(r, 200));
     run.log({ "train/loss": 1.5 }, 30);
     await run.finish();
@@ -125,8 +126,8 @@ Deno.test("wandb run: a server that is down costs at most the finish deadline", 
     flushIntervalMs: 10,
     maxBufferedRows: 3,
   });
-  for (let s = 1; s <= 6; s++) run.log({ x: s }, s);
-  assertEquals(run.pending.length, 3, "the buffer is bounded");
+  for (let s = 1; s <= 7; s++) run.log({ x: s }, s);
+  assertEquals(run.pending.length, 3, "the buffer is bounded (row 7 is still open)");
   const t = performance.now();
   await run.finish(0, 600);
   assert(performance.now() - t < 2000, `finish took ${performance.now() - t} ms`);
