@@ -16,7 +16,9 @@ export class ShardError extends Error {
 
 /**
  * Streams the samples of the shard at `url`. Rejects with `ShardError`: `shard_open` when it
- * cannot be opened, `shard_read` when reading fails part-way (the samples before were good).
+ * cannot be opened, `shard_read` when reading fails part-way (the samples before were
+ * delivered, the last complete one included) or when the shard holds no sample at all (a
+ * zero-byte file, a tar of directories): a shard that gives nothing is never a good one.
  */
 export async function* readShard(
   url: string,
@@ -36,6 +38,7 @@ export async function* readShard(
       n++;
       yield sample;
     }
+    if (n === 0) throw new Error("the shard holds no sample (no member named KEY.EXT)");
   } catch (e) {
     let msg = (e as Error).message;
     if (!msg.includes(url)) msg = `${url}: ${msg}`;
