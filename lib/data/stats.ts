@@ -142,7 +142,8 @@ export interface Limits {
  * - no shard gave a sample, after every shard (or 16) was tried: zero-byte, empty or missing
  *   shards, or sources failing before their first sample;
  * - more than `maxBadFraction` of the shard visits were not read whole (failed or cut short),
- *   judged after as many visits as there are shards (at most 20), or at the end of a pass.
+ *   judged after as many visits as there are shards (at most 100, so that one cut shard among
+ *   the first few does not stop a run at a 1% limit), or at the end of a pass.
  */
 export function judgeStats(s: LoaderStats, l: Limits): string | undefined {
   const limit = l.maxBadFraction;
@@ -157,7 +158,7 @@ export function judgeStats(s: LoaderStats, l: Limits): string | undefined {
     return `no shard could be read (${s.shardsFailed} failed); ${formatStats(s)}`;
   }
   const notWhole = s.shardsPartial + s.shardsFailed;
-  if (notWhole > limit * visits && (l.atEnd || visits >= Math.min(l.shardCount, 20))) {
+  if (notWhole > limit * visits && (l.atEnd || visits >= Math.min(l.shardCount, 100))) {
     return `too many shards not read whole: ${notWhole} of ${visits} ` +
       `(${s.shardsPartial} cut short, ${s.shardsFailed} unreadable; limit ${100 * limit}%); ` +
       formatStats(s);

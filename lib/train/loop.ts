@@ -31,7 +31,7 @@ import { initViT } from "../model/init.ts";
 import { initOptState, stepScalars } from "../optim/optimizer.ts";
 import { warmupCosine } from "../optim/schedule.ts";
 import { formatDuration, RunLog } from "./logging.ts";
-import { MODEL_KEYS, stepConfigOf } from "./run_config.ts";
+import { dataOptionsOf, MODEL_KEYS, stepConfigOf } from "./run_config.ts";
 import {
   applyGradients,
   buildGradStep,
@@ -489,7 +489,7 @@ class Trainer {
       workers: c["train-loader-workers"] as number,
       shuffleSeed: c["shuffle-seed"] as number,
       augmentRepeats: c["augment-repeats"] as number,
-      maxSkipFraction: c["max-bad-fraction"] as number,
+      ...dataOptionsOf(c),
       transform: {
         kind: "train",
         options: {
