@@ -1,6 +1,8 @@
 /**
  * The training loop of `deno task train`: builds the model and the compiled step, streams
- * batches, logs, evaluates, checkpoints and resumes.
+ * batches, logs, evaluates, checkpoints and resumes. The parts live beside it: the step programs
+ * (programs.ts), what is kept between processes (run_state.ts) and the log windows
+ * (metric_window.ts).
  *
  * Files in `output-dir` (local or gs://):
  * - `{name}-last.msgpack`, `{name}-best.msgpack`: parameters only, Flax msgpack, as the original
@@ -10,36 +12,39 @@
  * - `metrics.jsonl`, `metrics.html`, `config.json` (local output dirs; for gs:// they go to
  *   `runs/{name}` locally).
  */
-import type { Backend, DeviceArray } from "../backend/backend.ts";
-import { Compiled } from "../backend/jit.ts";
+import type { Backend } from "../backend/backend.ts";
 import { createBackend } from "../backend/select.ts";
-import { encodeFlaxMsgpack } from "../checkpoint/flax_msgpack.ts";
 import { loadPretrainedFile } from "../checkpoint/finetune.ts";
-import { isGcsUrl, writeOutput } from "../checkpoint/storage.ts";
-import { loadTrainingState, saveTrainingState } from "../checkpoint/train_state.ts";
+import { isGcsUrl } from "../checkpoint/storage.ts";
 import type { Tree } from "../checkpoint/tree.ts";
 import { type Config, configToJson } from "../config/mod.ts";
-import { sampleMixup } from "../augment/mixup.ts";
 import type { Batch as HostBatch } from "../data/batch.ts";
 import { createTrainLoader, type DataLoader } from "../data/loader.ts";
-import { Evaluator } from "./evaluate.ts";
-import { type HostTensor, hostTensor } from "../ir/host_tensor.ts";
-import { flatten, leavesWithPaths, unflatten } from "../ir/pytree.ts";
-import { Rng } from "../ir/rng.ts";
-import type { Tensor } from "../ir/tensor.ts";
+import type { HostTensor } from "../ir/host_tensor.ts";
+import { leavesWithPaths } from "../ir/pytree.ts";
 import { initViT } from "../model/init.ts";
 import { initOptState, stepScalars } from "../optim/optimizer.ts";
 import { warmupCosine } from "../optim/schedule.ts";
+import { DeviceTrees } from "./device_trees.ts";
+import { Evaluator } from "./evaluate.ts";
 import { formatDuration, RunLog } from "./logging.ts";
-import { dataOptionsOf, MODEL_KEYS, stepConfigOf } from "./run_config.ts";
+import { MetricWindow } from "./metric_window.ts";
 import {
-  applyGradients,
-  buildGradStep,
-  buildTrainStep,
-  type MixInputs,
-  type TrainStepConfig,
-} from "./step.ts";
-import * as ops from "../ir/ops.ts";
+  compileTrainPrograms,
+  microInputs,
+  type StepShape,
+  type TrainPrograms,
+} from "./programs.ts";
+import { dataOptionsOf, stepConfigOf } from "./run_config.ts";
+import { RunState, TrainingError } from "./run_state.ts";
+import type { TrainStepConfig } from "./step.ts";
+
+export { TrainingError };
+
+/** The learning rate at step 0 of the warmup (the original's `init_value`). */
+export const WARMUP_INIT_LR = 1e-6;
+/** The learning rate the cosine decay ends at (the original's `end_value`). */
+export const COSINE_END_LR = 1e-5;
 
 export interface TrainResult {
   step: number;
@@ -48,8 +53,6 @@ export interface TrainResult {
   interrupted: boolean;
   seconds: number;
 }
-
-export class TrainingError extends Error {}
 
 export interface TrainOptions {
   /** Stops the loop after the current step (SIGINT/SIGTERM); state is saved first. */
@@ -84,17 +87,12 @@ export async function train(config: Config, opts: TrainOptions = {}): Promise<Tr
 
 class Trainer {
   readonly step: TrainStepConfig;
+  readonly shape: StepShape;
   readonly totalSteps: number;
-  readonly accum: number;
   readonly batchSize: number;
-  readonly microBatch: number;
-  readonly imageSize: number;
   readonly schedule: (step: number) => number;
-  readonly name: string;
-  readonly mixing: boolean;
-  bestAcc1 = 0;
-  lastEval: Record<string, number> | undefined;
-  pendingBest = false;
+  readonly state: RunState;
+  readonly trees: DeviceTrees;
 
   constructor(
     readonly config: Config,
@@ -105,27 +103,27 @@ class Trainer {
   ) {
     this.step = stepConfigOf(config);
     this.totalSteps = config["training-steps"] as number;
-    this.accum = (config["grad-accum"] as number | undefined) ?? 1;
+    const accum = (config["grad-accum"] as number | undefined) ?? 1;
     this.batchSize = config["train-batch-size"] as number;
-    this.microBatch = this.batchSize / this.accum;
-    this.imageSize = config["image-size"] as number;
-    this.name = config.name as string;
-    this.mixing = (config.mixup as number) > 0 || (config.cutmix as number) > 0;
+    this.shape = {
+      microBatch: this.batchSize / accum,
+      accum,
+      imageSize: config["image-size"] as number,
+      mixing: (config.mixup as number) > 0 || (config.cutmix as number) > 0,
+    };
     this.schedule = warmupCosine({
-      initValue: 1e-6,
+      initValue: WARMUP_INIT_LR,
       peakValue: config["learning-rate"] as number,
       warmupSteps: config["warmup-steps"] as number,
       decaySteps: this.totalSteps,
-      endValue: 1e-5,
+      endValue: COSINE_END_LR,
     });
-  }
-
-  path(kind: string): string {
-    return `${this.outDir}/${this.name}-${kind}.msgpack`;
+    this.state = new RunState(config, outDir, config.name as string, accum);
+    this.trees = new DeviceTrees(backend);
   }
 
   async run(t0: number): Promise<TrainResult> {
-    const { config, log } = this;
+    const { config, log, state, shape } = this;
     if (!config["train-dataset-shards"]) {
       throw new TrainingError('"train-dataset-shards" is not set: give the shards to train on');
     }
@@ -136,10 +134,10 @@ class Trainer {
     let start = 0;
     let params: Tree;
     let opt: Tree;
-    const resumed = await this.tryResume();
+    const resumed = await state.resume();
     if (resumed) {
       ({ params, opt, step: start } = resumed);
-      log.line(`resumed from ${this.path("state")} at step ${start}`);
+      log.line(`resumed from ${state.path("state")} at step ${start}`);
     } else {
       params = initViT(this.step.vit, config["init-seed"] as number) as Tree;
       if (config["pretrained-ckpt"]) {
@@ -156,26 +154,32 @@ class Trainer {
         `${
           (nParams / 1e6).toFixed(2)
         }M params; ${this.totalSteps} steps of batch ${this.batchSize}` +
-        (this.accum > 1 ? ` (${this.accum} x ${this.microBatch})` : ""),
+        (shape.accum > 1 ? ` (${shape.accum} x ${shape.microBatch})` : ""),
     );
 
-    const programs = await this.compile(params, opt);
-    let devParams = await this.upload(params);
-    let devOpt = await this.upload(opt);
+    const programs = await compileTrainPrograms(this.backend, this.step, shape, params, opt);
+    const evaluator = config["valid-dataset-shards"]
+      ? await Evaluator.create(
+        this.backend,
+        this.step,
+        params,
+        config["valid-batch-size"] as number,
+      )
+      : undefined;
+    let devParams = await this.trees.upload(params);
+    let devOpt = await this.trees.upload(opt);
 
     const loader = this.trainLoader();
     const it = loader[Symbol.asyncIterator]();
     // Data position: the loader is deterministic, so resuming skips the batches already used.
-    for (let i = 0; i < start * this.accum; i++) await nextBatch(it);
+    for (let i = 0; i < start * shape.accum; i++) await nextBatch(it);
 
     const stopAt = Math.min(this.totalSteps, this.opts.stopAtStep ?? Infinity);
     let step = start;
     let interrupted = false;
-    let windowStart = performance.now(), windowImages = 0;
+    const window = new MetricWindow();
     const logInterval = config["log-interval"] as number;
     const evalInterval = config["eval-interval"] as number;
-    const sums: Record<string, number> = {};
-    let sumCount = 0;
     try {
       while (step < stopAt) {
         if (this.opts.signal?.aborted) {
@@ -184,25 +188,20 @@ class Trainer {
         }
         const lr = this.schedule(step);
         const out = await this.trainStep(programs, devParams, devOpt, it, step, lr);
-        this.freeTree(devParams, out.params);
-        this.freeTree(devOpt, out.opt);
         devParams = out.params;
         devOpt = out.opt;
         step++;
-        windowImages += this.batchSize;
         const loss = out.metrics.loss;
         if (!Number.isFinite(loss)) {
           throw new TrainingError(
             `loss is ${loss} at step ${step}: stopping. The last good checkpoint (${
-              this.path("state")
+              state.path("state")
             }, ` +
               `if one was written) is intact; lower the learning rate or enable --clip-grad.`,
           );
         }
-        for (const [k, v] of Object.entries(out.metrics)) sums[k] = (sums[k] ?? 0) + v;
-        sumCount++;
-        const now = performance.now();
-        const imgPerS = windowImages / ((now - windowStart) / 1000);
+        window.add(out.metrics, this.batchSize);
+        const imgPerS = window.imagesPerSecond();
         const eta = (stopAt - step) * this.batchSize / imgPerS;
         log.progress(
           `step ${step}/${this.totalSteps} | loss ${loss.toFixed(4)} | acc1 ${
@@ -211,32 +210,13 @@ class Trainer {
             `lr ${lr.toExponential(2)} | ${imgPerS.toFixed(0)} img/s | ETA ${formatDuration(eta)}`,
         );
         if (step % logInterval === 0 || step === stopAt) {
-          const stats = loader.stats();
-          const event: Record<string, number> = { "train/lr": lr, "train/img_per_s": imgPerS };
-          for (const [k, v] of Object.entries(sums)) event[`train/${k}`] = v / sumCount;
-          event["data/skipped"] = Object.values(stats.skipped ?? {}).reduce(
-            (a: number, b) => a + (b as number),
-            0,
-          );
-          await log.record({ step, time: Date.now() / 1000, ...event });
-          log.line(
-            `step ${step}: loss ${event["train/loss"].toFixed(4)}, acc1 ${
-              event["train/acc1"].toFixed(4)
-            }, ` +
-              `lr ${lr.toExponential(3)}, ${imgPerS.toFixed(1)} img/s, data skips ${
-                event["data/skipped"]
-              }`,
-          );
-          for (const k of Object.keys(sums)) delete sums[k];
-          sumCount = 0;
-          windowStart = performance.now();
-          windowImages = 0;
+          await this.logWindow(window, loader, step, lr, imgPerS);
+          window.reset();
         }
         if (step % evalInterval === 0 || step === this.totalSteps) {
-          await this.evaluate(programs, devParams, step);
+          if (evaluator) await this.evaluate(evaluator, devParams, step);
           await this.save(devParams, devOpt, step);
-          windowStart = performance.now();
-          windowImages = 0;
+          window.restartClock();
         }
       }
       if (step < this.totalSteps && step % evalInterval !== 0) {
@@ -244,7 +224,7 @@ class Trainer {
         await this.save(devParams, devOpt, step, false);
         log.line(
           `${interrupted ? "interrupted" : "stopped"} at step ${step}; state saved to ${
-            this.path("state")
+            state.path("state")
           }; ` +
             "run the same command again to resume",
         );
@@ -252,240 +232,88 @@ class Trainer {
     } finally {
       await loader.close();
       programs.dispose();
+      evaluator?.dispose();
     }
     return {
       step,
-      bestAcc1: this.bestAcc1,
-      lastEval: this.lastEval,
+      bestAcc1: state.bestAcc1,
+      lastEval: state.lastEval,
       interrupted,
       seconds: (performance.now() - t0) / 1000,
     };
   }
 
-  async tryResume(): Promise<{ params: Tree; opt: Tree; step: number } | undefined> {
-    let state;
-    try {
-      state = await loadTrainingState(this.path("state"));
-    } catch (e) {
-      const msg = (e as Error).message;
-      if (/No such file|not found|NotFound|does not exist|404/i.test(msg)) return undefined;
-      throw new TrainingError(`cannot resume: ${msg}`);
-    }
-    for (const k of MODEL_KEYS) {
-      if (JSON.stringify(state.config[k]) !== JSON.stringify(this.config[k])) {
-        throw new TrainingError(
-          `cannot resume from ${this.path("state")}: it was trained with ${k} = ${
-            JSON.stringify(state.config[k])
-          }, the config says ${JSON.stringify(this.config[k])}. Use another output-dir or name.`,
-        );
-      }
-    }
-    return { params: state.params, opt: state.optState, step: state.step };
-  }
-
-  async compile(params: Tree, opt: Tree) {
-    const { backend, step: cfg } = this;
-    const b = this.microBatch, s = this.imageSize;
-    const batchSpec = {
-      images: { shape: [b, 3, s, s], dtype: "u8" as const },
-      labels: { shape: [b], dtype: "i32" as const },
-    };
-    const mixSpec = this.mixing ? mixSpecs(b) : null;
-    const scalars = stepScalars(cfg.optimizer, 0, 0);
-    const key = { shape: [2], dtype: "u32" as const };
-    const evaluator = await Evaluator.create(
-      backend,
-      cfg,
-      params,
-      this.config["valid-batch-size"] as number,
-    );
-    if (this.accum === 1) {
-      const stepFn = buildTrainStep(cfg);
-      // Params and optimizer state are donated: backends that can reuse their memory do.
-      const train = await Compiled.createWith(
-        backend,
-        { donate: this.donation(params, opt) },
-        (p: unknown, o: never, bt: never, m: MixInputs<Tensor>, sc: never, k: Tensor) =>
-          stepFn(p, o, bt, m, sc, k),
-        params,
-        opt,
-        batchSpec,
-        mixSpec,
-        scalars,
-        key,
-      );
-      return { train, evaluator, dispose: () => [train, evaluator].forEach((c) => c.dispose()) };
-    }
-    // Gradient accumulation: micro-step gradients are summed on the device, then applied.
-    const gradStep = buildGradStep(cfg);
-    const grad = await Compiled.create(
-      backend,
-      (p: unknown, bt: never, m: MixInputs<Tensor>, k: Tensor) => gradStep(p, bt, m, k),
-      params,
-      batchSpec,
-      mixSpec,
-      key,
-    );
-    const add = await Compiled.create(
-      backend,
-      (a: unknown, g: unknown) => unflattenLike(a, zipLeaves(a, g).map(([x, y]) => ops.add(x, y))),
-      params,
-      params,
-    );
-    const accum = this.accum;
-    const apply = await Compiled.create(
-      backend,
-      (p: unknown, o: never, g: unknown, sc: never) => {
-        const { leaves, def } = flatten<Tensor>(g);
-        const mean = unflatten(def, leaves.map((t) => ops.div(t, accum)));
-        return applyGradients(cfg, p, o, mean, sc);
-      },
-      params,
-      opt,
-      params,
-      scalars,
-    );
-    return {
-      grad,
-      add,
-      apply,
-      evaluator,
-      dispose: () => [grad, add, apply, evaluator].forEach((c) => c.dispose()),
-    };
-  }
-
-  async trainStep(
-    programs: Awaited<ReturnType<Trainer["compile"]>>,
+  trainStep(
+    programs: TrainPrograms,
     params: unknown,
     opt: unknown,
     it: AsyncIterator<HostBatch>,
     step: number,
     lr: number,
-  ): Promise<{ params: unknown; opt: unknown; metrics: Record<string, number> }> {
-    const scalars = stepScalars(this.step.optimizer, step, lr);
-    const dropoutKey = Rng.fromSeed(this.config["dropout-seed"] as number).child(step);
-    const mixRng = Rng.fromSeed(this.config["mixup-seed"] as number).child(step);
-    const micro = async (i: number) => {
-      const batch = await nextBatch(it);
-      return {
-        batch: {
-          images: hostTensor(
-            [this.microBatch, 3, this.imageSize, this.imageSize],
-            "u8",
-            batch.images,
-          ),
-          labels: hostTensor([this.microBatch], "i32", batch.labels),
-        },
-        mix: this.mixInputs(mixRng.child(i)),
-        key: hostTensor([2], "u32", dropoutKey.child(i).key),
-      };
-    };
-    if ("train" in programs && programs.train) {
-      const m = await micro(0);
-      const out = await programs.train.call([params, opt, m.batch, m.mix, scalars, m.key], {
-        donate: this.donation(params, opt),
-      });
-      return { params: out.params, opt: out.opt, metrics: await this.download(out.metrics) };
-    }
-    let acc: unknown;
-    const sums: Record<string, number> = {};
-    for (let i = 0; i < this.accum; i++) {
-      const m = await micro(i);
-      const out = await programs.grad!.call([params, m.batch, m.mix, m.key]);
-      const metrics = await this.download(out.metrics);
-      for (const [k, v] of Object.entries(metrics)) sums[k] = (sums[k] ?? 0) + v / this.accum;
-      if (acc === undefined) acc = out.grads;
-      else {
-        const next = await programs.add!.call([acc, out.grads]);
-        this.freeTree(acc, next);
-        this.freeTree(out.grads, next);
-        acc = next;
-      }
-    }
-    const out = await programs.apply!.call([params, opt, acc, scalars]);
-    this.freeTree(acc, out);
-    return { params: out.params, opt: out.opt, metrics: sums };
+  ) {
+    const c = this.config;
+    const seeds = { dropout: c["dropout-seed"] as number, mixup: c["mixup-seed"] as number };
+    const mix = { mixup: c.mixup as number, cutmix: c.cutmix as number };
+    return programs.run(
+      params,
+      opt,
+      async (i) => microInputs(this.shape, seeds, mix, await nextBatch(it), step, i),
+      stepScalars(this.step.optimizer, step, lr),
+    );
   }
 
-  /** Host-drawn Mixup/CutMix inputs of the step, or null when the recipe mixes nothing. */
-  mixInputs(rng: Rng): MixInputs<HostTensor> | null {
-    if (!this.mixing) return null;
-    const p = sampleMixup(rng, {
-      mixup: this.config.mixup as number,
-      cutmix: this.config.cutmix as number,
-      batchSize: this.microBatch,
-      imageSize: this.imageSize,
-    });
-    return {
-      perm: hostTensor([this.microBatch], "i32", p.perm),
-      imageLam: hostTensor([], "f32", [p.kind === "mixup" ? p.lam : 1]),
-      labelLam: hostTensor([], "f32", [p.lam]),
-      box: hostTensor([4], "i32", p.box ?? [0, 0, 0, 0]),
+  async logWindow(
+    window: MetricWindow,
+    loader: DataLoader,
+    step: number,
+    lr: number,
+    imgPerS: number,
+  ): Promise<void> {
+    const stats = loader.stats();
+    const event: Record<string, number> = {
+      "train/lr": lr,
+      "train/img_per_s": imgPerS,
+      ...window.means("train/"),
     };
+    event["data/skipped"] = Object.values(stats.skipped ?? {}).reduce(
+      (a: number, b) => a + (b as number),
+      0,
+    );
+    await this.log.record({ step, time: Date.now() / 1000, ...event });
+    this.log.line(
+      `step ${step}: loss ${event["train/loss"].toFixed(4)}, acc1 ${
+        event["train/acc1"].toFixed(4)
+      }, ` +
+        `lr ${lr.toExponential(3)}, ${imgPerS.toFixed(1)} img/s, data skips ${
+          event["data/skipped"]
+        }`,
+    );
   }
 
-  async evaluate(programs: { evaluator: Evaluator }, params: unknown, step: number): Promise<void> {
-    if (!this.config["valid-dataset-shards"]) return;
-    const r = await programs.evaluator.run(this.config, params, (l) => this.log.line(l));
-    const isBest = r.acc1 > this.bestAcc1 || this.lastEval === undefined && r.acc1 >= this.bestAcc1;
-    if (isBest) this.bestAcc1 = r.acc1;
-    this.lastEval = {
-      "val/loss": r.loss,
-      "val/acc1": r.acc1,
-      "val/acc5": r.acc5,
-      "val/best_acc1": this.bestAcc1,
-      "val/samples": r.samples,
-    };
-    await this.log.record({ step, time: Date.now() / 1000, ...this.lastEval });
+  async evaluate(evaluator: Evaluator, params: unknown, step: number): Promise<void> {
+    const r = await evaluator.run(this.config, params, (l) => this.log.line(l));
+    const event = this.state.recordEval(r);
+    await this.log.record({ step, time: Date.now() / 1000, ...event });
     await this.log.plot();
     this.log.line(
       `eval at step ${step}: loss ${r.loss.toFixed(4)}, acc1 ${(r.acc1 * 100).toFixed(2)}%, ` +
-        `acc5 ${(r.acc5 * 100).toFixed(2)}% (best ${(this.bestAcc1 * 100).toFixed(2)}%) ` +
+        `acc5 ${(r.acc5 * 100).toFixed(2)}% (best ${(this.state.bestAcc1 * 100).toFixed(2)}%) ` +
         `on ${r.samples} images in ${r.seconds.toFixed(1)} s`,
     );
-    if (isBest) this.pendingBest = true;
   }
 
-  /** Writes {name}-last (and -best after a new best) params and the training state. */
+  /** Downloads the device state and saves it (see RunState.save). */
   async save(params: unknown, opt: unknown, step: number, withParams = true): Promise<void> {
-    const hostParams = await this.downloadTree(params) as Tree;
-    const hostOpt = await this.downloadTree(opt) as Tree;
-    // Never overwrite a good checkpoint with diverged parameters.
-    for (const [path, t] of leavesWithPaths<HostTensor>(hostParams)) {
-      if (!t.data.every(Number.isFinite)) {
-        throw new TrainingError(
-          `parameter ${path} is not finite after step ${step}: stopping without saving. The last good ` +
-            `checkpoint (${
-              this.path("state")
-            }, if one was written) is intact; lower the learning rate ` +
-            "or enable --clip-grad.",
-        );
-      }
-    }
-    if (withParams) {
-      await writeOutput(this.path("last"), encodeFlaxMsgpack(hostParams));
-      if (this.pendingBest) await writeOutput(this.path("best"), encodeFlaxMsgpack(hostParams));
-      this.pendingBest = false;
-    }
-    await saveTrainingState(this.path("state"), {
-      params: hostParams,
-      optState: hostOpt,
-      step,
-      rng: {
-        dropout_seed: this.config["dropout-seed"] as number,
-        mixup_seed: this.config["mixup-seed"] as number,
-        shuffle_seed: this.config["shuffle-seed"] as number,
-      },
-      data: { batches_consumed: step * this.accum, best_acc1: this.bestAcc1 },
-      config: JSON.parse(configToJson(this.config)),
-    });
+    const hostParams = await this.trees.download(params) as Tree;
+    const hostOpt = await this.trees.download(opt) as Tree;
+    await this.state.save(hostParams, hostOpt, step, withParams);
   }
 
   trainLoader(): DataLoader {
     const c = this.config;
     return createTrainLoader({
       shards: c["train-dataset-shards"] as string,
-      batchSize: this.microBatch,
+      batchSize: this.shape.microBatch,
       workers: c["train-loader-workers"] as number,
       shuffleSeed: c["shuffle-seed"] as number,
       augmentRepeats: c["augment-repeats"] as number,
@@ -493,7 +321,7 @@ class Trainer {
       transform: {
         kind: "train",
         options: {
-          imageSize: this.imageSize,
+          imageSize: this.shape.imageSize,
           randomCrop: c["random-crop"] as "rrc",
           colorJitter: c["color-jitter"] as number,
           autoAugment: c["auto-augment"] as string,
@@ -504,37 +332,6 @@ class Trainer {
       log: (l) => this.log.line(l),
     });
   }
-
-  /** Donation flags over the flattened step inputs: params and optimizer state, not the rest. */
-  donation(params: unknown, opt: unknown): boolean[] {
-    const n = flatten(params).leaves.length + flatten(opt).leaves.length;
-    // then images, labels; perm, imageLam, labelLam, box; lr, bc1, bc2; key
-    return Array.from({ length: n + 2 + (this.mixing ? 4 : 0) + 3 + 1 }, (_, i) => i < n);
-  }
-
-  async upload(tree: unknown): Promise<unknown> {
-    const { leaves, def } = flatten<HostTensor>(tree);
-    return unflatten(def, await Promise.all(leaves.map((l) => this.backend.fromHost(l))));
-  }
-
-  async download(tree: unknown): Promise<Record<string, number>> {
-    // One round of readbacks for all metrics (a GPU round trip each when read one by one).
-    const leaves = leavesWithPaths<DeviceArray>(tree);
-    const host = await Promise.all(leaves.map(([, v]) => this.backend.toHost(v)));
-    for (const [, v] of leaves) this.backend.free(v);
-    return Object.fromEntries(leaves.map(([k], i) => [k, host[i].data[0]]));
-  }
-
-  async downloadTree(tree: unknown): Promise<unknown> {
-    const { leaves, def } = flatten<DeviceArray>(tree);
-    return unflatten(def, await Promise.all(leaves.map((l) => this.backend.toHost(l))));
-  }
-
-  /** Frees the leaves of `old` that `kept` does not reuse. */
-  freeTree(old: unknown, kept: unknown): void {
-    const keep = new Set(flatten(kept).leaves);
-    for (const l of flatten<DeviceArray>(old).leaves) if (!keep.has(l)) this.backend.free(l);
-  }
 }
 
 /** The loader's next batch; the train stream is endless, so running dry is an error. */
@@ -544,22 +341,4 @@ async function nextBatch(it: AsyncIterator<HostBatch>): Promise<HostBatch> {
     throw new TrainingError("the training data ran out (the train loader should cycle forever)");
   }
   return r.value;
-}
-
-function mixSpecs(b: number) {
-  return {
-    perm: { shape: [b], dtype: "i32" as const },
-    imageLam: { shape: [], dtype: "f32" as const },
-    labelLam: { shape: [], dtype: "f32" as const },
-    box: { shape: [4], dtype: "i32" as const },
-  };
-}
-
-function zipLeaves(a: unknown, b: unknown): [Tensor, Tensor][] {
-  const x = flatten<Tensor>(a).leaves, y = flatten<Tensor>(b).leaves;
-  return x.map((t, i) => [t, y[i]]);
-}
-
-function unflattenLike(tree: unknown, leaves: Tensor[]): unknown {
-  return unflatten(flatten(tree).def, leaves);
 }

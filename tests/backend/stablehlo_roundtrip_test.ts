@@ -9,12 +9,9 @@ import { checkpoint } from "../../lib/autodiff/checkpoint.ts";
 import { valueAndGrad } from "../../lib/autodiff/grad.ts";
 import { CpuBackend } from "../../lib/backend/cpu/backend.ts";
 import { type EmitOptions, emitStableHlo } from "../../lib/backend/stablehlo/emit.ts";
-import {
-  exportTrainStep,
-  paramSpecs,
-  trainStepConfig,
-} from "../../lib/backend/stablehlo/export.ts";
+import { exportTrainStep, paramSpecs } from "../../lib/backend/stablehlo/export.ts";
 import { parseStableHlo } from "../../lib/backend/stablehlo/parse.ts";
+import { stepConfigOf } from "../../lib/train/run_config.ts";
 import { resolveConfig } from "../../lib/config/mod.ts";
 import type { Graph } from "../../lib/ir/graph.ts";
 import { trace } from "../../lib/ir/graph.ts";
@@ -200,7 +197,7 @@ Deno.test("stablehlo round trip: a ViT training step (droppath, Mixup/CutMix, LA
   const parsed = parseStableHlo(program.text);
   assertEquals(
     parsed.aliases.length,
-    3 * leavesWithPaths(paramSpecs(trainStepConfig(config).vit)).length,
+    3 * leavesWithPaths(paramSpecs(stepConfigOf(config).vit)).length,
   );
   // Deterministic pseudo-random inputs in the spec's types.
   const inputs = parsed.graph.inputs.map((t, k) => {

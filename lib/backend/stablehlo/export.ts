@@ -8,7 +8,7 @@ import type { Config } from "../../config/schema.ts";
 import { type Graph, type ShapeSpec, trace } from "../../ir/graph.ts";
 import { leavesWithPaths, type TreeDef } from "../../ir/pytree.ts";
 import { checkViTConfig, type ViTConfig } from "../../model/vit.ts";
-import { buildTrainStep, type TrainStepConfig } from "../../train/step.ts";
+import { buildTrainStep } from "../../train/step.ts";
 import { pathAliases } from "./aliasing.ts";
 import { emitStableHlo } from "./emit.ts";
 import { elementType } from "./types.ts";
@@ -47,7 +47,7 @@ export function exportTrainStep(config: Config, opts: ExportOptions = {}): Expor
     );
   }
   const b = batch / replicas;
-  const cfg = trainStepConfig(config, replicas);
+  const cfg = stepConfigOf(config, replicas);
   checkViTConfig(cfg.vit);
   const size = cfg.vit.imageSize;
   const f32 = (shape: number[]): ShapeSpec => ({ shape, dtype: "f32" });
@@ -107,12 +107,6 @@ export function exportTrainStep(config: Config, opts: ExportOptions = {}): Expor
     nodes: traced.graph.nodes.length,
     perReplicaBatch: b,
   };
-}
-
-/** The step configuration a training config describes (the original's flags). */
-/** The training-step settings of a config (one mapping, shared with the training loop). */
-export function trainStepConfig(config: Config, replicas = 1): TrainStepConfig {
-  return stepConfigOf(config, replicas);
 }
 
 /**
