@@ -5,6 +5,7 @@
  * real loader and prints the sample count, skips by reason, a label histogram summary and img/s.
  */
 import { parseArgs } from "node:util";
+import { redactConsole } from "../lib/config/redact.ts";
 import { checkData, formatReport } from "../lib/data/check.ts";
 
 const USAGE = `usage: deno task check-data SPEC [options]
@@ -23,6 +24,7 @@ const USAGE = `usage: deno task check-data SPEC [options]
 `;
 
 if (import.meta.main) {
+  redactConsole();
   try {
     await main(Deno.args);
   } catch (e) {

@@ -11,10 +11,14 @@ import { ConfigError, loadConfig, parseCommandLine } from "../lib/config/mod.ts"
 import { createBackend } from "../lib/backend/select.ts";
 import { flatten, unflatten } from "../lib/ir/pytree.ts";
 import type { HostTensor } from "../lib/ir/host_tensor.ts";
+import { redactConsole } from "../lib/config/redact.ts";
 import { Evaluator } from "../lib/train/evaluate.ts";
 import { stepConfigOf } from "../lib/train/run_config.ts";
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) {
+  redactConsole();
+  Deno.exit(await main(Deno.args));
+}
 
 export async function main(args: string[]): Promise<number> {
   const ckptIndex = args.findIndex((a) => !a.startsWith("-") && !a.endsWith(".json"));

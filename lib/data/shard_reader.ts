@@ -1,4 +1,5 @@
 /** One shard -> its samples, with failures tagged by what failed (opening or reading). */
+import { redact } from "../config/redact.ts";
 import { OpenError, type OpenOptions, openShard } from "./open.ts";
 import { groupSamples, type RawSample } from "./samples.ts";
 import { readTar } from "./tar.ts";
@@ -9,7 +10,7 @@ export class ShardError extends Error {
     message: string,
     options?: ErrorOptions,
   ) {
-    super(message, options);
+    super(redact(message), options);
     this.name = "ShardError";
   }
 }

@@ -1,4 +1,5 @@
 /** Counting what the loader read and what it skipped, by reason, and judging it. */
+import { redact } from "../config/redact.ts";
 import type { SkipReason } from "./samples.ts";
 
 /**
@@ -13,7 +14,7 @@ export const DEFAULT_MAX_BAD_FRACTION = 0.01;
  */
 export class DataError extends Error {
   constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
+    super(redact(message), options);
     this.name = "DataError";
   }
 }
@@ -56,7 +57,7 @@ export class StatsAccumulator {
   skip(reason: SkipReason, message: string): void {
     this.#delta.skipped[reason] = (this.#delta.skipped[reason] ?? 0) + 1;
     if (this.#delta.messages.length < 20) {
-      this.#delta.messages.push(`skipped (${reason}): ${message}`);
+      this.#delta.messages.push(redact(`skipped (${reason}): ${message}`));
     }
   }
 

@@ -1,8 +1,11 @@
 /**
  * What a person looks at during a run: a live progress line, `metrics.jsonl` (one JSON object
  * per log or eval event) and `metrics.html`, a self-contained loss/accuracy plot refreshed at
- * each evaluation.
+ * each evaluation. Everything written is redacted (`config/redact.ts`): no token reaches the
+ * terminal or a file through here.
  */
+import { redact } from "../config/redact.ts";
+
 export type MetricEvent = { step: number; time: number } & Record<string, number | string>;
 
 export class RunLog {
@@ -29,7 +32,7 @@ export class RunLog {
   async record(event: MetricEvent): Promise<void> {
     this.events.push(event);
     if (this.dir) {
-      await Deno.writeTextFile(`${this.dir}/metrics.jsonl`, JSON.stringify(event) + "\n", {
+      await Deno.writeTextFile(`${this.dir}/metrics.jsonl`, redact(JSON.stringify(event)) + "\n", {
         append: true,
       });
     }
@@ -41,23 +44,26 @@ export class RunLog {
       Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));
     }
     this.#progressShown = false;
-    console.log(text);
+    console.log(redact(text));
   }
 
   /** The live progress line (rewritten in place on a terminal, printed otherwise). */
   progress(text: string): void {
     if (this.#tty) {
-      Deno.stderr.writeSync(new TextEncoder().encode(`\r\x1b[K${text}`));
+      Deno.stderr.writeSync(new TextEncoder().encode(`\r\x1b[K${redact(text)}`));
       this.#progressShown = true;
     } else {
-      console.log(text);
+      console.log(redact(text));
     }
   }
 
   /** Rewrites metrics.html from all events so far. */
   async plot(): Promise<void> {
     if (!this.dir) return;
-    await Deno.writeTextFile(`${this.dir}/metrics.html`, renderPlot(this.title, this.events));
+    await Deno.writeTextFile(
+      `${this.dir}/metrics.html`,
+      redact(renderPlot(this.title, this.events)),
+    );
   }
 }
 
