@@ -59,7 +59,10 @@ export async function connectHttp(
   }
   if (!res.ok) {
     // The body may echo the request (a token included): redacted, then cut to 200 characters.
-    const detail = redact(await res.text().catch(() => "")).slice(0, 200).trim();
+    let detail = redact(await res.text().catch(() => ""));
+    const token = /^bearer (.+)$/i.exec(baseHeaders.authorization ?? "")?.[1];
+    if (token) detail = detail.replaceAll(token, "***"); // an option, maybe not in the env
+    detail = detail.slice(0, 200).trim();
     await res.body?.cancel().catch(() => {});
     const retryable = res.status === 408 || res.status === 429 || res.status >= 500;
     let hint = "";

@@ -42,7 +42,8 @@ export async function* readShard(
     if (n === 0) throw new Error("the shard holds no sample (no member named KEY.EXT)");
   } catch (e) {
     let msg = (e as Error).message;
-    if (!msg.includes(url)) msg = `${url}: ${msg}`;
+    // Messages are redacted where they are made: compare with the shard as they show it.
+    if (!msg.includes(url) && !msg.includes(redact(url))) msg = `${url}: ${msg}`;
     // A source that fails before delivering anything (a failing pipe: command) never opened.
     if (n === 0 && e instanceof OpenError) {
       throw new ShardError("shard_open", `cannot open shard: ${msg}`, { cause: e });

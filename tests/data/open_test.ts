@@ -240,3 +240,22 @@ Deno.test("open pipe: the whole process group is killed, no child is left behind
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("open http: an error body that echoes the token is redacted in the message", async () => {
+  const token = "hf_" + "q".repeat(30);
+  const srv = serve((_path, req) =>
+    new Response(`bad request, you sent authorization: ${req.headers.get("authorization")}`, {
+      status: 401,
+    })
+  );
+  try {
+    const opts = { ...FAST, hfEndpoint: srv.url, hfToken: token };
+    const err = await openShard(`${srv.url}/datasets/x/a.tar`, opts).catch((e) => e);
+    assert(err instanceof OpenError, String(err));
+    assert(!err.message.includes(token), err.message);
+    assert(err.message.includes("HTTP 401"), err.message);
+    assert(err.message.includes("authorization: Bearer ***"), err.message);
+  } finally {
+    await srv.close();
+  }
+});
