@@ -20,7 +20,12 @@ import type { Batch } from "./batch.ts";
 import type { OpenOptions } from "./open.ts";
 import { checkLocalShards } from "./open_file.ts";
 import { hostShards, ownedCount } from "./order.ts";
-import { type ProducerConfig, type ProducerMessage, runProducer } from "./producer.ts";
+import {
+  type ProducerConfig,
+  type ProducerMessage,
+  runProducer,
+  type TrainCursor,
+} from "./producer.ts";
 import { expandShardSpec } from "./spec.ts";
 import {
   addDelta,
@@ -74,6 +79,22 @@ export interface TrainLoaderOptions extends LoaderOptions {
   shuffleInitial?: number;
   /** Passes over the data; default Infinity (cycle forever). A last partial batch is padded. */
   epochs?: number;
+  /** Continue right after the batch this position was taken at (`DataLoader.position()`). */
+  start?: TrainPosition;
+}
+
+/**
+ * Where a train loader stands: each worker's cursor after the last batch taken from it, and
+ * which worker gives the next batch. Plain data (JSON-safe), saved in the training state. The
+ * batch order depends on the worker count (workers take turns), so a position holds only for
+ * the same worker count, shard list, seeds, batch size and augmentation repeats.
+ */
+export interface TrainPosition {
+  workers: number;
+  /** The worker whose batch comes next. */
+  next: number;
+  /** Per worker: its cursor after its last batch taken, or null when none was taken yet. */
+  cursors: (TrainCursor | null)[];
 }
 
 export interface ValidLoaderOptions extends LoaderOptions {
@@ -97,6 +118,8 @@ export interface DataLoader extends AsyncIterable<Batch>, AsyncDisposable {
   readonly imageSize: number;
   /** The expanded shard list. */
   readonly shards: readonly string[];
+  /** Train loaders: the position right after the last batch taken (see TrainPosition). */
+  position(): TrainPosition | undefined;
 }
 
 export function createTrainLoader(o: TrainLoaderOptions): DataLoader {
@@ -104,7 +127,15 @@ export function createTrainLoader(o: TrainLoaderOptions): DataLoader {
   const workers = workerCount(o.workers);
   const shuffleSeed = o.shuffleSeed ?? 0;
   checkBatchSize(o.batchSize);
-  const configs: ProducerConfig[] = Array.from({ length: Math.max(1, workers) }, (_, w) => ({
+  const n = Math.max(1, workers);
+  const start = o.start;
+  if (start && (start.workers !== n || start.cursors.length !== n || !(start.next < n))) {
+    throw new Error(
+      `the data position was saved with ${start.workers} loader worker(s), this loader has ${n}: ` +
+        "the batch order depends on the worker count, so it cannot continue from there",
+    );
+  }
+  const configs: ProducerConfig[] = Array.from({ length: n }, (_, w) => ({
     mode: "train",
     shards,
     slice: {
@@ -125,9 +156,13 @@ export function createTrainLoader(o: TrainLoaderOptions): DataLoader {
     withKeys: o.withKeys ?? false,
     strict: o.strict ?? false,
     labels: o.labels,
+    start: start?.cursors[w] ?? undefined,
   }));
   const run = new Run(o, shards, configs, workers === 0, Math.max(1, o.prefetch ?? 2));
-  return run.loader(() => trainBatches(run));
+  const position: TrainPosition = start
+    ? structuredClone(start)
+    : { workers: n, next: 0, cursors: Array(n).fill(null) };
+  return run.loader(() => trainBatches(run, position), () => structuredClone(position));
 }
 
 export function createValidLoader(o: ValidLoaderOptions): DataLoader {
@@ -161,9 +196,10 @@ export function createValidLoader(o: ValidLoaderOptions): DataLoader {
 
 // ---------------------------------------------------------------------------------------------
 
-async function* trainBatches(run: Run): AsyncGenerator<Batch> {
+/** Batches from the workers in turn; `position` follows the batches handed on. */
+async function* trainBatches(run: Run, position: TrainPosition): AsyncGenerator<Batch> {
   const live = run.sources.slice();
-  for (let i = 0; live.length > 0;) {
+  for (let i = position.next; live.length > 0;) {
     const source = live[i];
     const msg = await source.next();
     if (msg === null) {
@@ -173,6 +209,10 @@ async function* trainBatches(run: Run): AsyncGenerator<Batch> {
     }
     source.credit();
     i = (i + 1) % live.length;
+    if (msg.type === "batch") {
+      position.cursors[run.sources.indexOf(source)] = msg.position;
+      position.next = run.sources.indexOf(live[i] ?? source);
+    }
     yield msg.batch;
   }
   run.finishPass();
@@ -277,7 +317,10 @@ class Run {
       : configs.map((c, i) => new WorkerSource(c, i, prefetch, onStats));
   }
 
-  loader(batches: () => AsyncGenerator<Batch>): DataLoader {
+  loader(
+    batches: () => AsyncGenerator<Batch>,
+    position: () => TrainPosition | undefined = () => undefined,
+  ): DataLoader {
     let started: AsyncGenerator<Batch> | undefined;
     const close = async () => {
       await started?.return(undefined).catch(() => {});
@@ -287,6 +330,7 @@ class Run {
       imageSize: this.imageSize,
       shards: this.shards,
       stats: () => structuredClone(this.#stats),
+      position,
       close,
       [Symbol.asyncDispose]: close,
       [Symbol.asyncIterator]: () => {

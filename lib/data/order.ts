@@ -67,6 +67,13 @@ export function ownedCount(shard: number, n: number, h: number, processCount: nu
   return first >= n ? 0 : Math.floor((n - 1 - first) / processCount) + 1;
 }
 
+/** What restores a ShuffleBuffer: its held items in order, its draws so far, its fill phase. */
+export interface ShuffleState<T> {
+  items: T[];
+  draws: number;
+  pending: boolean;
+}
+
 /**
  * webdataset's shuffle buffer: items go in; once `initial` are held, each new item lets one
  * random held item out; at the end the rest come out in random order. Holds at most `size`.
@@ -83,6 +90,30 @@ export class ShuffleBuffer<T> {
     this.#rng = rng;
     this.#size = size;
     this.#initial = Math.max(1, Math.min(initial, size));
+  }
+
+  /** A buffer in the state `state()` gave, holding `items` (the state's items, looked up). */
+  static restore<T>(
+    rng: Rng,
+    size: number,
+    initial: number,
+    state: ShuffleState<unknown>,
+    items: T[],
+  ): ShuffleBuffer<T> {
+    const b = new ShuffleBuffer<T>(Rng.fromKey(rng.key, state.draws), size, initial);
+    if (items.length !== state.items.length || items.length > size) {
+      throw new Error(
+        `shuffle buffer state holds ${state.items.length} items, got ${items.length}`,
+      );
+    }
+    b.#items = items.slice();
+    b.#pending = state.pending;
+    return b;
+  }
+
+  /** The state to restore this buffer from, with each held item mapped by `id`. */
+  state<U>(id: (item: T) => U): ShuffleState<U> {
+    return { items: this.#items.map(id), draws: this.#rng.counter, pending: this.#pending };
   }
 
   /** Adds an item; returns one to pass on, or undefined while still filling. */

@@ -8,7 +8,13 @@ import { Rng } from "../ir/rng.ts";
 import { type Batch, BatchBuilder } from "./batch.ts";
 import { DecodeError, decodeImage } from "./decode.ts";
 import type { OpenOptions } from "./open.ts";
-import { sampleOwner, ShuffleBuffer, type Slice, trainShardVisits } from "./order.ts";
+import {
+  sampleOwner,
+  ShuffleBuffer,
+  type ShuffleState,
+  type Slice,
+  trainShardVisits,
+} from "./order.ts";
 import { imageBytes, parseLabel, type RawSample, SampleError, type SkipReason } from "./samples.ts";
 import { readShard, ShardError } from "./shard_reader.ts";
 import { DataError, StatsAccumulator, type StatsDelta } from "./stats.ts";
@@ -38,6 +44,26 @@ export interface TrainProducerConfig {
   strict: boolean;
   /** Class count: labels outside `[0, labels)` are `bad_label` (else outside int32 / < 0). */
   labels?: number;
+  /** Continue from this position (a `position` of an earlier run's batch) instead of the start. */
+  start?: TrainCursor;
+}
+
+/**
+ * Where a train producer stands right after a batch, in terms of its own visit sequence
+ * (`trainShardVisits` for its slice): enough to continue with the same next batch without
+ * decoding anything that came before.
+ */
+export interface TrainCursor {
+  /** Index of the visit (in this worker's shard order) being read. */
+  visit: number;
+  /** Samples of that visit already read. */
+  read: number;
+  /** Every visit was read (a finite pass draining its shuffle buffer). */
+  exhausted: boolean;
+  /** The shuffle buffer, its samples named `[visit, sample index]`. */
+  buffer: ShuffleState<[number, number]>;
+  /** A sample whose augmented copies straddle the batch end: `[visit, index, copies done]`. */
+  partial: [number, number, number] | null;
 }
 
 export interface ValidProducerConfig {
@@ -58,7 +84,8 @@ export interface ValidProducerConfig {
 export type ProducerConfig = TrainProducerConfig | ValidProducerConfig;
 
 export type ProducerMessage =
-  | { type: "batch"; batch: Batch; stats: StatsDelta }
+  /** A train batch; `position` continues right after it. */
+  | { type: "batch"; batch: Batch; stats: StatsDelta; position: TrainCursor }
   /** Part of the shard ranked `rank` on this host; `last` closes it with its sample count. */
   | {
     type: "chunk";
@@ -82,49 +109,156 @@ async function* trainProducer(cfg: TrainProducerConfig): AsyncGenerator<Producer
   const size = transformImageSize(cfg.transform);
   const stats = new StatsAccumulator();
   const { processIndex: h, workerIndex: w } = cfg.slice;
-  const shuffle = new ShuffleBuffer<Visited>(
-    Rng.fromSeed(cfg.shuffleSeed).child(1, h, w),
-    cfg.shuffleBuffer,
-    cfg.shuffleInitial,
-  );
+  const shuffleRng = Rng.fromSeed(cfg.shuffleSeed).child(1, h, w);
+  const start = cfg.start;
+  const restore = start ? await restoreSamples(cfg, start, stats) : undefined;
+  let shuffle = new ShuffleBuffer<Visited>(shuffleRng, cfg.shuffleBuffer, cfg.shuffleInitial);
   const augment = Rng.fromSeed(cfg.augmentSeed);
   const repeats = Math.max(1, cfg.augmentRepeats);
   const newBatch = () => new BatchBuilder(cfg.batchSize, size, repeats, cfg.withKeys);
   let batch = newBatch();
+  // The read position: the visit being read and how many of its samples were read.
+  let visit = start?.visit ?? 0, read = start?.read ?? 0, exhausted = start?.exhausted ?? false;
+  const position = (partial: TrainCursor["partial"]): TrainCursor => ({
+    visit,
+    read,
+    exhausted,
+    buffer: shuffle.state((v) => [v.visit, v.sample.index]),
+    partial,
+  });
 
-  // Decodes one sample and adds its `repeats` augmented copies; yields every batch that fills.
-  const emit = async function* (item: Visited): AsyncGenerator<ProducerMessage> {
+  // Decodes one sample and adds its augmented copies from `first` on; yields every batch that fills.
+  const emit = async function* (item: Visited, first = 0): AsyncGenerator<ProducerMessage> {
     const decoded = await decodeSample(item.sample, stats, cfg, item.url);
     if (!decoded) return;
-    for (let k = 0; k < repeats; k++) {
+    for (let k = first; k < repeats; k++) {
       const rng = augment.child(2, item.epoch, item.shard, item.sample.index, k);
       const img = applyTransform(transform, decoded.image, rng, size, item, stats, cfg.strict);
       if (img === null) return;
       batch.add(img, decoded.label, item.sample.key);
       if (batch.full) {
-        yield { type: "batch", batch: batch.finish(), stats: stats.take() };
+        const partial: TrainCursor["partial"] = k + 1 < repeats
+          ? [item.visit, item.sample.index, k + 1]
+          : null;
+        yield {
+          type: "batch",
+          batch: batch.finish(),
+          stats: stats.take(),
+          position: position(partial),
+        };
         batch = newBatch();
       }
     }
   };
 
-  const visits = trainShardVisits(cfg.shards.length, cfg.shuffleSeed, cfg.slice, cfg.epochs);
-  for await (const item of readVisits(visits, cfg, stats)) {
-    if (item === null) {
+  // A restored run: the buffer's samples (read again, not decoded) and the straddling sample.
+  let pending = restore;
+  const finishRestore = async function* (): AsyncGenerator<ProducerMessage> {
+    if (!pending) return;
+    const r = pending;
+    pending = undefined;
+    const held = r.buffer.items.map(([v, i]) => r.lookup(v, i));
+    shuffle = ShuffleBuffer.restore(
+      shuffleRng,
+      cfg.shuffleBuffer,
+      cfg.shuffleInitial,
+      r.buffer,
+      held,
+    );
+    if (r.partial) yield* emit(r.lookup(r.partial[0], r.partial[1]), r.partial[2]);
+  };
+
+  if (!exhausted) {
+    const visits = trainShardVisits(cfg.shards.length, cfg.shuffleSeed, cfg.slice, cfg.epochs);
+    const from = { visit, read, keep: restore?.keep };
+    for await (const item of readVisits(visits, cfg, stats, from)) {
+      yield* finishRestore();
+      if (item === null) {
+        if (stats.hasSkips) yield { type: "stats", stats: stats.take() };
+        continue;
+      }
+      visit = item.visit;
+      read = item.sample.index + 1;
+      const out = shuffle.push(item);
+      if (out) yield* emit(out);
+      // Report skips as they happen, so that a stream of nothing but bad samples fails fast.
       if (stats.hasSkips) yield { type: "stats", stats: stats.take() };
-      continue;
     }
-    const out = shuffle.push(item);
-    if (out) yield* emit(out);
-    // Report skips as they happen, so that a stream of nothing but bad samples fails fast.
-    if (stats.hasSkips) yield { type: "stats", stats: stats.take() };
+    exhausted = true;
   }
+  yield* finishRestore();
   for (const out of shuffle.drain()) {
     yield* emit(out);
     if (stats.hasSkips) yield { type: "stats", stats: stats.take() };
   }
-  if (batch.count > 0) yield { type: "batch", batch: batch.finish(), stats: stats.take() };
-  else yield { type: "stats", stats: stats.take() };
+  if (batch.count > 0) {
+    yield { type: "batch", batch: batch.finish(), stats: stats.take(), position: position(null) };
+  } else yield { type: "stats", stats: stats.take() };
+}
+
+/**
+ * The samples a restored producer needs again: those its shuffle buffer held and the one whose
+ * copies straddled the batch end. Earlier visits are read here (only up to their last needed
+ * sample); samples of the current visit are kept while `readVisits` skips over them.
+ */
+async function restoreSamples(
+  cfg: TrainProducerConfig,
+  start: TrainCursor,
+  stats: StatsAccumulator,
+) {
+  const wanted = new Map<number, Set<number>>();
+  const want = (v: number, i: number) => {
+    if (!wanted.has(v)) wanted.set(v, new Set());
+    wanted.get(v)!.add(i);
+  };
+  for (const [v, i] of start.buffer.items) want(v, i);
+  if (start.partial) want(start.partial[0], start.partial[1]);
+  const found = new Map<string, Visited>();
+  const keep = (item: Visited) => {
+    if (wanted.get(item.visit)?.has(item.sample.index)) {
+      found.set(`${item.visit}:${item.sample.index}`, item);
+    }
+  };
+  let v = 0;
+  for (
+    const { epoch, shard } of trainShardVisits(
+      cfg.shards.length,
+      cfg.shuffleSeed,
+      cfg.slice,
+      cfg.epochs,
+    )
+  ) {
+    if (v > start.visit || v === start.visit && !start.exhausted) break;
+    const need = wanted.get(v);
+    if (need) {
+      const url = cfg.shards[shard];
+      const last = Math.max(...need);
+      try {
+        for await (const sample of readShard(url, cfg.open)) {
+          keep({ visit: v, epoch, shard, url, sample });
+          if (sample.index >= last) break;
+        }
+      } catch (e) {
+        if (!(e instanceof ShardError)) throw e;
+        stats.skip(e.reason, e.message);
+      }
+    }
+    v++;
+  }
+  return {
+    buffer: start.buffer,
+    partial: start.partial,
+    keep,
+    lookup(visit: number, index: number): Visited {
+      const item = found.get(`${visit}:${index}`);
+      if (!item) {
+        throw new Error(
+          `cannot restore the data position: sample ${index} of visit ${visit} could not be read again`,
+        );
+      }
+      return item;
+    },
+  };
 }
 
 async function* validProducer(cfg: ValidProducerConfig): AsyncGenerator<ProducerMessage> {
@@ -144,7 +278,7 @@ async function* validProducer(cfg: ValidProducerConfig): AsyncGenerator<Producer
         ) {
           continue;
         }
-        const item = { epoch: 0, shard, url, sample };
+        const item = { visit: 0, epoch: 0, shard, url, sample };
         const decoded = await decodeSample(sample, stats, cfg, url);
         const img = decoded &&
           applyTransform(transform, decoded.image, undefined, size, item, stats, cfg.strict);
@@ -183,27 +317,39 @@ async function* validProducer(cfg: ValidProducerConfig): AsyncGenerator<Producer
 }
 
 interface Visited {
+  /** Index of the visit in the worker's shard order. */
+  visit: number;
   epoch: number;
   shard: number;
   url: string;
   sample: RawSample;
 }
 
-/** Samples of the visited shards; null after a shard failed (so the caller can report). */
+/**
+ * Samples of the visited shards; null after a shard failed (so the caller can report). Starts at
+ * `from`: earlier visits are skipped by index without opening them, and the first `read` samples
+ * of visit `from.visit` are skipped without decoding (handed to `keep`, which may hold some).
+ */
 async function* readVisits(
   visits: Iterable<{ epoch: number; shard: number }>,
   cfg: TrainProducerConfig,
   stats: StatsAccumulator,
+  from: { visit: number; read: number; keep?: (item: Visited) => void },
 ): AsyncGenerator<Visited | null> {
-  let consecutiveFailures = 0, everRead = false;
+  let consecutiveFailures = 0, everRead = from.visit > 0 || from.read > 0;
   let lastError = "";
+  let visit = -1;
   for (const { epoch, shard } of visits) {
+    if (++visit < from.visit) continue;
     const url = cfg.shards[shard];
+    const skip = visit === from.visit ? from.read : 0;
     let n = 0;
     try {
       for await (const sample of readShard(url, cfg.open)) {
         n++;
-        yield { epoch, shard, url, sample };
+        const item = { visit, epoch, shard, url, sample };
+        if (sample.index < skip) from.keep?.(item);
+        else yield item;
       }
       stats.shard("whole");
       consecutiveFailures = 0;

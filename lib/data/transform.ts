@@ -4,23 +4,11 @@
  * function, from `lib/augment/transforms.ts` or from any module that exports a factory.
  */
 import type { RGBImage } from "../augment/image.ts";
+import type { TestTransformOptions, TrainTransformOptions } from "../augment/transforms.ts";
 import type { Rng } from "../ir/rng.ts";
 
-/** Options of `createTrainTransform` in lib/augment/transforms.ts. */
-export interface TrainTransformOptions {
-  imageSize: number;
-  randomCrop: "rrc" | "src" | "none";
-  colorJitter: number;
-  autoAugment: string;
-  randomErasing: number;
-  hflip?: boolean;
-}
-
-/** Options of `createTestTransform`. */
-export interface TestTransformOptions {
-  imageSize: number;
-  testCropRatio: number;
-}
+/** The options are defined once, next to `createTrainTransform` / `createTestTransform`. */
+export type { TestTransformOptions, TrainTransformOptions };
 
 export type TransformSpec =
   | { kind: "train"; options: TrainTransformOptions }

@@ -427,7 +427,7 @@ export function node<P extends Primitive>(
   params: PrimitiveParams[P],
   shape: readonly number[],
   dtype: DType,
-): Tensor {
+): Tensor<P> {
   return new Tensor(prim, inputs, params, [...shape], dtype);
 }
 

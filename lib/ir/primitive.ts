@@ -102,30 +102,75 @@ export interface PrimitiveParams {
   [Primitive.AllReduceSum]: { replicas: number };
 }
 
-export const UNARY_ELEMENTWISE = new Set<Primitive>([
-  Primitive.Neg,
-  Primitive.Exp,
-  Primitive.Log,
-  Primitive.Sqrt,
-  Primitive.Rsqrt,
-  Primitive.Tanh,
-  Primitive.Erf,
-  Primitive.Not,
-  Primitive.Convert,
-  Primitive.StopGradient,
-]);
+/**
+ * What a primitive does to its operands, the one classification every planner and emitter
+ * reads (CPU and WebGPU fusion, the wasm emitter):
+ * - `source`: no operands (graph inputs, constants, iota);
+ * - `elementwise`: output element i depends only on element i of each operand (equal shapes);
+ * - `movement`: re-indexes (or pads / joins) its operands, no arithmetic;
+ * - `reduce`: sums or maxes over axes;
+ * - `contract`: dot_general;
+ * - `collective`: combines the values of replicas.
+ */
+export type PrimitiveKind =
+  | "source"
+  | "elementwise"
+  | "movement"
+  | "reduce"
+  | "contract"
+  | "collective";
 
-export const BINARY_ELEMENTWISE = new Set<Primitive>([
-  Primitive.Add,
-  Primitive.Sub,
-  Primitive.Mul,
-  Primitive.Div,
-  Primitive.Max,
-  Primitive.Min,
-  Primitive.Compare,
-  Primitive.And,
-  Primitive.Or,
-  Primitive.Xor,
-  Primitive.ShiftLeft,
-  Primitive.ShiftRightLogical,
-]);
+export const PRIMITIVE_KIND = {
+  [Primitive.Input]: "source",
+  [Primitive.Constant]: "source",
+  [Primitive.Iota]: "source",
+  [Primitive.Neg]: "elementwise",
+  [Primitive.Exp]: "elementwise",
+  [Primitive.Log]: "elementwise",
+  [Primitive.Sqrt]: "elementwise",
+  [Primitive.Rsqrt]: "elementwise",
+  [Primitive.Tanh]: "elementwise",
+  [Primitive.Erf]: "elementwise",
+  [Primitive.Not]: "elementwise",
+  [Primitive.Add]: "elementwise",
+  [Primitive.Sub]: "elementwise",
+  [Primitive.Mul]: "elementwise",
+  [Primitive.Div]: "elementwise",
+  [Primitive.Max]: "elementwise",
+  [Primitive.Min]: "elementwise",
+  [Primitive.Compare]: "elementwise",
+  [Primitive.And]: "elementwise",
+  [Primitive.Or]: "elementwise",
+  [Primitive.Xor]: "elementwise",
+  [Primitive.ShiftLeft]: "elementwise",
+  [Primitive.ShiftRightLogical]: "elementwise",
+  [Primitive.Select]: "elementwise",
+  [Primitive.Convert]: "elementwise",
+  [Primitive.StopGradient]: "elementwise",
+  [Primitive.ReduceSum]: "reduce",
+  [Primitive.ReduceMax]: "reduce",
+  [Primitive.Reshape]: "movement",
+  [Primitive.BroadcastInDim]: "movement",
+  [Primitive.Transpose]: "movement",
+  [Primitive.Slice]: "movement",
+  [Primitive.Pad]: "movement",
+  [Primitive.Concatenate]: "movement",
+  [Primitive.DotGeneral]: "contract",
+  [Primitive.AllReduceSum]: "collective",
+} as const satisfies { readonly [P in Primitive]: PrimitiveKind };
+
+/** The primitives of one kind, as a type: `PrimitiveOfKind<"elementwise">`. */
+export type PrimitiveOfKind<K extends PrimitiveKind> = {
+  [P in Primitive]: (typeof PRIMITIVE_KIND)[P] extends K ? P : never;
+}[Primitive];
+
+export type ElementwisePrimitive = PrimitiveOfKind<"elementwise">;
+export type MovementPrimitive = PrimitiveOfKind<"movement">;
+
+/** Whether `prim` is of kind `kind` (narrowing it to that kind's primitives). */
+export function isKind<K extends PrimitiveKind>(
+  prim: Primitive,
+  kind: K,
+): prim is PrimitiveOfKind<K> {
+  return PRIMITIVE_KIND[prim] === kind;
+}

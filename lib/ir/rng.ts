@@ -26,12 +26,23 @@ export class Rng {
     return new Rng(hi, seed >>> 0);
   }
 
-  static fromKey(key: readonly [number, number]): Rng {
-    return new Rng(key[0], key[1]);
+  /** The stream of `key`, positioned after `counter` draws (see `counter`). */
+  static fromKey(key: readonly [number, number], counter = 0): Rng {
+    const r = new Rng(key[0], key[1]);
+    if (!Number.isSafeInteger(counter) || counter < 0) {
+      throw new Error(`Rng.fromKey: counter must be a non-negative integer, got ${counter}`);
+    }
+    r.#counter = counter;
+    return r;
   }
 
   get key(): [number, number] {
     return [this.#k0, this.#k1];
+  }
+
+  /** Draws made so far: `Rng.fromKey(r.key, r.counter)` continues this stream. */
+  get counter(): number {
+    return this.#counter;
   }
 
   /** An independent stream for `path` (as repeated jax.random.fold_in). Does not advance this one. */

@@ -1,19 +1,28 @@
 import type { DType } from "./dtype.ts";
-import type { Primitive, PrimitiveParams } from "./primitive.ts";
+import {
+  type Primitive,
+  PRIMITIVE_KIND,
+  type PrimitiveKind,
+  type PrimitiveOfKind,
+  type PrimitiveParams,
+} from "./primitive.ts";
 import * as ops from "./ops.ts";
 
 /**
  * A symbolic tensor: one node of a traced graph. Tensors are immutable; building an op creates
  * a new node that points at its inputs. Nothing is computed until a backend runs the graph.
+ *
+ * `Tensor<P>` is a node of primitive P with `params: PrimitiveParams[P]`; rule tables typed
+ * `{ [P in Primitive]: Rule<P> }` take `Tensor<P>`, and `isPrim` narrows a plain `Tensor`.
  */
-export class Tensor {
+export class Tensor<P extends Primitive = Primitive> {
   static #nextId = 0;
   readonly id: number;
 
   constructor(
-    readonly prim: Primitive,
+    readonly prim: P,
     readonly inputs: readonly Tensor[],
-    readonly params: PrimitiveParams[Primitive],
+    readonly params: PrimitiveParams[P],
     readonly shape: readonly number[],
     readonly dtype: DType,
   ) {
@@ -85,4 +94,23 @@ export class Tensor {
   astype(dtype: DType): Tensor {
     return ops.convert(this, dtype);
   }
+}
+
+/** Narrows `t` to a node of primitive `prim`, so that its params are typed. */
+export function isPrim<P extends Primitive>(t: Tensor, prim: P): t is Tensor<P> {
+  return t.prim === prim;
+}
+
+/** The params of `t`, which must be a node of `prim` (a wrong primitive throws, naming both). */
+export function paramsOf<P extends Primitive>(t: Tensor, prim: P): PrimitiveParams[P] {
+  if (!isPrim(t, prim)) throw new Error(`${t} is not a ${prim} node`);
+  return t.params;
+}
+
+/** Narrows `t` to a node whose primitive is of kind `kind` (see PRIMITIVE_KIND). */
+export function hasKind<K extends PrimitiveKind>(
+  t: Tensor,
+  kind: K,
+): t is Tensor<PrimitiveOfKind<K>> {
+  return PRIMITIVE_KIND[t.prim] === kind;
 }

@@ -8,8 +8,8 @@
  * reference kernels in kernels.ts. Functions are cached by source.
  */
 import type { DType } from "../../ir/dtype.ts";
-import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
-import type { Tensor } from "../../ir/tensor.ts";
+import { type CompareDirection, type ElementwisePrimitive, Primitive } from "../../ir/primitive.ts";
+import { hasKind, type Tensor } from "../../ir/tensor.ts";
 import { buildGroupIR, type GroupIR, type Ref, type Stmt } from "./fused_ir.ts";
 import { erf } from "./math.ts";
 import type { GraphPlan } from "./plan.ts";
@@ -40,8 +40,6 @@ export function jsKernel(ir: GroupIR): GroupKernel {
 }
 
 const CACHE = new Map<string, (...arrays: unknown[]) => void>();
-
-type P<K extends Primitive> = PrimitiveParams[K];
 
 function renderJs(ir: GroupIR): string {
   const { dims, lins, stmts, invariant } = ir;
@@ -108,66 +106,58 @@ function renderJs(ir: GroupIR): string {
 
 /** JS expression for one elementwise op of the reference semantics (kernels.ts). */
 function opExpr(t: Tensor, a: string[]): string {
-  const xd = t.inputs[0]?.dtype;
-  const [x, y] = a;
-  switch (t.prim) {
-    case Primitive.Neg:
-      return `-${x}`;
-    case Primitive.Exp:
-      return `Math.exp(${x})`;
-    case Primitive.Log:
-      return `Math.log(${x})`;
-    case Primitive.Sqrt:
-      return `Math.sqrt(${x})`;
-    case Primitive.Rsqrt:
-      return `1 / Math.sqrt(${x})`;
-    case Primitive.Tanh:
-      return `Math.tanh(${x})`;
-    case Primitive.Erf:
-      return `erf(${x})`;
-    case Primitive.Not:
-      return xd === "bool" ? `(${x} ? 0 : 1)` : `~${x}`;
-    case Primitive.StopGradient:
-    case Primitive.AllReduceSum:
-    case Primitive.Reshape:
-      return x;
-    case Primitive.Convert:
-      return convertExpr(t.dtype, x);
-    case Primitive.Add:
-      return `${x} + ${y}`;
-    case Primitive.Sub:
-      return `${x} - ${y}`;
-    case Primitive.Mul:
-      return xd === "i32" || xd === "u32" ? `Math.imul(${x}, ${y})` : `${x} * ${y}`;
-    case Primitive.Div:
-      return xd === "f32" ? `${x} / ${y}` : `(${y} === 0 ? -1 : Math.trunc(${x} / ${y}))`;
-    case Primitive.Max:
-      return `(${x} !== ${x} || ${x} > ${y} ? ${x} : ${y})`;
-    case Primitive.Min:
-      return `(${x} !== ${x} || ${x} < ${y} ? ${x} : ${y})`;
-    case Primitive.Compare: {
-      const op = { eq: "===", ne: "!==", lt: "<", le: "<=", gt: ">", ge: ">=" }[
-        (t.params as P<Primitive.Compare>).direction
-      ];
-      return `(${x} ${op} ${y} ? 1 : 0)`;
-    }
-    case Primitive.And:
-      return `${x} & ${y}`;
-    case Primitive.Or:
-      return `${x} | ${y}`;
-    case Primitive.Xor:
-      return `${x} ^ ${y}`;
-    case Primitive.ShiftLeft:
-      return `(${y} >>> 0 >= 32 ? 0 : ${x} << ${y})`;
-    case Primitive.ShiftRightLogical:
-      return xd === "i32"
-        ? `(${y} >>> 0 >= 32 ? 0 : (${x} >>> ${y}) | 0)`
-        : `(${y} >>> 0 >= 32 ? 0 : ${x} >>> ${y})`;
-    case Primitive.Select:
-      return `(${a[0]} ? ${a[1]} : ${a[2]})`;
-    default:
-      throw new Error(`cpu codegen: ${t.prim} is not elementwise`);
-  }
+  if (!hasKind(t, "elementwise")) throw new Error(`cpu codegen: ${t.prim} is not elementwise`);
+  return (JS_OPS[t.prim] as JsOp<ElementwisePrimitive>)(a, t);
+}
+
+/** The JS expression of an op over its operand expressions (`a`), per elementwise primitive. */
+type JsOp<P extends ElementwisePrimitive> = (a: string[], t: Tensor<P>) => string;
+
+const JS_OPS: { [P in ElementwisePrimitive]: JsOp<P> } = {
+  [Primitive.Neg]: ([x]) => `-${x}`,
+  [Primitive.Exp]: ([x]) => `Math.exp(${x})`,
+  [Primitive.Log]: ([x]) => `Math.log(${x})`,
+  [Primitive.Sqrt]: ([x]) => `Math.sqrt(${x})`,
+  [Primitive.Rsqrt]: ([x]) => `1 / Math.sqrt(${x})`,
+  [Primitive.Tanh]: ([x]) => `Math.tanh(${x})`,
+  [Primitive.Erf]: ([x]) => `erf(${x})`,
+  [Primitive.Not]: ([x], t) => (t.inputs[0].dtype === "bool" ? `(${x} ? 0 : 1)` : `~${x}`),
+  [Primitive.StopGradient]: ([x]) => x,
+  [Primitive.Convert]: ([x], t) => convertExpr(t.dtype, x),
+  [Primitive.Add]: ([x, y]) => `${x} + ${y}`,
+  [Primitive.Sub]: ([x, y]) => `${x} - ${y}`,
+  [Primitive.Mul]: (
+    [x, y],
+    t,
+  ) => (isInt(t.inputs[0].dtype) ? `Math.imul(${x}, ${y})` : `${x} * ${y}`),
+  [Primitive.Div]: ([x, y], t) =>
+    t.inputs[0].dtype === "f32" ? `${x} / ${y}` : `(${y} === 0 ? -1 : Math.trunc(${x} / ${y}))`,
+  [Primitive.Max]: ([x, y]) => `(${x} !== ${x} || ${x} > ${y} ? ${x} : ${y})`,
+  [Primitive.Min]: ([x, y]) => `(${x} !== ${x} || ${x} < ${y} ? ${x} : ${y})`,
+  [Primitive.Compare]: ([x, y], t) => `(${x} ${COMPARE_OPS[t.params.direction]} ${y} ? 1 : 0)`,
+  [Primitive.And]: ([x, y]) => `${x} & ${y}`,
+  [Primitive.Or]: ([x, y]) => `${x} | ${y}`,
+  [Primitive.Xor]: ([x, y]) => `${x} ^ ${y}`,
+  [Primitive.ShiftLeft]: ([x, y]) => `(${y} >>> 0 >= 32 ? 0 : ${x} << ${y})`,
+  [Primitive.ShiftRightLogical]: ([x, y], t) =>
+    t.inputs[0].dtype === "i32"
+      ? `(${y} >>> 0 >= 32 ? 0 : (${x} >>> ${y}) | 0)`
+      : `(${y} >>> 0 >= 32 ? 0 : ${x} >>> ${y})`,
+  [Primitive.Select]: ([p, x, y]) => `(${p} ? ${x} : ${y})`,
+};
+
+const COMPARE_OPS: Record<CompareDirection, string> = {
+  eq: "===",
+  ne: "!==",
+  lt: "<",
+  le: "<=",
+  gt: ">",
+  ge: ">=",
+};
+
+/** i32 and u32 multiply as 32-bit integers (Math.imul), as a store into their arrays would. */
+function isInt(d: DType): boolean {
+  return d === "i32" || d === "u32";
 }
 
 function convertExpr(to: DType, v: string): string {

@@ -4,8 +4,8 @@
  * reads with, and a list of single-assignment statements (loads, index values, ops).
  */
 import type { DType } from "../../ir/dtype.ts";
-import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
-import type { Tensor } from "../../ir/tensor.ts";
+import { Primitive } from "../../ir/primitive.ts";
+import { hasKind, isPrim, type Tensor } from "../../ir/tensor.ts";
 import {
   broadcastMap,
   flatLin,
@@ -50,8 +50,6 @@ export interface GroupIR {
   invariant: boolean[];
 }
 
-type P<K extends Primitive> = PrimitiveParams[K];
-
 /** Builds the loop program computing root `p` of the plan (an elementwise or reduce root). */
 export function buildGroupIR(plan: GraphPlan, p: number): GroupIR {
   return new Builder(plan, p).build();
@@ -86,7 +84,8 @@ class Builder {
     let outLin: Lin;
     if (this.#reduce) {
       value = this.#gen(root.inputs[0], domainMap);
-      const { axes } = root.params as P<Primitive.ReduceSum>;
+      if (!hasKind(root, "reduce")) throw new Error(`cpu fused: ${root} is not a reduction`);
+      const { axes } = root.params;
       const kept = this.#domain.map((_, d) => d).filter((d) => !axes.includes(d));
       outLin = flatLin(kept.map((d) => domainMap[d]), root.shape, this.#rank);
     } else {
@@ -123,8 +122,8 @@ class Builder {
     const plan = this.#plan;
     const p = plan.position.get(t.id)!;
     const role = plan.role[p];
-    if (t.prim === Primitive.Constant && t.size === 1) {
-      const v = (t.params as P<Primitive.Constant>).value;
+    if (isPrim(t, Primitive.Constant) && t.size === 1) {
+      const v = t.params.value;
       if (v.dtype !== "bf16") return { lit: v.data[0], dtype: v.dtype };
     }
     if (role === "alias") {
@@ -147,37 +146,27 @@ class Builder {
     if (hit) return hit;
     const rank = this.#rank;
     let out: Ref;
-    switch (t.prim) {
-      case Primitive.BroadcastInDim: {
-        const x = t.inputs[0];
-        const { dims } = t.params as P<Primitive.BroadcastInDim>;
-        out = this.#gen(x, broadcastMap(map, x.shape, dims, rank));
-        break;
-      }
-      case Primitive.Transpose:
-        out = this.#gen(t.inputs[0], transposeMap(map, (t.params as P<Primitive.Transpose>).perm));
-        break;
-      case Primitive.Slice: {
-        const { start, strides } = t.params as P<Primitive.Slice>;
-        out = this.#gen(t.inputs[0], sliceMap(map, start, strides));
-        break;
-      }
-      case Primitive.Iota: {
-        const lin = map[(t.params as P<Primitive.Iota>).axis];
-        out = this.#emit(
-          { kind: "index", lin: this.#lin(lin), dtype: t.dtype },
-          `index|${linKey(lin)}|${t.dtype}`,
-        );
-        break;
-      }
-      default: {
-        const args = t.inputs.map((x) => this.#gen(x, map));
-        // Value numbering: the same op on the same operands is computed once.
-        const vn = `op|${t.prim}|${t.dtype}|${JSON.stringify(t.params)}|${isRoot}|${
-          args.map(refKey)
-        }`;
-        out = this.#emit({ kind: "op", node: t, args, root: isRoot }, vn);
-      }
+    const x = t.inputs[0];
+    // movement ops and iota are index maps: they change where the operand is read
+    if (isPrim(t, Primitive.BroadcastInDim)) {
+      out = this.#gen(x, broadcastMap(map, x.shape, t.params.dims, rank));
+    } else if (isPrim(t, Primitive.Transpose)) {
+      out = this.#gen(x, transposeMap(map, t.params.perm));
+    } else if (isPrim(t, Primitive.Slice)) {
+      out = this.#gen(x, sliceMap(map, t.params.start, t.params.strides));
+    } else if (isPrim(t, Primitive.Iota)) {
+      const lin = map[t.params.axis];
+      out = this.#emit(
+        { kind: "index", lin: this.#lin(lin), dtype: t.dtype },
+        `index|${linKey(lin)}|${t.dtype}`,
+      );
+    } else {
+      const args = t.inputs.map((x) => this.#gen(x, map));
+      // Value numbering: the same op on the same operands is computed once.
+      const vn = `op|${t.prim}|${t.dtype}|${JSON.stringify(t.params)}|${isRoot}|${
+        args.map(refKey)
+      }`;
+      out = this.#emit({ kind: "op", node: t, args, root: isRoot }, vn);
     }
     this.#cse.set(key, out);
     return out;

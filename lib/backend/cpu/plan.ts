@@ -6,8 +6,14 @@
  * matmuls read transposed/reshaped operands in place through strided views.
  */
 import type { Graph } from "../../ir/graph.ts";
-import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
-import type { Tensor } from "../../ir/tensor.ts";
+import {
+  isKind,
+  type MovementPrimitive,
+  Primitive,
+  PRIMITIVE_KIND,
+  type PrimitiveKind,
+} from "../../ir/primitive.ts";
+import { isPrim, paramsOf, type Tensor } from "../../ir/tensor.ts";
 import {
   contiguousView,
   identityMap,
@@ -93,70 +99,54 @@ export function planGraph(graph: Graph): GraphPlan {
     const t = nodes[p];
     const gs = groups[p];
     const k = need[p];
-    switch (t.prim) {
-      case Primitive.Input:
-      case Primitive.Constant:
-        role[p] = "source";
-        break;
-      case Primitive.DotGeneral:
-        makeRoot(p, t.dtype === "f32" ? "dot" : "fallback");
-        break;
-      case Primitive.ReduceSum:
-      case Primitive.ReduceMax:
-        makeRoot(p, fusibleDtype(t) ? "reduce" : "fallback");
-        break;
-      case Primitive.Pad:
-      case Primitive.Concatenate:
-        makeRoot(p, "fallback");
-        break;
-      case Primitive.Reshape:
-      case Primitive.StopGradient:
-      case Primitive.AllReduceSum: {
-        // Shares the operand's buffer; inside loops it is an index map.
-        role[p] = "alias";
-        const x = t.inputs[0];
-        // A matmul reads a reshape in place only when its strides can be expressed.
-        const strided = k !== Need.Strided || t.prim !== Primitive.Reshape || chainView(t) !== null;
-        if (k !== Need.None) needs(x, strided ? k : Need.Contiguous);
-        if (gs) {
-          useIn(x, gs);
-          if (t.prim === Primitive.Reshape && !linearReshape(t)) needs(x, Need.Contiguous);
-        }
-        break;
+    const access = accessOf(t.prim);
+    if (access === "source") {
+      role[p] = "source";
+    } else if (access === "dot") {
+      makeRoot(p, t.dtype === "f32" ? "dot" : "fallback");
+    } else if (access === "reduce") {
+      makeRoot(p, fusibleDtype(t) ? "reduce" : "fallback");
+    } else if (access === "copy") {
+      makeRoot(p, "fallback");
+    } else if (access === "alias") {
+      // Shares the operand's buffer; inside loops it is an index map.
+      role[p] = "alias";
+      const x = t.inputs[0];
+      // A matmul reads a reshape in place only when its strides can be expressed.
+      const strided = k !== Need.Strided || t.prim !== Primitive.Reshape || chainView(t) !== null;
+      if (k !== Need.None) needs(x, strided ? k : Need.Contiguous);
+      if (gs) {
+        useIn(x, gs);
+        if (t.prim === Primitive.Reshape && !linearReshape(t)) needs(x, Need.Contiguous);
       }
-      case Primitive.Transpose:
-        if (k === Need.Contiguous || !fusibleDtype(t)) {
-          makeRoot(p, fusibleDtype(t) ? "elementwise" : "fallback");
-          break;
-        }
+    } else if (access === "view") {
+      if (k === Need.Contiguous || !fusibleDtype(t)) {
+        makeRoot(p, fusibleDtype(t) ? "elementwise" : "fallback");
+        continue;
+      }
+      role[p] = "inline";
+      if (k === Need.Strided) needs(t.inputs[0], Need.Strided);
+      if (gs) useIn(t.inputs[0], gs);
+    } else if (access === "index") {
+      // Pure index maps: duplicated into every loop that reads them.
+      if (k !== Need.None || !fusibleDtype(t)) {
+        makeRoot(p, fusibleDtype(t) ? "elementwise" : "fallback");
+        continue;
+      }
+      role[p] = "inline";
+      if (gs) { for (const x of t.inputs) useIn(x, gs); }
+    } else {
+      // elementwise
+      if (!fusibleDtype(t)) {
+        makeRoot(p, "fallback");
+        continue;
+      }
+      const single = gs && gs.size === 1 ? [...gs][0] : -1;
+      if (k === Need.None && single >= 0 && domainSize.get(single) === t.size) {
         role[p] = "inline";
-        if (k === Need.Strided) needs(t.inputs[0], Need.Strided);
-        if (gs) useIn(t.inputs[0], gs);
-        break;
-      case Primitive.BroadcastInDim:
-      case Primitive.Slice:
-      case Primitive.Iota:
-        // Pure index maps: duplicated into every loop that reads them.
-        if (k !== Need.None || !fusibleDtype(t)) {
-          makeRoot(p, fusibleDtype(t) ? "elementwise" : "fallback");
-          break;
-        }
-        role[p] = "inline";
-        if (gs) { for (const x of t.inputs) useIn(x, gs); }
-        break;
-      default: {
-        // elementwise
-        if (!fusibleDtype(t)) {
-          makeRoot(p, "fallback");
-          break;
-        }
-        const single = gs && gs.size === 1 ? [...gs][0] : -1;
-        if (k === Need.None && single >= 0 && domainSize.get(single) === t.size) {
-          role[p] = "inline";
-          for (const x of t.inputs) useIn(x, [single]);
-        } else {
-          makeRoot(p, "elementwise");
-        }
+        for (const x of t.inputs) useIn(x, [single]);
+      } else {
+        makeRoot(p, "elementwise");
       }
     }
   }
@@ -171,6 +161,50 @@ export function planGraph(graph: Graph): GraphPlan {
   return { nodes, position, role, kind, escapes };
 }
 
+/**
+ * How the plan treats a node, by its primitive's kind:
+ * - `source`: inputs and constants, available before the first step;
+ * - `alias`: shares its operand's buffer (reshape, stop_gradient, all_reduce_sum on one replica);
+ * - `view`: a strided view (transpose): inlined, or read in place by matmuls;
+ * - `index`: a pure index map duplicated into each loop that reads it (broadcast, slice, iota);
+ * - `copy`: pad and concatenate, run by their reference kernel;
+ * - `elementwise`, `reduce`, `dot`: loops and matmuls.
+ */
+export type Access =
+  | "source"
+  | "alias"
+  | "view"
+  | "index"
+  | "copy"
+  | "elementwise"
+  | "reduce"
+  | "dot";
+
+const MOVEMENT_ACCESS: { [P in MovementPrimitive]: Access } = {
+  [Primitive.Reshape]: "alias",
+  [Primitive.Transpose]: "view",
+  [Primitive.BroadcastInDim]: "index",
+  [Primitive.Slice]: "index",
+  [Primitive.Pad]: "copy",
+  [Primitive.Concatenate]: "copy",
+};
+
+const KIND_ACCESS: { [K in Exclude<PrimitiveKind, "movement">]: Access } = {
+  source: "source",
+  elementwise: "elementwise",
+  reduce: "reduce",
+  contract: "dot",
+  collective: "alias",
+};
+
+export function accessOf(prim: Primitive): Access {
+  // iota has no operand buffer to read: its value is its index; stop_gradient is an identity
+  if (prim === Primitive.Iota) return "index";
+  if (prim === Primitive.StopGradient) return "alias";
+  if (isKind(prim, "movement")) return MOVEMENT_ACCESS[prim];
+  return KIND_ACCESS[PRIMITIVE_KIND[prim]];
+}
+
 /** Whether the fused code generator handles this node's dtypes (not bf16 arithmetic). */
 export function fusibleDtype(t: Tensor): boolean {
   return t.dtype !== "bf16" && t.inputs.every((x) => x.dtype !== "bf16");
@@ -179,7 +213,7 @@ export function fusibleDtype(t: Tensor): boolean {
 /** A reshape whose operand index is linear in its output index (see reshapeMap). */
 export function linearReshape(t: Tensor): boolean {
   const rank = t.shape.length;
-  const { shape } = t.params as PrimitiveParams[Primitive.Reshape];
+  const { shape } = paramsOf(t, Primitive.Reshape);
   return reshapeMap(identityMap(shape), shape, t.inputs[0].shape, rank) !== null;
 }
 
@@ -190,7 +224,7 @@ export function linearReshape(t: Tensor): boolean {
 export function chainView(t: Tensor): View | null {
   const chain: Tensor[] = [];
   let base = t;
-  while (VIEW_OPS.has(base.prim)) {
+  while (isView(base.prim)) {
     chain.push(base);
     base = base.inputs[0];
   }
@@ -201,16 +235,13 @@ export function chainView(t: Tensor): View | null {
 
 /** The view of `t` given the view of its operand (t is a reshape, transpose or identity). */
 export function applyView(v: View, t: Tensor): View | null {
-  if (t.prim === Primitive.Transpose) {
-    return transposeView(v, (t.params as PrimitiveParams[Primitive.Transpose]).perm);
-  }
+  if (isPrim(t, Primitive.Transpose)) return transposeView(v, t.params.perm);
   if (t.prim === Primitive.Reshape) return reshapeView(v, t.shape);
   return v;
 }
 
-const VIEW_OPS = new Set<Primitive>([
-  Primitive.Reshape,
-  Primitive.Transpose,
-  Primitive.StopGradient,
-  Primitive.AllReduceSum,
-]);
+/** Nodes that read their operand's buffer in place: aliases and transposes. */
+function isView(prim: Primitive): boolean {
+  const a = accessOf(prim);
+  return a === "alias" || a === "view";
+}

@@ -1,14 +1,15 @@
 /**
  * Fused elementwise groups as WebAssembly SIMD: four f32 lanes per instruction, no rounding
- * calls. Only groups of plain f32 arithmetic qualify (add, sub, mul, div, sqrt, rsqrt, neg,
- * max, min, compare, select): IEEE f32 results of these equal the reference's f64 result
- * rounded to f32 (f64 has more than 2 * 24 + 2 bits, so double rounding is innocuous), so the
- * wasm loops are bit-identical to kernels.ts. Transcendentals and integer groups stay in JS.
+ * calls. Only groups of plain f32 arithmetic qualify (the ops of `WASM_OPS` in wasm_ops.ts,
+ * whose results are bit-identical to kernels.ts; exp and tanh with `transcendentals`).
+ * Integer groups, log, erf and converts stay in JS (codegen.ts).
  */
-import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
+import { Primitive } from "../../ir/primitive.ts";
+import { hasKind } from "../../ir/tensor.ts";
 import type { GroupIR, Ref } from "./fused_ir.ts";
 import { buildModule, FuncBuilder, type Local, OP, SIMD } from "./wasm_emit.ts";
-import { emitExp, emitTanh, type MathTemps, mathTemps } from "./wasm_math.ts";
+import { type MathTemps, mathTemps } from "./wasm_math.ts";
+import { type Lanes, type Signature, wasmOp } from "./wasm_ops.ts";
 
 /** A compiled group: `(out, ...leaves, [acc,] lo, hi)`, byte addresses then a split range. */
 export type WasmGroupFn = (...args: number[]) => void;
@@ -18,24 +19,6 @@ export interface WasmGroups {
   /** Per group: its function, export name and the extent of its split dim (see below). */
   fns: Map<GroupIR, { fn: WasmGroupFn; name: string; extent: number }>;
 }
-
-const OPS = new Set<Primitive>([
-  Primitive.Add,
-  Primitive.Sub,
-  Primitive.Mul,
-  Primitive.Div,
-  Primitive.Sqrt,
-  Primitive.Rsqrt,
-  Primitive.Neg,
-  Primitive.Max,
-  Primitive.Min,
-  Primitive.Compare,
-  Primitive.Select,
-  Primitive.Not,
-]);
-
-/** exp and tanh: accurate to a few f64 ulps, not bit-identical to Math.exp / Math.tanh. */
-const TRANSCENDENTAL = new Set<Primitive>([Primitive.Exp, Primitive.Tanh]);
 
 /**
  * Whether a group is plain f32 arithmetic (with bool masks from compares feeding selects);
@@ -54,19 +37,19 @@ export function wasmEligible(ir: GroupIR, transcendentals = false): boolean {
     if (s.kind === "index") return false;
     if (s.kind === "load") continue;
     const n = s.node;
-    const ok = OPS.has(n.prim) || (transcendentals && TRANSCENDENTAL.has(n.prim));
-    if (!ok || !s.args.every(litOk)) return false;
-    const inF32 = n.inputs.every((x) => x.dtype === "f32");
-    if (n.prim === Primitive.Compare) {
-      if (!inF32) return false;
-    } else if (n.prim === Primitive.Not) {
-      if (n.dtype !== "bool") return false;
-    } else if (n.prim === Primitive.Select) {
-      if (n.dtype !== "f32" || n.inputs[0].dtype !== "bool") return false;
-    } else if (n.dtype !== "f32" || !inF32) return false;
+    const rule = wasmOp(n);
+    if (!rule || (rule.transcendental && !transcendentals)) return false;
+    if (!s.args.every(litOk) || !SIGNATURE_OK[rule.sig](n)) return false;
   }
   return true;
 }
+
+const SIGNATURE_OK: Record<Signature, (n: GroupIR["root"]) => boolean> = {
+  f32: (n) => n.dtype === "f32" && n.inputs.every((x) => x.dtype === "f32"),
+  compare: (n) => n.inputs.every((x) => x.dtype === "f32"),
+  not: (n) => n.dtype === "bool",
+  select: (n) => n.dtype === "f32" && n.inputs[0].dtype === "bool",
+};
 
 /**
  * Compiles the groups into one module over `memory`; each function takes the byte addresses
@@ -130,13 +113,46 @@ function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
   const ptr = stmts.map((s) => (s.kind === "load" ? f.local("i32") : null));
   const outPtr = f.local("i32");
   const t0 = f.local("v128"), t1 = f.local("v128");
-  let math: { t: MathTemps; x: Local; y: Local } | null = null;
-  const mathLocals = () => (math ??= { t: mathTemps(f), x: f.local("v128"), y: f.local("v128") });
-  /** Applies exp or tanh to the f64x2 in local x, leaving the f64x2 result on the stack. */
-  const transcendental = (prim: Primitive) => {
-    const m = mathLocals();
-    (prim === Primitive.Exp ? emitExp : emitTanh)(f, m.x, m.y, m.t, expTable);
+  let math: { t: MathTemps; y: Local } | null = null;
+  const lanesMath: Lanes["math"] = (fn, x) => {
+    const m = math ??= { t: mathTemps(f), y: f.local("v128") };
+    fn(f, x, m.y, m.t, expTable);
     f.get(m.y);
+  };
+  // the f64x2 operand of Lanes.viaF64
+  let wideLocal: Local | null = null;
+  const wide = () => (wideLocal ??= f.local("v128"));
+  /** Scalar width: one f32 per value, masks as 0/1 i32; f64 work on lane 0 of an f64x2. */
+  const scalarLanes: Lanes = {
+    f,
+    ref: scalarRef,
+    op: (op) => void f.op(op.scalar),
+    viaF64: (body) => {
+      const x = wide();
+      f.op(OP.f64PromoteF32).simd(SIMD.f64x2Splat).set(x);
+      body(x);
+      f.simd(F64X2_EXTRACT_LANE, 0).op(OP.f32DemoteF64);
+    },
+    math: lanesMath,
+  };
+  /** Vector width: four f32 lanes, masks as all-ones lanes; f64 work on lanes 0,1 then 2,3. */
+  const vectorLanes: Lanes = {
+    f,
+    ref: vectorRef,
+    op: (op) => void f.simd(op.vector),
+    viaF64: (body) => {
+      const x = wide();
+      f.set(t0);
+      f.get(t0).simd(SIMD.f64x2PromoteLowF32x4).set(x);
+      body(x);
+      f.simd(SIMD.f32x4DemoteF64x2Zero).set(t1);
+      f.get(t0).get(t0).simd(SIMD.i8x16Shuffle, ...HIGH_TO_LOW);
+      f.simd(SIMD.f64x2PromoteLowF32x4).set(x);
+      body(x);
+      f.simd(SIMD.f32x4DemoteF64x2Zero).set(t0);
+      f.get(t1).get(t0).simd(SIMD.i8x16Shuffle, ...LOW_PAIR_CONCAT);
+    },
+    math: lanesMath,
   };
 
   /** Pushes `4 * (k + sum c[d] * i_d)` for lin `id` over the outer counters. */
@@ -309,74 +325,7 @@ function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
       f.mem(OP.f32Load, 2, off).set(scalar[i]);
       return;
     }
-    if (s.kind !== "op") throw new Error("wasm fused: index statements are not supported");
-    const [a, b, c] = s.args;
-    const prim = s.node.prim;
-    switch (prim) {
-      case Primitive.Add:
-      case Primitive.Sub:
-      case Primitive.Mul:
-      case Primitive.Div:
-        scalarRef(a);
-        scalarRef(b);
-        f.op(
-          { add: OP.f32Add, sub: OP.f32Sub, mul: OP.f32Mul, div: OP.f32Div }[
-            prim as "add" | "sub" | "mul" | "div"
-          ],
-        );
-        break;
-      case Primitive.Neg:
-        scalarRef(a);
-        f.op(OP.f32Neg);
-        break;
-      case Primitive.Sqrt:
-        scalarRef(a);
-        f.op(OP.f32Sqrt);
-        break;
-      case Primitive.Rsqrt:
-        // 1 / sqrt in f64, rounded once to f32: as the reference
-        f.f64(1);
-        scalarRef(a);
-        f.op(OP.f64PromoteF32).op(OP.f64Sqrt).op(OP.f64Div).op(OP.f32DemoteF64);
-        break;
-      case Primitive.Max:
-      case Primitive.Min:
-        // reference: isNaN(a) || a > b (a < b for min) ? a : b
-        scalarRef(a);
-        scalarRef(b);
-        scalarRef(a);
-        scalarRef(a);
-        f.op(OP.f32Ne);
-        scalarRef(a);
-        scalarRef(b);
-        f.op(prim === Primitive.Max ? OP.f32Gt : OP.f32Lt).op(OP.i32Or).op(OP.select);
-        break;
-      case Primitive.Compare:
-        scalarRef(a);
-        scalarRef(b);
-        f.op(SCALAR_COMPARE[compareDir(s.node)]);
-        break;
-      case Primitive.Exp:
-      case Primitive.Tanh:
-        // through the f64x2 routine on lane 0
-        scalarRef(a);
-        f.op(OP.f64PromoteF32).simd(SIMD.f64x2Splat).set(mathLocals().x);
-        transcendental(prim);
-        f.simd(F64X2_EXTRACT_LANE, 0).op(OP.f32DemoteF64);
-        break;
-      case Primitive.Not:
-        scalarRef(a);
-        f.op(OP.i32Eqz);
-        break;
-      case Primitive.Select:
-        scalarRef(b);
-        scalarRef(c);
-        scalarRef(a);
-        f.op(OP.select);
-        break;
-      default:
-        throw new Error(`wasm fused: ${prim} is not supported`);
-    }
+    opStmt(i, scalarLanes);
     f.set(scalar[i]);
   }
 
@@ -400,94 +349,20 @@ function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
       }
       return;
     }
-    if (s.kind !== "op") throw new Error("wasm fused: index statements are not supported");
-    const [a, b, c] = s.args;
-    const prim = s.node.prim;
-    switch (prim) {
-      case Primitive.Add:
-      case Primitive.Sub:
-      case Primitive.Mul:
-      case Primitive.Div:
-        vectorRef(a);
-        vectorRef(b);
-        f.simd(
-          { add: SIMD.f32x4Add, sub: SIMD.f32x4Sub, mul: SIMD.f32x4Mul, div: SIMD.f32x4Div }[
-            prim as "add" | "sub" | "mul" | "div"
-          ],
-        );
-        break;
-      case Primitive.Neg:
-        vectorRef(a);
-        f.simd(SIMD.f32x4Neg);
-        break;
-      case Primitive.Sqrt:
-        vectorRef(a);
-        f.simd(SIMD.f32x4Sqrt);
-        break;
-      case Primitive.Rsqrt: {
-        // lanes 0,1 and 2,3 in f64x2: 1 / sqrt, then demote and recombine
-        vectorRef(a);
-        f.set(t0);
-        for (const [src, half] of [[t0, 0], [t0, 1]] as const) {
-          f.f64(1).simd(SIMD.f64x2Splat);
-          f.get(src);
-          if (half === 1) f.get(src).simd(SIMD.i8x16Shuffle, ...HIGH_TO_LOW);
-          f.simd(SIMD.f64x2PromoteLowF32x4).simd(SIMD.f64x2Sqrt).simd(SIMD.f64x2Div);
-          f.simd(SIMD.f32x4DemoteF64x2Zero);
-          if (half === 0) f.set(t1);
-        }
-        // stack: high half demoted in lanes 0,1; t1: low half in lanes 0,1
-        f.set(t0);
-        f.get(t1).get(t0).simd(SIMD.i8x16Shuffle, ...LOW_PAIR_CONCAT);
-        break;
-      }
-      case Primitive.Max:
-      case Primitive.Min:
-        vectorRef(a);
-        vectorRef(b);
-        vectorRef(a);
-        vectorRef(a);
-        f.simd(SIMD.f32x4Ne);
-        vectorRef(a);
-        vectorRef(b);
-        f.simd(prim === Primitive.Max ? SIMD.f32x4Gt : SIMD.f32x4Lt).simd(SIMD.v128Or);
-        f.simd(SIMD.v128Bitselect);
-        break;
-      case Primitive.Compare:
-        vectorRef(a);
-        vectorRef(b);
-        f.simd(VECTOR_COMPARE[compareDir(s.node)]);
-        break;
-      case Primitive.Exp:
-      case Primitive.Tanh: {
-        // lanes 0,1 then 2,3 in f64x2, rounded to f32 and recombined
-        const m = mathLocals();
-        vectorRef(a);
-        f.set(t0);
-        f.get(t0).simd(SIMD.f64x2PromoteLowF32x4).set(m.x);
-        transcendental(prim);
-        f.simd(SIMD.f32x4DemoteF64x2Zero).set(t1);
-        f.get(t0).get(t0).simd(SIMD.i8x16Shuffle, ...HIGH_TO_LOW);
-        f.simd(SIMD.f64x2PromoteLowF32x4).set(m.x);
-        transcendental(prim);
-        f.simd(SIMD.f32x4DemoteF64x2Zero).set(t0);
-        f.get(t1).get(t0).simd(SIMD.i8x16Shuffle, ...LOW_PAIR_CONCAT);
-        break;
-      }
-      case Primitive.Not:
-        vectorRef(a);
-        f.simd(SIMD.v128Not);
-        break;
-      case Primitive.Select:
-        vectorRef(b);
-        vectorRef(c);
-        vectorRef(a);
-        f.simd(SIMD.v128Bitselect);
-        break;
-      default:
-        throw new Error(`wasm fused: ${prim} is not supported`);
-    }
+    opStmt(i, vectorLanes);
     f.set(vector[i]);
+  }
+
+  /** Pushes the value of op statement i at the width of `l`. */
+  function opStmt(i: number, l: Lanes) {
+    const s = stmts[i];
+    if (s.kind !== "op") throw new Error("wasm fused: index statements are not supported");
+    const n = s.node;
+    const rule = wasmOp(n);
+    if (!rule || !hasKind(n, "elementwise")) {
+      throw new Error(`wasm fused: ${n.prim} is not supported`);
+    }
+    rule.emit(l, s.args, n);
   }
 }
 
@@ -497,30 +372,6 @@ const F64X2_GT = 0x4a;
 const F64X2_ADD = 0xf0;
 const F64_NE = 0x62;
 const F64_GT = 0x64;
-
-type Dir = PrimitiveParams[Primitive.Compare]["direction"];
-
-function compareDir(t: { params: unknown }): Dir {
-  return (t.params as PrimitiveParams[Primitive.Compare]).direction;
-}
-
-const SCALAR_COMPARE: Record<Dir, number> = {
-  eq: OP.f32Eq,
-  ne: OP.f32Ne,
-  lt: OP.f32Lt,
-  gt: OP.f32Gt,
-  le: OP.f32Le,
-  ge: OP.f32Ge,
-};
-
-const VECTOR_COMPARE: Record<Dir, number> = {
-  eq: SIMD.f32x4Eq,
-  ne: SIMD.f32x4Ne,
-  lt: SIMD.f32x4Lt,
-  gt: SIMD.f32x4Gt,
-  le: SIMD.f32x4Le,
-  ge: SIMD.f32x4Ge,
-};
 
 /** i8x16.shuffle lanes moving f32 lanes 2,3 of the first operand to lanes 0,1. */
 const HIGH_TO_LOW = [8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15];

@@ -7,12 +7,7 @@
  */
 import type { Graph } from "../../ir/graph.ts";
 import * as ops from "../../ir/ops.ts";
-import {
-  BINARY_ELEMENTWISE,
-  Primitive,
-  type PrimitiveParams,
-  UNARY_ELEMENTWISE,
-} from "../../ir/primitive.ts";
+import { Primitive, PRIMITIVE_KIND, type PrimitiveParams } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
 import { mergeExtents, stridedView } from "./view.ts";
 
@@ -95,23 +90,15 @@ export function planGraph(graph: Graph, opts: PlanOptions): Plan {
 
 /** Reductions and contractions: computed by loops, never inlined into other expressions. */
 export function isCore(n: Tensor): boolean {
-  return n.prim === Primitive.ReduceSum || n.prim === Primitive.ReduceMax ||
-    n.prim === Primitive.DotGeneral;
+  const kind = PRIMITIVE_KIND[n.prim];
+  return kind === "reduce" || kind === "contract";
 }
 
+/** Elementwise ops, and all_reduce_sum (an identity within one replica's kernels). */
 export function isElementwise(n: Tensor): boolean {
-  return UNARY_ELEMENTWISE.has(n.prim) || BINARY_ELEMENTWISE.has(n.prim) ||
-    n.prim === Primitive.Select || n.prim === Primitive.AllReduceSum;
+  const kind = PRIMITIVE_KIND[n.prim];
+  return kind === "elementwise" || kind === "collective";
 }
-
-const MOVEMENT = new Set<Primitive>([
-  Primitive.Reshape,
-  Primitive.BroadcastInDim,
-  Primitive.Transpose,
-  Primitive.Slice,
-  Primitive.Pad,
-  Primitive.Concatenate,
-]);
 
 function userLists(graph: Graph): Map<number, Tensor[]> {
   const users = new Map<number, Tensor[]>();
@@ -191,7 +178,8 @@ function isView(n: Tensor, mat: Set<number>): boolean {
   while (!mat.has(x.id)) {
     if (
       x.prim === Primitive.Constant ||
-      (MOVEMENT.has(x.prim) && x.prim !== Primitive.Pad && x.prim !== Primitive.Concatenate)
+      (PRIMITIVE_KIND[x.prim] === "movement" && x.prim !== Primitive.Pad &&
+        x.prim !== Primitive.Concatenate)
     ) {
       if (x.inputs.length === 0) return true;
       x = x.inputs[0];
