@@ -11,6 +11,9 @@
  *   data position, config), written atomically;
  * - `metrics.jsonl`, `metrics.html`, `config.json` (local output dirs; for gs:// they go to
  *   `runs/{name}` locally).
+ *
+ * With a W&B API key (`WANDB_API_KEY` or `~/.netrc`) the run is also logged to W&B as the original
+ * does (wandb.ts); its W&B run id is kept in the training state, so a resumed run continues it.
  */
 import type { Backend } from "../backend/backend.ts";
 import { createBackend } from "../backend/select.ts";
@@ -26,7 +29,7 @@ import { initViT } from "../model/init.ts";
 import { initOptState, stepScalars } from "../optim/optimizer.ts";
 import { warmupCosine } from "../optim/schedule.ts";
 import { DeviceTrees } from "./device_trees.ts";
-import { Evaluator } from "./evaluate.ts";
+import { Evaluator, formatEvalProgress } from "./evaluate.ts";
 import { formatDuration, RunLog } from "./logging.ts";
 import { MetricWindow } from "./metric_window.ts";
 import {
@@ -35,9 +38,10 @@ import {
   type StepShape,
   type TrainPrograms,
 } from "./programs.ts";
-import { dataOptionsOf, stepConfigOf } from "./run_config.ts";
+import { dataOptionsOf, loaderWorkers, stepConfigOf } from "./run_config.ts";
 import { RunState, TrainingError } from "./run_state.ts";
 import type { TrainStepConfig } from "./step.ts";
+import { WandbRun, wandbSettingsFromEnv } from "./wandb.ts";
 
 export { TrainingError };
 
@@ -122,8 +126,12 @@ class Trainer {
     this.trees = new DeviceTrees(backend);
   }
 
+  get name(): string {
+    return this.config.name as string;
+  }
+
   async run(t0: number): Promise<TrainResult> {
-    const { config, log, state, shape } = this;
+    const { config, log, state } = this;
     if (!config["train-dataset-shards"]) {
       throw new TrainingError('"train-dataset-shards" is not set: give the shards to train on');
     }
@@ -148,6 +156,46 @@ class Trainer {
       }
       opt = initOptState(params) as Tree;
     }
+    log.line(
+      `writing to ${this.outDir}: checkpoints ${this.name}-{last,best,state}.msgpack` +
+        (log.dir === this.outDir ? "" : `; metrics to ${log.dir}`) +
+        `, metrics.jsonl, metrics.html (live: deno task dashboard ${parentDir(log.dir!)})`,
+    );
+    const wandb = this.startWandb();
+    let exitcode = 1;
+    try {
+      const r = await this.trainFrom(start, params, opt, t0, wandb);
+      exitcode = r.interrupted ? 255 : 0;
+      return r;
+    } finally {
+      await wandb?.finish(exitcode);
+    }
+  }
+
+  /** A W&B run when an API key is set (or WANDB_MODE=offline), continuing a resumed one. */
+  startWandb(): WandbRun | undefined {
+    const settings = wandbSettingsFromEnv();
+    if (!settings) return undefined;
+    const run = new WandbRun(settings, {
+      project: (this.config.project as string | null) ?? null,
+      name: this.name,
+      config: JSON.parse(configToJson(this.config)),
+      id: this.state.wandbRunId,
+      dir: this.log.dir ?? undefined,
+      log: (l) => this.log.line(l),
+    });
+    this.state.wandbRunId = run.id;
+    return run;
+  }
+
+  async trainFrom(
+    start: number,
+    params: Tree,
+    opt: Tree,
+    t0: number,
+    wandb: WandbRun | undefined,
+  ): Promise<TrainResult> {
+    const { config, log, state, shape } = this;
     const nParams = leavesWithPaths<HostTensor>(params).reduce((s, [, t]) => s + t.data.length, 0);
     log.line(
       `model: ViT ${this.step.vit.layers} layers, dim ${this.step.vit.dim}, ${this.step.vit.heads} heads, ` +
@@ -166,6 +214,7 @@ class Trainer {
         config["valid-batch-size"] as number,
       )
       : undefined;
+    if (evaluator) loaderWorkers(config, "valid-loader-workers", (l) => log.line(l));
     let devParams = await this.trees.upload(params);
     let devOpt = await this.trees.upload(opt);
 
@@ -200,21 +249,29 @@ class Trainer {
               `if one was written) is intact; lower the learning rate or enable --clip-grad.`,
           );
         }
-        window.add(out.metrics, this.batchSize);
+        window.add(
+          { ...out.metrics, data_time: out.dataTime, compute_time: out.computeTime },
+          this.batchSize,
+        );
         const imgPerS = window.imagesPerSecond();
         const eta = (stopAt - step) * this.batchSize / imgPerS;
         log.progress(
           `step ${step}/${this.totalSteps} | loss ${loss.toFixed(4)} | acc1 ${
-            out.metrics.acc1.toFixed(3)
-          } | ` +
+            (out.metrics.acc1 * 100).toFixed(2)
+          }% | ` +
             `lr ${lr.toExponential(2)} | ${imgPerS.toFixed(0)} img/s | ETA ${formatDuration(eta)}`,
         );
         if (step % logInterval === 0 || step === stopAt) {
-          await this.logWindow(window, loader, step, lr, imgPerS);
+          const event = await this.logWindow(window, loader, step, lr, imgPerS, eta);
+          wandb?.log(event, step);
           window.reset();
         }
         if (step % evalInterval === 0 || step === this.totalSteps) {
-          if (evaluator) await this.evaluate(evaluator, devParams, step);
+          if (evaluator) {
+            // Not inside wandb?.log(...): its arguments are skipped when W&B is off.
+            const event = await this.evaluate(evaluator, devParams, step);
+            wandb?.log(event, step);
+          }
           await this.save(devParams, devOpt, step);
           window.restartClock();
         }
@@ -234,6 +291,15 @@ class Trainer {
       programs.dispose();
       evaluator?.dispose();
     }
+    if (!interrupted && step === this.totalSteps) {
+      log.line(
+        `checkpoints: ${state.path("last")}` +
+          (evaluator
+            ? `, ${state.path("best")} (best val acc1 ${(state.bestAcc1 * 100).toFixed(2)}%)`
+            : "") +
+          `; training state ${state.path("state")}`,
+      );
+    }
     return {
       step,
       bestAcc1: state.bestAcc1,
@@ -243,7 +309,11 @@ class Trainer {
     };
   }
 
-  trainStep(
+  /**
+   * One optimizer step. `dataTime` is the time spent waiting for the loader and preparing the host
+   * inputs, `computeTime` the rest (timm's "Data" and "Time" split), both in seconds.
+   */
+  async trainStep(
     programs: TrainPrograms,
     params: unknown,
     opt: unknown,
@@ -254,12 +324,21 @@ class Trainer {
     const c = this.config;
     const seeds = { dropout: c["dropout-seed"] as number, mixup: c["mixup-seed"] as number };
     const mix = { mixup: c.mixup as number, cutmix: c.cutmix as number };
-    return programs.run(
+    const t = performance.now();
+    let data = 0;
+    const out = await programs.run(
       params,
       opt,
-      async (i) => microInputs(this.shape, seeds, mix, await nextBatch(it), step, i),
+      async (i) => {
+        const d = performance.now();
+        const inputs = microInputs(this.shape, seeds, mix, await nextBatch(it), step, i);
+        data += performance.now() - d;
+        return inputs;
+      },
       stepScalars(this.step.optimizer, step, lr),
     );
+    const total = performance.now() - t;
+    return { ...out, dataTime: data / 1000, computeTime: (total - data) / 1000 };
   }
 
   async logWindow(
@@ -268,7 +347,8 @@ class Trainer {
     step: number,
     lr: number,
     imgPerS: number,
-  ): Promise<void> {
+    eta: number,
+  ): Promise<Record<string, number>> {
     const stats = loader.stats();
     const event: Record<string, number> = {
       "train/lr": lr,
@@ -282,16 +362,26 @@ class Trainer {
     await this.log.record({ step, time: Date.now() / 1000, ...event });
     this.log.line(
       `step ${step}: loss ${event["train/loss"].toFixed(4)}, acc1 ${
-        event["train/acc1"].toFixed(4)
-      }, ` +
-        `lr ${lr.toExponential(3)}, ${imgPerS.toFixed(1)} img/s, data skips ${
-          event["data/skipped"]
-        }`,
+        (event["train/acc1"] * 100).toFixed(2)
+      }%, lr ${lr.toExponential(3)}, ${imgPerS.toFixed(1)} img/s, ` +
+        `data ${event["train/data_time"].toFixed(3)} s + compute ${
+          event["train/compute_time"].toFixed(3)
+        } s per step, ETA ${formatDuration(eta)}, data skips ${event["data/skipped"]}`,
     );
+    return event;
   }
 
-  async evaluate(evaluator: Evaluator, params: unknown, step: number): Promise<void> {
-    const r = await evaluator.run(this.config, params, (l) => this.log.line(l));
+  async evaluate(
+    evaluator: Evaluator,
+    params: unknown,
+    step: number,
+  ): Promise<Record<string, number>> {
+    const r = await evaluator.run(
+      this.config,
+      params,
+      (l) => this.log.line(l),
+      (p) => this.log.progress(formatEvalProgress(p), 30_000),
+    );
     const event = this.state.recordEval(r);
     await this.log.record({ step, time: Date.now() / 1000, ...event });
     await this.log.plot();
@@ -300,6 +390,7 @@ class Trainer {
         `acc5 ${(r.acc5 * 100).toFixed(2)}% (best ${(this.state.bestAcc1 * 100).toFixed(2)}%) ` +
         `on ${r.samples} images in ${r.seconds.toFixed(1)} s`,
     );
+    return event;
   }
 
   /** Downloads the device state and saves it (see RunState.save). */
@@ -314,7 +405,7 @@ class Trainer {
     return createTrainLoader({
       shards: c["train-dataset-shards"] as string,
       batchSize: this.shape.microBatch,
-      workers: c["train-loader-workers"] as number,
+      workers: loaderWorkers(c, "train-loader-workers", (l) => this.log.line(l)),
       shuffleSeed: c["shuffle-seed"] as number,
       augmentRepeats: c["augment-repeats"] as number,
       ...dataOptionsOf(c),
@@ -341,4 +432,9 @@ async function nextBatch(it: AsyncIterator<HostBatch>): Promise<HostBatch> {
     throw new TrainingError("the training data ran out (the train loader should cycle forever)");
   }
   return r.value;
+}
+
+function parentDir(path: string): string {
+  const i = path.replace(/\/+$/, "").lastIndexOf("/");
+  return i > 0 ? path.slice(0, i) : ".";
 }

@@ -32,6 +32,8 @@ export class RunState {
   lastEval: Record<string, number> | undefined;
   /** The last evaluation was a new best: the next save writes `{name}-best` too. */
   pendingBest = false;
+  /** The W&B run of this training run, kept so that a resumed run continues it. */
+  wandbRunId: string | undefined;
 
   constructor(
     readonly config: Config,
@@ -64,6 +66,8 @@ export class RunState {
         );
       }
     }
+    const wandb = state.data.wandb_run_id;
+    if (typeof wandb === "string" && wandb) this.wandbRunId = wandb;
     return { params: state.params, opt: state.optState, step: state.step };
   }
 
@@ -112,7 +116,11 @@ export class RunState {
         mixup_seed: this.config["mixup-seed"] as number,
         shuffle_seed: this.config["shuffle-seed"] as number,
       },
-      data: { batches_consumed: step * this.accum, best_acc1: this.bestAcc1 },
+      data: {
+        batches_consumed: step * this.accum,
+        best_acc1: this.bestAcc1,
+        ...(this.wandbRunId ? { wandb_run_id: this.wandbRunId } : {}),
+      },
       config: JSON.parse(configToJson(this.config)),
     });
   }
