@@ -297,6 +297,7 @@ class Run {
   readonly imageSize: number;
   #stats = emptyStats();
   #logged = 0;
+  #lastSkip: string | undefined;
   #fatal: Error | undefined;
   #opts: LoaderOptions;
   #log: (line: string) => void;
@@ -363,6 +364,7 @@ class Run {
 
   #onStats(d: StatsDelta): void {
     addDelta(this.#stats, d);
+    if (d.messages.length) this.#lastSkip = d.messages[d.messages.length - 1];
     for (const m of d.messages) {
       if (this.#logged < 50) this.#log(m);
       else if (this.#logged === 50) this.#log("further skips are counted but not logged");
@@ -380,6 +382,7 @@ class Run {
       minSamples: this.#opts.minSamplesForFraction ?? 1000,
       shardCount: this.shards.length,
       atEnd,
+      lastSkip: this.#lastSkip,
     });
     if (problem) this.#fatal = new DataError(problem);
   }

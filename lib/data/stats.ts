@@ -134,6 +134,8 @@ export interface Limits {
   shardCount: number;
   /** The end of a finite pass: judge whatever the counts. */
   atEnd: boolean;
+  /** The last skip reported, quoted when no shard could be read (it says why). */
+  lastSkip?: string;
 }
 
 /**
@@ -156,7 +158,10 @@ export function judgeStats(s: LoaderStats, l: Limits): string | undefined {
       `${100 * limit}%); ${formatStats(s)}`;
   }
   if (s.shardsOk + s.shardsPartial === 0 && s.shardsFailed >= Math.min(l.shardCount, 16)) {
-    return `no shard could be read (${s.shardsFailed} failed); ${formatStats(s)}`;
+    const last = l.lastSkip
+      ? `; the last: ${l.lastSkip.replace(/^skipped \([a-z_]+\): /, "")}`
+      : "";
+    return `no shard could be read (${s.shardsFailed} failed); ${formatStats(s)}${last}`;
   }
   const notWhole = s.shardsPartial + s.shardsFailed;
   if (notWhole > limit * visits && (l.atEnd || visits >= Math.min(l.shardCount, 100))) {
