@@ -38,7 +38,7 @@ import {
   type StepShape,
   type TrainPrograms,
 } from "./programs.ts";
-import { loaderWorkers, stepConfigOf } from "./run_config.ts";
+import { dataOptionsOf, loaderWorkers, stepConfigOf } from "./run_config.ts";
 import { RunState, TrainingError } from "./run_state.ts";
 import type { TrainStepConfig } from "./step.ts";
 import { WandbRun, wandbSettingsFromEnv } from "./wandb.ts";
@@ -214,7 +214,12 @@ class Trainer {
         config["valid-batch-size"] as number,
       )
       : undefined;
-    if (evaluator) loaderWorkers(config, "valid-loader-workers", (l) => log.line(l));
+    if (evaluator) {
+      loaderWorkers(config, "valid-loader-workers", (l) => log.line(l));
+      // A resumed run knows its validation set's size from its last eval: ETA from the first one.
+      const last = log.events.findLast((e) => typeof e["val/samples"] === "number");
+      evaluator.expectedSamples = last?.["val/samples"] as number | undefined;
+    }
     let devParams = await this.trees.upload(params);
     let devOpt = await this.trees.upload(opt);
 
@@ -408,7 +413,7 @@ class Trainer {
       workers: loaderWorkers(c, "train-loader-workers", (l) => this.log.line(l)),
       shuffleSeed: c["shuffle-seed"] as number,
       augmentRepeats: c["augment-repeats"] as number,
-      maxSkipFraction: c["max-bad-fraction"] as number,
+      ...dataOptionsOf(c),
       transform: {
         kind: "train",
         options: {
