@@ -12,9 +12,11 @@ import {
   loadConfig,
   parseCommandLine,
 } from "../lib/config/mod.ts";
+import { redactConsole } from "../lib/config/redact.ts";
 import { train, TrainingError } from "../lib/train/loop.ts";
 
 if (import.meta.main) {
+  redactConsole();
   const code = await main(Deno.args);
   Deno.exit(code);
 }

@@ -12,13 +12,14 @@ import { Compiled } from "../backend/jit.ts";
 import type { Config } from "../config/mod.ts";
 import type { Batch as HostBatch } from "../data/batch.ts";
 import { createValidLoader } from "../data/loader.ts";
+import { skippedSamples } from "../data/stats.ts";
 import type { ShapeSpec } from "../ir/graph.ts";
 import { hostTensor } from "../ir/host_tensor.ts";
 import { splitAxis0 } from "../backend/replicas.ts";
 import { DeviceTrees } from "./device_trees.ts";
 import { flatten, leavesWithPaths, unflatten } from "../ir/pytree.ts";
 import { formatDuration } from "./logging.ts";
-import { loaderWorkers } from "./run_config.ts";
+import { dataOptionsOf, loaderWorkers } from "./run_config.ts";
 import { buildEvalStep, type TrainStepConfig } from "./step.ts";
 
 export interface EvalResult {
@@ -26,6 +27,8 @@ export interface EvalResult {
   acc1: number;
   acc5: number;
   samples: number;
+  /** Bad held-out samples skipped and counted (corrupt images, missing or out-of-range labels). */
+  skipped: number;
   seconds: number;
 }
 
@@ -53,8 +56,13 @@ export class Evaluator {
     readonly imageSize: number,
   ) {}
 
-  /** `batchSize`: this host's batch (valid-batch-size / processes), split over its devices. */
-  static async create(backend: Backend, cfg: TrainStepConfig, params: unknown, batchSize: number) {
+  /** Keeps the parameters' shapes only; the program is compiled at the first evaluation. */
+  static create(
+    backend: Backend,
+    cfg: TrainStepConfig,
+    params: unknown,
+    batchSize: number,
+  ): Promise<Evaluator> {
     if (batchSize % backend.devices !== 0) {
       throw new Error(
         `valid-batch-size: ${batchSize} images per host do not split over ${backend.devices} ` +
@@ -63,7 +71,7 @@ export class Evaluator {
     }
     const { leaves, def } = flatten<ShapeSpec>(params);
     const specs = unflatten(def, leaves.map((l) => ({ shape: l.shape, dtype: l.dtype })));
-    return await Promise.resolve(new Evaluator(backend, cfg, specs, batchSize, cfg.vit.imageSize));
+    return Promise.resolve(new Evaluator(backend, cfg, specs, batchSize, cfg.vit.imageSize));
   }
 
   /** The program for host batches of `size` (size / devices per replica), compiled on first use. */
@@ -103,6 +111,11 @@ export class Evaluator {
       workers: loaderWorkers(config, "valid-loader-workers"),
       processIndex: process.index,
       processCount: process.count,
+      // Bad held-out samples are skipped, counted and logged; they do not stop an evaluation
+      // (a loader that reads no shard at all still does).
+      ...dataOptionsOf(config),
+      strict: false,
+      maxSkipFraction: 1,
       transform: {
         kind: "valid",
         options: { imageSize: this.imageSize, testCropRatio: config["test-crop-ratio"] as number },
@@ -167,6 +180,7 @@ export class Evaluator {
       acc1: sums.acc1 / sums.count,
       acc5: sums.acc5 / sums.count,
       samples: sums.count,
+      skipped: skippedSamples(loader.stats()),
       seconds: (performance.now() - t) / 1000,
     };
   }

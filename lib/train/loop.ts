@@ -38,7 +38,7 @@ import {
   type StepShape,
   type TrainPrograms,
 } from "./programs.ts";
-import { loaderWorkers } from "./run_config.ts";
+import { dataOptionsOf, loaderWorkers } from "./run_config.ts";
 import { RunState, TrainingError } from "./run_state.ts";
 import {
   agreeOnStep,
@@ -473,7 +473,7 @@ class Trainer {
       processCount: this.topology.processCount,
       shuffleSeed: c["shuffle-seed"] as number,
       augmentRepeats: c["augment-repeats"] as number,
-      maxSkipFraction: c["max-bad-fraction"] as number,
+      ...dataOptionsOf(c),
       transform: {
         kind: "train",
         options: {
