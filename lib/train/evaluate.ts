@@ -8,6 +8,7 @@ import type { Config } from "../config/mod.ts";
 import { createValidLoader } from "../data/loader.ts";
 import { hostTensor } from "../ir/host_tensor.ts";
 import { leavesWithPaths } from "../ir/pytree.ts";
+import { unlessAborted } from "./interrupt.ts";
 import { buildEvalStep, type TrainStepConfig } from "./step.ts";
 
 export interface EvalResult {
@@ -35,8 +36,16 @@ export class Evaluator {
     return new Evaluator(backend, compiled, batchSize, s);
   }
 
-  /** Runs the validation shards of `config` through the model with `params` (device arrays). */
-  async run(config: Config, params: unknown, log: (line: string) => void): Promise<EvalResult> {
+  /**
+   * Runs the validation shards of `config` through the model with `params` (device arrays).
+   * Rejects with Interrupted as soon as `signal` aborts while it waits for data.
+   */
+  async run(
+    config: Config,
+    params: unknown,
+    log: (line: string) => void,
+    signal?: AbortSignal,
+  ): Promise<EvalResult> {
     const t = performance.now();
     const loader = createValidLoader({
       shards: config["valid-dataset-shards"] as string,
@@ -49,8 +58,12 @@ export class Evaluator {
       log,
     });
     const sums = { loss: 0, acc1: 0, acc5: 0, count: 0 };
+    const batches = loader[Symbol.asyncIterator]();
     try {
-      for await (const batch of loader) {
+      for (;;) {
+        const next = await unlessAborted(batches.next(), signal);
+        if (next.done) break;
+        const batch = next.value;
         const out = await this.compiled.call([params, {
           images: hostTensor(
             [this.batchSize, 3, this.imageSize, this.imageSize],

@@ -3,6 +3,8 @@
  * per log or eval event) and `metrics.html`, a self-contained loss/accuracy plot refreshed at
  * each evaluation.
  */
+import { atomicWriteFile } from "../checkpoint/atomic.ts";
+
 export type MetricEvent = { step: number; time: number } & Record<string, number | string>;
 
 export class RunLog {
@@ -136,4 +138,36 @@ function escapeHtml(s: string): string {
     /[&<>"]/g,
     (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!,
   );
+}
+
+/**
+ * Drops the records of `{dir}/metrics.jsonl` after `step` (and a line cut short by a kill), so
+ * that a run resumed at `step` does not record those steps twice. Returns how many were dropped.
+ */
+export async function truncateMetrics(dir: string, step: number): Promise<number> {
+  const path = `${dir}/metrics.jsonl`;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return 0;
+    throw e;
+  }
+  const kept: string[] = [];
+  let dropped = 0;
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    let event: MetricEvent | undefined;
+    try {
+      event = JSON.parse(line);
+    } catch {
+      // a line cut short by a kill
+    }
+    if (event && typeof event.step === "number" && event.step <= step) kept.push(line);
+    else dropped++;
+  }
+  if (dropped > 0) {
+    await atomicWriteFile(path, new TextEncoder().encode(kept.map((l) => l + "\n").join("")));
+  }
+  return dropped;
 }
