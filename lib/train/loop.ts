@@ -283,7 +283,7 @@ class Trainer {
           } | ` +
             `lr ${lr.toExponential(2)} | ${imgPerS.toFixed(0)} img/s | ETA ${formatDuration(eta)}`,
         );
-        if (step % logInterval === 0 || step === stopAt) {
+        if (step % logInterval === 0 || step === this.totalSteps) {
           await this.logWindow(window, loader, step, lr, imgPerS);
           window.reset();
         }
