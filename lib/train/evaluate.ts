@@ -1,14 +1,21 @@
 /**
  * Evaluation over a validation stream: every sample exactly once, padded rows masked out.
  * Shared by the training loop and `deno task eval`.
+ *
+ * The eval program is compiled at the first evaluation, for `valid-batch-size`, or for the
+ * set's own size when the whole validation set is smaller than one batch (no padded compute).
  */
 import type { Backend, DeviceArray } from "../backend/backend.ts";
 import { Compiled } from "../backend/jit.ts";
 import type { Config } from "../config/mod.ts";
+import type { Batch as HostBatch } from "../data/batch.ts";
 import { createValidLoader } from "../data/loader.ts";
+import type { ShapeSpec } from "../ir/graph.ts";
 import { hostTensor } from "../ir/host_tensor.ts";
-import { leavesWithPaths } from "../ir/pytree.ts";
+import { flatten, leavesWithPaths, unflatten } from "../ir/pytree.ts";
 import { unlessAborted } from "./interrupt.ts";
+import { formatDuration } from "./logging.ts";
+import { loaderWorkers } from "./run_config.ts";
 import { buildEvalStep, type TrainStepConfig } from "./step.ts";
 
 export interface EvalResult {
@@ -19,38 +26,66 @@ export interface EvalResult {
   seconds: number;
 }
 
+/** Where an evaluation stands, for a progress line. */
+export interface EvalProgress {
+  images: number;
+  /** The set's size when known (from an earlier evaluation), else undefined. */
+  total: number | undefined;
+  seconds: number;
+}
+
 export class Evaluator {
+  readonly #programs = new Map<number, Compiled>();
+  /** Validation samples seen by the last evaluation. */
+  #total: number | undefined;
+
   private constructor(
     readonly backend: Backend,
-    readonly compiled: Compiled,
+    readonly cfg: TrainStepConfig,
+    readonly paramSpecs: unknown,
     readonly batchSize: number,
     readonly imageSize: number,
   ) {}
 
   static async create(backend: Backend, cfg: TrainStepConfig, params: unknown, batchSize: number) {
-    const s = cfg.vit.imageSize;
-    const compiled = await Compiled.create(backend, buildEvalStep(cfg), params, {
-      images: { shape: [batchSize, 3, s, s], dtype: "u8" as const },
-      labels: { shape: [batchSize], dtype: "i32" as const },
-    });
-    return new Evaluator(backend, compiled, batchSize, s);
+    const { leaves, def } = flatten<ShapeSpec>(params);
+    const specs = unflatten(def, leaves.map((l) => ({ shape: l.shape, dtype: l.dtype })));
+    return await Promise.resolve(new Evaluator(backend, cfg, specs, batchSize, cfg.vit.imageSize));
   }
 
-  /**
-   * Runs the validation shards of `config` through the model with `params` (device arrays).
-   * Rejects with Interrupted as soon as `signal` aborts while it waits for data.
-   */
+  /** The program for batches of `size`, compiled on first use. */
+  async program(size: number): Promise<Compiled> {
+    let p = this.#programs.get(size);
+    if (!p) {
+      const s = this.imageSize;
+      p = await Compiled.create(this.backend, buildEvalStep(this.cfg), this.paramSpecs, {
+        images: { shape: [size, 3, s, s], dtype: "u8" as const },
+        labels: { shape: [size], dtype: "i32" as const },
+      });
+      this.#programs.set(size, p);
+    }
+    return p;
+  }
+
+  /** Batch sizes compiled so far (tests: a small set is not padded to a full batch). */
+  get compiledSizes(): number[] {
+    return [...this.#programs.keys()];
+  }
+
+  /** Runs the validation shards of `config` through the model with `params` (device arrays). */
   async run(
     config: Config,
     params: unknown,
     log: (line: string) => void,
+    progress?: (p: EvalProgress) => void,
+    /** Rejects with Interrupted as soon as this aborts while the evaluation waits for data. */
     signal?: AbortSignal,
   ): Promise<EvalResult> {
     const t = performance.now();
     const loader = createValidLoader({
       shards: config["valid-dataset-shards"] as string,
       batchSize: this.batchSize,
-      workers: config["valid-loader-workers"] as number,
+      workers: loaderWorkers(config, "valid-loader-workers"),
       transform: {
         kind: "valid",
         options: { imageSize: this.imageSize, testCropRatio: config["test-crop-ratio"] as number },
@@ -58,29 +93,46 @@ export class Evaluator {
       log,
     });
     const sums = { loss: 0, acc1: 0, acc5: 0, count: 0 };
-    const batches = loader[Symbol.asyncIterator]();
     try {
-      for (;;) {
-        const next = await unlessAborted(batches.next(), signal);
-        if (next.done) break;
-        const batch = next.value;
-        const out = await this.compiled.call([params, {
+      const it = loader[Symbol.asyncIterator]();
+      let next = await unlessAborted(it.next(), signal);
+      while (!next.done) {
+        const batch: HostBatch = next.value;
+        next = await unlessAborted(it.next(), signal);
+        // The whole set in one partial batch: run it at its own size, not padded.
+        const only = next.done && sums.count === 0 && batch.count < this.batchSize;
+        const size = only ? batch.count : this.batchSize;
+        if (size === 0) continue;
+        const px = 3 * this.imageSize * this.imageSize;
+        const out = await (await this.program(size)).call([params, {
           images: hostTensor(
-            [this.batchSize, 3, this.imageSize, this.imageSize],
+            [size, 3, this.imageSize, this.imageSize],
             "u8",
-            batch.images,
+            size === this.batchSize ? batch.images : batch.images.subarray(0, size * px),
           ),
-          labels: hostTensor([this.batchSize], "i32", batch.labels),
+          labels: hostTensor(
+            [size],
+            "i32",
+            size === this.batchSize ? batch.labels : batch.labels.subarray(0, size),
+          ),
         }]);
-        for (const [k, v] of leavesWithPaths<DeviceArray>(out)) {
-          sums[k as keyof typeof sums] += (await this.backend.toHost(v)).data[0];
+        const leaves = leavesWithPaths<DeviceArray>(out);
+        const host = await Promise.all(leaves.map(([, v]) => this.backend.toHost(v)));
+        leaves.forEach(([k, v], i) => {
+          sums[k as keyof typeof sums] += host[i].data[0];
           this.backend.free(v);
-        }
+        });
+        progress?.({
+          images: sums.count,
+          total: this.#total,
+          seconds: (performance.now() - t) / 1000,
+        });
       }
     } finally {
       await loader.close();
     }
     if (sums.count === 0) throw new Error("validation produced no samples");
+    this.#total = sums.count;
     return {
       loss: sums.loss / sums.count,
       acc1: sums.acc1 / sums.count,
@@ -91,6 +143,15 @@ export class Evaluator {
   }
 
   dispose(): void {
-    this.compiled.dispose();
+    for (const p of this.#programs.values()) p.dispose();
+    this.#programs.clear();
   }
+}
+
+/** "eval 1,200/10,000 images | 310 img/s | ETA 28s" */
+export function formatEvalProgress(p: EvalProgress): string {
+  const rate = p.images / Math.max(p.seconds, 1e-9);
+  const of = p.total ? `/${p.total.toLocaleString("en-US")}` : "";
+  const eta = p.total ? ` | ETA ${formatDuration((p.total - p.images) / rate)}` : "";
+  return `eval ${p.images.toLocaleString("en-US")}${of} images | ${rate.toFixed(0)} img/s${eta}`;
 }

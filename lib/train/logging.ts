@@ -1,18 +1,25 @@
 /**
- * What a person looks at during a run: a live progress line, `metrics.jsonl` (one JSON object
- * per log or eval event) and `metrics.html`, a self-contained loss/accuracy plot refreshed at
- * each evaluation.
+ * What a person looks at during a run: a live progress line (on a terminal), `metrics.jsonl`
+ * (one JSON object per log or eval event) and `metrics.html`, a static page with the run's charts
+ * (charts.ts) refreshed at each evaluation.
  */
 import { atomicWriteFile } from "../checkpoint/atomic.ts";
-
-export type MetricEvent = { step: number; time: number } & Record<string, number | string>;
+import { CHART_CSS, esc, type MetricEvent, renderCharts } from "./charts.ts";
+export type { MetricEvent };
 
 export class RunLog {
   readonly events: MetricEvent[] = [];
   #progressShown = false;
-  readonly #tty = Deno.stderr.isTerminal();
+  readonly #tty: boolean;
+  #lastPlainProgress = performance.now();
 
-  constructor(readonly dir: string | null, readonly title: string) {}
+  constructor(
+    readonly dir: string | null,
+    readonly title: string,
+    tty = Deno.stderr.isTerminal(),
+  ) {
+    this.#tty = tty;
+  }
 
   async init(): Promise<void> {
     if (this.dir) {
@@ -46,12 +53,20 @@ export class RunLog {
     console.log(text);
   }
 
-  /** The live progress line (rewritten in place on a terminal, printed otherwise). */
-  progress(text: string): void {
+  /**
+   * The live progress line, rewritten in place on a terminal. Elsewhere (a pipe, a file) it is
+   * not printed, so that a log gets the log-interval lines and not one line per step; with
+   * `everyMs` it is printed at most that often (a long evaluation still shows it is alive).
+   */
+  progress(text: string, everyMs?: number): void {
     if (this.#tty) {
       Deno.stderr.writeSync(new TextEncoder().encode(`\r\x1b[K${text}`));
       this.#progressShown = true;
-    } else {
+      return;
+    }
+    const now = performance.now();
+    if (everyMs !== undefined && now - this.#lastPlainProgress >= everyMs) {
+      this.#lastPlainProgress = now;
       console.log(text);
     }
   }
@@ -74,72 +89,21 @@ export function formatDuration(seconds: number): string {
     : `${r}s`;
 }
 
-/** An HTML page with two SVG charts: train/val loss, and val acc1/acc5 (and train acc1). */
+/** metrics.html: every chart of the run (loss, accuracy in %, lr, img/s, step time), static. */
 export function renderPlot(title: string, events: MetricEvent[]): string {
-  const series = (key: string) =>
-    events.filter((e) => typeof e[key] === "number" && Number.isFinite(e[key] as number))
-      .map((e) => [e.step, e[key] as number] as [number, number]);
-  const charts = [
-    chart("loss", [["train/loss", series("train/loss"), "#1f77b4"], [
-      "val/loss",
-      series("val/loss"),
-      "#d62728",
-    ]]),
-    chart("accuracy", [
-      ["train/acc1", series("train/acc1"), "#9ecae1"],
-      ["val/acc1", series("val/acc1"), "#2ca02c"],
-      ["val/acc5", series("val/acc5"), "#98df8a"],
-    ]),
-  ];
+  const charts = renderCharts([{ name: title, events }]);
   const last = [...events].reverse().find((e) => "val/acc1" in e);
   const summary = last
     ? `step ${last.step}: val acc1 ${((last["val/acc1"] as number) * 100).toFixed(2)}%, best ${
       (((last["val/best_acc1"] ?? last["val/acc1"]) as number) * 100).toFixed(2)
     }%`
     : "no evaluation yet";
-  return `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>
-<style>body{font:14px system-ui,sans-serif;margin:24px;color:#222}svg{background:#fafafa;border:1px solid #ddd;margin:8px 0}</style>
-</head><body><h2>${escapeHtml(title)}</h2><p>${escapeHtml(summary)}</p>${
-    charts.join("\n")
+  return `<!doctype html><html><head><meta charset="utf-8"><title>${esc(title)}</title>
+<style>body{font:14px system-ui,sans-serif;margin:24px;color:#222}${CHART_CSS}</style>
+</head><body><h2>${esc(title)}</h2><p>${esc(summary)}</p>${
+    charts.length ? charts.join("\n") : "<p>no metrics yet</p>"
   }</body></html>\n`;
 }
-
-function chart(name: string, lines: [string, [number, number][], string][]): string {
-  const W = 720, H = 260, L = 56, R = 140, T = 16, B = 32;
-  const pts = lines.flatMap(([, s]) => s);
-  if (pts.length === 0) return `<p>${name}: no data yet</p>`;
-  const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
-  const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1);
-  let y0 = Math.min(...ys), y1 = Math.max(...ys);
-  if (y1 - y0 < 1e-9) [y0, y1] = [y0 - 0.5, y1 + 0.5];
-  const sx = (x: number) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
-  const sy = (y: number) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
-  const paths = lines.map(([label, s, color], i) => {
-    if (s.length === 0) return "";
-    const d = s.map(([x, y], j) => `${j ? "L" : "M"}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(
-      "",
-    );
-    return `<path d="${d}" fill="none" stroke="${color}" stroke-width="2"/>` +
-      `<text x="${W - R + 10}" y="${T + 16 + 18 * i}" fill="${color}">${label}</text>`;
-  });
-  const ticks = [0, 0.5, 1].map((f) => {
-    const y = y0 + f * (y1 - y0);
-    return `<text x="4" y="${sy(y) + 4}" font-size="11">${y.toPrecision(3)}</text>`;
-  });
-  return `<h3>${name}</h3><svg width="${W}" height="${H}" xmlns="http://www.w3.org/2000/svg">` +
-    `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#999"/>` +
-    `<text x="${L}" y="${H - 8}" font-size="11">step ${x0}</text>` +
-    `<text x="${W - R - 60}" y="${H - 8}" font-size="11">step ${x1}</text>` +
-    ticks.join("") + paths.join("") + `</svg>`;
-}
-
-function escapeHtml(s: string): string {
-  return s.replace(
-    /[&<>"]/g,
-    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!,
-  );
-}
-
 /**
  * Drops the records of `{dir}/metrics.jsonl` after `step` (and a line cut short by a kill), so
  * that a run resumed at `step` does not record those steps twice. Returns how many were dropped.

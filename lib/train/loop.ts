@@ -12,6 +12,9 @@
  *   every `save-interval` steps, every `save-minutes`, and when the run stops;
  * - `metrics.jsonl`, `metrics.html`, `config.json` (local output dirs; for gs:// they go to
  *   `runs/{name}` locally).
+ *
+ * With a W&B API key (`WANDB_API_KEY` or `~/.netrc`) the run is also logged to W&B as the original
+ * does (wandb.ts); its W&B run id is kept in the training state, so a resumed run continues it.
  */
 import type { Backend } from "../backend/backend.ts";
 import { createBackend } from "../backend/select.ts";
@@ -28,7 +31,7 @@ import { initViT } from "../model/init.ts";
 import { initOptState, stepScalars } from "../optim/optimizer.ts";
 import { warmupCosine } from "../optim/schedule.ts";
 import { DeviceTrees } from "./device_trees.ts";
-import { Evaluator } from "./evaluate.ts";
+import { Evaluator, formatEvalProgress } from "./evaluate.ts";
 import { Interrupted, unlessAborted } from "./interrupt.ts";
 import { formatDuration, RunLog, truncateMetrics } from "./logging.ts";
 import { MetricWindow } from "./metric_window.ts";
@@ -39,9 +42,10 @@ import {
   type StepShape,
   type TrainPrograms,
 } from "./programs.ts";
-import { stepConfigOf } from "./run_config.ts";
+import { loaderWorkers, stepConfigOf } from "./run_config.ts";
 import { type Resumed, RunState, TrainingError } from "./run_state.ts";
 import type { TrainStepConfig } from "./step.ts";
+import { WandbRun, wandbSettingsFromEnv } from "./wandb.ts";
 
 export { TrainingError };
 
@@ -163,10 +167,48 @@ class Trainer {
     this.signal = opts.signal;
   }
 
+  get name(): string {
+    return this.config.name as string;
+  }
+
   async run(t0: number, from: Resumed): Promise<TrainResult> {
+    const { log, state } = this;
+    if (from.step > 0) log.line(`resumed from ${state.path("state")} at step ${from.step}`);
+    log.line(
+      `writing to ${state.outDir}: checkpoints ${this.name}-{last,best,state}.msgpack` +
+        (log.dir === state.outDir ? "" : `; metrics to ${log.dir}`) +
+        `, metrics.jsonl, metrics.html (live: deno task dashboard ${parentDir(log.dir!)})`,
+    );
+    const wandb = this.startWandb();
+    let exitcode = 1;
+    try {
+      const r = await this.trainFrom(from, t0, wandb);
+      exitcode = r.interrupted ? 255 : 0;
+      return r;
+    } finally {
+      await wandb?.finish(exitcode);
+    }
+  }
+
+  /** A W&B run when an API key is set (or WANDB_MODE=offline), continuing a resumed one. */
+  startWandb(): WandbRun | undefined {
+    const settings = wandbSettingsFromEnv();
+    if (!settings) return undefined;
+    const run = new WandbRun(settings, {
+      project: (this.config.project as string | null) ?? null,
+      name: this.name,
+      config: JSON.parse(configToJson(this.config)),
+      id: this.state.wandbRunId,
+      dir: this.log.dir ?? undefined,
+      log: (l) => this.log.line(l),
+    });
+    this.state.wandbRunId = run.id;
+    return run;
+  }
+
+  async trainFrom(from: Resumed, t0: number, wandb: WandbRun | undefined): Promise<TrainResult> {
     const { config, log, state, shape } = this;
     const start = from.step;
-    if (start > 0) log.line(`resumed from ${state.path("state")} at step ${start}`);
     const nParams = leavesWithPaths<HostTensor>(from.params)
       .reduce((s, [, t]) => s + t.data.length, 0);
     log.line(
@@ -192,6 +234,7 @@ class Trainer {
         config["valid-batch-size"] as number,
       )
       : undefined;
+    if (evaluator) loaderWorkers(config, "valid-loader-workers", (l) => log.line(l));
     let devParams = await this.trees.upload(from.params);
     let devOpt = await this.trees.upload(from.opt);
 
@@ -217,7 +260,9 @@ class Trainer {
     const evaluateAndSave = async () => {
       if (evaluator) {
         try {
-          await this.evaluate(evaluator, devParams, step);
+          // Not inside wandb?.log(...): its arguments are skipped when W&B is off.
+          const event = await this.evaluate(evaluator, devParams, step);
+          wandb?.log(event, step);
         } catch (e) {
           if (!(e instanceof Interrupted)) throw e;
           await save(false, true);
@@ -274,17 +319,22 @@ class Trainer {
               `if one was written) is intact; lower the learning rate or enable --clip-grad.`,
           );
         }
-        window.add(out.metrics, this.batchSize);
+        window.add(
+          { ...out.metrics, data_time: out.dataTime, compute_time: out.computeTime },
+          this.batchSize,
+        );
         const imgPerS = window.imagesPerSecond();
         const eta = (stopAt - step) * this.batchSize / imgPerS;
         log.progress(
           `step ${step}/${this.totalSteps} | loss ${loss.toFixed(4)} | acc1 ${
-            out.metrics.acc1.toFixed(3)
-          } | ` +
+            (out.metrics.acc1 * 100).toFixed(2)
+          }% | ` +
             `lr ${lr.toExponential(2)} | ${imgPerS.toFixed(0)} img/s | ETA ${formatDuration(eta)}`,
         );
+        // Not at a stop before the end: the open window is saved and continues on resume.
         if (step % logInterval === 0 || step === this.totalSteps) {
-          await this.logWindow(window, loader, step, lr, imgPerS);
+          const event = await this.logWindow(window, loader, step, lr, imgPerS, eta);
+          wandb?.log(event, step);
           window.reset();
         }
         if (step % evalInterval === 0 || step === this.totalSteps) await evaluateAndSave();
@@ -309,6 +359,14 @@ class Trainer {
           state.path("state")
         }; run the same command again to resume`,
       );
+    } else if (!interrupted) {
+      log.line(
+        `checkpoints: ${state.path("last")}` +
+          (evaluator
+            ? `, ${state.path("best")} (best val acc1 ${(state.bestAcc1 * 100).toFixed(2)}%)`
+            : "") +
+          `; training state ${state.path("state")}`,
+      );
     }
     return {
       step,
@@ -327,7 +385,11 @@ class Trainer {
       minutes > 0 && performance.now() - this.state.savedAt >= minutes * 60_000;
   }
 
-  trainStep(
+  /**
+   * One optimizer step. `dataTime` is the time spent waiting for the loader and preparing the host
+   * inputs, `computeTime` the rest (timm's "Data" and "Time" split), both in seconds.
+   */
+  async trainStep(
     programs: TrainPrograms,
     params: unknown,
     opt: unknown,
@@ -338,12 +400,21 @@ class Trainer {
     const c = this.config;
     const seeds = { dropout: c["dropout-seed"] as number, mixup: c["mixup-seed"] as number };
     const mix = { mixup: c.mixup as number, cutmix: c.cutmix as number };
-    return programs.run(
+    const t = performance.now();
+    let data = 0;
+    const out = await programs.run(
       params,
       opt,
-      async (i) => microInputs(this.shape, seeds, mix, await this.nextBatch(it), step, i),
+      async (i) => {
+        const d = performance.now();
+        const inputs = microInputs(this.shape, seeds, mix, await this.nextBatch(it), step, i);
+        data += performance.now() - d;
+        return inputs;
+      },
       stepScalars(this.step.optimizer, step, lr),
     );
+    const total = performance.now() - t;
+    return { ...out, dataTime: data / 1000, computeTime: (total - data) / 1000 };
   }
 
   /** The loader's next batch, unless interrupted; a loader error is a DataFailure. */
@@ -369,7 +440,8 @@ class Trainer {
     step: number,
     lr: number,
     imgPerS: number,
-  ): Promise<void> {
+    eta: number,
+  ): Promise<Record<string, number>> {
     const stats = loader.stats();
     const event: Record<string, number> = {
       "train/lr": lr,
@@ -383,16 +455,27 @@ class Trainer {
     await this.log.record({ step, time: Date.now() / 1000, ...event });
     this.log.line(
       `step ${step}: loss ${event["train/loss"].toFixed(4)}, acc1 ${
-        event["train/acc1"].toFixed(4)
-      }, ` +
-        `lr ${lr.toExponential(3)}, ${imgPerS.toFixed(1)} img/s, data skips ${
-          event["data/skipped"]
-        }`,
+        (event["train/acc1"] * 100).toFixed(2)
+      }%, lr ${lr.toExponential(3)}, ${imgPerS.toFixed(1)} img/s, ` +
+        `data ${event["train/data_time"].toFixed(3)} s + compute ${
+          event["train/compute_time"].toFixed(3)
+        } s per step, ETA ${formatDuration(eta)}, data skips ${event["data/skipped"]}`,
     );
+    return event;
   }
 
-  async evaluate(evaluator: Evaluator, params: unknown, step: number): Promise<void> {
-    const r = await evaluator.run(this.config, params, (l) => this.log.line(l), this.signal);
+  async evaluate(
+    evaluator: Evaluator,
+    params: unknown,
+    step: number,
+  ): Promise<Record<string, number>> {
+    const r = await evaluator.run(
+      this.config,
+      params,
+      (l) => this.log.line(l),
+      (p) => this.log.progress(formatEvalProgress(p), 30_000),
+      this.signal,
+    );
     const event = this.state.recordEval(r);
     await this.log.record({ step, time: Date.now() / 1000, ...event });
     await this.log.plot();
@@ -401,6 +484,7 @@ class Trainer {
         `acc5 ${(r.acc5 * 100).toFixed(2)}% (best ${(this.state.bestAcc1 * 100).toFixed(2)}%) ` +
         `on ${r.samples} images in ${r.seconds.toFixed(1)} s`,
     );
+    return event;
   }
 
   /** Downloads the device state and saves it (see RunState.save). */
@@ -420,7 +504,7 @@ class Trainer {
     return createTrainLoader({
       shards: c["train-dataset-shards"] as string,
       batchSize: this.shape.microBatch,
-      workers: c["train-loader-workers"] as number,
+      workers: loaderWorkers(c, "train-loader-workers", (l) => this.log.line(l)),
       shuffleSeed: c["shuffle-seed"] as number,
       augmentRepeats: c["augment-repeats"] as number,
       maxSkipFraction: c["max-bad-fraction"] as number,
@@ -439,4 +523,9 @@ class Trainer {
       log: (l) => this.log.line(l),
     });
   }
+}
+
+function parentDir(path: string): string {
+  const i = path.replace(/\/+$/, "").lastIndexOf("/");
+  return i > 0 ? path.slice(0, i) : ".";
 }

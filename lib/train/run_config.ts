@@ -57,3 +57,20 @@ export const MODEL_KEYS = [
   "pooling",
   "optimizer",
 ] as const;
+
+/**
+ * The loader workers to start for `key` (`train-loader-workers` or `valid-loader-workers`): the
+ * configured count, clamped to the machine's cores (the recipes ask for 40 and 10; more workers
+ * than cores only add memory and contention). `log` hears about a clamp.
+ */
+export function loaderWorkers(
+  c: Config,
+  key: "train-loader-workers" | "valid-loader-workers",
+  log?: (line: string) => void,
+  cores = navigator.hardwareConcurrency || 1,
+): number {
+  const asked = c[key] as number;
+  if (asked <= cores) return asked;
+  log?.(`${key} ${asked} exceeds the ${cores} cores of this machine: using ${cores}`);
+  return cores;
+}

@@ -83,6 +83,8 @@ export class RunState {
   pendingBest = false;
   /** When the state was last saved (performance.now()). */
   savedAt = performance.now();
+  /** The W&B run of this training run, kept so that a resumed run continues it. */
+  wandbRunId: string | undefined;
 
   constructor(
     readonly config: Config,
@@ -125,6 +127,9 @@ export class RunState {
     this.checkConfig(state.config);
     this.bestAcc1 = typeof data.best_acc1 === "number" ? data.best_acc1 : 0;
     this.lastEval = parseJson(data.last_eval, url, "data/last_eval");
+    if (typeof data.wandb_run_id === "string" && data.wandb_run_id) {
+      this.wandbRunId = data.wandb_run_id;
+    }
     return {
       params: state.params,
       opt: state.optState,
@@ -221,6 +226,7 @@ export class RunState {
         position: JSON.stringify(at.position ?? null),
         window: JSON.stringify(at.window),
         eval_pending: at.evalPending ?? false,
+        ...(this.wandbRunId ? { wandb_run_id: this.wandbRunId } : {}),
       },
       config: JSON.parse(configToJson(this.config)),
     });

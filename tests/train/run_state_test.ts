@@ -121,7 +121,15 @@ Deno.test("run state: best accuracy, the log window and metrics.jsonl continue a
     const names = await listing(out);
     assert(!Object.keys(names).some((n) => n.endsWith(".tmp")), Object.keys(names).join(" "));
     const strip = (rs: Record<string, unknown>[]) =>
-      rs.map(({ time: _t, "train/img_per_s": _i, ...rest }) => rest);
+      rs.map((
+        {
+          time: _t,
+          "train/img_per_s": _i,
+          "train/data_time": _d,
+          "train/compute_time": _c,
+          ...rest
+        },
+      ) => rest);
     const a = strip(records(await Deno.readTextFile(`${dir}/a/out/metrics.jsonl`)));
     const b = strip(records(await Deno.readTextFile(`${out}/metrics.jsonl`)));
     assertEquals(b, a);

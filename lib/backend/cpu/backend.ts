@@ -4,6 +4,7 @@ import type { Backend, DeviceArray, Executable } from "../backend.ts";
 import { ArenaTooLarge, FusedExecutable } from "./executable.ts";
 import { InterpretedExecutable } from "./interpreter.ts";
 import { threadCount } from "./threads.ts";
+import { gemmDescription } from "./dot.ts";
 
 export interface CpuBackendOptions {
   /**
@@ -39,7 +40,9 @@ export class CpuBackend implements Backend {
     this.#threads = opts.threads ?? true;
     const threads = this.#threads ? threadCount() : 1;
     this.description = this.mode === "fused"
-      ? `CPU (fused wasm SIMD loops and matmuls, ${threads} thread${threads > 1 ? "s" : ""})`
+      ? `CPU (fused wasm SIMD loops, ${gemmDescription()}, ${threads} thread${
+        threads > 1 ? "s" : ""
+      })`
       : "CPU reference interpreter (TypedArrays)";
   }
 

@@ -9,6 +9,7 @@ import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
 import { F, type GemmFn, MAX_TASK_BATCH_DIMS, runGemmTask, TASK_INTS } from "./tasks.ts";
 import { DEFAULT_GEMM, gemmModuleBytes } from "./gemm_wasm.ts";
+import { loadNativeBlas, wasmChosen } from "./gemm_native.ts";
 import { contiguousView, mergeDims, type View } from "./index_map.ts";
 import { applyView, type GraphPlan } from "./plan.ts";
 import { MAX_CHUNKS, type WorkerPool } from "./threads.ts";
@@ -19,6 +20,12 @@ export const DOT_SPLIT_MIN_FLOPS = 4e6;
 export interface DotContext {
   memory: WebAssembly.Memory;
   gemm: GemmFn;
+  /**
+   * Whether `gemm` is the native BLAS. Its results for a row or column range can differ in
+   * the last bit from the whole call's (small-matrix kernels), so a split matmul always runs
+   * as the same chunks, on one thread or many: results depend on the thread count only.
+   */
+  native: boolean;
   /** Byte address of the GEMM packing scratch of thread 0 (thread i: + i * scratchStride). */
   scratch: number;
   threading: { pool: WorkerPool | null; id: () => number | null; scratchStride: number };
@@ -62,9 +69,13 @@ export function dotStep(
   const { pool, scratchStride } = ctx.threading;
   const whole = taskRecord(layout, a0, b0, ctx.out, ctx.scratch, scratchStride);
   const slices = pool && whole ? sliceTask(whole, layout, pool.threads) : null;
-  const single = whole
-    ? () => runGemmTask(gemm, whole, 0, 0)
-    : () => batchLoop(layout, a0, b0, ctx);
+  const chunked = slices && ctx.native
+    ? () => {
+      for (const t of slices) runGemmTask(gemm, t, 0, 0);
+    }
+    : null;
+  const single = chunked ??
+    (whole ? () => runGemmTask(gemm, whole, 0, 0) : () => batchLoop(layout, a0, b0, ctx));
   const run = () => {
     if (gatherL) gatherL();
     if (gatherR) gatherR();
@@ -390,6 +401,31 @@ export function operandView(plan: GraphPlan, p: number): { base: number; view: V
     throw new Error(`cpu: no strided view for matmul operand ${nodes[p]} (planner bug)`);
   }
   return { base: q, view };
+}
+
+/**
+ * The GEMM on `memory`: the native BLAS (gemm_native.ts) unless `native` is false or none
+ * loads, else the wasm SIMD one (`module`, from gemmModule), which also takes the calls whose
+ * strides cblas cannot express.
+ */
+export function gemmOn(
+  memory: WebAssembly.Memory,
+  module: WebAssembly.Module,
+  native: boolean,
+): { gemm: GemmFn; native: boolean } {
+  const wasm = new WebAssembly.Instance(module, { env: { memory } }).exports.gemm as GemmFn;
+  const blas = native ? loadNativeBlas() : undefined;
+  return blas ? { gemm: blas.gemmOn(memory, wasm), native: true } : { gemm: wasm, native: false };
+}
+
+/** What runs the matmuls, for the backend's description and the start note. */
+export function gemmDescription(native = true): string {
+  const blas = native ? loadNativeBlas() : undefined;
+  if (blas) return `matmuls on ${blas.name}`;
+  return native && !wasmChosen()
+    ? "matmuls on the wasm SIMD GEMM: no native BLAS found (install libopenblas0-pthread " +
+      "for about 4x faster matmuls)"
+    : "matmuls on the wasm SIMD GEMM";
 }
 
 const gemmModules = new Map<boolean, WebAssembly.Module>();

@@ -15,8 +15,8 @@ import type { Tensor } from "../../ir/tensor.ts";
 import type { DeviceArray, Executable } from "../backend.ts";
 import { type ArenaRequest, bytesPer, planArena, viewOf } from "./arena.ts";
 import { jsKernel } from "./codegen.ts";
-import { DOT_SPLIT_MIN_FLOPS, dotLayout, dotStep, gemmModule, operandView } from "./dot.ts";
-import { F, type GemmFn, loopSlices, splittable } from "./tasks.ts";
+import { DOT_SPLIT_MIN_FLOPS, dotLayout, dotStep, gemmModule, gemmOn, operandView } from "./dot.ts";
+import { F, loopSlices, splittable } from "./tasks.ts";
 import { WorkerPool } from "./threads.ts";
 import { buildGroupIR, type GroupIR } from "./fused_ir.ts";
 import { DEFAULT_GEMM, gemmScratchBytes } from "./gemm_wasm.ts";
@@ -40,6 +40,8 @@ export interface ExecutableStats {
   /** Wasm loops split across threads. */
   threadedLoops: number;
   threads: number;
+  /** Whether matmuls run on the native BLAS. */
+  nativeGemm: boolean;
   fallbacks: number;
   arenaBytes: number;
 }
@@ -54,6 +56,11 @@ export interface FusedOptions {
    * the wasm SIMD versions, which may differ by one f32 ulp in rare cases. Default false.
    */
   exactMath?: boolean;
+  /**
+   * Run matmuls on the system's BLAS when one loads (gemm_native.ts; default true); false
+   * keeps the wasm SIMD GEMM.
+   */
+  nativeGemm?: boolean;
 }
 
 type Step = () => void;
@@ -213,10 +220,10 @@ export class FusedExecutable implements Executable {
     const wasmIrs = pending.filter((s) => s.wasm).map((s) => s.ir!);
     const wasm = buildWasmGroups(wasmIrs, memory, 0, shared);
     const module = gemmModule(shared);
-    const gemm = new WebAssembly.Instance(module, { env: { memory } }).exports.gemm as GemmFn;
+    const { gemm, native } = gemmOn(memory, module, opts.nativeGemm ?? true);
     if (pool) {
       this.#pool = pool;
-      this.#poolReady = pool.register(memory, module, wasm.module);
+      this.#poolReady = pool.register(memory, module, wasm.module, native);
     }
     let threadedLoops = 0;
     let threadedMatmuls = 0;
@@ -259,6 +266,7 @@ export class FusedExecutable implements Executable {
         const d = dotStep(t, s.dot.operands, s.dot.layout, {
           memory,
           gemm,
+          native,
           scratch: scratchBase,
           threading,
           out: addressOf(s.p),
@@ -292,6 +300,7 @@ export class FusedExecutable implements Executable {
       threadedMatmuls,
       threadedLoops,
       threads,
+      nativeGemm: native,
       fallbacks: count("fallback"),
       arenaBytes: total,
     };

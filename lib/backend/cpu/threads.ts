@@ -106,7 +106,8 @@ export class WorkerPool {
   }
 
   /**
-   * Loads the GEMM and fused-loop modules on `memory` in every worker. Resolves to the
+   * Loads the GEMM and fused-loop modules on `memory` in every worker (`native`: the GEMM is
+   * the native BLAS, as on the calling thread). Resolves to the
    * memory's id once all have them, or to null if they fail to (then run everything on the
    * calling thread).
    */
@@ -114,6 +115,7 @@ export class WorkerPool {
     memory: WebAssembly.Memory,
     gemm: WebAssembly.Module,
     fused: WebAssembly.Module | null,
+    native: boolean,
   ): Promise<number | null> {
     const id = this.#nextId++;
     let left = this.#workers.length;
@@ -129,7 +131,9 @@ export class WorkerPool {
         if (!ok) finish(null);
         else if (--left === 0) finish(this.#broken ? null : id);
       });
-      for (const w of this.#workers) w.postMessage({ type: "register", id, memory, gemm, fused });
+      for (const w of this.#workers) {
+        w.postMessage({ type: "register", id, memory, gemm, fused, native });
+      }
     });
   }
 

@@ -6,6 +6,7 @@
 import { parentPort } from "node:worker_threads";
 import { F, type GemmFn, KIND_FUSED, runFusedTask, runGemmTask, TASK_INTS } from "./tasks.ts";
 import { C, claim } from "./threads.ts";
+import { gemmOn } from "./dot.ts";
 
 interface Register {
   type: "register";
@@ -13,6 +14,7 @@ interface Register {
   memory: WebAssembly.Memory;
   gemm: WebAssembly.Module;
   fused: WebAssembly.Module | null;
+  native: boolean;
 }
 type Message =
   | Register
@@ -30,7 +32,9 @@ const port = parentPort!;
 port.on("message", (msg: Message) => {
   if (msg.type === "register") {
     const env = { env: { memory: msg.memory } };
-    const gemm = new WebAssembly.Instance(msg.gemm, env).exports.gemm as GemmFn;
+    const { gemm, native } = gemmOn(msg.memory, msg.gemm, msg.native);
+    // the same GEMM as the calling thread, or the results would depend on who ran a chunk
+    if (native !== msg.native) throw new Error("cpu worker: the native BLAS did not load");
     const fused = msg.fused ? new WebAssembly.Instance(msg.fused, env).exports : {};
     memories.set(msg.id, { gemm, fused });
     port.postMessage({ type: "registered", id: msg.id });

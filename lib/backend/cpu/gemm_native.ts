@@ -1,0 +1,183 @@
+/**
+ * A native f32 GEMM for the CPU backend: `cblas_sgemm` of the system's BLAS over Deno FFI,
+ * called on the addresses of the backend's wasm memory. Measured on this project's AVX-512
+ * machine (one thread, ViT-S/16 shapes): OpenBLAS 0.3.21 (`libopenblas0-pthread`) 86-99
+ * GFLOP/s, BLIS 0.9 (`libblis4`) 61-102, oneDNN 2.6 (`libdnnl2`) 93-110 on large shapes but
+ * slower on the small attention ones; the wasm SIMD GEMM about 22. OpenBLAS is searched
+ * first: it speaks cblas (as BLIS does, so one binding serves both), needs no OpenMP runtime,
+ * and is thread-safe when called from several threads at once. oneDNN's `dnnl_sgemm` would need
+ * an OpenMP team per calling thread.
+ *
+ * Each call runs on the calling thread only (the library's own threads are set to 1): the
+ * backend's pool (threads.ts) splits large matmuls into fixed chunks, so results depend on the
+ * thread count alone, never on timing or on the library's scheduling.
+ *
+ * OpenBLAS picks its kernels from the CPU at load time, or from `OPENBLAS_CORETYPE` when that
+ * is set (some machines set it to work around old builds); `corename` tells which it runs, and
+ * the start note names it. We never change that variable: it is the user's.
+ *
+ * `DEIT3_BLAS` may name the library file; `DEIT3_BLAS=wasm` keeps the wasm GEMM.
+ */
+import type { GemmFn } from "./tasks.ts";
+
+const SYMBOLS = {
+  cblas_sgemm: {
+    parameters: [
+      "i32", // order
+      "i32", // transA
+      "i32", // transB
+      "i32", // M
+      "i32", // N
+      "i32", // K
+      "f32", // alpha
+      "usize", // A
+      "i32", // lda
+      "usize", // B
+      "i32", // ldb
+      "f32", // beta
+      "usize", // C
+      "i32", // ldc
+    ],
+    result: "void",
+  },
+  openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
+  openblas_get_corename: { parameters: [], result: "pointer", optional: true },
+  openblas_get_config: { parameters: [], result: "pointer", optional: true },
+  bli_thread_set_num_threads: { parameters: ["i64"], result: "void", optional: true },
+} as const;
+
+/** Library files tried in order (Debian / Ubuntu, Fedora, Homebrew). */
+export const BLAS_CANDIDATES = [
+  "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
+  "/usr/lib/aarch64-linux-gnu/openblas-pthread/libopenblas.so.0",
+  "libopenblas.so.0",
+  "libopenblas.so",
+  "libopenblasp.so.0",
+  "/opt/homebrew/opt/openblas/lib/libopenblas.dylib",
+  "/usr/local/opt/openblas/lib/libopenblas.dylib",
+  "libblis.so.4",
+  "libblis.so",
+];
+
+const ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112;
+
+export interface NativeBlas {
+  /** The library file loaded. */
+  readonly path: string;
+  /** "OpenBLAS 0.3.21 (core Cooperlake)", "BLIS", ... */
+  readonly name: string;
+  /** The GEMM on `memory`, with the wasm GEMM's arguments; `fallback` takes what cblas cannot. */
+  gemmOn(memory: WebAssembly.Memory, fallback: GemmFn): GemmFn;
+}
+
+let cached: NativeBlas | null | undefined;
+
+function blasEnv(): string | undefined {
+  try {
+    return Deno.env.get("DEIT3_BLAS") || undefined;
+  } catch {
+    return undefined; // no --allow-env
+  }
+}
+
+/** Whether `DEIT3_BLAS=wasm` asks for the wasm GEMM. */
+export function wasmChosen(): boolean {
+  return blasEnv() === "wasm";
+}
+
+/**
+ * Loads the BLAS once per thread (isolate). Undefined when none is found, FFI is not
+ * permitted, or `DEIT3_BLAS=wasm`.
+ */
+export function loadNativeBlas(): NativeBlas | undefined {
+  if (cached !== undefined) return cached ?? undefined;
+  cached = null;
+  const override = blasEnv();
+  if (override === "wasm") return undefined;
+  for (const path of override ? [override] : BLAS_CANDIDATES) {
+    try {
+      cached = bind(Deno.dlopen(path, SYMBOLS), path);
+      break;
+    } catch {
+      // not there (or no --allow-ffi): try the next name
+    }
+  }
+  if (!cached && override) {
+    throw new Error(`DEIT3_BLAS: cannot load a cblas library from "${override}"`);
+  }
+  return cached ?? undefined;
+}
+
+function bind(lib: Deno.DynamicLibrary<typeof SYMBOLS>, path: string): NativeBlas {
+  const s = lib.symbols;
+  // one thread per call: the backend's pool does the splitting
+  if (s.openblas_set_num_threads) s.openblas_set_num_threads(1);
+  if (s.bli_thread_set_num_threads) s.bli_thread_set_num_threads(1n);
+  let name = path.includes("blis") ? "BLIS" : "BLAS";
+  if (s.openblas_get_config) {
+    const config = cString(s.openblas_get_config());
+    const version = /OpenBLAS\s+([\d.]+)/.exec(config)?.[1];
+    const core = s.openblas_get_corename ? cString(s.openblas_get_corename()) : "";
+    name = `OpenBLAS${version ? " " + version : ""}${core ? ` (core ${core})` : ""}`;
+  }
+  // addresses pass as numbers (Deno takes a number or a bigint for usize; numbers stay on the
+  // fast call path, and addresses are below 2^53)
+  const sgemm = s.cblas_sgemm as unknown as (...args: number[]) => void;
+  return {
+    path,
+    name,
+    gemmOn(memory, fallback) {
+      const base = Number(
+        Deno.UnsafePointer.value(Deno.UnsafePointer.of(new Uint8Array(memory.buffer))),
+      );
+      return (a, sam, sak, b, sbk, sbn, c, ldc, m, n, k, scratch, accumulate) => {
+        const A = operand(sam, sak, m, k), B = operand(sbk, sbn, k, n);
+        if (A === null || B === null || ldc % 4 !== 0 || ldc / 4 < n) {
+          fallback(a, sam, sak, b, sbk, sbn, c, ldc, m, n, k, scratch, accumulate);
+          return;
+        }
+        sgemm(
+          ROW_MAJOR,
+          A.trans,
+          B.trans,
+          m,
+          n,
+          k,
+          1,
+          base + a,
+          A.ld,
+          base + b,
+          B.ld,
+          accumulate ? 1 : 0,
+          base + c,
+          ldc / 4,
+        );
+      };
+    },
+  };
+}
+
+/**
+ * How cblas reads a rows x cols operand given byte strides: as stored (row stride = ld) or
+ * transposed (column stride = ld); null when neither stride is one element.
+ */
+export function operand(
+  rowStride: number,
+  colStride: number,
+  rows: number,
+  cols: number,
+): { trans: number; ld: number } | null {
+  if (rowStride % 4 !== 0 || colStride % 4 !== 0) return null;
+  const rs = rowStride / 4, cs = colStride / 4;
+  if ((cs === 1 || cols === 1) && (rows === 1 || rs >= Math.max(1, cols))) {
+    return { trans: NO_TRANS, ld: rows === 1 ? Math.max(1, cols) : rs };
+  }
+  if ((rs === 1 || rows === 1) && (cols === 1 || cs >= Math.max(1, rows))) {
+    return { trans: TRANS, ld: cols === 1 ? Math.max(1, rows) : cs };
+  }
+  return null;
+}
+
+function cString(p: Deno.PointerValue): string {
+  return p === null ? "" : Deno.UnsafePointerView.getCString(p);
+}

@@ -1,0 +1,55 @@
+import { assert, assertEquals } from "../assert.ts";
+import {
+  formatTick,
+  type MetricEvent,
+  niceTicks,
+  renderCharts,
+  seriesOf,
+} from "../../lib/train/charts.ts";
+import { renderPlot } from "../../lib/train/logging.ts";
+
+Deno.test("charts: round ticks cover the range", () => {
+  assertEquals(niceTicks(0, 600, 6), [0, 100, 200, 300, 400, 500, 600]);
+  assertEquals(niceTicks(0.21, 0.98, 5), [0.4, 0.6, 0.8]);
+});
+
+Deno.test("charts: tick labels", () => {
+  assertEquals(formatTick(2000, 10000), "2k");
+  assertEquals(formatTick(0.5, 2), "0.5");
+  assertEquals(formatTick(1e-3, 8e-4), "1.0e-3");
+  assertEquals(formatTick(95, 20), "95");
+});
+
+Deno.test("charts: a single point is drawn as a dot, accuracies in percent", () => {
+  const svg = renderCharts([{
+    name: "r",
+    events: [{ step: 30, time: 0, "val/acc1": 0.5, "val/loss": 1.2 }],
+  }]).join("");
+  assert(svg.includes('<circle class="point" data-run="r" data-metric="val/acc1"'), svg);
+  assert(svg.includes("val acc1: 50 at step 30"), "scaled to percent");
+  assert(svg.includes("top-k accuracy (%)"), "unit on the axis");
+  assert(!svg.includes('class="series"'), "one point: no line");
+});
+
+Deno.test("charts: gridlines, lr and img/s charts, eval points marked", () => {
+  const events: MetricEvent[] = [20, 40, 60].flatMap((s): MetricEvent[] => [
+    { step: s, time: 0, "train/loss": 3 - s / 30, "train/lr": s * 1e-5, "train/img_per_s": 900 },
+    { step: s, time: 0, "val/loss": 3.1 - s / 30 },
+  ]);
+  const html = renderPlot("run <1>", events);
+  for (const id of ["loss", "lr", "throughput"]) assert(html.includes(`id="chart-${id}"`), id);
+  assert(!html.includes('id="chart-accuracy"'), "no accuracy logged: no chart");
+  assert((html.match(/class="grid"/g) ?? []).length >= 8, "gridlines");
+  assertEquals((html.match(/data-metric="val\/loss"/g) ?? []).length, 4, "a line and 3 dots");
+  assert(html.includes("run &lt;1&gt;") && !html.includes("run <1>"), "escaped");
+});
+
+Deno.test("charts: several runs are colored by run; long series are thinned", () => {
+  const ev = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({ step: i + 1, time: 0, "train/loss": 1 / (i + 1) }));
+  const svg = renderCharts([{ name: "a", events: ev(3) }, { name: "b", events: ev(3) }]).join("");
+  assert(svg.includes('data-run="a"') && svg.includes('data-run="b"'));
+  assert(svg.includes("a train") && svg.includes("b train"), "legend names the runs");
+  const thin = seriesOf(ev(5000), "train/loss");
+  assert(thin.length <= 2000 && thin.at(-1)![0] === 5000, `${thin.length}`);
+});
