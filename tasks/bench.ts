@@ -1,5 +1,5 @@
 /**
- * deno task bench [--backend cpu|webgpu|pjrt] [--only LIST] [--json]
+ * deno task bench [--backend cpu|webgpu] [--only LIST] [--json]
  *
  * Side-by-side benchmarks against peers run in the same invocation on the same machine:
  *   train   train-step img/s of the tiny MNIST ViT on the backend (CPU: next to PyTorch CPU);
@@ -17,15 +17,47 @@ const PARTS: Record<string, { module: string; fn: string; format?: string }> = {
   webgpu: { module: "../bench/webgpu.ts", fn: "benchWebGpu", format: "formatWebGpuBench" },
 };
 
+const USAGE = `usage: deno task bench [--backend cpu|webgpu] [--only PARTS] [--json]
+
+Benchmarks next to their peers, run in the same invocation on the same machine:
+  train    train-step img/s of the tiny MNIST ViT on the CPU backend, next to PyTorch CPU
+  augment  Pillow-exact ops and the RandAugment train transform, next to Pillow
+  data     JPEG decode + RandomResizedCrop + flip + resize, next to Pillow
+  webgpu   matmul TFLOP/s and train-step img/s on WebGPU
+
+  --backend cpu|webgpu  cpu (default) runs train,augment,data; webgpu runs webgpu
+  --only PARTS          comma-separated parts, e.g. --only train,data
+  --json                one JSON object with every result instead of text
+  -h, --help            this text
+
+The peers need Debian's python3-torch and python3-pil; a part whose peer is missing says so.
+Results are recorded in BENCHMARKS.md with the machine they ran on.`;
+
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      backend: { type: "string", default: "cpu" },
-      only: { type: "string" },
-      json: { type: "boolean", default: false },
-    },
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: Deno.args,
+      options: {
+        backend: { type: "string", default: "cpu" },
+        only: { type: "string" },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (e) {
+    console.error(`bench: ${(e as Error).message}\n\n${USAGE}`);
+    Deno.exit(2);
+  }
+  const { values } = parsed;
+  if (values.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  if (values.backend !== "cpu" && values.backend !== "webgpu") {
+    console.error(`bench: --backend must be cpu or webgpu, got "${values.backend}"`);
+    Deno.exit(2);
+  }
   const defaults = values.backend === "webgpu" ? ["webgpu"] : ["train", "augment", "data"];
   const names = values.only ? values.only.split(",") : defaults;
   const results: Record<string, unknown> = {};

@@ -10,7 +10,21 @@ import { parseArgs } from "node:util";
 import { convertCheckpoint, type Format } from "../lib/checkpoint/convert.ts";
 
 const USAGE =
-  "usage: deno task convert IN [--to pth|msgpack|safetensors] [--out FILE] [--exclude-heads] [--num-heads N]";
+  `usage: deno task convert IN [--to pth|msgpack|safetensors] [--out FILE] [--exclude-heads] [--num-heads N]
+
+Converts a checkpoint between deit3-jax's Flax msgpack and timm-named PyTorch .pth or
+safetensors, as the original's convert_flax_to_pytorch.py and convert_pytorch_to_flax.py do.
+IN and --out may be local paths or gs:// URLs.
+
+  IN                      a .msgpack (ours or the original's), .pth or .safetensors checkpoint
+  --to pth|msgpack|safetensors
+                          the output format (default: msgpack -> pth, anything else -> msgpack)
+  --out FILE              where to write (default: next to IN, with the new extension)
+  --exclude-heads         leave out the classifier head (for fine-tuning on other labels)
+  --num-heads N           attention heads, when IN does not tell (pth/safetensors -> msgpack)
+  -h, --help              this text
+
+Example: deno task convert runs/mnist-vit-tiny/mnist-vit-tiny-best.msgpack --to pth`;
 
 export async function main(args: string[]): Promise<number> {
   let parsed;

@@ -14,16 +14,40 @@ import type { HostTensor } from "../lib/ir/host_tensor.ts";
 import { Evaluator } from "../lib/train/evaluate.ts";
 import { stepConfigOf } from "../lib/train/run_config.ts";
 
+const USAGE =
+  `usage: deno task eval CKPT [--config CONFIG.json] [--valid-dataset-shards SPEC] [--key value ...]
+
+Evaluates a checkpoint on validation shards: top-1 and top-5 accuracy and the loss, every
+sample counted once. Prints one line, then one JSON object.
+
+  CKPT                         a Flax msgpack of parameters (this project's {name}-best.msgpack,
+                               or one of the original's released checkpoints) or a training
+                               state ({name}-state.msgpack); local or gs://
+  --config CONFIG.json         the model's config (default: the embedded MNIST config); its
+                               layers, dim, heads, labels, patch-size, image-size, posemb and
+                               pooling must match the checkpoint
+  --valid-dataset-shards SPEC  the shards to evaluate on (quote braces: 'val-{000..063}.tar')
+  --key value                  any other config key: --valid-batch-size 256,
+                               --test-crop-ratio 0.875, --valid-loader-workers 4,
+                               --backend cpu|webgpu|pjrt, --pjrt-plugin PATH
+  -h, --help                   this text
+
+Example: deno task eval deit3-s16-224-in1k-400ep-best.msgpack \\
+  --config configs/deit3-s16-224-in1k-400ep.json \\
+  --valid-dataset-shards '/data/imagenet-1k-wds/imagenet1k-validation-{00..63}.tar'`;
+
 if (import.meta.main) Deno.exit(await main(Deno.args));
 
 export async function main(args: string[]): Promise<number> {
   const ckptIndex = args.findIndex((a) => !a.startsWith("-") && !a.endsWith(".json"));
   const configIndex = args.indexOf("--config");
   if (ckptIndex < 0 || args.includes("--help") || args.includes("-h")) {
-    console.log(
-      "usage: deno task eval CKPT [--config CONFIG.json] [--valid-dataset-shards SPEC] [--flag value ...]",
-    );
-    return ckptIndex < 0 && !args.includes("--help") ? 2 : 0;
+    (ckptIndex < 0 && !args.includes("--help") && !args.includes("-h")
+      ? console.error
+      : console.log)(
+        USAGE,
+      );
+    return ckptIndex < 0 && !args.includes("--help") && !args.includes("-h") ? 2 : 0;
   }
   const ckpt = args[ckptIndex];
   const rest = args.filter((_, i) => i !== ckptIndex && i !== configIndex && i !== configIndex + 1);

@@ -4,13 +4,27 @@
  * Writes the training step of a config as StableHLO text (MLIR generic form): the per-replica
  * program the PJRT backend compiles, for inspection or other XLA tools. CONFIG is a training
  * config JSON (keys are the original's flag names without dashes); further `--key value` flags
- * override it (e.g. `--precision bf16`, `--grad-ckpt`). Without --out the text goes to stdout.
+ * override it (e.g. `--precision bf16`, `--grad-ckpt`). Without --out the text goes to stdout,
+ * unless stdout is a terminal: then to `{name}-train-step.mlir`.
  */
 import { loadConfig, parseCommandLine } from "../lib/config/mod.ts";
 import { exportTrainStep } from "../lib/backend/stablehlo/export.ts";
 
 const USAGE =
-  "usage: deno task export-hlo CONFIG.json [--batch N] [--replicas R] [--out FILE] [--key value ...]";
+  `usage: deno task export-hlo CONFIG.json [--batch N] [--replicas R] [--out FILE] [--key value ...]
+
+Writes the training step of CONFIG as StableHLO text (MLIR generic form): the per-replica
+program that the PJRT backend compiles, for inspection or for other XLA tools.
+
+  CONFIG.json     a training config (configs/*.json; keys are the original's flag names)
+  --batch N       the global batch (default: the config's train-batch-size)
+  --replicas R    data-parallel replicas; the program takes batch / R rows (default 1)
+  --out FILE      where to write. Without it the text goes to stdout when stdout is a pipe or
+                  a file, and to ./{name}-train-step.mlir when stdout is a terminal
+  --key value     any config key, e.g. --precision bf16 or --grad-ckpt
+  -h, --help      this text
+
+Example: deno task export-hlo configs/deit3-s16-224-in1k-400ep.json --batch 64 --out step.mlir`;
 
 if (import.meta.main) {
   try {
@@ -38,12 +52,16 @@ export async function main(args: readonly string[]): Promise<number> {
     replicas: own.replicas === undefined ? undefined : positiveInt("--replicas", own.replicas),
   });
   const seconds = ((performance.now() - t0) / 1000).toFixed(1);
-  if (own.out) {
-    const tmp = `${own.out}.tmp-${Deno.pid}`;
+  // Megabytes of MLIR in a terminal are a mistake: there it goes to a file, and says where.
+  const out = own.out ?? (Deno.stdout.isTerminal() ? `${config.name}-train-step.mlir` : undefined);
+  if (out) {
+    const tmp = `${out}.tmp-${Deno.pid}`;
     await Deno.writeTextFile(tmp, program.text);
-    await Deno.rename(tmp, own.out);
+    await Deno.rename(tmp, out);
     console.error(
-      `export-hlo: wrote ${own.out} (${program.nodes} graph nodes, ${program.inputs.length} ` +
+      `export-hlo: wrote ${out} (${
+        (program.text.length / 1e6).toFixed(2)
+      } MB, ${program.nodes} graph nodes, ${program.inputs.length} ` +
         `arguments, ${program.outputs.length} results, per-replica batch ` +
         `${program.perReplicaBatch}) in ${seconds} s`,
     );

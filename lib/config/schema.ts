@@ -92,21 +92,22 @@ export const OPTIONS = {
     kind: "int",
     default: 256,
     range: POSITIVE_INT,
-    doc: "global validation batch (the last one is padded and the padding not counted)",
+    doc: "global validation batch (the last one is padded and the padding not counted; a " +
+      "validation set smaller than one batch runs at its own size)",
   },
   "train-loader-workers": {
     group: "data",
     kind: "int",
     default: 40,
     range: NON_NEGATIVE,
-    doc: "decode/augment workers for training (0: in the main thread)",
+    doc: "decode/augment workers for training (0: in the main thread; at most the cores)",
   },
   "valid-loader-workers": {
     group: "data",
     kind: "int",
     default: 5,
     range: NON_NEGATIVE,
-    doc: "decode workers for validation (0: in the main thread)",
+    doc: "decode workers for validation (0: in the main thread; at most the cores)",
   },
   "max-bad-fraction": {
     group: "data",

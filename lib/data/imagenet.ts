@@ -12,7 +12,7 @@
  */
 import { braceExpand } from "./spec.ts";
 import { OpenError, type OpenOptions } from "./open.ts";
-import { authHeaders, hfEndpoint, openHttp } from "./open_http.ts";
+import { authHeaders, DEFAULT_HF_ENDPOINT, hfEndpoint, openHttp } from "./open_http.ts";
 import { formatBytes, formatDuration, Progress } from "./progress.ts";
 
 export interface ImagenetVariant {
@@ -42,6 +42,8 @@ export interface PrepareOptions {
   workers?: number;
   /** List what would be copied and stop. */
   dryRun?: boolean;
+  /** Per-request limit for listing the repository (default LIST_TIMEOUT_MS). */
+  listTimeoutMs?: number;
   /** Only the first N shards (to try things out). */
   limit?: number;
   /** Override the hub repository (e.g. a fork). */
@@ -61,6 +63,9 @@ export interface PrepareSummary {
   seconds: number;
 }
 
+/** How long listing a repository may wait for the hub before the run gives up. */
+export const LIST_TIMEOUT_MS = 10_000;
+
 export async function prepareImagenet(o: PrepareOptions): Promise<PrepareSummary> {
   const variant = IMAGENET_VARIANTS[o.variant];
   if (!variant) throw new Error(`unknown variant "${o.variant}" (use 1k or 21k)`);
@@ -70,7 +75,15 @@ export async function prepareImagenet(o: PrepareOptions): Promise<PrepareSummary
   const say = (line: string) => out.write(line + "\n");
   const files = variant.files.slice(0, o.limit ?? variant.files.length);
   const endpoint = hfEndpoint(open);
-  const sizes = await listSizes(endpoint, repo, open);
+  // The token first: without one the gated repositories answer 401 after a round trip.
+  if (!(open.hfToken ?? Deno.env.get("HF_TOKEN")) && endpoint === DEFAULT_HF_ENDPOINT) {
+    throw new Error(
+      `HF_TOKEN is not set: ${repo} is gated on the Hugging Face hub. Accept its terms at ` +
+        `${endpoint}/datasets/${repo} while logged in, create a read token at ` +
+        `${endpoint}/settings/tokens, then export HF_TOKEN=hf_...`,
+    );
+  }
+  const sizes = await listSizes(endpoint, repo, open, o.listTimeoutMs ?? LIST_TIMEOUT_MS);
   const missing = files.filter((f) => !sizes.has(f));
   if (missing.length) {
     throw new Error(
@@ -159,6 +172,7 @@ async function listSizes(
   endpoint: string,
   repo: string,
   open: OpenOptions,
+  timeoutMs: number,
 ): Promise<Map<string, number>> {
   const sizes = new Map<string, number>();
   let url: string | undefined = `${endpoint}/api/datasets/${repo}/tree/main`;
@@ -167,9 +181,16 @@ async function listSizes(
     try {
       res = await fetch(url, {
         headers: { ...authHeaders(url, open), accept: "application/json" },
+        signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (e) {
-      throw new Error(`cannot reach the Hugging Face hub at ${endpoint}: ${(e as Error).message}`);
+      const why = (e as Error).name === "TimeoutError"
+        ? `no answer within ${timeoutMs / 1000} s`
+        : (e as Error).message;
+      throw new Error(
+        `cannot reach the Hugging Face hub at ${endpoint} (${why}): check the network, ` +
+          "or set HF_ENDPOINT to a mirror",
+      );
     }
     if (!res.ok) {
       await res.body?.cancel();

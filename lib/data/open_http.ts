@@ -26,7 +26,7 @@ export function openHttp(
 
 /** The hub endpoint in use: the option, else `HF_ENDPOINT`, else huggingface.co. */
 export function hfEndpoint(options: OpenOptions = {}): string {
-  return (options.hfEndpoint ?? Deno.env.get("HF_ENDPOINT") ?? DEFAULT_HF_ENDPOINT)
+  return (options.hfEndpoint || Deno.env.get("HF_ENDPOINT") || DEFAULT_HF_ENDPOINT)
     .replace(/\/+$/, "");
 }
 

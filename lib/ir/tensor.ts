@@ -17,7 +17,12 @@ import * as ops from "./ops.ts";
  */
 export class Tensor<P extends Primitive = Primitive> {
   static #nextId = 0;
+  static #openSegment: RematSegment | undefined;
   readonly id: number;
+  /** The rematerialized segment (`checkpoint`) this node was created in, if any. */
+  readonly segment: RematSegment | undefined;
+  /** For a node recomputed in the backward pass: the forward node it recomputes. */
+  readonly rematOf: Tensor | undefined;
 
   constructor(
     readonly prim: P,
@@ -25,13 +30,30 @@ export class Tensor<P extends Primitive = Primitive> {
     readonly params: PrimitiveParams[P],
     readonly shape: readonly number[],
     readonly dtype: DType,
+    rematOf?: Tensor<P>,
   ) {
     this.id = Tensor.#nextId++;
+    this.segment = Tensor.#openSegment;
+    this.rematOf = rematOf;
   }
 
-  /** The id the next created tensor will get; ids only grow, so id ranges mark trace segments. */
-  static peekNextId(): number {
-    return Tensor.#nextId;
+  /**
+   * Runs `fn`; the nodes it creates belong to a new segment (nested calls join the outermost
+   * one), whose activations the backward pass recomputes instead of keeping.
+   */
+  static inSegment<T>(fn: () => T): T {
+    if (Tensor.#openSegment) return fn();
+    Tensor.#openSegment = new RematSegment();
+    try {
+      return fn();
+    } finally {
+      Tensor.#openSegment = undefined;
+    }
+  }
+
+  /** The recomputation of this node over `inputs` (clones of its inputs in the same segment). */
+  remat(inputs: readonly Tensor[]): Tensor<P> {
+    return new Tensor(this.prim, inputs, this.params, this.shape, this.dtype, this);
   }
 
   get ndim(): number {
@@ -94,6 +116,12 @@ export class Tensor<P extends Primitive = Primitive> {
   astype(dtype: DType): Tensor {
     return ops.convert(this, dtype);
   }
+}
+
+/** A rematerialized segment of a trace (one `checkpoint` call); compared by identity. */
+export class RematSegment {
+  static #next = 0;
+  readonly id = RematSegment.#next++;
 }
 
 /** Narrows `t` to a node of primitive `prim`, so that its params are typed. */

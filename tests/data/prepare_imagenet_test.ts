@@ -168,3 +168,47 @@ Deno.test("progress: byte and duration formatting", async () => {
   p.finish();
   assert(lines.at(-1)!.startsWith("1/2 files  1.0 KB / 2.0 KB (50.0%)"), lines.join("|"));
 });
+
+Deno.test("prepare-imagenet --dry-run: no HF_TOKEN is the first error, before any request", async () => {
+  const t = performance.now();
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", TASK, "--dest", "/nonexistent/in1k", "--dry-run"],
+    env: { HF_TOKEN: "", HF_ENDPOINT: "" },
+  }).output();
+  const text = new TextDecoder().decode(out.stderr);
+  assertEquals(out.code, 1, text);
+  assert(text.includes("HF_TOKEN is not set: timm/imagenet-1k-wds is gated"), text);
+  assert(performance.now() - t < 15_000);
+});
+
+Deno.test("prepare-imagenet: a hub that never answers fails within the listing timeout", async () => {
+  const { prepareImagenet } = await import("../../lib/data/imagenet.ts");
+  // Accepts connections and never answers.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  (async () => {
+    for await (const c of listener) held.push(c);
+  })();
+  const hub = `http://127.0.0.1:${listener.addr.port}`;
+  const t = performance.now();
+  let message = "";
+  try {
+    await prepareImagenet({
+      variant: "1k",
+      dest: "/nonexistent/in1k",
+      dryRun: true,
+      open: { hfEndpoint: hub, hfToken: TOKEN },
+      listTimeoutMs: 300,
+    });
+  } catch (e) {
+    message = (e as Error).message;
+  } finally {
+    listener.close();
+    for (const c of held) c.close();
+  }
+  assert(performance.now() - t < 5000, `${performance.now() - t} ms`);
+  assert(
+    message.includes(`cannot reach the Hugging Face hub at ${hub} (no answer within 0.3 s)`),
+    message,
+  );
+});

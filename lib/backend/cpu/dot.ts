@@ -5,8 +5,8 @@
  * gathered into a contiguous staging buffer.
  */
 import type { TypedArray } from "../../ir/dtype.ts";
-import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
-import type { Tensor } from "../../ir/tensor.ts";
+import { Primitive } from "../../ir/primitive.ts";
+import { paramsOf, type Tensor } from "../../ir/tensor.ts";
 import { F, type GemmFn, MAX_TASK_BATCH_DIMS, runGemmTask, TASK_INTS } from "./tasks.ts";
 import { DEFAULT_GEMM, gemmModuleBytes } from "./gemm_wasm.ts";
 import { loadNativeBlas, wasmChosen } from "./gemm_native.ts";
@@ -119,7 +119,7 @@ export function dotLayout(
   views: [View, View],
   inPlace: [boolean, boolean],
 ): DotLayout {
-  const p = node.params as PrimitiveParams[Primitive.DotGeneral];
+  const p = paramsOf(node, Primitive.DotGeneral);
   const [lv, rv] = views;
   const lhsFree = lv.shape.map((_, i) => i).filter((i) =>
     !p.lhsBatch.includes(i) && !p.lhsContract.includes(i)

@@ -10,8 +10,8 @@
 import type { TypedArray } from "../../ir/dtype.ts";
 import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
-import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
-import type { Tensor } from "../../ir/tensor.ts";
+import { Primitive } from "../../ir/primitive.ts";
+import { isPrim, paramsOf, type Tensor } from "../../ir/tensor.ts";
 import type { DeviceArray, Executable } from "../backend.ts";
 import { type ArenaRequest, bytesPer, planArena, viewOf } from "./arena.ts";
 import { jsKernel } from "./codegen.ts";
@@ -21,7 +21,7 @@ import { WorkerPool } from "./threads.ts";
 import { buildGroupIR, type GroupIR } from "./fused_ir.ts";
 import { DEFAULT_GEMM, gemmScratchBytes } from "./gemm_wasm.ts";
 import type { View } from "./index_map.ts";
-import { KERNELS } from "./kernels.ts";
+import { kernelOf } from "./kernels.ts";
 import { type GraphPlan, planGraph } from "./plan.ts";
 import { buildWasmGroups, wasmEligible } from "./wasm_fused.ts";
 import { EXP_TABLE, EXP_TABLE_BYTES } from "./wasm_math.ts";
@@ -208,10 +208,10 @@ export class FusedExecutable implements Executable {
     for (let p = 0; p < nodes.length; p++) {
       if (role[p] !== "source" || reqs[slotOf.get(p)!].last < 0) continue;
       const t = nodes[p];
-      if (t.prim === Primitive.Constant) {
-        viewOfBase(p).set((t.params as PrimitiveParams[Primitive.Constant]).value.data);
+      if (isPrim(t, Primitive.Constant)) {
+        viewOfBase(p).set(t.params.value.data);
       } else {
-        const index = (t.params as PrimitiveParams[Primitive.Input]).index;
+        const { index } = paramsOf(t, Primitive.Input);
         this.#inputs.push({ index, view: viewOfBase(p) });
       }
     }
@@ -278,7 +278,7 @@ export class FusedExecutable implements Executable {
         if (d.slices > 1) threadedMatmuls++;
         name = "dot_general";
       } else {
-        const kernel = KERNELS[t.prim];
+        const kernel = kernelOf(t);
         const ins = t.inputs.map((x) => pos(x));
         const out = viewOfBase(s.p);
         step = () => out.set(kernel(t, ins.map(tensor)).data);
@@ -343,10 +343,10 @@ export class FusedExecutable implements Executable {
       while (role[b] === "alias") b = position.get(nodes[b].inputs[0].id)!;
       const t = nodes[b];
       let src: HostTensor;
-      if (t.prim === Primitive.Input) {
-        src = args[(t.params as PrimitiveParams[Primitive.Input]).index] as HostTensor;
-      } else if (t.prim === Primitive.Constant) {
-        src = (t.params as PrimitiveParams[Primitive.Constant]).value;
+      if (isPrim(t, Primitive.Input)) {
+        src = args[t.params.index] as HostTensor;
+      } else if (isPrim(t, Primitive.Constant)) {
+        src = t.params.value;
       } else {
         let data = copies.get(b);
         if (!data) copies.set(b, data = this.#tensor(b).data.slice());

@@ -1,8 +1,9 @@
 import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
-import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
+import { Primitive } from "../../ir/primitive.ts";
+import { isPrim } from "../../ir/tensor.ts";
 import type { DeviceArray, Executable } from "../backend.ts";
-import { KERNELS } from "./kernels.ts";
+import { kernelOf } from "./kernels.ts";
 
 /**
  * The reference interpreter: runs each node with its kernel from kernels.ts. Each intermediate
@@ -28,12 +29,12 @@ export class InterpretedExecutable implements Executable {
     const values = new Array<HostTensor | undefined>(nodes.length);
     for (let i = 0; i < nodes.length; i++) {
       const n = nodes[i];
-      if (n.prim === Primitive.Input) {
-        values[i] = args[(n.params as PrimitiveParams[Primitive.Input]).index] as HostTensor;
+      if (isPrim(n, Primitive.Input)) {
+        values[i] = args[n.params.index] as HostTensor;
         continue;
       }
       const ins = n.inputs.map((t) => values[this.#position.get(t.id)!]!);
-      values[i] = KERNELS[n.prim](n, ins);
+      values[i] = kernelOf(n)(n, ins);
       for (const t of n.inputs) {
         const p = this.#position.get(t.id)!;
         if (this.#lastUse[p] === i) values[p] = undefined;

@@ -4,25 +4,27 @@
  */
 import { allocArray, bf16ToF32, f32ToBf16, type TypedArray } from "../../ir/dtype.ts";
 import { type HostTensor, numel, stridesOf } from "../../ir/host_tensor.ts";
-import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
+import { type CompareDirection, Primitive } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
 import { erf } from "./math.ts";
 import { matmulF32 } from "./matmul.ts";
 
-export type Kernel = (node: Tensor, ins: HostTensor[]) => HostTensor;
+/** The reference kernel of a node of primitive P (its params typed by P). */
+export type Kernel<P extends Primitive = Primitive> = (
+  node: Tensor<P>,
+  ins: HostTensor[],
+) => HostTensor;
 
-type P<K extends Primitive> = PrimitiveParams[K];
-
-export const KERNELS: { [K in Primitive]: Kernel } = {
+export const KERNELS: { [P in Primitive]: Kernel<P> } = {
   [Primitive.Input]: () => {
     throw new Error("cpu: input nodes are bound by the executor");
   },
   [Primitive.Constant]: (n) => {
-    const v = (n.params as P<Primitive.Constant>).value;
+    const v = n.params.value;
     return { shape: v.shape, dtype: v.dtype, data: v.data };
   },
   [Primitive.Iota]: (n) => {
-    const { axis } = n.params as P<Primitive.Iota>;
+    const { axis } = n.params;
     const out = alloc(n);
     const stride = stridesOf(n.shape)[axis], dim = n.shape[axis];
     for (let i = 0; i < out.data.length; i++) out.data[i] = Math.floor(i / stride) % dim;
@@ -51,8 +53,7 @@ export const KERNELS: { [K in Primitive]: Kernel } = {
     ),
   [Primitive.Max]: (n, [x, y]) => map2(n, x, y, (a, b) => (Number.isNaN(a) || a > b ? a : b)),
   [Primitive.Min]: (n, [x, y]) => map2(n, x, y, (a, b) => (Number.isNaN(a) || a < b ? a : b)),
-  [Primitive.Compare]: (n, [x, y]) =>
-    map2(n, x, y, COMPARE[(n.params as P<Primitive.Compare>).direction]),
+  [Primitive.Compare]: (n, [x, y]) => map2(n, x, y, COMPARE[n.params.direction]),
   [Primitive.And]: (n, [x, y]) => map2(n, x, y, (a, b) => a & b),
   [Primitive.Or]: (n, [x, y]) => map2(n, x, y, (a, b) => a | b),
   [Primitive.Xor]: (n, [x, y]) => map2(n, x, y, (a, b) => a ^ b),
@@ -70,25 +71,25 @@ export const KERNELS: { [K in Primitive]: Kernel } = {
     reduceKernel(n, x, -Infinity, (acc, v) => (Number.isNaN(acc) || acc > v ? acc : v)),
   [Primitive.Reshape]: (n, [x]) => ({ shape: [...n.shape], dtype: x.dtype, data: x.data }),
   [Primitive.BroadcastInDim]: (n, [x]) => {
-    const { dims } = n.params as P<Primitive.BroadcastInDim>;
+    const { dims } = n.params;
     const inStrides = stridesOf(x.shape);
     const strides = n.shape.map(() => 0);
     dims.forEach((d, i) => (strides[d] = x.shape[i] === 1 ? 0 : inStrides[i]));
     return gather(n, x, strides, 0);
   },
   [Primitive.Transpose]: (n, [x]) => {
-    const { perm } = n.params as P<Primitive.Transpose>;
+    const { perm } = n.params;
     const inStrides = stridesOf(x.shape);
     return gather(n, x, perm.map((p) => inStrides[p]), 0);
   },
   [Primitive.Slice]: (n, [x]) => {
-    const { start, strides } = n.params as P<Primitive.Slice>;
+    const { start, strides } = n.params;
     const inStrides = stridesOf(x.shape);
     const offset = start.reduce((s, v, i) => s + v * inStrides[i], 0);
     return gather(n, x, strides.map((s, i) => s * inStrides[i]), offset);
   },
   [Primitive.Pad]: (n, [x]) => {
-    const { low, value } = n.params as P<Primitive.Pad>;
+    const { low, value } = n.params;
     const out = alloc(n);
     out.data.fill(value);
     const outStrides = stridesOf(n.shape);
@@ -97,7 +98,7 @@ export const KERNELS: { [K in Primitive]: Kernel } = {
     return out;
   },
   [Primitive.Concatenate]: (n, ins) => {
-    const { axis } = n.params as P<Primitive.Concatenate>;
+    const { axis } = n.params;
     const out = alloc(n);
     const outStrides = stridesOf(n.shape);
     let offset = 0;
@@ -112,7 +113,12 @@ export const KERNELS: { [K in Primitive]: Kernel } = {
   [Primitive.AllReduceSum]: (_n, [x]) => x,
 };
 
-const COMPARE: Record<P<Primitive.Compare>["direction"], (a: number, b: number) => number> = {
+/** The kernel of `node`'s primitive (the table, widened to any primitive at this one place). */
+export function kernelOf(node: Tensor): Kernel {
+  return KERNELS[node.prim] as Kernel;
+}
+
+const COMPARE: Record<CompareDirection, (a: number, b: number) => number> = {
   eq: (a, b) => (a === b ? 1 : 0),
   ne: (a, b) => (a !== b ? 1 : 0),
   lt: (a, b) => (a < b ? 1 : 0),
@@ -221,13 +227,13 @@ function scatterInto(dst: TypedArray, x: HostTensor, dstStrides: number[], base:
 }
 
 function reduceKernel(
-  n: Tensor,
+  n: Tensor<Primitive.ReduceSum | Primitive.ReduceMax>,
   x: HostTensor,
   init: number,
   f: (acc: number, v: number) => number,
 ): HostTensor {
   checkNotBf16(x);
-  const { axes } = n.params as P<Primitive.ReduceSum>;
+  const { axes } = n.params;
   const kept = x.shape.map((_, i) => i).filter((i) => !axes.includes(i));
   // Move reduced axes last, so each output is a contiguous run of the permuted input.
   const perm = [...kept, ...axes];
@@ -251,11 +257,15 @@ function reduceKernel(
   return out;
 }
 
-function dotGeneralKernel(n: Tensor, a: HostTensor, b: HostTensor): HostTensor {
+function dotGeneralKernel(
+  n: Tensor<Primitive.DotGeneral>,
+  a: HostTensor,
+  b: HostTensor,
+): HostTensor {
   if (a.dtype !== "f32") {
     throw new Error(`cpu backend: dot_general supports f32 only, got ${a.dtype}`);
   }
-  const { lhsBatch, rhsBatch, lhsContract, rhsContract } = n.params as P<Primitive.DotGeneral>;
+  const { lhsBatch, rhsBatch, lhsContract, rhsContract } = n.params;
   const lhsFree = a.shape.map((_, i) => i).filter((i) =>
     !lhsBatch.includes(i) && !lhsContract.includes(i)
   );

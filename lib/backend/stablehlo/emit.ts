@@ -4,9 +4,9 @@
  * on the graph's structure and the options, so the same program always gives the same text.
  */
 import type { Graph } from "../../ir/graph.ts";
-import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
+import { Primitive } from "../../ir/primitive.ts";
 import type { Precision } from "../../ir/primitive.ts";
-import type { Tensor } from "../../ir/tensor.ts";
+import { isPrim, type Tensor } from "../../ir/tensor.ts";
 import { type Alias, checkAliases } from "./aliasing.ts";
 import { Emitter } from "./emitter.ts";
 import { planRematBarriers, type RematPlan } from "./remat.ts";
@@ -56,7 +56,7 @@ export function emitStableHlo(graph: Graph, options: EmitOptions = {}): string {
       (group !== undefined ? barrierNames[group].get(inp) : undefined) ?? names.get(inp)!
     );
     const rule = RULES[item.prim] as EmitRule<Primitive>;
-    names.set(item, rule(e, item, args, item.params as PrimitiveParams[Primitive]));
+    names.set(item, rule(e, item, args, item.params));
   }
 
   const aliasOf = new Map(aliases.map((a) => [a.input, a.output]));
@@ -88,8 +88,8 @@ export function emitStableHlo(graph: Graph, options: EmitOptions = {}): string {
 export function replicasOf(graph: Graph, requested?: number): number {
   let found: number | undefined;
   for (const n of graph.nodes) {
-    if (n.prim !== Primitive.AllReduceSum) continue;
-    const r = (n.params as PrimitiveParams[Primitive.AllReduceSum]).replicas;
+    if (!isPrim(n, Primitive.AllReduceSum)) continue;
+    const r = n.params.replicas;
     if (found !== undefined && r !== found) {
       throw new Error(
         `stablehlo: the graph's all-reduces disagree on replicas (${found} and ${r})`,
@@ -113,8 +113,7 @@ export function replicasOf(graph: Graph, requested?: number): number {
 
 function checkInputs(graph: Graph): void {
   graph.inputs.forEach((t, i) => {
-    const p = t.params as PrimitiveParams[Primitive.Input];
-    if (t.prim !== Primitive.Input || p.index !== i) {
+    if (!isPrim(t, Primitive.Input) || t.params.index !== i) {
       throw new Error(`stablehlo: graph input ${i} is ${t}, not input #${i}`);
     }
   });

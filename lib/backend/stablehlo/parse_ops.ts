@@ -11,7 +11,7 @@ import {
   Primitive,
   type PrimitiveParams,
 } from "../../ir/primitive.ts";
-import type { Tensor } from "../../ir/tensor.ts";
+import { isPrim, type Tensor } from "../../ir/tensor.ts";
 
 /** A parsed tensor type. */
 export interface TypeSpec {
@@ -231,8 +231,8 @@ function dotDims(text: string): PrimitiveParams[Primitive.DotGeneral] {
 function constantScalar(t: Tensor): number | undefined {
   let n = t;
   while (n.prim === Primitive.BroadcastInDim) n = n.inputs[0];
-  if (n.prim !== Primitive.Constant) return undefined;
-  const v = (n.params as PrimitiveParams[Primitive.Constant]).value;
+  if (!isPrim(n, Primitive.Constant)) return undefined;
+  const v = n.params.value;
   if (v.data.length !== 1) return undefined;
   return v.dtype === "bf16" ? bf16Value(v.data[0]) : v.data[0];
 }

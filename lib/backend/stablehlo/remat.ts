@@ -5,9 +5,7 @@
  * group of clones reads from outside the group go through one `stablehlo.optimization_barrier`,
  * so the recomputation has distinct operands and cannot be merged back.
  *
- * Clones are recognised structurally: a clone shares its original's `params` object (the cloner
- * reuses it), has the same primitive, shape and dtype, and each of its inputs is either the
- * original's input itself or a clone of it.
+ * Clones are tagged in the IR: `Tensor.rematOf` names the forward node a clone recomputes.
  */
 import { Primitive } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
@@ -65,30 +63,9 @@ export function planRematBarriers(nodes: readonly Tensor[]): RematPlan {
   return { groupOf, barrierInputs };
 }
 
-/** Clone -> original, for every node of `nodes` that is a structural clone of another. */
+/** Clone -> original, for every node of `nodes` that recomputes another (`Tensor.rematOf`). */
 function findClones(nodes: readonly Tensor[]): Map<Tensor, Tensor> {
-  const byParams = new Map<object, Tensor[]>();
-  for (const n of nodes) {
-    if (n.inputs.length === 0) continue;
-    const key = n.params as object;
-    let list = byParams.get(key);
-    if (!list) byParams.set(key, list = []);
-    list.push(n);
-  }
   const originalOf = new Map<Tensor, Tensor>();
-  const candidates = [...byParams.values()].filter((l) => l.length > 1).flat()
-    .sort((a, b) => a.id - b.id);
-  // In id order, so that a node's inputs are classified before the node.
-  for (const c of candidates) {
-    const group = byParams.get(c.params as object)!;
-    const original = group.find((o) => o.id < c.id && !originalOf.has(o) && isCloneOf(c, o));
-    if (original) originalOf.set(c, original);
-  }
+  for (const n of nodes) if (n.rematOf) originalOf.set(n, n.rematOf);
   return originalOf;
-
-  function isCloneOf(c: Tensor, o: Tensor): boolean {
-    return c.prim === o.prim && c.dtype === o.dtype && c.inputs.length === o.inputs.length &&
-      c.shape.every((d, i) => d === o.shape[i]) &&
-      c.inputs.every((inp, i) => inp === o.inputs[i] || originalOf.get(inp) === o.inputs[i]);
-  }
 }

@@ -5,8 +5,8 @@
  * The kernel's outputs bind first (read-write), then its reads in plan order.
  */
 import { numel } from "../../ir/host_tensor.ts";
-import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
-import type { Tensor } from "../../ir/tensor.ts";
+import { Primitive } from "../../ir/primitive.ts";
+import { hasKind, type Tensor } from "../../ir/tensor.ts";
 import { ExprBuilder, FlatIndex, indexKey, type KernelContext, VecIndex } from "./expr.ts";
 import { bindingSource, chunkCount, type ChunkPolicy } from "./bindings.ts";
 import { helperSource } from "./helpers.ts";
@@ -99,7 +99,8 @@ function mapBody(k: KernelPlan, vector: boolean, t: Tuning): GeneratedKernel {
 function reduceKernel(k: KernelPlan, core: Tensor, t: Tuning): GeneratedKernel {
   const root = k.roots[0];
   const x = core.inputs[0];
-  const { axes } = core.params as PrimitiveParams[Primitive.ReduceSum];
+  if (!hasKind(core, "reduce")) throw new Error(`webgpu: ${core} is not a reduction`);
+  const { axes } = core.params;
   const outSize = root.size;
   const redShape = axes.map((a) => x.shape[a]);
   const terms = numel(redShape);

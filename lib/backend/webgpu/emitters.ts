@@ -10,27 +10,30 @@
  * or drop the last dim) or fall back to four scalar lanes.
  */
 import type { DType } from "../../ir/dtype.ts";
-import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
+import { Primitive } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
 import { type ExprBuilder, FlatIndex, type Index, isFlat, isVec, VecIndex } from "./expr.ts";
 import { literal, wgslType } from "./storage.ts";
 
-export type Emitter = (b: ExprBuilder, n: Tensor, idx: Index) => string;
+/** The WGSL expression of a node of primitive P at `idx` (its params typed by P). */
+export type Emitter<P extends Primitive = Primitive> = (
+  b: ExprBuilder,
+  n: Tensor<P>,
+  idx: Index,
+) => string;
 
-type P<K extends Primitive> = PrimitiveParams[K];
-
-export const EMITTERS: { [K in Primitive]: Emitter } = {
+export const EMITTERS: { [P in Primitive]: Emitter<P> } = {
   [Primitive.Input]: (_b, n) => {
     throw new Error(`webgpu: input ${n} has no storage binding in this kernel`);
   },
   [Primitive.Constant]: (_b, n, idx) => {
-    const v = (n.params as P<Primitive.Constant>).value;
+    const v = n.params.value;
     if (v.data.length !== 1) throw new Error(`webgpu: constant ${n} has no storage binding`);
     return lit(idx, v.data[0], n.dtype);
   },
   [Primitive.Iota]: (b, n, idx) => {
     if (isVec(idx)) return lanes(b, n, idx);
-    const i = b.dims(idx, n.shape)[(n.params as P<Primitive.Iota>).axis];
+    const i = b.dims(idx, n.shape)[n.params.axis];
     return wgslType(n.dtype) === "u32" ? i : `${wgslType(n.dtype)}(${i})`;
   },
   [Primitive.Neg]: (b, n, idx) => {
@@ -77,7 +80,7 @@ export const EMITTERS: { [K in Primitive]: Emitter } = {
   [Primitive.Compare]: (b, n, idx) => {
     const [x, y] = operands(b, n, idx);
     const op = { eq: "==", ne: "!=", lt: "<", le: "<=", gt: ">", ge: ">=" }[
-      (n.params as P<Primitive.Compare>).direction
+      n.params.direction
     ];
     return `select(${lit(idx, 0, "u32")}, ${lit(idx, 1, "u32")}, ${x} ${op} ${y})`;
   },
@@ -119,7 +122,7 @@ export const EMITTERS: { [K in Primitive]: Emitter } = {
     b.value(n.inputs[0], isFlat(idx) || isVec(idx) ? idx : reshapeIndex(b, idx, n)),
   [Primitive.BroadcastInDim]: (b, n, index) => {
     const x = n.inputs[0];
-    const { dims } = n.params as P<Primitive.BroadcastInDim>;
+    const { dims } = n.params;
     if (isVec(index)) {
       const last = n.shape.length - 1, D = n.shape[last];
       if (x.size === 1) return splat(x.dtype, b.value(x, x.shape.map(() => "0u")));
@@ -139,7 +142,7 @@ export const EMITTERS: { [K in Primitive]: Emitter } = {
   [Primitive.Transpose]: (b, n, index) => {
     if (isVec(index)) return lanes(b, n, index);
     const idx = b.dims(index, n.shape);
-    const { perm } = n.params as P<Primitive.Transpose>;
+    const { perm } = n.params;
     const inIdx = new Array<string>(perm.length);
     perm.forEach((p, i) => (inIdx[p] = idx[i]));
     return b.value(n.inputs[0], inIdx);
@@ -147,7 +150,7 @@ export const EMITTERS: { [K in Primitive]: Emitter } = {
   [Primitive.Slice]: (b, n, index) => {
     if (isVec(index)) return lanes(b, n, index);
     const idx = b.dims(index, n.shape);
-    const { start, strides } = n.params as P<Primitive.Slice>;
+    const { start, strides } = n.params;
     return b.value(
       n.inputs[0],
       idx.map((e, i) => {
@@ -160,7 +163,7 @@ export const EMITTERS: { [K in Primitive]: Emitter } = {
     if (isVec(index)) return lanes(b, n, index);
     const idx = b.dims(index, n.shape);
     const x = n.inputs[0];
-    const { low, value } = n.params as P<Primitive.Pad>;
+    const { low, value } = n.params;
     const conds: string[] = [];
     const inIdx = idx.map((e, i) => {
       const lo = low[i], d = x.shape[i];
@@ -183,7 +186,7 @@ export const EMITTERS: { [K in Primitive]: Emitter } = {
     if (isVec(index)) return lanes(b, n, index);
     const idx = b.dims(index, n.shape);
     // Branches, so each element computes only the operand it takes.
-    const { axis } = n.params as P<Primitive.Concatenate>;
+    const { axis } = n.params;
     const out = b.fresh("c");
     b.emit(`var ${out}: ${wgslType(n.dtype)};`);
     let offset = 0;
@@ -213,6 +216,11 @@ export function typeAt(idx: Index, dtype: DType): string {
 }
 
 /** A literal, splatted to vec4 at a VecIndex. */
+/** The emitter of `n`'s primitive (the table, widened to any primitive at this one place). */
+export function emitterOf(n: Tensor): Emitter {
+  return EMITTERS[n.prim] as Emitter;
+}
+
 function lit(idx: Index, v: number, dtype: DType): string {
   const s = literal(v, dtype);
   return isVec(idx) ? `vec4<${wgslType(dtype)}>(${s})` : s;

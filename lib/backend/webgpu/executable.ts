@@ -5,8 +5,8 @@
  * returns as soon as the work is queued, so steps can queue while the GPU runs.
  */
 import type { Graph } from "../../ir/graph.ts";
-import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
-import type { Tensor } from "../../ir/tensor.ts";
+import { Primitive } from "../../ir/primitive.ts";
+import { isPrim, paramsOf, type Tensor } from "../../ir/tensor.ts";
 import type { DeviceArray, Executable } from "../backend.ts";
 import { chunkCount } from "./bindings.ts";
 import { type GeneratedKernel, generateKernel } from "./codegen.ts";
@@ -99,12 +99,12 @@ export class GpuExecutable implements Executable {
 
     const loc = new Map<number, Loc>();
     for (const n of graph.inputs) {
-      loc.set(n.id, { kind: "input", index: (n.params as PrimitiveParams[Primitive.Input]).index });
+      loc.set(n.id, { kind: "input", index: paramsOf(n, Primitive.Input).index });
     }
     const constants: PooledBuffer[] = [];
     for (const n of graph.nodes) {
-      if (n.prim !== Primitive.Constant || !plan.materialized.has(n.id) || n.size === 1) continue;
-      const value = (n.params as PrimitiveParams[Primitive.Constant]).value;
+      if (!isPrim(n, Primitive.Constant) || !plan.materialized.has(n.id) || n.size === 1) continue;
+      const { value } = n.params;
       const buffer = host.pool.acquire(n.size * WORD);
       ctx.device.queue.writeBuffer(buffer.buffer, 0, toWords(value));
       constants.push(buffer);
@@ -233,7 +233,7 @@ export class GpuExecutable implements Executable {
       throw new Error(`webgpu: executable takes ${inputs.length} arrays, got ${args.length}`);
     }
     const argBuffers = args.map((a, i) => {
-      const spec = inputs.find((n) => (n.params as PrimitiveParams[Primitive.Input]).index === i);
+      const spec = inputs.find((n) => paramsOf(n, Primitive.Input).index === i);
       if (
         spec && (a.dtype !== spec.dtype || a.shape.length !== spec.shape.length ||
           a.shape.some((d, k) => d !== spec.shape[k]))

@@ -8,7 +8,7 @@
  */
 import { stridesOf } from "../../ir/host_tensor.ts";
 import type { Tensor } from "../../ir/tensor.ts";
-import { EMITTERS, typeAt } from "./emitters.ts";
+import { emitterOf, typeAt } from "./emitters.ts";
 import { wgslType } from "./storage.ts";
 
 /**
@@ -82,7 +82,7 @@ export class ExprBuilder {
     const buf = this.#ctx.binding(n);
     let expr: string;
     if (buf !== undefined) expr = this.#load(buf, n, idx);
-    else expr = EMITTERS[n.prim](this, n, idx);
+    else expr = emitterOf(n)(this, n, idx);
     if (isAtom(expr)) {
       this.#scopes[this.#scopes.length - 1].set(key, expr);
       return expr;

@@ -5,8 +5,8 @@
  * otherwise a loader function evaluating the fused operand expression per element.
  */
 import { numel } from "../../ir/host_tensor.ts";
-import type { Primitive, PrimitiveParams } from "../../ir/primitive.ts";
-import type { Tensor } from "../../ir/tensor.ts";
+import { Primitive } from "../../ir/primitive.ts";
+import { paramsOf, type Tensor } from "../../ir/tensor.ts";
 import { ExprBuilder, type KernelContext } from "./expr.ts";
 import { type Extent, mergeExtents, stridedView } from "./view.ts";
 
@@ -46,7 +46,7 @@ export interface OperandView {
 
 export function normalizeDot(dot: Tensor): { dims: MatDims; groups: DotGroups } {
   const [lhs, rhs] = dot.inputs;
-  const p = dot.params as PrimitiveParams[Primitive.DotGeneral];
+  const p = paramsOf(dot, Primitive.DotGeneral);
   const lhsFree = freeDims(lhs, p.lhsBatch, p.lhsContract);
   const rhsFree = freeDims(rhs, p.rhsBatch, p.rhsContract);
   const groups: DotGroups = {

@@ -7,8 +7,8 @@
  */
 import type { Graph } from "../../ir/graph.ts";
 import * as ops from "../../ir/ops.ts";
-import { Primitive, PRIMITIVE_KIND, type PrimitiveParams } from "../../ir/primitive.ts";
-import type { Tensor } from "../../ir/tensor.ts";
+import { Primitive, PRIMITIVE_KIND } from "../../ir/primitive.ts";
+import { paramsOf, type Tensor } from "../../ir/tensor.ts";
 import { mergeExtents, stridedView } from "./view.ts";
 
 export interface KernelPlan {
@@ -394,7 +394,7 @@ function relayoutOperands(kernels: KernelPlan[], mat: Set<number>): KernelPlan[]
       out.push(k);
       continue;
     }
-    const p = d.params as PrimitiveParams[Primitive.DotGeneral];
+    const p = paramsOf(d, Primitive.DotGeneral);
     const [lhs, rhs] = d.inputs;
     const lhsFree = freeOf(lhs, p.lhsBatch, p.lhsContract);
     const rhsFree = freeOf(rhs, p.rhsBatch, p.rhsContract);

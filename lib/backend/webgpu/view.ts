@@ -5,8 +5,8 @@
  * one multiply-add per loop step.
  */
 import { stridesOf } from "../../ir/host_tensor.ts";
-import { Primitive, type PrimitiveParams } from "../../ir/primitive.ts";
-import type { Tensor } from "../../ir/tensor.ts";
+import { Primitive } from "../../ir/primitive.ts";
+import { paramsOf, type Tensor } from "../../ir/tensor.ts";
 
 export interface StridedView {
   /** The stored node the view reads. */
@@ -22,8 +22,6 @@ export interface Extent {
   stride: number;
 }
 
-type P<K extends Primitive> = PrimitiveParams[K];
-
 /** The strided view of `n` over a stored node, or undefined when `n` is not a pure view. */
 export function stridedView(n: Tensor, isStored: (t: Tensor) => boolean): StridedView | undefined {
   if (isStored(n)) return { source: n, offset: 0, strides: stridesOf(n.shape) };
@@ -32,13 +30,13 @@ export function stridedView(n: Tensor, isStored: (t: Tensor) => boolean): Stride
     case Primitive.Transpose: {
       const v = stridedView(x, isStored);
       if (!v) return undefined;
-      const { perm } = n.params as P<Primitive.Transpose>;
+      const { perm } = paramsOf(n, Primitive.Transpose);
       return { ...v, strides: perm.map((p) => v.strides[p]) };
     }
     case Primitive.BroadcastInDim: {
       const v = stridedView(x, isStored);
       if (!v) return undefined;
-      const { dims } = n.params as P<Primitive.BroadcastInDim>;
+      const { dims } = paramsOf(n, Primitive.BroadcastInDim);
       const strides = n.shape.map(() => 0);
       dims.forEach((d, i) => (strides[d] = x.shape[i] === 1 ? 0 : v.strides[i]));
       return { ...v, strides };
@@ -46,7 +44,7 @@ export function stridedView(n: Tensor, isStored: (t: Tensor) => boolean): Stride
     case Primitive.Slice: {
       const v = stridedView(x, isStored);
       if (!v) return undefined;
-      const { start, strides: step } = n.params as P<Primitive.Slice>;
+      const { start, strides: step } = paramsOf(n, Primitive.Slice);
       return {
         source: v.source,
         offset: v.offset + start.reduce((s, st, i) => s + st * v.strides[i], 0),
