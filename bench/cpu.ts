@@ -1,77 +1,302 @@
 /**
- * CPU train-step throughput next to the peer: bench/train_step.ts (tiny ViT, batch 128,
- * AdamW) on the CPU backend, and the same step in PyTorch (scripts/bench_torch_vit.py, run
- * with Debian's python3-torch), each with 1 thread and with all threads, in one script.
- * Ratios: like for like (1 thread / 1 thread, all / all), and ours with all threads against
- * torch with 1 thread (the issue's peer figure).
+ * CPU train-step throughput next to the peers a user would pick, in one invocation:
+ *   ours       bench/train_step.ts on the CPU backend (bench/cpu_cell.ts, one process a cell);
+ *   timm       timm's VisionTransformer on torch 2.x (scripts/bench_timm_vit.py);
+ *   deit3-jax  the original's step on JAX's XLA CPU client (scripts/bench_jax.py train-step);
+ * for the tiny ViT at batch 128 and ViT-S/16 (LayerScale) at batch 8, each with 1 thread and
+ * with all cores. The peers run from the venv of DEVELOPERS.md (`bash ../shared/tools/peers.sh`
+ * prints its python; `--python` or DEIT3_PEERS_PYTHON names another). Debian's torch 1.13
+ * (/usr/bin/python3, scripts/bench_torch_vit.py) runs as a labelled extra on the tiny ViT only:
+ * it is far slower than torch 2.x and is not a peer for the ratios.
  *
- * `deno run -A bench/cpu.ts [--steps N]` prints the JSON; `deno task bench` calls benchCpu().
+ * The cells of one config and thread count run back to back (ours, timm, jax), with the load
+ * average read before each. One-thread cells run under `taskset -c 0` (one core for every side,
+ * so that no helper thread borrows the other) with each side's own thread setting as well.
+ * Every cell is its own process under /usr/bin/time, which gives its peak RSS.
+ *
+ * `deno run -A bench/cpu.ts [--steps N] [--only tiny,vit-s16] [--threads 1,2] [--python P]`
+ * prints the JSON; `deno task bench` calls benchCpu() and formatCpuBench().
  */
-import { CpuBackend } from "../lib/backend/cpu/backend.ts";
 import { threadCount } from "../lib/backend/cpu/threads.ts";
-import { benchTrainStep } from "./train_step.ts";
 
 export interface CpuBenchOptions {
-  /** Timed steps for each side (after one warm-up step). */
+  /** Timed steps per cell (tiny; ViT-S/16 takes a third of it, at least 2). */
   steps?: number;
-  /** Python interpreter with torch (Debian's python3-torch lives in /usr/bin/python3). */
+  /** Configs to run: "tiny", "vit-s16". */
+  only?: string[];
+  /** Thread counts (default 1 and all cores). */
+  threads?: number[];
+  /** Peer venv python (jax, timm, torch 2.x). */
   python?: string;
 }
 
+interface Model {
+  name: string;
+  label: string;
+  batch: number;
+  layers: number;
+  dim: number;
+  heads: number;
+  patch: number;
+  image: number;
+  labels: number;
+  layerscale: boolean;
+}
+
+export const BENCH_MODELS: Model[] = [
+  {
+    name: "tiny",
+    label: "tiny ViT (28 px, patch 4, dim 64, depth 4, 4 heads), batch 128",
+    batch: 128,
+    layers: 4,
+    dim: 64,
+    heads: 4,
+    patch: 4,
+    image: 28,
+    labels: 10,
+    layerscale: false,
+  },
+  {
+    name: "vit-s16",
+    label: "ViT-S/16 at 224, LayerScale, batch 8",
+    batch: 8,
+    layers: 12,
+    dim: 384,
+    heads: 6,
+    patch: 16,
+    image: 224,
+    labels: 1000,
+    layerscale: true,
+  },
+];
+
+type Cell = Record<string, unknown> & { img_per_s?: number; error?: string };
+
 export async function benchCpu(opts: CpuBenchOptions = {}): Promise<Record<string, unknown>> {
   const steps = opts.steps ?? 5;
-  const loadBefore = Deno.loadavg()[0];
-  const torch = await runTorch(opts.python ?? "/usr/bin/python3", steps);
-  const all = new CpuBackend();
-  const one = await benchTrainStep(new CpuBackend({ threads: false }), undefined, 128, steps);
-  const many = await benchTrainStep(all, undefined, 128, steps);
-  const threads = threadCount();
-  const figure = (r: typeof one, n: number) => ({
-    img_per_s: round(r.imgPerS),
-    step_ms: round(r.stepMs),
-    compile_s: round(r.compileS),
-    threads: n,
-  });
+  const cores = navigator.hardwareConcurrency || 1;
+  const threadList = opts.threads ?? [...new Set([1, Math.min(threadCount(), cores)])];
+  const models = BENCH_MODELS.filter((m) => !opts.only || opts.only.includes(m.name));
+  const python = opts.python ?? (await peersPython());
   const out: Record<string, unknown> = {
-    config: "tiny ViT 28x28, patch 4, dim 64, depth 4, heads 4, batch 128, AdamW",
-    device: all.description,
-    cpu_1_thread: figure(one, 1),
-    [`cpu_${threads}_threads`]: figure(many, threads),
-    load_average: [round(loadBefore), round(Deno.loadavg()[0])],
+    machine: `${cores} cores, ${Deno.osRelease()}`,
+    peers_python: python ?? "not found (bash ../shared/tools/peers.sh)",
+    load_average_start: Deno.loadavg().map(round),
   };
-  if ("error" in torch) {
-    out.torch = torch;
-    return out;
+  const rows: Record<string, unknown>[] = [];
+  for (const m of models) {
+    const n = m.name === "tiny" ? steps : Math.max(2, Math.round(steps / 3));
+    for (const threads of threadList) {
+      const row: Record<string, unknown> = { config: m.label, threads };
+      row.ours = await cell(ours(m, threads, n), threads);
+      row.timm = python ? await cell(timm(python, m, threads, n), threads) : { error: "no venv" };
+      row.jax = python
+        ? await cell(await jax(python, m, threads, n), threads)
+        : { error: "no venv" };
+      const peers = [row.timm, row.jax] as Cell[];
+      const best = Math.max(...peers.map((p) => p.img_per_s ?? 0));
+      const mine = (row.ours as Cell).img_per_s;
+      if (best > 0 && mine) {
+        row.best_peer = (row.timm as Cell).img_per_s === best ? "timm" : "deit3-jax";
+        row.ours_over_best = round(mine / best);
+      }
+      rows.push(row);
+    }
   }
-  out.torch = torch;
-  const t1 = (torch.threads_1 as { img_per_s: number }).img_per_s;
-  const tAll = (torch[`threads_${torch.cores}`] as { img_per_s: number } | undefined)?.img_per_s;
-  out.ratio_1_thread_vs_torch_1_thread = round(one.imgPerS / t1);
-  if (tAll) out.ratio_all_threads_vs_torch_all_threads = round(many.imgPerS / tAll);
-  out.ratio_all_threads_vs_torch_1_thread = round(many.imgPerS / t1);
+  out.cells = rows;
+  if (models.some((m) => m.name === "tiny")) out.extra_debian_torch_1_13 = await debianTorch(steps);
+  out.load_average_end = Deno.loadavg().map(round);
   return out;
 }
 
-async function runTorch(python: string, steps: number): Promise<Record<string, unknown>> {
+/** The table as text (markdown), for `deno task bench`. */
+export function formatCpuBench(r: Record<string, unknown>): string {
+  const f = (c: Cell | undefined) =>
+    c?.img_per_s !== undefined ? String(c.img_per_s) : `error: ${c?.error ?? "?"}`;
+  const mib = (c: Cell | undefined) => c?.peak_rss_mib !== undefined ? `${c.peak_rss_mib}` : "-";
+  const lines = [
+    `load average ${JSON.stringify(r.load_average_start)} -> ${JSON.stringify(r.load_average_end)}`,
+    "| config | threads | ours | timm / torch 2.x | deit3-jax / XLA | ours / best | peak RSS MiB ours / timm / jax | load |",
+    "|---|---|---|---|---|---|---|---|",
+  ];
+  for (const row of r.cells as Record<string, unknown>[]) {
+    const o = row.ours as Cell, t = row.timm as Cell, j = row.jax as Cell;
+    lines.push(
+      `| ${row.config} | ${row.threads} | ${f(o)} | ${f(t)} | ${f(j)} | ${
+        row.ours_over_best ?? "-"
+      } (${row.best_peer ?? "-"}) | ${mib(o)} / ${mib(t)} / ${mib(j)} | ${o.load_before} |`,
+    );
+  }
+  const extra = r.extra_debian_torch_1_13 as Record<string, unknown> | undefined;
+  if (extra) {
+    lines.push(`extra (not a peer): Debian torch 1.13, tiny ViT: ${JSON.stringify(extra)}`);
+  }
+  return lines.join("\n");
+}
+
+interface Command {
+  cmd: string[];
+  env?: Record<string, string>;
+}
+
+function ours(m: Model, threads: number, steps: number): Command {
+  const script = new URL("./cpu_cell.ts", import.meta.url).pathname;
+  return {
+    cmd: [Deno.execPath(), "run", "-A", script, "--model", m.name, "--steps", String(steps)],
+    env: { DEIT3_CPU_THREADS: String(threads) },
+  };
+}
+
+function timm(python: string, m: Model, threads: number, steps: number): Command {
+  const script = new URL("../scripts/bench_timm_vit.py", import.meta.url).pathname;
+  const args = Object.entries({
+    layers: m.layers,
+    dim: m.dim,
+    heads: m.heads,
+    patch: m.patch,
+    image: m.image,
+    labels: m.labels,
+    batch: m.batch,
+    threads,
+    steps,
+  }).flatMap(([k, v]) => [`--${k}`, String(v)]);
+  return { cmd: [python, script, ...args, ...(m.layerscale ? ["--layerscale"] : [])] };
+}
+
+async function jax(python: string, m: Model, threads: number, steps: number): Promise<Command> {
+  const config = await Deno.makeTempFile({ prefix: `bench-${m.name}-`, suffix: ".json" });
+  await Deno.writeTextFile(
+    config,
+    JSON.stringify({
+      layers: m.layers,
+      dim: m.dim,
+      heads: m.heads,
+      labels: m.labels,
+      layerscale: m.layerscale,
+      "patch-size": m.patch,
+      "image-size": m.image,
+      posemb: "learnable",
+      pooling: "cls",
+      dropout: 0,
+      droppath: 0,
+      optimizer: "adamw",
+      "learning-rate": 1e-3,
+      "weight-decay": 0.05,
+      criterion: "ce",
+      "label-smoothing": 0.1,
+      mixup: 0,
+      cutmix: 0,
+    }),
+  );
+  const script = new URL("../scripts/bench_jax.py", import.meta.url).pathname;
+  const flags = threads === 1
+    ? "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    : "";
+  return {
+    cmd: [
+      python,
+      script,
+      "train-step",
+      config,
+      "--batch",
+      String(m.batch),
+      "--steps",
+      String(steps),
+    ],
+    env: { XLA_FLAGS: flags, JAX_PLATFORMS: "cpu" },
+  };
+}
+
+/** Runs one cell in its own process (one core when threads is 1): its JSON and peak RSS. */
+async function cell(c: Command, threads: number): Promise<Cell> {
+  const load = round(Deno.loadavg()[0]);
+  const pin = threads === 1 && (await exists("/usr/bin/taskset"))
+    ? ["/usr/bin/taskset", "-c", "0"]
+    : [];
+  const timer = (await exists("/usr/bin/time")) ? ["/usr/bin/time", "-f", "PEAK_RSS_KIB %M"] : [];
+  const argv = [...timer, ...pin, ...c.cmd];
+  try {
+    const r = await new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      env: c.env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(r.stdout).trim();
+    const stderr = new TextDecoder().decode(r.stderr).trim();
+    if (!r.success) {
+      return {
+        error: `${c.cmd.slice(0, 3).join(" ")} ... failed: ${tail(stderr)}`,
+        load_before: load,
+      };
+    }
+    const result = JSON.parse(stdout.split("\n").pop()!) as Cell;
+    const kib = /PEAK_RSS_KIB (\d+)/.exec(stderr)?.[1];
+    return {
+      img_per_s: round(result.img_per_s as number),
+      step_ms: round(result.step_ms as number),
+      ...(result.compile_s !== undefined ? { compile_s: result.compile_s } : {}),
+      ...(kib ? { peak_rss_mib: Math.round(Number(kib) / 1024) } : {}),
+      load_before: load,
+      ...pick(result, ["device", "gemm", "torch", "timm", "jax"]),
+    };
+  } catch (e) {
+    return {
+      error: `cannot run ${c.cmd[0]}: ${e instanceof Error ? e.message : e}`,
+      load_before: load,
+    };
+  }
+}
+
+async function debianTorch(steps: number): Promise<Record<string, unknown>> {
   const script = new URL("../scripts/bench_torch_vit.py", import.meta.url).pathname;
   try {
-    const r = await new Deno.Command(python, {
+    const r = await new Deno.Command("/usr/bin/python3", {
       args: [script, "--steps", String(steps)],
       stdout: "piped",
       stderr: "piped",
     }).output();
-    const text = new TextDecoder().decode(r.stdout).trim();
-    if (!r.success) {
-      const err = new TextDecoder().decode(r.stderr).trim().split("\n").slice(-3).join(" | ");
-      return { error: `${script} failed (exit ${r.code}): ${err}` };
-    }
-    return JSON.parse(text.split("\n").pop()!);
+    if (!r.success) return { error: tail(new TextDecoder().decode(r.stderr)) };
+    return JSON.parse(new TextDecoder().decode(r.stdout).trim().split("\n").pop()!);
   } catch (e) {
-    return {
-      error: `cannot run ${python} (${e instanceof Error ? e.message : e}); ` +
-        "install the peer with `apt-get install -y python3-torch`",
-    };
+    return { error: `no /usr/bin/python3 with torch (${e instanceof Error ? e.message : e})` };
   }
+}
+
+/** The peer venv's python: DEIT3_PEERS_PYTHON, else what ../shared/tools/peers.sh prints. */
+async function peersPython(): Promise<string | undefined> {
+  const env = Deno.env.get("DEIT3_PEERS_PYTHON");
+  if (env) return env;
+  const script = new URL("../../shared/tools/peers.sh", import.meta.url).pathname;
+  const cached = `${Deno.env.get("HOME")}/.cache/deit3-peers/bin/python`;
+  if (await exists(script)) {
+    try {
+      const r = await new Deno.Command("bash", { args: [script], stdout: "piped", stderr: "null" })
+        .output();
+      const p = new TextDecoder().decode(r.stdout).trim().split("\n").pop();
+      if (r.success && p) return p;
+    } catch {
+      // fall through to the default venv
+    }
+  }
+  return (await exists(cached)) ? cached : undefined;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function pick(o: Record<string, unknown>, keys: string[]): Record<string, unknown> {
+  return Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k]]));
+}
+
+function tail(text: string): string {
+  return text.trim().split("\n").slice(-3).join(" | ");
 }
 
 function round(x: number): number {
@@ -79,7 +304,16 @@ function round(x: number): number {
 }
 
 if (import.meta.main) {
-  const i = Deno.args.indexOf("--steps");
-  const steps = i >= 0 ? Number(Deno.args[i + 1]) : undefined;
-  console.log(JSON.stringify(await benchCpu({ steps }), null, 2));
+  const arg = (name: string) => {
+    const i = Deno.args.indexOf(name);
+    return i >= 0 ? Deno.args[i + 1] : undefined;
+  };
+  const r = await benchCpu({
+    steps: arg("--steps") ? Number(arg("--steps")) : undefined,
+    only: arg("--only")?.split(","),
+    threads: arg("--threads")?.split(",").map(Number),
+    python: arg("--python"),
+  });
+  console.log(JSON.stringify(r, null, 2));
+  console.log(formatCpuBench(r));
 }

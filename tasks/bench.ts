@@ -11,7 +11,7 @@
 import { parseArgs } from "node:util";
 
 const PARTS: Record<string, { module: string; fn: string; format?: string }> = {
-  train: { module: "../bench/cpu.ts", fn: "benchCpu" },
+  train: { module: "../bench/cpu.ts", fn: "benchCpu", format: "formatCpuBench" },
   augment: { module: "../bench/augment.ts", fn: "benchAugment", format: "formatAugmentBench" },
   data: { module: "../bench/data.ts", fn: "benchData", format: "formatDataBench" },
   webgpu: { module: "../bench/webgpu.ts", fn: "benchWebGpu", format: "formatWebGpuBench" },

@@ -113,14 +113,3 @@ function forEachIndex(shape: number[], f: (idx: number[], flat: number) => void)
     f(idx, flat);
   }
 }
-
-Deno.test("worker pool claims: each chunk once, in order, only for the current job", async () => {
-  const { C, claim } = await import("../../lib/backend/cpu/threads.ts");
-  const t = new Int32Array(new SharedArrayBuffer(4 * C.records));
-  t[C.claim] = 0x8001 << 16; // job tag 0x8001 (the sign bit of the word set)
-  assertEquals([0, 1, 2].map(() => claim(t, 0x8001, 3)), [0, 1, 2]);
-  assertEquals(claim(t, 0x8001, 3), -1); // none left
-  t[C.claim] = 2 << 16;
-  assertEquals(claim(t, 0x8001, 3), -1); // a stale worker: another job is current
-  assertEquals(claim(t, 2, 3), 0);
-});

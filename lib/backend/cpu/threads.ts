@@ -12,22 +12,37 @@
 import { Worker } from "node:worker_threads";
 import { TASK_INTS } from "./tasks.ts";
 
-/** Control block layout (i32 words); chunk records follow from CHUNKS. */
+/** Control block layout (i32 words); chunk records follow from C.records. */
 export const C = {
   /** Bumped per job; workers wait on it. */
   seq: 0,
-  /** (seq & 0xffff) << 16 | index of the next unclaimed chunk. */
+  /** The claim word of the current job: tag, chunk count, next index (packClaim). */
   claim: 1,
   /** Chunks finished (by anyone) in the current job. */
   completed: 2,
   /** Set when a worker's chunk threw. */
   error: 3,
   memory: 4,
-  chunks: 5,
   records: 8,
 } as const;
 
-/** Most chunks per job. */
+/**
+ * A job's claim word: its tag (the low 18 bits of its seq), its chunk count and the index of
+ * the next unclaimed chunk, 7 bits each. A worker claims with one compare-and-swap on this word
+ * alone, so a worker that wakes late, while the caller is already laying out the next job, can
+ * never claim a chunk of a job it did not see whole (the cause of issue 11's stalls: workers
+ * read the chunk count from a separate word, which the next job had already changed, and claimed
+ * a chunk past the end of an exhausted job, whose completion then made the next job's count
+ * overshoot; the caller waited for an exact count until the 5-minute timeout).
+ */
+export function packClaim(tag: number, chunks: number, next: number): number {
+  return (((tag & TAG_MASK) << 14) | (chunks << 7) | next) | 0;
+}
+
+/** Tags are the low 18 bits of the job seq. */
+export const TAG_MASK = 0x3ffff;
+
+/** Most chunks per job (fits the 7 bits of the claim word). */
 export const MAX_CHUNKS = 64;
 
 /** Wait this long for the last chunk before declaring a worker lost. */
@@ -162,33 +177,47 @@ export class WorkerPool {
   run(id: number, chunks: Int32Array[], local: (chunk: Int32Array) => void): void {
     const t = this.#control;
     const n = chunks.length;
+    if (n > MAX_CHUNKS) throw new Error(`cpu: ${n} chunks in one job (at most ${MAX_CHUNKS})`);
+    // The previous job's claim word is exhausted (its index reached its own count), so no
+    // worker can claim anything while the records are rewritten.
     t[C.memory] = id;
-    t[C.chunks] = n;
     chunks.forEach((c, i) => t.set(c, C.records + i * TASK_INTS));
     t[C.error] = 0;
     Atomics.store(t, C.completed, 0);
-    const seq = (t[C.seq] + 1) | 0;
-    Atomics.store(t, C.claim, (seq & 0xffff) << 16);
+    const seq = (t[C.seq] + 1) | 0, tag = seq & TAG_MASK;
+    Atomics.store(t, C.claim, packClaim(tag, n, 0));
     Atomics.store(t, C.seq, seq);
     Atomics.notify(t, C.seq);
     const t0 = performance.now();
-    let mine = 0;
-    for (;;) {
-      const i = claim(t, seq & 0xffff, n);
-      if (i < 0) break;
-      local(chunks[i]);
-      mine++;
-      Atomics.add(t, C.completed, 1);
+    let mine = 0, expected = n;
+    let failure: unknown = null;
+    try {
+      for (;;) {
+        const i = claim(t, tag);
+        if (i < 0) break;
+        local(chunks[i]);
+        mine++;
+        Atomics.add(t, C.completed, 1);
+      }
+    } catch (e) {
+      // Stop the workers claiming more, and wait for the chunks they hold before throwing, so
+      // that none of them finishes into the next job's count.
+      failure = e;
+      expected = exhaust(t, tag) - 1; // this thread's failed chunk never completes
     }
     const start = performance.now();
     for (;;) {
       const done = Atomics.load(t, C.completed);
-      if (done === n) break;
+      if (done === expected) break;
+      if (done > expected) {
+        throw new Error(`cpu: worker pool counted ${done} finished chunks of ${expected} (bug)`);
+      }
       Atomics.wait(t, C.completed, done, 50);
       if (performance.now() - start > JOB_TIMEOUT_MS) {
         throw new Error(`cpu: ${this.#broken ?? "a worker thread did not finish its chunk"}`);
       }
     }
+    if (failure !== null) throw failure;
     if (t[C.error]) throw new Error("cpu: a worker thread failed on its chunk");
     this.#observe(start - t0, performance.now() - t0, mine, n);
   }
@@ -209,13 +238,23 @@ export class WorkerPool {
  * Claims the next chunk of the job tagged `tag`: its index, or -1 when the job has none left
  * (or is no longer the current one).
  */
-export function claim(t: Int32Array, tag: number, chunks: number): number {
+export function claim(t: Int32Array, tag: number): number {
   for (;;) {
     const v = Atomics.load(t, C.claim);
-    if (v >>> 16 !== tag) return -1;
-    const i = v & 0xffff;
+    if (v >>> 14 !== (tag & TAG_MASK)) return -1;
+    const chunks = (v >>> 7) & 0x7f, i = v & 0x7f;
     if (i >= chunks) return -1;
     if (Atomics.compareExchange(t, C.claim, v, v + 1) === v) return i;
+  }
+}
+
+/** Marks the job tagged `tag` as having no chunks left; returns how many had been claimed. */
+export function exhaust(t: Int32Array, tag: number): number {
+  for (;;) {
+    const v = Atomics.load(t, C.claim);
+    const chunks = (v >>> 7) & 0x7f, i = v & 0x7f;
+    if (v >>> 14 !== (tag & TAG_MASK) || i >= chunks) return Math.min(i, chunks);
+    if (Atomics.compareExchange(t, C.claim, v, packClaim(tag, chunks, chunks)) === v) return i;
   }
 }
 

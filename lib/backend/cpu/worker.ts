@@ -5,7 +5,7 @@
  */
 import { parentPort } from "node:worker_threads";
 import { F, type GemmFn, KIND_FUSED, runFusedTask, runGemmTask, TASK_INTS } from "./tasks.ts";
-import { C, claim } from "./threads.ts";
+import { C, claim, TAG_MASK } from "./threads.ts";
 import { gemmOn } from "./dot.ts";
 
 interface Register {
@@ -52,9 +52,10 @@ async function serve(t: Int32Array, thread: number): Promise<void> {
     const w = (Atomics as any).waitAsync(t, C.seq, seen);
     if (w.async) await w.value;
     seen = Atomics.load(t, C.seq);
-    const tag = seen & 0xffff, chunks = t[C.chunks];
+    // the chunk count comes with the claim (one word): never from a job not seen whole
+    const tag = seen & TAG_MASK;
     for (;;) {
-      const i = claim(t, tag, chunks);
+      const i = claim(t, tag);
       if (i < 0) break;
       try {
         const m = memories.get(t[C.memory]);
