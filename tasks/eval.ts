@@ -11,8 +11,9 @@ import { ConfigError, loadConfig, parseCommandLine } from "../lib/config/mod.ts"
 import { createBackend } from "../lib/backend/select.ts";
 import { flatten, unflatten } from "../lib/ir/pytree.ts";
 import type { HostTensor } from "../lib/ir/host_tensor.ts";
-import { Evaluator } from "../lib/train/evaluate.ts";
-import { stepConfigOf } from "../lib/train/run_config.ts";
+import { Evaluator, formatEvalProgress } from "../lib/train/evaluate.ts";
+import { RunLog } from "../lib/train/logging.ts";
+import { loaderWorkers, stepConfigOf } from "../lib/train/run_config.ts";
 
 const USAGE =
   `usage: deno task eval CKPT [--config CONFIG.json] [--valid-dataset-shards SPEC] [--key value ...]
@@ -84,7 +85,15 @@ export async function main(args: string[]): Promise<number> {
       params,
       config["valid-batch-size"] as number,
     );
-    const r = await evaluator.run(config, device, (l) => console.error(l));
+    loaderWorkers(config, "valid-loader-workers", (l) => console.error(l));
+    const log = new RunLog(null, "eval");
+    const r = await evaluator.run(
+      config,
+      device,
+      (l) => log.line(l),
+      (p) => log.progress(formatEvalProgress(p), 30_000),
+    );
+    log.clearProgress();
     console.log(
       `${ckpt}: acc1 ${(r.acc1 * 100).toFixed(2)}%, acc5 ${(r.acc5 * 100).toFixed(2)}%, loss ${
         r.loss.toFixed(4)

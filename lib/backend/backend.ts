@@ -2,10 +2,15 @@ import type { DType } from "../ir/dtype.ts";
 import type { Graph } from "../ir/graph.ts";
 import type { HostTensor } from "../ir/host_tensor.ts";
 
-/** An array owned by a backend (host memory, a GPU buffer, a PJRT buffer). */
+/**
+ * An array owned by a backend (host memory, a GPU buffer, a PJRT buffer). Disposing it (`using`,
+ * or `[Symbol.dispose]()`) frees it as `Backend.free` does. Using an array after it was freed, or
+ * after it was donated to an execute call, is an error on every backend.
+ */
 export interface DeviceArray {
   readonly shape: readonly number[];
   readonly dtype: DType;
+  [Symbol.dispose](): void;
 }
 
 /** A compiled graph. `donate[i]` lets the backend reuse input i's memory for outputs. */
@@ -33,7 +38,8 @@ export interface Backend {
   compile(graph: Graph, opts?: CompileOptions): Promise<Executable>;
   fromHost(t: HostTensor): Promise<DeviceArray>;
   toHost(a: DeviceArray): Promise<HostTensor>;
-  /** Frees the array's memory; using it afterwards is an error. */
+  /** Frees the array's memory; using it afterwards is an error. Freeing twice, or a donated
+   * array, does nothing. */
   free(a: DeviceArray): void;
   dispose(): void;
 }

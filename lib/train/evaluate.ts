@@ -36,8 +36,11 @@ export interface EvalProgress {
 
 export class Evaluator {
   readonly #programs = new Map<number, Compiled>();
-  /** Validation samples seen by the last evaluation. */
-  #total: number | undefined;
+  /**
+   * Validation samples seen by the last evaluation (or, before the first, what the caller knows
+   * from an earlier process), for the progress line's ETA.
+   */
+  expectedSamples: number | undefined;
 
   private constructor(
     readonly backend: Backend,
@@ -124,7 +127,7 @@ export class Evaluator {
         });
         progress?.({
           images: sums.count,
-          total: this.#total,
+          total: this.expectedSamples,
           seconds: (performance.now() - t) / 1000,
         });
       }
@@ -132,7 +135,7 @@ export class Evaluator {
       await loader.close();
     }
     if (sums.count === 0) throw new Error("validation produced no samples");
-    this.#total = sums.count;
+    this.expectedSamples = sums.count;
     return {
       loss: sums.loss / sums.count,
       acc1: sums.acc1 / sums.count,

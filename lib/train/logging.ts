@@ -46,11 +46,16 @@ export class RunLog {
 
   /** A line that stays in the log. */
   line(text: string): void {
+    this.clearProgress();
+    console.log(text);
+  }
+
+  /** Erases the progress line on a terminal (before other output, or at the end). */
+  clearProgress(): void {
     if (this.#progressShown && this.#tty) {
       Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));
     }
     this.#progressShown = false;
-    console.log(text);
   }
 
   /**

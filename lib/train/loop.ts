@@ -234,7 +234,12 @@ class Trainer {
         config["valid-batch-size"] as number,
       )
       : undefined;
-    if (evaluator) loaderWorkers(config, "valid-loader-workers", (l) => log.line(l));
+    if (evaluator) {
+      loaderWorkers(config, "valid-loader-workers", (l) => log.line(l));
+      // A resumed run knows its validation set's size from its last eval: ETA from the first one.
+      const last = log.events.findLast((e) => typeof e["val/samples"] === "number");
+      evaluator.expectedSamples = last?.["val/samples"] as number | undefined;
+    }
     let devParams = await this.trees.upload(from.params);
     let devOpt = await this.trees.upload(from.opt);
 

@@ -1,5 +1,5 @@
 /**
- * Numbers without XLA: emitted programs are parsed back (lib/backend/stablehlo/parse.ts reads
+ * Numbers without XLA: emitted programs are parsed back (tests/backend/stablehlo_parse/parse.ts reads
  * each op by its StableHLO meaning) and run on the CPU backend. The op table's independently
  * computed values must come out, and whole programs (gradients, a ViT training step with
  * threefry dropout, Mixup and LAMB, rematerialization) must give the same bits as the graph
@@ -10,7 +10,7 @@ import { valueAndGrad } from "../../lib/autodiff/grad.ts";
 import { CpuBackend } from "../../lib/backend/cpu/backend.ts";
 import { type EmitOptions, emitStableHlo } from "../../lib/backend/stablehlo/emit.ts";
 import { exportTrainStep, paramSpecs } from "../../lib/backend/stablehlo/export.ts";
-import { parseStableHlo } from "../../lib/backend/stablehlo/parse.ts";
+import { parseStableHlo } from "./stablehlo_parse/parse.ts";
 import { stepConfigOf } from "../../lib/train/run_config.ts";
 import { resolveConfig } from "../../lib/config/mod.ts";
 import type { Graph } from "../../lib/ir/graph.ts";
@@ -29,7 +29,7 @@ const cpu = new CpuBackend();
 
 async function run(graph: Graph, inputs: HostTensor[]): Promise<HostTensor[]> {
   const exe = await cpu.compile(graph);
-  const outs = await exe.execute(inputs);
+  const outs = await exe.execute(await Promise.all(inputs.map((t) => cpu.fromHost(t))));
   return await Promise.all(outs.map((o) => cpu.toHost(o)));
 }
 

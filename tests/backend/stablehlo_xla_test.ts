@@ -78,7 +78,8 @@ async function runOnXla(jobs: Job[]): Promise<HostTensor[][][]> {
 
 async function runCpu(graph: Graph, inputs: HostTensor[]): Promise<HostTensor[]> {
   const exe = await cpu.compile(graph);
-  return await Promise.all((await exe.execute(inputs)).map((o) => cpu.toHost(o)));
+  const args = await Promise.all(inputs.map((t) => cpu.fromHost(t)));
+  return await Promise.all((await exe.execute(args)).map((o) => cpu.toHost(o)));
 }
 
 function program(fn: (...xs: never[]) => unknown, inputs: HostTensor[], options?: EmitOptions) {

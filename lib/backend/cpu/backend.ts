@@ -1,6 +1,7 @@
 import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
-import type { Backend, DeviceArray, Executable } from "../backend.ts";
+import type { Backend, CompileOptions, DeviceArray, Executable } from "../backend.ts";
+import { CpuArray, cpuArray, CpuExecutable, type HostExecutable } from "./array.ts";
 import { ArenaTooLarge, FusedExecutable } from "./executable.ts";
 import { InterpretedExecutable } from "./interpreter.ts";
 import { threadCount } from "./threads.ts";
@@ -46,33 +47,35 @@ export class CpuBackend implements Backend {
       : "CPU reference interpreter (TypedArrays)";
   }
 
-  compile(graph: Graph): Promise<Executable> {
-    if (this.mode === "reference") return Promise.resolve(new InterpretedExecutable(graph));
-    try {
-      return Promise.resolve(
-        new FusedExecutable(graph, { exactMath: this.#exactMath, threads: this.#threads }),
-      );
-    } catch (e) {
-      // Too large for one wasm memory: the interpreter keeps buffers in the JS heap.
-      if (e instanceof ArenaTooLarge) return Promise.resolve(new InterpretedExecutable(graph));
-      throw e;
-    }
+  compile(graph: Graph, opts?: CompileOptions): Promise<Executable> {
+    return Promise.resolve(new CpuExecutable(this.#hostExecutable(graph), opts?.donate));
   }
 
   fromHost(t: HostTensor): Promise<DeviceArray> {
-    return Promise.resolve(
-      { shape: [...t.shape], dtype: t.dtype, data: t.data.slice() } as HostTensor,
-    );
+    return Promise.resolve(new CpuArray(t.shape, t.dtype, t.data.slice()));
   }
 
   toHost(a: DeviceArray): Promise<HostTensor> {
-    const t = a as HostTensor;
+    const t = cpuArray(a, "toHost").host("toHost");
     return Promise.resolve({ shape: [...t.shape], dtype: t.dtype, data: t.data.slice() });
   }
 
-  free(_a: DeviceArray): void {}
+  free(a: DeviceArray): void {
+    cpuArray(a, "free").free();
+  }
 
   dispose(): void {}
+
+  #hostExecutable(graph: Graph): HostExecutable {
+    if (this.mode === "reference") return new InterpretedExecutable(graph);
+    try {
+      return new FusedExecutable(graph, { exactMath: this.#exactMath, threads: this.#threads });
+    } catch (e) {
+      // Too large for one wasm memory: the interpreter keeps buffers in the JS heap.
+      if (e instanceof ArenaTooLarge) return new InterpretedExecutable(graph);
+      throw e;
+    }
+  }
 }
 
 function envMode(): string | undefined {

@@ -12,7 +12,7 @@ import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
 import { Primitive } from "../../ir/primitive.ts";
 import { isPrim, paramsOf, type Tensor } from "../../ir/tensor.ts";
-import type { DeviceArray, Executable } from "../backend.ts";
+import type { HostExecutable } from "./array.ts";
 import { type ArenaRequest, bytesPer, planArena, viewOf } from "./arena.ts";
 import { jsKernel } from "./codegen.ts";
 import { DOT_SPLIT_MIN_FLOPS, dotLayout, dotStep, gemmModule, gemmOn, operandView } from "./dot.ts";
@@ -78,7 +78,7 @@ function dotFlops(l: ReturnType<typeof dotLayout>): number {
   return 2 * l.m * l.n * l.k * l.batch.reduce((a, b) => a * b, 1);
 }
 
-export class FusedExecutable implements Executable {
+export class FusedExecutable implements HostExecutable {
   readonly stats: ExecutableStats;
   readonly #plan: GraphPlan;
   readonly #graph: Graph;
@@ -306,14 +306,14 @@ export class FusedExecutable implements Executable {
     };
   }
 
-  async execute(args: readonly DeviceArray[]): Promise<DeviceArray[]> {
+  async execute(args: readonly HostTensor[]): Promise<HostTensor[]> {
     if (this.#poolReady) {
       // workers load this memory once; without them everything runs on this thread
       this.#poolId = await this.#poolReady;
       this.#poolReady = null;
       if (this.#poolId !== null) POOL_CLEANUP.register(this, this.#poolId, this);
     }
-    for (const { index, view } of this.#inputs) view.set((args[index] as HostTensor).data);
+    for (const { index, view } of this.#inputs) view.set(args[index].data);
     const prof = this.profile, clock = this.profileClock;
     for (let i = 0; i < this.#steps.length; i++) {
       if (prof) {
@@ -335,7 +335,7 @@ export class FusedExecutable implements Executable {
   }
 
   /** Outputs: inputs and constants are returned as they are, computed values copied out. */
-  #outputs(args: readonly DeviceArray[]): HostTensor[] {
+  #outputs(args: readonly HostTensor[]): HostTensor[] {
     const { nodes, role, position } = this.#plan;
     const copies = new Map<number, TypedArray>();
     return this.#graph.outputs.map((o) => {
@@ -344,7 +344,7 @@ export class FusedExecutable implements Executable {
       const t = nodes[b];
       let src: HostTensor;
       if (isPrim(t, Primitive.Input)) {
-        src = args[t.params.index] as HostTensor;
+        src = args[t.params.index];
       } else if (isPrim(t, Primitive.Constant)) {
         src = t.params.value;
       } else {

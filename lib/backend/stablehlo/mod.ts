@@ -3,5 +3,4 @@ export { type EmitOptions, emitStableHlo, replicasOf } from "./emit.ts";
 export { type Alias, autoAliases, checkAliases, pathAliases } from "./aliasing.ts";
 export { type ExportedProgram, type ExportOptions, exportTrainStep, paramSpecs } from "./export.ts";
 export { planRematBarriers, type RematPlan } from "./remat.ts";
-export { type ParsedProgram, parseStableHlo } from "./parse.ts";
 export { denseAttr, elementType, tensorType } from "./types.ts";
