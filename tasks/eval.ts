@@ -11,6 +11,7 @@ import { ConfigError, loadConfig, parseCommandLine } from "../lib/config/mod.ts"
 import { createBackend } from "../lib/backend/select.ts";
 import { flatten, unflatten } from "../lib/ir/pytree.ts";
 import type { HostTensor } from "../lib/ir/host_tensor.ts";
+import { redactConsole } from "../lib/config/redact.ts";
 import { Evaluator, formatEvalProgress } from "../lib/train/evaluate.ts";
 import { RunLog } from "../lib/train/logging.ts";
 import { loaderWorkers, stepConfigOf } from "../lib/train/run_config.ts";
@@ -37,7 +38,10 @@ Example: deno task eval deit3-s16-224-in1k-400ep-best.msgpack \\
   --config configs/deit3-s16-224-in1k-400ep.json \\
   --valid-dataset-shards '/data/imagenet-1k-wds/imagenet1k-validation-{00..63}.tar'`;
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) {
+  redactConsole();
+  Deno.exit(await main(Deno.args));
+}
 
 export async function main(args: string[]): Promise<number> {
   const ckptIndex = args.findIndex((a) => !a.startsWith("-") && !a.endsWith(".json"));

@@ -13,6 +13,7 @@ import {
   loadConfig,
   parseCommandLine,
 } from "../lib/config/mod.ts";
+import { redactConsole } from "../lib/config/redact.ts";
 import { train, TrainingError } from "../lib/train/loop.ts";
 
 /** Exit status of a run interrupted by SIGINT/SIGTERM after saving (EX_TEMPFAIL: rerun it). */
@@ -21,6 +22,7 @@ export const EXIT_INTERRUPTED = 75;
 export const EXIT_DEADLINE_MS = 9_000;
 
 if (import.meta.main) {
+  redactConsole();
   const code = await main(Deno.args);
   Deno.exit(code);
 }

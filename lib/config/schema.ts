@@ -1,6 +1,6 @@
 /**
  * The training options: every flag of the original deit3-jax `src/main.py`, plus this project's own
- * (`backend`, `pjrt-plugin`, `precision`, `max-bad-fraction`).
+ * (`backend`, `pjrt-plugin`, `precision`, `max-bad-fraction`, `data-stall-timeout`, `data-retries`).
  *
  * Naming: one name per option everywhere. A `Config` is a frozen plain object keyed by the
  * original's flag names without the leading dashes, so code reads `config["image-size"]`, JSON
@@ -13,6 +13,8 @@
  * - `name` left empty becomes the config file's name without `.json` (the original's recipes pass
  *   `--name $(basename $0 .sh)`).
  */
+
+import { DEFAULT_MAX_BAD_FRACTION } from "../data/stats.ts";
 
 /** An inclusive or open numeric interval; a missing bound is unbounded. */
 export interface Range {
@@ -112,10 +114,26 @@ export const OPTIONS = {
   "max-bad-fraction": {
     group: "data",
     kind: "float",
-    default: 0.01,
+    default: DEFAULT_MAX_BAD_FRACTION,
     range: FRACTION,
-    doc: "fraction of unreadable training samples/shards tolerated (skipped and counted) " +
-      "before the run stops; the original skips silently without limit",
+    doc: "fraction of bad training samples, and of shards not read whole (unreadable or cut " +
+      "short), tolerated (skipped and counted) before the run stops; the original skips " +
+      "silently without limit",
+  },
+  "data-stall-timeout": {
+    group: "data",
+    kind: "float",
+    default: 60,
+    range: { min: 0, minOpen: true },
+    doc: "seconds a shard read (http(s), gs://, pipe:) may get no bytes before it is " +
+      "dropped and retried (pipe: commands are killed)",
+  },
+  "data-retries": {
+    group: "data",
+    kind: "int",
+    default: 5,
+    range: NON_NEGATIVE,
+    doc: "attempts after the first when an http(s) or gs:// shard read fails or stalls",
   },
 
   // Augmentation and loss

@@ -10,12 +10,13 @@ import { Compiled } from "../backend/jit.ts";
 import type { Config } from "../config/mod.ts";
 import type { Batch as HostBatch } from "../data/batch.ts";
 import { createValidLoader } from "../data/loader.ts";
+import { skippedSamples } from "../data/stats.ts";
 import type { ShapeSpec } from "../ir/graph.ts";
 import { hostTensor } from "../ir/host_tensor.ts";
 import { flatten, leavesWithPaths, unflatten } from "../ir/pytree.ts";
 import { unlessAborted } from "./interrupt.ts";
 import { formatDuration } from "./logging.ts";
-import { loaderWorkers } from "./run_config.ts";
+import { dataOptionsOf, loaderWorkers } from "./run_config.ts";
 import { buildEvalStep, type TrainStepConfig } from "./step.ts";
 
 export interface EvalResult {
@@ -23,6 +24,8 @@ export interface EvalResult {
   acc1: number;
   acc5: number;
   samples: number;
+  /** Bad held-out samples skipped and counted (corrupt images, missing or out-of-range labels). */
+  skipped: number;
   seconds: number;
 }
 
@@ -89,6 +92,11 @@ export class Evaluator {
       shards: config["valid-dataset-shards"] as string,
       batchSize: this.batchSize,
       workers: loaderWorkers(config, "valid-loader-workers"),
+      // Bad held-out samples are skipped, counted and logged; they do not stop an evaluation
+      // (a loader that reads no shard at all still does).
+      ...dataOptionsOf(config),
+      strict: false,
+      maxSkipFraction: 1,
       transform: {
         kind: "valid",
         options: { imageSize: this.imageSize, testCropRatio: config["test-crop-ratio"] as number },
@@ -141,6 +149,7 @@ export class Evaluator {
       acc1: sums.acc1 / sums.count,
       acc5: sums.acc5 / sums.count,
       samples: sums.count,
+      skipped: skippedSamples(loader.stats()),
       seconds: (performance.now() - t) / 1000,
     };
   }

@@ -1,9 +1,11 @@
 /**
  * What a person looks at during a run: a live progress line (on a terminal), `metrics.jsonl`
  * (one JSON object per log or eval event) and `metrics.html`, a static page with the run's charts
- * (charts.ts) refreshed at each evaluation.
+ * (charts.ts) refreshed at each evaluation. Everything written is redacted (`config/redact.ts`):
+ * no token reaches the terminal or a file through here.
  */
 import { atomicWriteFile } from "../checkpoint/atomic.ts";
+import { redact } from "../config/redact.ts";
 import { CHART_CSS, esc, type MetricEvent, renderCharts } from "./charts.ts";
 export type { MetricEvent };
 
@@ -38,7 +40,7 @@ export class RunLog {
   async record(event: MetricEvent): Promise<void> {
     this.events.push(event);
     if (this.dir) {
-      await Deno.writeTextFile(`${this.dir}/metrics.jsonl`, JSON.stringify(event) + "\n", {
+      await Deno.writeTextFile(`${this.dir}/metrics.jsonl`, redact(JSON.stringify(event)) + "\n", {
         append: true,
       });
     }
@@ -47,7 +49,7 @@ export class RunLog {
   /** A line that stays in the log. */
   line(text: string): void {
     this.clearProgress();
-    console.log(text);
+    console.log(redact(text));
   }
 
   /** Erases the progress line on a terminal (before other output, or at the end). */
@@ -65,21 +67,24 @@ export class RunLog {
    */
   progress(text: string, everyMs?: number): void {
     if (this.#tty) {
-      Deno.stderr.writeSync(new TextEncoder().encode(`\r\x1b[K${text}`));
+      Deno.stderr.writeSync(new TextEncoder().encode(`\r\x1b[K${redact(text)}`));
       this.#progressShown = true;
       return;
     }
     const now = performance.now();
     if (everyMs !== undefined && now - this.#lastPlainProgress >= everyMs) {
       this.#lastPlainProgress = now;
-      console.log(text);
+      console.log(redact(text));
     }
   }
 
   /** Rewrites metrics.html from all events so far. */
   async plot(): Promise<void> {
     if (!this.dir) return;
-    await Deno.writeTextFile(`${this.dir}/metrics.html`, renderPlot(this.title, this.events));
+    await Deno.writeTextFile(
+      `${this.dir}/metrics.html`,
+      redact(renderPlot(this.title, this.events)),
+    );
   }
 }
 

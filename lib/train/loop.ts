@@ -42,7 +42,7 @@ import {
   type StepShape,
   type TrainPrograms,
 } from "./programs.ts";
-import { loaderWorkers, stepConfigOf } from "./run_config.ts";
+import { dataOptionsOf, loaderWorkers, stepConfigOf } from "./run_config.ts";
 import { type Resumed, RunState, TrainingError } from "./run_state.ts";
 import type { TrainStepConfig } from "./step.ts";
 import { WandbRun, wandbSettingsFromEnv } from "./wandb.ts";
@@ -512,7 +512,7 @@ class Trainer {
       workers: loaderWorkers(c, "train-loader-workers", (l) => this.log.line(l)),
       shuffleSeed: c["shuffle-seed"] as number,
       augmentRepeats: c["augment-repeats"] as number,
-      maxSkipFraction: c["max-bad-fraction"] as number,
+      ...dataOptionsOf(c),
       transform: {
         kind: "train",
         options: {
