@@ -297,10 +297,11 @@ class Trainer {
         } catch (e) {
           if (e instanceof DataFailure) {
             // No program ran on this step's data: the last completed step is intact, keep it.
-            if (savedStep !== step) await save(false);
+            const keep = step > start && savedStep !== step;
+            if (keep) await save(false);
             throw new TrainingError(
-              `the training data failed at step ${step + 1}: ${(e.cause as Error).message}; ` +
-                `the state of step ${step} was saved to ${state.path("state")}`,
+              `the training data failed at step ${step + 1}: ${(e.cause as Error).message}` +
+                (keep ? `; the state of step ${step} was saved to ${state.path("state")}` : ""),
             );
           }
           if (e instanceof Interrupted) throw e;
@@ -354,15 +355,15 @@ class Trainer {
       programs.dispose();
       evaluator?.dispose();
     }
-    if (step < this.totalSteps && savedStep !== step) {
+    if (step < this.totalSteps && step > start && savedStep !== step) {
       // Interrupted or stopped early: keep everything needed to resume.
       await save(false);
     }
     if (step < this.totalSteps) {
       log.line(
-        `${interrupted ? "interrupted" : "stopped"} at step ${step}; state saved to ${
-          state.path("state")
-        }; run the same command again to resume`,
+        `${interrupted ? "interrupted" : "stopped"} at step ${step}; state ${
+          step > start || savedStep === step ? "saved to" : "(if any) unchanged in"
+        } ${state.path("state")}; run the same command again to resume`,
       );
     } else if (!interrupted) {
       log.line(

@@ -1,5 +1,5 @@
 /**
- * Checks before a run creates anything: the run name, every local input (train and validation
+ * Checks before a run creates anything: the run name, the local inputs (train and validation
  * shards, the pretrained checkpoint, the label mapping) and the output folders. A failure names
  * the key and the path; nothing has been written at that point. Remote inputs (http(s), gs://,
  * pipe:) are opened by the loader, whose errors name the shard.
@@ -7,6 +7,7 @@
 import { requireFlaxFormat } from "../checkpoint/convert.ts";
 import { isGcsUrl } from "../checkpoint/storage.ts";
 import type { Config } from "../config/mod.ts";
+import { checkLocalShards, isLocalShard, localPath } from "../data/open_file.ts";
 import { expandShardSpec } from "../data/spec.ts";
 import { TrainingError } from "./run_state.ts";
 
@@ -30,9 +31,9 @@ export async function checkRun(config: Config): Promise<RunPaths> {
   if (!config["train-dataset-shards"]) {
     throw new TrainingError('"train-dataset-shards" is not set: give the shards to train on');
   }
-  await checkShards("train-dataset-shards", config["train-dataset-shards"] as string);
+  await checkShards("train-dataset-shards", config["train-dataset-shards"] as string, false);
   if (config["valid-dataset-shards"]) {
-    await checkShards("valid-dataset-shards", config["valid-dataset-shards"] as string);
+    await checkShards("valid-dataset-shards", config["valid-dataset-shards"] as string, true);
   }
   for (const key of ["pretrained-ckpt", "label-mapping"] as const) {
     const url = config[key] as string | null;
@@ -51,22 +52,24 @@ export async function checkRun(config: Config): Promise<RunPaths> {
   return { outDir, logDir };
 }
 
-/** Every local shard of a spec exists and is a file. */
-async function checkShards(key: string, spec: string): Promise<void> {
+/**
+ * Training shards: as the loader checks them (none of the local shards exists: an error; some
+ * missing: counted skips). Validation shards: every local one must exist, since an evaluation
+ * that silently reads a part of its set gives numbers that cannot be compared.
+ */
+async function checkShards(key: string, spec: string, every: boolean): Promise<void> {
   let urls: string[];
   try {
     urls = expandShardSpec(spec);
+    checkLocalShards(urls, spec);
   } catch (e) {
     throw new TrainingError(`"${key}": ${(e as Error).message}`);
   }
-  const local = urls.filter((u) =>
-    !u.startsWith("pipe:") && !/^[a-z][a-z0-9+.-]*:\/\//i.test(u) || u.startsWith("file:")
-  );
+  if (!every) return;
   const missing: string[] = [];
-  for (const u of local) {
-    const path = u.startsWith("file://") ? new URL(u).pathname : u.replace(/^file:/, "");
+  for (const u of urls.filter(isLocalShard)) {
     try {
-      if (!(await Deno.stat(path)).isFile) missing.push(`${u} (not a file)`);
+      if (!(await Deno.stat(localPath(u))).isFile) missing.push(`${u} (not a file)`);
     } catch (e) {
       missing.push(e instanceof Deno.errors.NotFound ? u : `${u} (${(e as Error).message})`);
     }

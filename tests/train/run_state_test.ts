@@ -152,8 +152,8 @@ Deno.test("run state: inputs and outputs are checked before anything is created"
     const base = tinyConfig(`${dir}/run`, data, 2);
     const cases: [Record<string, unknown>, RegExp][] = [
       [
-        { "valid-dataset-shards": `${dir}/missing-{0..1}.tar` },
-        /"valid-dataset-shards": 2 of 2 shards cannot be read: .*missing-0\.tar/,
+        { "valid-dataset-shards": `${data.valid}::${dir}/missing-1.tar` },
+        /"valid-dataset-shards": 1 of 2 shards cannot be read: .*missing-1\.tar/,
       ],
       [{ name: "sub/run" }, /name "sub\/run" is not a file name/],
       [
