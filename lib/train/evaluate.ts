@@ -52,10 +52,16 @@ export class Evaluator {
     readonly imageSize: number,
   ) {}
 
-  static async create(backend: Backend, cfg: TrainStepConfig, params: unknown, batchSize: number) {
+  /** Keeps the parameters' shapes only; the program is compiled at the first evaluation. */
+  static create(
+    backend: Backend,
+    cfg: TrainStepConfig,
+    params: unknown,
+    batchSize: number,
+  ): Promise<Evaluator> {
     const { leaves, def } = flatten<ShapeSpec>(params);
     const specs = unflatten(def, leaves.map((l) => ({ shape: l.shape, dtype: l.dtype })));
-    return await Promise.resolve(new Evaluator(backend, cfg, specs, batchSize, cfg.vit.imageSize));
+    return Promise.resolve(new Evaluator(backend, cfg, specs, batchSize, cfg.vit.imageSize));
   }
 
   /** The program for batches of `size`, compiled on first use. */

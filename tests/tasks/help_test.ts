@@ -13,6 +13,7 @@ const EXPECTED: Record<string, string[]> = {
   "prepare_imagenet.ts": ["--variant", "--dest", "--dry-run", "HF_TOKEN"],
   "check_data.ts": ["usage: deno task check-data SPEC", "--transform", "--limit"],
   "dashboard.ts": ["usage: deno task dashboard", "--port", "RUNS_DIR"],
+  "wandb_sync.ts": ["usage: deno task wandb-sync", "WANDB_MODE=offline", "WANDB_API_KEY"],
 };
 
 async function help(task: string): Promise<{ code: number; text: string }> {
