@@ -18,6 +18,7 @@ import { hostTensor } from "../ir/host_tensor.ts";
 import { splitAxis0 } from "../backend/replicas.ts";
 import { DeviceTrees } from "./device_trees.ts";
 import { flatten, leavesWithPaths, unflatten } from "../ir/pytree.ts";
+import { unlessAborted } from "./interrupt.ts";
 import { formatDuration } from "./logging.ts";
 import { dataOptionsOf, loaderWorkers } from "./run_config.ts";
 import { buildEvalStep, type TrainStepConfig } from "./step.ts";
@@ -102,6 +103,9 @@ export class Evaluator {
     params: unknown,
     log: (line: string) => void,
     progress?: (p: EvalProgress) => void,
+    /** Rejects with Interrupted as soon as this aborts while the evaluation waits for data. */
+    signal?: AbortSignal,
+    /** This host's index and the host count (each reads its share of the samples). */
     process = { index: 0, count: 1 },
   ): Promise<EvalResult> {
     const t = performance.now();
@@ -126,10 +130,10 @@ export class Evaluator {
     const devices = this.backend.devices, trees = new DeviceTrees(this.backend);
     try {
       const it = loader[Symbol.asyncIterator]();
-      let next = await it.next();
+      let next = await unlessAborted(it.next(), signal);
       while (!next.done) {
         const batch: HostBatch = next.value;
-        next = await it.next();
+        next = await unlessAborted(it.next(), signal);
         // The whole set in one partial batch: run it at its own size, not padded (one host
         // only: every host must run the same programs, and its devices must share it evenly).
         const only = next.done && sums.count === 0 && batch.count < this.batchSize &&
