@@ -4,6 +4,7 @@
  * Uploads the runs that trained with WANDB_MODE=offline (their `wandb/offline-run-ID` folders
  * under DIR, default runs/) to W&B: the same run id, project, name, config and history rows.
  */
+import { redactConsole } from "../lib/config/redact.ts";
 import { offlineRunDirs, syncOfflineRun, wandbSettingsFromEnv } from "../lib/train/wandb.ts";
 
 const USAGE = `usage: deno task wandb-sync [DIR ...]
@@ -19,7 +20,10 @@ A folder that was uploaded gets a "synced" file and is skipped next time.
 Needs WANDB_API_KEY (or the ~/.netrc entry of wandb login); honours WANDB_BASE_URL and
 WANDB_ENTITY. The Python SDK's "wandb sync" cannot read these folders, nor this task its files.`;
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) {
+  redactConsole();
+  Deno.exit(await main(Deno.args));
+}
 
 export async function main(args: string[]): Promise<number> {
   if (args.includes("--help") || args.includes("-h")) {
