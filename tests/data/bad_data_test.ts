@@ -4,7 +4,7 @@
  */
 import { createTrainLoader, createValidLoader } from "../../lib/data/loader.ts";
 import { assert, assertEquals, assertRejects } from "../assert.ts";
-import { buildShard, goodSamples, jpeg, simpleTransform, writeShards } from "./helpers.ts";
+import { buildShard, goodSamples, jpeg, serve, simpleTransform, writeShards } from "./helpers.ts";
 
 const TASK = new URL("../../tasks/check_data.ts", import.meta.url).pathname;
 const quiet = { log: () => {}, transform: simpleTransform(8), withKeys: true };
@@ -155,4 +155,58 @@ Deno.test("train: one shard cut among 200 whole ones is within a 1% limit", asyn
   for await (const b of loader) n += b.count;
   assert(n >= 401, String(n));
   assertEquals(loader.stats().shardsPartial, 1);
+});
+
+Deno.test("a cut inside sample 12 gives 11 samples: file, pipe: exiting, http with a short body", async () => {
+  const twelve = (await goodSamples("s", 12)).map((s) => ({
+    key: s.key,
+    parts: { jpg: s.parts.jpg, cls: s.parts.cls },
+  }));
+  const bytes = await buildShard(twelve);
+  let start12 = 0;
+  for (const s of twelve.slice(0, 11)) {
+    for (const body of Object.values(s.parts)) {
+      start12 += 512 + Math.ceil((body as Uint8Array | string).length / 512) * 512;
+    }
+  }
+  const cut = bytes.slice(0, start12 + 512 + 100); // inside sample 12's image data
+  const { dir, paths } = await writeShards([cut], "cut12");
+  const whole = (await writeShards([bytes], "whole12")).paths[0];
+  const srv = serve((_path, req) => {
+    // Announces the whole shard, sends the cut part, then closes the connection.
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(cut);
+        c.close();
+      },
+    });
+    void req;
+    return new Response(body, { headers: { "content-length": String(bytes.length) } });
+  });
+  try {
+    const specs = [
+      paths[0],
+      `pipe:head -c ${cut.length} ${whole}; exit 1`,
+      `${srv.url}/cut.tar`,
+    ];
+    for (const spec of specs) {
+      const loader = createValidLoader({
+        ...quiet,
+        shards: [spec],
+        batchSize: 4,
+        workers: 0,
+        strict: false,
+        maxSkipFraction: 1,
+        open: { retries: 0, backoffMs: 1, stallTimeoutMs: 2000 },
+      });
+      const keys: string[] = [];
+      for await (const b of loader) keys.push(...b.keys!.slice(0, b.count));
+      assertEquals(keys, twelve.slice(0, 11).map((s) => s.key), spec);
+      assertEquals(loader.stats().skipped, { shard_read: 1 }, spec);
+      assertEquals(loader.stats().shardsPartial, 1, spec);
+    }
+  } finally {
+    await srv.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

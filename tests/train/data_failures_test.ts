@@ -3,6 +3,9 @@
  * a wrong path stop with one clear message and a non-zero exit (no stack trace); a token in a
  * `pipe:` spec, from the shell or from `$HF_TOKEN`, appears in no output and no file of the run.
  */
+import { resolveConfig } from "../../lib/config/mod.ts";
+import { DEFAULT_MAX_BAD_FRACTION } from "../../lib/data/stats.ts";
+import { dataOptionsOf } from "../../lib/train/run_config.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { makeDataset, tinyConfig } from "./e2e_helpers.ts";
 
@@ -119,4 +122,44 @@ Deno.test("train task: a token, through the shell or $HF_TOKEN in the spec, is i
       }
     }
   });
+});
+
+Deno.test("train task: data-stall-timeout and data-retries reach the shard readers", async () => {
+  await withDir(async (dir) => {
+    const data = await makeDataset(dir);
+    const cfg = {
+      ...tinyConfig(dir, data, 2),
+      "eval-interval": 2,
+      "max-bad-fraction": 0.9,
+      "train-dataset-shards": `${data.train}::pipe:sleep 30.5`,
+    };
+    await Deno.writeTextFile(`${dir}/cfg.json`, JSON.stringify(cfg));
+    const t0 = performance.now();
+    const r = await runTrain([
+      `${dir}/cfg.json`,
+      "--data-stall-timeout",
+      "0.3",
+      "--data-retries",
+      "0",
+    ]);
+    assertEquals(r.code, 0, r.text);
+    assert(r.text.includes("pipe:sleep 30.5: wrote nothing for 300 ms and was killed"), r.text);
+    assert(performance.now() - t0 < 30_000, "the 60 s default was used");
+  });
+});
+
+Deno.test("dataOptionsOf: labels, max-bad-fraction, stall timeout (s -> ms) and retries", () => {
+  const c = resolveConfig(
+    tinyConfig("/tmp/x", { train: "a.tar", valid: "b.tar" }),
+    "<test>",
+    ["--data-stall-timeout", "2.5", "--data-retries", "1", "--max-bad-fraction", "0.2"],
+  );
+  assertEquals(dataOptionsOf(c), {
+    labels: 4,
+    maxSkipFraction: 0.2,
+    open: { stallTimeoutMs: 2500, retries: 1 },
+  });
+  const d = resolveConfig(tinyConfig("/tmp/x", { train: "a.tar", valid: "b.tar" }), "<test>");
+  assertEquals(dataOptionsOf(d).open, { stallTimeoutMs: 60_000, retries: 5 });
+  assertEquals(dataOptionsOf(d).maxSkipFraction, DEFAULT_MAX_BAD_FRACTION);
 });
