@@ -433,6 +433,20 @@ export const OPTIONS = {
     range: NON_NEGATIVE,
     doc: "save the -last checkpoint and validate every N steps and at the end (0: never)",
   },
+  "save-interval": {
+    group: "schedule",
+    kind: "int",
+    default: 0,
+    range: NON_NEGATIVE,
+    doc: "also save the training state every N steps (0: at evaluations, stops and save-minutes)",
+  },
+  "save-minutes": {
+    group: "schedule",
+    kind: "float",
+    default: 10,
+    range: NON_NEGATIVE,
+    doc: "also save the training state once this many minutes passed since the last save (0: off)",
+  },
 
   // Run identity and output
   "project": {
@@ -465,6 +479,13 @@ export const OPTIONS = {
     kind: "string",
     default: ".",
     doc: "where checkpoints go: a local folder or gs://bucket/prefix",
+  },
+  "accept-config-changes": {
+    group: "run",
+    kind: "bool",
+    default: false,
+    doc: "resume although training settings differ from the saved state's (each change is " +
+      "logged; the model and the loader workers must still match)",
   },
 
   // Backend (this project's own)

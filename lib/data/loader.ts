@@ -325,8 +325,9 @@ class Run {
   ): DataLoader {
     let started: AsyncGenerator<Batch> | undefined;
     const close = async () => {
-      await started?.return(undefined).catch(() => {});
+      // Sources first: a worker's pending batch then rejects, so a waiting iterator can finish.
       for (const s of this.sources) s.close();
+      await started?.return(undefined).catch(() => {});
     };
     return {
       imageSize: this.imageSize,
@@ -495,6 +496,8 @@ class WorkerSource implements Source {
     if (this.#closed) return;
     this.#closed = true;
     this.#worker.terminate();
+    this.#waiting?.reject(new Error(`loader worker ${this.index}: closed`));
+    this.#waiting = undefined;
   }
 
   #push(m: Output | null): void {

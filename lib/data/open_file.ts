@@ -51,6 +51,7 @@ export async function openFile(
   return stream;
 }
 
-function localPath(url: string): string {
+/** The file system path of a local shard URL. */
+export function localPath(url: string): string {
   return url.startsWith("file://") ? fileURLToPath(url) : url.replace(/^file:/, "");
 }

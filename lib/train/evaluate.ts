@@ -14,6 +14,7 @@ import { skippedSamples } from "../data/stats.ts";
 import type { ShapeSpec } from "../ir/graph.ts";
 import { hostTensor } from "../ir/host_tensor.ts";
 import { flatten, leavesWithPaths, unflatten } from "../ir/pytree.ts";
+import { unlessAborted } from "./interrupt.ts";
 import { formatDuration } from "./logging.ts";
 import { dataOptionsOf, loaderWorkers } from "./run_config.ts";
 import { buildEvalStep, type TrainStepConfig } from "./step.ts";
@@ -89,6 +90,8 @@ export class Evaluator {
     params: unknown,
     log: (line: string) => void,
     progress?: (p: EvalProgress) => void,
+    /** Rejects with Interrupted as soon as this aborts while the evaluation waits for data. */
+    signal?: AbortSignal,
   ): Promise<EvalResult> {
     const t = performance.now();
     const loader = createValidLoader({
@@ -109,10 +112,10 @@ export class Evaluator {
     const sums = { loss: 0, acc1: 0, acc5: 0, count: 0 };
     try {
       const it = loader[Symbol.asyncIterator]();
-      let next = await it.next();
+      let next = await unlessAborted(it.next(), signal);
       while (!next.done) {
         const batch: HostBatch = next.value;
-        next = await it.next();
+        next = await unlessAborted(it.next(), signal);
         // The whole set in one partial batch: run it at its own size, not padded.
         const only = next.done && sums.count === 0 && batch.count < this.batchSize;
         const size = only ? batch.count : this.batchSize;

@@ -4,6 +4,7 @@
  * (charts.ts) refreshed at each evaluation. Everything written is redacted (`config/redact.ts`):
  * no token reaches the terminal or a file through here.
  */
+import { atomicWriteFile } from "../checkpoint/atomic.ts";
 import { redact } from "../config/redact.ts";
 import { CHART_CSS, esc, type MetricEvent, renderCharts } from "./charts.ts";
 export type { MetricEvent };
@@ -112,4 +113,35 @@ export function renderPlot(title: string, events: MetricEvent[]): string {
 </head><body><h2>${esc(title)}</h2><p>${esc(summary)}</p>${
     charts.length ? charts.join("\n") : "<p>no metrics yet</p>"
   }</body></html>\n`;
+}
+/**
+ * Drops the records of `{dir}/metrics.jsonl` after `step` (and a line cut short by a kill), so
+ * that a run resumed at `step` does not record those steps twice. Returns how many were dropped.
+ */
+export async function truncateMetrics(dir: string, step: number): Promise<number> {
+  const path = `${dir}/metrics.jsonl`;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return 0;
+    throw e;
+  }
+  const kept: string[] = [];
+  let dropped = 0;
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    let event: MetricEvent | undefined;
+    try {
+      event = JSON.parse(line);
+    } catch {
+      // a line cut short by a kill
+    }
+    if (event && typeof event.step === "number" && event.step <= step) kept.push(line);
+    else dropped++;
+  }
+  if (dropped > 0) {
+    await atomicWriteFile(path, new TextEncoder().encode(kept.map((l) => l + "\n").join("")));
+  }
+  return dropped;
 }
