@@ -298,6 +298,7 @@ class Run {
   #stats = emptyStats();
   #logged = 0;
   #lastSkip: string | undefined;
+  #held: string[] = [];
   #fatal: Error | undefined;
   #opts: LoaderOptions;
   #log: (line: string) => void;
@@ -366,14 +367,23 @@ class Run {
   #onStats(d: StatsDelta): void {
     addDelta(this.#stats, d);
     if (d.messages.length) this.#lastSkip = d.messages[d.messages.length - 1];
-    for (const m of d.messages) {
+    this.#held.push(...d.messages);
+    this.#check(false);
+    if (this.#fatal) {
+      for (const s of this.sources) s.fail(this.#fatal);
+      return;
+    }
+    // Until some shard gives a sample, skips are held back: when none ever does, the one
+    // "no shard could be read" error (quoting the last) says it, not a line per shard.
+    const s = this.#stats;
+    if (s.shardsOk + s.shardsPartial === 0 && s.samples === 0) return;
+    const lines = this.#held.splice(0);
+    for (const m of lines) {
       if (this.#logged < 50) this.#log(m);
       else if (this.#logged === 50) this.#log("further skips are counted but not logged");
       this.#logged++;
     }
-    if (d.messages.length) this.#log(`data: ${formatStats(this.#stats)}`);
-    this.#check(false);
-    if (this.#fatal) { for (const s of this.sources) s.fail(this.#fatal); }
+    if (lines.length) this.#log(`data: ${formatStats(s)}`);
   }
 
   #check(atEnd: boolean): void {

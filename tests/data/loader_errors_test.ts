@@ -105,6 +105,31 @@ Deno.test("train: fails with a clear message when no shard can be read (also fro
   }
 });
 
+Deno.test("train: when no shard can be read, one error and no line per shard (http 404s)", async () => {
+  const srv = serve(() => new Response("gone", { status: 404 }));
+  try {
+    for (const workers of [0, 3]) {
+      const lines: string[] = [];
+      const loader = createTrainLoader({
+        ...quiet,
+        log: (l) => lines.push(l),
+        shards: `${srv.url}/train-{00..17}.tar`,
+        batchSize: 2,
+        workers,
+      });
+      await assertRejects(
+        async () => {
+          for await (const _ of loader) { /* until it fails */ }
+        },
+        /no shard could be read.*the last: cannot open shard: .*train-\d\d\.tar: HTTP 404/,
+      );
+      assertEquals(lines, [], `workers ${workers}`);
+    }
+  } finally {
+    await srv.close();
+  }
+});
+
 Deno.test("train: local shards none of which exists: one error naming the spec, at creation", () => {
   assertThrows(
     () => createTrainLoader({ ...quiet, shards: `${dir}/nope-{0..17}.tar`, batchSize: 2 }),

@@ -44,6 +44,10 @@ Deno.test("charts: gridlines, lr and img/s charts, eval points marked", () => {
   assertEquals(dots[1].split("h0").length - 1, 3, "3 eval dots");
   assert(html.includes('class="series" data-run="run &lt;1&gt;" data-metric="val/loss"'), "a line");
   assert(html.includes("run &lt;1&gt;") && !html.includes("run <1>"), "escaped");
+  assert(
+    !html.includes("<script") && !/src=|href=/.test(html),
+    "metrics.html is static, self-contained",
+  );
 });
 
 Deno.test("charts: several runs are colored by run; long series are thinned per pixel", () => {
