@@ -5,6 +5,7 @@
  * real loader and prints the sample count, skips by reason, a label histogram summary and img/s.
  */
 import { parseArgs } from "node:util";
+import { redactConsole } from "../lib/config/redact.ts";
 import { checkData, formatReport } from "../lib/data/check.ts";
 
 const USAGE = `usage: deno task check-data SPEC [options]
@@ -17,11 +18,13 @@ const USAGE = `usage: deno task check-data SPEC [options]
   --random-crop rrc|src|none     train transform crop (default rrc)
   --auto-augment STR             train transform auto-augment (default rand-m9-mstd0.5-inc1)
   --test-crop-ratio F            valid transform crop ratio (default 0.875)
+  --labels N                     class count: count labels outside 0..N-1 as bad_label
   --strict                       stop at the first bad sample instead of counting it
   --json                         print one JSON object
 `;
 
 if (import.meta.main) {
+  redactConsole();
   try {
     await main(Deno.args);
   } catch (e) {
@@ -43,6 +46,7 @@ export async function main(args: string[]): Promise<void> {
       "random-crop": { type: "string" },
       "auto-augment": { type: "string" },
       "test-crop-ratio": { type: "string" },
+      labels: { type: "string" },
       strict: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
@@ -75,6 +79,7 @@ export async function main(args: string[]): Promise<void> {
       ? undefined
       : Number(values["test-crop-ratio"]),
     strict: values.strict,
+    labels: optionalInt(values.labels, "--labels"),
     log,
   });
   console.log(values.json ? JSON.stringify(report) : formatReport(report));

@@ -6,6 +6,7 @@
  * and the page refreshes while the runs train.
  */
 import { parseArgs } from "node:util";
+import { redactConsole } from "../lib/config/redact.ts";
 import { serveDashboard } from "../lib/train/dashboard.ts";
 
 const USAGE = `usage: deno task dashboard [RUNS_DIR] [--port N]
@@ -23,6 +24,7 @@ Only 127.0.0.1 is served; to look from another machine, forward the port
 (ssh -L 8080:127.0.0.1:8080 HOST).`;
 
 if (import.meta.main) {
+  redactConsole();
   const code = await main(Deno.args);
   if (code !== 0) Deno.exit(code);
 }

@@ -11,8 +11,10 @@ import { ConfigError, loadConfig, parseCommandLine } from "../lib/config/mod.ts"
 import { createBackend } from "../lib/backend/select.ts";
 import { flatten, unflatten } from "../lib/ir/pytree.ts";
 import type { HostTensor } from "../lib/ir/host_tensor.ts";
-import { Evaluator } from "../lib/train/evaluate.ts";
-import { stepConfigOf } from "../lib/train/run_config.ts";
+import { redactConsole } from "../lib/config/redact.ts";
+import { Evaluator, formatEvalProgress } from "../lib/train/evaluate.ts";
+import { RunLog } from "../lib/train/logging.ts";
+import { loaderWorkers, stepConfigOf } from "../lib/train/run_config.ts";
 
 const USAGE =
   `usage: deno task eval CKPT [--config CONFIG.json] [--valid-dataset-shards SPEC] [--key value ...]
@@ -36,7 +38,10 @@ Example: deno task eval deit3-s16-224-in1k-400ep-best.msgpack \\
   --config configs/deit3-s16-224-in1k-400ep.json \\
   --valid-dataset-shards '/data/imagenet-1k-wds/imagenet1k-validation-{00..63}.tar'`;
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) {
+  redactConsole();
+  Deno.exit(await main(Deno.args));
+}
 
 export async function main(args: string[]): Promise<number> {
   const ckptIndex = args.findIndex((a) => !a.startsWith("-") && !a.endsWith(".json"));
@@ -73,9 +78,10 @@ export async function main(args: string[]): Promise<number> {
     const params = "params" in tree && "opt_state" in tree ? tree.params : tree;
     const backend = await createBackend(config.backend as never, {
       pjrtPlugin: config["pjrt-plugin"] as string | undefined,
+      devices: config.devices,
     });
     console.log(`backend: ${backend.name} (${backend.description})`);
-    const cfg = stepConfigOf(config);
+    const cfg = stepConfigOf(config, backend.replicas);
     const { leaves, def } = flatten<HostTensor>(params);
     const device = unflatten(def, await Promise.all(leaves.map((l) => backend.fromHost(l))));
     const evaluator = await Evaluator.create(
@@ -84,7 +90,15 @@ export async function main(args: string[]): Promise<number> {
       params,
       config["valid-batch-size"] as number,
     );
-    const r = await evaluator.run(config, device, (l) => console.error(l));
+    loaderWorkers(config, "valid-loader-workers", (l) => console.error(l));
+    const log = new RunLog(null, "eval");
+    const r = await evaluator.run(
+      config,
+      device,
+      (l) => log.line(l),
+      (p) => log.progress(formatEvalProgress(p), 30_000),
+    );
+    log.clearProgress();
     console.log(
       `${ckpt}: acc1 ${(r.acc1 * 100).toFixed(2)}%, acc5 ${(r.acc5 * 100).toFixed(2)}%, loss ${
         r.loss.toFixed(4)

@@ -1,24 +1,27 @@
 /**
- * deno task export-hlo CONFIG [--batch N] [--replicas R] [--out FILE] [--config-key value ...]
+ * deno task export-hlo CONFIG [--batch N] [--devices N] [--out FILE] [--config-key value ...]
  *
  * Writes the training step of a config as StableHLO text (MLIR generic form): the per-replica
- * program the PJRT backend compiles, for inspection or other XLA tools. CONFIG is a training
+ * program the PJRT backend compiles, for inspection or other XLA tools. `--devices N` (the
+ * config key) writes the N-replica program (`mhlo.num_replicas = N`, gradients and metrics
+ * averaged by all-reduces). CONFIG is a training
  * config JSON (keys are the original's flag names without dashes); further `--key value` flags
  * override it (e.g. `--precision bf16`, `--grad-ckpt`). Without --out the text goes to stdout,
  * unless stdout is a terminal: then to `{name}-train-step.mlir`.
  */
 import { loadConfig, parseCommandLine } from "../lib/config/mod.ts";
-import { exportTrainStep } from "../lib/backend/stablehlo/export.ts";
+import { exportTrainStep } from "../lib/train/export.ts";
 
 const USAGE =
-  `usage: deno task export-hlo CONFIG.json [--batch N] [--replicas R] [--out FILE] [--key value ...]
+  `usage: deno task export-hlo CONFIG.json [--batch N] [--devices N] [--out FILE] [--key value ...]
 
 Writes the training step of CONFIG as StableHLO text (MLIR generic form): the per-replica
 program that the PJRT backend compiles, for inspection or for other XLA tools.
 
   CONFIG.json     a training config (configs/*.json; keys are the original's flag names)
-  --batch N       the global batch (default: the config's train-batch-size)
-  --replicas R    data-parallel replicas; the program takes batch / R rows (default 1)
+  --batch N       the global batch (default: the config's train-batch-size / grad-accum)
+  --devices N     data-parallel replicas (mhlo.num_replicas = N, gradients all-reduced); the
+                  program takes batch / N rows (default 1)
   --out FILE      where to write. Without it the text goes to stdout when stdout is a pipe or
                   a file, and to ./{name}-train-step.mlir when stdout is a terminal
   --key value     any config key, e.g. --precision bf16 or --grad-ckpt
@@ -36,7 +39,7 @@ if (import.meta.main) {
 }
 
 export async function main(args: readonly string[]): Promise<number> {
-  const { own, rest } = takeOwnFlags(args, ["batch", "replicas", "out"]);
+  const { own, rest } = takeOwnFlags(args, ["batch", "out"]);
   const cl = parseCommandLine(rest);
   if (cl.help || !cl.configPath) {
     (cl.help ? console.log : console.error)(USAGE);
@@ -49,7 +52,7 @@ export async function main(args: readonly string[]): Promise<number> {
   const t0 = performance.now();
   const program = exportTrainStep(config, {
     batch: own.batch === undefined ? undefined : positiveInt("--batch", own.batch),
-    replicas: own.replicas === undefined ? undefined : positiveInt("--replicas", own.replicas),
+    devices: Math.max(1, config.devices),
   });
   const seconds = ((performance.now() - t0) / 1000).toFixed(1);
   // Megabytes of MLIR in a terminal are a mistake: there it goes to a file, and says where.

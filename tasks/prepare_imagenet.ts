@@ -8,6 +8,7 @@
 import { parseArgs } from "node:util";
 import { prepareImagenet } from "../lib/data/imagenet.ts";
 import { prepareMnist } from "../lib/data/mnist.ts";
+import { redactConsole } from "../lib/config/redact.ts";
 
 const USAGE = `usage:
   deno task prepare-imagenet [--variant 1k|21k] --dest gs://bucket/dir|DIR [options]
@@ -27,6 +28,7 @@ const USAGE = `usage:
 `;
 
 if (import.meta.main) {
+  redactConsole();
   try {
     const ok = await main(Deno.args);
     if (!ok) Deno.exit(1);

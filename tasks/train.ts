@@ -6,15 +6,23 @@
  * the shards under data/mnist first when they are missing.
  */
 import {
+  type Config,
   ConfigError,
   configHelp,
   DEFAULT_CONFIG_PATH,
   loadConfig,
   parseCommandLine,
 } from "../lib/config/mod.ts";
+import { redactConsole } from "../lib/config/redact.ts";
 import { train, TrainingError } from "../lib/train/loop.ts";
 
+/** Exit status of a run interrupted by SIGINT/SIGTERM after saving (EX_TEMPFAIL: rerun it). */
+export const EXIT_INTERRUPTED = 75;
+/** After a signal the process exits within this time, saved or not. */
+export const EXIT_DEADLINE_MS = 9_000;
+
 if (import.meta.main) {
+  redactConsole();
   const code = await main(Deno.args);
   Deno.exit(code);
 }
@@ -41,17 +49,29 @@ export async function main(args: string[]): Promise<number> {
     }
     throw e;
   }
-  const usesDefault = !cl.configPath || sameFile(cl.configPath, DEFAULT_CONFIG_PATH);
-  if (usesDefault) await ensureMnist(config["train-dataset-shards"] as string);
+  const mnist = mnistDir(config, cl.configPath);
+  if (mnist) await ensureMnist(mnist);
 
   const controller = new AbortController();
+  let deadline: ReturnType<typeof setTimeout> | undefined;
   const onSignal = (sig: string) => () => {
     if (controller.signal.aborted) {
       console.error(`\n${sig} again: exiting without saving`);
       Deno.exit(130);
     }
-    console.error(`\n${sig}: finishing the current step and saving the training state...`);
+    console.error(`\n${sig}: saving the state of the last completed step and exiting...`);
     controller.abort();
+    // Preemption grace periods are about 30 s: never take more than EXIT_DEADLINE_MS. Saves are
+    // atomic, so an exit during one keeps the previous state.
+    const timer = setTimeout(() => {
+      console.error(
+        `train: could not finish within ${EXIT_DEADLINE_MS / 1000} s of ${sig} (a step or a save ` +
+          "was still running); the last saved state is kept",
+      );
+      Deno.exit(EXIT_INTERRUPTED);
+    }, EXIT_DEADLINE_MS);
+    Deno.unrefTimer(timer);
+    deadline = timer;
   };
   const handlers: [Deno.Signal, () => void][] = [["SIGINT", onSignal("SIGINT")], [
     "SIGTERM",
@@ -67,7 +87,7 @@ export async function main(args: string[]): Promise<number> {
       }%, ` +
         `${r.seconds.toFixed(1)} s`,
     );
-    return 0;
+    return r.interrupted ? EXIT_INTERRUPTED : 0;
   } catch (e) {
     if (e instanceof TrainingError || e instanceof Error && e.name !== "Error") {
       console.error(`train: ${e.message}`);
@@ -76,13 +96,27 @@ export async function main(args: string[]): Promise<number> {
     console.error(`train: ${e instanceof Error ? e.stack ?? e.message : e}`);
     return 1;
   } finally {
+    clearTimeout(deadline);
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
   }
 }
 
-/** Builds the MNIST shards of the embedded default when they are missing. */
-async function ensureMnist(shardSpec: string): Promise<void> {
-  const dir = shardSpec.slice(0, shardSpec.lastIndexOf("/")) || ".";
+/**
+ * The folder to build the MNIST shards in: only when the run reads the default config's MNIST
+ * shards (train or validation), never a folder named after an overridden spec.
+ */
+function mnistDir(config: Config, configPath: string | undefined): string | null {
+  if (configPath && !sameFile(configPath, DEFAULT_CONFIG_PATH)) return null;
+  const defaults = loadConfig(undefined, []);
+  const uses = (["train-dataset-shards", "valid-dataset-shards"] as const)
+    .some((k) => config[k] === defaults[k]);
+  if (!uses) return null;
+  const spec = defaults["train-dataset-shards"] as string;
+  return spec.slice(0, spec.lastIndexOf("/")) || ".";
+}
+
+/** Builds the MNIST shards of the embedded default in `dir` when they are missing. */
+async function ensureMnist(dir: string): Promise<void> {
   const { mnistShardNames, prepareMnist } = await import("../lib/data/mnist.ts");
   const missing = mnistShardNames().filter((n) => {
     try {

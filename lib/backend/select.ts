@@ -11,6 +11,11 @@ export type BackendName = "auto" | "cpu" | "webgpu" | "pjrt";
 export interface BackendOptions {
   pjrtPlugin?: string;
   precision?: "f32" | "bf16";
+  /**
+   * Data-parallel devices of this process (config key `devices`); 0 or unset: every
+   * addressable device on pjrt, 1 on cpu and webgpu. The cpu backend runs N virtual devices.
+   */
+  devices?: number;
   /** Called with a line for the log when auto-selection skips a backend. */
   log?: (line: string) => void;
 }
@@ -23,14 +28,25 @@ export async function createBackend(
   const opts = { ...options, pjrtPlugin: options.pjrtPlugin || undefined };
   switch (name) {
     case "cpu":
-      return new CpuBackend();
+      return new CpuBackend({ devices: opts.devices || 1 });
     case "webgpu": {
+      if ((opts.devices ?? 0) > 1) {
+        throw new Error(
+          `--devices ${opts.devices}: the webgpu backend runs one device; use --backend cpu ` +
+            "(virtual devices) or pjrt",
+        );
+      }
       const { WebGpuBackend } = await import("./webgpu/backend.ts");
       return await WebGpuBackend.create();
     }
     case "pjrt": {
       const { PjrtBackend } = await import("./pjrt/backend.ts");
-      return await PjrtBackend.create({ pluginPath: opts.pjrtPlugin, precision: opts.precision });
+      return await PjrtBackend.create({
+        pluginPath: opts.pjrtPlugin,
+        precision: opts.precision,
+        devices: opts.devices || "all",
+        log: opts.log,
+      });
     }
     case "auto": {
       const log = opts.log ?? (() => {});
@@ -58,7 +74,7 @@ export async function createBackend(
           log(`backend auto: WebGPU failed (${firstLine(e)})`);
         }
       }
-      return new CpuBackend();
+      return new CpuBackend({ devices: opts.devices || 1 });
     }
     default:
       throw new Error(`unknown backend "${name}" (expected auto, cpu, webgpu or pjrt)`);

@@ -4,6 +4,35 @@
  * and no partial file under `path`.
  */
 
+const TMP_SUFFIX = ".tmp";
+/** `{target}.{pid}-{8 hex}.tmp`: the temporary name `atomicWrite` gives a write in progress. */
+const TMP_NAME = /^(.+)\.\d+-[0-9a-f]{8}\.tmp$/;
+
+/**
+ * Removes the temporary files that killed writes left in `dir` (those of `atomicWrite` whose
+ * target name passes `ours`). Run it only when no other process writes there. Returns their names.
+ */
+export async function removeStaleTemps(
+  dir: string,
+  ours: (target: string) => boolean,
+): Promise<string[]> {
+  const removed: string[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(dir));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return removed;
+    throw e;
+  }
+  for (const e of entries) {
+    const target = e.isFile ? e.name.match(TMP_NAME)?.[1] : undefined;
+    if (target === undefined || !ours(target)) continue;
+    await Deno.remove(`${dir}/${e.name}`);
+    removed.push(e.name);
+  }
+  return removed;
+}
+
 /** Writes `bytes` to `path` atomically. */
 export async function atomicWriteFile(path: string, bytes: Uint8Array): Promise<void> {
   await atomicWrite(path, [bytes]);
@@ -18,7 +47,7 @@ export async function atomicWrite(
   path: string,
   pieces: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
 ): Promise<void> {
-  const tmp = `${path}.${Deno.pid}-${crypto.randomUUID().slice(0, 8)}.tmp`;
+  const tmp = `${path}.${Deno.pid}-${crypto.randomUUID().slice(0, 8)}${TMP_SUFFIX}`;
   let file: Deno.FsFile | undefined;
   try {
     try {

@@ -107,6 +107,22 @@ export async function detectFormat(name: string, local: string): Promise<Format>
   return "msgpack";
 }
 
+/**
+ * Refuses a checkpoint that is not Flax msgpack (a `.pth` or safetensors file given where a Flax
+ * checkpoint is read), naming the format and the `convert` command that makes one.
+ */
+export async function requireFlaxFormat(name: string, local: string): Promise<void> {
+  const format = await detectFormat(name, local);
+  if (format === "msgpack") return;
+  const what = format === "pth" ? "a PyTorch .pth file" : "a safetensors file";
+  throw new CheckpointError(
+    name,
+    undefined,
+    `${what}, not a Flax msgpack checkpoint: convert it first with ` +
+      `\`deno task convert ${name} --to msgpack\``,
+  );
+}
+
 const EXTENSION: Record<Format, string> = {
   msgpack: ".msgpack",
   pth: ".pth",

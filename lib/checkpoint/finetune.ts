@@ -14,6 +14,7 @@
  */
 import { bf16ToF32, type DType, f32ToBf16, isFloat } from "../ir/dtype.ts";
 import { type HostTensor, isHostTensor, numel, stridesOf } from "../ir/host_tensor.ts";
+import { requireFlaxFormat } from "./convert.ts";
 import { CheckpointError } from "./errors.ts";
 import { readFlaxMsgpackFile } from "./flax_msgpack.ts";
 import { readInputBytes, withLocalInput } from "./storage.ts";
@@ -47,6 +48,7 @@ export async function loadPretrainedFile(
     )
     : undefined;
   const pretrained = await withLocalInput(url, async (path) => {
+    await requireFlaxFormat(url, path);
     try {
       return await readFlaxMsgpackFile(path);
     } catch (e) {

@@ -44,6 +44,32 @@ export async function withLocalInput<T>(url: string, fn: (path: string) => Promi
   }
 }
 
+/**
+ * Whether a local file or gs:// object exists, asked directly (a stat or a metadata request). Any
+ * failure other than "it does not exist" throws, naming the path: an unreadable checkpoint is
+ * never mistaken for a missing one.
+ */
+export async function inputExists(url: string): Promise<boolean> {
+  if (!isGcsUrl(url)) {
+    try {
+      const info = await Deno.stat(url);
+      if (!info.isFile) throw new CheckpointError(url, undefined, "exists but is not a file");
+      return true;
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return false;
+      if (e instanceof CheckpointError) throw e;
+      throw new CheckpointError(url, undefined, `cannot check it: ${(e as Error).message}`);
+    }
+  }
+  const { bucket, object } = parseGcsUrl(url);
+  try {
+    const [exists] = await gcs().bucket(bucket).file(object).exists();
+    return exists;
+  } catch (e) {
+    throw new CheckpointError(url, undefined, `cannot check it: ${(e as Error).message}`);
+  }
+}
+
 /** Writes `pieces` to a local path (atomically) or uploads them to a gs:// URL. */
 export async function writeOutput(
   url: string,

@@ -56,7 +56,7 @@ export function configMarkdownTable(): string {
   return lines.join("\n") + "\n";
 }
 
-function typeAndDefault(key: ConfigKey): { type: string; extra: string; shownDefault: string } {
+function typeAndDefault(key: ConfigKey): { type: string; shownDefault: string } {
   const spec = optionSpec(key);
   let type: string;
   let extra = "";
@@ -80,7 +80,7 @@ function typeAndDefault(key: ConfigKey): { type: string; extra: string; shownDef
   else if (spec.default === null) shownDefault = "none";
   else if (spec.default === "") shownDefault = "derived";
   else shownDefault = String(spec.default);
-  return { type: type + extra, extra, shownDefault };
+  return { type: type + extra, shownDefault };
 }
 
 function describeOption(key: ConfigKey): string[] {

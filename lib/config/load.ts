@@ -58,15 +58,28 @@ export function resolveConfig(
 
   const draft = merge(fromFile, overrides, random);
   issues.push(...unsetRequired(draft).map((problem) => `${source}: ${problem}`));
-  expandFileStrings(draft, source, { env, configDir: options.configDir ?? "." }, issues);
+  const written: Partial<Record<ConfigKey, string>> = {};
+  expandFileStrings(draft, source, { env, configDir: options.configDir ?? "." }, issues, written);
   if (draft.values.name === "") draft.values.name = options.name ?? "run";
 
   if (issues.length === 0) {
     issues.push(...checkCombinations(draft).map((problem) => `${source}: ${problem}`));
   }
   if (issues.length > 0) throw new ConfigError(issues);
-  return Object.freeze({ ...draft.values }) as Config;
+  const config = Object.freeze({ ...draft.values }) as Config;
+  writtenForms.set(config, Object.freeze(written));
+  return config;
 }
+
+/**
+ * The file strings of `config` as written, before `$VAR` expansion (`$HF_TOKEN` stays a
+ * reference), for the keys whose value expansion changed; what `configToJson` saves.
+ */
+export function writtenValues(config: Config): Readonly<Partial<Record<ConfigKey, string>>> {
+  return writtenForms.get(config) ?? {};
+}
+
+const writtenForms = new WeakMap<Config, Readonly<Partial<Record<ConfigKey, string>>>>();
 
 /** Defaults, then the file, then the flags; a seed left at its default is drawn at random. */
 function merge(
@@ -149,6 +162,7 @@ function expandFileStrings(
   source: string,
   { env, configDir }: { env: EnvLookup; configDir: string },
   issues: string[],
+  written: Partial<Record<ConfigKey, string>>,
 ): void {
   const lookup: EnvLookup = (name) => name === "CONFIG_DIR" ? configDir : env(name);
   for (const key of CONFIG_KEYS) {
@@ -158,6 +172,7 @@ function expandFileStrings(
     if (kind !== "string" && kind !== "optional-string") continue;
     try {
       const expanded = expandEnv(value, lookup);
+      if (expanded !== value) written[key] = value;
       if (expanded === "" && kind === "string") {
         issues.push(`${source}: key "${key}" is empty after expanding "${value}"`);
       }

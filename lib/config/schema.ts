@@ -1,6 +1,7 @@
 /**
  * The training options: every flag of the original deit3-jax `src/main.py`, plus this project's own
- * (`backend`, `pjrt-plugin`, `precision`, `max-bad-fraction`).
+ * (`backend`, `pjrt-plugin`, `precision`, `devices`, `num-processes`, `process-id`,
+ * `coordinator`, `max-bad-fraction`, `data-stall-timeout`, `data-retries`).
  *
  * Naming: one name per option everywhere. A `Config` is a frozen plain object keyed by the
  * original's flag names without the leading dashes, so code reads `config["image-size"]`, JSON
@@ -13,6 +14,8 @@
  * - `name` left empty becomes the config file's name without `.json` (the original's recipes pass
  *   `--name $(basename $0 .sh)`).
  */
+
+import { DEFAULT_MAX_BAD_FRACTION } from "../data/stats.ts";
 
 /** An inclusive or open numeric interval; a missing bound is unbounded. */
 export interface Range {
@@ -112,10 +115,26 @@ export const OPTIONS = {
   "max-bad-fraction": {
     group: "data",
     kind: "float",
-    default: 0.01,
+    default: DEFAULT_MAX_BAD_FRACTION,
     range: FRACTION,
-    doc: "fraction of unreadable training samples/shards tolerated (skipped and counted) " +
-      "before the run stops; the original skips silently without limit",
+    doc: "fraction of bad training samples, and of shards not read whole (unreadable or cut " +
+      "short), tolerated (skipped and counted) before the run stops; the original skips " +
+      "silently without limit",
+  },
+  "data-stall-timeout": {
+    group: "data",
+    kind: "float",
+    default: 60,
+    range: { min: 0, minOpen: true },
+    doc: "seconds a shard read (http(s), gs://, pipe:) may get no bytes before it is " +
+      "dropped and retried (pipe: commands are killed)",
+  },
+  "data-retries": {
+    group: "data",
+    kind: "int",
+    default: 5,
+    range: NON_NEGATIVE,
+    doc: "attempts after the first when an http(s) or gs:// shard read fails or stalls",
   },
 
   // Augmentation and loss
@@ -415,6 +434,20 @@ export const OPTIONS = {
     range: NON_NEGATIVE,
     doc: "save the -last checkpoint and validate every N steps and at the end (0: never)",
   },
+  "save-interval": {
+    group: "schedule",
+    kind: "int",
+    default: 0,
+    range: NON_NEGATIVE,
+    doc: "also save the training state every N steps (0: at evaluations, stops and save-minutes)",
+  },
+  "save-minutes": {
+    group: "schedule",
+    kind: "float",
+    default: 10,
+    range: NON_NEGATIVE,
+    doc: "also save the training state once this many minutes passed since the last save (0: off)",
+  },
 
   // Run identity and output
   "project": {
@@ -448,6 +481,13 @@ export const OPTIONS = {
     default: ".",
     doc: "where checkpoints go: a local folder or gs://bucket/prefix",
   },
+  "accept-config-changes": {
+    group: "run",
+    kind: "bool",
+    default: false,
+    doc: "resume although training settings differ from the saved state's (each change is " +
+      "logged; the model and the loader workers must still match)",
+  },
 
   // Backend (this project's own)
   "backend": {
@@ -469,6 +509,34 @@ export const OPTIONS = {
     values: ["f32", "bf16"],
     default: "f32",
     doc: "compute precision of matmuls and activations (params and optimizer state stay f32)",
+  },
+  "devices": {
+    group: "backend",
+    kind: "int",
+    default: 0,
+    range: { min: 0 },
+    doc: "data-parallel devices per process (0: every addressable device on pjrt, 1 on cpu " +
+      "and webgpu; cpu runs N virtual devices)",
+  },
+  "num-processes": {
+    group: "backend",
+    kind: "int",
+    default: 0,
+    range: { min: 0 },
+    doc: "processes (hosts) of a multi-host job (0: from the Cloud TPU VM environment, else 1)",
+  },
+  "process-id": {
+    group: "backend",
+    kind: "int",
+    default: -1,
+    range: { min: -1 },
+    doc: "this process's index in the job (-1: from the Cloud TPU VM environment, else 0)",
+  },
+  "coordinator": {
+    group: "backend",
+    kind: "optional-string",
+    default: null,
+    doc: "HOST:PORT of process 0's key-value store (none: the first TPU worker, port 8476)",
   },
 } as const satisfies Record<string, OptionSpec>;
 

@@ -4,7 +4,7 @@
  */
 import { createTrainLoader, createValidLoader, type DataLoader } from "./loader.ts";
 import type { OpenOptions } from "./open.ts";
-import type { LoaderStats } from "./stats.ts";
+import { type LoaderStats, wholeShardFraction } from "./stats.ts";
 import type { TransformSpec } from "./transform.ts";
 
 export interface CheckOptions {
@@ -23,6 +23,8 @@ export interface CheckOptions {
   testCropRatio?: number;
   /** Stop at the first bad sample instead of counting. */
   strict?: boolean;
+  /** Class count: labels outside `[0, labels)` are counted as `bad_label`. */
+  labels?: number;
   open?: OpenOptions;
   log?: (line: string) => void;
 }
@@ -31,7 +33,12 @@ export interface CheckReport {
   shards: number;
   samples: number;
   skipped: LoaderStats["skipped"];
+  /** Shard reads that reached the end, that failed part-way, that gave nothing. */
+  shards_whole: number;
+  shards_partial: number;
   shards_failed: number;
+  /** shards_whole over all shard reads. */
+  whole_fraction: number;
   seconds: number;
   img_per_s: number;
   transform: string;
@@ -59,6 +66,7 @@ export async function checkData(o: CheckOptions): Promise<CheckReport> {
     batchSize,
     workers,
     strict: o.strict ?? false,
+    labels: o.labels,
     maxSkipFraction: 1, // report, do not judge
     open: o.open,
     log: o.log ?? (() => {}),
@@ -102,7 +110,10 @@ export async function checkData(o: CheckOptions): Promise<CheckReport> {
     shards: loader.shards.length,
     samples,
     skipped: stats.skipped,
+    shards_whole: stats.shardsOk,
+    shards_partial: stats.shardsPartial,
     shards_failed: stats.shardsFailed,
+    whole_fraction: Number(wholeShardFraction(stats).toFixed(4)),
     seconds: Number(seconds.toFixed(3)),
     img_per_s: Number((samples / Math.max(seconds, 1e-9)).toFixed(1)),
     transform: o.transform,
@@ -120,8 +131,12 @@ export function formatReport(r: CheckReport): string {
     : `labels: ${l.classes} classes seen (${l.min_label}..${l.max_label}), ` +
       `${l.min_per_class}..${l.max_per_class} samples per class; most common: ` +
       l.most_common.map(([k, n]) => `${k} (${n})`).join(", ");
+  const reads = r.shards_whole + r.shards_partial + r.shards_failed;
   return [
-    `shards: ${r.shards}${r.shards_failed ? ` (${r.shards_failed} unreadable)` : ""}`,
+    `shards: ${r.shards}; ${r.shards_whole} of ${reads} read whole ` +
+    `(${(100 * r.whole_fraction).toFixed(1)}%)` +
+    (r.shards_partial ? `, ${r.shards_partial} cut short` : "") +
+    (r.shards_failed ? `, ${r.shards_failed} unreadable` : ""),
     `samples: ${r.samples} in ${r.seconds.toFixed(1)} s: ${r.img_per_s.toFixed(1)} img/s ` +
     `(transform ${r.transform}, ${r.workers} workers)`,
     `skipped: ${skips}`,

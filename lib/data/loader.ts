@@ -18,6 +18,7 @@
  */
 import type { Batch } from "./batch.ts";
 import type { OpenOptions } from "./open.ts";
+import { checkLocalShards } from "./open_file.ts";
 import { hostShards, ownedCount } from "./order.ts";
 import {
   type ProducerConfig,
@@ -28,10 +29,12 @@ import {
 import { expandShardSpec } from "./spec.ts";
 import {
   addDelta,
+  DataError,
+  DEFAULT_MAX_BAD_FRACTION,
   emptyStats,
   formatStats,
+  judgeStats,
   type LoaderStats,
-  skippedSamples,
   type StatsDelta,
 } from "./stats.ts";
 import { transformImageSize, type TransformSpec } from "./transform.ts";
@@ -50,8 +53,13 @@ export interface LoaderOptions {
   open?: OpenOptions;
   /** Bad samples are an error instead of a counted skip. Default: false (train), true (valid). */
   strict?: boolean;
-  /** Fail when more than this fraction of samples (or of shards) is bad. Default 0.05. */
+  /**
+   * Fail when more than this fraction of samples, or of shard visits, is bad (a shard cut short
+   * counts). Default `DEFAULT_MAX_BAD_FRACTION` (0.01, the `max-bad-fraction` default).
+   */
   maxSkipFraction?: number;
+  /** Class count: labels outside `[0, labels)` are skipped as `bad_label`. */
+  labels?: number;
   /** ... but only once this many samples were seen (or at the end of a pass). Default 1000. */
   minSamplesForFraction?: number;
   /** Batches in flight per worker (train; default 2), or 64-sample chunks (valid; default 16). */
@@ -147,6 +155,7 @@ export function createTrainLoader(o: TrainLoaderOptions): DataLoader {
     open: o.open ?? {},
     withKeys: o.withKeys ?? false,
     strict: o.strict ?? false,
+    labels: o.labels,
     start: start?.cursors[w] ?? undefined,
   }));
   const run = new Run(o, shards, configs, workers === 0, Math.max(1, o.prefetch ?? 2));
@@ -178,6 +187,7 @@ export function createValidLoader(o: ValidLoaderOptions): DataLoader {
     open: o.open ?? {},
     withKeys: o.withKeys ?? false,
     strict: o.strict ?? true,
+    labels: o.labels,
   }));
   // Chunks in flight per worker: enough for workers to read their shards side by side.
   const run = new Run(o, shards, configs, workers === 0, Math.max(16, o.prefetch ?? 0));
@@ -287,6 +297,8 @@ class Run {
   readonly imageSize: number;
   #stats = emptyStats();
   #logged = 0;
+  #lastSkip: string | undefined;
+  #held: string[] = [];
   #fatal: Error | undefined;
   #opts: LoaderOptions;
   #log: (line: string) => void;
@@ -313,8 +325,9 @@ class Run {
   ): DataLoader {
     let started: AsyncGenerator<Batch> | undefined;
     const close = async () => {
-      await started?.return(undefined).catch(() => {});
+      // Sources first: a worker's pending batch then rejects, so a waiting iterator can finish.
       for (const s of this.sources) s.close();
+      await started?.return(undefined).catch(() => {});
     };
     return {
       imageSize: this.imageSize,
@@ -353,41 +366,36 @@ class Run {
 
   #onStats(d: StatsDelta): void {
     addDelta(this.#stats, d);
-    for (const m of d.messages) {
+    if (d.messages.length) this.#lastSkip = d.messages[d.messages.length - 1];
+    this.#held.push(...d.messages);
+    this.#check(false);
+    if (this.#fatal) {
+      for (const s of this.sources) s.fail(this.#fatal);
+      return;
+    }
+    // Until some shard gives a sample, skips are held back: when none ever does, the one
+    // "no shard could be read" error (quoting the last) says it, not a line per shard.
+    const s = this.#stats;
+    if (s.shardsOk + s.shardsPartial === 0 && s.samples === 0) return;
+    const lines = this.#held.splice(0);
+    for (const m of lines) {
       if (this.#logged < 50) this.#log(m);
       else if (this.#logged === 50) this.#log("further skips are counted but not logged");
       this.#logged++;
     }
-    if (d.messages.length) this.#log(`data: ${formatStats(this.#stats)}`);
-    this.#check(false);
-    if (this.#fatal) { for (const s of this.sources) s.fail(this.#fatal); }
+    if (lines.length) this.#log(`data: ${formatStats(s)}`);
   }
 
   #check(atEnd: boolean): void {
     if (this.#fatal) return;
-    const s = this.#stats;
-    const limit = this.#opts.maxSkipFraction ?? 0.05;
-    const bad = skippedSamples(s), seen = s.samples + bad;
-    if (
-      bad > 0 && bad > limit * seen && (atEnd || seen >= (this.#opts.minSamplesForFraction ?? 1000))
-    ) {
-      this.#fatal = new Error(
-        `too many bad samples: ${bad} of ${seen} (${(100 * bad / seen).toFixed(1)}%, limit ` +
-          `${100 * limit}%); ${formatStats(s)}`,
-      );
-      return;
-    }
-    const tried = s.shardsOk + s.shardsFailed;
-    if (s.shardsOk === 0 && s.shardsFailed >= Math.min(this.shards.length, 16)) {
-      this.#fatal = new Error(
-        `no shard could be read (${s.shardsFailed} failed); ${formatStats(s)}`,
-      );
-    } else if (s.shardsFailed > limit * tried && (atEnd || tried >= 20)) {
-      this.#fatal = new Error(
-        `too many unreadable shards: ${s.shardsFailed} of ${tried} (limit ${100 * limit}%); ` +
-          formatStats(s),
-      );
-    }
+    const problem = judgeStats(this.#stats, {
+      maxBadFraction: this.#opts.maxSkipFraction ?? DEFAULT_MAX_BAD_FRACTION,
+      minSamples: this.#opts.minSamplesForFraction ?? 1000,
+      shardCount: this.shards.length,
+      atEnd,
+      lastSkip: this.#lastSkip,
+    });
+    if (problem) this.#fatal = new DataError(problem);
   }
 }
 
@@ -452,7 +460,9 @@ class WorkerSource implements Source {
     this.#worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
     this.#worker.onmessage = (e: MessageEvent<FromWorker>) => {
       const m = e.data;
-      if (m.type === "error") return this.fail(new Error(`loader worker ${index}: ${m.message}`));
+      if (m.type === "error") {
+        return this.fail(new DataError(`loader worker ${index}: ${m.message}`));
+      }
       if (m.type === "end") return this.#push(null);
       onStats(m.stats);
       if (m.type !== "stats") this.#push(m);
@@ -486,6 +496,8 @@ class WorkerSource implements Source {
     if (this.#closed) return;
     this.#closed = true;
     this.#worker.terminate();
+    this.#waiting?.reject(new Error(`loader worker ${this.index}: closed`));
+    this.#waiting = undefined;
   }
 
   #push(m: Output | null): void {
@@ -506,6 +518,7 @@ class WorkerSource implements Source {
 function shardList(shards: string | string[]): string[] {
   const list = typeof shards === "string" ? expandShardSpec(shards) : shards.slice();
   if (list.length === 0) throw new Error("the shard list is empty");
+  checkLocalShards(list, typeof shards === "string" ? shards : undefined);
   return list;
 }
 

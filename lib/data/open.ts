@@ -11,6 +11,7 @@
  * Every error names the shard and says what went wrong; `OpenError.permanent` tells the loader
  * that retrying will not help (404, a failing command).
  */
+import { redact } from "../config/redact.ts";
 import { openFile } from "./open_file.ts";
 import { openHttp } from "./open_http.ts";
 import { openPipe } from "./open_pipe.ts";
@@ -33,7 +34,7 @@ export interface OpenOptions {
 
 export class OpenError extends Error {
   constructor(message: string, readonly permanent: boolean, options?: ErrorOptions) {
-    super(message, options);
+    super(redact(message), options);
     this.name = "OpenError";
   }
 }

@@ -4,6 +4,7 @@
  * stand in for it. The token never appears in messages, and fetch drops it on the hub's
  * cross-origin redirect to its CDN.
  */
+import { redact } from "../config/redact.ts";
 import { OpenError, type OpenOptions, redactUrl } from "./open.ts";
 import { type Connection, resumableStream, retryPolicy } from "./resumable.ts";
 
@@ -57,7 +58,11 @@ export async function connectHttp(
     throw new OpenError(`${shown}: ${(e as Error).message}`, false, { cause: e });
   }
   if (!res.ok) {
-    const detail = (await res.text().catch(() => "")).slice(0, 200).trim();
+    // The body may echo the request (a token included): redacted, then cut to 200 characters.
+    let detail = redact(await res.text().catch(() => ""));
+    const token = /^bearer (.+)$/i.exec(baseHeaders.authorization ?? "")?.[1];
+    if (token) detail = detail.replaceAll(token, "***"); // an option, maybe not in the env
+    detail = detail.slice(0, 200).trim();
     await res.body?.cancel().catch(() => {});
     const retryable = res.status === 408 || res.status === 429 || res.status >= 500;
     let hint = "";

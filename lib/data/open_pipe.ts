@@ -3,6 +3,10 @@
  * (killed by SIGPIPE after the reader stopped early), is success; anything else errors the
  * stream with the command, the status and the end of its stderr. A command that writes nothing
  * for `stallTimeoutMs` is killed.
+ *
+ * `sh` runs in a process group of its own, and stopping a shard kills the whole group: a command
+ * such as `curl ... | tar ...` or `cat x.tar; sleep 60` leaves no child behind. Groups still
+ * alive when the process exits are killed on `unload`.
  */
 import { OpenError, type OpenOptions } from "./open.ts";
 
@@ -19,25 +23,25 @@ export function openPipe(
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-      signal,
+      // A new process group (setsid), so that the command's children can be killed with it.
+      detached: true,
     }).spawn();
   } catch (e) {
     return Promise.reject(
       new OpenError(`pipe:${command}: could not start sh (${(e as Error).message})`, true),
     );
   }
+  const pid = child.pid;
+  liveGroups.add(pid);
   const stderr = collectTail(child.stderr, 2000);
   const reader = child.stdout.getReader();
   let finished = false;
   const kill = () => {
     if (finished) return;
     finished = true;
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already exited
-    }
+    killGroup(pid);
   };
+  signal?.addEventListener("abort", kill, { once: true });
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -62,7 +66,8 @@ export function openPipe(
         clearTimeout(timer);
       }
       const status = await child.status;
-      finished = true;
+      // sh is done; whatever it started in the background goes with it.
+      kill();
       if (status.code === 0 || status.code === 141) {
         controller.close();
       } else {
@@ -83,6 +88,23 @@ export function openPipe(
     },
   });
   return Promise.resolve(stream);
+}
+
+/** Process groups of running `pipe:` commands. */
+const liveGroups = new Set<number>();
+let unloadHooked = false;
+
+function killGroup(pid: number): void {
+  if (!unloadHooked) {
+    unloadHooked = true;
+    globalThis.addEventListener("unload", () => liveGroups.forEach(killGroup));
+  }
+  try {
+    Deno.kill(-pid, "SIGKILL");
+  } catch {
+    // the whole group already exited
+  }
+  liveGroups.delete(pid);
 }
 
 async function collectTail(stream: ReadableStream<Uint8Array>, max: number): Promise<string> {

@@ -17,7 +17,7 @@ import {
 } from "./order.ts";
 import { imageBytes, parseLabel, type RawSample, SampleError, type SkipReason } from "./samples.ts";
 import { readShard, ShardError } from "./shard_reader.ts";
-import { StatsAccumulator, type StatsDelta } from "./stats.ts";
+import { DataError, StatsAccumulator, type StatsDelta } from "./stats.ts";
 import {
   loadTransform,
   type SampleTransform,
@@ -42,6 +42,8 @@ export interface TrainProducerConfig {
   withKeys: boolean;
   /** Any bad sample or shard is an error instead of a counted skip. */
   strict: boolean;
+  /** Class count: labels outside `[0, labels)` are `bad_label` (else outside int32 / < 0). */
+  labels?: number;
   /** Continue from this position (a `position` of an earlier run's batch) instead of the start. */
   start?: TrainCursor;
 }
@@ -76,6 +78,7 @@ export interface ValidProducerConfig {
   open: OpenOptions;
   withKeys: boolean;
   strict: boolean;
+  labels?: number;
 }
 
 export type ProducerConfig = TrainProducerConfig | ValidProducerConfig;
@@ -126,7 +129,7 @@ async function* trainProducer(cfg: TrainProducerConfig): AsyncGenerator<Producer
 
   // Decodes one sample and adds its augmented copies from `first` on; yields every batch that fills.
   const emit = async function* (item: Visited, first = 0): AsyncGenerator<ProducerMessage> {
-    const decoded = await decodeSample(item.sample, stats, cfg.strict, item.url);
+    const decoded = await decodeSample(item.sample, stats, cfg, item.url);
     if (!decoded) return;
     for (let k = first; k < repeats; k++) {
       const rng = augment.child(2, item.epoch, item.shard, item.sample.index, k);
@@ -276,7 +279,7 @@ async function* validProducer(cfg: ValidProducerConfig): AsyncGenerator<Producer
           continue;
         }
         const item = { visit: 0, epoch: 0, shard, url, sample };
-        const decoded = await decodeSample(sample, stats, cfg.strict, url);
+        const decoded = await decodeSample(sample, stats, cfg, url);
         const img = decoded &&
           applyTransform(transform, decoded.image, undefined, size, item, stats, cfg.strict);
         if (!decoded || img === null) {
@@ -296,10 +299,10 @@ async function* validProducer(cfg: ValidProducerConfig): AsyncGenerator<Producer
           chunk = new BatchBuilder(cfg.chunkSize, size, 1, cfg.withKeys);
         }
       }
-      stats.shard(true);
+      stats.shard("whole");
     } catch (e) {
       if (!(e instanceof ShardError) || cfg.strict) throw e;
-      stats.shard(shardSamples > 0);
+      stats.shard(shardSamples > 0 ? "partial" : "failed");
       stats.skip(e.reason, e.message);
     }
     yield {
@@ -348,12 +351,12 @@ async function* readVisits(
         if (sample.index < skip) from.keep?.(item);
         else yield item;
       }
-      stats.shard(true);
+      stats.shard("whole");
       consecutiveFailures = 0;
       everRead = true;
     } catch (e) {
       if (!(e instanceof ShardError) || cfg.strict) throw e;
-      stats.shard(n > 0);
+      stats.shard(n > 0 ? "partial" : "failed");
       stats.skip(e.reason, e.message);
       lastError = e.message;
       if (n > 0) {
@@ -363,7 +366,7 @@ async function* readVisits(
         !everRead &&
         ++consecutiveFailures >= Math.min(cfg.shards.length, MAX_CONSECUTIVE_SHARD_FAILURES)
       ) {
-        throw new Error(
+        throw new DataError(
           `no shard could be read: the first ${consecutiveFailures} shards this worker tried ` +
             `all failed; the last: ${lastError}`,
         );
@@ -377,14 +380,14 @@ async function* readVisits(
 async function decodeSample(
   sample: RawSample,
   stats: StatsAccumulator,
-  strict: boolean,
+  { strict, labels }: { strict: boolean; labels?: number },
   url: string,
 ): Promise<{ image: RGBImage; label: number } | null> {
   let reason: SkipReason;
   let message: string;
   try {
     if (sample.problem) throw new SampleError("duplicate_member", sample.problem);
-    const label = parseLabel(sample);
+    const label = parseLabel(sample, labels);
     const [ext, bytes] = imageBytes(sample);
     try {
       const image = await decodeImage(bytes);
@@ -398,8 +401,10 @@ async function decodeSample(
     if (!(e instanceof SampleError)) throw e;
     reason = e.reason;
     message = `${url}: ${e.message}`;
+    // Members lost to the shard's own failure, which is counted (and raised when strict).
+    if (sample.cutShort && (reason === "missing_label" || reason === "missing_image")) return null;
   }
-  if (strict) throw new Error(message);
+  if (strict) throw new DataError(message);
   stats.skip(reason, message);
   return null;
 }
@@ -423,7 +428,7 @@ function applyTransform(
     message = `transform failed: ${(e as Error).message}`;
   }
   message = `${item.url}: sample "${item.sample.key}": ${message}`;
-  if (strict) throw new Error(message);
+  if (strict) throw new DataError(message);
   stats.skip("transform", message);
   return null;
 }

@@ -17,28 +17,43 @@ export interface RawSample {
   parts: Map<string, Uint8Array>;
   /** Set when the sample is known to be bad before decoding (e.g. a duplicate extension). */
   problem?: string;
+  /**
+   * The sample the archive failed in (or right after): its members were read whole, but more
+   * may have been lost. When it lacks its label or image, that loss is the shard's failure
+   * (counted as `shard_read`), not a separate bad sample.
+   */
+  cutShort?: boolean;
 }
 
 /** The image extensions read as images, in order of preference. */
 export const IMAGE_EXTENSIONS = ["jpg", "jpeg", "png", "webp"] as const;
 
-/** Groups consecutive members into samples. */
+/**
+ * Groups consecutive members into samples. When the members fail part-way (a cut or corrupt
+ * archive), the sample gathered so far is yielded (marked `cutShort`) before the error is
+ * rethrown, as webdataset does: a cut inside sample 12 still delivers sample 11.
+ */
 export async function* groupSamples(members: AsyncIterable<TarMember>): AsyncGenerator<RawSample> {
   let current: RawSample | undefined;
   let index = 0;
-  for await (const m of members) {
-    const split = splitKey(m.name);
-    if (!split) continue;
-    const [key, ext] = split;
-    if (!current || current.key !== key) {
-      if (current) yield current;
-      current = { key, index: index++, parts: new Map() };
+  try {
+    for await (const m of members) {
+      const split = splitKey(m.name);
+      if (!split) continue;
+      const [key, ext] = split;
+      if (!current || current.key !== key) {
+        if (current) yield current;
+        current = { key, index: index++, parts: new Map() };
+      }
+      if (current.parts.has(ext)) {
+        current.problem ??= `duplicate ".${ext}" member in sample "${key}"`;
+        continue;
+      }
+      current.parts.set(ext, m.data);
     }
-    if (current.parts.has(ext)) {
-      current.problem ??= `duplicate ".${ext}" member in sample "${key}"`;
-      continue;
-    }
-    current.parts.set(ext, m.data);
+  } catch (e) {
+    if (current) yield { ...current, cutShort: true };
+    throw e;
   }
   if (current) yield current;
 }
@@ -54,21 +69,39 @@ export function splitKey(name: string): [string, string] | undefined {
   return [name.slice(0, slash + 1) + base.slice(0, dot), base.slice(dot + 1).toLowerCase()];
 }
 
-/** The `.cls` label: ASCII decimal text. Throws `SampleError` naming the sample otherwise. */
-export function parseLabel(sample: RawSample, ext = "cls"): number {
+/** Labels must fit an int32 (the batch's type) and stay clear of -1, the padding label. */
+export const MAX_LABEL = 2 ** 31 - 1;
+
+/**
+ * The `.cls` label: ASCII decimal text, in `[0, labels)` when `labels` (the class count) is
+ * given, else in `[0, 2^31)`. Throws `SampleError` naming the sample otherwise: `missing_label`
+ * without a `.cls`, `bad_label` for text that is not an integer or is out of range (a label at
+ * or above the class count trains on nothing; -1 is the padding label; 4294967297 would wrap
+ * to 1 in an int32).
+ */
+export function parseLabel(sample: RawSample, labels?: number, ext = "cls"): number {
   const bytes = sample.parts.get(ext);
   if (!bytes) {
     throw new SampleError("missing_label", `sample "${sample.key}" has no ".${ext}" member`);
   }
   const text = new TextDecoder().decode(bytes).trim();
-  if (!/^-?\d+$/.test(text)) {
-    const shown = text.length > 20 ? text.slice(0, 20) + "..." : text;
+  const shown = text.length > 20 ? text.slice(0, 20) + "..." : text;
+  if (!/^[-+]?\d+$/.test(text)) {
     throw new SampleError(
       "bad_label",
       `sample "${sample.key}": ".${ext}" is not an integer ("${shown}")`,
     );
   }
-  return Number(text);
+  const label = Number(text);
+  const limit = labels ?? MAX_LABEL + 1;
+  if (!(label >= 0 && label < limit)) {
+    const range = labels === undefined ? "0..2^31-1" : `0..${labels - 1} for ${labels} labels`;
+    throw new SampleError(
+      "bad_label",
+      `sample "${sample.key}": label ${shown} is out of range (${range})`,
+    );
+  }
+  return label;
 }
 
 /** The `.json` member parsed, or undefined. */

@@ -1,4 +1,5 @@
 /** One shard -> its samples, with failures tagged by what failed (opening or reading). */
+import { redact } from "../config/redact.ts";
 import { OpenError, type OpenOptions, openShard } from "./open.ts";
 import { groupSamples, type RawSample } from "./samples.ts";
 import { readTar } from "./tar.ts";
@@ -9,14 +10,16 @@ export class ShardError extends Error {
     message: string,
     options?: ErrorOptions,
   ) {
-    super(message, options);
+    super(redact(message), options);
     this.name = "ShardError";
   }
 }
 
 /**
  * Streams the samples of the shard at `url`. Rejects with `ShardError`: `shard_open` when it
- * cannot be opened, `shard_read` when reading fails part-way (the samples before were good).
+ * cannot be opened, `shard_read` when reading fails part-way (the samples before were
+ * delivered, the last complete one included) or when the shard holds no sample at all (a
+ * zero-byte file, a tar of directories): a shard that gives nothing is never a good one.
  */
 export async function* readShard(
   url: string,
@@ -36,9 +39,11 @@ export async function* readShard(
       n++;
       yield sample;
     }
+    if (n === 0) throw new Error("the shard holds no sample (no member named KEY.EXT)");
   } catch (e) {
     let msg = (e as Error).message;
-    if (!msg.includes(url)) msg = `${url}: ${msg}`;
+    // Messages are redacted where they are made: compare with the shard as they show it.
+    if (!msg.includes(url) && !msg.includes(redact(url))) msg = `${url}: ${msg}`;
     // A source that fails before delivering anything (a failing pipe: command) never opened.
     if (n === 0 && e instanceof OpenError) {
       throw new ShardError("shard_open", `cannot open shard: ${msg}`, { cause: e });

@@ -4,6 +4,7 @@
  *   expandShardSpec("$GCS_DATASET_DIR/imagenet1k-train-{0000..1023}.tar")
  *   expandShardSpec("a-{0..6..2}.tar::b-{x,y}.tar")
  */
+import { DataError } from "./stats.ts";
 
 /** Expands env references, then splits on `::` and brace-expands every part. */
 export function expandShardSpec(
@@ -12,7 +13,7 @@ export function expandShardSpec(
 ): string[] {
   const expanded = expandEnv(spec, env);
   const urls = expanded.split("::").flatMap((part) => part.trim() ? braceExpand(part.trim()) : []);
-  if (urls.length === 0) throw new Error(`shard spec "${spec}" names no shards`);
+  if (urls.length === 0) throw new DataError(`shard spec "${spec}" names no shards`);
   return urls;
 }
 
@@ -32,7 +33,7 @@ export function expandEnv(
       const name = a ?? b;
       const value = env(name);
       if (value === undefined) {
-        throw new Error(`"${text}" refers to $${name}, which is not set in the environment`);
+        throw new DataError(`"${text}" refers to $${name}, which is not set in the environment`);
       }
       return value;
     },

@@ -18,7 +18,7 @@ export interface TarMember {
 }
 
 export class TarError extends Error {
-  constructor(message: string, readonly kind: "truncated" | "corrupt") {
+  constructor(message: string, readonly kind: "truncated" | "corrupt" | "empty") {
     super(message);
     this.name = "TarError";
   }
@@ -38,16 +38,28 @@ export async function* readTar(
     for (;;) {
       const offset = input.position;
       const header = await input.read(BLOCK, true);
-      if (header === null) return; // clean end on a block boundary
+      if (header === null) {
+        // A clean end on a block boundary; but a zero-byte file is no archive at all.
+        if (offset === 0) {
+          throw new TarError(`${source}: empty (0 bytes), not a tar archive`, "empty");
+        }
+        return;
+      }
       if (header.length < BLOCK) {
         throw new TarError(`${source}: truncated inside a header at byte ${offset}`, "truncated");
       }
       if (isZeroBlock(header)) return; // end-of-archive marker; ignore what follows
       const h = parseHeader(header, source, offset);
-      let size = h.size;
-      if (pax.size !== undefined) size = Number(pax.size);
-      const padded = Math.ceil(size / BLOCK) * BLOCK;
       const what = `${source}: member "${longName ?? pax.path ?? h.name}" at byte ${offset}`;
+      let size = h.size;
+      if (pax.size !== undefined) size = /^\d+$/.test(pax.size) ? Number(pax.size) : NaN;
+      if (!Number.isSafeInteger(size)) {
+        const field = pax.size !== undefined
+          ? `pax size "${pax.size}"`
+          : `size field "${h.sizeText}"`;
+        throw new TarError(`${what}: corrupt header, ${field} is not a valid size`, "corrupt");
+      }
+      const padded = Math.ceil(size / BLOCK) * BLOCK;
       if (h.type === "L" || h.type === "x" || h.type === "0" || h.type === "\0" || h.type === "7") {
         const body = await input.read(size, false);
         if (body === null || body.length < size) {
@@ -82,7 +94,9 @@ export async function* readTar(
 
 interface Header {
   name: string;
+  /** NaN when the field is not octal (nor base-256); `sizeText` is the field as written. */
   size: number;
+  sizeText: string;
   type: string;
 }
 
@@ -103,7 +117,13 @@ function parseHeader(b: Uint8Array, source: string, offset: number): Header {
     const prefix = cString(b.subarray(345, 500));
     if (prefix) name = `${prefix}/${name}`;
   }
-  return { name, size: parseSize(b.subarray(124, 136)), type: String.fromCharCode(b[156]) };
+  const sizeField = b.subarray(124, 136);
+  return {
+    name,
+    size: parseSize(sizeField),
+    sizeText: sizeField[0] & 0x80 ? "(base-256)" : printable(sizeField),
+    type: String.fromCharCode(b[156]),
+  };
 }
 
 function parseSize(field: Uint8Array): number {
@@ -127,6 +147,16 @@ function parseOctal(field: Uint8Array): number {
     v = v * 8 + (c - 48);
   }
   return v;
+}
+
+/** A header field for a message: NULs dropped, other control bytes escaped. */
+function printable(field: Uint8Array): string {
+  let out = "";
+  for (const c of field) {
+    if (c === 0) continue;
+    out += c >= 32 && c < 127 ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, "0")}`;
+  }
+  return out;
 }
 
 function cString(b: Uint8Array): string {

@@ -48,13 +48,34 @@ const CANDIDATES = [
   "/opt/libjpeg-turbo/lib64/libturbojpeg.so",
 ];
 
-const TJPF_RGB = 0;
+const TJPF_RGB = 0, TJPF_CMYK = 11;
 const TJCS_CMYK = 3, TJCS_YCCK = 4;
 const TJERR_WARNING = 0;
 // Cap on decoded size (as Pillow's decompression-bomb limit, 2x its warning threshold).
 const MAX_PIXELS = 2 * 89_478_485;
 
 let cached: TurboJpeg | null | undefined;
+
+/**
+ * CMYK pixels (4 bytes each) to RGB exactly as Pillow does for a JPEG: `JpegImagePlugin` reads
+ * every CMYK JPEG as `CMYK;I` ("assume adobe conventions": the values inverted, as Photoshop
+ * stores them, whether or not an Adobe marker is present), then `convert("RGB")` computes
+ * `R = 255 - K - C(255 - K)/255`, with libImaging's rounded `MULDIV255`, on the inverted values.
+ * `inverted`: the input is as stored in the JPEG (Adobe's inverted form).
+ */
+export function pillowCmykToRgb(cmyk: Uint8Array, inverted: boolean): Uint8Array {
+  const n = cmyk.length >> 2;
+  const out = new Uint8Array(n * 3);
+  const flip = inverted ? 255 : 0;
+  for (let p = 0; p < n; p++) {
+    const nk = 255 - (cmyk[4 * p + 3] ^ flip);
+    for (let c = 0; c < 3; c++) {
+      const t = (cmyk[4 * p + c] ^ flip) * nk + 128;
+      out[3 * p + c] = nk - (((t >> 8) + t) >> 8);
+    }
+  }
+  return out;
+}
 
 /**
  * Loads libturbojpeg once per thread. `DEIT3_TURBOJPEG` may name the library file. Returns
@@ -107,12 +128,12 @@ function createDecoder(lib: Deno.DynamicLibrary<typeof SYMBOLS>, path: string): 
       const w = width[0], h = height[0];
       // A header cut short can "succeed" with a warning and no size.
       if (w < 1 || h < 1) throw fail("not a decodable JPEG: no image in the header");
-      if (colorspace[0] === TJCS_CMYK || colorspace[0] === TJCS_YCCK) {
-        throw new JpegError("CMYK JPEG", true);
-      }
       if (w * h > MAX_PIXELS) throw new JpegError(`JPEG of ${w}x${h} is too large to decode`);
-      const data = new Uint8Array(w * h * 3);
-      if (s.tjDecompress2(handle, jpeg, size, data, w, 0, h, TJPF_RGB, 0) !== 0) {
+      // CMYK and YCCK come out as CMYK (libjpeg does YCCK -> CMYK), then Pillow's conversion.
+      const cmyk = colorspace[0] === TJCS_CMYK || colorspace[0] === TJCS_YCCK;
+      const data = new Uint8Array(w * h * (cmyk ? 4 : 3));
+      const format = cmyk ? TJPF_CMYK : TJPF_RGB;
+      if (s.tjDecompress2(handle, jpeg, size, data, w, 0, h, format, 0) !== 0) {
         // libjpeg warnings ("Corrupt JPEG data: N extraneous bytes") leave a usable image and
         // Pillow accepts them; a premature end of data is a truncated file, which Pillow refuses.
         const p = s.tjGetErrorStr2(handle);
@@ -121,7 +142,7 @@ function createDecoder(lib: Deno.DynamicLibrary<typeof SYMBOLS>, path: string): 
           throw fail("corrupt JPEG");
         }
       }
-      return { width: w, height: h, data };
+      return { width: w, height: h, data: cmyk ? pillowCmykToRgb(data, true) : data };
     },
   };
 }

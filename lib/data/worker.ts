@@ -4,6 +4,7 @@
  * transferring the pixel buffers (no copy). It builds a batch only while it holds a credit; the
  * loader returns a credit for each batch it hands on, which bounds memory (backpressure).
  */
+import { redact } from "../config/redact.ts";
 import { type ProducerConfig, type ProducerMessage, runProducer } from "./producer.ts";
 
 export type ToWorker =
@@ -46,7 +47,7 @@ async function run(config: ProducerConfig): Promise<void> {
     }
     self.postMessage({ type: "end" } satisfies FromWorker);
   } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
+    const message = redact(e instanceof Error ? e.message : String(e));
     self.postMessage({ type: "error", message } satisfies FromWorker);
   }
 }

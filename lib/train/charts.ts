@@ -81,8 +81,6 @@ export const RUN_COLORS = [
   "#bcbd22",
 ];
 const DASHES = ["", "6 3", "2 3", "8 3 2 3"];
-/** Longer series are thinned to about this many points (the last point is always kept). */
-const MAX_POINTS = 2000;
 
 /**
  * Every chart of `runs` that has data, as SVG. One run: colored by metric. Several: colored by
@@ -122,16 +120,37 @@ export interface Series {
   points: [number, number][];
 }
 
-/** The finite values of `key` by step, scaled, thinned to MAX_POINTS. */
+/** The finite values of `key` by step, scaled. */
 export function seriesOf(events: MetricEvent[], key: string, scale = 1): [number, number][] {
   const pts: [number, number][] = [];
   for (const e of events) {
     const v = e[key];
     if (typeof v === "number" && Number.isFinite(v)) pts.push([e.step, v * scale]);
   }
-  if (pts.length <= MAX_POINTS) return pts;
-  const stride = Math.ceil(pts.length / MAX_POINTS);
-  return pts.filter((_, i) => i % stride === 0 || i === pts.length - 1);
+  return pts;
+}
+
+/**
+ * Screen points thinned to what a pixel column can show: per column the first, lowest, highest
+ * and last point, in order (M4 decimation), so spikes survive and a long run costs at most four
+ * points per pixel of width.
+ */
+export function decimate(pts: [number, number][]): [number, number][] {
+  if (pts.length <= 8) return pts;
+  const out: [number, number][] = [];
+  let i = 0;
+  while (i < pts.length) {
+    const col = Math.floor(pts[i][0]);
+    let j = i, lo = i, hi = i;
+    while (j + 1 < pts.length && Math.floor(pts[j + 1][0]) === col) {
+      j++;
+      if (pts[j][1] > pts[lo][1]) lo = j; // screen y grows downwards: larger y is lower
+      if (pts[j][1] < pts[hi][1]) hi = j;
+    }
+    for (const k of [...new Set([i, Math.min(lo, hi), Math.max(lo, hi), j])]) out.push(pts[k]);
+    i = j + 1;
+  }
+  return out;
 }
 
 /** About `count` round tick values covering [lo, hi]. */
@@ -190,19 +209,19 @@ function svgChart(kind: ChartKind, series: Series[]): string {
   ];
   const plots = series.map((s) => {
     const attrs = `data-run="${esc(s.run)}" data-metric="${esc(s.metric)}"`;
-    const d = s.points.map(([x, y], j) => `${j ? "L" : "M"}${f(sx(x))},${f(sy(y))}`).join("");
+    const screen = decimate(s.points.map(([x, y]) => [sx(x), sy(y)]));
+    const d = screen.map(([x, y], j) => `${j ? "L" : "M"}${f(x)},${f(y)}`).join("");
     const line = s.points.length > 1
       ? `<path class="series" ${attrs} d="${d}" fill="none" stroke="${s.color}" stroke-width="2"${
         s.dash ? ` stroke-dasharray="${s.dash}"` : ""
       }/>`
       : "";
+    // Eval points: one path of round dots (a zero-length segment each), hundreds stay light.
     const dots = s.marker || s.points.length === 1
-      ? s.points.map(([x, y]) =>
-        `<circle class="point" ${attrs} cx="${f(sx(x))}" cy="${
-          f(sy(y))
-        }" r="3.5" fill="${s.color}">` +
-        `<title>${esc(s.label)}: ${formatTick(y, Math.abs(y) || 1)} at step ${x}</title></circle>`
-      ).join("")
+      ? `<path class="points" ${attrs} d="${
+        s.points.map(([x, y]) => `M${f(sx(x))},${f(sy(y))}h0`).join("")
+      }" stroke="${s.color}" stroke-width="7" stroke-linecap="round" fill="none">` +
+        `<title>${esc(s.label)}: ${lastValue(s)}</title></path>`
       : "";
     return line + dots;
   });
@@ -229,6 +248,12 @@ export const CHART_CSS =
   `svg{background:#fff;border:1px solid #ddd;max-width:100%;height:auto}` +
   `svg text{font:11px system-ui,sans-serif;fill:#444}svg text.axis{font-size:12px;fill:#222}` +
   `svg .grid{stroke:#e6e6e6;stroke-width:1}svg .frame{fill:none;stroke:#bbb}`;
+
+/** "50 at step 30": the last point of a series, for its tooltip. */
+function lastValue(s: Series): string {
+  const [x, y] = s.points.at(-1)!;
+  return `${formatTick(y, Math.abs(y) || 1)} at step ${x}`;
+}
 
 function f(v: number): string {
   return v.toFixed(1);

@@ -11,6 +11,15 @@ export class DeviceTrees {
     return unflatten(def, await Promise.all(leaves.map((l) => this.backend.fromHost(l))));
   }
 
+  /** `trees[d]` on local device d (all of one structure): one tree of per-device arrays. */
+  async uploadPerDevice(trees: readonly unknown[]): Promise<unknown> {
+    const flat = trees.map((t) => flatten<HostTensor>(t));
+    const leaves = await Promise.all(
+      flat[0].leaves.map((_, i) => this.backend.fromHostPerDevice(flat.map((f) => f.leaves[i]))),
+    );
+    return unflatten(flat[0].def, leaves);
+  }
+
   async download(tree: unknown): Promise<unknown> {
     const { leaves, def } = flatten<DeviceArray>(tree);
     return unflatten(def, await Promise.all(leaves.map((l) => this.backend.toHost(l))));

@@ -1,6 +1,8 @@
 /**
  * Evaluation over a validation stream: every sample exactly once, padded rows masked out.
- * Shared by the training loop and `deno task eval`.
+ * Shared by the training loop and `deno task eval`. Data parallel: each host's batch is split
+ * over its devices, and the step sums the metrics over every replica of every host (the loader
+ * gives every host the same number of batches), so each sample counts once.
  *
  * The eval program is compiled at the first evaluation, for `valid-batch-size`, or for the
  * set's own size when the whole validation set is smaller than one batch (no padded compute).
@@ -10,11 +12,15 @@ import { Compiled } from "../backend/jit.ts";
 import type { Config } from "../config/mod.ts";
 import type { Batch as HostBatch } from "../data/batch.ts";
 import { createValidLoader } from "../data/loader.ts";
+import { skippedSamples } from "../data/stats.ts";
 import type { ShapeSpec } from "../ir/graph.ts";
 import { hostTensor } from "../ir/host_tensor.ts";
+import { splitAxis0 } from "../backend/replicas.ts";
+import { DeviceTrees } from "./device_trees.ts";
 import { flatten, leavesWithPaths, unflatten } from "../ir/pytree.ts";
+import { unlessAborted } from "./interrupt.ts";
 import { formatDuration } from "./logging.ts";
-import { loaderWorkers } from "./run_config.ts";
+import { dataOptionsOf, loaderWorkers } from "./run_config.ts";
 import { buildEvalStep, type TrainStepConfig } from "./step.ts";
 
 export interface EvalResult {
@@ -22,6 +28,8 @@ export interface EvalResult {
   acc1: number;
   acc5: number;
   samples: number;
+  /** Bad held-out samples skipped and counted (corrupt images, missing or out-of-range labels). */
+  skipped: number;
   seconds: number;
 }
 
@@ -35,8 +43,11 @@ export interface EvalProgress {
 
 export class Evaluator {
   readonly #programs = new Map<number, Compiled>();
-  /** Validation samples seen by the last evaluation. */
-  #total: number | undefined;
+  /**
+   * Validation samples seen by the last evaluation (or, before the first, what the caller knows
+   * from an earlier process), for the progress line's ETA.
+   */
+  expectedSamples: number | undefined;
 
   private constructor(
     readonly backend: Backend,
@@ -46,20 +57,32 @@ export class Evaluator {
     readonly imageSize: number,
   ) {}
 
-  static async create(backend: Backend, cfg: TrainStepConfig, params: unknown, batchSize: number) {
+  /** Keeps the parameters' shapes only; the program is compiled at the first evaluation. */
+  static create(
+    backend: Backend,
+    cfg: TrainStepConfig,
+    params: unknown,
+    batchSize: number,
+  ): Promise<Evaluator> {
+    if (batchSize % backend.devices !== 0) {
+      throw new Error(
+        `valid-batch-size: ${batchSize} images per host do not split over ${backend.devices} ` +
+          "devices",
+      );
+    }
     const { leaves, def } = flatten<ShapeSpec>(params);
     const specs = unflatten(def, leaves.map((l) => ({ shape: l.shape, dtype: l.dtype })));
-    return await Promise.resolve(new Evaluator(backend, cfg, specs, batchSize, cfg.vit.imageSize));
+    return Promise.resolve(new Evaluator(backend, cfg, specs, batchSize, cfg.vit.imageSize));
   }
 
-  /** The program for batches of `size`, compiled on first use. */
+  /** The program for host batches of `size` (size / devices per replica), compiled on first use. */
   async program(size: number): Promise<Compiled> {
     let p = this.#programs.get(size);
     if (!p) {
-      const s = this.imageSize;
+      const s = this.imageSize, b = size / this.backend.devices;
       p = await Compiled.create(this.backend, buildEvalStep(this.cfg), this.paramSpecs, {
-        images: { shape: [size, 3, s, s], dtype: "u8" as const },
-        labels: { shape: [size], dtype: "i32" as const },
+        images: { shape: [b, 3, s, s], dtype: "u8" as const },
+        labels: { shape: [b], dtype: "i32" as const },
       });
       this.#programs.set(size, p);
     }
@@ -71,18 +94,32 @@ export class Evaluator {
     return [...this.#programs.keys()];
   }
 
-  /** Runs the validation shards of `config` through the model with `params` (device arrays). */
+  /**
+   * Runs the validation shards of `config` through the model with `params` (device arrays).
+   * `process`: this host's index and the host count (each reads its share of the samples).
+   */
   async run(
     config: Config,
     params: unknown,
     log: (line: string) => void,
     progress?: (p: EvalProgress) => void,
+    /** Rejects with Interrupted as soon as this aborts while the evaluation waits for data. */
+    signal?: AbortSignal,
+    /** This host's index and the host count (each reads its share of the samples). */
+    process = { index: 0, count: 1 },
   ): Promise<EvalResult> {
     const t = performance.now();
     const loader = createValidLoader({
       shards: config["valid-dataset-shards"] as string,
       batchSize: this.batchSize,
       workers: loaderWorkers(config, "valid-loader-workers"),
+      processIndex: process.index,
+      processCount: process.count,
+      // Bad held-out samples are skipped, counted and logged; they do not stop an evaluation
+      // (a loader that reads no shard at all still does).
+      ...dataOptionsOf(config),
+      strict: false,
+      maxSkipFraction: 1,
       transform: {
         kind: "valid",
         options: { imageSize: this.imageSize, testCropRatio: config["test-crop-ratio"] as number },
@@ -90,29 +127,41 @@ export class Evaluator {
       log,
     });
     const sums = { loss: 0, acc1: 0, acc5: 0, count: 0 };
+    const devices = this.backend.devices, trees = new DeviceTrees(this.backend);
     try {
       const it = loader[Symbol.asyncIterator]();
-      let next = await it.next();
+      let next = await unlessAborted(it.next(), signal);
       while (!next.done) {
         const batch: HostBatch = next.value;
-        next = await it.next();
-        // The whole set in one partial batch: run it at its own size, not padded.
-        const only = next.done && sums.count === 0 && batch.count < this.batchSize;
+        next = await unlessAborted(it.next(), signal);
+        // The whole set in one partial batch: run it at its own size, not padded (one host
+        // only: every host must run the same programs, and its devices must share it evenly).
+        const only = next.done && sums.count === 0 && batch.count < this.batchSize &&
+          process.count === 1 && batch.count % devices === 0;
         const size = only ? batch.count : this.batchSize;
         if (size === 0) continue;
         const px = 3 * this.imageSize * this.imageSize;
-        const out = await (await this.program(size)).call([params, {
-          images: hostTensor(
+        const images = splitAxis0(
+          hostTensor(
             [size, 3, this.imageSize, this.imageSize],
             "u8",
             size === this.batchSize ? batch.images : batch.images.subarray(0, size * px),
           ),
-          labels: hostTensor(
+          devices,
+        );
+        const labels = splitAxis0(
+          hostTensor(
             [size],
             "i32",
             size === this.batchSize ? batch.labels : batch.labels.subarray(0, size),
           ),
-        }]);
+          devices,
+        );
+        const input = await trees.uploadPerDevice(
+          images.map((im, d) => ({ images: im, labels: labels[d] })),
+        );
+        const out = await (await this.program(size)).call([params, input]);
+        trees.freeReplaced(input, out);
         const leaves = leavesWithPaths<DeviceArray>(out);
         const host = await Promise.all(leaves.map(([, v]) => this.backend.toHost(v)));
         leaves.forEach(([k, v], i) => {
@@ -121,7 +170,7 @@ export class Evaluator {
         });
         progress?.({
           images: sums.count,
-          total: this.#total,
+          total: this.expectedSamples,
           seconds: (performance.now() - t) / 1000,
         });
       }
@@ -129,12 +178,13 @@ export class Evaluator {
       await loader.close();
     }
     if (sums.count === 0) throw new Error("validation produced no samples");
-    this.#total = sums.count;
+    this.expectedSamples = sums.count;
     return {
       loss: sums.loss / sums.count,
       acc1: sums.acc1 / sums.count,
       acc5: sums.acc5 / sums.count,
       samples: sums.count,
+      skipped: skippedSamples(loader.stats()),
       seconds: (performance.now() - t) / 1000,
     };
   }

@@ -1,8 +1,11 @@
 /**
  * What a person looks at during a run: a live progress line (on a terminal), `metrics.jsonl`
  * (one JSON object per log or eval event) and `metrics.html`, a static page with the run's charts
- * (charts.ts) refreshed at each evaluation.
+ * (charts.ts) refreshed at each evaluation. Everything written is redacted (`config/redact.ts`):
+ * no token reaches the terminal or a file through here.
  */
+import { atomicWriteFile } from "../checkpoint/atomic.ts";
+import { redact } from "../config/redact.ts";
 import { CHART_CSS, esc, type MetricEvent, renderCharts } from "./charts.ts";
 export type { MetricEvent };
 
@@ -37,7 +40,7 @@ export class RunLog {
   async record(event: MetricEvent): Promise<void> {
     this.events.push(event);
     if (this.dir) {
-      await Deno.writeTextFile(`${this.dir}/metrics.jsonl`, JSON.stringify(event) + "\n", {
+      await Deno.writeTextFile(`${this.dir}/metrics.jsonl`, redact(JSON.stringify(event)) + "\n", {
         append: true,
       });
     }
@@ -45,11 +48,16 @@ export class RunLog {
 
   /** A line that stays in the log. */
   line(text: string): void {
+    this.clearProgress();
+    console.log(redact(text));
+  }
+
+  /** Erases the progress line on a terminal (before other output, or at the end). */
+  clearProgress(): void {
     if (this.#progressShown && this.#tty) {
       Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));
     }
     this.#progressShown = false;
-    console.log(text);
   }
 
   /**
@@ -59,21 +67,24 @@ export class RunLog {
    */
   progress(text: string, everyMs?: number): void {
     if (this.#tty) {
-      Deno.stderr.writeSync(new TextEncoder().encode(`\r\x1b[K${text}`));
+      Deno.stderr.writeSync(new TextEncoder().encode(`\r\x1b[K${redact(text)}`));
       this.#progressShown = true;
       return;
     }
     const now = performance.now();
     if (everyMs !== undefined && now - this.#lastPlainProgress >= everyMs) {
       this.#lastPlainProgress = now;
-      console.log(text);
+      console.log(redact(text));
     }
   }
 
   /** Rewrites metrics.html from all events so far. */
   async plot(): Promise<void> {
     if (!this.dir) return;
-    await Deno.writeTextFile(`${this.dir}/metrics.html`, renderPlot(this.title, this.events));
+    await Deno.writeTextFile(
+      `${this.dir}/metrics.html`,
+      redact(renderPlot(this.title, this.events)),
+    );
   }
 }
 
@@ -102,4 +113,35 @@ export function renderPlot(title: string, events: MetricEvent[]): string {
 </head><body><h2>${esc(title)}</h2><p>${esc(summary)}</p>${
     charts.length ? charts.join("\n") : "<p>no metrics yet</p>"
   }</body></html>\n`;
+}
+/**
+ * Drops the records of `{dir}/metrics.jsonl` after `step` (and a line cut short by a kill), so
+ * that a run resumed at `step` does not record those steps twice. Returns how many were dropped.
+ */
+export async function truncateMetrics(dir: string, step: number): Promise<number> {
+  const path = `${dir}/metrics.jsonl`;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return 0;
+    throw e;
+  }
+  const kept: string[] = [];
+  let dropped = 0;
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    let event: MetricEvent | undefined;
+    try {
+      event = JSON.parse(line);
+    } catch {
+      // a line cut short by a kill
+    }
+    if (event && typeof event.step === "number" && event.step <= step) kept.push(line);
+    else dropped++;
+  }
+  if (dropped > 0) {
+    await atomicWriteFile(path, new TextEncoder().encode(kept.map((l) => l + "\n").join("")));
+  }
+  return dropped;
 }

@@ -1,28 +1,34 @@
 /**
  * The training loop of `deno task train`: builds the model and the compiled step, streams
- * batches, logs, evaluates, checkpoints and resumes. The parts live beside it: the step programs
- * (programs.ts), what is kept between processes (run_state.ts) and the log windows
- * (metric_window.ts).
+ * batches, logs, evaluates, checkpoints and resumes. The parts live beside it: the checks before
+ * anything is written (preflight.ts), the step programs (programs.ts), what is kept between
+ * processes (run_state.ts), the log windows (metric_window.ts) and interruption (interrupt.ts).
  *
  * Files in `output-dir` (local or gs://):
  * - `{name}-last.msgpack`, `{name}-best.msgpack`: parameters only, Flax msgpack, as the original
  *   writes them (its tools and `deno task convert` read them);
  * - `{name}-state.msgpack`: the full training state for resume (params, optimizer, step, seeds,
- *   data position, config), written atomically;
+ *   data position, best accuracy, log window, config), written atomically at every evaluation,
+ *   every `save-interval` steps, every `save-minutes`, and when the run stops;
  * - `metrics.jsonl`, `metrics.html`, `config.json` (local output dirs; for gs:// they go to
  *   `runs/{name}` locally).
+ *
+ * Data parallel (`--devices`, and `--num-processes` hosts, see distributed.ts): the step runs as
+ * one replica per device of every process; only process 0 writes files, and all processes check
+ * at the start that they resume from the same step.
  *
  * With a W&B API key (`WANDB_API_KEY` or `~/.netrc`) the run is also logged to W&B as the original
  * does (wandb.ts); its W&B run id is kept in the training state, so a resumed run continues it.
  */
 import type { Backend } from "../backend/backend.ts";
 import { createBackend } from "../backend/select.ts";
+import { removeStaleTemps } from "../checkpoint/atomic.ts";
 import { loadPretrainedFile } from "../checkpoint/finetune.ts";
 import { isGcsUrl } from "../checkpoint/storage.ts";
 import type { Tree } from "../checkpoint/tree.ts";
 import { type Config, configToJson } from "../config/mod.ts";
 import type { Batch as HostBatch } from "../data/batch.ts";
-import { createTrainLoader, type DataLoader } from "../data/loader.ts";
+import { createTrainLoader, type DataLoader, type TrainPosition } from "../data/loader.ts";
 import type { HostTensor } from "../ir/host_tensor.ts";
 import { leavesWithPaths } from "../ir/pytree.ts";
 import { initViT } from "../model/init.ts";
@@ -30,16 +36,26 @@ import { initOptState, stepScalars } from "../optim/optimizer.ts";
 import { warmupCosine } from "../optim/schedule.ts";
 import { DeviceTrees } from "./device_trees.ts";
 import { Evaluator, formatEvalProgress } from "./evaluate.ts";
-import { formatDuration, RunLog } from "./logging.ts";
+import { Interrupted, unlessAborted } from "./interrupt.ts";
+import { formatDuration, RunLog, truncateMetrics } from "./logging.ts";
 import { MetricWindow } from "./metric_window.ts";
+import { checkRun } from "./preflight.ts";
 import {
   compileTrainPrograms,
   microInputs,
   type StepShape,
   type TrainPrograms,
 } from "./programs.ts";
-import { loaderWorkers, stepConfigOf } from "./run_config.ts";
-import { RunState, TrainingError } from "./run_state.ts";
+import { dataOptionsOf, loaderWorkers, stepConfigOf } from "./run_config.ts";
+import { type Resumed, RunState, TrainingError } from "./run_state.ts";
+import {
+  agreeOnStep,
+  KvStore,
+  processTopology,
+  type Topology,
+  writesOutputs,
+} from "./distributed.ts";
+import { trainStepSignature } from "./signature.ts";
 import type { TrainStepConfig } from "./step.ts";
 import { WandbRun, wandbSettingsFromEnv } from "./wandb.ts";
 
@@ -59,7 +75,10 @@ export interface TrainResult {
 }
 
 export interface TrainOptions {
-  /** Stops the loop after the current step (SIGINT/SIGTERM); state is saved first. */
+  /**
+   * Interrupts the run (SIGINT/SIGTERM): a wait for data or for an evaluation ends at once, a
+   * running step finishes, and the state of the last completed step is saved.
+   */
   signal?: AbortSignal;
   /** Use this backend instead of creating one from the config. */
   backend?: Backend;
@@ -67,26 +86,105 @@ export interface TrainOptions {
   stopAtStep?: number;
 }
 
+/** Data failed during a step: the parameters of the last completed step are intact. */
+class DataFailure extends Error {}
+
 export async function train(config: Config, opts: TrainOptions = {}): Promise<TrainResult> {
   const t0 = performance.now();
   const name = config.name as string;
-  const outDir = (config["output-dir"] as string | undefined) ?? `runs/${name}`;
-  const localDir = isGcsUrl(outDir) ? `runs/${name}` : outDir;
-  const log = new RunLog(localDir, name);
-  await log.init();
+  const topology = processTopology(config);
+  // Only process 0 writes checkpoints, metrics and logs.
+  const writer = writesOutputs(topology);
+  // Everything is checked and read before the first file is written.
+  const { outDir, logDir } = await checkRun(config);
+  const log = new RunLog(writer ? logDir : null, name);
+  const accum = (config["grad-accum"] as number | undefined) ?? 1;
+  const state = new RunState(config, outDir, name, accum, (l) => log.line(l));
+  const resumed = await state.resume();
+  const initial = resumed ? undefined : await initialState(config, log);
+  const kv = topology.processCount > 1 ? await KvStore.connect(topology) : null;
+  try {
+    if (kv) await agreeOnStep(kv, resumed?.step ?? 0);
+    if (writer) await prepareOutputs(config, outDir, logDir, resumed, log);
+    await log.init();
+    return await trainWith(config, opts, topology, log, state, resumed ?? initial!, t0);
+  } finally {
+    await kv?.[Symbol.asyncDispose]();
+  }
+}
+
+/** Clears what a killed run left and writes config.json (process 0). */
+async function prepareOutputs(
+  config: Config,
+  outDir: string,
+  logDir: string,
+  resumed: Resumed | undefined,
+  log: RunLog,
+): Promise<void> {
+  const name = config.name as string;
+  if (!isGcsUrl(outDir)) {
+    await Deno.mkdir(outDir, { recursive: true });
+    for (const f of await removeStaleTemps(outDir, (t) => t.startsWith(`${name}-`))) {
+      log.line(`removed ${outDir}/${f}, left by a killed write`);
+    }
+  }
+  await Deno.mkdir(logDir, { recursive: true });
+  await removeStaleTemps(logDir, (t) => t.startsWith("metrics."));
+  const dropped = await truncateMetrics(logDir, resumed?.step ?? 0);
+  if (dropped) {
+    log.line(`dropped ${dropped} records after step ${resumed?.step ?? 0} from metrics.jsonl`);
+  }
+  await Deno.writeTextFile(`${logDir}/config.json`, configToJson(config));
+}
+
+/** Creates the backend (when not given), checks its replicas and runs the Trainer. */
+async function trainWith(
+  config: Config,
+  opts: TrainOptions,
+  topology: Topology,
+  log: RunLog,
+  state: RunState,
+  from: Resumed,
+  t0: number,
+): Promise<TrainResult> {
   const ownBackend = !opts.backend;
   const backend = opts.backend ??
     await createBackend(config.backend as never, {
       pjrtPlugin: config["pjrt-plugin"] as string | undefined,
       precision: config.precision as never,
+      devices: config.devices,
       log: (l) => log.line(l),
     });
-  log.line(`backend: ${backend.name} (${backend.description})`);
   try {
-    return await new Trainer(config, backend, log, outDir, opts).run(t0);
+    const P = topology.processCount;
+    if (backend.replicas !== backend.devices * P) {
+      throw new TrainingError(
+        `the ${backend.name} backend runs ${backend.replicas} replica(s) with ${backend.devices} ` +
+          `device(s) here, not ${P} processes x ${backend.devices}: multi-host training needs ` +
+          "--backend pjrt",
+      );
+    }
+    log.line(
+      `backend: ${backend.name} (${backend.description}); ${P} process${P > 1 ? "es" : ""} x ` +
+        `${backend.devices} device${backend.devices > 1 ? "s" : ""}` +
+        (P > 1 ? `, this is process ${topology.processIndex}` : ""),
+    );
+    return await new Trainer(config, backend, log, state, opts, topology).run(t0, from);
   } finally {
     if (ownBackend) backend.dispose();
   }
+}
+
+/** Fresh parameters (or the pretrained ones) and a fresh optimizer state. */
+async function initialState(config: Config, log: RunLog): Promise<Resumed> {
+  let params = initViT(stepConfigOf(config).vit, config["init-seed"] as number) as Tree;
+  if (config["pretrained-ckpt"]) {
+    params = await loadPretrainedFile(config["pretrained-ckpt"] as string, params, {
+      labelMappingUrl: config["label-mapping"] as string | undefined,
+    });
+    log.line(`loaded pretrained parameters from ${config["pretrained-ckpt"]}`);
+  }
+  return { params, opt: initOptState(params) as Tree, step: 0, evalPending: false };
 }
 
 class Trainer {
@@ -95,25 +193,48 @@ class Trainer {
   readonly totalSteps: number;
   readonly batchSize: number;
   readonly schedule: (step: number) => number;
-  readonly state: RunState;
   readonly trees: DeviceTrees;
+  readonly signal: AbortSignal | undefined;
 
   constructor(
     readonly config: Config,
     readonly backend: Backend,
     readonly log: RunLog,
-    readonly outDir: string,
+    readonly state: RunState,
     readonly opts: TrainOptions,
+    readonly topology: Topology = {
+      processIndex: 0,
+      processCount: 1,
+      coordinator: null,
+      source: "single",
+    },
   ) {
-    this.step = stepConfigOf(config);
-    this.totalSteps = config["training-steps"] as number;
     const accum = (config["grad-accum"] as number | undefined) ?? 1;
     this.batchSize = config["train-batch-size"] as number;
+    // Before any work: the global batch splits over processes x devices x grad-accum.
+    let sig;
+    try {
+      sig = trainStepSignature(config, { devices: backend.replicas });
+    } catch (e) {
+      throw new TrainingError((e as Error).message);
+    }
+    const valid = config["valid-batch-size"] as number;
+    const parts = topology.processCount * backend.devices;
+    if (config["valid-dataset-shards"] && valid % parts !== 0) {
+      throw new TrainingError(
+        `valid-batch-size: ${valid} does not split over ${topology.processCount} process(es) x ` +
+          `${backend.devices} device(s); use a multiple of ${parts}`,
+      );
+    }
+    this.step = sig.step;
+    this.totalSteps = config["training-steps"] as number;
     this.shape = {
-      microBatch: this.batchSize / accum,
+      microBatch: sig.perReplicaBatch,
       accum,
       imageSize: config["image-size"] as number,
-      mixing: (config.mixup as number) > 0 || (config.cutmix as number) > 0,
+      mixing: sig.mixing,
+      devices: backend.devices,
+      process: topology.processIndex,
     };
     this.schedule = warmupCosine({
       initValue: WARMUP_INIT_LR,
@@ -122,49 +243,28 @@ class Trainer {
       decaySteps: this.totalSteps,
       endValue: COSINE_END_LR,
     });
-    this.state = new RunState(config, outDir, config.name as string, accum);
     this.trees = new DeviceTrees(backend);
+    this.signal = opts.signal;
   }
 
   get name(): string {
     return this.config.name as string;
   }
 
-  async run(t0: number): Promise<TrainResult> {
-    const { config, log, state } = this;
-    if (!config["train-dataset-shards"]) {
-      throw new TrainingError('"train-dataset-shards" is not set: give the shards to train on');
-    }
-    if (!isGcsUrl(this.outDir)) await Deno.mkdir(this.outDir, { recursive: true });
-    await Deno.writeTextFile(`${log.dir}/config.json`, configToJson(config));
-
-    // State: resume > pretrained > fresh init.
-    let start = 0;
-    let params: Tree;
-    let opt: Tree;
-    const resumed = await state.resume();
-    if (resumed) {
-      ({ params, opt, step: start } = resumed);
-      log.line(`resumed from ${state.path("state")} at step ${start}`);
-    } else {
-      params = initViT(this.step.vit, config["init-seed"] as number) as Tree;
-      if (config["pretrained-ckpt"]) {
-        params = await loadPretrainedFile(config["pretrained-ckpt"] as string, params, {
-          labelMappingUrl: config["label-mapping"] as string | undefined,
-        });
-        log.line(`loaded pretrained parameters from ${config["pretrained-ckpt"]}`);
-      }
-      opt = initOptState(params) as Tree;
-    }
-    log.line(
-      `writing to ${this.outDir}: checkpoints ${this.name}-{last,best,state}.msgpack` +
-        (log.dir === this.outDir ? "" : `; metrics to ${log.dir}`) +
-        `, metrics.jsonl, metrics.html (live: deno task dashboard ${parentDir(log.dir!)})`,
-    );
-    const wandb = this.startWandb();
+  async run(t0: number, from: Resumed): Promise<TrainResult> {
+    const { log, state } = this;
+    if (from.step > 0) log.line(`resumed from ${state.path("state")} at step ${from.step}`);
+    if (log.dir) {
+      log.line(
+        `writing to ${state.outDir}: checkpoints ${this.name}-{last,best,state}.msgpack` +
+          (log.dir === state.outDir ? "" : `; metrics to ${log.dir}`) +
+          `, metrics.jsonl, metrics.html (live: deno task dashboard ${parentDir(log.dir)})`,
+      );
+    } else log.line(`process ${this.topology.processIndex} writes no files (process 0 does)`);
+    const wandb = log.dir ? this.startWandb() : undefined;
     let exitcode = 1;
     try {
-      const r = await this.trainFrom(start, params, opt, t0, wandb);
+      const r = await this.trainFrom(from, t0, wandb);
       exitcode = r.interrupted ? 255 : 0;
       return r;
     } finally {
@@ -188,15 +288,11 @@ class Trainer {
     return run;
   }
 
-  async trainFrom(
-    start: number,
-    params: Tree,
-    opt: Tree,
-    t0: number,
-    wandb: WandbRun | undefined,
-  ): Promise<TrainResult> {
+  async trainFrom(from: Resumed, t0: number, wandb: WandbRun | undefined): Promise<TrainResult> {
     const { config, log, state, shape } = this;
-    const nParams = leavesWithPaths<HostTensor>(params).reduce((s, [, t]) => s + t.data.length, 0);
+    const start = from.step;
+    const nParams = leavesWithPaths<HostTensor>(from.params)
+      .reduce((s, [, t]) => s + t.data.length, 0);
     log.line(
       `model: ViT ${this.step.vit.layers} layers, dim ${this.step.vit.dim}, ${this.step.vit.heads} heads, ` +
         `${
@@ -205,41 +301,108 @@ class Trainer {
         (shape.accum > 1 ? ` (${shape.accum} x ${shape.microBatch})` : ""),
     );
 
-    const programs = await compileTrainPrograms(this.backend, this.step, shape, params, opt);
+    const programs = await compileTrainPrograms(
+      this.backend,
+      this.step,
+      shape,
+      from.params,
+      from.opt,
+    );
     const evaluator = config["valid-dataset-shards"]
       ? await Evaluator.create(
         this.backend,
         this.step,
-        params,
-        config["valid-batch-size"] as number,
+        from.params,
+        (config["valid-batch-size"] as number) / this.topology.processCount,
       )
       : undefined;
-    if (evaluator) loaderWorkers(config, "valid-loader-workers", (l) => log.line(l));
-    let devParams = await this.trees.upload(params);
-    let devOpt = await this.trees.upload(opt);
+    if (evaluator) {
+      loaderWorkers(config, "valid-loader-workers", (l) => log.line(l));
+      // A resumed run knows its validation set's size from its last eval: ETA from the first one.
+      const last = log.events.findLast((e) => typeof e["val/samples"] === "number");
+      evaluator.expectedSamples = last?.["val/samples"] as number | undefined;
+    }
+    let devParams = await this.trees.upload(from.params);
+    let devOpt = await this.trees.upload(from.opt);
 
-    const loader = this.trainLoader();
+    // A saved data position is process 0's; the other hosts replay their share instead.
+    const multiHost = this.topology.processCount > 1;
+    const loader = this.trainLoader(multiHost ? undefined : from.position);
     const it = loader[Symbol.asyncIterator]();
-    // Data position: the loader is deterministic, so resuming skips the batches already used.
-    for (let i = 0; i < start * shape.accum; i++) await nextBatch(it);
-
-    const stopAt = Math.min(this.totalSteps, this.opts.stopAtStep ?? Infinity);
+    const window = from.window ? MetricWindow.restore(from.window) : new MetricWindow();
     let step = start;
     let interrupted = false;
-    const window = new MetricWindow();
+    let savedStep = -1;
+    // The data position after the last completed step (a cut step may have taken batches).
+    let position = loader.position();
+    const save = async (withParams: boolean, evalPending = false) => {
+      await this.save(devParams, devOpt, {
+        step,
+        position,
+        window: window.state(),
+        evalPending,
+      }, withParams);
+      savedStep = step;
+      window.restartClock();
+    };
+    /** Evaluates (when there are validation shards) and saves with parameters. */
+    const evaluateAndSave = async () => {
+      if (evaluator) {
+        try {
+          // Not inside wandb?.log(...): its arguments are skipped when W&B is off.
+          const event = await this.evaluate(evaluator, devParams, step);
+          wandb?.log(event, step);
+        } catch (e) {
+          if (!(e instanceof Interrupted)) throw e;
+          await save(false, true);
+          throw e;
+        }
+      }
+      await save(true);
+    };
+
+    const stopAt = Math.min(this.totalSteps, this.opts.stopAtStep ?? Infinity);
     const logInterval = config["log-interval"] as number;
     const evalInterval = config["eval-interval"] as number;
     try {
+      if ((!from.position || multiHost) && start > 0) {
+        // A state saved before data positions existed, or another host's: replay the batches.
+        log.line(
+          `${multiHost ? "multi-host" : "this state has no data position"}: replaying ` +
+            `${start * shape.accum} batches`,
+        );
+        for (let i = 0; i < start * shape.accum; i++) await this.nextBatch(it);
+        position = loader.position();
+      }
+      if (from.evalPending) await evaluateAndSave();
       while (step < stopAt) {
-        if (this.opts.signal?.aborted) {
-          interrupted = true;
-          break;
-        }
+        if (this.signal?.aborted) throw new Interrupted();
         const lr = this.schedule(step);
-        const out = await this.trainStep(programs, devParams, devOpt, it, step, lr);
+        let out;
+        try {
+          out = await this.trainStep(programs, devParams, devOpt, it, step, lr);
+        } catch (e) {
+          if (e instanceof DataFailure) {
+            // No program ran on this step's data: the last completed step is intact, keep it.
+            const keep = step > start && savedStep !== step;
+            if (keep) await save(false);
+            throw new TrainingError(
+              `the training data failed at step ${step + 1}: ${(e.cause as Error).message}` +
+                (keep ? `; the state of step ${step} was saved to ${state.path("state")}` : ""),
+            );
+          }
+          if (e instanceof Interrupted) throw e;
+          throw new TrainingError(
+            `step ${step + 1} failed: ${(e as Error).message}. The last saved state (${
+              state.path("state")
+            }, step ${savedStep >= 0 ? savedStep : "of an earlier run, if any"}) is intact; ` +
+              "run the same command again to resume from it",
+          );
+        }
         devParams = out.params;
         devOpt = out.opt;
         step++;
+        position = loader.position();
         const loss = out.metrics.loss;
         if (!Number.isFinite(loss)) {
           throw new TrainingError(
@@ -261,37 +424,35 @@ class Trainer {
           }% | ` +
             `lr ${lr.toExponential(2)} | ${imgPerS.toFixed(0)} img/s | ETA ${formatDuration(eta)}`,
         );
-        if (step % logInterval === 0 || step === stopAt) {
+        // Not at a stop before the end: the open window is saved and continues on resume.
+        if (step % logInterval === 0 || step === this.totalSteps) {
           const event = await this.logWindow(window, loader, step, lr, imgPerS, eta);
           wandb?.log(event, step);
           window.reset();
         }
-        if (step % evalInterval === 0 || step === this.totalSteps) {
-          if (evaluator) {
-            // Not inside wandb?.log(...): its arguments are skipped when W&B is off.
-            const event = await this.evaluate(evaluator, devParams, step);
-            wandb?.log(event, step);
-          }
-          await this.save(devParams, devOpt, step);
-          window.restartClock();
-        }
+        if (step % evalInterval === 0 || step === this.totalSteps) await evaluateAndSave();
+        else if (this.saveDue(step)) await save(false);
       }
-      if (step < this.totalSteps && step % evalInterval !== 0) {
-        // Interrupted or stopped early: keep everything needed to resume.
-        await this.save(devParams, devOpt, step, false);
-        log.line(
-          `${interrupted ? "interrupted" : "stopped"} at step ${step}; state saved to ${
-            state.path("state")
-          }; ` +
-            "run the same command again to resume",
-        );
-      }
+    } catch (e) {
+      if (!(e instanceof Interrupted)) throw e;
+      interrupted = true;
     } finally {
-      await loader.close();
+      // A stalled source must not hold the exit up: closing is bounded.
+      await Promise.race([loader.close(), new Promise((r) => setTimeout(r, 2000))]);
       programs.dispose();
       evaluator?.dispose();
     }
-    if (!interrupted && step === this.totalSteps) {
+    if (step < this.totalSteps && step > start && savedStep !== step) {
+      // Interrupted or stopped early: keep everything needed to resume.
+      await save(false);
+    }
+    if (step < this.totalSteps) {
+      log.line(
+        `${interrupted ? "interrupted" : "stopped"} at step ${step}; state ${
+          step > start || savedStep === step ? "saved to" : "(if any) unchanged in"
+        } ${state.path("state")}; run the same command again to resume`,
+      );
+    } else if (!interrupted) {
       log.line(
         `checkpoints: ${state.path("last")}` +
           (evaluator
@@ -307,6 +468,14 @@ class Trainer {
       interrupted,
       seconds: (performance.now() - t0) / 1000,
     };
+  }
+
+  /** A periodic save of the state is due (`save-interval` steps, `save-minutes`). */
+  saveDue(step: number): boolean {
+    const every = this.config["save-interval"] as number;
+    const minutes = this.config["save-minutes"] as number;
+    return every > 0 && step % every === 0 ||
+      minutes > 0 && performance.now() - this.state.savedAt >= minutes * 60_000;
   }
 
   /**
@@ -331,7 +500,7 @@ class Trainer {
       opt,
       async (i) => {
         const d = performance.now();
-        const inputs = microInputs(this.shape, seeds, mix, await nextBatch(it), step, i);
+        const inputs = microInputs(this.shape, seeds, mix, await this.nextBatch(it), step, i);
         data += performance.now() - d;
         return inputs;
       },
@@ -339,6 +508,23 @@ class Trainer {
     );
     const total = performance.now() - t;
     return { ...out, dataTime: data / 1000, computeTime: (total - data) / 1000 };
+  }
+
+  /** The loader's next batch, unless interrupted; a loader error is a DataFailure. */
+  async nextBatch(it: AsyncIterator<HostBatch>): Promise<HostBatch> {
+    let r;
+    try {
+      r = await unlessAborted(it.next(), this.signal);
+    } catch (e) {
+      if (e instanceof Interrupted) throw e;
+      throw new DataFailure("the loader failed", { cause: e });
+    }
+    if (r.done) {
+      throw new DataFailure("the loader ended", {
+        cause: new Error("the training data ran out (the train loader should cycle forever)"),
+      });
+    }
+    return r.value;
   }
 
   async logWindow(
@@ -381,6 +567,8 @@ class Trainer {
       params,
       (l) => this.log.line(l),
       (p) => this.log.progress(formatEvalProgress(p), 30_000),
+      this.signal,
+      { index: this.topology.processIndex, count: this.topology.processCount },
     );
     const event = this.state.recordEval(r);
     await this.log.record({ step, time: Date.now() / 1000, ...event });
@@ -394,21 +582,30 @@ class Trainer {
   }
 
   /** Downloads the device state and saves it (see RunState.save). */
-  async save(params: unknown, opt: unknown, step: number, withParams = true): Promise<void> {
+  async save(
+    params: unknown,
+    opt: unknown,
+    at: Parameters<RunState["save"]>[2],
+    withParams: boolean,
+  ): Promise<void> {
+    if (!writesOutputs(this.topology)) return;
     const hostParams = await this.trees.download(params) as Tree;
     const hostOpt = await this.trees.download(opt) as Tree;
-    await this.state.save(hostParams, hostOpt, step, withParams);
+    await this.state.save(hostParams, hostOpt, at, withParams);
   }
 
-  trainLoader(): DataLoader {
+  trainLoader(start: TrainPosition | undefined): DataLoader {
     const c = this.config;
     return createTrainLoader({
       shards: c["train-dataset-shards"] as string,
-      batchSize: this.shape.microBatch,
+      // This host's micro-batch: one slice per local device.
+      batchSize: this.shape.microBatch * this.backend.devices,
       workers: loaderWorkers(c, "train-loader-workers", (l) => this.log.line(l)),
+      processIndex: this.topology.processIndex,
+      processCount: this.topology.processCount,
       shuffleSeed: c["shuffle-seed"] as number,
       augmentRepeats: c["augment-repeats"] as number,
-      maxSkipFraction: c["max-bad-fraction"] as number,
+      ...dataOptionsOf(c),
       transform: {
         kind: "train",
         options: {
@@ -420,18 +617,10 @@ class Trainer {
           hflip: c.hflip as boolean,
         },
       },
+      start,
       log: (l) => this.log.line(l),
     });
   }
-}
-
-/** The loader's next batch; the train stream is endless, so running dry is an error. */
-async function nextBatch(it: AsyncIterator<HostBatch>): Promise<HostBatch> {
-  const r = await it.next();
-  if (r.done) {
-    throw new TrainingError("the training data ran out (the train loader should cycle forever)");
-  }
-  return r.value;
 }
 
 function parentDir(path: string): string {

@@ -1,12 +1,27 @@
 /**
  * The windows the training log averages over: step metrics since the last log line, and images
  * per second since the last log line or evaluation (an evaluation's time is not training time).
+ * The metric window is saved with the training state, so that the first log line after a resume
+ * averages the same steps as an uninterrupted run's; the throughput clock starts afresh.
  */
 export class MetricWindow {
   #sums: Record<string, number> = {};
   #count = 0;
   #clockStart = performance.now();
   #images = 0;
+
+  /** A window holding the steps of a saved `state()`. */
+  static restore(state: WindowState): MetricWindow {
+    const w = new MetricWindow();
+    w.#sums = { ...state.sums };
+    w.#count = state.count;
+    return w;
+  }
+
+  /** The metric window's sums and step count (plain data). */
+  state(): WindowState {
+    return { sums: { ...this.#sums }, count: this.#count };
+  }
 
   /** Adds one step's metrics and the images it trained on. */
   add(metrics: Record<string, number>, images: number): void {
@@ -44,4 +59,9 @@ export class MetricWindow {
     this.#clockStart = performance.now();
     this.#images = 0;
   }
+}
+
+export interface WindowState {
+  sums: Record<string, number>;
+  count: number;
 }

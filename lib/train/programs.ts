@@ -7,6 +7,11 @@
  *   on the device, then one apply program with their mean.
  *
  * Both take the micro-batches through `next(i)`, so the loop does not care which one runs.
+ *
+ * Data parallel: each program runs once per local device (`shape.devices`), as a replica of a
+ * step whose gradients and metrics are averaged over every device of every process. A
+ * micro-batch is split into one slice per device, and each device draws its own Mixup and
+ * dropout keys, as the original's `shard_prng_key` does.
  */
 import { sampleMixup } from "../augment/mixup.ts";
 import type { Backend } from "../backend/backend.ts";
@@ -19,6 +24,7 @@ import { Rng } from "../ir/rng.ts";
 import type { Tensor } from "../ir/tensor.ts";
 import { stepScalars } from "../optim/optimizer.ts";
 import { DeviceTrees } from "./device_trees.ts";
+import { stepSignature } from "./signature.ts";
 import {
   applyGradients,
   type Batch,
@@ -28,16 +34,24 @@ import {
   type TrainStepConfig,
 } from "./step.ts";
 
-/** The shape of a step: micro-batch size, accumulation count, image side, whether it mixes. */
+/**
+ * The shape of a step: per-replica micro-batch size, accumulation count, image side, whether it
+ * mixes, and where this process's replicas are.
+ */
 export interface StepShape {
+  /** Images per replica in one micro-batch. */
   microBatch: number;
   accum: number;
   imageSize: number;
   /** Mixup or CutMix is on: the step takes MixInputs. */
   mixing: boolean;
+  /** Local devices (default 1); the loader's batch has microBatch x devices images. */
+  devices?: number;
+  /** This process's index in a multi-host job (default 0): its keys derive from seed + index. */
+  process?: number;
 }
 
-/** Host inputs of one micro-batch. */
+/** Host inputs of one micro-batch on one device. */
 export interface MicroInputs {
   batch: Batch<HostTensor>;
   mix: MixInputs<HostTensor> | null;
@@ -58,7 +72,7 @@ export interface TrainPrograms {
   run(
     params: unknown,
     opt: unknown,
-    next: (i: number) => Promise<MicroInputs>,
+    next: (i: number) => Promise<MicroInputs[]>,
     scalars: ReturnType<typeof stepScalars>,
   ): Promise<StepResult>;
   dispose(): void;
@@ -78,8 +92,10 @@ export async function compileTrainPrograms(
 }
 
 /**
- * Micro-batch `i` of step `step` as program inputs: the loader's batch, the Mixup/CutMix draw
- * from `Rng(mixup-seed).child(step, i)` and the dropout key `Rng(dropout-seed).child(step, i)`.
+ * Micro-batch `i` of step `step` as program inputs, one per local device d: rows
+ * [d b, (d + 1) b) of the loader's batch, the Mixup/CutMix draw from
+ * `replicaRng(mixup-seed, d).child(step, i)` and the dropout key from
+ * `replicaRng(dropout-seed, d).child(step, i)`.
  */
 export function microInputs(
   shape: StepShape,
@@ -88,16 +104,32 @@ export function microInputs(
   batch: HostBatch,
   step: number,
   i: number,
-): MicroInputs {
-  const b = shape.microBatch, s = shape.imageSize;
-  return {
-    batch: {
-      images: hostTensor([b, 3, s, s], "u8", batch.images),
-      labels: hostTensor([b], "i32", batch.labels),
-    },
-    mix: shape.mixing ? mixInputs(Rng.fromSeed(seeds.mixup).child(step).child(i), b, s, mix) : null,
-    key: hostTensor([2], "u32", Rng.fromSeed(seeds.dropout).child(step).child(i).key),
-  };
+): MicroInputs[] {
+  const b = shape.microBatch, s = shape.imageSize, devices = shape.devices ?? 1;
+  const px = 3 * s * s;
+  if (batch.labels.length !== b * devices) {
+    throw new Error(`micro-batch of ${batch.labels.length} images for ${devices} x ${b}`);
+  }
+  return Array.from({ length: devices }, (_, d) => {
+    const rng = (seed: number) => replicaRng(seed, shape.process ?? 0, d).child(step).child(i);
+    return {
+      batch: {
+        images: hostTensor([b, 3, s, s], "u8", batch.images.subarray(d * b * px, (d + 1) * b * px)),
+        labels: hostTensor([b], "i32", batch.labels.subarray(d * b, (d + 1) * b)),
+      },
+      mix: shape.mixing ? mixInputs(rng(seeds.mixup), b, s, mix) : null,
+      key: hostTensor([2], "u32", rng(seeds.dropout).key),
+    };
+  });
+}
+
+/**
+ * The random stream of local device `device` of process `process`, as the original keys its
+ * replicas: `shard_prng_key(PRNGKey(seed + process_index))[device]`, where `jax.random.split`
+ * (threefry, partitionable) gives key d = fold_in(key, d).
+ */
+export function replicaRng(seed: number, process: number, device: number): Rng {
+  return Rng.fromSeed(seed + process).child(device);
 }
 
 /** Host-drawn Mixup/CutMix inputs of a micro-batch. */
@@ -120,7 +152,7 @@ class SingleStep implements TrainPrograms {
   private constructor(
     readonly train: Compiled,
     readonly trees: DeviceTrees,
-    readonly mixing: boolean,
+    readonly donate: boolean[],
   ) {}
 
   static async compile(
@@ -131,31 +163,34 @@ class SingleStep implements TrainPrograms {
     opt: unknown,
   ): Promise<SingleStep> {
     const stepFn = buildTrainStep(cfg);
+    const sig = stepSignature(cfg, { perReplicaBatch: shape.microBatch, mixing: shape.mixing });
+    const [, , batch, mix, scalars, key] = sig.args;
     const train = await Compiled.createWith(
       backend,
-      { donate: donation(params, opt, shape.mixing) },
+      { donate: sig.donate },
       (p: unknown, o: never, bt: never, m: MixInputs<Tensor>, sc: never, k: Tensor) =>
         stepFn(p, o, bt, m, sc, k),
       params,
       opt,
-      batchSpec(shape),
-      shape.mixing ? mixSpecs(shape.microBatch) : null,
-      stepScalars(cfg.optimizer, 0, 0),
-      keySpec,
+      batch,
+      mix,
+      scalars,
+      key,
     );
-    return new SingleStep(train, new DeviceTrees(backend), shape.mixing);
+    return new SingleStep(train, new DeviceTrees(backend), sig.donate);
   }
 
   async run(
     params: unknown,
     opt: unknown,
-    next: (i: number) => Promise<MicroInputs>,
+    next: (i: number) => Promise<MicroInputs[]>,
     scalars: ReturnType<typeof stepScalars>,
   ): Promise<StepResult> {
-    const m = await next(0);
+    const m = await this.trees.uploadPerDevice(await next(0)) as MicroInputs;
     const out = await this.train.call([params, opt, m.batch, m.mix, scalars, m.key], {
-      donate: donation(params, opt, this.mixing),
+      donate: this.donate,
     });
+    this.trees.freeReplaced(m, out);
     this.trees.freeReplaced(params, out.params);
     this.trees.freeReplaced(opt, out.opt);
     return { params: out.params, opt: out.opt, metrics: await this.trees.scalars(out.metrics) };
@@ -219,14 +254,15 @@ class AccumulatedStep implements TrainPrograms {
   async run(
     params: unknown,
     opt: unknown,
-    next: (i: number) => Promise<MicroInputs>,
+    next: (i: number) => Promise<MicroInputs[]>,
     scalars: ReturnType<typeof stepScalars>,
   ): Promise<StepResult> {
     let acc: unknown;
     const sums: Record<string, number> = {};
     for (let i = 0; i < this.accum; i++) {
-      const m = await next(i);
+      const m = await this.trees.uploadPerDevice(await next(i)) as MicroInputs;
       const out = await this.grad.call([params, m.batch, m.mix, m.key]);
+      this.trees.freeReplaced(m, out);
       const metrics = await this.trees.scalars(out.metrics);
       for (const [k, v] of Object.entries(metrics)) sums[k] = (sums[k] ?? 0) + v / this.accum;
       if (acc === undefined) acc = out.grads;
@@ -266,11 +302,4 @@ function mixSpecs(b: number) {
     labelLam: { shape: [], dtype: "f32" as const },
     box: { shape: [4], dtype: "i32" as const },
   };
-}
-
-/** Donation flags over the flattened step inputs: params and optimizer state, not the rest. */
-function donation(params: unknown, opt: unknown, mixing: boolean): boolean[] {
-  const n = flatten(params).leaves.length + flatten(opt).leaves.length;
-  // then images, labels; perm, imageLam, labelLam, box; lr, bc1, bc2; key
-  return Array.from({ length: n + 2 + (mixing ? 4 : 0) + 3 + 1 }, (_, i) => i < n);
 }

@@ -1,5 +1,6 @@
 /** Maps a training config (the original's flag names) to the model, step and data settings. */
 import type { Config } from "../config/mod.ts";
+import type { LoaderOptions } from "../data/loader.ts";
 import type { ViTConfig } from "../model/vit.ts";
 import type { OptimizerConfig } from "../optim/optimizer.ts";
 import type { TrainStepConfig } from "./step.ts";
@@ -18,6 +19,20 @@ export function vitConfigOf(c: Config): ViTConfig {
     dropout: c.dropout as number,
     droppath: c.droppath as number,
     gradCkpt: !!c["grad-ckpt"],
+  };
+}
+
+/** What the train and validation loaders take from the config: bad-data limits, label range, I/O. */
+export function dataOptionsOf(
+  c: Config,
+): Pick<LoaderOptions, "labels" | "maxSkipFraction" | "open"> {
+  return {
+    labels: c.labels as number,
+    maxSkipFraction: c["max-bad-fraction"] as number,
+    open: {
+      stallTimeoutMs: 1000 * (c["data-stall-timeout"] as number),
+      retries: c["data-retries"] as number,
+    },
   };
 }
 

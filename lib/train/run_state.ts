@@ -1,23 +1,58 @@
 /**
- * What a run keeps between processes: its checkpoint files, the best accuracy so far, and the
- * data position. `resume()` reads `{name}-state.msgpack` back; `save()` writes `{name}-last`
- * (and `{name}-best` after a new best) and the state, each atomically.
+ * What a run keeps between processes: its checkpoint files, the best accuracy so far, the last
+ * evaluation, the data position and the open log window. `resume()` reads `{name}-state.msgpack`
+ * back and checks it against the config; `save()` writes `{name}-last` (and `{name}-best` after a
+ * new best) and the state, each atomically.
+ *
+ * The state's `data` map holds `position` (the loader's TrainPosition), `best_acc1`,
+ * `last_eval`, `window` (the log window's sums) and `eval_pending` (an evaluation that an
+ * interruption cut short, run first on resume), structured values as JSON text.
  */
 import { encodeFlaxMsgpack } from "../checkpoint/flax_msgpack.ts";
-import { writeOutput } from "../checkpoint/storage.ts";
+import { inputExists, writeOutput } from "../checkpoint/storage.ts";
 import { loadTrainingState, saveTrainingState } from "../checkpoint/train_state.ts";
 import type { Tree } from "../checkpoint/tree.ts";
-import { type Config, configToJson } from "../config/mod.ts";
+import { type Config, CONFIG_KEYS, type ConfigKey, configToJson, OPTIONS } from "../config/mod.ts";
+import type { TrainPosition } from "../data/loader.ts";
 import type { HostTensor } from "../ir/host_tensor.ts";
 import { leavesWithPaths } from "../ir/pytree.ts";
+import type { WindowState } from "./metric_window.ts";
 import { MODEL_KEYS } from "./run_config.ts";
 
 export class TrainingError extends Error {}
+
+/**
+ * Keys that may differ between a saved state and the config that resumes it: how the run is
+ * logged, evaluated, saved and where it runs, none of which changes the parameters. Any other
+ * difference is refused unless `accept-config-changes` is set; the model keys (MODEL_KEYS) and
+ * `train-loader-workers` (the batch order depends on it) are refused even then.
+ */
+export const RESUME_CHANGEABLE_KEYS = [
+  "log-interval",
+  "eval-interval",
+  "save-interval",
+  "save-minutes",
+  "valid-batch-size",
+  "valid-loader-workers",
+  "backend",
+  "pjrt-plugin",
+  "grad-ckpt",
+  "project",
+  "ipaddr",
+  "hostname",
+  "output-dir",
+  "accept-config-changes",
+] as const satisfies readonly ConfigKey[];
 
 export interface Resumed {
   params: Tree;
   opt: Tree;
   step: number;
+  /** The loader position; undefined in states written before positions were saved. */
+  position?: TrainPosition;
+  window?: WindowState;
+  /** An evaluation of `step` was cut short: run it before the next step. */
+  evalPending: boolean;
 }
 
 export interface EvalSummary {
@@ -27,11 +62,27 @@ export interface EvalSummary {
   samples: number;
 }
 
+/** What `save()` stores besides the parameters and the optimizer state. */
+export interface SavePoint {
+  step: number;
+  position: TrainPosition | undefined;
+  window: WindowState;
+  evalPending?: boolean;
+}
+
+export interface ConfigChange {
+  key: ConfigKey;
+  saved: unknown;
+  now: unknown;
+}
+
 export class RunState {
   bestAcc1 = 0;
   lastEval: Record<string, number> | undefined;
-  /** The last evaluation was a new best: the next save writes `{name}-best` too. */
+  /** The last evaluation was a new best: the next save with parameters writes `{name}-best`. */
   pendingBest = false;
+  /** When the state was last saved (performance.now()). */
+  savedAt = performance.now();
   /** The W&B run of this training run, kept so that a resumed run continues it. */
   wandbRunId: string | undefined;
 
@@ -39,36 +90,88 @@ export class RunState {
     readonly config: Config,
     readonly outDir: string,
     readonly name: string,
-    /** Micro-batches per step (the data position is counted in loader batches). */
+    /** Micro-batches per step (the replay of old states counts loader batches). */
     readonly accum: number,
+    readonly log: (line: string) => void = () => {},
   ) {}
 
   path(kind: "last" | "best" | "state"): string {
     return `${this.outDir}/${this.name}-${kind}.msgpack`;
   }
 
-  /** The saved state of this run, checked against the config; undefined when there is none. */
+  /**
+   * The saved state of this run, checked against the config; undefined when the state file does
+   * not exist. A state that exists but cannot be read, or was saved with other settings, stops
+   * the run with the path and the reason, and nothing is written.
+   */
   async resume(): Promise<Resumed | undefined> {
+    const url = this.path("state");
+    let exists: boolean;
+    try {
+      exists = await inputExists(url);
+    } catch (e) {
+      throw new TrainingError(`cannot resume: ${(e as Error).message}`);
+    }
+    if (!exists) return undefined;
     let state;
     try {
-      state = await loadTrainingState(this.path("state"));
+      state = await loadTrainingState(url);
     } catch (e) {
-      const msg = (e as Error).message;
-      if (/No such file|not found|NotFound|does not exist|404/i.test(msg)) return undefined;
-      throw new TrainingError(`cannot resume: ${msg}`);
+      throw new TrainingError(
+        `cannot resume: ${(e as Error).message}. Nothing was changed; move the file away to ` +
+          "start this run afresh, or use another output-dir or name.",
+      );
     }
-    for (const k of MODEL_KEYS) {
-      if (JSON.stringify(state.config[k]) !== JSON.stringify(this.config[k])) {
-        throw new TrainingError(
-          `cannot resume from ${this.path("state")}: it was trained with ${k} = ${
-            JSON.stringify(state.config[k])
-          }, the config says ${JSON.stringify(this.config[k])}. Use another output-dir or name.`,
-        );
-      }
+    const data = state.data as Record<string, unknown>;
+    const position = parseJson<TrainPosition>(data.position, url, "data/position");
+    this.checkConfig(state.config);
+    this.bestAcc1 = typeof data.best_acc1 === "number" ? data.best_acc1 : 0;
+    this.lastEval = parseJson(data.last_eval, url, "data/last_eval");
+    if (typeof data.wandb_run_id === "string" && data.wandb_run_id) {
+      this.wandbRunId = data.wandb_run_id;
     }
-    const wandb = state.data.wandb_run_id;
-    if (typeof wandb === "string" && wandb) this.wandbRunId = wandb;
-    return { params: state.params, opt: state.optState, step: state.step };
+    return {
+      params: state.params,
+      opt: state.optState,
+      step: state.step,
+      position,
+      window: parseJson(data.window, url, "data/window"),
+      evalPending: data.eval_pending === true,
+    };
+  }
+
+  /** Refuses a resume whose settings differ (see RESUME_CHANGEABLE_KEYS), listing every change. */
+  checkConfig(saved: Record<string, unknown>): void {
+    const changes = configChanges(saved, this.config);
+    const changeable = new Set<ConfigKey>(RESUME_CHANGEABLE_KEYS);
+    const fixed = new Set<ConfigKey>([...MODEL_KEYS, "train-loader-workers"]);
+    const list = (cs: ConfigChange[]) =>
+      cs.map((c) => `  ${c.key}: ${JSON.stringify(c.saved)} -> ${JSON.stringify(c.now)}`).join(
+        "\n",
+      );
+    const where = this.path("state");
+    const never = changes.filter((c) => fixed.has(c.key));
+    if (never.length) {
+      throw new TrainingError(
+        `cannot resume from ${where}: it was saved with other model or loader settings ` +
+          `(saved -> now):\n${list(never)}\nThese cannot change during a run (the parameters or ` +
+          "the batch order depend on them). Use another output-dir or name.",
+      );
+    }
+    const relevant = changes.filter((c) => !changeable.has(c.key));
+    if (relevant.length && !this.config["accept-config-changes"]) {
+      const seeds = relevant.some((c) => c.key.endsWith("-seed"))
+        ? "\nSeeds that are not set are drawn at random at every start: set them in the config."
+        : "";
+      throw new TrainingError(
+        `cannot resume from ${where}: training settings differ from the saved run's ` +
+          `(saved -> now):\n${list(relevant)}\nRestore them, or pass --accept-config-changes ` +
+          `to resume with the new values.${seeds}`,
+      );
+    }
+    if (relevant.length) {
+      this.log(`resuming with changed training settings (saved -> now):\n${list(relevant)}`);
+    }
   }
 
   /** Takes an evaluation's result; returns the metrics to record. */
@@ -90,12 +193,12 @@ export class RunState {
    * Writes `{name}-last` (and `{name}-best` after a new best) when `withParams`, then the training
    * state. Refuses non-finite parameters, so that a good checkpoint is never overwritten.
    */
-  async save(params: Tree, opt: Tree, step: number, withParams = true): Promise<void> {
+  async save(params: Tree, opt: Tree, at: SavePoint, withParams: boolean): Promise<void> {
     for (const [path, t] of leavesWithPaths<HostTensor>(params)) {
       if (!t.data.every(Number.isFinite)) {
         throw new TrainingError(
-          `parameter ${path} is not finite after step ${step}: stopping without saving. The last good ` +
-            `checkpoint (${
+          `parameter ${path} is not finite after step ${at.step}: stopping without saving. The ` +
+            `last good checkpoint (${
               this.path("state")
             }, if one was written) is intact; lower the learning rate ` +
             "or enable --clip-grad.",
@@ -110,18 +213,51 @@ export class RunState {
     await saveTrainingState(this.path("state"), {
       params,
       optState: opt,
-      step,
+      step: at.step,
       rng: {
         dropout_seed: this.config["dropout-seed"] as number,
         mixup_seed: this.config["mixup-seed"] as number,
         shuffle_seed: this.config["shuffle-seed"] as number,
       },
       data: {
-        batches_consumed: step * this.accum,
+        batches_consumed: at.step * this.accum,
         best_acc1: this.bestAcc1,
+        last_eval: JSON.stringify(this.lastEval ?? null),
+        position: JSON.stringify(at.position ?? null),
+        window: JSON.stringify(at.window),
+        eval_pending: at.evalPending ?? false,
         ...(this.wandbRunId ? { wandb_run_id: this.wandbRunId } : {}),
       },
       config: JSON.parse(configToJson(this.config)),
     });
+    this.savedAt = performance.now();
+  }
+}
+
+/**
+ * Keys whose value differs between a saved config (as `configToJson` writes it) and `config`;
+ * a key the saved config lacks (an option added since) counts as its default.
+ */
+export function configChanges(saved: Record<string, unknown>, config: Config): ConfigChange[] {
+  const now = JSON.parse(configToJson(config)) as Record<string, unknown>;
+  const out: ConfigChange[] = [];
+  for (const key of CONFIG_KEYS) {
+    const was = key in saved ? saved[key] : OPTIONS[key].default;
+    if (JSON.stringify(was) !== JSON.stringify(now[key])) {
+      out.push({ key, saved: was, now: now[key] });
+    }
+  }
+  return out;
+}
+
+function parseJson<T>(v: unknown, url: string, key: string): T | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "string") {
+    throw new TrainingError(`cannot resume: ${url}: key "${key}" is not JSON text`);
+  }
+  try {
+    return JSON.parse(v) ?? undefined;
+  } catch {
+    throw new TrainingError(`cannot resume: ${url}: key "${key}" is not valid JSON`);
   }
 }

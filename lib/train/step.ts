@@ -111,7 +111,7 @@ function replicaMean(cfg: TrainStepConfig, t: Tensor): Tensor {
   return r === 1 ? t : ops.div(ops.allReduceSum(t, r), r);
 }
 
-/** Gradients only (for gradient accumulation micro-steps and the doctor). */
+/** Gradients only (for gradient accumulation micro-steps and the doctor); metrics averaged. */
 export function buildGradStep(cfg: TrainStepConfig) {
   return (
     params: unknown,
@@ -123,11 +123,14 @@ export function buildGradStep(cfg: TrainStepConfig) {
       (p: unknown) => lossAndMetrics(cfg, p, batch, mix, key),
       { hasAux: true },
     )(params) as [[Tensor, Record<string, Tensor>], unknown];
-    return { grads, metrics };
+    return { grads, metrics: treeMap(metrics, (t: Tensor) => replicaMean(cfg, t)) };
   };
 }
 
-/** Evaluation: logits-based metrics with a validity mask for padded rows (label -1). */
+/**
+ * Evaluation: logits-based metrics with a validity mask for padded rows (label -1), summed over
+ * the rows of every replica (each validation sample counts once, wherever it ran).
+ */
 export function buildEvalStep(cfg: TrainStepConfig) {
   return (params: unknown, batch: Batch<Tensor>) => {
     const labelCount = cfg.vit.labels!;
@@ -138,11 +141,12 @@ export function buildEvalStep(cfg: TrainStepConfig) {
     const loss = ops.mul(criterion(cfg.criterion, logits, labels), valid);
     const { acc1, acc5 } = accuracy(logits, hard);
     // Sums over valid rows; the host divides by the number of real samples.
+    const total = (t: Tensor) => ops.allReduceSum(ops.sum(t), cfg.replicas ?? 1);
     return {
-      loss: ops.sum(loss),
-      acc1: ops.sum(ops.mul(acc1, valid)),
-      acc5: ops.sum(ops.mul(acc5, valid)),
-      count: ops.sum(valid),
+      loss: total(loss),
+      acc1: total(ops.mul(acc1, valid)),
+      acc5: total(ops.mul(acc5, valid)),
+      count: total(valid),
     };
   };
 }

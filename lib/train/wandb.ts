@@ -105,6 +105,8 @@ export class WandbRun {
   /** Line offset in the run's history of `pending[0]`. */
   #offset = 0;
   #summary: Record<string, unknown> = {};
+  /** The row of the latest step, still open to more metrics of that step. */
+  #open: Record<string, unknown> | null = null;
   #created = false;
   #warned = false;
   #dropped = 0;
@@ -112,6 +114,8 @@ export class WandbRun {
   #inFlight: Promise<void> | null = null;
   #failures = 0;
   #finished = false;
+  /** The server acknowledged the end of the run. */
+  completed = false;
   readonly #t0 = Date.now();
   readonly #flushMs: number;
   readonly #timeoutMs: number;
@@ -139,13 +143,39 @@ export class WandbRun {
     }
   }
 
-  /** Queues one history row at `step`; never waits on the network. */
+  /**
+   * Adds metrics at `step`; never waits on the network. As in the Python SDK, metrics logged at
+   * the same step make one history row (the train metrics and the eval at step 60, say), and a
+   * row is committed, i.e. queued to be sent, when a later step arrives or the run finishes.
+   */
   log(row: Record<string, number | string>, step: number): void {
     if (this.#finished) return;
     const now = Date.now();
-    const line = { ...row, _step: step, _runtime: (now - this.#t0) / 1000, _timestamp: now / 1000 };
-    Object.assign(this.#summary, line);
-    const text = JSON.stringify(line);
+    const times = { _step: step, _runtime: (now - this.#t0) / 1000, _timestamp: now / 1000 };
+    Object.assign(this.#summary, row, times);
+    if (this.#open && this.#open._step === step) {
+      Object.assign(this.#open, row, times);
+      return;
+    }
+    this.#commit();
+    this.#open = { ...row, ...times };
+  }
+
+  /** Queues rows written earlier (an offline run's history), as they are. */
+  replay(rows: Record<string, unknown>[]): void {
+    this.#commit();
+    for (const row of rows) {
+      Object.assign(this.#summary, row);
+      this.#open = row;
+      this.#commit();
+    }
+  }
+
+  /** Queues the open row (offline: appends it to the history file). */
+  #commit(): void {
+    if (!this.#open) return;
+    const text = JSON.stringify(this.#open);
+    this.#open = null;
     if (this.#offlineDir) {
       Deno.writeTextFileSync(`${this.#offlineDir}/wandb-history.jsonl`, text + "\n", {
         append: true,
@@ -167,6 +197,7 @@ export class WandbRun {
    */
   async finish(exitcode = 0, deadlineMs = 10_000): Promise<void> {
     if (this.#finished) return;
+    this.#commit();
     this.#finished = true;
     clearTimeout(this.#timer);
     if (this.#offlineDir) {
@@ -185,6 +216,7 @@ export class WandbRun {
         await this.#flush(deadline);
         if (this.#created && this.pending.length === 0) {
           await this.#post(this.#streamUrl(), { complete: true, exitcode }, deadline);
+          this.completed = true;
           return true;
         }
       }
@@ -352,4 +384,71 @@ function describe(e: unknown): string {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** The offline run folders (`offline-run-ID` with a config.json) under `dir`, 5 levels down. */
+export function offlineRunDirs(dir: string, depth = 5): string[] {
+  const root = dir.replace(/\/+$/, "");
+  if (/offline-run-[a-z0-9]+$/.test(root) && existsSync(`${root}/config.json`)) return [root];
+  if (depth === 0) return [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(root)];
+  } catch {
+    return [];
+  }
+  return entries.filter((e) => e.isDirectory && e.name !== "node_modules")
+    .flatMap((e) => offlineRunDirs(`${root}/${e.name}`, depth - 1)).sort();
+}
+
+/**
+ * Uploads an offline run (`WANDB_MODE=offline`) to the server of `settings`: the same run id,
+ * project, name and config, then its history rows as written. Returns the rows not sent (0 when
+ * all arrived); a run that arrived gets a `synced` marker and is skipped next time.
+ */
+export async function syncOfflineRun(
+  runDir: string,
+  settings: WandbSettings,
+  log: (line: string) => void,
+): Promise<number> {
+  if (existsSync(`${runDir}/synced`)) {
+    log(`${runDir}: already synced`);
+    return 0;
+  }
+  const meta = JSON.parse(Deno.readTextFileSync(`${runDir}/config.json`));
+  const id = runDir.match(/offline-run-([a-z0-9]+)$/)![1];
+  let rows: Record<string, unknown>[] = [];
+  try {
+    rows = Deno.readTextFileSync(`${runDir}/wandb-history.jsonl`).split("\n").filter((l) =>
+      l.trim()
+    )
+      .map((l) => JSON.parse(l));
+  } catch {
+    // no rows yet
+  }
+  const run = new WandbRun(settings, {
+    project: meta.project,
+    name: meta.name,
+    config: meta.config,
+    id,
+    log,
+    flushIntervalMs: 0,
+  });
+  run.replay(rows);
+  await run.finish(0);
+  const unsent = run.pending.length;
+  if (unsent === 0 && run.completed) {
+    Deno.writeTextFileSync(`${runDir}/synced`, new Date().toISOString() + "\n");
+    log(`${runDir}: ${rows.length} rows sent to run ${id} (project ${run.project})`);
+  }
+  return run.completed ? unsent : Math.max(unsent, 1);
+}
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }

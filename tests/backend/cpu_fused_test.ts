@@ -71,8 +71,8 @@ Deno.test("cpu fused: results of one call survive the next call (outputs are not
   );
   const one = await f.call([hostTensor([4, 8], "f32", new Float32Array(32).fill(1))]);
   const two = await f.call([hostTensor([4, 8], "f32", new Float32Array(32).fill(2))]);
-  assertEquals(Array.from(one.data), [9, 9, 9, 9]);
-  assertEquals(Array.from(two.data), [33, 33, 33, 33]);
+  assertEquals(Array.from((await fused.toHost(one)).data), [9, 9, 9, 9]);
+  assertEquals(Array.from((await fused.toHost(two)).data), [33, 33, 33, 33]);
 });
 
 Deno.test("cpu fused: a GELU MLP block is one loop per elementwise chain", () => {

@@ -7,7 +7,7 @@
  */
 import { PjrtBackend } from "../../lib/backend/pjrt/backend.ts";
 import { PjrtArray } from "../../lib/backend/pjrt/array.ts";
-import { splitAxis0 } from "../../lib/backend/pjrt/shard.ts";
+import { splitAxis0 } from "../../lib/backend/replicas.ts";
 import { CpuBackend } from "../../lib/backend/cpu/backend.ts";
 import { Compiled } from "../../lib/backend/jit.ts";
 import { trace } from "../../lib/ir/graph.ts";
@@ -38,20 +38,26 @@ Deno.test("pjrt backend: a missing --pjrt-plugin file is named", async () => {
   );
 });
 
-Deno.test("pjrt backend: a library that is not a PJRT plugin is refused", async () => {
-  const libc = ["/lib/x86_64-linux-gnu/libc.so.6", "/lib/aarch64-linux-gnu/libc.so.6"]
-    .find((p) => {
-      try {
-        return Deno.statSync(p).isFile;
-      } catch {
-        return false;
-      }
-    });
-  if (!libc) return;
-  await assertRejects(
-    () => PjrtBackend.create({ pluginPath: libc, log: () => {} }),
-    "is not a PJRT plugin: it does not export GetPjrtApi",
-  );
+const LIBC = ["/lib/x86_64-linux-gnu/libc.so.6", "/lib/aarch64-linux-gnu/libc.so.6"]
+  .find((p) => {
+    try {
+      return Deno.statSync(p).isFile;
+    } catch {
+      return false;
+    }
+  });
+
+Deno.test({
+  name: `pjrt backend: a library that is not a PJRT plugin is refused${
+    LIBC ? "" : " (ignored: no libc.so.6 in /lib/{x86_64,aarch64}-linux-gnu)"
+  }`,
+  ignore: LIBC === undefined,
+  fn: async () => {
+    await assertRejects(
+      () => PjrtBackend.create({ pluginPath: LIBC!, log: () => {} }),
+      "is not a PJRT plugin: it does not export GetPjrtApi",
+    );
+  },
 });
 
 Deno.test("pjrt shard: axis 0 split into equal replica slices, or a clear error", () => {
@@ -80,10 +86,14 @@ const f32 = (...shape: number[]) => ({ shape, dtype: "f32" as const });
 const addGraph = () => trace((x: Tensor, y: Tensor) => ops.add(x, y), f32(4), f32(4)).graph;
 
 fakeTest("compile, upload, execute and download on one replica", async (path) => {
-  const backend = await PjrtBackend.create({ pluginPath: path, log: quiet });
+  const backend = await PjrtBackend.create({ pluginPath: path, devices: 1, log: quiet });
   try {
-    assertEquals(backend.numReplicas, 1);
-    assert(backend.description.startsWith("fake FakeDevice x1, compute f32 (PJRT plugin "));
+    // The fake's default topology has one device in process 1: 2 replicas, one local.
+    assertEquals([backend.replicas, backend.devices], [2, 1]);
+    assert(
+      backend.description.startsWith("fake FakeDevice x1 (of 2 replicas), compute f32 (PJRT "),
+      backend.description,
+    );
     const exe = await backend.compile(addGraph());
     const x = await backend.fromHost(hostTensor([4], "f32", [1, 2, 3, 4]));
     const y = await backend.fromHost(hostTensor([4], "f32", [10, 20, 30, 40]));
@@ -119,36 +129,71 @@ fakeTest("jit's Compiled runs through the backend interface", async (path) => {
 });
 
 fakeTest(
-  "data parallel: replicated and sharded arrays, one buffer per local replica",
+  "data parallel: replicated and per-device arrays, one buffer per local device",
   async (path) => {
-    const backend = await PjrtBackend.create({ pluginPath: path, replicas: "all", log: quiet });
+    const queries = openQueries(path);
+    // 2 processes x 2 devices; this is process 0.
+    const clientOptions = { fake_processes: 2, fake_devices: 2 };
+    const backend = await PjrtBackend.create({ pluginPath: path, clientOptions, log: quiet });
     try {
-      // The fake has 3 devices, 2 of them in this process.
-      assertEquals(backend.numReplicas, 3);
+      assertEquals([backend.replicas, backend.devices], [4, 2]);
       assertEquals(backend.localDevices.map((d) => d.id), [0, 1]);
-      assert(backend.description.includes("x2 (of 3 replicas)"));
+      assertEquals(backend.replicaDevices.map((d) => d.id), [0, 1, 2, 3]);
+      assert(backend.description.includes("x2 (of 4 replicas)"));
       const graph = addGraph();
-      assert(backend.emit(graph).includes("mhlo.num_replicas = 3 : i32"));
+      assert(backend.emit(graph).includes("mhlo.num_replicas = 4 : i32"));
       const exe = await backend.compile(graph);
-      const x = await backend.fromHostSharded(hostTensor([8], "f32", [1, 2, 3, 4, 5, 6, 7, 8]));
+      const x = await backend.fromHostPerDevice(
+        splitAxis0(hostTensor([8], "f32", [1, 2, 3, 4, 5, 6, 7, 8]), 2),
+      );
       assertEquals(x.shape, [4]);
       const y = await backend.fromHost(hostTensor([4], "f32", [100, 200, 300, 400]));
       const [z] = await exe.execute([x, y]);
-      const replicas = await backend.toHostReplicas(z);
-      assertEquals(replicas.map((r) => Array.from(r.data)), [[101, 202, 303, 404], [
+      const perDevice = await backend.toHostPerDevice(z);
+      assertEquals(perDevice.map((r) => Array.from(r.data)), [[101, 202, 303, 404], [
         105,
         206,
         307,
         408,
       ]]);
       assertEquals(Array.from((await backend.toHost(z)).data), [101, 202, 303, 404]);
-      for (const a of [x, y, z]) backend.free(a);
+      // Donation is per device: both devices' copies of x are consumed.
+      const [w] = await exe.execute([x, y], { donate: [true, false] });
+      assertEquals(queries.lastDonated(), "donated: d0/a0 d1/a0");
+      await assertRejects(() => exe.execute([x, y]), "was donated to an execution");
+      assertEquals(
+        (await backend.toHostPerDevice(w)).map((r) => Array.from(r.data)),
+        perDevice.map((r) => Array.from(r.data)),
+      );
+      await assertRejects(
+        () => backend.fromHostPerDevice([hostTensor([1], "f32", [1])]),
+        "1 values for 2 devices",
+      );
+      for (const a of [x, y, z, w]) backend.free(a);
       exe.dispose();
     } finally {
       backend.dispose();
+      queries.close();
     }
   },
 );
+
+fakeTest("--devices picks that many devices of every process", async (path) => {
+  const clientOptions = { fake_processes: 3, fake_devices: 4, fake_process_index: 1 };
+  const backend = await PjrtBackend.create({
+    pluginPath: path,
+    clientOptions,
+    devices: 2,
+    log: quiet,
+  });
+  try {
+    assertEquals(backend.replicaDevices.map((d) => d.id), [0, 1, 4, 5, 8, 9]);
+    assertEquals(backend.localDevices.map((d) => d.id), [4, 5]);
+    assertEquals([backend.replicas, backend.devices], [6, 2]);
+  } finally {
+    backend.dispose();
+  }
+});
 
 fakeTest(
   "donation: aliases from `donate`, flags reach the plugin, donated arrays are consumed",
@@ -218,10 +263,16 @@ fakeTest("bad arguments are refused naming the argument", async (path) => {
   }
 });
 
-fakeTest("replica counts beyond the platform are refused", async (path) => {
+fakeTest("device counts beyond a process's devices are refused", async (path) => {
   await assertRejects(
-    () => PjrtBackend.create({ pluginPath: path, replicas: 4, log: quiet }),
-    'replicas must be "all" or 1..3 (the platform\'s devices), got 4',
+    () =>
+      PjrtBackend.create({
+        pluginPath: path,
+        clientOptions: { fake_processes: 2, fake_devices: 2 },
+        devices: 3,
+        log: quiet,
+      }),
+    '--devices must be "all" or 1..2 (devices per process), got 3',
   );
 });
 
@@ -272,14 +323,17 @@ function openQueries(path: string) {
     path,
     {
       fake_last_non_donatable: { parameters: ["buffer", "usize"], result: "void" },
+      fake_last_donated: { parameters: ["buffer", "usize"], result: "void" },
     } as const,
   );
+  const read = (fn: (b: Uint8Array<ArrayBuffer>, n: bigint) => void) => {
+    const buf = new Uint8Array(512);
+    fn(buf, 512n);
+    return new TextDecoder().decode(buf.subarray(0, buf.indexOf(0)));
+  };
   return {
-    lastNonDonatable: () => {
-      const buf = new Uint8Array(256);
-      lib.symbols.fake_last_non_donatable(buf, 256n);
-      return new TextDecoder().decode(buf.subarray(0, buf.indexOf(0)));
-    },
+    lastNonDonatable: () => read((b, n) => lib.symbols.fake_last_non_donatable(b, n)),
+    lastDonated: () => read((b, n) => lib.symbols.fake_last_donated(b, n)),
     close: () => lib.close(),
   };
 }

@@ -1,5 +1,6 @@
 /** `deno task export-hlo` and its library side: parameter specs, aliases by path, errors. */
-import { exportTrainStep, paramSpecs } from "../../lib/backend/stablehlo/export.ts";
+import { exportTrainStep } from "../../lib/train/export.ts";
+import { paramSpecs } from "../../lib/model/params.ts";
 import { resolveConfig } from "../../lib/config/mod.ts";
 import { leavesWithPaths } from "../../lib/ir/pytree.ts";
 import { initViT } from "../../lib/model/init.ts";
@@ -58,7 +59,7 @@ const config = (argv: string[] = []) =>
   resolveConfig(CONFIG, "test.json", argv, { env: () => "/data", random: () => 0.5, name: "test" });
 
 Deno.test("export: the step donates params and optimizer state to their own results", () => {
-  const p = exportTrainStep(config(), { replicas: 2 });
+  const p = exportTrainStep(config(), { devices: 2 });
   assertEquals(p.perReplicaBatch, 4);
   // Arguments: params, opt.mu, opt.nu, batch, mix, scalars, key (pytree order).
   const names = p.inputs.map((l) => l.split(":")[0]);
@@ -112,15 +113,16 @@ Deno.test("export: no mixing inputs when mixup and cutmix are off; bf16 from the
   assert(p.text.includes("xbf16>) -> tensor<"));
 });
 
-Deno.test("export: bad batch or replicas are refused", () => {
+Deno.test("export: bad batch or devices are refused", () => {
   assertThrows(
-    () => exportTrainStep(config(), { batch: 6, replicas: 4 }),
-    "the batch (6) must be a positive multiple of the replicas (4)",
+    () => exportTrainStep(config(), { batch: 6, devices: 4 }),
+    "train-batch-size: 8 images do not split over 4 devices (a step batch of 6)",
   );
   assertThrows(
-    () => exportTrainStep(config(), { replicas: 0 }),
-    "--replicas must be a positive integer",
+    () => exportTrainStep(config(["--train-batch-size", "48"]), { devices: 5 }),
+    "train-batch-size: 48 images do not split over 5 devices; use a multiple of processes",
   );
+  assertThrows(() => exportTrainStep(config(), { devices: 0 }), "devices must be a positive");
   assertThrows(
     () => exportTrainStep(config(["--dim", "15"])),
     '"dim" (15, from --dim 15) must be divisible by "heads" (2)',
@@ -144,6 +146,14 @@ Deno.test("export-hlo task: writes the program to --out", async () => {
     assert(text.startsWith('// Training step of "tiny": per-replica batch 4, 1 replica(s)'));
     assert(text.includes('"stablehlo.optimization_barrier"'));
     assertEquals([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["step.mlir", "tiny.json"]);
+    assertEquals(
+      await main([`${dir}/tiny.json`, "--devices", "4", "--out", `${dir}/step4.mlir`]),
+      0,
+    );
+    const four = await Deno.readTextFile(`${dir}/step4.mlir`);
+    assert(four.startsWith('// Training step of "tiny": per-replica batch 2, 4 replica(s)'));
+    assert(four.includes("mhlo.num_replicas = 4 : i32"));
+    assert(four.includes('"stablehlo.all_reduce"'));
     await assertRejects(
       () => main([`${dir}/tiny.json`, "--batch", "x"]),
       '--batch must be a positive integer, got "x"',

@@ -7,7 +7,7 @@
  */
 import { emitStableHlo } from "../../lib/backend/stablehlo/emit.ts";
 import { autoAliases } from "../../lib/backend/stablehlo/aliasing.ts";
-import { exportTrainStep } from "../../lib/backend/stablehlo/export.ts";
+import { exportTrainStep } from "../../lib/train/export.ts";
 import { resolveConfig } from "../../lib/config/mod.ts";
 import { checkpoint } from "../../lib/autodiff/checkpoint.ts";
 import { valueAndGrad } from "../../lib/autodiff/grad.ts";
@@ -99,17 +99,17 @@ test("the training step of every ViT recipe in configs/ (and bf16/remat/4-replic
   }
   assert(seen.size >= 5, `${seen.size} program structures`);
   const first = jobs[1][0];
-  jobs.push([first, ["--grad-ckpt", "--precision", "bf16"]], [first, ["--replicas", "4"]]);
+  jobs.push([first, ["--grad-ckpt", "--precision", "bf16"]], [first, ["--devices", "4"]]);
   const failures: string[] = [];
   await forEachLimited(jobs, 2, async ([file, flags]) => {
     const json = JSON.parse(await Deno.readTextFile(configDir + file));
-    const replicas = flags[0] === "--replicas" ? Number(flags[1]) : 1;
-    const argv = flags[0] === "--replicas" ? [] : flags;
+    const devices = flags[0] === "--devices" ? Number(flags[1]) : 1;
+    const argv = flags[0] === "--devices" ? [] : flags;
     const config = resolveConfig(json, file, argv, { env: () => "x", configDir, random: () => 0 });
-    const program = exportTrainStep(config, { batch: 8, replicas });
+    const program = exportTrainStep(config, { batch: 8, devices });
     const r = await mlirOpt(program.text);
     if (!r.ok) failures.push(`${file} ${flags.join(" ")}: ${r.stderr.slice(0, 500)}`);
-    if (replicas > 1) assert(program.text.includes("stablehlo.all_reduce"));
+    if (devices > 1) assert(program.text.includes("stablehlo.all_reduce"));
     if (flags.includes("--grad-ckpt")) assert(program.text.includes("optimization_barrier"));
   });
   assertEquals(failures, []);

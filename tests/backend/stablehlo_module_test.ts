@@ -111,14 +111,14 @@ Deno.test("stablehlo module: num_replicas follows the all-reduces and must agree
   );
   assertThrows(
     () => emitStableHlo(two, { numReplicas: 4 }),
-    "numReplicas is 4 but the graph all-reduces over 2 replicas",
+    "the program is for 4 replicas but the graph all-reduces over 2 replicas",
   );
   const mixed =
     trace((x: Tensor) => [ops.allReduceSum(x, 2), ops.allReduceSum(x, 3)], spec(2)).graph;
   assertThrows(() => emitStableHlo(mixed), "disagree on replicas (2 and 3)");
   assertThrows(
     () => emitStableHlo(two, { numReplicas: 0 }),
-    "numReplicas must be a positive integer",
+    "replicas must be a positive integer",
   );
 });
 

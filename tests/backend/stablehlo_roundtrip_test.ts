@@ -1,5 +1,5 @@
 /**
- * Numbers without XLA: emitted programs are parsed back (lib/backend/stablehlo/parse.ts reads
+ * Numbers without XLA: emitted programs are parsed back (tests/backend/stablehlo_parse/parse.ts reads
  * each op by its StableHLO meaning) and run on the CPU backend. The op table's independently
  * computed values must come out, and whole programs (gradients, a ViT training step with
  * threefry dropout, Mixup and LAMB, rematerialization) must give the same bits as the graph
@@ -9,9 +9,10 @@ import { checkpoint } from "../../lib/autodiff/checkpoint.ts";
 import { valueAndGrad } from "../../lib/autodiff/grad.ts";
 import { CpuBackend } from "../../lib/backend/cpu/backend.ts";
 import { type EmitOptions, emitStableHlo } from "../../lib/backend/stablehlo/emit.ts";
-import { exportTrainStep, paramSpecs } from "../../lib/backend/stablehlo/export.ts";
-import { parseStableHlo } from "../../lib/backend/stablehlo/parse.ts";
-import { stepConfigOf } from "../../lib/train/run_config.ts";
+import { exportTrainStep } from "../../lib/train/export.ts";
+import { paramSpecs } from "../../lib/model/params.ts";
+import { vitConfigOf } from "../../lib/train/run_config.ts";
+import { parseStableHlo } from "./stablehlo_parse/parse.ts";
 import { resolveConfig } from "../../lib/config/mod.ts";
 import type { Graph } from "../../lib/ir/graph.ts";
 import { trace } from "../../lib/ir/graph.ts";
@@ -27,10 +28,10 @@ import { mlpSpecs, mlpTrainStep } from "./stablehlo_mlp.ts";
 
 const cpu = new CpuBackend();
 
-async function run(graph: Graph, inputs: HostTensor[]): Promise<HostTensor[]> {
-  const exe = await cpu.compile(graph);
-  const outs = await exe.execute(inputs);
-  return await Promise.all(outs.map((o) => cpu.toHost(o)));
+async function run(graph: Graph, inputs: HostTensor[], backend = cpu): Promise<HostTensor[]> {
+  const exe = await backend.compile(graph);
+  const outs = await exe.execute(await Promise.all(inputs.map((t) => backend.fromHost(t))));
+  return await Promise.all(outs.map((o) => backend.toHost(o)));
 }
 
 function roundTrip(graph: Graph, options?: EmitOptions): Graph {
@@ -145,9 +146,10 @@ Deno.test("stablehlo round trip: MLP step with remat barriers and replicas, same
     const { graph } = trace(mlpTrainStep(replicas), ...mlpSpecs());
     const parsed = parseStableHlo(emitStableHlo(graph));
     assertEquals(parsed.numReplicas, replicas);
+    const devices = new CpuBackend({ devices: replicas });
     assertEquals(
-      (await run(parsed.graph, inputs)).map((t) => Array.from(t.data)),
-      (await run(graph, inputs)).map((t) => Array.from(t.data)),
+      (await run(parsed.graph, inputs, devices)).map((t) => Array.from(t.data)),
+      (await run(graph, inputs, devices)).map((t) => Array.from(t.data)),
     );
   }
   const layer = (w: Tensor, h: Tensor) => ops.tanh(ops.matmul(h, w));
@@ -197,7 +199,7 @@ Deno.test("stablehlo round trip: a ViT training step (droppath, Mixup/CutMix, LA
   const parsed = parseStableHlo(program.text);
   assertEquals(
     parsed.aliases.length,
-    3 * leavesWithPaths(paramSpecs(stepConfigOf(config).vit)).length,
+    3 * leavesWithPaths(paramSpecs(vitConfigOf(config))).length,
   );
   // Deterministic pseudo-random inputs in the spec's types.
   const inputs = parsed.graph.inputs.map((t, k) => {

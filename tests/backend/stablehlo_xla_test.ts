@@ -7,7 +7,7 @@
 import { valueAndGrad } from "../../lib/autodiff/grad.ts";
 import { CpuBackend } from "../../lib/backend/cpu/backend.ts";
 import { type EmitOptions, emitStableHlo } from "../../lib/backend/stablehlo/emit.ts";
-import { exportTrainStep } from "../../lib/backend/stablehlo/export.ts";
+import { exportTrainStep } from "../../lib/train/export.ts";
 import { resolveConfig } from "../../lib/config/mod.ts";
 import { allocArray, type DType } from "../../lib/ir/dtype.ts";
 import { type Graph, trace } from "../../lib/ir/graph.ts";
@@ -78,7 +78,8 @@ async function runOnXla(jobs: Job[]): Promise<HostTensor[][][]> {
 
 async function runCpu(graph: Graph, inputs: HostTensor[]): Promise<HostTensor[]> {
   const exe = await cpu.compile(graph);
-  return await Promise.all((await exe.execute(inputs)).map((o) => cpu.toHost(o)));
+  const args = await Promise.all(inputs.map((t) => cpu.fromHost(t)));
+  return await Promise.all((await exe.execute(args)).map((o) => cpu.toHost(o)));
 }
 
 function program(fn: (...xs: never[]) => unknown, inputs: HostTensor[], options?: EmitOptions) {
@@ -171,6 +172,36 @@ Deno.test({
       );
     });
 
+    // The 4-replica ViT step as export-hlo --devices 4 writes it, every replica with its own
+    // batch, Mixup and dropout key, against the CPU backend's 4 virtual devices.
+    const dp4 = exportTrainStep(config, { batch: 8, devices: 4 });
+    const perDevice = [0, 1, 2, 3].map((r) => vitInputs(dp4.graph, dp4.inputs, r));
+    jobs.push({ name: "vit x4", text: dp4.text, inputs: perDevice });
+    checks.push(async (replicas) => {
+      const cpu4 = new CpuBackend({ devices: 4 });
+      const exe = await cpu4.compile(dp4.graph);
+      const args = await Promise.all(
+        perDevice[0].map((_, i) => cpu4.fromHostPerDevice(perDevice.map((row) => row[i]))),
+      );
+      const want = await Promise.all((await exe.execute(args)).map((o) => cpu4.toHostPerDevice(o)));
+      for (const [r, outs] of replicas.entries()) {
+        outs.forEach((o, j) =>
+          assertAllClose(Array.from(o.data), Array.from(want[j][r].data), {
+            atol: 1e-5,
+            rtol: 1e-5,
+            msg: `replica ${r}: ${dp4.outputs[j]}`,
+          })
+        );
+      }
+      // Replicated state stays replicated: every device holds the same new parameters.
+      for (const [j, name] of dp4.outputs.entries()) {
+        if (!name.startsWith("params.")) continue;
+        for (let r = 1; r < 4; r++) {
+          assertEquals(Array.from(want[j][r].data), Array.from(want[j][0].data), name);
+        }
+      }
+    });
+
     const results = await runOnXla(jobs);
     for (const [k, check] of checks.entries()) await check(results[k]);
   },
@@ -212,17 +243,20 @@ function mlpInputs(replica: number): HostTensor[] {
   );
 }
 
-function vitInputs(graph: Graph, names: string[]): HostTensor[] {
+/** Inputs of an exported ViT step; batch, Mixup and key differ by `replica`. */
+function vitInputs(graph: Graph, names: string[], replica = 0): HostTensor[] {
   return graph.inputs.map((t, k) => {
     const name = names[k];
     const v = (i: number) => {
-      if (name.startsWith("batch.images")) return (i * 37 + k) % 256;
-      if (name.startsWith("batch.labels")) return (i * 3 + 1) % 5;
-      if (name.startsWith("mix.perm")) return [2, 0, 3, 1][i];
+      if (name.startsWith("batch.images")) return (i * 37 + k + 11 * replica) % 256;
+      if (name.startsWith("batch.labels")) return (i * 3 + 1 + replica) % 5;
+      if (name.startsWith("mix.perm")) {
+        return t.shape[0] === 4 ? [2, 0, 3, 1][i] : (i + replica) % 2;
+      }
       if (name.startsWith("mix.box")) return [1, 6, 2, 5][i];
-      if (name.startsWith("mix.")) return 0.7;
+      if (name.startsWith("mix.")) return 0.7 - 0.1 * replica;
       if (name.startsWith("scalars.")) return 0.01 * (k % 7 + 1);
-      if (name.startsWith("key")) return [0, 42][i];
+      if (name.startsWith("key")) return [replica, 42][i];
       if (name.startsWith("opt.nu")) return Math.abs(Math.sin(i + k)) * 1e-3;
       return Math.sin(i * 0.37 + k) * 0.1;
     };

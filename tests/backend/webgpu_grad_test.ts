@@ -4,17 +4,16 @@
  * arithmetic on the device, so the bound is the CPU's (2e-3, set by the f32 central
  * difference itself: truncation ~1e-4, rounding ~1e-5).
  */
-import { WebGpuBackend } from "../../lib/backend/webgpu/backend.ts";
 import { assert } from "../assert.ts";
 import { GRAD_CASES, gradError } from "./grad_table.ts";
+import { webgpuBackend, webgpuGate } from "./webgpu_gate.ts";
 
-const backend = await WebGpuBackend.create();
+const backend = await webgpuBackend();
 
 for (const c of GRAD_CASES) {
   Deno.test({
     name: `webgpu grad (finite differences): ${c.name}`,
-    sanitizeResources: false,
-    sanitizeOps: false,
+    ...webgpuGate,
     fn: async () => {
       const err = await gradError(backend, c);
       assert(err < 2e-3, `max relative error ${err}`);

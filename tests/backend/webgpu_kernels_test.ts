@@ -6,20 +6,20 @@
  */
 import { CpuBackend } from "../../lib/backend/cpu/backend.ts";
 import { evaluate } from "../../lib/backend/jit.ts";
-import { WebGpuBackend } from "../../lib/backend/webgpu/backend.ts";
 import type { DType } from "../../lib/ir/dtype.ts";
 import { type HostTensor, hostTensor } from "../../lib/ir/host_tensor.ts";
 import * as ops from "../../lib/ir/ops.ts";
 import { randomBits } from "../../lib/ir/random.ts";
 import type { Tensor } from "../../lib/ir/tensor.ts";
 import { assertAllClose, assertEquals } from "../assert.ts";
+import { webgpuBackend, webgpuGate } from "./webgpu_gate.ts";
 
 const cpu = new CpuBackend();
-const gpu = await WebGpuBackend.create();
+const gpu = await webgpuBackend();
 // The GPU strategy with small tiles: its WGSL compiles quickly on llvmpipe.
-const tiled = await WebGpuBackend.create({ matmul: "tiled", maxTile: 16 });
+const tiled = await webgpuBackend({ matmul: "tiled", maxTile: 16 });
 
-const opts = { sanitizeResources: false, sanitizeOps: false };
+const opts = webgpuGate;
 
 function rand(shape: number[], seed: number): HostTensor {
   let s = seed >>> 0;
@@ -154,7 +154,7 @@ Deno.test({
   ...opts,
   fn: async () => {
     // The shapes a GPU adapter gets: 256-thread workgroups, cooperative below 8192 outputs.
-    const gpuShapes = await WebGpuBackend.create({ workgroupSize: 256, cooperativeBelow: 8192 });
+    const gpuShapes = await webgpuBackend({ workgroupSize: 256, cooperativeBelow: 8192 });
     const both = [gpu, gpuShapes];
     await sameAsCpu((x) => ops.sum(x), [rand([70000], 13)], 2e-3, both);
     await sameAsCpu((x) => ops.max(x, [0, 2]), [rand([30, 5, 40], 14)], 0, both);

@@ -4,10 +4,10 @@
  * ~5e-7 absolute near 1), tanh and erf are this backend's own WGSL (<= 2e-7), and reductions
  * and dot products accumulate in f32 where the CPU backend uses f64.
  */
-import { WebGpuBackend } from "../../lib/backend/webgpu/backend.ts";
 import { evaluate } from "../../lib/backend/jit.ts";
 import { assertAllClose, assertEquals } from "../assert.ts";
 import { OP_CASES } from "./op_table.ts";
+import { webgpuBackend, webgpuGate } from "./webgpu_gate.ts";
 
 /** Absolute tolerance on WebGPU, by case name (others: exact, or the table's CPU atol). */
 const WEBGPU_ATOL: Record<string, number> = {
@@ -23,9 +23,9 @@ const WEBGPU_ATOL: Record<string, number> = {
 };
 
 const backends = {
-  register: await WebGpuBackend.create({ matmul: "register" }),
+  register: await webgpuBackend({ matmul: "register" }),
   // The GPU strategy with small tiles: its WGSL compiles quickly on llvmpipe.
-  tiled: await WebGpuBackend.create({ matmul: "tiled", maxTile: 16 }),
+  tiled: await webgpuBackend({ matmul: "tiled", maxTile: 16 }),
 };
 
 for (const c of OP_CASES) {
@@ -35,8 +35,7 @@ for (const c of OP_CASES) {
   for (const v of variants) {
     Deno.test({
       name: `webgpu op: ${c.name}${variants.length > 1 ? ` (${v})` : ""}`,
-      sanitizeResources: false,
-      sanitizeOps: false,
+      ...webgpuGate,
       fn: async () => {
         const out = await evaluate(backends[v], c.fn, ...c.inputs);
         assertEquals(out.shape, c.expectedShape);

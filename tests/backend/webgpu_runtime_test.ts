@@ -10,9 +10,10 @@ import { hostTensor } from "../../lib/ir/host_tensor.ts";
 import * as ops from "../../lib/ir/ops.ts";
 import type { Tensor } from "../../lib/ir/tensor.ts";
 import { assert, assertAllClose, assertEquals, assertRejects } from "../assert.ts";
+import { webgpuBackend, webgpuGate } from "./webgpu_gate.ts";
 
-const gpu = await WebGpuBackend.create();
-const opts = { sanitizeResources: false, sanitizeOps: false };
+const gpu = await webgpuBackend();
+const opts = webgpuGate;
 const f32 = (shape: number[], data: number[]) => hostTensor(shape, "f32", data);
 
 async function kernelsOf(fn: (...xs: Tensor[]) => unknown, ...specs: unknown[]) {
@@ -93,7 +94,7 @@ Deno.test({
   ...opts,
   fn: async () => {
     // A 4 KiB limit splits anything above 1024 elements into several bindings.
-    const small = await WebGpuBackend.create({ maxBindingBytes: 4096 });
+    const small = await webgpuBackend({ maxBindingBytes: 4096 });
     const { CpuBackend } = await import("../../lib/backend/cpu/backend.ts");
     const cpu = new CpuBackend();
     const x = hostTensor([40, 100], "f32", Array.from({ length: 4000 }, (_, i) => Math.sin(i)));
@@ -111,7 +112,7 @@ Deno.test({
     for (
       const be of [
         small,
-        await WebGpuBackend.create({ maxBindingBytes: 4096, matmul: "tiled", maxTile: 16 }),
+        await webgpuBackend({ maxBindingBytes: 4096, matmul: "tiled", maxTile: 16 }),
       ]
     ) {
       const got = await evaluate(be, fn, x, w);

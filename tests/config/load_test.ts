@@ -377,6 +377,44 @@ Deno.test("configToJson writes a config that loads back to the same values", () 
   );
   assertEquals(config["valid-dataset-shards"], "pipe:cat ${X} /y.tar");
   const text = configToJson(config);
-  assertEquals(resolve(JSON.parse(text), [], {}, () => 0), config);
+  // File strings are saved as written (unexpanded), so they load back in the same environment.
+  assertEquals(JSON.parse(text)["valid-dataset-shards"], "pipe:cat $${X} $Y");
+  assertEquals(resolve(JSON.parse(text), [], { Y: "/y.tar" }, () => 0), config);
   assertEquals(JSON.parse(text)["init-seed"], 500000);
+});
+
+Deno.test("configToJson: $HF_TOKEN stays a reference; a token from the shell is redacted", () => {
+  const token = "hf_0123456789abcdefghijklmnop";
+  const fromFile = resolve(
+    { ...BASE, "train-dataset-shards": "pipe:curl -H 'Authorization: Bearer $HF_TOKEN' u" },
+    [],
+    { HF_TOKEN: token },
+  );
+  assert(String(fromFile["train-dataset-shards"]).includes(token)); // expanded for use
+  const saved = JSON.parse(configToJson(fromFile));
+  assertEquals(saved["train-dataset-shards"], "pipe:curl -H 'Authorization: Bearer $HF_TOKEN' u");
+  // The shell expanded it into a flag: saved as a reference when the variable is known...
+  const flag = ["--valid-dataset-shards", `pipe:curl -H 'Authorization: Bearer ${token}' v`];
+  Deno.env.set("HF_TOKEN", token);
+  try {
+    const text = configToJson(resolve(BASE, flag));
+    assert(!text.includes(token), text);
+    assertEquals(
+      JSON.parse(text)["valid-dataset-shards"],
+      "pipe:curl -H 'Authorization: Bearer ${HF_TOKEN}' v",
+    );
+    // ... which loads back to the token.
+    assertEquals(
+      resolve(JSON.parse(text), [], { HF_TOKEN: token })["valid-dataset-shards"],
+      `pipe:curl -H 'Authorization: Bearer ${token}' v`,
+    );
+  } finally {
+    Deno.env.delete("HF_TOKEN");
+  }
+  // ... and as *** when it is not.
+  const text = configToJson(resolve(BASE, flag));
+  assertEquals(
+    JSON.parse(text)["valid-dataset-shards"],
+    "pipe:curl -H 'Authorization: Bearer ***' v",
+  );
 });

@@ -79,5 +79,5 @@ Deno.test("check-data: bad arguments and unreadable specs give a clear message a
   assert(env.stderr.includes("$NOT_SET_ANYWHERE"), env.stderr);
   const none = await checkData(`${dir}/nothing-{0..1}.tar`, "--workers", "0");
   assertEquals(none.code, 1);
-  assert(none.stderr.includes("no shard could be read"), none.stderr);
+  assert(none.stderr.includes("no shard found: none of the 2 shards"), none.stderr);
 });

@@ -1,6 +1,11 @@
-import { decodeImage, decodeWithSharp, jpegDecoder } from "../../lib/data/decode.ts";
-import { loadTurboJpeg } from "../../lib/data/turbojpeg.ts";
-import { assertEquals, assertRejects } from "../assert.ts";
+import {
+  decodeImage,
+  decodeWithSharp,
+  jpegComponents,
+  jpegDecoder,
+} from "../../lib/data/decode.ts";
+import { loadTurboJpeg, pillowCmykToRgb } from "../../lib/data/turbojpeg.ts";
+import { assert, assertEquals, assertRejects } from "../assert.ts";
 import { png, testPixels } from "./helpers.ts";
 
 const FIXTURES = new URL("../fixtures/data/", import.meta.url);
@@ -64,4 +69,39 @@ Deno.test("decodeImage: a bad JPEG does not spoil the next ones", async () => {
     await assertRejects(() => decodeImage(bad));
     assertEquals((await decodeImage(jpg)).data, expected.data);
   }
+});
+
+Deno.test("decodeImage: CMYK and YCCK JPEGs convert to RGB exactly as Pillow (9.4 and 12.3)", async () => {
+  // Pillow-written Adobe CMYK, the same without its APP14 marker, libjpeg-turbo's YCCK, and a
+  // photo: expected bytes are Pillow's Image.open(f).convert("RGB") (make_cmyk_fixtures.py).
+  for (const name of ["cmyk-adobe", "cmyk-plain", "ycck", "cmyk-photo"]) {
+    const jpg = await Deno.readFile(new URL(`${name}.jpg`, FIXTURES));
+    const pillow = await Deno.readFile(new URL(`${name}.rgb`, FIXTURES));
+    assertEquals(jpegComponents(jpg), 4, name);
+    const img = await decodeImage(jpg);
+    assertEquals(img.data.length, pillow.length, name);
+    assertEquals(img.data, pillow, `${name}: decoder ${jpegDecoder()} differs from Pillow`);
+    assertEquals((await decodeWithSharp(jpg)).data, pillow, `${name}: sharp differs from Pillow`);
+  }
+  // libvips' own (colour-managed) CMYK -> sRGB is far from Pillow's: what this replaced.
+  const jpg = await Deno.readFile(new URL("cmyk-adobe.jpg", FIXTURES));
+  const pillow = await Deno.readFile(new URL("cmyk-adobe.rgb", FIXTURES));
+  const { default: sharp } = await import("sharp");
+  const vips = await sharp(jpg).toColourspace("srgb").raw().toBuffer();
+  let worst = 0;
+  for (let i = 0; i < pillow.length; i++) worst = Math.max(worst, Math.abs(vips[i] - pillow[i]));
+  assert(worst > 30, `libvips differs by ${worst}`);
+});
+
+Deno.test("pillowCmykToRgb: Pillow's cmyk2rgb on (inverted) CMYK", () => {
+  const px = (c: number, m: number, y: number, k: number, inverted = false) =>
+    Array.from(pillowCmykToRgb(new Uint8Array([c, m, y, k]), inverted));
+  assertEquals(px(0, 0, 0, 0), [255, 255, 255]);
+  assertEquals(px(0, 0, 0, 255), [0, 0, 0]);
+  assertEquals(px(255, 0, 128, 0), [0, 255, 127]);
+  // R = nk - round(C nk / 255) with nk = 255 - K: C 100, K 50 -> 205 - 80 = 125.
+  assertEquals(px(100, 100, 100, 50), [125, 125, 125]);
+  // Stored inverted (Adobe): the same pixel.
+  assertEquals(px(155, 155, 155, 205, true), [125, 125, 125]);
+  assertEquals(jpegComponents(new Uint8Array([1, 2, 3])), 0);
 });

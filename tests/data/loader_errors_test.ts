@@ -1,5 +1,5 @@
 import { createTrainLoader, createValidLoader } from "../../lib/data/loader.ts";
-import { assert, assertEquals, assertRejects } from "../assert.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "../assert.ts";
 import { buildShard, goodSamples, jpeg, serve, simpleTransform, writeShards } from "./helpers.ts";
 
 const SIZE = 8;
@@ -61,7 +61,8 @@ Deno.test("train: bad samples and shards are skipped and counted by reason", asy
     assert(cutGood >= 1 && cutGood < 6, `${cutGood} samples before the cut`);
     assertEquals(keys.filter((k) => k.startsWith("g")).sort(), good.map((g) => g.key));
     assertEquals(s.samples, 12 + cutGood);
-    assertEquals([s.shardsOk, s.shardsFailed], [3, 4]);
+    // The truncated shard counts as read in part, not whole.
+    assertEquals([s.shardsOk, s.shardsPartial, s.shardsFailed], [2, 1, 4]);
     const log = lines.join("\n");
     assert(log.includes(`skipped (image_decode): ${paths[0]}: sample "corrupt"`), log);
     assert(log.includes('sample "textlabel": ".cls" is not an integer ("cat")'), log);
@@ -94,14 +95,50 @@ Deno.test("train: fails with a clear message when no shard can be read (also fro
   for (const workers of [0, 1]) {
     const loader = createTrainLoader({
       ...quiet,
-      shards: [`${dir}/nope-0.tar`, `${dir}/nope-1.tar`],
+      shards: ["pipe:echo nope-0 >&2; exit 3", "pipe:echo nope-1 >&2; exit 3"],
       batchSize: 2,
       workers,
     });
     await assertRejects(async () => {
       for await (const _ of loader) { /* until it fails */ }
-    }, /no shard could be read.*nope-\d\.tar: no such file/);
+    }, /no shard could be read.*exited with status 3; stderr: nope-\d/);
   }
+});
+
+Deno.test("train: when no shard can be read, one error and no line per shard (http 404s)", async () => {
+  const srv = serve(() => new Response("gone", { status: 404 }));
+  try {
+    for (const workers of [0, 3]) {
+      const lines: string[] = [];
+      const loader = createTrainLoader({
+        ...quiet,
+        log: (l) => lines.push(l),
+        shards: `${srv.url}/train-{00..17}.tar`,
+        batchSize: 2,
+        workers,
+      });
+      await assertRejects(
+        async () => {
+          for await (const _ of loader) { /* until it fails */ }
+        },
+        /no shard could be read.*the last: cannot open shard: .*train-\d\d\.tar: HTTP 404/,
+      );
+      assertEquals(lines, [], `workers ${workers}`);
+    }
+  } finally {
+    await srv.close();
+  }
+});
+
+Deno.test("train: local shards none of which exists: one error naming the spec, at creation", () => {
+  assertThrows(
+    () => createTrainLoader({ ...quiet, shards: `${dir}/nope-{0..17}.tar`, batchSize: 2 }),
+    `no shard found: none of the 18 shards of "${dir}/nope-{0..17}.tar" exists (the first: ${dir}/nope-0.tar)`,
+  );
+  assertThrows(
+    () => createValidLoader({ ...quiet, shards: [`${dir}/nope.tar`], batchSize: 2 }),
+    `no shard found: ${dir}/nope.tar does not exist`,
+  );
 });
 
 Deno.test("train: a transform that throws or gives the wrong size is a counted skip", async () => {

@@ -1,7 +1,8 @@
 import { OpenError, openShard } from "../../lib/data/open.ts";
 import { assert, assertEquals, assertRejects } from "../assert.ts";
 import { startFakeGcs } from "./fake_gcs.ts";
-import { collect, rangeResponse, serve, writeShards } from "./helpers.ts";
+import { readShard } from "../../lib/data/shard_reader.ts";
+import { buildShard, collect, rangeResponse, serve, writeShards } from "./helpers.ts";
 
 // A stall timeout long enough not to fire by accident on a loaded machine, short enough for tests.
 const FAST = { stallTimeoutMs: 1000, retries: 3, backoffMs: 10 };
@@ -186,5 +187,75 @@ Deno.test("open gs: the real @google-cloud/storage client against a local endpoi
     assertEquals(await collect(await openShard("gs://bkt/dir/a.tar", opts)), payload);
   } finally {
     await gcs.close();
+  }
+});
+
+/** Processes whose command line contains `text` (from /proc; Linux). */
+function processesWith(text: string): number[] {
+  const out: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`).replaceAll("\0", " ");
+      if (cmd.includes(text)) out.push(Number(e.name));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
+async function gone(text: string): Promise<boolean> {
+  for (let i = 0; i < 50 && processesWith(text).length > 0; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return processesWith(text).length === 0;
+}
+
+Deno.test("open pipe: the whole process group is killed, no child is left behind", async () => {
+  const { dir, paths } = await writeShards([await buildShard([{ key: "a", parts: { cls: "1" } }])]);
+  try {
+    // The tar ends, the reader stops: sh and its `sleep` both go.
+    for (let visit = 0; visit < 3; visit++) {
+      const samples = [];
+      for await (const s of readShard(`pipe:cat ${paths[0]}; sleep 37.125`)) samples.push(s.key);
+      assertEquals(samples, ["a"]);
+    }
+    assert(await gone("sleep 37.125"), `left behind: ${processesWith("sleep 37.125")}`);
+    // A stalled pipeline: every member of it is killed.
+    await assertRejects(
+      async () => await collect(await openShard("pipe:sleep 38.25 | cat", { stallTimeoutMs: 200 })),
+      "wrote nothing for 200 ms",
+    );
+    assert(await gone("sleep 38.25"), `left behind: ${processesWith("sleep 38.25")}`);
+    // Cancelled by the caller's signal.
+    const abort = new AbortController();
+    const stream = await openShard("pipe:printf x; sleep 39.5", {}, abort.signal);
+    const reader = stream.getReader();
+    await reader.read();
+    abort.abort();
+    assert(await gone("sleep 39.5"), `left behind: ${processesWith("sleep 39.5")}`);
+    await reader.cancel().catch(() => {});
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("open http: an error body that echoes the token is redacted in the message", async () => {
+  const token = "hf_" + "q".repeat(30);
+  const srv = serve((_path, req) =>
+    new Response(`bad request, you sent authorization: ${req.headers.get("authorization")}`, {
+      status: 401,
+    })
+  );
+  try {
+    const opts = { ...FAST, hfEndpoint: srv.url, hfToken: token };
+    const err = await openShard(`${srv.url}/datasets/x/a.tar`, opts).catch((e) => e);
+    assert(err instanceof OpenError, String(err));
+    assert(!err.message.includes(token), err.message);
+    assert(err.message.includes("HTTP 401"), err.message);
+    assert(err.message.includes("authorization: Bearer ***"), err.message);
+  } finally {
+    await srv.close();
   }
 });

@@ -3,10 +3,12 @@ import {
   imageBytes,
   parseJson,
   parseLabel,
+  type RawSample,
+  SampleError,
   splitKey,
 } from "../../lib/data/samples.ts";
-import { readTar } from "../../lib/data/tar.ts";
-import { assertEquals, assertThrows } from "../assert.ts";
+import { readTar, TarError } from "../../lib/data/tar.ts";
+import { assert, assertEquals, assertThrows } from "../assert.ts";
 import { buildShard } from "./helpers.ts";
 
 const FIXTURES = new URL("../fixtures/data/", import.meta.url);
@@ -37,7 +39,7 @@ Deno.test("groupSamples: Python tarfile shard grouped as webdataset does", async
     ["train/b", 2, ["seg.png"]],
   ]);
   assertEquals(parseLabel(samples[0]), 0);
-  assertEquals(parseLabel(samples[1], "with.dots.cls"), 7);
+  assertEquals(parseLabel(samples[1], undefined, "with.dots.cls"), 7);
   assertEquals(parseJson(samples[1], "with.dots.json"), { a: 1 });
   assertEquals(imageBytes(samples[0])[0], "jpeg");
 });
@@ -69,4 +71,63 @@ Deno.test("parseLabel / imageBytes: errors name the sample and the reason", () =
   assertThrows(() => parseLabel(sample({ cls: "4.5" })), "not an integer");
   assertThrows(() => imageBytes(sample({ cls: "1", txt: "x" })), "has no image member");
   assertThrows(() => parseJson(sample({ json: "{" })), '".json" is not valid JSON');
+});
+
+Deno.test("groupSamples: a cut inside sample 12 still delivers sample 11, then rethrows", async () => {
+  const twelve = Array.from({ length: 12 }, (_, i) => ({
+    key: `s${String(i).padStart(2, "0")}`,
+    parts: { jpg: new Uint8Array(600).fill(i), cls: String(i) },
+  }));
+  const bytes = await buildShard(twelve);
+  const perSample = 512 + 1024 + 512 + 512; // jpg header + data, cls header + data
+  const got = async (cut: number) => {
+    const out: RawSample[] = [];
+    let error: unknown;
+    try {
+      for await (const s of groupSamples(readTar(new Blob([bytes.slice(0, cut)]).stream()))) {
+        out.push(s);
+      }
+    } catch (e) {
+      error = e;
+    }
+    return { out, error };
+  };
+  // Inside sample 12's image: 11 samples, the 11th whole (and marked as the one cut at).
+  const inImage = await got(11 * perSample + 700);
+  assert(inImage.error instanceof TarError, String(inImage.error));
+  assertEquals(inImage.out.map((s) => s.key), twelve.slice(0, 11).map((s) => s.key));
+  assertEquals(parseLabel(inImage.out[10]), 10);
+  assertEquals(inImage.out.map((s) => !!s.cutShort), [...Array(10).fill(false), true]);
+  // Inside sample 12's label header: sample 12 comes too, with what was read of it.
+  const inLabel = await got(11 * perSample + 1536 + 100);
+  assertEquals(inLabel.out.length, 12);
+  assertEquals([...inLabel.out[11].parts.keys()], ["jpg"]);
+  assert(inLabel.out[11].cutShort);
+});
+
+Deno.test("parseLabel: labels out of range are bad_label, with and without a class count", () => {
+  const sample = (cls: string): RawSample => ({
+    key: "k",
+    index: 0,
+    parts: new Map([["cls", new TextEncoder().encode(cls)]]),
+  });
+  assertEquals(parseLabel(sample("9"), 10), 9);
+  assertEquals(parseLabel(sample("0"), 10), 0);
+  for (const [cls, labels] of [["10", 10], ["-1", 10], ["-1", undefined], ["4294967297", 10]]) {
+    assertThrows(
+      () => parseLabel(sample(cls as string), labels as number | undefined),
+      "out of range",
+    );
+    try {
+      parseLabel(sample(cls as string), labels as number | undefined);
+    } catch (e) {
+      assertEquals((e as SampleError).reason, "bad_label");
+    }
+  }
+  // 4294967297 would wrap to 1 in the int32 label array: never accepted.
+  assertThrows(
+    () => parseLabel(sample("4294967297")),
+    "label 4294967297 is out of range (0..2^31-1)",
+  );
+  assertThrows(() => parseLabel(sample("12"), 10), "label 12 is out of range (0..9 for 10 labels)");
 });

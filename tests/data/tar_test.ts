@@ -101,3 +101,30 @@ Deno.test("a cut archive: modern-tar stops silently, readTar rejects (why lib/da
   assertEquals(error, undefined, "modern-tar now reports truncation; it could replace readTar");
   await assertRejects(() => members(cut, 512), /s0\.jpg" at byte 0 is truncated/);
 });
+
+Deno.test("readTar: a non-octal size names the member and the field, not byte NaN", async () => {
+  const bytes = await buildShard([
+    { key: "a", parts: { cls: "1" } },
+    { key: "b", parts: { cls: "2" } },
+  ]);
+  const bad = bytes.slice();
+  bad.set(new TextEncoder().encode("00000x00012\0"), 1024 + 124); // b.cls's size field
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : bad[1024 + i];
+  bad.set(new TextEncoder().encode(sum.toString(8).padStart(6, "0") + "\0 "), 1024 + 148);
+  const err = await members(bad).catch((e) => e);
+  assert(err instanceof TarError && err.kind === "corrupt", String(err));
+  assertEquals(
+    err.message,
+    'test.tar: member "b.cls" at byte 1024: corrupt header, size field "00000x00012" is not a valid size',
+  );
+  assert(!err.message.includes("NaN"));
+});
+
+Deno.test("readTar: a zero-byte file is an error, not an empty archive", async () => {
+  const err = await members(new Uint8Array(0)).catch((e) => e);
+  assert(err instanceof TarError && err.kind === "empty", String(err));
+  assertEquals(err.message, "test.tar: empty (0 bytes), not a tar archive");
+  // The end-of-archive blocks alone are a (memberless) archive.
+  assertEquals(await members(new Uint8Array(1024)), []);
+});

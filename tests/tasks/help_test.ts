@@ -8,11 +8,12 @@ const EXPECTED: Record<string, string[]> = {
   "eval.ts": ["usage: deno task eval CKPT", "--config", "--valid-dataset-shards", "Example:"],
   "doctor.ts": ["usage: deno task doctor", "--backend", "--reference", "--tolerance", "--json"],
   "convert.ts": ["usage: deno task convert IN", "--to", "--out", "--exclude-heads", "--num-heads"],
-  "export_hlo.ts": ["usage: deno task export-hlo", "--batch", "--replicas", "--out", "terminal"],
+  "export_hlo.ts": ["usage: deno task export-hlo", "--batch", "--devices", "--out", "terminal"],
   "bench.ts": ["usage: deno task bench", "--backend", "--only", "--json", "train", "webgpu"],
   "prepare_imagenet.ts": ["--variant", "--dest", "--dry-run", "HF_TOKEN"],
   "check_data.ts": ["usage: deno task check-data SPEC", "--transform", "--limit"],
   "dashboard.ts": ["usage: deno task dashboard", "--port", "RUNS_DIR"],
+  "wandb_sync.ts": ["usage: deno task wandb-sync", "WANDB_MODE=offline", "WANDB_API_KEY"],
 };
 
 async function help(task: string): Promise<{ code: number; text: string }> {

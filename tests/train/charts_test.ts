@@ -1,10 +1,10 @@
 import { assert, assertEquals } from "../assert.ts";
 import {
+  decimate,
   formatTick,
   type MetricEvent,
   niceTicks,
   renderCharts,
-  seriesOf,
 } from "../../lib/train/charts.ts";
 import { renderPlot } from "../../lib/train/logging.ts";
 
@@ -25,7 +25,7 @@ Deno.test("charts: a single point is drawn as a dot, accuracies in percent", () 
     name: "r",
     events: [{ step: 30, time: 0, "val/acc1": 0.5, "val/loss": 1.2 }],
   }]).join("");
-  assert(svg.includes('<circle class="point" data-run="r" data-metric="val/acc1"'), svg);
+  assert(svg.includes('<path class="points" data-run="r" data-metric="val/acc1" d="M'), svg);
   assert(svg.includes("val acc1: 50 at step 30"), "scaled to percent");
   assert(svg.includes("top-k accuracy (%)"), "unit on the axis");
   assert(!svg.includes('class="series"'), "one point: no line");
@@ -40,16 +40,38 @@ Deno.test("charts: gridlines, lr and img/s charts, eval points marked", () => {
   for (const id of ["loss", "lr", "throughput"]) assert(html.includes(`id="chart-${id}"`), id);
   assert(!html.includes('id="chart-accuracy"'), "no accuracy logged: no chart");
   assert((html.match(/class="grid"/g) ?? []).length >= 8, "gridlines");
-  assertEquals((html.match(/data-metric="val\/loss"/g) ?? []).length, 4, "a line and 3 dots");
+  const dots = html.match(/class="points" data-run="[^"]*" data-metric="val\/loss" d="([^"]*)"/)!;
+  assertEquals(dots[1].split("h0").length - 1, 3, "3 eval dots");
+  assert(html.includes('class="series" data-run="run &lt;1&gt;" data-metric="val/loss"'), "a line");
   assert(html.includes("run &lt;1&gt;") && !html.includes("run <1>"), "escaped");
+  assert(
+    !html.includes("<script") && !/src=|href=/.test(html),
+    "metrics.html is static, self-contained",
+  );
 });
 
-Deno.test("charts: several runs are colored by run; long series are thinned", () => {
+Deno.test("charts: several runs are colored by run; long series are thinned per pixel", () => {
   const ev = (n: number) =>
     Array.from({ length: n }, (_, i) => ({ step: i + 1, time: 0, "train/loss": 1 / (i + 1) }));
   const svg = renderCharts([{ name: "a", events: ev(3) }, { name: "b", events: ev(3) }]).join("");
   assert(svg.includes('data-run="a"') && svg.includes('data-run="b"'));
   assert(svg.includes("a train") && svg.includes("b train"), "legend names the runs");
-  const thin = seriesOf(ev(5000), "train/loss");
-  assert(thin.length <= 2000 && thin.at(-1)![0] === 5000, `${thin.length}`);
+  // 5000 steps on a ~526 px wide plot: at most 4 points per pixel column, the spike kept.
+  const long = ev(5000);
+  long[2500]["train/loss"] = 50;
+  const d = renderCharts([{ name: "a", events: long }]).join("").match(/ d="([^"]+)"/)![1];
+  const segs = d.split("L").length;
+  assert(segs <= 4 * 530 && segs > 500, `${segs} points`);
+  const ys = d.slice(1).split("L").map((p) => Number(p.split(",")[1]));
+  assert(Math.min(...ys) < 40, "the spike at step 2501 is drawn");
+});
+
+Deno.test("charts: decimation keeps first, lowest, highest and last of each pixel column", () => {
+  assertEquals(
+    decimate([[0.1, 5], [0.2, 9], [0.3, 1], [0.4, 6], [0.5, 6], [0.6, 7], [0.7, 7], [0.8, 3], [
+      1.2,
+      4,
+    ]]),
+    [[0.1, 5], [0.2, 9], [0.3, 1], [0.8, 3], [1.2, 4]],
+  );
 });

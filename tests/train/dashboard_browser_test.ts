@@ -76,8 +76,14 @@ Deno.test({
           );
           assert(box.w > 100 && box.segs >= 6, `${run} ${metric}: ${JSON.stringify(box)}`);
         }
-        const dots = await page.$$(`circle.point[data-run="${run}"][data-metric="val/acc1"]`);
-        assertEquals(dots.length, 2, `${run}: eval points marked`);
+        const dots = await page.$eval(
+          `path.points[data-run="${run}"][data-metric="val/acc1"]`,
+          (p) => ({
+            n: (p.getAttribute("d") ?? "").split("h0").length - 1,
+            w: p.getBoundingClientRect().width,
+          }),
+        );
+        assert(dots.n === 2 && dots.w > 50, `${run}: eval points marked ${JSON.stringify(dots)}`);
       }
       const legend = await page.$eval("#chart-loss", (f) => f.textContent ?? "");
       assert(legend.includes("deit-s16 train") && legend.includes("deit-b16 val"), legend);

@@ -97,7 +97,7 @@ Deno.test("train: a NaN loss stops with the step number and keeps the last check
   });
 });
 
-Deno.test("train task: SIGTERM saves the state and exits cleanly; the rerun resumes", async () => {
+Deno.test("train task: SIGTERM saves the state and exits with 75; the rerun resumes", async () => {
   await withDir(async (dir) => {
     const data = await makeDataset(dir);
     const cfg = tinyConfig(dir, data, 400);
@@ -126,18 +126,20 @@ Deno.test("train task: SIGTERM saves the state and exits cleanly; the rerun resu
     }
     const status = await child.status;
     await child.stderr.cancel();
-    assertEquals(status.code, 0, out);
+    assertEquals(status.code, 75, out);
     assert(/interrupted at step \d+; state saved/.test(out), out);
     const saved = await loadTrainingState(`${dir}/out/tiny-state.msgpack`);
     assert(saved.step >= 5 && saved.step < 400, `saved at step ${saved.step}`);
-    // The rerun resumes there and finishes.
+    // The rerun resumes there and finishes (a deliberate change of training-steps).
     cfg["training-steps"] = saved.step + 2;
     await Deno.writeTextFile(path, JSON.stringify(cfg));
-    const rerun = await new Deno.Command(Deno.execPath(), { args: ["run", "-A", task, path] })
-      .output();
+    const rerun = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", task, path, "--accept-config-changes"],
+    }).output();
     const text = new TextDecoder().decode(rerun.stdout);
     assertEquals(rerun.code, 0, text + new TextDecoder().decode(rerun.stderr));
     assert(text.includes(`resumed from`) && text.includes(`at step ${saved.step}`), text);
+    assert(text.includes(`training-steps: 400 -> ${saved.step + 2}`), text);
     assertEquals((await loadTrainingState(`${dir}/out/tiny-state.msgpack`)).step, saved.step + 2);
   });
 });

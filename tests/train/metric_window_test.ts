@@ -23,3 +23,13 @@ Deno.test("metric window: throughput counts images since the clock restarted", (
   assertEquals(w.imagesPerSecond(performance.now() + 1000) < 1, true);
   assertEquals(w.count, 1, "restarting the clock keeps the metric window");
 });
+
+Deno.test("metric window: a restored state continues the same means", () => {
+  const w = new MetricWindow();
+  w.add({ loss: 0.1 + 0.2 }, 8);
+  const r = MetricWindow.restore(JSON.parse(JSON.stringify(w.state())));
+  w.add({ loss: 0.7 }, 8);
+  r.add({ loss: 0.7 }, 8);
+  assertEquals(r.means(), w.means());
+  assertEquals(r.count, 2);
+});

@@ -99,11 +99,11 @@ Deno.test("programs: micro-batch inputs differ by step and by micro-batch, and r
   const seeds = { dropout: 1, mixup: 2 }, mix = { mixup: 0.8, cutmix: 1 };
   const batch = hostBatch([0, 1, 2, 3], [0, 1, 2, 0]);
   const key = (step: number, i: number) =>
-    Array.from(microInputs(shape, seeds, mix, batch, step, i).key.data);
+    Array.from(microInputs(shape, seeds, mix, batch, step, i)[0].key.data);
   assertEquals(key(3, 1), key(3, 1));
   assert(JSON.stringify(key(3, 0)) !== JSON.stringify(key(3, 1)), "micro-batches share a key");
   assert(JSON.stringify(key(3, 0)) !== JSON.stringify(key(4, 0)), "steps share a key");
-  const m = microInputs(shape, seeds, mix, batch, 3, 0).mix!;
+  const m = microInputs(shape, seeds, mix, batch, 3, 0)[0].mix!;
   assertEquals(m.perm.shape, [4]);
-  assertEquals(microInputs({ ...shape, mixing: false }, seeds, mix, batch, 3, 0).mix, null);
+  assertEquals(microInputs({ ...shape, mixing: false }, seeds, mix, batch, 3, 0)[0].mix, null);
 });

@@ -25,7 +25,8 @@ async function runTrain(dir: string, env: Record<string, string>) {
   const t = performance.now();
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", TASK, `${dir}/cfg.json`],
-    env: { ...env, NO_COLOR: "1" },
+    // WANDB_MODE: deno task test turns W&B off for every other test (no run of a developer's key).
+    env: { ...env, WANDB_MODE: "online", NO_COLOR: "1" },
   }).output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
   return { code: out.code, text, seconds: (performance.now() - t) / 1000 };
@@ -63,6 +64,8 @@ Deno.test("train + W&B: the run is created, gets train and val rows with steps, 
     const valSteps = run.history.filter((h) => "val/acc1" in h).map((h) => h._step);
     assertEquals(trainSteps, [20, 40, 60]);
     assertEquals(valSteps, [30, 60]);
+    // One row per step, as the Python SDK makes them: step 60 holds the train and the val metrics.
+    assertEquals(run.history.map((h) => h._step), [20, 30, 40, 60]);
     assert(run.history.every((h) => typeof h._timestamp === "number"));
     assert(typeof run.summary["val/acc1"] === "number");
     assertEquals([run.complete, run.exitcode], [true, 0]);

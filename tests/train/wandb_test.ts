@@ -1,6 +1,8 @@
 import { assert, assertEquals } from "../assert.ts";
 import {
   netrcPassword,
+  offlineRunDirs,
+  syncOfflineRun,
   WandbRun,
   type WandbSettings,
   wandbSettingsFromEnv,
@@ -63,7 +65,8 @@ Deno.test("wandb run: created with project, name and config; rows with steps; co
       flushIntervalMs: 20,
     });
     run.log({ "train/loss": 2.5 }, 10);
-    run.log({ "train/loss": 2.0, "val/acc1": 0.5 }, 20);
+    run.log({ "train/loss": 2.0 }, 20);
+    run.log({ "val/acc1": 0.5 }, 20); // same step: the same row
     await new Promise((r) => setTimeout(r, 200));
     run.log({ "train/loss": 1.5 }, 30);
     await run.finish();
@@ -125,8 +128,8 @@ Deno.test("wandb run: a server that is down costs at most the finish deadline", 
     flushIntervalMs: 10,
     maxBufferedRows: 3,
   });
-  for (let s = 1; s <= 6; s++) run.log({ x: s }, s);
-  assertEquals(run.pending.length, 3, "the buffer is bounded");
+  for (let s = 1; s <= 7; s++) run.log({ x: s }, s);
+  assertEquals(run.pending.length, 3, "the buffer is bounded (row 7 is still open)");
   const t = performance.now();
   await run.finish(0, 600);
   assert(performance.now() - t < 2000, `finish took ${performance.now() - t} ms`);
@@ -191,6 +194,69 @@ Deno.test("wandb run: offline mode writes the history under the run directory", 
     const rows = Deno.readTextFileSync(`${base}/wandb-history.jsonl`).trim().split("\n");
     assertEquals(JSON.parse(rows[0])._step, 5);
     assertEquals(JSON.parse(Deno.readTextFileSync(`${base}/config.json`)).config, { a: 1 });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("wandb sync: an offline run uploads as the same run, once", async () => {
+  const dir = Deno.makeTempDirSync();
+  const fake = startFakeWandb(KEY);
+  try {
+    const offline = new WandbRun({ mode: "offline", baseUrl: fake.url, apiKey: "" }, {
+      project: "p",
+      name: "n",
+      config: { a: 1 },
+      dir: `${dir}/runs/n`,
+      log: () => {},
+    });
+    offline.log({ x: 1 }, 10);
+    offline.log({ x: 2 }, 20);
+    offline.log({ y: 3 }, 20);
+    await offline.finish();
+    const dirs = offlineRunDirs(`${dir}/runs`);
+    assertEquals(dirs, [`${dir}/runs/n/wandb/offline-run-${offline.id}`]);
+    const lines: string[] = [];
+    assertEquals(await syncOfflineRun(dirs[0], settingsFor(fake.url), (l) => lines.push(l)), 0);
+    const r = fake.runs.get(`${FAKE_ENTITY}/p/${offline.id}`)!;
+    assertEquals([r.displayName, (r.config!.a as { value: number }).value], ["n", 1]);
+    assertEquals(r.history.map((h) => [h._step, h.x, h.y]), [[10, 1, undefined], [20, 2, 3]]);
+    assert(r.complete);
+    // A second sync skips it.
+    assertEquals(await syncOfflineRun(dirs[0], settingsFor(fake.url), (l) => lines.push(l)), 0);
+    assertEquals(r.upserts, 1);
+    assert(lines.at(-1)!.endsWith("already synced"));
+  } finally {
+    await fake.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("wandb sync: a server that is down leaves the run unsynced", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const offline = new WandbRun({ mode: "offline", baseUrl: "http://127.0.0.1:9", apiKey: "" }, {
+      project: "p",
+      name: "n",
+      config: {},
+      dir,
+      log: () => {},
+    });
+    offline.log({ x: 1 }, 1);
+    await offline.finish();
+    const [run] = offlineRunDirs(dir);
+    const fake = startFakeWandb(KEY);
+    const url = fake.url;
+    await fake.close();
+    const unsent = await syncOfflineRun(run, settingsFor(url), () => {});
+    assert(unsent > 0);
+    let marked = true;
+    try {
+      Deno.statSync(`${run}/synced`);
+    } catch {
+      marked = false;
+    }
+    assertEquals(marked, false);
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

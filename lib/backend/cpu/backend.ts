@@ -1,10 +1,12 @@
 import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
-import type { Backend, DeviceArray, Executable } from "../backend.ts";
+import type { Backend, CompileOptions, DeviceArray, Executable } from "../backend.ts";
+import { CpuArray, cpuArray, CpuExecutable, type HostExecutable } from "./array.ts";
 import { ArenaTooLarge, FusedExecutable } from "./executable.ts";
 import { InterpretedExecutable } from "./interpreter.ts";
 import { threadCount } from "./threads.ts";
 import { gemmDescription } from "./dot.ts";
+import { checkPerDevice, replicasOf } from "../replicas.ts";
 
 export interface CpuBackendOptions {
   /**
@@ -24,6 +26,12 @@ export interface CpuBackendOptions {
    * thread count comes from DEIT3_CPU_THREADS, else the number of cores (at most 8).
    */
   threads?: boolean;
+  /**
+   * Virtual devices (default 1): every program runs as this many replicas, with a real
+   * cross-replica sum at each all_reduce_sum (replicas.ts), like XLA's host platform device
+   * count.
+   */
+  devices?: number;
 }
 
 /** The CPU backend: runs graphs over TypedArrays on the host. */
@@ -33,8 +41,14 @@ export class CpuBackend implements Backend {
   readonly mode: "fused" | "reference";
   readonly #exactMath: boolean;
   readonly #threads: boolean;
+  readonly devices: number;
 
   constructor(opts: CpuBackendOptions = {}) {
+    const devices = opts.devices ?? 1;
+    if (!Number.isInteger(devices) || devices < 1) {
+      throw new Error(`cpu: devices must be a positive integer, got ${devices}`);
+    }
+    this.devices = devices;
     this.mode = opts.mode ?? (envMode() === "reference" ? "reference" : "fused");
     this.#exactMath = opts.exactMath ?? false;
     this.#threads = opts.threads ?? true;
@@ -44,35 +58,77 @@ export class CpuBackend implements Backend {
         threads > 1 ? "s" : ""
       })`
       : "CPU reference interpreter (TypedArrays)";
+    if (devices > 1) this.description += `, ${devices} virtual devices`;
   }
 
-  compile(graph: Graph): Promise<Executable> {
-    if (this.mode === "reference") return Promise.resolve(new InterpretedExecutable(graph));
-    try {
-      return Promise.resolve(
-        new FusedExecutable(graph, { exactMath: this.#exactMath, threads: this.#threads }),
+  /** One process: the replicas of a program are this backend's devices. */
+  get replicas(): number {
+    return this.devices;
+  }
+
+  compile(graph: Graph, opts?: CompileOptions): Promise<Executable> {
+    const r = replicasOf(graph);
+    if (r !== 1 && r !== this.devices) {
+      return Promise.reject(
+        new Error(
+          `cpu: the program all-reduces over ${r} replicas but the backend has ${this.devices} ` +
+            `device${this.devices > 1 ? "s" : ""} (CpuBackend devices / --devices ${r})`,
+        ),
       );
-    } catch (e) {
-      // Too large for one wasm memory: the interpreter keeps buffers in the JS heap.
-      if (e instanceof ArenaTooLarge) return Promise.resolve(new InterpretedExecutable(graph));
-      throw e;
     }
+    const replicas = Array.from({ length: this.devices }, () => this.#hostExecutable(graph));
+    return Promise.resolve(new CpuExecutable(replicas, opts?.donate));
   }
 
+  /** `t` copied to every device. */
   fromHost(t: HostTensor): Promise<DeviceArray> {
+    return this.fromHostPerDevice(Array.from({ length: this.devices }, () => t));
+  }
+
+  fromHostPerDevice(ts: readonly HostTensor[]): Promise<DeviceArray> {
+    checkPerDevice(ts, this.devices);
+    return Promise.resolve(new CpuArray(ts[0].shape, ts[0].dtype, ts.map((t) => t.data.slice())));
+  }
+
+  async toHost(a: DeviceArray): Promise<HostTensor> {
+    return (await this.toHostPerDevice(a))[0];
+  }
+
+  toHostPerDevice(a: DeviceArray): Promise<HostTensor[]> {
+    const arr = cpuArray(a, "toHost");
+    if (arr.devices !== this.devices) {
+      return Promise.reject(
+        new Error(
+          `cpu toHost: ${a.dtype}[${a.shape}] has ${arr.devices} device copies, the backend ` +
+            `runs ${this.devices} devices`,
+        ),
+      );
+    }
     return Promise.resolve(
-      { shape: [...t.shape], dtype: t.dtype, data: t.data.slice() } as HostTensor,
+      arr.hostParts("toHost").map((t) => ({
+        shape: [...t.shape],
+        dtype: t.dtype,
+        data: t.data.slice(),
+      })),
     );
   }
 
-  toHost(a: DeviceArray): Promise<HostTensor> {
-    const t = a as HostTensor;
-    return Promise.resolve({ shape: [...t.shape], dtype: t.dtype, data: t.data.slice() });
+  free(a: DeviceArray): void {
+    cpuArray(a, "free").free();
   }
 
-  free(_a: DeviceArray): void {}
-
   dispose(): void {}
+
+  #hostExecutable(graph: Graph): HostExecutable {
+    if (this.mode === "reference") return new InterpretedExecutable(graph);
+    try {
+      return new FusedExecutable(graph, { exactMath: this.#exactMath, threads: this.#threads });
+    } catch (e) {
+      // Too large for one wasm memory: the interpreter keeps buffers in the JS heap.
+      if (e instanceof ArenaTooLarge) return new InterpretedExecutable(graph);
+      throw e;
+    }
+  }
 }
 
 function envMode(): string | undefined {

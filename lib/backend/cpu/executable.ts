@@ -12,7 +12,8 @@ import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
 import { Primitive } from "../../ir/primitive.ts";
 import { isPrim, paramsOf, type Tensor } from "../../ir/tensor.ts";
-import type { DeviceArray, Executable } from "../backend.ts";
+import type { HostExecutable } from "./array.ts";
+import type { ReplicaRun } from "./replicas.ts";
 import { type ArenaRequest, bytesPer, planArena, viewOf } from "./arena.ts";
 import { jsKernel } from "./codegen.ts";
 import { DOT_SPLIT_MIN_FLOPS, dotLayout, dotStep, gemmModule, gemmOn, operandView } from "./dot.ts";
@@ -78,7 +79,7 @@ function dotFlops(l: ReturnType<typeof dotLayout>): number {
   return 2 * l.m * l.n * l.k * l.batch.reduce((a, b) => a * b, 1);
 }
 
-export class FusedExecutable implements Executable {
+export class FusedExecutable implements HostExecutable {
   readonly stats: ExecutableStats;
   readonly #plan: GraphPlan;
   readonly #graph: Graph;
@@ -86,6 +87,11 @@ export class FusedExecutable implements Executable {
   readonly #names: string[] = [];
   readonly #details: string[] = [];
   readonly #inputs: { index: number; view: TypedArray }[] = [];
+  /** Steps that are cross-replica sums (all_reduce_sum): operand and result buffers. */
+  readonly #collectives = new Map<
+    number,
+    { dtype: Tensor["dtype"]; x: TypedArray; out: TypedArray }
+  >();
   readonly #tensor: (p: number) => HostTensor;
   #pool: WorkerPool | null = null;
   #poolReady: Promise<number | null> | null = null;
@@ -277,6 +283,16 @@ export class FusedExecutable implements Executable {
         step = d.run;
         if (d.slices > 1) threadedMatmuls++;
         name = "dot_general";
+      } else if (t.prim === Primitive.AllReduceSum) {
+        // Run by execute() with the other replicas (replicas.ts).
+        const x = tensor(pos(t.inputs[0]));
+        this.#collectives.set(i, { dtype: t.dtype, x: x.data, out: viewOfBase(s.p) });
+        step = () => {
+          throw new Error(
+            `cpu: all_reduce_sum #${s.p} needs the other replicas (CpuBackend devices)`,
+          );
+        };
+        name = "all_reduce_sum";
       } else {
         const kernel = kernelOf(t);
         const ins = t.inputs.map((x) => pos(x));
@@ -306,16 +322,22 @@ export class FusedExecutable implements Executable {
     };
   }
 
-  async execute(args: readonly DeviceArray[]): Promise<DeviceArray[]> {
+  /** `run`: this call is one replica of a replicated program (see replicas.ts). */
+  async execute(args: readonly HostTensor[], run?: ReplicaRun): Promise<HostTensor[]> {
     if (this.#poolReady) {
       // workers load this memory once; without them everything runs on this thread
       this.#poolId = await this.#poolReady;
       this.#poolReady = null;
       if (this.#poolId !== null) POOL_CLEANUP.register(this, this.#poolId, this);
     }
-    for (const { index, view } of this.#inputs) view.set((args[index] as HostTensor).data);
+    for (const { index, view } of this.#inputs) view.set(args[index].data);
     const prof = this.profile, clock = this.profileClock;
     for (let i = 0; i < this.#steps.length; i++) {
+      const c = run && this.#collectives.get(i);
+      if (c) {
+        c.out.set(await run.group.sum(run.replica, c.dtype, c.x));
+        continue;
+      }
       if (prof) {
         const t0 = clock();
         this.#steps[i]();
@@ -335,7 +357,7 @@ export class FusedExecutable implements Executable {
   }
 
   /** Outputs: inputs and constants are returned as they are, computed values copied out. */
-  #outputs(args: readonly DeviceArray[]): HostTensor[] {
+  #outputs(args: readonly HostTensor[]): HostTensor[] {
     const { nodes, role, position } = this.#plan;
     const copies = new Map<number, TypedArray>();
     return this.#graph.outputs.map((o) => {
@@ -344,7 +366,7 @@ export class FusedExecutable implements Executable {
       const t = nodes[b];
       let src: HostTensor;
       if (isPrim(t, Primitive.Input)) {
-        src = args[t.params.index] as HostTensor;
+        src = args[t.params.index];
       } else if (isPrim(t, Primitive.Constant)) {
         src = t.params.value;
       } else {

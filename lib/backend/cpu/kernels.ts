@@ -109,8 +109,13 @@ export const KERNELS: { [P in Primitive]: Kernel<P> } = {
     return out;
   },
   [Primitive.DotGeneral]: (n, [a, b]) => dotGeneralKernel(n, a, b),
-  // One replica on the CPU backend: the sum over replicas is the value itself.
-  [Primitive.AllReduceSum]: (_n, [x]) => x,
+  // The cross-replica sum needs the other replicas: replicas.ts runs it.
+  [Primitive.AllReduceSum]: (n) => {
+    const { replicas } = n.params;
+    throw new Error(
+      `cpu: all_reduce_sum over ${replicas} replicas needs a CpuBackend with ${replicas} devices`,
+    );
+  },
 };
 
 /** The kernel of `node`'s primitive (the table, widened to any primitive at this one place). */

@@ -30,7 +30,7 @@ export type Role =
   | "root"
   /** Computed inside the loops of the groups that use it. */
   | "inline"
-  /** Shares its operand's buffer (reshape, stop_gradient, single-replica all_reduce_sum). */
+  /** Shares its operand's buffer (reshape, stop_gradient). */
   | "alias";
 
 export type RootKind = "elementwise" | "reduce" | "dot" | "fallback";
@@ -164,10 +164,11 @@ export function planGraph(graph: Graph): GraphPlan {
 /**
  * How the plan treats a node, by its primitive's kind:
  * - `source`: inputs and constants, available before the first step;
- * - `alias`: shares its operand's buffer (reshape, stop_gradient, all_reduce_sum on one replica);
+ * - `alias`: shares its operand's buffer (reshape, stop_gradient);
  * - `view`: a strided view (transpose): inlined, or read in place by matmuls;
  * - `index`: a pure index map duplicated into each loop that reads it (broadcast, slice, iota);
- * - `copy`: pad and concatenate, run by their reference kernel;
+ * - `copy`: pad and concatenate, run by their reference kernel, and all_reduce_sum, a step that
+ *   meets the other replicas (replicas.ts);
  * - `elementwise`, `reduce`, `dot`: loops and matmuls.
  */
 export type Access =
@@ -194,7 +195,7 @@ const KIND_ACCESS: { [K in Exclude<PrimitiveKind, "movement">]: Access } = {
   elementwise: "elementwise",
   reduce: "reduce",
   contract: "dot",
-  collective: "alias",
+  collective: "copy",
 };
 
 export function accessOf(prim: Primitive): Access {

@@ -40,6 +40,10 @@ export class PjrtArray implements DeviceArray {
     for (const b of buffers ?? []) b[Symbol.dispose]();
   }
 
+  [Symbol.dispose](): void {
+    this.free();
+  }
+
   toString(): string {
     return `${this.dtype}[${this.shape}]`;
   }

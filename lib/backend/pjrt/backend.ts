@@ -2,11 +2,12 @@
  * The PJRT backend: graphs are emitted as StableHLO (lib/backend/stablehlo) and compiled by a
  * PJRT plugin (libtpu, the jax CUDA plugin) through Deno FFI (ffi/). XLA does the fusion.
  *
- * Data parallel: with `replicas` > 1 the backend runs the per-replica program on that many
- * devices (replica r on global device r, `mhlo.num_replicas` = replicas); the program itself
- * averages gradients with `all_reduce` (see lib/train/step.ts). Arrays hold one buffer per local
- * replica: `fromHost` copies a value to every replica, `fromHostSharded` splits axis 0 across
- * them, and `toHost` reads replica 0 (`toHostReplicas` reads all).
+ * Data parallel: with `devices` > 1 (or several processes) the backend runs the per-replica
+ * program on `devices` devices of every process (`mhlo.num_replicas` = devices x processes;
+ * replica r runs on the r-th of those devices, taken process by process in id order); the
+ * program itself averages gradients with `all_reduce` (see lib/train/step.ts). Arrays hold one
+ * buffer per local device: `fromHost` copies a value to every device, `fromHostPerDevice` gives
+ * each its own, and `toHost` reads device 0 (`toHostPerDevice` reads all).
  */
 import {
   type ClientOptionValue,
@@ -22,7 +23,7 @@ import type { Backend, DeviceArray, Executable } from "../backend.ts";
 import { type Alias, autoAliases } from "../stablehlo/aliasing.ts";
 import { emitStableHlo } from "../stablehlo/emit.ts";
 import { PjrtArray } from "./array.ts";
-import { splitAxis0 } from "./shard.ts";
+import { checkPerDevice } from "../replicas.ts";
 
 export interface PjrtBackendOptions {
   /** The PJRT plugin (`--pjrt-plugin`); otherwise discovered (PJRT_PLUGIN_PATH, libtpu, ...). */
@@ -34,8 +35,11 @@ export interface PjrtBackendOptions {
   precision?: "f32" | "bf16";
   /** Overrides each dot_general's precision (DEFAULT uses bf16 passes for f32 on TPU). */
   matmulPrecision?: Precision;
-  /** Data-parallel replicas: a count, or "all" devices of the platform. Default 1. */
-  replicas?: number | "all";
+  /**
+   * Devices of each process to run replicas on: a count, or "all" addressable devices (the
+   * default). Every process of a multi-host job passes the same value.
+   */
+  devices?: number | "all";
   /** `PJRT_Client_Create` options (see `cudaClientOptions` in ffi/client.ts). */
   clientOptions?: Record<string, ClientOptionValue>;
   /** Start-up log lines (plugin, platform, devices). Default console.log. */
@@ -66,36 +70,33 @@ export interface PjrtCompileOptions {
 export class PjrtBackend implements Backend {
   readonly name = "pjrt";
   readonly description: string;
-  /** Replicas of every compiled program (global). */
-  readonly numReplicas: number;
-  /** The global devices replica 0..numReplicas-1 run on. */
+  /** Replicas of every compiled program (all processes). */
+  readonly replicas: number;
+  /** The global devices replica 0..replicas-1 run on. */
   readonly replicaDevices: readonly PjrtDevice[];
   /** The replicas this process runs, as devices (their `index` is the addressable index). */
   readonly localDevices: readonly PjrtDevice[];
   #compiled = 0;
 
   private constructor(readonly client: PjrtClient, private readonly options: PjrtBackendOptions) {
-    const all = client.allDevices;
-    const want = options.replicas ?? 1;
-    const n = want === "all" ? all.length : want;
-    if (!Number.isInteger(n) || n < 1 || n > all.length) {
-      throw new Error(
-        `pjrt: replicas must be "all" or 1..${all.length} (the platform's devices), got ${want}`,
-      );
-    }
-    this.numReplicas = n;
-    this.replicaDevices = all.slice(0, n);
+    this.replicaDevices = replicaDevices(client.allDevices, options.devices ?? "all");
+    this.replicas = this.replicaDevices.length;
     this.localDevices = this.replicaDevices.filter((d) => d.addressable);
     if (this.localDevices.length === 0) {
       throw new Error(
-        `pjrt: none of the ${n} replica devices belongs to this process (process ` +
+        `pjrt: none of the ${this.replicas} replica devices belongs to this process (process ` +
           `${client.processIndex})`,
       );
     }
     const kinds = [...new Set(this.localDevices.map((d) => d.kind))].join(", ");
     this.description = `${client.platformName} ${kinds} x${this.localDevices.length}` +
-      (n > this.localDevices.length ? ` (of ${n} replicas)` : "") +
+      (this.replicas > this.localDevices.length ? ` (of ${this.replicas} replicas)` : "") +
       `, compute ${options.precision ?? "f32"} (PJRT plugin ${client.plugin.path})`;
+  }
+
+  /** Local devices (one replica each). */
+  get devices(): number {
+    return this.localDevices.length;
   }
 
   /** Opens the plugin (throws the discovery error naming what was searched if none is found). */
@@ -124,7 +125,7 @@ export class PjrtBackend implements Backend {
       : opts.aliases ?? (donate ? autoAliases(graph, (i) => !!donate[i]) : []);
     return emitStableHlo(graph, {
       moduleName: opts.name ?? "deit3",
-      numReplicas: this.numReplicas,
+      numReplicas: this.replicas,
       aliases,
       precision: this.options.matmulPrecision,
       compute: this.options.precision ?? "f32",
@@ -142,7 +143,7 @@ export class PjrtBackend implements Backend {
       );
     }
     const executable = await this.client.compile(text, {
-      numReplicas: this.numReplicas,
+      numReplicas: this.replicas,
       numPartitions: 1,
       deviceAssignment: this.replicaDevices.map((d) => [d.id]),
     });
@@ -157,16 +158,13 @@ export class PjrtBackend implements Backend {
     return new PjrtArray(t.shape, t.dtype, buffers);
   }
 
-  /**
-   * Splits `t` along axis 0 into one equal slice per local replica (the local part of a
-   * data-parallel batch); the array has the per-replica shape.
-   */
-  async fromHostSharded(t: HostTensor): Promise<PjrtArray> {
-    const parts = splitAxis0(t, this.localDevices.length);
+  /** `ts[d]` on local device d. */
+  async fromHostPerDevice(ts: readonly HostTensor[]): Promise<PjrtArray> {
+    checkPerDevice(ts, this.localDevices.length);
     const buffers = await Promise.all(
-      parts.map((p, i) => this.client.bufferFromHost(p, this.localDevices[i].index)),
+      ts.map((p, i) => this.client.bufferFromHost(p, this.localDevices[i].index)),
     );
-    return new PjrtArray(parts[0].shape, t.dtype, buffers);
+    return new PjrtArray(ts[0].shape, ts[0].dtype, buffers);
   }
 
   /** Replica 0's value (replicated state is identical on every replica). */
@@ -174,9 +172,9 @@ export class PjrtBackend implements Backend {
     return await this.array(a, "toHost").buffers[0].toHost();
   }
 
-  /** Every local replica's value, in replica order. */
-  async toHostReplicas(a: DeviceArray): Promise<HostTensor[]> {
-    return await Promise.all(this.array(a, "toHostReplicas").buffers.map((b) => b.toHost()));
+  /** Every local device's value, in device order. */
+  async toHostPerDevice(a: DeviceArray): Promise<HostTensor[]> {
+    return await Promise.all(this.array(a, "toHostPerDevice").buffers.map((b) => b.toHost()));
   }
 
   free(a: DeviceArray): void {
@@ -194,6 +192,25 @@ export class PjrtBackend implements Backend {
     }
     return a;
   }
+}
+
+/**
+ * The devices replicas run on: `devices` of each process (all its addressable ones for "all"),
+ * process by process, each in id order. Every process must have that many.
+ */
+export function replicaDevices(all: readonly PjrtDevice[], devices: number | "all"): PjrtDevice[] {
+  const byProcess = new Map<number, PjrtDevice[]>();
+  for (const d of [...all].sort((a, b) => a.processIndex - b.processIndex || a.id - b.id)) {
+    byProcess.set(d.processIndex, [...(byProcess.get(d.processIndex) ?? []), d]);
+  }
+  const fewest = Math.min(...[...byProcess.values()].map((l) => l.length));
+  const n = devices === "all" ? fewest : devices;
+  if (!Number.isInteger(n) || n < 1 || n > fewest) {
+    throw new Error(
+      `pjrt: --devices must be "all" or 1..${fewest} (devices per process), got ${devices}`,
+    );
+  }
+  return [...byProcess.values()].flatMap((l) => l.slice(0, n));
 }
 
 class PjrtProgram implements Executable {

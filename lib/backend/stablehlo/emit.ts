@@ -11,6 +11,7 @@ import { type Alias, checkAliases } from "./aliasing.ts";
 import { Emitter } from "./emitter.ts";
 import { planRematBarriers, type RematPlan } from "./remat.ts";
 import { type EmitRule, RULES, typeOf } from "./rules.ts";
+import { replicasOf } from "../replicas.ts";
 
 export interface EmitOptions {
   /** The module's symbol name (`module @name`); default "deit3". */
@@ -82,33 +83,6 @@ export function emitStableHlo(graph: Graph, options: EmitOptions = {}): string {
     "}",
     "",
   ].join("\n");
-}
-
-/** The replica count of the program: the all-reduces' `replicas` (all equal), or `requested`. */
-export function replicasOf(graph: Graph, requested?: number): number {
-  let found: number | undefined;
-  for (const n of graph.nodes) {
-    if (!isPrim(n, Primitive.AllReduceSum)) continue;
-    const r = n.params.replicas;
-    if (found !== undefined && r !== found) {
-      throw new Error(
-        `stablehlo: the graph's all-reduces disagree on replicas (${found} and ${r})`,
-      );
-    }
-    found = r;
-  }
-  if (requested !== undefined) {
-    if (!Number.isInteger(requested) || requested < 1) {
-      throw new Error(`stablehlo: numReplicas must be a positive integer, got ${requested}`);
-    }
-    if (found !== undefined && found !== requested) {
-      throw new Error(
-        `stablehlo: numReplicas is ${requested} but the graph all-reduces over ${found} replicas`,
-      );
-    }
-    return requested;
-  }
-  return found ?? 1;
 }
 
 function checkInputs(graph: Graph): void {

@@ -7,6 +7,7 @@ import type { DType } from "../../ir/dtype.ts";
 import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
 import type { Backend, DeviceArray, Executable } from "../backend.ts";
+import { checkPerDevice, replicasOf } from "../replicas.ts";
 import { bindingSlots } from "./bindings.ts";
 import type { GeneratedKernel } from "./codegen.ts";
 import { type DeviceOptions, type GpuContext, requestContext } from "./device.ts";
@@ -63,6 +64,9 @@ export class GpuArray implements DeviceArray {
 
 export class WebGpuBackend implements Backend {
   readonly name = "webgpu";
+  /** One adapter, one replica: data-parallel programs need the cpu or pjrt backend. */
+  readonly devices = 1;
+  readonly replicas = 1;
   readonly ctx: GpuContext;
   readonly pool: BufferPool;
   readonly #pipelines = new Map<string, GPUComputePipeline>();
@@ -98,7 +102,23 @@ export class WebGpuBackend implements Backend {
 
   async compile(graph: Graph): Promise<Executable> {
     this.#check();
+    const r = replicasOf(graph);
+    if (r !== 1) {
+      throw new Error(
+        `webgpu: the program all-reduces over ${r} replicas; the WebGPU backend runs one ` +
+          "device (use --backend cpu or pjrt for --devices > 1)",
+      );
+    }
     return await GpuExecutable.create(this.#execHost(), graph);
+  }
+
+  fromHostPerDevice(ts: readonly HostTensor[]): Promise<DeviceArray> {
+    checkPerDevice(ts, 1);
+    return this.fromHost(ts[0]);
+  }
+
+  async toHostPerDevice(a: DeviceArray): Promise<HostTensor[]> {
+    return [await this.toHost(a)];
   }
 
   fromHost(t: HostTensor): Promise<DeviceArray> {

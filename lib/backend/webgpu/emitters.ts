@@ -56,7 +56,10 @@ export const EMITTERS: { [P in Primitive]: Emitter<P> } = {
     return narrow(idx, n.dtype, `~${x}`);
   },
   [Primitive.StopGradient]: (b, n, idx) => b.value(n.inputs[0], idx),
-  [Primitive.AllReduceSum]: (b, n, idx) => b.value(n.inputs[0], idx), // one replica
+  // WebGpuBackend.compile refuses replicated programs: one device, no cross-replica sum.
+  [Primitive.AllReduceSum]: () => {
+    throw new Error("webgpu: all_reduce_sum has no single-device meaning");
+  },
   [Primitive.Convert]: (b, n, idx) => {
     const from = n.inputs[0].dtype, to = n.dtype;
     if (isVec(idx)) {

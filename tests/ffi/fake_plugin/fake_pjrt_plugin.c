@@ -8,6 +8,10 @@
  * Programs: code containing "add" has one output, arg0 + arg1 (f32); anything else ("swap") has
  * two outputs, arg1 and arg0. Code containing "syntax error" fails to compile.
  *
+ * Topology: 3 devices (ids 0 and 1 in this process 0, id 2 in process 1), or from the client
+ * options fake_processes, fake_devices (per process) and fake_process_index (this process).
+ * Execute runs on any number of this process's devices.
+ *
  * Build variants: -DFAKE_SLOTS=N (function slots exposed), -DFAKE_MINOR=N (reported API
  * minor version), -DFAKE_NO_COMPILE (null PJRT_Client_Compile slot).
  */
@@ -35,6 +39,7 @@ typedef struct FakeError { int code; char message[512]; } FakeError;
 typedef struct FakeEvent { int code; char message[256]; int delay_ms; } FakeEvent;
 typedef struct FakeBuffer {
   int type; int64_t dims[8]; size_t num_dims; unsigned char* data; size_t nbytes; int device;
+  bool donated;
 } FakeBuffer;
 typedef struct FakeLoaded { bool add; char name[256]; } FakeLoaded;
 typedef struct FakeExecutable { FakeLoaded* loaded; } FakeExecutable;
@@ -44,15 +49,32 @@ static int live_objects = 0;
 static int await_delay_ms = 0;
 static char last_options[1024];
 static char last_non_donatable[256];
-static FakeDevice devices[3] = {{0, 0, true, ""}, {1, 0, true, ""}, {2, 1, false, ""}};
-static FakeDevice* all_devices[3] = {&devices[0], &devices[1], &devices[2]};
-static FakeDevice* addressable_devices[2] = {&devices[0], &devices[1]};
+static char last_donated[512];
+#define MAX_DEVICES 64
+static FakeDevice devices[MAX_DEVICES];
+static FakeDevice* all_devices[MAX_DEVICES];
+static FakeDevice* addressable_devices[MAX_DEVICES];
+static size_t num_all = 0, num_addressable = 0;
+static int process_index = 0;
 static int client_token;
+
+static void set_topology(int processes, int per_process, int self) {
+  num_all = num_addressable = 0;
+  process_index = self;
+  for (int p = 0; p < processes; p++)
+    for (int i = 0; i < per_process && num_all < MAX_DEVICES; i++) {
+      FakeDevice* d = &devices[num_all];
+      d->id = (int)num_all; d->process = p; d->addressable = p == self; d->debug[0] = 0;
+      all_devices[num_all++] = d;
+      if (d->addressable) addressable_devices[num_addressable++] = d;
+    }
+}
 
 /* Queries for the tests (not part of PJRT). */
 int fake_live_objects(void) { return live_objects; }
 void fake_last_options(char* out, size_t n) { snprintf(out, n, "%s", last_options); }
 void fake_last_non_donatable(char* out, size_t n) { snprintf(out, n, "%s", last_non_donatable); }
+void fake_last_donated(char* out, size_t n) { snprintf(out, n, "%s", last_donated); }
 
 static FakeError* make_error(int code, const char* message) {
   FakeError* e = calloc(1, sizeof(FakeError));
@@ -155,6 +177,7 @@ static void* Client_Create(Client_Create_Args* a) {
   CHECK_SIZE(Client_Create_Args, a, kv_try_get_user_arg);
   last_options[0] = 0;
   const char* fail = NULL;
+  int processes = 0, per_process = 0, self = 0;
   for (size_t i = 0; i < a->num_options; i++) {
     const NamedValue* o = &a->create_options[i];
     char item[200];
@@ -174,6 +197,15 @@ static void* Client_Create(Client_Create_Args* a) {
     strncat(last_options, item, sizeof last_options - strlen(last_options) - 1);
     if (o->name_size == 4 && !memcmp(o->name, "fail", 4) && o->type == 0) fail = o->value.s;
     if (o->name_size == 14 && !memcmp(o->name, "await_delay_ms", 14)) await_delay_ms = (int)o->value.i;
+    if (o->name_size == 14 && !memcmp(o->name, "fake_processes", 14)) processes = (int)o->value.i;
+    if (o->name_size == 12 && !memcmp(o->name, "fake_devices", 12)) per_process = (int)o->value.i;
+    if (o->name_size == 18 && !memcmp(o->name, "fake_process_index", 18)) self = (int)o->value.i;
+  }
+  if (processes || per_process) {
+    set_topology(processes ? processes : 1, per_process ? per_process : 1, self);
+  } else {
+    set_topology(2, 2, 0); /* ids 0, 1 here, 2 and 3 in process 1; then hide id 3 */
+    num_all = 3;
   }
   if (fail) {
     char m[300];
@@ -201,17 +233,17 @@ static void* Client_PlatformVersion(Client_String_Args* a) {
 }
 static void* Client_ProcessIndex(Client_ProcessIndex_Args* a) {
   CHECK_SIZE(Client_ProcessIndex_Args, a, process_index);
-  a->process_index = 0;
+  a->process_index = process_index;
   return NULL;
 }
 static void* Client_Devices(Client_Devices_Args* a) {
   CHECK_SIZE(Client_Devices_Args, a, num_devices);
-  a->devices = all_devices; a->num_devices = 3;
+  a->devices = all_devices; a->num_devices = num_all;
   return NULL;
 }
 static void* Client_AddressableDevices(Client_Devices_Args* a) {
   CHECK_SIZE(Client_Devices_Args, a, num_devices);
-  a->devices = addressable_devices; a->num_devices = 2;
+  a->devices = addressable_devices; a->num_devices = num_addressable;
   return NULL;
 }
 
@@ -405,11 +437,35 @@ static void* LoadedExecutable_Execute(Execute_Args* a) {
   CHECK_SIZE(Execute_Args, a, execute_device);
   CHECK_SIZE(ExecuteOptions, a->options, num_hlo_output_callbacks);
   if (a->num_args != 2) return make_error(3, "fake execute: expects 2 arguments");
-  if (a->num_devices < 1 || a->num_devices > 2) return make_error(3, "fake execute: 1 or 2 devices");
+  if (a->num_devices < 1 || a->num_devices > num_addressable) return make_error(3, "fake execute: 1 to all addressable devices");
   int n = snprintf(last_non_donatable, sizeof last_non_donatable, "launch %d:", a->options->launch_id);
   for (size_t i = 0; i < a->options->num_non_donatable_input_indices; i++)
     n += snprintf(last_non_donatable + n, sizeof last_non_donatable - n, " %lld",
                   (long long)a->options->non_donatable_input_indices[i]);
+  /* Donation is per device: each device's donated inputs are consumed, and a consumed buffer
+     (on any device) must never be passed again. */
+  bool donate[2] = {true, true};
+  for (size_t i = 0; i < a->options->num_non_donatable_input_indices; i++) {
+    int64_t k = a->options->non_donatable_input_indices[i];
+    if (k >= 0 && k < 2) donate[k] = false;
+  }
+  for (size_t d = 0; d < a->num_devices; d++)
+    for (int k = 0; k < 2; k++) {
+      FakeBuffer* b = a->argument_lists[d][k];
+      char m[120];
+      if (b->donated) {
+        snprintf(m, sizeof m, "fake execute: argument %d of device %zu was donated before", k, d);
+        return make_error(3, m);
+      }
+      if (b->device != addressable_devices[d]->id) {
+        snprintf(m, sizeof m, "fake execute: argument %d of device %zu lives on device %d", k, d, b->device);
+        return make_error(3, m);
+      }
+    }
+  int m = snprintf(last_donated, sizeof last_donated, "donated:");
+  for (size_t d = 0; d < a->num_devices; d++)
+    for (int k = 0; k < 2; k++)
+      if (donate[k]) m += snprintf(last_donated + m, sizeof last_donated - m, " d%zu/a%d", d, k);
   for (size_t d = 0; d < a->num_devices; d++) {
     FakeBuffer* x = a->argument_lists[d][0];
     FakeBuffer* y = a->argument_lists[d][1];
@@ -426,6 +482,8 @@ static void* LoadedExecutable_Execute(Execute_Args* a) {
       a->output_lists[d][0] = o0;
       a->output_lists[d][1] = o1;
     }
+    if (donate[0]) x->donated = true;
+    if (donate[1]) y->donated = true;
   }
   return NULL;
 }

@@ -1,17 +1,17 @@
 /**
- * The IR meaning of each StableHLO op the parser reads (lib/backend/stablehlo/parse.ts), and the
+ * The IR meaning of each StableHLO op the parser reads (parse.ts), and the
  * attribute readers (`dense<...>`, `array<i64: ...>`, `#stablehlo.dot<...>`, enums).
  */
-import { type DType, f32ToBf16 } from "../../ir/dtype.ts";
-import { type HostTensor, hostTensor, numel } from "../../ir/host_tensor.ts";
-import * as ops from "../../ir/ops.ts";
+import { type DType, f32ToBf16 } from "../../../lib/ir/dtype.ts";
+import { type HostTensor, hostTensor, numel } from "../../../lib/ir/host_tensor.ts";
+import * as ops from "../../../lib/ir/ops.ts";
 import {
   type CompareDirection,
   type Precision,
   Primitive,
   type PrimitiveParams,
-} from "../../ir/primitive.ts";
-import { isPrim, type Tensor } from "../../ir/tensor.ts";
+} from "../../../lib/ir/primitive.ts";
+import { isPrim, type Tensor } from "../../../lib/ir/tensor.ts";
 
 /** A parsed tensor type. */
 export interface TypeSpec {

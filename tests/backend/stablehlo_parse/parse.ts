@@ -4,11 +4,11 @@
  * reference semantics without XLA. Each op is rebuilt with the tracing API, which re-infers
  * shapes; a declared result type that disagrees is an error naming the op's line.
  */
-import type { DType } from "../../ir/dtype.ts";
-import { buildGraph, type Graph } from "../../ir/graph.ts";
-import * as ops from "../../ir/ops.ts";
-import type { Tensor } from "../../ir/tensor.ts";
-import type { Alias } from "./aliasing.ts";
+import type { DType } from "../../../lib/ir/dtype.ts";
+import { buildGraph, type Graph } from "../../../lib/ir/graph.ts";
+import * as ops from "../../../lib/ir/ops.ts";
+import type { Tensor } from "../../../lib/ir/tensor.ts";
+import type { Alias } from "../../../lib/backend/stablehlo/aliasing.ts";
 import { build, checkType, intAttr, type Op, type TypeSpec } from "./parse_ops.ts";
 
 export interface ParsedProgram {

@@ -1,0 +1,150 @@
+/**
+ * The CPU backend's device arrays and the executable wrapper that enforces their lifetimes.
+ * Host memory would let a program keep reading an array after it was freed or donated; here
+ * such a use throws, naming the array and what happened to it, so that the CPU backend is the
+ * strictest one and misuse shows on a laptop rather than on a TPU (where a donated buffer holds
+ * an output after the call).
+ *
+ * With N virtual devices (replicas.ts) an array holds one copy per device, and an executable
+ * runs one per-device program on each, in lockstep.
+ */
+import type { DType, TypedArray } from "../../ir/dtype.ts";
+import type { HostTensor } from "../../ir/host_tensor.ts";
+import type { DeviceArray, Executable } from "../backend.ts";
+import { ReplicaGroup, type ReplicaRun } from "./replicas.ts";
+
+/**
+ * What the CPU executables run on: host tensors in, host tensors out; `run` when the call is
+ * one replica of several.
+ */
+export interface HostExecutable {
+  execute(args: readonly HostTensor[], run?: ReplicaRun): Promise<HostTensor[]>;
+  dispose(): void;
+}
+
+export type CpuArrayState = "live" | "freed" | "donated";
+
+export class CpuArray implements DeviceArray {
+  readonly shape: readonly number[];
+  readonly #parts: readonly TypedArray[];
+  #state: CpuArrayState = "live";
+
+  /**
+   * Wraps `data`, or one array per device (not copied: the executables never write into an
+   * array they return).
+   */
+  constructor(
+    shape: readonly number[],
+    readonly dtype: DType,
+    data: TypedArray | readonly TypedArray[],
+  ) {
+    this.shape = [...shape];
+    this.#parts = Array.isArray(data) ? [...data] : [data as TypedArray];
+  }
+
+  /** Devices holding a copy. */
+  get devices(): number {
+    return this.#parts.length;
+  }
+
+  get state(): CpuArrayState {
+    return this.#state;
+  }
+
+  /** Device `device`'s copy as a host tensor; throws once it was freed or donated. */
+  host(what: string, device = 0): HostTensor {
+    if (this.#state !== "live") {
+      const why = this.#state === "donated"
+        ? "was donated to an earlier execute (its memory belongs to that call's outputs)"
+        : "was freed";
+      throw new Error(`cpu ${what}: the array ${this.dtype}[${this.shape}] ${why}`);
+    }
+    return { shape: this.shape as number[], dtype: this.dtype, data: this.#parts[device] };
+  }
+
+  /** Every device's copy. */
+  hostParts(what: string): HostTensor[] {
+    return this.#parts.map((_, d) => this.host(what, d));
+  }
+
+  /** Ends the array's life; freeing twice, or after donation, does nothing. */
+  free(): void {
+    if (this.#state === "live") this.#state = "freed";
+  }
+
+  /** Marks the array consumed by an execute call. */
+  donate(): void {
+    this.host("donate");
+    this.#state = "donated";
+  }
+
+  [Symbol.dispose](): void {
+    this.free();
+  }
+
+  toString(): string {
+    return `CpuArray(${this.dtype}[${this.shape}], ${this.#state})`;
+  }
+}
+
+/** `a` as a CPU array; throws for arrays of another backend. */
+export function cpuArray(a: DeviceArray, what: string): CpuArray {
+  if (!(a instanceof CpuArray)) {
+    throw new Error(`cpu ${what}: ${a.dtype}[${a.shape}] is not an array of the CPU backend`);
+  }
+  return a;
+}
+
+/**
+ * An executable over CPU arrays: checks that every argument is live, runs `replicas` (one
+ * per-device program per device, in lockstep with real cross-replica sums when there are
+ * several), wraps each output in a fresh array, then marks the donated arguments (compile-time
+ * `donate`, or the call's) as consumed, as a backend that reuses their memory would.
+ */
+export class CpuExecutable implements Executable {
+  constructor(
+    readonly replicas: readonly HostExecutable[],
+    readonly donate: readonly boolean[] = [],
+  ) {}
+
+  async execute(
+    args: readonly DeviceArray[],
+    opts?: { donate?: readonly boolean[] },
+  ): Promise<DeviceArray[]> {
+    const n = this.replicas.length;
+    const arrays = args.map((a, i) => {
+      const arr = cpuArray(a, `execute argument ${i}`);
+      if (arr.devices !== n) {
+        throw new Error(
+          `cpu execute argument ${i}: ${arr.dtype}[${arr.shape}] has ${arr.devices} device ` +
+            `cop${arr.devices === 1 ? "y" : "ies"}, the backend runs ${n} devices`,
+        );
+      }
+      return arr;
+    });
+    const host = arrays.map((a, i) => a.hostParts(`execute argument ${i}`));
+    let outs: HostTensor[][];
+    if (n === 1) outs = [await this.replicas[0].execute(host.map((p) => p[0]))];
+    else {
+      const group = new ReplicaGroup(n);
+      outs = await Promise.all(this.replicas.map(async (exe, r) => {
+        try {
+          return await exe.execute(host.map((p) => p[r]), { replica: r, group });
+        } catch (e) {
+          group.abort(e as Error);
+          throw e;
+        }
+      }));
+    }
+    const donated = new Set<CpuArray>();
+    arrays.forEach((a, i) => {
+      if (this.donate[i] || opts?.donate?.[i]) donated.add(a);
+    });
+    for (const a of donated) a.donate();
+    return outs[0].map((o, k) => new CpuArray(o.shape, o.dtype, outs.map((row) => row[k].data)));
+  }
+
+  dispose(): void {
+    for (const r of this.replicas) r.dispose();
+  }
+}

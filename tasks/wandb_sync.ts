@@ -1,0 +1,56 @@
+/**
+ * deno task wandb-sync [DIR ...]
+ *
+ * Uploads the runs that trained with WANDB_MODE=offline (their `wandb/offline-run-ID` folders
+ * under DIR, default runs/) to W&B: the same run id, project, name, config and history rows.
+ */
+import { redactConsole } from "../lib/config/redact.ts";
+import { offlineRunDirs, syncOfflineRun, wandbSettingsFromEnv } from "../lib/train/wandb.ts";
+
+const USAGE = `usage: deno task wandb-sync [DIR ...]
+
+Uploads runs that trained with WANDB_MODE=offline to W&B. Each such run wrote
+RUN_DIR/wandb/offline-run-ID/ (config.json, wandb-history.jsonl, wandb-summary.json); this sends
+them as run ID with the same project, name, config and history rows, and marks the run finished.
+A folder that was uploaded gets a "synced" file and is skipped next time.
+
+  DIR          where to look, 5 levels down (default: runs)
+  -h, --help   this text
+
+Needs WANDB_API_KEY (or the ~/.netrc entry of wandb login); honours WANDB_BASE_URL and
+WANDB_ENTITY. The Python SDK's "wandb sync" cannot read these folders, nor this task its files.`;
+
+if (import.meta.main) {
+  redactConsole();
+  Deno.exit(await main(Deno.args));
+}
+
+export async function main(args: string[]): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(USAGE);
+    return 0;
+  }
+  const unknown = args.find((a) => a.startsWith("-"));
+  if (unknown) {
+    console.error(`wandb-sync: unknown option "${unknown}"\n\n${USAGE}`);
+    return 2;
+  }
+  const settings = wandbSettingsFromEnv((n) => n === "WANDB_MODE" ? "online" : Deno.env.get(n));
+  if (!settings) {
+    console.error("wandb-sync: no W&B API key: set WANDB_API_KEY or run wandb login");
+    return 2;
+  }
+  const dirs = (args.length ? args : ["runs"]).flatMap((d) => offlineRunDirs(d));
+  if (dirs.length === 0) {
+    console.error(
+      `wandb-sync: no offline runs under ${(args.length ? args : ["runs"]).join(", ")}`,
+    );
+    return 1;
+  }
+  let failed = 0;
+  for (const dir of dirs) {
+    if (await syncOfflineRun(dir, settings, (l) => console.log(l)) > 0) failed++;
+  }
+  if (failed) console.error(`wandb-sync: ${failed} of ${dirs.length} runs did not upload fully`);
+  return failed ? 1 : 0;
+}
