@@ -7,7 +7,7 @@ import { resolveConfig } from "../../lib/config/mod.ts";
 import { DEFAULT_MAX_BAD_FRACTION } from "../../lib/data/stats.ts";
 import { dataOptionsOf } from "../../lib/train/run_config.ts";
 import { assert, assertEquals } from "../assert.ts";
-import { makeDataset, tinyConfig } from "./e2e_helpers.ts";
+import { makeDataset, tinyConfig, withDir } from "./e2e_helpers.ts";
 
 const TASK = new URL("../../tasks/train.ts", import.meta.url).pathname;
 
@@ -24,19 +24,10 @@ async function runTrain(args: string[], env: Record<string, string> = {}, clearH
   return { code: out.code, text: dec.decode(out.stdout) + dec.decode(out.stderr) };
 }
 
-async function withDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "deit3-data-fail-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 const noStack = (text: string) => !/^\s+at .*\.ts:\d+/m.test(text);
 
 Deno.test("train task: zero-byte shards, shards cut to 5% and a wrong path each stop, one message", async () => {
-  await withDir(async (dir) => {
+  await withDir("deit3-data-fail-", async (dir) => {
     const data = await makeDataset(dir);
     const cfgPath = `${dir}/cfg.json`;
     const cases: [string, string, RegExp][] = [];
@@ -72,7 +63,7 @@ Deno.test("train task: zero-byte shards, shards cut to 5% and a wrong path each 
 });
 
 Deno.test("train task: a token, through the shell or $HF_TOKEN in the spec, is in no output and no file", async () => {
-  await withDir(async (dir) => {
+  await withDir("deit3-data-fail-", async (dir) => {
     const data = await makeDataset(dir);
     const token = "hf_" + crypto.randomUUID().replaceAll("-", "");
     const out = `${dir}/out`;
@@ -125,7 +116,7 @@ Deno.test("train task: a token, through the shell or $HF_TOKEN in the spec, is i
 });
 
 Deno.test("train task: data-stall-timeout and data-retries reach the shard readers", async () => {
-  await withDir(async (dir) => {
+  await withDir("deit3-data-fail-", async (dir) => {
     const data = await makeDataset(dir);
     const cfg = {
       ...tinyConfig(dir, data, 2),

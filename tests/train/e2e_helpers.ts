@@ -3,6 +3,7 @@
  * end-to-end tests of `deno task train`.
  */
 import sharp from "sharp";
+import { resolveConfig } from "../../lib/config/mod.ts";
 import { buildShard } from "../data/helpers.ts";
 import { Rng } from "../../lib/ir/rng.ts";
 
@@ -87,4 +88,19 @@ export function tinyConfig(
     "output-dir": `${dir}/out`,
     "backend": "cpu",
   };
+}
+
+/** Runs `fn` in a fresh temporary folder named with `prefix`, removed afterwards. */
+export async function withDir(prefix: string, fn: (dir: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** A config from a JSON object and command-line overrides, as `train` resolves it. */
+export function config(json: Record<string, unknown>, argv: string[] = []) {
+  return resolveConfig(json, "<test>", argv);
 }

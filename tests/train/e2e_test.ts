@@ -2,27 +2,13 @@
  * End to end through real shards, the loader, the compiled step, evaluation and checkpoints:
  * a few-step run, resume equivalence (bitwise on CPU), SIGTERM then resume, NaN handling.
  */
-import { resolveConfig } from "../../lib/config/mod.ts";
 import { train } from "../../lib/train/loop.ts";
 import { loadTrainingState } from "../../lib/checkpoint/train_state.ts";
 import { assert, assertEquals, assertRejects } from "../assert.ts";
-import { makeDataset, tinyConfig } from "./e2e_helpers.ts";
-
-async function withDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "deit3-e2e-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-function config(json: Record<string, unknown>, argv: string[] = []) {
-  return resolveConfig(json, "<test>", argv);
-}
+import { config, makeDataset, tinyConfig, withDir } from "./e2e_helpers.ts";
 
 Deno.test("train: a few steps end to end write checkpoints, metrics and a plot", async () => {
-  await withDir(async (dir) => {
+  await withDir("deit3-e2e-", async (dir) => {
     const data = await makeDataset(dir);
     const r = await train(config(tinyConfig(dir, data)));
     assertEquals(r.step, 6);
@@ -56,7 +42,7 @@ Deno.test("train: a few steps end to end write checkpoints, metrics and a plot",
 });
 
 Deno.test("train: stop at step 3 + resume gives bitwise the same parameters as 6 straight steps", async () => {
-  await withDir(async (dir) => {
+  await withDir("deit3-e2e-", async (dir) => {
     const data = await makeDataset(dir);
     const straight = tinyConfig(`${dir}/a`, data, 6);
     await Deno.mkdir(`${dir}/a`);
@@ -78,7 +64,7 @@ Deno.test("train: stop at step 3 + resume gives bitwise the same parameters as 6
 });
 
 Deno.test("train: a NaN loss stops with the step number and keeps the last checkpoint", async () => {
-  await withDir(async (dir) => {
+  await withDir("deit3-e2e-", async (dir) => {
     const data = await makeDataset(dir);
     const cfg = tinyConfig(dir, data, 8);
     // Step 1 trains normally (lr ~1e-6) and is saved; the warmup then blows the loss up.
@@ -98,7 +84,7 @@ Deno.test("train: a NaN loss stops with the step number and keeps the last check
 });
 
 Deno.test("train task: SIGTERM saves the state and exits with 75; the rerun resumes", async () => {
-  await withDir(async (dir) => {
+  await withDir("deit3-e2e-", async (dir) => {
     const data = await makeDataset(dir);
     const cfg = tinyConfig(dir, data, 400);
     cfg["eval-interval"] = 1000;

@@ -7,27 +7,13 @@
 import type { Backend, DeviceArray, Executable } from "../../lib/backend/backend.ts";
 import { CpuBackend } from "../../lib/backend/cpu/backend.ts";
 import { loadTrainingState } from "../../lib/checkpoint/train_state.ts";
-import { resolveConfig } from "../../lib/config/mod.ts";
 import type { Graph } from "../../lib/ir/graph.ts";
 import type { HostTensor } from "../../lib/ir/host_tensor.ts";
 import { train } from "../../lib/train/loop.ts";
 import { assert, assertEquals, assertRejects } from "../assert.ts";
-import { makeDataset, tinyConfig } from "./e2e_helpers.ts";
+import { config, makeDataset, tinyConfig, withDir } from "./e2e_helpers.ts";
 
 const TASK = new URL("../../tasks/train.ts", import.meta.url).pathname;
-
-async function withDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "deit3-interrupt-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-function config(json: Record<string, unknown>, argv: string[] = []) {
-  return resolveConfig(json, "<test>", argv);
-}
 
 /** Runs the train task; with `killAfter`, sends SIGTERM once stdout matches it. */
 async function runTask(path: string, killAfter?: RegExp): Promise<{ code: number; out: string }> {
@@ -53,7 +39,7 @@ async function runTask(path: string, killAfter?: RegExp): Promise<{ code: number
 }
 
 Deno.test("train task: SIGTERM after the first eval, then resume: -last and -best as uninterrupted", async () => {
-  await withDir(async (dir) => {
+  await withDir("deit3-interrupt-", async (dir) => {
     const data = await makeDataset(dir);
     const make = async (sub: string) => {
       const cfg = tinyConfig(`${dir}/${sub}`, data, 60);
@@ -115,7 +101,7 @@ function stallingServer(shard: Uint8Array, onRequest: () => void) {
 }
 
 Deno.test("train: an interruption while waiting for training data ends the run in seconds", async () => {
-  await withDir(async (dir) => {
+  await withDir("deit3-interrupt-", async (dir) => {
     const data = await makeDataset(dir);
     const controller = new AbortController();
     let t0 = 0;
@@ -140,7 +126,7 @@ Deno.test("train: an interruption while waiting for training data ends the run i
 });
 
 Deno.test("train: an interruption during an evaluation saves it as pending; the resume runs it first", async () => {
-  await withDir(async (dir) => {
+  await withDir("deit3-interrupt-", async (dir) => {
     const data = await makeDataset(dir);
     const controller = new AbortController();
     const server = stallingServer(await Deno.readFile(`${dir}/valid-0.tar`), () => {
@@ -212,7 +198,7 @@ class FailingBackend implements Backend {
 }
 
 Deno.test("train: a step that throws keeps the last periodic save (save-interval, save-minutes)", async () => {
-  await withDir(async (dir) => {
+  await withDir("deit3-interrupt-", async (dir) => {
     const data = await makeDataset(dir);
     for (
       const [flags, saved] of [

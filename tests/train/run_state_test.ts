@@ -2,30 +2,16 @@
  * Run state through the real loop: what a resume restores and refuses, what it cleans up, and
  * the checks made before anything is written.
  */
-import { resolveConfig } from "../../lib/config/mod.ts";
 import { train } from "../../lib/train/loop.ts";
 import { loadTrainingState } from "../../lib/checkpoint/train_state.ts";
 import { assert, assertEquals, assertRejects } from "../assert.ts";
-import { makeDataset, tinyConfig } from "./e2e_helpers.ts";
+import { config, makeDataset, tinyConfig, withDir } from "./e2e_helpers.ts";
 
 const data = await (async () => {
   const dir = await Deno.makeTempDir({ prefix: "deit3-runstate-data-" });
   return { dir, ...(await makeDataset(dir)) };
 })();
 globalThis.addEventListener("unload", () => Deno.removeSync(data.dir, { recursive: true }));
-
-async function withDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "deit3-runstate-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-function config(json: Record<string, unknown>, argv: string[] = []) {
-  return resolveConfig(json, "<test>", argv);
-}
 
 async function listing(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
@@ -43,7 +29,7 @@ function records(text: string): Record<string, unknown>[] {
 }
 
 Deno.test("run state: a corrupt state in a folder named exp404 is refused and nothing is written", async () => {
-  await withDir(async (dir) => {
+  await withDir("deit3-runstate-", async (dir) => {
     const cfg = tinyConfig(`${dir}/exp404`, data, 6);
     const out = cfg["output-dir"] as string;
     await Deno.mkdir(out, { recursive: true });
@@ -60,7 +46,7 @@ Deno.test("run state: a corrupt state in a folder named exp404 is refused and no
 });
 
 Deno.test("run state: changed training settings are refused, each listed; the flag accepts them", async () => {
-  await withDir(async (dir) => {
+  await withDir("deit3-runstate-", async (dir) => {
     const cfg = tinyConfig(dir, data, 6);
     cfg["eval-interval"] = 100;
     await train(config(cfg), { stopAtStep: 2 });
@@ -98,7 +84,7 @@ Deno.test("run state: changed training settings are refused, each listed; the fl
 });
 
 Deno.test("run state: best accuracy, the log window and metrics.jsonl continue as uninterrupted", async () => {
-  await withDir(async (dir) => {
+  await withDir("deit3-runstate-", async (dir) => {
     const straight = tinyConfig(`${dir}/a`, data, 9);
     straight["log-interval"] = 2;
     await Deno.mkdir(`${dir}/a`);
@@ -148,7 +134,7 @@ Deno.test("run state: best accuracy, the log window and metrics.jsonl continue a
 });
 
 Deno.test("run state: inputs and outputs are checked before anything is created", async () => {
-  await withDir(async (dir) => {
+  await withDir("deit3-runstate-", async (dir) => {
     const base = tinyConfig(`${dir}/run`, data, 2);
     const cases: [Record<string, unknown>, RegExp][] = [
       [
