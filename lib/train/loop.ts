@@ -438,7 +438,9 @@ class Trainer {
       interrupted = true;
     } finally {
       // A stalled source must not hold the exit up: closing is bounded.
-      await Promise.race([loader.close(), new Promise((r) => setTimeout(r, 2000))]);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([loader.close(), new Promise((r) => timer = setTimeout(r, 2000))]);
+      clearTimeout(timer); // a prompt close must not keep the process alive for 2 s
       programs.dispose();
       evaluator?.dispose();
     }
