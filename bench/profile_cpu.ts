@@ -7,6 +7,7 @@
 import { CpuBackend } from "../lib/backend/cpu/backend.ts";
 import type { CpuExecutable } from "../lib/backend/cpu/array.ts";
 import type { FusedExecutable } from "../lib/backend/cpu/executable.ts";
+import { WorkerPool } from "../lib/backend/cpu/threads.ts";
 import { Compiled } from "../lib/backend/jit.ts";
 import { hostTensor } from "../lib/ir/host_tensor.ts";
 import type { Tensor } from "../lib/ir/tensor.ts";
@@ -68,3 +69,5 @@ console.log(
 for (const [k, v] of rows.slice(0, Number(arg("--top") ?? 25))) {
   console.log(`${v.toFixed(2).padStart(9)} ms ${(100 * v / wall).toFixed(1).padStart(5)}%  ${k}`);
 }
+const pool = WorkerPool.shared();
+if (pool) console.log("pool (all calls):", JSON.stringify(pool.counts));
