@@ -23,12 +23,14 @@
  *     client first destroys whatever buffers and executables are still alive.
  * Errors become `PjrtError` (code + the plugin's message); unusable plugins `PjrtPluginError`.
  */
-import type { HostTensor } from "../lib/ir/host_tensor.ts";
-import { numel } from "../lib/ir/host_tensor.ts";
-import { byteSize } from "../lib/ir/dtype.ts";
 import { PjrtBuffer } from "./buffer.ts";
 import { type DiscoveryOptions, findPjrtPlugin, type PluginSource } from "./discovery.ts";
-import { pjrtElementType } from "./element_type.ts";
+import {
+  elementByteSize,
+  elementCount,
+  elementTypeName,
+  type PjrtHostBuffer,
+} from "./element_type.ts";
 import { PjrtExecutable } from "./executable.ts";
 import {
   HostBufferSemantics,
@@ -212,10 +214,10 @@ export class PjrtClient implements Disposable {
   }
 
   /**
-   * Copies a host tensor to addressable device `deviceIndex`. Resolves once the plugin is done
-   * reading the host memory (the tensor's array must not change before then).
+   * Copies dense row-major host bytes to addressable device `deviceIndex`. Resolves once the
+   * plugin is done reading the host memory (`host.data` must not change before then).
    */
-  async bufferFromHost(tensor: HostTensor, deviceIndex = 0): Promise<PjrtBuffer> {
+  async bufferFromHost(host: PjrtHostBuffer, deviceIndex = 0): Promise<PjrtBuffer> {
     const device = this.devices[deviceIndex];
     if (!device) {
       throw new Error(
@@ -223,20 +225,23 @@ export class PjrtClient implements Disposable {
           "addressable devices)",
       );
     }
-    const expected = numel(tensor.shape) * byteSize(tensor.dtype);
-    if (tensor.data.byteLength !== expected) {
+    const { elementType, dims: shape } = host;
+    const width = elementByteSize(elementType);
+    const what = `${elementTypeName(elementType)}[${shape}]`;
+    if (width === undefined) throw new Error(`bufferFromHost: ${what}: unsupported element type`);
+    const expected = elementCount(shape) * width;
+    if (host.data.byteLength !== expected) {
       throw new Error(
-        `bufferFromHost: ${tensor.dtype}[${tensor.shape}] needs ${expected} bytes, data has ` +
-          `${tensor.data.byteLength}`,
+        `bufferFromHost: ${what} needs ${expected} bytes, data has ${host.data.byteLength}`,
       );
     }
-    const dims = BigInt64Array.from(tensor.shape.map(BigInt));
+    const dims = BigInt64Array.from(shape.map(BigInt));
     // A zero-size array has no address; PJRT still wants a non-null pointer.
-    const data = tensor.data.byteLength > 0 ? tensor.data : new Uint8Array(8);
+    const data = host.data.byteLength > 0 ? host.data : new Uint8Array(8);
     const a = this.plugin.args(PJRT_Client_BufferFromHostBuffer_Args)
       .setPtr("client", this.handle)
       .setPtr("data", data)
-      .setI32("type", pjrtElementType(tensor.dtype))
+      .setI32("type", elementType)
       .setPtr("dims", dims.length ? dims : null)
       .setU64("num_dims", dims.length)
       .setI32("host_buffer_semantics", HostBufferSemantics.ImmutableUntilTransferCompletes)

@@ -10,4 +10,6 @@ export type { DiscoveredPlugin, DiscoveryOptions, PluginSource } from "./discove
 export { encodeCompileOptions } from "./proto.ts";
 export type { CompileOptions } from "./proto.ts";
 export { PjrtPlugin } from "./plugin.ts";
-export { PJRT_HEADER_VERSION } from "./pjrt_api.ts";
+export { BufferType, PJRT_HEADER_VERSION } from "./pjrt_api.ts";
+export { elementByteSize, elementTypeName } from "./element_type.ts";
+export type { PjrtHostBuffer } from "./element_type.ts";

@@ -23,6 +23,7 @@ import type { Backend, DeviceArray, Executable } from "../backend.ts";
 import { type Alias, autoAliases } from "../stablehlo/aliasing.ts";
 import { emitStableHlo } from "../stablehlo/emit.ts";
 import { PjrtArray } from "./array.ts";
+import { downloadTensor, uploadTensor } from "./dtype.ts";
 import { checkPerDevice } from "../replicas.ts";
 
 export interface PjrtBackendOptions {
@@ -153,7 +154,7 @@ export class PjrtBackend implements Backend {
   /** Copies `t` to every local replica. */
   async fromHost(t: HostTensor): Promise<DeviceArray> {
     const buffers = await Promise.all(
-      this.localDevices.map((d) => this.client.bufferFromHost(t, d.index)),
+      this.localDevices.map((d) => uploadTensor(this.client, t, d.index)),
     );
     return new PjrtArray(t.shape, t.dtype, buffers);
   }
@@ -162,19 +163,19 @@ export class PjrtBackend implements Backend {
   async fromHostPerDevice(ts: readonly HostTensor[]): Promise<PjrtArray> {
     checkPerDevice(ts, this.localDevices.length);
     const buffers = await Promise.all(
-      ts.map((p, i) => this.client.bufferFromHost(p, this.localDevices[i].index)),
+      ts.map((p, i) => uploadTensor(this.client, p, this.localDevices[i].index)),
     );
     return new PjrtArray(ts[0].shape, ts[0].dtype, buffers);
   }
 
   /** Replica 0's value (replicated state is identical on every replica). */
   async toHost(a: DeviceArray): Promise<HostTensor> {
-    return await this.array(a, "toHost").buffers[0].toHost();
+    return await downloadTensor(this.array(a, "toHost").buffers[0]);
   }
 
   /** Every local device's value, in device order. */
   async toHostPerDevice(a: DeviceArray): Promise<HostTensor[]> {
-    return await Promise.all(this.array(a, "toHostPerDevice").buffers.map((b) => b.toHost()));
+    return await Promise.all(this.array(a, "toHostPerDevice").buffers.map(downloadTensor));
   }
 
   free(a: DeviceArray): void {
