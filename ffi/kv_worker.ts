@@ -135,10 +135,12 @@ function open(ptr: Deno.PointerValue, layout: StructLayout): DataView | Deno.Poi
   if (size < layout.structSize) {
     const message = `${layout.name}: struct_size ${size} is below the ${layout.structSize} ` +
       "bytes of the header these bindings follow";
-    console.error(`PJRT key-value callback: ${message}`);
-    const canReport = size >= layout.offsetOf("callback_error") + 8;
+    if (size < layout.offsetOf("callback_error") + 8) {
+      console.error(`PJRT key-value callback: ${message}`);
+      return null;
+    }
     const view = new DataView(Deno.UnsafePointerView.getArrayBuffer(ptr, size));
-    return canReport ? fail(view, layout, INVALID_ARGUMENT, message) : null;
+    return fail(view, layout, INVALID_ARGUMENT, message);
   }
   return new DataView(Deno.UnsafePointerView.getArrayBuffer(ptr, layout.size));
 }

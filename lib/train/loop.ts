@@ -22,6 +22,7 @@
  */
 import type { Backend } from "../backend/backend.ts";
 import { createBackend } from "../backend/select.ts";
+import { pjrtKeyValueStore } from "../backend/pjrt/kv_bridge.ts";
 import { removeStaleTemps } from "../checkpoint/atomic.ts";
 import { loadPretrainedFile } from "../checkpoint/finetune.ts";
 import { isGcsUrl } from "../checkpoint/storage.ts";
@@ -107,7 +108,7 @@ export async function train(config: Config, opts: TrainOptions = {}): Promise<Tr
     if (kv) await agreeOnStep(kv, resumed?.step ?? 0);
     if (writer) await prepareOutputs(config, outDir, logDir, resumed, log);
     await log.init();
-    return await trainWith(config, opts, topology, log, state, resumed ?? initial!, t0);
+    return await trainWith(config, opts, topology, kv, log, state, resumed ?? initial!, t0);
   } finally {
     await kv?.[Symbol.asyncDispose]();
   }
@@ -142,6 +143,7 @@ async function trainWith(
   config: Config,
   opts: TrainOptions,
   topology: Topology,
+  kv: KvStore | null,
   log: RunLog,
   state: RunState,
   from: Resumed,
@@ -153,6 +155,8 @@ async function trainWith(
       pjrtPlugin: config["pjrt-plugin"] as string | undefined,
       precision: config.precision as never,
       devices: config.devices,
+      // Multi-host PJRT plugins (CUDA) find their peers through process 0's store.
+      keyValueStore: kv ? pjrtKeyValueStore(kv) : undefined,
       log: (l) => log.line(l),
     });
   try {

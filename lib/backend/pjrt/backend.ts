@@ -16,6 +16,7 @@ import {
   type PjrtDevice,
 } from "../../../ffi/client.ts";
 import type { PjrtExecutable } from "../../../ffi/executable.ts";
+import type { KeyValueStore } from "../../../ffi/kv_callbacks.ts";
 import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
 import type { Precision } from "../../ir/primitive.ts";
@@ -43,6 +44,11 @@ export interface PjrtBackendOptions {
   devices?: number | "all";
   /** `PJRT_Client_Create` options (see `cudaClientOptions` in ffi/client.ts). */
   clientOptions?: Record<string, ClientOptionValue>;
+  /**
+   * The job's key-value store, for plugins that find their peers through one at client
+   * creation (the CUDA plugin across hosts); see `pjrtKeyValueStore` in kv_bridge.ts.
+   */
+  keyValueStore?: KeyValueStore;
   /** Start-up log lines (plugin, platform, devices). Default console.log. */
   log?: (line: string) => void;
   /** Plugin discovery overrides (environment, search paths). */
@@ -105,6 +111,7 @@ export class PjrtBackend implements Backend {
     const client = await PjrtClient.open({
       pluginPath: options.pluginPath,
       options: options.clientOptions,
+      keyValueStore: options.keyValueStore,
       log: options.log,
       discovery: options.discovery,
     });
