@@ -198,6 +198,11 @@ export class PjrtClient implements Disposable {
     return this.#handle === null;
   }
 
+  /** True when the client was given a key-value store (a multi-host plugin may call it). */
+  get hasKeyValueStore(): boolean {
+    return this.#kv !== null;
+  }
+
   /** The plugin's attributes (xla_version, stablehlo_current_version, ...). */
   get attributes(): Record<string, AttributeValue> {
     return this.plugin.attributes;

@@ -7,7 +7,8 @@
  * block until the value is there, so the callbacks live in a worker (kv_worker.ts) that blocks
  * in `Atomics.wait`, while this thread's event loop (free, because `PJRT_Client_Create` runs
  * `nonblocking`) runs the store and writes the answer into shared memory. The store is only
- * reachable while the JS thread is not itself blocked in a plugin call.
+ * reachable while the JS thread is not itself blocked in a plugin call: launches that may use
+ * it (a first collective on CUDA) go through `PjrtExecutable.executeAsync`.
  */
 import {
   CODE,

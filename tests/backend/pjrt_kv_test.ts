@@ -25,9 +25,10 @@ for (const P of [2, 3]) {
       assertEquals(o.code, 0, `process ${i}: ${o.stdout} ${o.stderr}`);
       const others = Array.from({ length: P }, (_, p) => p).filter((p) => p !== i);
       assertEquals(JSON.parse(o.stdout), {
-        rendezvous: `put fake/node/${i}; try_get ok; got ${others.join(" ")};`,
+        rendezvous: `put fake/node/${i}; try_get ok; got ${others.join(" ")}; exec 0 ` +
+          (i === 0 ? "put;" : "got;"),
         replicas: P,
-        local: 1,
+        value: [2, 4],
       });
     });
   });

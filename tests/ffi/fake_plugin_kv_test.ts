@@ -102,6 +102,28 @@ test("the plugin puts its key and gets the others' from its own thread", async (
   assertEquals(fake!.live(), before, "the callback errors (try_get NOT_FOUND) were destroyed");
 });
 
+test("executeAsync leaves this thread free for a plugin that uses the store while launching", async () => {
+  const { store, values } = memoryStore();
+  values.set("fake/node/0", nodeValue(0));
+  using client = await PjrtClient.open({
+    pluginPath: plugins!.full,
+    log: quiet,
+    keyValueStore: store,
+    options: { ...rendezvous(1, 2, 5_000), fake_kv_on_execute: 1 },
+  });
+  assert(client.hasKeyValueStore);
+  using add = await client.compile("add");
+  const f32 = (v: number) => ({ elementType: 11, dims: [1], data: new Float32Array([v]) });
+  using x = await client.bufferFromHost(f32(1));
+  using y = await client.bufferFromHost(f32(2));
+  // Process 0 "puts the clique id" only after the launch has started waiting for it.
+  setTimeout(() => values.set("fake/clique/7", new TextEncoder().encode("clique7")), 100);
+  const [[z]] = await add.executeAsync([[x, y]], { launchId: 7 });
+  using _z = z;
+  assertEquals([...new Float32Array((await z.toHost()).data.buffer)], [3]);
+  assertEquals(fake!.lastRendezvous(), "put fake/node/1; try_get ok; got 0; exec 7 got;");
+});
+
 test("without tryGet the callback is not given; a synchronous store works", async () => {
   const { store, values } = memoryStore({ tryGet: false });
   values.set("fake/node/0", nodeValue(0));

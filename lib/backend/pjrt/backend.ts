@@ -15,6 +15,7 @@ import {
   PjrtClient,
   type PjrtDevice,
 } from "../../../ffi/client.ts";
+import type { PjrtBuffer } from "../../../ffi/buffer.ts";
 import type { PjrtExecutable } from "../../../ffi/executable.ts";
 import type { KeyValueStore } from "../../../ffi/kv_callbacks.ts";
 import type { Graph } from "../../ir/graph.ts";
@@ -238,19 +239,22 @@ class PjrtProgram implements Executable {
     }
   }
 
-  /** Enqueues one run on every local replica; outputs become ready asynchronously. */
+  /**
+   * Enqueues one run on every local replica; outputs become ready asynchronously. With a
+   * key-value store the launch runs off the JS thread, which the store may need meanwhile.
+   */
   execute(
     args: readonly DeviceArray[],
     opts: { donate?: readonly boolean[] } = {},
   ): Promise<DeviceArray[]> {
     try {
-      return Promise.resolve(this.run(args, opts.donate ?? []));
+      return this.run(args, opts.donate ?? []);
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
-  private run(args: readonly DeviceArray[], donate: readonly boolean[]): DeviceArray[] {
+  private run(args: readonly DeviceArray[], donate: readonly boolean[]): Promise<DeviceArray[]> {
     const executable = this.#executable;
     if (executable === null) throw new Error("pjrt: execute after dispose");
     const { inputs, outputs } = this.graph;
@@ -282,10 +286,13 @@ class PjrtProgram implements Executable {
         }
         return buffers[d];
       }));
-    const results = executable.execute(perDevice, {
-      donated: inputs.map((_, i) => !!donate[i]),
-    });
-    return outputs.map((o, k) => new PjrtArray(o.shape, o.dtype, results.map((row) => row[k])));
+    const options = { donated: inputs.map((_, i) => !!donate[i]) };
+    const wrap = (results: PjrtBuffer[][]) =>
+      outputs.map((o, k) => new PjrtArray(o.shape, o.dtype, results.map((row) => row[k])));
+    if (this.backend.client.hasKeyValueStore) {
+      return executable.executeAsync(perDevice, options).then(wrap);
+    }
+    return Promise.resolve(wrap(executable.execute(perDevice, options)));
   }
 
   dispose(): void {

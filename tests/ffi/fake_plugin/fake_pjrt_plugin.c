@@ -16,7 +16,9 @@
  * Client_Create does what the CUDA plugin does across hosts, from a thread of its own: it puts
  * "fake/node/<self>" (binary bytes), checks try_get (when given) on an absent and its own key,
  * then gets every other process's key with timeout T. Failure fails the create, with the
- * callback's error; fake_last_rendezvous() tells what happened.
+ * callback's error; fake_last_rendezvous() tells what happened. With fake_kv_on_execute = 1 as
+ * well, each Execute first exchanges a "clique id" as NCCL does at a first collective: process 0
+ * puts "fake/clique/<launch_id>", the others get it, from a thread of the plugin's.
  *
  * Build variants: -DFAKE_SLOTS=N (function slots exposed), -DFAKE_MINOR=N (reported API
  * minor version), -DFAKE_NO_COMPILE (null PJRT_Client_Compile slot).
@@ -220,6 +222,34 @@ static FakeError* rendezvous_error(const char* what, FakeError* cause) {
   return e;
 }
 
+/* The callbacks of the last client created with them, for Execute's clique exchange. */
+static Rendezvous kv_client;
+static bool kv_on_execute = false;
+static int kv_launch_id = 0;
+
+static void* run_clique_exchange(void* arg) {
+  Rendezvous* r = arg;
+  char key[64], value[32];
+  snprintf(key, sizeof key, "fake/clique/%d", kv_launch_id);
+  int n = snprintf(value, sizeof value, "clique%d", kv_launch_id);
+  size_t len = strlen(last_rendezvous);
+  if (r->self == 0) {
+    KV_Put_Args put = {sizeof put, NULL, key, strlen(key), value, (size_t)n, &callback_error_fn, r->put_arg};
+    FakeError* e = r->put(&put);
+    if (e) { r->error = rendezvous_error("clique put", e); return NULL; }
+    snprintf(last_rendezvous + len, sizeof last_rendezvous - len, " exec %d put;", kv_launch_id);
+    return NULL;
+  }
+  KV_Get_Args g = {sizeof g, NULL, key, strlen(key), r->timeout_ms, &callback_error_fn, r->get_arg};
+  FakeError* e = r->get(&g);
+  if (e || !g.value) { r->error = rendezvous_error("clique get", e); return NULL; }
+  bool same = g.value_size == (size_t)n && !memcmp(g.value, value, (size_t)n);
+  g.value_deleter_callback(g.value);
+  if (!same) { r->error = rendezvous_error("clique get gave other bytes", NULL); return NULL; }
+  snprintf(last_rendezvous + len, sizeof last_rendezvous - len, " exec %d got;", kv_launch_id);
+  return NULL;
+}
+
 static void* run_rendezvous(void* arg) {
   Rendezvous* r = arg;
   char key[64], value[32], want[32];
@@ -278,6 +308,8 @@ static void* Client_Create(Client_Create_Args* a) {
   last_options[0] = 0;
   const char* fail = NULL;
   int processes = 0, per_process = 0, self = 0, rendezvous_ms = -1;
+  kv_on_execute = false;
+  memset(&kv_client, 0, sizeof kv_client);
   for (size_t i = 0; i < a->num_options; i++) {
     const NamedValue* o = &a->create_options[i];
     char item[200];
@@ -301,6 +333,7 @@ static void* Client_Create(Client_Create_Args* a) {
     if (o->name_size == 12 && !memcmp(o->name, "fake_devices", 12)) per_process = (int)o->value.i;
     if (o->name_size == 18 && !memcmp(o->name, "fake_process_index", 18)) self = (int)o->value.i;
     if (o->name_size == 18 && !memcmp(o->name, "fake_kv_rendezvous", 18)) rendezvous_ms = (int)o->value.i;
+    if (o->name_size == 18 && !memcmp(o->name, "fake_kv_on_execute", 18)) kv_on_execute = o->value.i != 0;
   }
   if (processes || per_process) {
     set_topology(processes ? processes : 1, per_process ? per_process : 1, self);
@@ -318,6 +351,7 @@ static void* Client_Create(Client_Create_Args* a) {
     if (pthread_create(&thread, NULL, run_rendezvous, &r)) return make_error(13, "fake plugin: pthread_create failed");
     pthread_join(thread, NULL);
     if (r.error) return r.error;
+    kv_client = r;
   }
   if (fail) {
     char m[300];
@@ -549,6 +583,14 @@ static void* LoadedExecutable_Execute(Execute_Args* a) {
   CHECK_SIZE(Execute_Args, a, execute_device);
   CHECK_SIZE(ExecuteOptions, a->options, num_hlo_output_callbacks);
   if (a->num_args != 2) return make_error(3, "fake execute: expects 2 arguments");
+  if (kv_on_execute && kv_client.get) {
+    Rendezvous r = kv_client;
+    kv_launch_id = a->options->launch_id;
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, run_clique_exchange, &r)) return make_error(13, "fake plugin: pthread_create failed");
+    pthread_join(thread, NULL);
+    if (r.error) return r.error;
+  }
   if (a->num_devices < 1 || a->num_devices > num_addressable) return make_error(3, "fake execute: 1 to all addressable devices");
   int n = snprintf(last_non_donatable, sizeof last_non_donatable, "launch %d:", a->options->launch_id);
   for (size_t i = 0; i < a->options->num_non_donatable_input_indices; i++)
