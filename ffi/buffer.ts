@@ -1,7 +1,10 @@
 /** `PjrtBuffer`: one array in device memory, owned by JS until disposed (or donated). */
-import { allocArray, byteSize, type DType } from "../lib/ir/dtype.ts";
-import { type HostTensor, numel } from "../lib/ir/host_tensor.ts";
-import { dtypeOfElementType } from "./element_type.ts";
+import {
+  elementByteSize,
+  elementCount,
+  elementTypeName,
+  type PjrtHostBuffer,
+} from "./element_type.ts";
 import {
   PJRT_Buffer_Destroy_Args,
   PJRT_Buffer_Dimensions_Args,
@@ -20,8 +23,8 @@ export interface BufferOwner {
 export class PjrtBuffer implements Disposable {
   #handle: Deno.PointerValue;
   #donated = false;
-  #shape?: number[];
-  #dtype?: DType;
+  #dims?: number[];
+  #elementType?: number;
 
   /** Wraps a `PJRT_Buffer*` that the caller now owns. */
   constructor(private readonly owner: BufferOwner, handle: Deno.PointerObject) {
@@ -49,30 +52,30 @@ export class PjrtBuffer implements Disposable {
   }
 
   /** Dimensions, from `PJRT_Buffer_Dimensions`. */
-  get shape(): number[] {
-    if (!this.#shape) {
+  get dims(): number[] {
+    if (!this.#dims) {
       const a = this.owner.plugin.args(PJRT_Buffer_Dimensions_Args).setPtr("buffer", this.handle);
       this.owner.plugin.call("PJRT_Buffer_Dimensions", a);
       const n = a.getSize("num_dims");
       const dims = a.getPtr("dims");
-      const shape: number[] = [];
+      const out: number[] = [];
       if (n > 0 && dims !== null) {
         const view = new Deno.UnsafePointerView(dims);
-        for (let i = 0; i < n; i++) shape.push(Number(view.getBigInt64(i * 8)));
+        for (let i = 0; i < n; i++) out.push(Number(view.getBigInt64(i * 8)));
       }
-      this.#shape = shape;
+      this.#dims = out;
     }
-    return [...this.#shape];
+    return [...this.#dims];
   }
 
-  /** Element type, from `PJRT_Buffer_ElementType`. */
-  get dtype(): DType {
-    if (!this.#dtype) {
+  /** `PJRT_Buffer_Type` code (`BufferType`), from `PJRT_Buffer_ElementType`. */
+  get elementType(): number {
+    if (this.#elementType === undefined) {
       const a = this.owner.plugin.args(PJRT_Buffer_ElementType_Args).setPtr("buffer", this.handle);
       this.owner.plugin.call("PJRT_Buffer_ElementType", a);
-      this.#dtype = dtypeOfElementType(a.getI32("type"), "PjrtBuffer.dtype");
+      this.#elementType = a.getI32("type");
     }
-    return this.#dtype;
+    return this.#elementType;
   }
 
   /** Resolves when the buffer's contents are computed (rejects with the execution's error). */
@@ -83,24 +86,28 @@ export class PjrtBuffer implements Disposable {
     await plugin.awaitEvent(a.getPtr("event"), "PJRT_Buffer_ReadyEvent (await)");
   }
 
-  /** Copies the buffer to a new row-major host tensor (waits for the value off the JS thread). */
-  async toHost(): Promise<HostTensor> {
+  /**
+   * Copies the buffer into fresh host bytes, dense and row-major (waits for the value off the
+   * JS thread).
+   */
+  async toHost(): Promise<PjrtHostBuffer & { data: Uint8Array<ArrayBuffer> }> {
     const plugin = this.owner.plugin;
-    const shape = this.shape;
-    const dtype = this.dtype;
-    const data = allocArray(dtype, numel(shape));
-    const expected = data.byteLength;
-
+    const dims = this.dims;
+    const elementType = this.elementType;
     const query = plugin.args(PJRT_Buffer_ToHostBuffer_Args).setPtr("src", this.handle);
     plugin.call("PJRT_Buffer_ToHostBuffer", query, "PJRT_Buffer_ToHostBuffer (size query)");
     const size = query.getSize("dst_size");
+    const width = elementByteSize(elementType);
+    const expected = width === undefined ? size : elementCount(dims) * width;
     if (size !== expected) {
       throw new Error(
-        `PjrtBuffer.toHost: the plugin needs ${size} bytes for ${dtype}[${shape}], expected ` +
-          `${expected} (${numel(shape)} x ${byteSize(dtype)}); non-dense layouts are not supported`,
+        `PjrtBuffer.toHost: the plugin needs ${size} bytes for ${elementTypeName(elementType)}` +
+          `[${dims}], expected ${expected} (${elementCount(dims)} x ${width}); non-dense ` +
+          "layouts are not supported",
       );
     }
-    if (expected === 0) return { shape, dtype, data };
+    const data = new Uint8Array(expected);
+    if (expected === 0) return { elementType, dims, data };
     const copy = plugin.args(PJRT_Buffer_ToHostBuffer_Args)
       .setPtr("src", this.handle)
       .setPtr("dst", data)
@@ -108,7 +115,7 @@ export class PjrtBuffer implements Disposable {
     plugin.call("PJRT_Buffer_ToHostBuffer", copy);
     // `data` stays referenced by this frame until the copy's event has fired.
     await plugin.awaitEvent(copy.getPtr("event"), "PJRT_Buffer_ToHostBuffer (await)");
-    return { shape, dtype, data };
+    return { elementType, dims, data };
   }
 
   /** Marks the buffer as consumed by an execution; only disposal is allowed afterwards. */

@@ -1,35 +1,43 @@
-/** IR dtypes <-> `PJRT_Buffer_Type` codes. */
-import type { DType } from "../lib/ir/dtype.ts";
+/** `PJRT_Buffer_Type` facts the bindings need: byte widths and names, for checks and messages. */
 import { BufferType } from "./pjrt_api.ts";
 
-const TO_PJRT: Record<DType, number> = {
-  f32: BufferType.F32,
-  i32: BufferType.S32,
-  u32: BufferType.U32,
-  u8: BufferType.U8,
-  bool: BufferType.PRED,
-  bf16: BufferType.BF16,
-};
-
-const FROM_PJRT = new Map<number, DType>(
-  Object.entries(TO_PJRT).map(([dtype, code]) => [code, dtype as DType]),
-);
-
-export function pjrtElementType(dtype: DType): number {
-  const code = TO_PJRT[dtype];
-  if (code === undefined) throw new Error(`dtype ${dtype} has no PJRT element type`);
-  return code;
+/** A host array as PJRT sees it: element type, dimensions, dense row-major bytes. */
+export interface PjrtHostBuffer {
+  /** A `PJRT_Buffer_Type` code (`BufferType`). */
+  elementType: number;
+  dims: readonly number[];
+  /** Row-major contents; `toHost` gives a fresh `Uint8Array` starting at offset 0. */
+  data: ArrayBufferView;
 }
 
-/** The IR dtype of a PJRT element type; throws for types the toolkit does not use. */
-export function dtypeOfElementType(code: number, what: string): DType {
-  const dtype = FROM_PJRT.get(code);
-  if (dtype === undefined) {
-    const name = Object.entries(BufferType).find(([, c]) => c === code)?.[0] ?? `code ${code}`;
-    throw new Error(
-      `${what}: PJRT element type ${name} has no toolkit dtype (supported: f32 i32 u32 u8 ` +
-        "bool bf16)",
-    );
-  }
-  return dtype;
+const BYTES: Record<number, number> = {
+  [BufferType.PRED]: 1,
+  [BufferType.S8]: 1,
+  [BufferType.U8]: 1,
+  [BufferType.S16]: 2,
+  [BufferType.U16]: 2,
+  [BufferType.F16]: 2,
+  [BufferType.BF16]: 2,
+  [BufferType.S32]: 4,
+  [BufferType.U32]: 4,
+  [BufferType.F32]: 4,
+  [BufferType.S64]: 8,
+  [BufferType.U64]: 8,
+  [BufferType.F64]: 8,
+};
+
+/** Bytes per element, or undefined for types the bindings do not size (sub-byte, complex, f8). */
+export function elementByteSize(type: number): number | undefined {
+  return BYTES[type];
+}
+
+/** "F32", "BF16", ... or "element type N". */
+export function elementTypeName(type: number): string {
+  return Object.entries(BufferType).find(([, c]) => c === type)?.[0] ??
+    `element type ${type}`;
+}
+
+/** Elements in an array of these dimensions. */
+export function elementCount(dims: readonly number[]): number {
+  return dims.reduce((n, d) => n * d, 1);
 }

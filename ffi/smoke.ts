@@ -7,8 +7,15 @@
  * one execute + await + destroy. Exits 1 on a wrong value.
  */
 import { parseArgs } from "node:util";
-import { hostTensor } from "../lib/ir/host_tensor.ts";
 import { PjrtClient } from "./client.ts";
+import { BufferType } from "./pjrt_api.ts";
+
+const f32x4 = (...v: number[]) => ({
+  elementType: BufferType.F32,
+  dims: [4],
+  data: new Float32Array(v),
+});
+const floats = (h: { data: Uint8Array<ArrayBuffer> }) => new Float32Array(h.data.buffer);
 
 const ADD = `module @add {
   func.func public @main(%a: tensor<4xf32>, %b: tensor<4xf32>) -> tensor<4xf32> {
@@ -42,13 +49,13 @@ if (import.meta.main) {
   let t = performance.now();
   using add = await client.compile(ADD);
   console.log(`compile add: ${(performance.now() - t).toFixed(1)} ms`);
-  using a = await client.bufferFromHost(hostTensor([4], "f32", [1, 2, 3, 4]));
-  using b = await client.bufferFromHost(hostTensor([4], "f32", [10, 20, 30, 40]));
+  using a = await client.bufferFromHost(f32x4(1, 2, 3, 4));
+  using b = await client.bufferFromHost(f32x4(10, 20, 30, 40));
   using sum = add.execute([[a, b]])[0][0];
-  check("add", (await sum.toHost()).data, [11, 22, 33, 44]);
+  check("add", floats(await sum.toHost()), [11, 22, 33, 44]);
 
   using accumulate = await client.compile(ACCUMULATE);
-  let acc = await client.bufferFromHost(hostTensor([4], "f32", [0, 0, 0, 0]));
+  let acc = await client.bufferFromHost(f32x4(0, 0, 0, 0));
   t = performance.now();
   for (let i = 0; i < steps; i++) {
     const next = accumulate.execute([[acc, a]], { donated: [true, false] })[0][0];
@@ -59,7 +66,7 @@ if (import.meta.main) {
   const perStep = (performance.now() - t) / steps * 1000;
   check(
     `accumulate x${steps} (donated)`,
-    (await acc.toHost()).data,
+    floats(await acc.toHost()),
     [1, 2, 3, 4].map((v) => v * steps),
   );
   acc[Symbol.dispose]();

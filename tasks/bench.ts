@@ -5,7 +5,8 @@
  *   train   train-step img/s of the tiny MNIST ViT on the backend (CPU: next to PyTorch CPU);
  *   augment Pillow-exact ops and the RandAugment train transform next to Pillow;
  *   data    JPEG decode + RandomResizedCrop + flip + resize next to Pillow;
- *   webgpu  matmul TFLOP/s and train-step img/s on WebGPU.
+ *   webgpu  matmul TFLOP/s and train-step img/s on WebGPU;
+ *   resume  what a resume near the end of a run costs against one near its start (not default).
  * Each part lives in bench/ and can be run on its own.
  */
 import { parseArgs } from "node:util";
@@ -15,6 +16,7 @@ const PARTS: Record<string, { module: string; fn: string; format?: string }> = {
   augment: { module: "../bench/augment.ts", fn: "benchAugment", format: "formatAugmentBench" },
   data: { module: "../bench/data.ts", fn: "benchData", format: "formatDataBench" },
   webgpu: { module: "../bench/webgpu.ts", fn: "benchWebGpu", format: "formatWebGpuBench" },
+  resume: { module: "../bench/resume.ts", fn: "benchResume", format: "formatResumeBench" },
 };
 
 const USAGE = `usage: deno task bench [--backend cpu|webgpu] [--only PARTS] [--json]
@@ -24,6 +26,8 @@ Benchmarks next to their peers, run in the same invocation on the same machine:
   augment  Pillow-exact ops and the RandAugment train transform, next to Pillow
   data     JPEG decode + RandomResizedCrop + flip + resize, next to Pillow
   webgpu   matmul TFLOP/s and train-step img/s on WebGPU
+  resume   a resume near the end of a 500-step MNIST run against one at step 10 and a
+           fresh run (only with --only resume)
 
   --backend cpu|webgpu  cpu (default) runs train,augment,data; webgpu runs webgpu
   --only PARTS          comma-separated parts, e.g. --only train,data

@@ -3,18 +3,26 @@
  *
  * Evaluates a checkpoint: a Flax msgpack of parameters (this project's `{name}-best.msgpack`,
  * or the original's released checkpoints) or a training state (`{name}-state.msgpack`).
- * Model flags come from the config (default: the embedded MNIST config) and CLI overrides.
+ * Model flags come from `--config`, else from the `config.json` that `train` wrote beside the
+ * checkpoint, then CLI overrides. The checkpoint's tree and shapes are checked against that
+ * model before anything runs, naming the first key that differs.
  */
+import { requireFlaxFormat } from "../lib/checkpoint/convert.ts";
+import { matchTree } from "../lib/checkpoint/finetune.ts";
 import { readFlaxMsgpackFile } from "../lib/checkpoint/flax_msgpack.ts";
-import { withLocalInput } from "../lib/checkpoint/storage.ts";
+import { isGcsUrl, withLocalInput } from "../lib/checkpoint/storage.ts";
+import type { Tree } from "../lib/checkpoint/tree.ts";
 import { ConfigError, loadConfig, parseCommandLine } from "../lib/config/mod.ts";
+import { positionalArgs } from "../lib/config/cli.ts";
 import { createBackend } from "../lib/backend/select.ts";
-import { flatten, unflatten } from "../lib/ir/pytree.ts";
+import { flatten, leavesWithPaths, unflatten } from "../lib/ir/pytree.ts";
+import type { ShapeSpec } from "../lib/ir/graph.ts";
+import { paramSpecs } from "../lib/model/params.ts";
 import type { HostTensor } from "../lib/ir/host_tensor.ts";
 import { redactConsole } from "../lib/config/redact.ts";
 import { Evaluator, formatEvalProgress } from "../lib/train/evaluate.ts";
 import { RunLog } from "../lib/train/logging.ts";
-import { loaderWorkers, stepConfigOf } from "../lib/train/run_config.ts";
+import { loaderWorkers, stepConfigOf, vitConfigOf } from "../lib/train/run_config.ts";
 
 const USAGE =
   `usage: deno task eval CKPT [--config CONFIG.json] [--valid-dataset-shards SPEC] [--key value ...]
@@ -25,9 +33,10 @@ sample counted once. Prints one line, then one JSON object.
   CKPT                         a Flax msgpack of parameters (this project's {name}-best.msgpack,
                                or one of the original's released checkpoints) or a training
                                state ({name}-state.msgpack); local or gs://
-  --config CONFIG.json         the model's config (default: the embedded MNIST config); its
-                               layers, dim, heads, labels, patch-size, image-size, posemb and
-                               pooling must match the checkpoint
+  --config CONFIG.json         the model's config (default: the config.json that train wrote
+                               beside CKPT); its layers, dim, heads, labels, patch-size,
+                               image-size, posemb, pooling and layerscale must match the
+                               checkpoint, which is checked key by key before the eval
   --valid-dataset-shards SPEC  the shards to evaluate on (quote braces: 'val-{000..063}.tar')
   --key value                  any other config key: --valid-batch-size 256,
                                --test-crop-ratio 0.875, --valid-loader-workers 4,
@@ -44,22 +53,43 @@ if (import.meta.main) {
 }
 
 export async function main(args: string[]): Promise<number> {
-  const ckptIndex = args.findIndex((a) => !a.startsWith("-") && !a.endsWith(".json"));
+  const help = args.includes("--help") || args.includes("-h");
   const configIndex = args.indexOf("--config");
-  if (ckptIndex < 0 || args.includes("--help") || args.includes("-h")) {
-    (ckptIndex < 0 && !args.includes("--help") && !args.includes("-h")
-      ? console.error
-      : console.log)(
-        USAGE,
+  const kept = args.map((_, i) => i).filter((i) =>
+    configIndex < 0 || (i !== configIndex && i !== configIndex + 1)
+  );
+  // The checkpoint is the one positional argument; a CONFIG.json positional is the config.
+  const positionals = positionalArgs(kept.map((i) => args[i]))
+    .map(({ text, index }) => ({ text, index: kept[index] }));
+  const ckptArgs = positionals.filter(({ text }) => !text.endsWith(".json"));
+  if (help || ckptArgs.length !== 1) {
+    if (help) console.log(USAGE);
+    else {
+      console.error(
+        ckptArgs.length ? `eval: one checkpoint, got ${ckptArgs.map((a) => a.text)}` : USAGE,
       );
-    return ckptIndex < 0 && !args.includes("--help") && !args.includes("-h") ? 2 : 0;
+    }
+    return help ? 0 : 2;
   }
-  const ckpt = args[ckptIndex];
-  const rest = args.filter((_, i) => i !== ckptIndex && i !== configIndex && i !== configIndex + 1);
-  const configPath = configIndex >= 0 ? args[configIndex + 1] : undefined;
+  const ckpt = ckptArgs[0].text;
+  const jsonArg = positionals.find(({ text }) => text.endsWith(".json"));
+  const rest = kept.filter((i) => i !== ckptArgs[0].index && i !== jsonArg?.index)
+    .map((i) => args[i]);
+  let configPath = configIndex >= 0 ? args[configIndex + 1] : jsonArg?.text;
+  if (configPath === undefined) {
+    configPath = await configBeside(ckpt);
+    if (configPath === undefined) {
+      console.error(
+        `eval: no --config, and no config.json beside ${ckpt} (train writes one into its ` +
+          "output folder): pass --config CONFIG.json with the model's flags",
+      );
+      return 2;
+    }
+    console.log(`config: ${configPath} (beside the checkpoint)`);
+  }
   let config;
   try {
-    const cl = parseCommandLine(configPath ? [configPath, ...rest] : rest);
+    const cl = parseCommandLine([configPath, ...rest]);
     config = loadConfig(cl.configPath, cl.flags);
   } catch (e) {
     if (e instanceof ConfigError) {
@@ -73,9 +103,17 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
   try {
-    const tree = await withLocalInput(ckpt, readFlaxMsgpackFile) as Record<string, unknown>;
+    const tree = await withLocalInput(ckpt, async (local) => {
+      await requireFlaxFormat(ckpt, local);
+      return await readFlaxMsgpackFile(local) as Tree;
+    });
     // A training state holds its params under "params"; a params file is {model: ...}.
-    const params = "params" in tree && "opt_state" in tree ? tree.params : tree;
+    const found = ("params" in tree && "opt_state" in tree ? tree.params : tree) as Tree;
+    const specs = new Map(
+      leavesWithPaths<ShapeSpec>(paramSpecs(vitConfigOf(config)))
+        .map(([path, spec]) => [path.replaceAll(".", "/"), spec]),
+    );
+    const params = matchTree(found, specs, ckpt);
     const backend = await createBackend(config.backend as never, {
       pjrtPlugin: config["pjrt-plugin"] as string | undefined,
       devices: config.devices,
@@ -112,5 +150,19 @@ export async function main(args: string[]): Promise<number> {
   } catch (e) {
     console.error(`eval: ${(e as Error).message}`);
     return 1;
+  }
+}
+
+/** The `config.json` in a local checkpoint's folder, if there is one. */
+async function configBeside(ckpt: string): Promise<string | undefined> {
+  if (isGcsUrl(ckpt)) return undefined; // train keeps a gs:// run's config.json under runs/
+  const slash = ckpt.lastIndexOf("/");
+  const path = `${slash >= 0 ? ckpt.slice(0, slash) : "."}/config.json`;
+  try {
+    await Deno.stat(path);
+    return path;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw new Error(`cannot read ${path}: ${(e as Error).message}`);
   }
 }

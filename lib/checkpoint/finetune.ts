@@ -128,19 +128,32 @@ export function fitPretrained(
   return matchTree(unflattenTree(out), initial, name);
 }
 
+/** A reference leaf that has a shape and dtype but maybe no values (a `paramSpecs` leaf). */
+export interface LeafSpec {
+  readonly shape: readonly number[];
+  dtype: DType;
+}
+
 /**
  * Checks that `tree` has exactly the leaves of `reference` with the same shapes (e.g. a resumed
  * state against the configured model) and returns it, f32/bf16 leaves cast to the reference's
- * dtype. A mismatch is a CheckpointError naming `name` and the key.
+ * dtype. `reference` is a tree of arrays, or `path -> spec` ("model/head/kernel") when only
+ * the shapes are known. A mismatch is a CheckpointError naming `name` and the key.
  */
-export function matchTree(tree: Tree, reference: Tree, name = "<checkpoint>"): Tree {
+export function matchTree(
+  tree: Tree,
+  reference: Tree | ReadonlyMap<string, Leaf | LeafSpec>,
+  name = "<checkpoint>",
+): Tree {
   const fail = (key: string, why: string) => new CheckpointError(name, key, why);
   const out = flattenTree(tree);
-  const ref = flattenTree(reference);
+  const ref: ReadonlyMap<string, Leaf | LeafSpec> = reference instanceof Map
+    ? reference
+    : flattenTree(reference as Tree);
   for (const [key, want] of ref) {
     const got = out.get(key);
     if (got === undefined) throw fail(key, "missing in the checkpoint (does the config match?)");
-    if (!isHostTensor(want)) continue;
+    if (!isSpec(want)) continue;
     if (!isHostTensor(got)) throw fail(key, "is not an array");
     if (!sameShape(got.shape, want.shape)) {
       throw fail(key, `shape [${got.shape}] in the checkpoint, the config expects [${want.shape}]`);
@@ -158,6 +171,11 @@ export function matchTree(tree: Tree, reference: Tree, name = "<checkpoint>"): T
     }
   }
   return unflattenTree(out);
+}
+
+function isSpec(x: unknown): x is LeafSpec {
+  return typeof x === "object" && x !== null && Array.isArray((x as LeafSpec).shape) &&
+    typeof (x as LeafSpec).dtype === "string";
 }
 
 /**

@@ -44,6 +44,11 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
   };
 }
 
+/** The arguments that are neither flags nor flag values (`--key value`), with their indices. */
+export function positionalArgs(args: readonly string[]): { text: string; index: number }[] {
+  return tokenize(args).positionals;
+}
+
 /** Typed overrides from flags; problems are returned as `command line: ...` lines. */
 export function parseOverrides(
   argv: readonly string[],

@@ -131,6 +131,12 @@ export class KvStore implements AsyncDisposable {
     }
   }
 
+  async delete(key: string): Promise<void> {
+    const r = await fetch(`${this.base}/kv/${encodeURIComponent(key)}`, { method: "DELETE" });
+    await r.body?.cancel();
+    if (!r.ok) throw new Error(`kv delete ${key}: HTTP ${r.status}`);
+  }
+
   async put(key: string, value: string): Promise<void> {
     const r = await fetch(`${this.base}/kv/${encodeURIComponent(key)}`, {
       method: "PUT",
@@ -145,7 +151,9 @@ export class KvStore implements AsyncDisposable {
     const r = await fetch(`${this.base}/kv/${encodeURIComponent(key)}?wait_ms=${timeoutMs}`);
     const text = await r.text();
     if (r.status === 404) {
-      throw new Error(`kv get ${key}: no process put it within ${timeoutMs} ms`);
+      const e = new Error(`kv get ${key}: no process put it within ${timeoutMs} ms`);
+      e.name = "TimeoutError"; // pjrt/kv_bridge.ts maps it to DEADLINE_EXCEEDED / "not found"
+      throw e;
     }
     if (!r.ok) throw new Error(`kv get ${key}: HTTP ${r.status} ${text}`);
     return text;
@@ -202,6 +210,63 @@ export async function agreeOnStep(kv: KvStore, step: number): Promise<void> {
   }
 }
 
+/**
+ * Every host's data position, for process 0's saves (each host reads its own 1/P of the shard
+ * stream, so each resumes from its own position). The other processes publish theirs after
+ * every step, in order and without waiting; process 0 reads them when it saves that step. Steps
+ * run in lockstep (a step's all-reduce needs every process), so while process 0 saves step s no
+ * other process is past s: keys two steps old can go.
+ */
+export class PositionExchange<T> {
+  #chain: Promise<void> = Promise.resolve();
+  #warned = false;
+
+  constructor(readonly kv: KvStore, readonly log: (line: string) => void = () => {}) {}
+
+  /** This process's position after `step` (process 0 keeps its own). */
+  publish(step: number, position: T | null | undefined): void {
+    const p = this.kv.topology.processIndex;
+    if (p === 0) return;
+    this.#chain = this.#chain.then(async () => {
+      await this.kv.put(`position/${p}/${step}`, JSON.stringify(position ?? null));
+      if (step >= 2) await this.kv.delete(`position/${p}/${step - 2}`);
+    }).catch((e) => {
+      if (this.#warned) return;
+      this.#warned = true;
+      this.log(`process ${p} could not publish its data position: ${(e as Error).message}`);
+    });
+  }
+
+  /**
+   * Every process's position after `step`, in process order (`own` for process 0). A process
+   * that did not publish within `timeoutMs` gets null: it replays its batches on resume.
+   */
+  async gather(
+    step: number,
+    own: T | null | undefined,
+    timeoutMs = 60_000,
+  ): Promise<(T | null)[]> {
+    const P = this.kv.topology.processCount;
+    return await Promise.all(Array.from({ length: P }, async (_, p) => {
+      if (p === 0) return own ?? null;
+      try {
+        return JSON.parse(await this.kv.get(`position/${p}/${step}`, timeoutMs)) as T | null;
+      } catch (e) {
+        this.log(
+          `process ${p}'s data position of step ${step} is missing (${(e as Error).message}): ` +
+            "saved without it, so on resume that process replays its batches",
+        );
+        return null;
+      }
+    }));
+  }
+
+  /** Waits for the publishes in flight. */
+  async flush(): Promise<void> {
+    await this.#chain;
+  }
+}
+
 /** Process 0 writes checkpoints, metrics and logs; the others only compute. */
 export function writesOutputs(t: Topology): boolean {
   return t.processIndex === 0;
@@ -216,6 +281,10 @@ function serveKv(port: number, hostname: string): Deno.HttpServer {
     const m = /^\/kv\/(.+)$/.exec(url.pathname);
     if (!m) return new Response("not found", { status: 400 });
     const key = decodeURIComponent(m[1]);
+    if (req.method === "DELETE") {
+      values.delete(key);
+      return new Response("ok");
+    }
     if (req.method === "PUT") {
       const v = await req.text();
       values.set(key, v);

@@ -22,6 +22,7 @@
  */
 import type { Backend } from "../backend/backend.ts";
 import { createBackend } from "../backend/select.ts";
+import { pjrtKeyValueStore } from "../backend/pjrt/kv_bridge.ts";
 import { removeStaleTemps } from "../checkpoint/atomic.ts";
 import { loadPretrainedFile } from "../checkpoint/finetune.ts";
 import { isGcsUrl } from "../checkpoint/storage.ts";
@@ -51,6 +52,7 @@ import { type Resumed, RunState, TrainingError } from "./run_state.ts";
 import {
   agreeOnStep,
   KvStore,
+  PositionExchange,
   processTopology,
   type Topology,
   writesOutputs,
@@ -99,7 +101,10 @@ export async function train(config: Config, opts: TrainOptions = {}): Promise<Tr
   const { outDir, logDir } = await checkRun(config);
   const log = new RunLog(writer ? logDir : null, name);
   const accum = (config["grad-accum"] as number | undefined) ?? 1;
-  const state = new RunState(config, outDir, name, accum, (l) => log.line(l));
+  const state = new RunState(config, outDir, name, accum, (l) => log.line(l), {
+    index: topology.processIndex,
+    count: topology.processCount,
+  });
   const resumed = await state.resume();
   const initial = resumed ? undefined : await initialState(config, log);
   const kv = topology.processCount > 1 ? await KvStore.connect(topology) : null;
@@ -107,7 +112,22 @@ export async function train(config: Config, opts: TrainOptions = {}): Promise<Tr
     if (kv) await agreeOnStep(kv, resumed?.step ?? 0);
     if (writer) await prepareOutputs(config, outDir, logDir, resumed, log);
     await log.init();
-    return await trainWith(config, opts, topology, log, state, resumed ?? initial!, t0);
+    const positions = kv ? new PositionExchange<TrainPosition>(kv, (l) => log.line(l)) : null;
+    try {
+      return await trainWith(
+        config,
+        opts,
+        topology,
+        kv,
+        log,
+        state,
+        resumed ?? initial!,
+        t0,
+        positions,
+      );
+    } finally {
+      await positions?.flush();
+    }
   } finally {
     await kv?.[Symbol.asyncDispose]();
   }
@@ -142,10 +162,12 @@ async function trainWith(
   config: Config,
   opts: TrainOptions,
   topology: Topology,
+  kv: KvStore | null,
   log: RunLog,
   state: RunState,
   from: Resumed,
   t0: number,
+  positions: PositionExchange<TrainPosition> | null,
 ): Promise<TrainResult> {
   const ownBackend = !opts.backend;
   const backend = opts.backend ??
@@ -153,6 +175,8 @@ async function trainWith(
       pjrtPlugin: config["pjrt-plugin"] as string | undefined,
       precision: config.precision as never,
       devices: config.devices,
+      // Multi-host PJRT plugins (CUDA) find their peers through process 0's store.
+      keyValueStore: kv ? pjrtKeyValueStore(kv) : undefined,
       log: (l) => log.line(l),
     });
   try {
@@ -169,7 +193,7 @@ async function trainWith(
         `${backend.devices} device${backend.devices > 1 ? "s" : ""}` +
         (P > 1 ? `, this is process ${topology.processIndex}` : ""),
     );
-    return await new Trainer(config, backend, log, state, opts, topology).run(t0, from);
+    return await new Trainer(config, backend, log, state, opts, topology, positions).run(t0, from);
   } finally {
     if (ownBackend) backend.dispose();
   }
@@ -208,6 +232,8 @@ class Trainer {
       coordinator: null,
       source: "single",
     },
+    /** Multi-host: every process's data position, for process 0's saves. */
+    readonly positions: PositionExchange<TrainPosition> | null = null,
   ) {
     const accum = (config["grad-accum"] as number | undefined) ?? 1;
     this.batchSize = config["train-batch-size"] as number;
@@ -325,9 +351,7 @@ class Trainer {
     let devParams = await this.trees.upload(from.params);
     let devOpt = await this.trees.upload(from.opt);
 
-    // A saved data position is process 0's; the other hosts replay their share instead.
-    const multiHost = this.topology.processCount > 1;
-    const loader = this.trainLoader(multiHost ? undefined : from.position);
+    const loader = this.trainLoader(from.position);
     const it = loader[Symbol.asyncIterator]();
     const window = from.window ? MetricWindow.restore(from.window) : new MetricWindow();
     let step = start;
@@ -338,7 +362,7 @@ class Trainer {
     const save = async (withParams: boolean, evalPending = false) => {
       await this.save(devParams, devOpt, {
         step,
-        position,
+        positions: [position],
         window: window.state(),
         evalPending,
       }, withParams);
@@ -365,15 +389,16 @@ class Trainer {
     const logInterval = config["log-interval"] as number;
     const evalInterval = config["eval-interval"] as number;
     try {
-      if ((!from.position || multiHost) && start > 0) {
-        // A state saved before data positions existed, or another host's: replay the batches.
+      if (!from.position && start > 0) {
+        // A state saved before (this process's) data positions were: replay the batches.
         log.line(
-          `${multiHost ? "multi-host" : "this state has no data position"}: replaying ` +
-            `${start * shape.accum} batches`,
+          `the state has no data position for process ${this.topology.processIndex}: ` +
+            `replaying ${start * shape.accum} batches`,
         );
         for (let i = 0; i < start * shape.accum; i++) await this.nextBatch(it);
         position = loader.position();
       }
+      this.positions?.publish(step, position);
       if (from.evalPending) await evaluateAndSave();
       while (step < stopAt) {
         if (this.signal?.aborted) throw new Interrupted();
@@ -403,6 +428,7 @@ class Trainer {
         devOpt = out.opt;
         step++;
         position = loader.position();
+        this.positions?.publish(step, position);
         const loss = out.metrics.loss;
         if (!Number.isFinite(loss)) {
           throw new TrainingError(
@@ -591,6 +617,10 @@ class Trainer {
     withParams: boolean,
   ): Promise<void> {
     if (!writesOutputs(this.topology)) return;
+    // `at.positions` holds this process's alone: process 0 saves every process's.
+    if (this.positions) {
+      at = { ...at, positions: await this.positions.gather(at.step, at.positions[0]) };
+    }
     const hostParams = await this.trees.download(params) as Tree;
     const hostOpt = await this.trees.download(opt) as Tree;
     await this.state.save(hostParams, hostOpt, at, withParams);
@@ -598,11 +628,20 @@ class Trainer {
 
   trainLoader(start: TrainPosition | undefined): DataLoader {
     const c = this.config;
+    const workers = loaderWorkers(c, "train-loader-workers", (l) => this.log.line(l));
+    if (start && start.workers !== Math.max(1, workers)) {
+      throw new TrainingError(
+        `cannot resume from ${this.state.path("state")}: process ${this.topology.processIndex}'s ` +
+          `data position (data/positions) was saved with ${start.workers} loader worker(s), ` +
+          `train-loader-workers is ${workers} here (capped at this machine's cores); the batch ` +
+          "order depends on the worker count. Run it where that many workers fit.",
+      );
+    }
     return createTrainLoader({
       shards: c["train-dataset-shards"] as string,
       // This host's micro-batch: one slice per local device.
       batchSize: this.shape.microBatch * this.backend.devices,
-      workers: loaderWorkers(c, "train-loader-workers", (l) => this.log.line(l)),
+      workers,
       processIndex: this.topology.processIndex,
       processCount: this.topology.processCount,
       shuffleSeed: c["shuffle-seed"] as number,

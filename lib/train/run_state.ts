@@ -4,9 +4,10 @@
  * back and checks it against the config; `save()` writes `{name}-last` (and `{name}-best` after a
  * new best) and the state, each atomically.
  *
- * The state's `data` map holds `position` (the loader's TrainPosition), `best_acc1`,
- * `last_eval`, `window` (the log window's sums) and `eval_pending` (an evaluation that an
- * interruption cut short, run first on resume), structured values as JSON text.
+ * The state's `data` map holds `positions` (every process's loader TrainPosition, keyed by
+ * process index, with `process_count`; `position` is process 0's, as older states hold it),
+ * `best_acc1`, `last_eval`, `window` (the log window's sums) and `eval_pending` (an evaluation
+ * that an interruption cut short, run first on resume), structured values as JSON text.
  */
 import { encodeFlaxMsgpack } from "../checkpoint/flax_msgpack.ts";
 import { inputExists, writeOutput } from "../checkpoint/storage.ts";
@@ -40,6 +41,11 @@ export const RESUME_CHANGEABLE_KEYS = [
   "project",
   "ipaddr",
   "hostname",
+  // The process count is checked against the saved positions instead (RunState.ownPosition),
+  // whether it comes from flags or from the Cloud TPU environment.
+  "num-processes",
+  "process-id",
+  "coordinator",
   "output-dir",
   "accept-config-changes",
 ] as const satisfies readonly ConfigKey[];
@@ -48,7 +54,10 @@ export interface Resumed {
   params: Tree;
   opt: Tree;
   step: number;
-  /** The loader position; undefined in states written before positions were saved. */
+  /**
+   * This process's loader position; undefined in states written before positions were saved
+   * (or, for processes other than 0, before every process's position was).
+   */
   position?: TrainPosition;
   window?: WindowState;
   /** An evaluation of `step` was cut short: run it before the next step. */
@@ -65,7 +74,8 @@ export interface EvalSummary {
 /** What `save()` stores besides the parameters and the optimizer state. */
 export interface SavePoint {
   step: number;
-  position: TrainPosition | undefined;
+  /** Every process's loader position after `step`, in process order (null: not known). */
+  positions: (TrainPosition | null | undefined)[];
   window: WindowState;
   evalPending?: boolean;
 }
@@ -93,6 +103,8 @@ export class RunState {
     /** Micro-batches per step (the replay of old states counts loader batches). */
     readonly accum: number,
     readonly log: (line: string) => void = () => {},
+    /** This process of the job: which saved data position is its own. */
+    readonly process: { index: number; count: number } = { index: 0, count: 1 },
   ) {}
 
   path(kind: "last" | "best" | "state"): string {
@@ -123,8 +135,8 @@ export class RunState {
       );
     }
     const data = state.data as Record<string, unknown>;
-    const position = parseJson<TrainPosition>(data.position, url, "data/position");
     this.checkConfig(state.config);
+    const position = this.ownPosition(data, url);
     this.bestAcc1 = typeof data.best_acc1 === "number" ? data.best_acc1 : 0;
     this.lastEval = parseJson(data.last_eval, url, "data/last_eval");
     if (typeof data.wandb_run_id === "string" && data.wandb_run_id) {
@@ -138,6 +150,38 @@ export class RunState {
       window: parseJson(data.window, url, "data/window"),
       evalPending: data.eval_pending === true,
     };
+  }
+
+  /**
+   * This process's saved data position. A state saved by a job of another process count is
+   * refused: each host's position is a place in its own 1/P of the shard stream.
+   */
+  ownPosition(data: Record<string, unknown>, url: string): TrainPosition | undefined {
+    const { index, count } = this.process;
+    if (data.positions === undefined) {
+      // An older state: `position` is process 0's, of a job whose size it does not say.
+      return count === 1
+        ? parseJson<TrainPosition>(data.position, url, "data/position")
+        : undefined;
+    }
+    const all = parseJson<Record<string, TrainPosition | null>>(
+      data.positions,
+      url,
+      "data/positions",
+    ) ?? {};
+    const saved = typeof data.process_count === "number"
+      ? data.process_count
+      : Object.keys(all).length;
+    if (saved !== count) {
+      throw new TrainingError(
+        `cannot resume from ${url}: it was saved by a job of ${saved} process(es) (data/` +
+          `process_count ${saved}, data/positions keys ${Object.keys(all).join(", ")}), this ` +
+          `job has ${count} (num-processes, or TPU_WORKER_HOSTNAMES): each process resumes ` +
+          `from its own place in its 1/${saved} of the training shards. Run it with ` +
+          `--num-processes ${saved}, or use another output-dir or name.`,
+      );
+    }
+    return all[String(index)] ?? undefined;
   }
 
   /** Refuses a resume whose settings differ (see RESUME_CHANGEABLE_KEYS), listing every change. */
@@ -223,7 +267,11 @@ export class RunState {
         batches_consumed: at.step * this.accum,
         best_acc1: this.bestAcc1,
         last_eval: JSON.stringify(this.lastEval ?? null),
-        position: JSON.stringify(at.position ?? null),
+        position: JSON.stringify(at.positions[0] ?? null),
+        positions: JSON.stringify(
+          Object.fromEntries(at.positions.map((p, i) => [String(i), p ?? null])),
+        ),
+        process_count: at.positions.length,
         window: JSON.stringify(at.window),
         eval_pending: at.evalPending ?? false,
         ...(this.wandbRunId ? { wandb_run_id: this.wandbRunId } : {}),

@@ -9,11 +9,11 @@ import { PjrtError, PjrtPluginError } from "../../ffi/errors.ts";
 import { PjrtPlugin } from "../../ffi/plugin.ts";
 import { defineStruct } from "../../ffi/layout.ts";
 import { StructBuffer } from "../../ffi/struct_buffer.ts";
-import { hostTensor } from "../../lib/ir/host_tensor.ts";
-import { f32ToBf16 } from "../../lib/ir/dtype.ts";
+import { BufferType } from "../../ffi/pjrt_api.ts";
+import type { PjrtHostBuffer } from "../../ffi/element_type.ts";
+import { buildFakePlugins, openQueries } from "./fake_plugin/build.ts";
 
-const SOURCE = new URL("./fake_plugin/fake_pjrt_plugin.c", import.meta.url).pathname;
-const plugins = await buildVariants({
+const plugins = await buildFakePlugins({
   full: [],
   slots13: ["-DFAKE_SLOTS=13"],
   nocompile: ["-DFAKE_NO_COMPILE"],
@@ -121,57 +121,61 @@ test("host -> device -> execute -> host on two devices", async () => {
   {
     using client = await PjrtClient.open({ pluginPath: plugins!.full, log: quiet });
     using add = await client.compile("add");
-    using x0 = await client.bufferFromHost(hostTensor([2, 2], "f32", [1, 2, 3, 4]), 0);
-    using y0 = await client.bufferFromHost(hostTensor([2, 2], "f32", [10, 20, 30, 40]), 0);
-    using x1 = await client.bufferFromHost(hostTensor([2, 2], "f32", [0.5, -1, 1e30, 0]), 1);
-    using y1 = await client.bufferFromHost(hostTensor([2, 2], "f32", [0.25, 1, 1e30, -0]), 1);
-    assertEquals(x0.shape, [2, 2]);
-    assertEquals(x0.dtype, "f32");
+    using x0 = await client.bufferFromHost(f32([2, 2], [1, 2, 3, 4]), 0);
+    using y0 = await client.bufferFromHost(f32([2, 2], [10, 20, 30, 40]), 0);
+    using x1 = await client.bufferFromHost(f32([2, 2], [0.5, -1, 1e30, 0]), 1);
+    using y1 = await client.bufferFromHost(f32([2, 2], [0.25, 1, 1e30, -0]), 1);
+    assertEquals(x0.dims, [2, 2]);
+    assertEquals(x0.elementType, BufferType.F32);
     const out = add.execute([[x0, y0], [x1, y1]]);
     assertEquals(out.length, 2);
     using z0 = out[0][0];
     using z1 = out[1][0];
     await z0.ready();
     const h0 = await z0.toHost();
-    assertEquals(h0.shape, [2, 2]);
-    assertEquals(h0.dtype, "f32");
-    assertEquals([...h0.data], [11, 22, 33, 44]);
-    assertEquals([...(await z1.toHost()).data], [0.75, 0, 2e30, 0].map(Math.fround));
+    assertEquals(h0.dims, [2, 2]);
+    assertEquals(h0.elementType, BufferType.F32);
+    assertEquals([...floats(h0)], [11, 22, 33, 44]);
+    assertEquals([...floats(await z1.toHost())], [0.75, 0, 2e30, 0].map(Math.fround));
   }
   assertEquals(fake!.live(), before, "every buffer, event, executable and client destroyed");
 });
 
-test("every toolkit dtype survives the round trip, including scalars and empty arrays", async () => {
+test("bytes of every element type survive the round trip, scalars and empty arrays too", async () => {
   using client = await PjrtClient.open({ pluginPath: plugins!.full, log: quiet });
   using swap = await client.compile("swap");
-  const tensors = [
-    hostTensor([3], "i32", [-1, 0, 2147483647]),
-    hostTensor([2, 1], "u32", [0, 4294967295]),
-    hostTensor([4], "u8", [0, 1, 128, 255]),
-    hostTensor([2], "bool", [1, 0]),
-    hostTensor([2], "bf16", [f32ToBf16(1.5), f32ToBf16(-2)]),
-    hostTensor([], "f32", [3.25]),
-    hostTensor([0, 3], "f32"),
+  const arrays: PjrtHostBuffer[] = [
+    { elementType: BufferType.S32, dims: [3], data: new Int32Array([-1, 0, 2147483647]) },
+    { elementType: BufferType.U32, dims: [2, 1], data: new Uint32Array([0, 4294967295]) },
+    { elementType: BufferType.U8, dims: [4], data: new Uint8Array([0, 1, 128, 255]) },
+    { elementType: BufferType.PRED, dims: [2], data: new Uint8Array([1, 0]) },
+    { elementType: BufferType.BF16, dims: [2], data: new Uint16Array([0x3fc0, 0xc000]) },
+    f32([], [3.25]),
+    f32([0, 3], []),
   ];
-  for (const t of tensors) {
-    using a = await client.bufferFromHost(t);
-    using b = await client.bufferFromHost(hostTensor([1], "u8", [7]));
+  for (const h of arrays) {
+    using a = await client.bufferFromHost(h);
+    using b = await client.bufferFromHost({
+      elementType: BufferType.U8,
+      dims: [1],
+      data: new Uint8Array([7]),
+    });
     const [[first, second]] = swap.execute([[a, b]]);
     using _first = first;
     using out = second;
     const back = await out.toHost();
-    assertEquals(back.dtype, t.dtype);
-    assertEquals(back.shape, t.shape);
-    assertEquals(back.data.constructor, t.data.constructor);
-    assertEquals([...back.data], [...t.data]);
+    assertEquals(back.elementType, h.elementType);
+    assertEquals(back.dims, h.dims);
+    assertEquals(back.data.byteOffset, 0);
+    assertEquals([...back.data], [...new Uint8Array(h.data.buffer)]);
   }
 });
 
 test("donated inputs are consumed; the rest are sent as non_donatable_input_indices", async () => {
   using client = await PjrtClient.open({ pluginPath: plugins!.full, log: quiet });
   using add = await client.compile("add");
-  using x = await client.bufferFromHost(hostTensor([1], "f32", [1]));
-  using y = await client.bufferFromHost(hostTensor([1], "f32", [2]));
+  using x = await client.bufferFromHost(f32([1], [1]));
+  using y = await client.bufferFromHost(f32([1], [2]));
   using _kept = add.execute([[x, y]])[0][0];
   assertEquals(fake!.lastNonDonatable(), "launch 0: 0 1");
   using _z = add.execute([[x, y]], { donated: [true, false], launchId: 7 })[0][0];
@@ -192,10 +196,10 @@ test("blocking calls (Event_Await) run off the JS thread: timers keep firing", a
     let ticks = 0;
     const timer = setInterval(() => ticks++, 10);
     try {
-      using b = await client.bufferFromHost(hostTensor([2], "f32", [1, 2]));
+      using b = await client.bufferFromHost(f32([2], [1, 2]));
       assert(ticks >= 5, `only ${ticks} timer ticks while the plugin waited 300 ms`);
       ticks = 0;
-      assertEquals([...(await b.toHost()).data], [1, 2]);
+      assertEquals([...floats(await b.toHost())], [1, 2]);
       assert(ticks >= 5, `only ${ticks} timer ticks during toHost`);
     } finally {
       clearInterval(timer);
@@ -213,7 +217,7 @@ test("disposing the client destroys what is still alive; use after dispose throw
   const before = fake!.live();
   const client = await PjrtClient.open({ pluginPath: plugins!.full, log: quiet });
   const exe = await client.compile("add");
-  const x = await client.bufferFromHost(hostTensor([1], "f32", [1]));
+  const x = await client.bufferFromHost(f32([1], [1]));
   const [[y]] = exe.execute([[x, x]]);
   assertEquals(fake!.live(), before + 4);
   x[Symbol.dispose]();
@@ -225,25 +229,25 @@ test("disposing the client destroys what is still alive; use after dispose throw
   assert(exe.disposed && y.disposed && client.disposed);
   assertThrows(() => x.handle, "disposed");
   assertThrows(() => exe.execute([[y, y]]), "after dispose");
-  await assertRejects(() => client.bufferFromHost(hostTensor([1], "f32", [1])), "disposed");
+  await assertRejects(() => client.bufferFromHost(f32([1], [1])), "disposed");
   client[Symbol.dispose]();
 });
 
 test("argument errors name what was wrong", async () => {
   using client = await PjrtClient.open({ pluginPath: plugins!.full, log: quiet });
   using add = await client.compile("add");
-  using x = await client.bufferFromHost(hostTensor([1], "f32", [1]));
+  using x = await client.bufferFromHost(f32([1], [1]));
   assertThrows(() => add.execute([]), "no devices");
   assertThrows(() => add.execute([[x, x], [x]]), "device 1 has 1 arguments, device 0 has 2");
   assertThrows(() => add.execute([[x, x]], { donated: [true] }), "donated has 1 entries");
   assertThrows(() => add.execute([[x]]), "fake execute: expects 2 arguments");
   await assertRejects(
-    () => client.bufferFromHost(hostTensor([1], "f32", [1]), 2),
+    () => client.bufferFromHost(f32([1], [1]), 2),
     "device index 2 out of range (2 addressable devices)",
   );
   await assertRejects(
-    () => client.bufferFromHost({ shape: [3], dtype: "f32", data: new Float32Array(2) }),
-    "f32[3] needs 12 bytes, data has 8",
+    () => client.bufferFromHost(f32([3], [1, 2])),
+    "F32[3] needs 12 bytes, data has 8",
   );
 });
 
@@ -297,66 +301,10 @@ test("a plugin older than the supported API is refused", () => {
   );
 });
 
-/** Compiles each variant into a temp dir; null when `cc` is missing or fails. */
-async function buildVariants<K extends string>(
-  variants: Record<K, string[]>,
-): Promise<Record<K, string> | null> {
-  const dir = await Deno.makeTempDir({ prefix: "fake_pjrt_" });
-  const out = {} as Record<K, string>;
-  try {
-    await Promise.all(
-      Object.entries<string[]>(variants).map(async ([name, flags]) => {
-        const path = `${dir}/fake_pjrt_${name}.so`;
-        const result = await new Deno.Command("cc", {
-          args: [
-            "-shared",
-            "-fPIC",
-            "-O1",
-            "-std=c11",
-            "-D_DEFAULT_SOURCE",
-            ...flags,
-            "-o",
-            path,
-            SOURCE,
-          ],
-          stderr: "piped",
-        }).output();
-        if (!result.success) {
-          throw new Error(`cc failed for ${name}: ${new TextDecoder().decode(result.stderr)}`);
-        }
-        out[name as K] = path;
-      }),
-    );
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      console.warn("fake plugin tests skipped: no C compiler (cc) on PATH");
-      return null;
-    }
-    throw e;
-  }
-  globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-  return out;
+function f32(dims: number[], values: number[]): PjrtHostBuffer {
+  return { elementType: BufferType.F32, dims, data: new Float32Array(values) };
 }
 
-/** The fake's test-only query functions. */
-function openQueries(path: string) {
-  const lib = Deno.dlopen(
-    path,
-    {
-      fake_live_objects: { parameters: [], result: "i32" },
-      fake_last_options: { parameters: ["buffer", "usize"], result: "void" },
-      fake_last_non_donatable: { parameters: ["buffer", "usize"], result: "void" },
-    } as const,
-  );
-  const read = (fn: (b: Uint8Array<ArrayBuffer>, n: bigint) => void) => {
-    const buf = new Uint8Array(1024);
-    fn(buf, 1024n);
-    return new TextDecoder().decode(buf.subarray(0, buf.indexOf(0)));
-  };
-  return {
-    live: () => lib.symbols.fake_live_objects(),
-    lastOptions: () => read((b, n) => lib.symbols.fake_last_options(b, n)),
-    lastNonDonatable: () => read((b, n) => lib.symbols.fake_last_non_donatable(b, n)),
-    close: () => lib.close(),
-  };
+function floats(h: { data: Uint8Array<ArrayBuffer> }): Float32Array {
+  return new Float32Array(h.data.buffer);
 }
