@@ -32,6 +32,8 @@ const V = {
   f64x2Div: 0xf3,
   f64x2Min: 0xf4,
   f64x2Max: 0xf5,
+  f64x2Pmin: 0xf6,
+  f64x2Pmax: 0xf7,
   i32x4TruncSatF64x2SZero: 0xfc,
 } as const;
 
@@ -62,12 +64,13 @@ export function mathTemps(f: FuncBuilder): MathTemps {
 /** out = exp(x) on f64x2 lanes (x is left intact). */
 export function emitExp(f: FuncBuilder, x: Local, out: Local, t: MathTemps, table: number): void {
   const splat = (v: number) => f.f64x2(v);
-  // xc = clamp(x, -104, 89): beyond these exp rounds to 0 / +inf in f32 (fixed up below)
+  // xc = clamp(x, -104, 89): beyond these exp rounds to 0 / +inf in f32; pmax / pmin are one
+  // instruction each (max / min need NaN and -0 fix-ups on x86) and pass a NaN x through
   f.get(x);
   splat(-104);
-  f.simd(V.f64x2Max);
+  f.simd(V.f64x2Pmax);
   splat(89);
-  f.simd(V.f64x2Min).set(t.a);
+  f.simd(V.f64x2Pmin).set(t.a);
   // k = nearest(xc * 64/ln2)
   f.get(t.a);
   splat(64 / Math.LN2);
@@ -103,24 +106,9 @@ export function emitExp(f: FuncBuilder, x: Local, out: Local, t: MathTemps, tabl
   f.v128(i64x2Bytes(1023)).simd(V.i64x2Add).i32(52).simd(V.i64x2Shl);
   // exp = 2^m * (T + T*q)
   f.get(t.c).get(t.c).get(t.a).simd(V.f64x2Mul).simd(V.f64x2Add).simd(V.f64x2Mul).set(out);
-  // fix-ups: x > 89 -> +inf, x < -104 -> 0, NaN -> NaN
-  const fix = (value: () => void, mask: () => void) => {
-    value();
-    f.get(out);
-    mask();
-    f.simd(SIMD.v128Bitselect).set(out);
-  };
-  fix(() => splat(Infinity), () => {
-    f.get(x);
-    splat(89);
-    f.simd(V.f64x2Gt);
-  });
-  fix(() => splat(0), () => {
-    f.get(x);
-    splat(-104);
-    f.simd(V.f64x2Lt);
-  });
-  fix(() => f.get(x), () => f.get(x).get(x).simd(V.f64x2Ne));
+  // No fix-ups: exp(89) in f64 rounds to +inf in f32 and exp(-104) to 0, as exp of anything
+  // beyond does; NaN passes the clamp (pmax / pmin keep their first operand when it is NaN)
+  // and the arithmetic. Every caller rounds the result to f32 (or clamps its argument).
 }
 
 /**
@@ -134,7 +122,7 @@ export function emitTanh(f: FuncBuilder, x: Local, out: Local, t: MathTemps, tab
   splat(2);
   f.simd(V.f64x2Mul);
   splat(40);
-  f.simd(V.f64x2Min).set(t.d);
+  f.simd(V.f64x2Pmin).set(t.d);
   emitExp(f, t.d, t.e, t, table);
   // big = 1 - 2 / (e + 1)
   splat(1);
