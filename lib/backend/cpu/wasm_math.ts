@@ -112,7 +112,9 @@ function expParts(f: FuncBuilder, y: Local, t: MathTemps, table: number): void {
   // T[j] for both lanes
   for (let lane = 0; lane < 2; lane++) {
     if (lane === 1) f.get(t.c);
-    f.get(t.b).simd(V.i32x4ExtractLane, lane).i32(N - 1).op(0x71 /* i32.and */).i32(3).op(OP.i32Shl);
+    f.get(t.b).simd(V.i32x4ExtractLane, lane).i32(N - 1).op(0x71 /* i32.and */).i32(3).op(
+      OP.i32Shl,
+    );
     f.mem(OP.f64Load, 3, table);
     if (lane === 0) f.simd(SIMD.f64x2Splat);
     else f.simd(V.f64x2ReplaceLane, 1);
