@@ -56,6 +56,8 @@ const PAUSE_ABOVE = 0.9;
 const SLOWDOWN_CAP = 1.5;
 /** Jobs run unsplit during a pause. */
 const PAUSE_JOBS = 100;
+/** Polls of the completion count before the caller blocks on it. */
+const SPIN = 2000;
 /** Wait this long for workers to load a memory. */
 const REGISTER_TIMEOUT_MS = 30_000;
 
@@ -214,6 +216,8 @@ export class WorkerPool {
       expected = exhaust(t, tag) - 1; // this thread's failed chunk never completes
     }
     const start = performance.now();
+    // the workers' last chunks are usually microseconds away: poll a little before blocking
+    for (let i = 0; i < SPIN && Atomics.load(t, C.completed) !== expected; i++);
     for (;;) {
       const done = Atomics.load(t, C.completed);
       if (done === expected) break;

@@ -53,11 +53,14 @@ port.on("message", (msg: Message) => {
  * (a caller registering a new executable is itself idle meanwhile).
  */
 const BLOCKING_IDLE_MS = 20;
+/** Polls of the job word before blocking (a few microseconds: the next job often follows). */
+const SPIN = 2000;
 
 async function serve(t: Int32Array, thread: number): Promise<void> {
   let seen = Atomics.load(t, C.seq);
   for (;;) {
     const idleSince = performance.now();
+    for (let i = 0; i < SPIN && Atomics.load(t, C.seq) === seen; i++);
     while (Atomics.load(t, C.seq) === seen) {
       if (performance.now() - idleSince >= BLOCKING_IDLE_MS) {
         // deno-lint-ignore no-explicit-any
