@@ -6,7 +6,8 @@
  *  1. `findPjrtPlugin` (discovery.ts): `--pjrt-plugin`, `PJRT_PLUGIN_PATH`, site-packages, ...
  *  2. `PjrtPlugin.load` (plugin.ts): `dlopen`, `GetPjrtApi()`, version check,
  *     `PJRT_Plugin_Initialize` (once per process), `PJRT_Plugin_Attributes`.
- *  3. `PJRT_Client_Create` with `PJRT_NamedValue` options, run `nonblocking` (a TPU pod waits
+ *  3. `PJRT_Client_Create` with `PJRT_NamedValue` options (and, for multi-host plugins, the
+ *     key-value callbacks of kv_callbacks.ts), run `nonblocking` (a TPU pod waits
  *     for every host here), then `PlatformName`, `Devices`, `AddressableDevices` and each
  *     device's description (id, kind, process index), logged once.
  *  4. `compile`: `PJRT_Client_Compile` of MLIR text with a hand-encoded `CompileOptionsProto`
@@ -32,6 +33,7 @@ import {
   type PjrtHostBuffer,
 } from "./element_type.ts";
 import { PjrtExecutable } from "./executable.ts";
+import { type KeyValueStore, KvCallbacks } from "./kv_callbacks.ts";
 import {
   HostBufferSemantics,
   NamedValueType,
@@ -74,6 +76,12 @@ export interface OpenOptions {
   pluginPath?: string;
   /** Platform-specific client options (see `cudaClientOptions`); none needed for TPU. */
   options?: Record<string, ClientOptionValue>;
+  /**
+   * A key-value store shared by the job's processes, for plugins that need one to find their
+   * peers (`kv_get/put/try_get_callback`); see kv_callbacks.ts. Kept until the client is
+   * disposed.
+   */
+  keyValueStore?: KeyValueStore;
   /** Where the start-up lines (plugin, platform, devices) go. Default `console.log`. */
   log?: (line: string) => void;
   /** Overrides for plugin discovery (environment, search prefixes). */
@@ -121,22 +129,30 @@ export class PjrtClient implements Disposable {
   /** Buffers and executables not yet disposed; destroyed with the client. */
   readonly live = new Set<Disposable>();
   #handle: Deno.PointerValue;
+  #kv: KvCallbacks | null = null;
 
   /** Finds and loads the plugin, creates a client, and logs platform and devices. */
   static async open(o: OpenOptions = {}): Promise<PjrtClient> {
     const found = findPjrtPlugin({ ...o.discovery, pluginPath: o.pluginPath });
     const plugin = PjrtPlugin.load(found.path);
-    const handle = await createClient(plugin, o.options ?? {});
+    const kv = o.keyValueStore ? await KvCallbacks.start(o.keyValueStore) : null;
     let client: PjrtClient;
     try {
-      client = new PjrtClient(plugin, handle);
+      const handle = await createClient(plugin, o.options ?? {}, kv);
+      try {
+        client = new PjrtClient(plugin, handle);
+      } catch (e) {
+        plugin.call(
+          "PJRT_Client_Destroy",
+          plugin.args(PJRT_Client_Destroy_Args).setPtr("client", handle),
+        );
+        throw e;
+      }
     } catch (e) {
-      plugin.call(
-        "PJRT_Client_Destroy",
-        plugin.args(PJRT_Client_Destroy_Args).setPtr("client", handle),
-      );
+      kv?.[Symbol.dispose]();
       throw e;
     }
+    client.#kv = kv;
     client.logStartup(o.log ?? console.log, found.source);
     return client;
   }
@@ -180,6 +196,11 @@ export class PjrtClient implements Disposable {
 
   get disposed(): boolean {
     return this.#handle === null;
+  }
+
+  /** True when the client was given a key-value store (a multi-host plugin may call it). */
+  get hasKeyValueStore(): boolean {
+    return this.#kv !== null;
   }
 
   /** The plugin's attributes (xla_version, stablehlo_current_version, ...). */
@@ -276,6 +297,8 @@ export class PjrtClient implements Disposable {
       "PJRT_Client_Destroy",
       this.plugin.args(PJRT_Client_Destroy_Args).setPtr("client", handle),
     );
+    this.#kv?.[Symbol.dispose]();
+    this.#kv = null;
   }
 
   private get handle(): Deno.PointerObject {
@@ -344,10 +367,14 @@ export class PjrtClient implements Disposable {
   }
 }
 
-/** Encodes client options as a C array of `PJRT_NamedValue` and runs `PJRT_Client_Create`. */
+/**
+ * Encodes client options as a C array of `PJRT_NamedValue` and runs `PJRT_Client_Create`
+ * (`nonblocking`: a TPU pod waits for every host here, and the KV callbacks need this thread).
+ */
 async function createClient(
   plugin: PjrtPlugin,
   options: Record<string, ClientOptionValue>,
+  kv: KvCallbacks | null,
 ): Promise<Deno.PointerObject> {
   const entries = Object.entries(options);
   const stride = PJRT_NamedValue.size;
@@ -365,6 +392,10 @@ async function createClient(
   const a = plugin.args(PJRT_Client_Create_Args)
     .setPtr("create_options", entries.length ? array : null)
     .setU64("num_options", entries.length);
+  if (kv) {
+    a.setPtr("kv_get_callback", kv.get).setPtr("kv_put_callback", kv.put);
+    if (kv.tryGet) a.setPtr("kv_try_get_callback", kv.tryGet);
+  }
   await plugin.callNonblocking("PJRT_Client_Create", a);
   keepAlive(array, keep);
   const client = a.getPtr("client");

@@ -72,6 +72,25 @@ export class PjrtExecutable implements Disposable {
    * `toHost()` or `ready()` on them). Calls on one executable are serialized by the JS thread.
    */
   execute(args: PjrtBuffer[][], options: ExecuteOptions = {}): PjrtBuffer[][] {
+    const launch = this.#prepare(args, options);
+    this.owner.plugin.call("PJRT_LoadedExecutable_Execute", launch.call);
+    return launch.finish();
+  }
+
+  /**
+   * `execute` with the call itself off the JS thread, for plugins that may call back into JS
+   * while they launch: the CUDA plugin fetches NCCL ids through the key-value store at a
+   * program's first collective, and the store needs this thread. The arguments must stay alive
+   * until the promise settles.
+   */
+  async executeAsync(args: PjrtBuffer[][], options: ExecuteOptions = {}): Promise<PjrtBuffer[][]> {
+    const launch = this.#prepare(args, options);
+    await this.owner.plugin.callNonblocking("PJRT_LoadedExecutable_Execute", launch.call);
+    return launch.finish();
+  }
+
+  /** Checks the arguments and builds the Execute args struct (and what it points into). */
+  #prepare(args: PjrtBuffer[][], options: ExecuteOptions) {
     if (this.#handle === null) throw new Error("PjrtExecutable.execute after dispose");
     const numDevices = args.length;
     if (numDevices === 0) throw new Error("PjrtExecutable.execute: no devices' arguments given");
@@ -112,17 +131,21 @@ export class PjrtExecutable implements Disposable {
       .setU64("num_devices", numDevices)
       .setU64("num_args", numArgs)
       .setPtr("output_lists", outLists);
-    plugin.call("PJRT_LoadedExecutable_Execute", call);
 
-    for (const row of args) row.forEach((b, i) => donated[i] && b.markDonated());
-    return outRows.map((row, d) =>
-      readPointers(Deno.UnsafePointer.of(row), this.numOutputs).map((ptr, o) => {
-        if (ptr === null) {
-          throw new Error(`PJRT_LoadedExecutable_Execute left output ${o} of device ${d} empty`);
-        }
-        return new PjrtBuffer(this.owner, ptr);
-      })
-    );
+    const finish = (): PjrtBuffer[][] => {
+      // Everything the C call read stays referenced until here.
+      keepAlive(argRows, argLists, outLists, nonDonatable, opts);
+      for (const row of args) row.forEach((b, i) => donated[i] && b.markDonated());
+      return outRows.map((row, d) =>
+        readPointers(Deno.UnsafePointer.of(row), this.numOutputs).map((ptr, o) => {
+          if (ptr === null) {
+            throw new Error(`PJRT_LoadedExecutable_Execute left output ${o} of device ${d} empty`);
+          }
+          return new PjrtBuffer(this.owner, ptr);
+        })
+      );
+    };
+    return { call, finish };
   }
 
   /** `PJRT_LoadedExecutable_Destroy`. Safe to call twice. */
@@ -141,6 +164,8 @@ export class PjrtExecutable implements Disposable {
     );
   }
 }
+
+function keepAlive(..._values: unknown[]): void {}
 
 function pointerArray(addresses: bigint[]): BigUint64Array {
   return BigUint64Array.from(addresses.length ? addresses : [0n]);

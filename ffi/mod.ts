@@ -2,6 +2,7 @@
 export { cudaClientOptions, PjrtClient } from "./client.ts";
 export type { ClientOptionValue, OpenOptions, PjrtDevice } from "./client.ts";
 export { PjrtBuffer } from "./buffer.ts";
+export type { KeyValueStore } from "./kv_callbacks.ts";
 export { PjrtExecutable } from "./executable.ts";
 export type { ExecuteOptions } from "./executable.ts";
 export { PjrtError, PjrtPluginError } from "./errors.ts";

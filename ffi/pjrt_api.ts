@@ -143,6 +143,35 @@ export const PJRT_Client_Create_Args = args("PJRT_Client_Create_Args", [
   ["kv_try_get_callback", "ptr"],
   ["kv_try_get_user_arg", "ptr"],
 ]);
+// Key-value store callbacks given to PJRT_Client_Create; the plugin fills these and calls us.
+// `callback_error` points at a `PJRT_CallbackError` function pointer that builds a PJRT_Error.
+export const PJRT_KeyValueGetCallback_Args = args("PJRT_KeyValueGetCallback_Args", [
+  ["key", "ptr"],
+  ["key_size", "size_t"],
+  ["timeout_in_ms", "i32"],
+  ["callback_error", "ptr"],
+  ["user_arg", "ptr"],
+  ["value", "ptr"], // out
+  ["value_size", "size_t"], // out
+  ["value_deleter_callback", "ptr"], // out: the plugin copies `value`, then calls this on it
+]);
+export const PJRT_KeyValueTryGetCallback_Args = args("PJRT_KeyValueTryGetCallback_Args", [
+  ["key", "ptr"],
+  ["key_size", "size_t"],
+  ["callback_error", "ptr"],
+  ["user_arg", "ptr"],
+  ["value", "ptr"], // out
+  ["value_size", "size_t"], // out
+  ["value_deleter_callback", "ptr"], // out
+]);
+export const PJRT_KeyValuePutCallback_Args = args("PJRT_KeyValuePutCallback_Args", [
+  ["key", "ptr"],
+  ["key_size", "size_t"],
+  ["value", "ptr"], // only valid during the call
+  ["value_size", "size_t"],
+  ["callback_error", "ptr"],
+  ["user_arg", "ptr"],
+]);
 export const PJRT_Client_Destroy_Args = args("PJRT_Client_Destroy_Args", [["client", "ptr"]]);
 export const PJRT_Client_PlatformName_Args = args("PJRT_Client_PlatformName_Args", [
   ["client", "ptr"],

@@ -4,6 +4,7 @@
  * without them never pays for (or fails on) their imports.
  */
 import type { Backend } from "./backend.ts";
+import type { KeyValueStore } from "../../ffi/kv_callbacks.ts";
 import { CpuBackend } from "./cpu/backend.ts";
 
 export type BackendName = "auto" | "cpu" | "webgpu" | "pjrt";
@@ -16,6 +17,8 @@ export interface BackendOptions {
    * addressable device on pjrt, 1 on cpu and webgpu. The cpu backend runs N virtual devices.
    */
   devices?: number;
+  /** A multi-host job's key-value store, for PJRT plugins that need one (pjrt/kv_bridge.ts). */
+  keyValueStore?: KeyValueStore;
   /** Called with a line for the log when auto-selection skips a backend. */
   log?: (line: string) => void;
 }
@@ -45,6 +48,7 @@ export async function createBackend(
         pluginPath: opts.pjrtPlugin,
         precision: opts.precision,
         devices: opts.devices || "all",
+        keyValueStore: opts.keyValueStore,
         log: opts.log,
       });
     }

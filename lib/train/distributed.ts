@@ -151,7 +151,9 @@ export class KvStore implements AsyncDisposable {
     const r = await fetch(`${this.base}/kv/${encodeURIComponent(key)}?wait_ms=${timeoutMs}`);
     const text = await r.text();
     if (r.status === 404) {
-      throw new Error(`kv get ${key}: no process put it within ${timeoutMs} ms`);
+      const e = new Error(`kv get ${key}: no process put it within ${timeoutMs} ms`);
+      e.name = "TimeoutError"; // pjrt/kv_bridge.ts maps it to DEADLINE_EXCEEDED / "not found"
+      throw e;
     }
     if (!r.ok) throw new Error(`kv get ${key}: HTTP ${r.status} ${text}`);
     return text;

@@ -22,6 +22,7 @@
  */
 import type { Backend } from "../backend/backend.ts";
 import { createBackend } from "../backend/select.ts";
+import { pjrtKeyValueStore } from "../backend/pjrt/kv_bridge.ts";
 import { removeStaleTemps } from "../checkpoint/atomic.ts";
 import { loadPretrainedFile } from "../checkpoint/finetune.ts";
 import { isGcsUrl } from "../checkpoint/storage.ts";
@@ -117,6 +118,7 @@ export async function train(config: Config, opts: TrainOptions = {}): Promise<Tr
         config,
         opts,
         topology,
+        kv,
         log,
         state,
         resumed ?? initial!,
@@ -160,6 +162,7 @@ async function trainWith(
   config: Config,
   opts: TrainOptions,
   topology: Topology,
+  kv: KvStore | null,
   log: RunLog,
   state: RunState,
   from: Resumed,
@@ -172,6 +175,8 @@ async function trainWith(
       pjrtPlugin: config["pjrt-plugin"] as string | undefined,
       precision: config.precision as never,
       devices: config.devices,
+      // Multi-host PJRT plugins (CUDA) find their peers through process 0's store.
+      keyValueStore: kv ? pjrtKeyValueStore(kv) : undefined,
       log: (l) => log.line(l),
     });
   try {

@@ -303,7 +303,17 @@ async function buildFakePlugin(): Promise<string | null> {
   const path = `${dir}/fake_pjrt.so`;
   try {
     const result = await new Deno.Command("cc", {
-      args: ["-shared", "-fPIC", "-O1", "-std=c11", "-D_DEFAULT_SOURCE", "-o", path, source],
+      args: [
+        "-shared",
+        "-fPIC",
+        "-O1",
+        "-std=c11",
+        "-D_DEFAULT_SOURCE",
+        "-pthread",
+        "-o",
+        path,
+        source,
+      ],
       stderr: "piped",
     }).output();
     if (!result.success) throw new Error(new TextDecoder().decode(result.stderr));

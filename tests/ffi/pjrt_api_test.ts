@@ -106,6 +106,9 @@ Deno.test("args sizes match the C compiler on the 0.114 header", () => {
     [api.PJRT_Event_Await_Args, 24, 24],
     [api.PJRT_Event_Error_Args, 24, 24],
     [api.PJRT_Client_Create_Args, 88, 88],
+    [api.PJRT_KeyValueGetCallback_Args, 80, 80],
+    [api.PJRT_KeyValueTryGetCallback_Args, 72, 72],
+    [api.PJRT_KeyValuePutCallback_Args, 64, 64],
     [api.PJRT_Client_Destroy_Args, 24, 24],
     [api.PJRT_Client_PlatformName_Args, 40, 40],
     [api.PJRT_Client_PlatformVersion_Args, 40, 40],
@@ -144,6 +147,15 @@ Deno.test("args sizes match the C compiler on the 0.114 header", () => {
   expectOffsets(api.PJRT_Error_GetCode_Args, { code: 24 });
   expectOffsets(api.PJRT_Client_Create_Args, { kv_try_get_user_arg: 80 });
   expectOffsets(api.PJRT_Program, { format: 32 });
+  // The KV callback args follow the header's field order; the fake plugin (cc) reads them too.
+  expectOffsets(api.PJRT_KeyValueGetCallback_Args, {
+    timeout_in_ms: 32,
+    callback_error: 40,
+    value: 56,
+    value_deleter_callback: 72,
+  });
+  expectOffsets(api.PJRT_KeyValueTryGetCallback_Args, { callback_error: 32, value: 48 });
+  expectOffsets(api.PJRT_KeyValuePutCallback_Args, { value: 32, callback_error: 48 });
   expectOffsets(api.PJRT_Client_Compile_Args, { compile_options: 32, executable: 48 });
   expectOffsets(api.PJRT_ExecuteOptions, {
     num_non_donatable_input_indices: 64,

@@ -15,7 +15,9 @@ import {
   PjrtClient,
   type PjrtDevice,
 } from "../../../ffi/client.ts";
+import type { PjrtBuffer } from "../../../ffi/buffer.ts";
 import type { PjrtExecutable } from "../../../ffi/executable.ts";
+import type { KeyValueStore } from "../../../ffi/kv_callbacks.ts";
 import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
 import type { Precision } from "../../ir/primitive.ts";
@@ -43,6 +45,11 @@ export interface PjrtBackendOptions {
   devices?: number | "all";
   /** `PJRT_Client_Create` options (see `cudaClientOptions` in ffi/client.ts). */
   clientOptions?: Record<string, ClientOptionValue>;
+  /**
+   * The job's key-value store, for plugins that find their peers through one at client
+   * creation (the CUDA plugin across hosts); see `pjrtKeyValueStore` in kv_bridge.ts.
+   */
+  keyValueStore?: KeyValueStore;
   /** Start-up log lines (plugin, platform, devices). Default console.log. */
   log?: (line: string) => void;
   /** Plugin discovery overrides (environment, search paths). */
@@ -105,6 +112,7 @@ export class PjrtBackend implements Backend {
     const client = await PjrtClient.open({
       pluginPath: options.pluginPath,
       options: options.clientOptions,
+      keyValueStore: options.keyValueStore,
       log: options.log,
       discovery: options.discovery,
     });
@@ -231,19 +239,22 @@ class PjrtProgram implements Executable {
     }
   }
 
-  /** Enqueues one run on every local replica; outputs become ready asynchronously. */
+  /**
+   * Enqueues one run on every local replica; outputs become ready asynchronously. With a
+   * key-value store the launch runs off the JS thread, which the store may need meanwhile.
+   */
   execute(
     args: readonly DeviceArray[],
     opts: { donate?: readonly boolean[] } = {},
   ): Promise<DeviceArray[]> {
     try {
-      return Promise.resolve(this.run(args, opts.donate ?? []));
+      return this.run(args, opts.donate ?? []);
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
-  private run(args: readonly DeviceArray[], donate: readonly boolean[]): DeviceArray[] {
+  private run(args: readonly DeviceArray[], donate: readonly boolean[]): Promise<DeviceArray[]> {
     const executable = this.#executable;
     if (executable === null) throw new Error("pjrt: execute after dispose");
     const { inputs, outputs } = this.graph;
@@ -275,10 +286,13 @@ class PjrtProgram implements Executable {
         }
         return buffers[d];
       }));
-    const results = executable.execute(perDevice, {
-      donated: inputs.map((_, i) => !!donate[i]),
-    });
-    return outputs.map((o, k) => new PjrtArray(o.shape, o.dtype, results.map((row) => row[k])));
+    const options = { donated: inputs.map((_, i) => !!donate[i]) };
+    const wrap = (results: PjrtBuffer[][]) =>
+      outputs.map((o, k) => new PjrtArray(o.shape, o.dtype, results.map((row) => row[k])));
+    if (this.backend.client.hasKeyValueStore) {
+      return executable.executeAsync(perDevice, options).then(wrap);
+    }
+    return Promise.resolve(wrap(executable.execute(perDevice, options)));
   }
 
   dispose(): void {

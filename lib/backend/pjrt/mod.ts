@@ -2,3 +2,5 @@
 export { PjrtBackend, type PjrtBackendOptions, type PjrtCompileOptions } from "./backend.ts";
 export { PjrtArray } from "./array.ts";
 export { splitAxis0 } from "../replicas.ts";
+export { pjrtKeyValueStore, type StringKeyValueStore } from "./kv_bridge.ts";
+export { dtypeOfElementType, pjrtElementType } from "./dtype.ts";

@@ -12,9 +12,18 @@
  * options fake_processes, fake_devices (per process) and fake_process_index (this process).
  * Execute runs on any number of this process's devices.
  *
+ * Key-value rendezvous: with the option fake_kv_rendezvous = T (ms) and the kv callbacks set,
+ * Client_Create does what the CUDA plugin does across hosts, from a thread of its own: it puts
+ * "fake/node/<self>" (binary bytes), checks try_get (when given) on an absent and its own key,
+ * then gets every other process's key with timeout T. Failure fails the create, with the
+ * callback's error; fake_last_rendezvous() tells what happened. With fake_kv_on_execute = 1 as
+ * well, each Execute first exchanges a "clique id" as NCCL does at a first collective: process 0
+ * puts "fake/clique/<launch_id>", the others get it, from a thread of the plugin's.
+ *
  * Build variants: -DFAKE_SLOTS=N (function slots exposed), -DFAKE_MINOR=N (reported API
  * minor version), -DFAKE_NO_COMPILE (null PJRT_Client_Compile slot).
  */
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,6 +59,7 @@ static int await_delay_ms = 0;
 static char last_options[1024];
 static char last_non_donatable[256];
 static char last_donated[512];
+static char last_rendezvous[512];
 #define MAX_DEVICES 64
 static FakeDevice devices[MAX_DEVICES];
 static FakeDevice* all_devices[MAX_DEVICES];
@@ -75,6 +85,7 @@ int fake_live_objects(void) { return live_objects; }
 void fake_last_options(char* out, size_t n) { snprintf(out, n, "%s", last_options); }
 void fake_last_non_donatable(char* out, size_t n) { snprintf(out, n, "%s", last_non_donatable); }
 void fake_last_donated(char* out, size_t n) { snprintf(out, n, "%s", last_donated); }
+void fake_last_rendezvous(char* out, size_t n) { snprintf(out, n, "%s", last_rendezvous); }
 
 static FakeError* make_error(int code, const char* message) {
   FakeError* e = calloc(1, sizeof(FakeError));
@@ -162,6 +173,125 @@ static void* Event_Await(Event_Args* a) {
   return a->event->code ? make_error(a->event->code, a->event->message) : NULL;
 }
 
+
+/* ------------------------------ key-value store ------------------------------- */
+typedef void* (*CallbackError)(int code, const char* message, size_t message_size);
+typedef void (*ValueDeleter)(char* value);
+typedef struct {
+  HEAD const char* key; size_t key_size; int timeout_in_ms; CallbackError* callback_error;
+  void* user_arg; char* value; size_t value_size; ValueDeleter value_deleter_callback;
+} KV_Get_Args;
+typedef struct {
+  HEAD const char* key; size_t key_size; CallbackError* callback_error; void* user_arg;
+  char* value; size_t value_size; ValueDeleter value_deleter_callback;
+} KV_TryGet_Args;
+typedef struct {
+  HEAD const char* key; size_t key_size; const char* value; size_t value_size;
+  CallbackError* callback_error; void* user_arg;
+} KV_Put_Args;
+typedef FakeError* (*KV_Get)(KV_Get_Args*);
+typedef FakeError* (*KV_TryGet)(KV_TryGet_Args*);
+typedef FakeError* (*KV_Put)(KV_Put_Args*);
+
+static void* callback_error(int code, const char* message, size_t size) {
+  char m[400];
+  snprintf(m, sizeof m, "%.*s", (int)size, message);
+  return make_error(code, m);
+}
+static CallbackError callback_error_fn = callback_error;
+
+typedef struct {
+  KV_Get get; void* get_arg; KV_Put put; void* put_arg; KV_TryGet try_get; void* try_get_arg;
+  int self, processes, timeout_ms;
+  FakeError* error; /* out */
+} Rendezvous;
+
+/* This node's value: binary on purpose (a 0 byte, 0xff), as NCCL ids are. */
+static size_t node_value(int node, char* out) {
+  int n = snprintf(out, 24, "node%d", node);
+  out[n] = 0;
+  out[n + 1] = (char)0xff;
+  return (size_t)n + 2;
+}
+
+static FakeError* rendezvous_error(const char* what, FakeError* cause) {
+  char m[500];
+  snprintf(m, sizeof m, "fake rendezvous: %s: %s", what, cause ? cause->message : "null value");
+  FakeError* e = make_error(cause ? cause->code : 13, m);
+  if (cause) { free(cause); live_objects--; }
+  return e;
+}
+
+/* The callbacks of the last client created with them, for Execute's clique exchange. */
+static Rendezvous kv_client;
+static bool kv_on_execute = false;
+static int kv_launch_id = 0;
+
+static void* run_clique_exchange(void* arg) {
+  Rendezvous* r = arg;
+  char key[64], value[32];
+  snprintf(key, sizeof key, "fake/clique/%d", kv_launch_id);
+  int n = snprintf(value, sizeof value, "clique%d", kv_launch_id);
+  size_t len = strlen(last_rendezvous);
+  if (r->self == 0) {
+    KV_Put_Args put = {sizeof put, NULL, key, strlen(key), value, (size_t)n, &callback_error_fn, r->put_arg};
+    FakeError* e = r->put(&put);
+    if (e) { r->error = rendezvous_error("clique put", e); return NULL; }
+    snprintf(last_rendezvous + len, sizeof last_rendezvous - len, " exec %d put;", kv_launch_id);
+    return NULL;
+  }
+  KV_Get_Args g = {sizeof g, NULL, key, strlen(key), r->timeout_ms, &callback_error_fn, r->get_arg};
+  FakeError* e = r->get(&g);
+  if (e || !g.value) { r->error = rendezvous_error("clique get", e); return NULL; }
+  bool same = g.value_size == (size_t)n && !memcmp(g.value, value, (size_t)n);
+  g.value_deleter_callback(g.value);
+  if (!same) { r->error = rendezvous_error("clique get gave other bytes", NULL); return NULL; }
+  snprintf(last_rendezvous + len, sizeof last_rendezvous - len, " exec %d got;", kv_launch_id);
+  return NULL;
+}
+
+static void* run_rendezvous(void* arg) {
+  Rendezvous* r = arg;
+  char key[64], value[32], want[32];
+  int n = snprintf(last_rendezvous, sizeof last_rendezvous, "put fake/node/%d;", r->self);
+  snprintf(key, sizeof key, "fake/node/%d", r->self);
+  size_t value_size = node_value(r->self, value);
+  KV_Put_Args put = {sizeof put, NULL, key, strlen(key), value, value_size, &callback_error_fn,
+                     r->put_arg};
+  FakeError* e = r->put(&put);
+  if (e) { r->error = rendezvous_error("put", e); return NULL; }
+  if (r->try_get) {
+    snprintf(key, sizeof key, "fake/absent/%d", r->self);
+    KV_TryGet_Args t = {sizeof t, NULL, key, strlen(key), &callback_error_fn, r->try_get_arg};
+    e = r->try_get(&t);
+    if (!e || e->code != 5) { r->error = rendezvous_error("try_get of an absent key must be NOT_FOUND", e); return NULL; }
+    free(e); live_objects--;
+    snprintf(key, sizeof key, "fake/node/%d", r->self);
+    KV_TryGet_Args own = {sizeof own, NULL, key, strlen(key), &callback_error_fn, r->try_get_arg};
+    e = r->try_get(&own);
+    if (e || !own.value) { r->error = rendezvous_error("try_get own key", e); return NULL; }
+    bool same = own.value_size == put.value_size && !memcmp(own.value, value, put.value_size);
+    own.value_deleter_callback(own.value);
+    if (!same) { r->error = rendezvous_error("try_get own key gave other bytes", NULL); return NULL; }
+    n += snprintf(last_rendezvous + n, sizeof last_rendezvous - n, " try_get ok;");
+  }
+  n += snprintf(last_rendezvous + n, sizeof last_rendezvous - n, " got");
+  for (int p = 0; p < r->processes; p++) {
+    if (p == r->self) continue;
+    snprintf(key, sizeof key, "fake/node/%d", p);
+    KV_Get_Args g = {sizeof g, NULL, key, strlen(key), r->timeout_ms, &callback_error_fn, r->get_arg};
+    e = r->get(&g);
+    if (e || !g.value) { r->error = rendezvous_error(key, e); return NULL; }
+    size_t want_size = node_value(p, want);
+    bool same = g.value_size == want_size && !memcmp(g.value, want, want_size);
+    g.value_deleter_callback(g.value);
+    if (!same) { r->error = rendezvous_error("get gave other bytes", NULL); return NULL; }
+    n += snprintf(last_rendezvous + n, sizeof last_rendezvous - n, " %d", p);
+  }
+  snprintf(last_rendezvous + n, sizeof last_rendezvous - n, ";");
+  return NULL;
+}
+
 /* ----------------------------------- client ----------------------------------- */
 typedef struct {
   HEAD const NamedValue* create_options; size_t num_options;
@@ -177,7 +307,9 @@ static void* Client_Create(Client_Create_Args* a) {
   CHECK_SIZE(Client_Create_Args, a, kv_try_get_user_arg);
   last_options[0] = 0;
   const char* fail = NULL;
-  int processes = 0, per_process = 0, self = 0;
+  int processes = 0, per_process = 0, self = 0, rendezvous_ms = -1;
+  kv_on_execute = false;
+  memset(&kv_client, 0, sizeof kv_client);
   for (size_t i = 0; i < a->num_options; i++) {
     const NamedValue* o = &a->create_options[i];
     char item[200];
@@ -200,12 +332,26 @@ static void* Client_Create(Client_Create_Args* a) {
     if (o->name_size == 14 && !memcmp(o->name, "fake_processes", 14)) processes = (int)o->value.i;
     if (o->name_size == 12 && !memcmp(o->name, "fake_devices", 12)) per_process = (int)o->value.i;
     if (o->name_size == 18 && !memcmp(o->name, "fake_process_index", 18)) self = (int)o->value.i;
+    if (o->name_size == 18 && !memcmp(o->name, "fake_kv_rendezvous", 18)) rendezvous_ms = (int)o->value.i;
+    if (o->name_size == 18 && !memcmp(o->name, "fake_kv_on_execute", 18)) kv_on_execute = o->value.i != 0;
   }
   if (processes || per_process) {
     set_topology(processes ? processes : 1, per_process ? per_process : 1, self);
   } else {
     set_topology(2, 2, 0); /* ids 0, 1 here, 2 and 3 in process 1; then hide id 3 */
     num_all = 3;
+  }
+  last_rendezvous[0] = 0;
+  if (rendezvous_ms >= 0) {
+    if (!a->kv_get_callback || !a->kv_put_callback) return make_error(3, "fake plugin: fake_kv_rendezvous needs the kv callbacks");
+    Rendezvous r = {(KV_Get)a->kv_get_callback, a->kv_get_user_arg, (KV_Put)a->kv_put_callback,
+                    a->kv_put_user_arg, (KV_TryGet)a->kv_try_get_callback, a->kv_try_get_user_arg,
+                    self, processes ? processes : 1, rendezvous_ms, NULL};
+    pthread_t thread; /* the callbacks come from a thread that is not the caller's */
+    if (pthread_create(&thread, NULL, run_rendezvous, &r)) return make_error(13, "fake plugin: pthread_create failed");
+    pthread_join(thread, NULL);
+    if (r.error) return r.error;
+    kv_client = r;
   }
   if (fail) {
     char m[300];
@@ -437,6 +583,14 @@ static void* LoadedExecutable_Execute(Execute_Args* a) {
   CHECK_SIZE(Execute_Args, a, execute_device);
   CHECK_SIZE(ExecuteOptions, a->options, num_hlo_output_callbacks);
   if (a->num_args != 2) return make_error(3, "fake execute: expects 2 arguments");
+  if (kv_on_execute && kv_client.get) {
+    Rendezvous r = kv_client;
+    kv_launch_id = a->options->launch_id;
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, run_clique_exchange, &r)) return make_error(13, "fake plugin: pthread_create failed");
+    pthread_join(thread, NULL);
+    if (r.error) return r.error;
+  }
   if (a->num_devices < 1 || a->num_devices > num_addressable) return make_error(3, "fake execute: 1 to all addressable devices");
   int n = snprintf(last_non_donatable, sizeof last_non_donatable, "launch %d:", a->options->launch_id);
   for (size_t i = 0; i < a->options->num_non_donatable_input_indices; i++)
