@@ -76,7 +76,10 @@ export class CpuBackend implements Backend {
         ),
       );
     }
-    const replicas = Array.from({ length: this.devices }, () => this.#hostExecutable(graph));
+    const replicas = Array.from(
+      { length: this.devices },
+      () => this.#hostExecutable(graph, opts?.donate),
+    );
     return Promise.resolve(new CpuExecutable(replicas, opts?.donate));
   }
 
@@ -119,10 +122,14 @@ export class CpuBackend implements Backend {
 
   dispose(): void {}
 
-  #hostExecutable(graph: Graph): HostExecutable {
+  #hostExecutable(graph: Graph, donate?: readonly boolean[]): HostExecutable {
     if (this.mode === "reference") return new InterpretedExecutable(graph);
     try {
-      return new FusedExecutable(graph, { exactMath: this.#exactMath, threads: this.#threads });
+      return new FusedExecutable(graph, {
+        exactMath: this.#exactMath,
+        threads: this.#threads,
+        donate,
+      });
     } catch (e) {
       // Too large for one wasm memory: the interpreter keeps buffers in the JS heap.
       if (e instanceof ArenaTooLarge) return new InterpretedExecutable(graph);
