@@ -148,6 +148,10 @@ export function formatCpuBench(r: Record<string, unknown>): string {
       }) | ${mib(o)} / ${mib(t)} / ${mib(j)} | ${o.load_before} |`,
     );
   }
+  const first = (r.cells as Record<string, Cell>[])[0]?.ours;
+  if (first?.device) {
+    lines.push(`ours: ${first.device}${first.blas_env ? `; ${first.blas_env}` : ""}`);
+  }
   const extra = r.extra_debian_torch_1_13 as Record<string, unknown> | undefined;
   if (extra) {
     lines.push(`extra (not a peer): Debian torch 1.13, tiny ViT: ${JSON.stringify(extra)}`);
@@ -158,13 +162,29 @@ export function formatCpuBench(r: Record<string, unknown>): string {
 interface Command {
   cmd: string[];
   env?: Record<string, string>;
+  /** Variables removed from this command's environment. */
+  unset?: string[];
 }
+
+/**
+ * Set on some machines because older OpenBLAS builds pick wrong kernels there; they make the
+ * library run its AVX2 (Haswell) kernels on AVX-512 cores, at about half the speed. Every cell
+ * runs without them (the env notes' advice for benchmarking: in that command alone); ours first
+ * checks that the kernels its BLAS then picks compute right (bench/cpu_cell.ts), and runs with
+ * the environment as it is when they do not. The peers do not use OpenBLAS for their matmuls.
+ */
+const BLAS_ENV = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"];
 
 function ours(m: Model, threads: number, steps: number): Command {
   const script = new URL("./cpu_cell.ts", import.meta.url).pathname;
   return {
     cmd: [Deno.execPath(), "run", "-A", script, "--model", m.name, "--steps", String(steps)],
-    env: { DEIT3_CPU_THREADS: String(threads) },
+    env: {
+      DEIT3_CPU_THREADS: String(threads),
+      DEIT3_BENCH_BLAS_ENV: BLAS_ENV.map((v) => `${v} unset (was ${Deno.env.get(v) ?? "unset"})`)
+        .join(", "),
+    },
+    unset: BLAS_ENV,
   };
 }
 
@@ -181,7 +201,10 @@ function timm(python: string, m: Model, threads: number, steps: number): Command
     threads,
     steps,
   }).flatMap(([k, v]) => [`--${k}`, String(v)]);
-  return { cmd: [python, script, ...args, ...(m.layerscale ? ["--layerscale"] : [])] };
+  return {
+    cmd: [python, script, ...args, ...(m.layerscale ? ["--layerscale"] : [])],
+    unset: BLAS_ENV,
+  };
 }
 
 async function jax(python: string, m: Model, threads: number, steps: number): Promise<Command> {
@@ -210,9 +233,9 @@ async function jax(python: string, m: Model, threads: number, steps: number): Pr
     }),
   );
   const script = new URL("../scripts/bench_jax.py", import.meta.url).pathname;
-  const flags = threads === 1
-    ? "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    : "";
+  // XLA's CPU client sizes its intra-op pool from the cores it may run on: one under taskset
+  // (below); Eigen's own threading off as well. With all cores, XLA's default.
+  const flags = threads === 1 ? "--xla_cpu_multi_thread_eigen=false" : "";
   return {
     cmd: [
       python,
@@ -225,11 +248,24 @@ async function jax(python: string, m: Model, threads: number, steps: number): Pr
       String(steps),
     ],
     env: { XLA_FLAGS: flags, JAX_PLATFORMS: "cpu" },
+    unset: BLAS_ENV,
   };
 }
 
 /** Runs one cell in its own process (one core when threads is 1): its JSON and peak RSS. */
 async function cell(c: Command, threads: number): Promise<Cell> {
+  const r = await cellOnce(c, threads);
+  if (r.exit_code !== 3 || !c.unset) return r;
+  // ours refused: its BLAS computes wrong results without the variables, so keep them
+  const again = await cellOnce({
+    ...c,
+    unset: undefined,
+    env: { ...c.env, DEIT3_BENCH_BLAS_ENV: "as set" },
+  }, threads);
+  return { ...again, blas_note: r.error };
+}
+
+async function cellOnce(c: Command, threads: number): Promise<Cell> {
   const load = round(Deno.loadavg()[0]);
   const pin = threads === 1 && (await exists("/usr/bin/taskset"))
     ? ["/usr/bin/taskset", "-c", "0"]
@@ -237,9 +273,12 @@ async function cell(c: Command, threads: number): Promise<Cell> {
   const timer = (await exists("/usr/bin/time")) ? ["/usr/bin/time", "-f", "PEAK_RSS_KIB %M"] : [];
   const argv = [...timer, ...pin, ...c.cmd];
   try {
+    const env = { ...Deno.env.toObject(), ...c.env };
+    for (const v of c.unset ?? []) delete env[v];
     const r = await new Deno.Command(argv[0], {
       args: argv.slice(1),
-      env: c.env,
+      env,
+      clearEnv: true,
       stdout: "piped",
       stderr: "piped",
     }).output();
@@ -248,6 +287,7 @@ async function cell(c: Command, threads: number): Promise<Cell> {
     if (!r.success) {
       return {
         error: `${c.cmd.slice(0, 3).join(" ")} ... failed: ${tail(stderr)}`,
+        exit_code: r.code,
         load_before: load,
       };
     }
@@ -264,7 +304,7 @@ async function cell(c: Command, threads: number): Promise<Cell> {
       ...(result.compile_s !== undefined ? { compile_s: result.compile_s } : {}),
       ...(kib ? { peak_rss_mib: Math.round(Number(kib) / 1024) } : {}),
       load_before: load,
-      ...pick(result, ["device", "gemm", "torch", "timm", "jax"]),
+      ...pick(result, ["device", "blas_env", "gemm", "torch", "timm", "jax"]),
     };
   } catch (e) {
     return {

@@ -6,6 +6,7 @@ import process from "node:process";
 import type { Backend } from "../lib/backend/backend.ts";
 import { Compiled } from "../lib/backend/jit.ts";
 import { hostTensor } from "../lib/ir/host_tensor.ts";
+import { flatten } from "../lib/ir/pytree.ts";
 import type { Tensor } from "../lib/ir/tensor.ts";
 import { initViT } from "../lib/model/init.ts";
 import type { ViTConfig } from "../lib/model/vit.ts";
@@ -40,8 +41,10 @@ export async function benchTrainStep(
   const t0 = performance.now();
   let params: unknown = initViT(vit, 0);
   let opt: unknown = initOptState(params);
-  const compiled = await Compiled.create(
+  // params and optimizer state donated, as the trainer does (lib/train/programs.ts)
+  const compiled = await Compiled.createWith(
     backend,
+    { donate: donateState(params, opt, batch, stepScalars(cfg.optimizer, 0, 1e-3), key) },
     (p: unknown, o: never, b: never, s: never, k: Tensor) => step(p, o, b, null, s, k),
     params,
     opt,
@@ -77,6 +80,15 @@ export async function benchTrainStep(
 if (import.meta.main) {
   const { CpuBackend } = await import("../lib/backend/cpu/backend.ts");
   console.log(await benchTrainStep(new CpuBackend()));
+}
+
+/** Donation flags per flattened argument: the leaves of the first two (params, opt). */
+export function donateState(params: unknown, opt: unknown, ...rest: unknown[]): boolean[] {
+  const n = (x: unknown) => flatten(x).leaves.length;
+  return [
+    ...Array(n(params) + n(opt)).fill(true),
+    ...rest.flatMap((r) => Array(n(r)).fill(false)),
+  ];
 }
 
 /** The step settings every train-step benchmark uses: CE with smoothing 0.1, AdamW. */

@@ -6,7 +6,7 @@
  */
 import { gemmModule, gemmOn } from "../../lib/backend/cpu/dot.ts";
 import { FusedExecutable } from "../../lib/backend/cpu/executable.ts";
-import { loadNativeBlas, operand } from "../../lib/backend/cpu/gemm_native.ts";
+import { checkNativeBlas, loadNativeBlas, operand } from "../../lib/backend/cpu/gemm_native.ts";
 import { trace } from "../../lib/ir/graph.ts";
 import { type HostTensor, hostTensor } from "../../lib/ir/host_tensor.ts";
 import * as ops from "../../lib/ir/ops.ts";
@@ -93,6 +93,27 @@ Deno.test("gemm native: transposed and padded operands, accumulate, fallback str
     }
   }
   assert(fallbackCases > 0);
+});
+
+Deno.test("gemm native: the self-check passes the loaded library and names a wrong one", () => {
+  if (!blas) return skip();
+  assertEquals(checkNativeBlas(blas), null);
+  const memoryOf = new Map<WebAssembly.Memory, Float32Array>();
+  const broken = {
+    path: "fake",
+    name: "broken BLAS",
+    gemmOn: (memory: WebAssembly.Memory) => {
+      memoryOf.set(memory, new Float32Array(memory.buffer));
+      // a kernel that drops the last column of every product
+      return (...a: number[]) => {
+        blas.gemmOn(memory, () => {})(...(a as Parameters<ReturnType<typeof blas.gemmOn>>));
+        const [c, ldc, m, n] = [a[6], a[7], a[8], a[9]];
+        for (let i = 0; i < m; i++) memoryOf.get(memory)![(c + i * ldc) / 4 + n - 1] = 0;
+      };
+    },
+  };
+  const why = checkNativeBlas(broken);
+  assert(why !== null && why.startsWith("broken BLAS: 197x64x197"), String(why));
 });
 
 Deno.test("gemm native: the executor runs matmuls on it, the same bits every run", async () => {

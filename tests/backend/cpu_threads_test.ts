@@ -11,6 +11,13 @@ import {
   TAG_MASK,
   WorkerPool,
 } from "../../lib/backend/cpu/threads.ts";
+import { CpuBackend } from "../../lib/backend/cpu/backend.ts";
+import { FusedExecutable } from "../../lib/backend/cpu/executable.ts";
+import { evaluate } from "../../lib/backend/jit.ts";
+import { trace } from "../../lib/ir/graph.ts";
+import { type HostTensor, hostTensor } from "../../lib/ir/host_tensor.ts";
+import * as ops from "../../lib/ir/ops.ts";
+import type { Tensor } from "../../lib/ir/tensor.ts";
 import { assert, assertEquals, assertThrows } from "../assert.ts";
 
 const control = () => new Int32Array(new SharedArrayBuffer(4 * C.records));
@@ -67,4 +74,30 @@ Deno.test("worker pool: a chunk that throws on the caller is rethrown after the 
   pool.run(12345, [chunk()], () => ran++);
   assert(ran === 1);
   await new Promise((r) => setTimeout(r, 10));
+});
+
+Deno.test("cpu fused: row reductions run as wasm, cut by rows across threads, bit for bit", async () => {
+  const rows = 96, cols = 2048; // 196K elements: split when a pool exists
+  let seed = 3;
+  const rand = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294967296 - 0.5;
+  const values = Array.from({ length: rows * cols }, () => rand() * 50);
+  values[5 * cols + 7] = NaN; // a NaN row for max and sum
+  values[9 * cols + 1] = -Infinity;
+  const x = hostTensor([rows, cols], "f32", values);
+  const program = (t: Tensor) => [
+    ops.sum(ops.mul(t, t), [1]),
+    ops.max(ops.add(t, 1), [1]),
+    ops.sum(t, [0]), // a column reduction: stays a whole-range loop
+  ];
+  const graph = trace(program, { shape: x.shape, dtype: x.dtype }).graph;
+  const exe = new FusedExecutable(graph, { threads: true, exactMath: true });
+  const got = await exe.execute([x]);
+  assertEquals(exe.stats.wasmReductions, 3);
+  if (WorkerPool.shared()) assertEquals(exe.stats.threadedLoops, 2);
+  exe.dispose();
+  const want = await evaluate(new CpuBackend({ mode: "reference" }), program, x) as HostTensor[];
+  got.forEach((g, i) => {
+    const k = g.data.findIndex((v, q) => !Object.is(v, want[i].data[q]));
+    assertEquals(k, -1, `output ${i} differs at ${k}: ${g.data[k]} vs ${want[i].data[k]}`);
+  });
 });

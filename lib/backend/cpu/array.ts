@@ -12,6 +12,7 @@ import type { DType, TypedArray } from "../../ir/dtype.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
 import type { DeviceArray, Executable } from "../backend.ts";
 import { ReplicaGroup, type ReplicaRun } from "./replicas.ts";
+import type { ProcessSum } from "./cross_process.ts";
 
 /**
  * What the CPU executables run on: host tensors in, host tensors out; `run` when the call is
@@ -20,13 +21,18 @@ import { ReplicaGroup, type ReplicaRun } from "./replicas.ts";
 export interface HostExecutable {
   execute(args: readonly HostTensor[], run?: ReplicaRun): Promise<HostTensor[]>;
   dispose(): void;
+  /**
+   * Output index -> input index: outputs returned as views of the executable's own memory,
+   * written over that (donated) input's buffer; the next call overwrites them.
+   */
+  readonly resident?: ReadonlyMap<number, number>;
 }
 
 export type CpuArrayState = "live" | "freed" | "donated";
 
 export class CpuArray implements DeviceArray {
   readonly shape: readonly number[];
-  readonly #parts: readonly TypedArray[];
+  #parts: readonly TypedArray[];
   #state: CpuArrayState = "live";
 
   /**
@@ -67,6 +73,14 @@ export class CpuArray implements DeviceArray {
     return this.#parts.map((_, d) => this.host(what, d));
   }
 
+  /**
+   * Moves the data into memory of its own (a copy), leaving the executable memory it was a
+   * view of (an executable's resident output that the next call will overwrite).
+   */
+  detach(): void {
+    if (this.#state === "live") this.#parts = this.#parts.map((p) => p.slice());
+  }
+
   /** Ends the array's life; freeing twice, or after donation, does nothing. */
   free(): void {
     if (this.#state === "live") this.#state = "freed";
@@ -102,9 +116,17 @@ export function cpuArray(a: DeviceArray, what: string): CpuArray {
  * `donate`, or the call's) as consumed, as a backend that reuses their memory would.
  */
 export class CpuExecutable implements Executable {
+  /**
+   * Per resident output (HostExecutable.resident): the array last returned for it, a view of
+   * the replicas' memory until the next call writes that output again.
+   */
+  readonly #lent = new Map<number, CpuArray>();
+
   constructor(
     readonly replicas: readonly HostExecutable[],
     readonly donate: readonly boolean[] = [],
+    /** A multi-process job: each all-reduce also sums the other processes' replicas. */
+    readonly processes?: ProcessSum,
   ) {}
 
   async execute(
@@ -122,11 +144,47 @@ export class CpuExecutable implements Executable {
       }
       return arr;
     });
+    const donates = (i: number) => !!(this.donate[i] || opts?.donate?.[i]);
+    for (const [i, a] of arrays.entries()) a.host(`execute argument ${i}`); // all live
+    // Arrays still viewing the memory this call writes keep their values in a copy, unless
+    // they come back donated as the very input whose buffer they are (then nothing moves).
+    const resident = this.replicas[0].resident;
+    const consumed: CpuArray[] = [];
+    for (const [j, i] of resident ?? []) {
+      const a = this.#lent.get(j);
+      if (!a) continue;
+      this.#lent.delete(j);
+      if (arrays[i] === a && donates(i)) consumed.push(a);
+      else a.detach();
+    }
     const host = arrays.map((a, i) => a.hostParts(`execute argument ${i}`));
     let outs: HostTensor[][];
-    if (n === 1) outs = [await this.replicas[0].execute(host.map((p) => p[0]))];
-    else {
-      const group = new ReplicaGroup(n);
+    try {
+      outs = await this.#run(host);
+    } catch (e) {
+      // their memory may be half overwritten
+      for (const a of consumed) a.donate();
+      throw e;
+    }
+    const donated = new Set<CpuArray>();
+    arrays.forEach((a, i) => {
+      if (donates(i)) donated.add(a);
+    });
+    for (const a of donated) a.donate();
+    const result = outs[0].map((o, k) =>
+      new CpuArray(o.shape, o.dtype, outs.map((row) => row[k].data))
+    );
+    for (const j of resident?.keys() ?? []) this.#lent.set(j, result[j]);
+    return result;
+  }
+
+  async #run(host: HostTensor[][]): Promise<HostTensor[][]> {
+    const n = this.replicas.length;
+    let outs: HostTensor[][];
+    if (n === 1 && !this.processes) {
+      outs = [await this.replicas[0].execute(host.map((p) => p[0]))];
+    } else {
+      const group = new ReplicaGroup(n, this.processes);
       outs = await Promise.all(this.replicas.map(async (exe, r) => {
         try {
           return await exe.execute(host.map((p) => p[r]), { replica: r, group });
@@ -136,15 +194,12 @@ export class CpuExecutable implements Executable {
         }
       }));
     }
-    const donated = new Set<CpuArray>();
-    arrays.forEach((a, i) => {
-      if (this.donate[i] || opts?.donate?.[i]) donated.add(a);
-    });
-    for (const a of donated) a.donate();
-    return outs[0].map((o, k) => new CpuArray(o.shape, o.dtype, outs.map((row) => row[k].data)));
+    return outs;
   }
 
   dispose(): void {
+    for (const a of this.#lent.values()) a.detach();
+    this.#lent.clear();
     for (const r of this.replicas) r.dispose();
   }
 }

@@ -62,6 +62,13 @@ export interface FusedOptions {
    * keeps the wasm SIMD GEMM.
    */
   nativeGemm?: boolean;
+  /**
+   * Per graph input (by input index): donated at every call. A donated input's buffer is
+   * reused in place for an output of the same dtype and size where its last read allows
+   * (XLA's input-output aliasing): that output is returned as a view of the arena, and passing
+   * it back as the same input next call copies nothing (see `resident`).
+   */
+  donate?: readonly boolean[];
 }
 
 type Step = () => void;
@@ -93,6 +100,10 @@ export class FusedExecutable implements HostExecutable {
     { dtype: Tensor["dtype"]; x: TypedArray; out: TypedArray }
   >();
   readonly #tensor: (p: number) => HostTensor;
+  /** Output index -> input index whose arena buffer it is written into (donated inputs). */
+  readonly resident: ReadonlyMap<number, number>;
+  /** Aliased output bases: the arena view they are returned as (the input's view). */
+  readonly #residentViews = new Map<number, TypedArray>();
   #pool: WorkerPool | null = null;
   #poolReady: Promise<number | null> | null = null;
   #poolId: number | null = null;
@@ -168,6 +179,40 @@ export class FusedExecutable implements HostExecutable {
       const b = baseOf(pos(o));
       if (role[b] === "root") reqs[slotOf.get(b)!].last = end;
     }
+    // donated inputs: an output of the same dtype and size written into the input's buffer
+    const resident = new Map<number, number>();
+    const residentBase = new Map<number, number>(); // output base -> input position
+    if (opts.donate?.some((d) => d)) {
+      const outBases = graph.outputs.map((o) => baseOf(pos(o)));
+      const stepOf = new Map(pending.map((s, i) => [s.p, i] as const));
+      const taken = new Set<number>();
+      for (let p = 0; p < nodes.length; p++) {
+        const t = nodes[p];
+        if (role[p] !== "source" || !isPrim(t, Primitive.Input)) continue;
+        const index = t.params.index;
+        const last = reqs[slotOf.get(p)!].last;
+        if (!opts.donate[index] || last < 0 || outBases.includes(p)) continue;
+        const j = outBases.findIndex((b, j) => {
+          if (
+            taken.has(j) || role[b] !== "root" || outBases.indexOf(b) !== outBases.lastIndexOf(b)
+          ) {
+            return false;
+          }
+          if (nodes[b].dtype !== t.dtype || nodes[b].size !== t.size) return false;
+          const s = stepOf.get(b)!;
+          return last < s || (last === s && readsInPlace(pending[s].ir, p));
+        });
+        if (j < 0) continue;
+        taken.add(j);
+        resident.set(j, index);
+        const b = outBases[j];
+        residentBase.set(b, p);
+        reqs[slotOf.get(b)!].bytes = 0;
+        slotOf.set(b, slotOf.get(p)!);
+        reqs[slotOf.get(p)!].last = end;
+      }
+    }
+    this.resident = resident;
     const stagingSlots = pending.map((s, i) =>
       s.staging.map((bytes) => {
         reqs.push({ bytes, first: i, last: i });
@@ -209,6 +254,8 @@ export class FusedExecutable implements HostExecutable {
       const t = nodes[p];
       return { shape: [...t.shape], dtype: t.dtype, data: viewOfBase(baseOf(p)) };
     };
+
+    for (const [b, p] of residentBase) this.#residentViews.set(b, viewOfBase(p));
 
     // sources: constants are copied once; inputs at the start of each call
     for (let p = 0; p < nodes.length; p++) {
@@ -330,7 +377,10 @@ export class FusedExecutable implements HostExecutable {
       this.#poolReady = null;
       if (this.#poolId !== null) POOL_CLEANUP.register(this, this.#poolId, this);
     }
-    for (const { index, view } of this.#inputs) view.set(args[index].data);
+    for (const { index, view } of this.#inputs) {
+      // an output of the last call handed back as the input it was written over: in place
+      if (args[index].data !== view) view.set(args[index].data);
+    }
     const prof = this.profile, clock = this.profileClock;
     for (let i = 0; i < this.#steps.length; i++) {
       const c = run && this.#collectives.get(i);
@@ -369,6 +419,9 @@ export class FusedExecutable implements HostExecutable {
         src = args[t.params.index];
       } else if (isPrim(t, Primitive.Constant)) {
         src = t.params.value;
+      } else if (this.#residentViews.has(b)) {
+        // the arena buffer itself, until the next call (CpuExecutable guards its owner)
+        src = { shape: t.shape as number[], dtype: t.dtype, data: this.#residentViews.get(b)! };
       } else {
         let data = copies.get(b);
         if (!data) copies.set(b, data = this.#tensor(b).data.slice());
@@ -380,4 +433,15 @@ export class FusedExecutable implements HostExecutable {
       return { shape: [...o.shape], dtype: o.dtype, data: src.data };
     });
   }
+}
+
+/**
+ * Whether the elementwise loop `ir` reads buffer `p` only at the element it writes, so that
+ * its output may overwrite `p` as it goes.
+ */
+function readsInPlace(ir: GroupIR | undefined, p: number): boolean {
+  if (!ir || ir.reduce) return false;
+  const leaf = ir.leaves.indexOf(p);
+  if (leaf < 0) return true;
+  return ir.stmts.every((s) => s.kind !== "load" || s.leaf !== leaf || s.lin === ir.outLin);
 }

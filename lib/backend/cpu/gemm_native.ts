@@ -181,3 +181,64 @@ export function operand(
 function cString(p: Deno.PointerValue): string {
   return p === null ? "" : Deno.UnsafePointerView.getCString(p);
 }
+
+/**
+ * Checks the loaded BLAS against an f64 product on a few shapes that reach its kernels' edge
+ * cases (odd sizes, transposed operands, leading dims past the width): null when every
+ * element is within f32 rounding, else what differed. Some machines set OPENBLAS_CORETYPE
+ * because older builds pick kernels that compute wrong results there; this tells whether the
+ * kernels picked in this process are right (the benchmark checks before it times).
+ */
+export function checkNativeBlas(blas: NativeBlas | undefined = loadNativeBlas()): string | null {
+  if (!blas) return "no native BLAS loaded";
+  const memory = new WebAssembly.Memory({ initial: 64, maximum: 64 });
+  const F = new Float32Array(memory.buffer);
+  const gemm = blas.gemmOn(memory, () => {
+    throw new Error("checkNativeBlas: strides cblas cannot take");
+  });
+  let seed = 12345;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) - 0.5;
+  for (
+    const [m, k, n] of [[197, 64, 197], [67, 129, 33], [256, 96, 100], [1, 300, 17], [40, 7, 1]]
+  ) {
+    for (const [ta, tb] of [[false, false], [false, true], [true, false]]) {
+      const lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
+      const aOff = 0, bOff = aOff + (ta ? k : m) * lda + 16, cOff = bOff + (tb ? n : k) * ldb + 16;
+      for (let i = 0; i < cOff; i++) F[i] = rand();
+      F.fill(0, cOff, cOff + m * ldc);
+      const [sam, sak] = ta ? [1, lda] : [lda, 1];
+      const [sbk, sbn] = tb ? [1, ldb] : [ldb, 1];
+      gemm(
+        4 * aOff,
+        4 * sam,
+        4 * sak,
+        4 * bOff,
+        4 * sbk,
+        4 * sbn,
+        4 * cOff,
+        4 * ldc,
+        m,
+        n,
+        k,
+        0,
+        0,
+      );
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < n; j++) {
+          let want = 0, mag = 0;
+          for (let p = 0; p < k; p++) {
+            const x = F[aOff + i * sam + p * sak] * F[bOff + p * sbk + j * sbn];
+            want += x;
+            mag += Math.abs(x);
+          }
+          const got = F[cOff + i * ldc + j];
+          if (!(Math.abs(got - want) <= 1e-5 * mag + 1e-30)) {
+            return `${blas.name}: ${m}x${k}x${n} (transA ${ta}, transB ${tb}) element ` +
+              `[${i},${j}] is ${got}, expected ${want}`;
+          }
+        }
+      }
+    }
+  }
+  return null;
+}

@@ -49,8 +49,13 @@ export const MAX_CHUNKS = 64;
 const JOB_TIMEOUT_MS = 300_000;
 /** Pause splitting when split jobs take this fraction of their unsplit time or more. */
 const PAUSE_ABOVE = 0.9;
+/**
+ * One job's slowdown counts at most this much: a single job whose worker was descheduled must
+ * not pause splitting (about five slow jobs in a row do).
+ */
+const SLOWDOWN_CAP = 1.5;
 /** Jobs run unsplit during a pause. */
-const PAUSE_JOBS = 400;
+const PAUSE_JOBS = 100;
 /** Wait this long for workers to load a memory. */
 const REGISTER_TIMEOUT_MS = 30_000;
 
@@ -73,6 +78,8 @@ export class WorkerPool {
   #paused = 0;
   /** Moving average of (wall time split) / (estimated time unsplit). */
   #slowdown = 0.5;
+  /** Chunks run so far, and how many of them by the calling thread (for profiles). */
+  readonly counts = { jobs: 0, chunks: 0, caller: 0, pausedJobs: 0 };
   /** Per registering memory: called with true per worker ack, false when a worker is lost. */
   readonly #acks = new Map<number, (ok: boolean) => void>();
 
@@ -164,6 +171,7 @@ export class WorkerPool {
   shouldSplit(): boolean {
     if (this.#paused > 0) {
       this.#paused--;
+      this.counts.pausedJobs++;
       return false;
     }
     return true;
@@ -219,6 +227,9 @@ export class WorkerPool {
     }
     if (failure !== null) throw failure;
     if (t[C.error]) throw new Error("cpu: a worker thread failed on its chunk");
+    this.counts.jobs++;
+    this.counts.chunks += n;
+    this.counts.caller += mine;
     this.#observe(start - t0, performance.now() - t0, mine, n);
   }
 
@@ -226,7 +237,7 @@ export class WorkerPool {
   #observe(localMs: number, wallMs: number, mine: number, n: number): void {
     if (mine === 0 || localMs <= 0) return;
     const unsplit = (localMs / mine) * n;
-    this.#slowdown = 0.9 * this.#slowdown + 0.1 * Math.min(4, wallMs / unsplit);
+    this.#slowdown = 0.9 * this.#slowdown + 0.1 * Math.min(SLOWDOWN_CAP, wallMs / unsplit);
     if (this.#slowdown > PAUSE_ABOVE) {
       this.#paused = PAUSE_JOBS;
       this.#slowdown = 0.5; // start afresh when trying again

@@ -26,9 +26,12 @@ export interface WasmGroups {
  */
 export function wasmEligible(ir: GroupIR, transcendentals = false): boolean {
   if (ir.root.dtype !== "f32") return false;
-  // the output (or, for reductions, the accumulator) is walked contiguously by the inner loop
+  // the output (or, for reductions, the accumulator) is walked contiguously by the inner loop,
+  // or the reduction is over the inner loop alone (a row sum: one accumulator per row)
   const inner = ir.dims.length - 1;
-  if (ir.lins[ir.outLin].c[inner] !== 1 && ir.dims[inner] !== 1) return false;
+  if (ir.lins[ir.outLin].c[inner] !== 1 && ir.dims[inner] !== 1 && !rowReduction(ir)) {
+    return false;
+  }
   if (ir.reduce && ir.root.inputs[0].dtype !== "f32") return false;
   if (ir.leafDtypes.some((d) => d !== "f32")) return false;
   const litOk = (r: Ref) => "stmt" in r || r.dtype === "f32";
@@ -42,6 +45,19 @@ export function wasmEligible(ir: GroupIR, transcendentals = false): boolean {
     if (!s.args.every(litOk) || !SIGNATURE_OK[rule.sig](n)) return false;
   }
   return true;
+}
+
+/**
+ * A reduction over the inner loop dim only (softmax, layer norm and loss rows): each outer
+ * index owns one output, summed in a local in the reference's order and stored once, so the
+ * loop needs no accumulator buffer and may be cut along its first dim across threads.
+ */
+export function rowReduction(ir: GroupIR): boolean {
+  if (!ir.reduce) return false;
+  const inner = ir.dims.length - 1;
+  if (ir.lins[ir.outLin].c[inner] !== 0) return false;
+  const rows = ir.dims.slice(0, inner).reduce((a, b) => a * b, 1);
+  return rows === ir.root.size;
 }
 
 const SIGNATURE_OK: Record<Signature, (n: GroupIR["root"]) => boolean> = {
@@ -170,6 +186,8 @@ function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
   const accAddr = reduce ? f.params[f.params.length - 3] : null;
   const isMax = ir.root.prim === Primitive.ReduceMax;
   const accI = f.local("i32"), accV = f.local("v128"), accS = f.local("f64");
+  const row = rowReduction(ir);
+  const rowAcc = f.local("f64"), rowVal = f.local("f64");
   const combineVector = () => {
     // stack: acc, v (f64x2) -> combined
     if (!isMax) return void f.simd(F64X2_ADD);
@@ -193,10 +211,11 @@ function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
       baseBytes(s.lin);
       f.op(OP.i32Add).set(ptr[i]!);
     });
-    if (accAddr) f.get(accAddr);
+    if (accAddr && !row) f.get(accAddr);
     else f.get(outAddr);
-    baseBytes(ir.outLin, reduce ? 8 : 4);
+    baseBytes(ir.outLin, reduce && !row ? 8 : 4);
     f.op(OP.i32Add).set(outPtr);
+    if (row) f.f64(isMax ? -Infinity : 0).set(rowAcc);
     stmts.forEach((_, i) => {
       if (!invariant[i]) return;
       scalarStmt(i);
@@ -208,6 +227,13 @@ function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
     // vector loop over whole groups of 4, then a scalar tail
     // the split dim is the inner loop when there is only one
     const split = inner === 0 && !reduce;
+    const rowAdd = () => {
+      // stack: an f64 value; rowAcc = combine(rowAcc, value)
+      f.set(rowVal);
+      f.get(rowAcc).get(rowVal);
+      combineScalar();
+      f.set(rowAcc);
+    };
     const end = () => (split ? f.get(hi) : f.i32(n));
     if (split) f.get(lo).set(j);
     else f.i32(0).set(j);
@@ -218,7 +244,15 @@ function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
       f.loop(() => {
         f.get(j).i32(2).op(OP.i32Shl).set(j4);
         stmts.forEach((_, i) => invariant[i] || vectorStmt(i));
-        if (reduce) {
+        if (row) {
+          // lanes in order into the row's f64 sum
+          vectorRef(ir.value);
+          f.set(t0);
+          for (let lane = 0; lane < 4; lane++) {
+            f.get(t0).simd(SIMD.f32x4ExtractLane, lane).op(OP.f64PromoteF32);
+            rowAdd();
+          }
+        } else if (reduce) {
           // acc[j..j+1] and acc[j+2..j+3] (f64) with the promoted lanes
           f.get(outPtr).get(j4).get(j4).op(OP.i32Add).op(OP.i32Add).set(accI);
           vectorRef(ir.value);
@@ -249,7 +283,11 @@ function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
       f.loop(() => {
         f.get(j).i32(2).op(OP.i32Shl).set(j4);
         stmts.forEach((_, i) => invariant[i] || scalarStmt(i));
-        if (reduce) {
+        if (row) {
+          scalarRef(ir.value);
+          f.op(OP.f64PromoteF32);
+          rowAdd();
+        } else if (reduce) {
           f.get(outPtr).get(j4).get(j4).op(OP.i32Add).op(OP.i32Add).set(accI);
           f.get(accI).get(accI).mem(OP.f64Load, 3);
           scalarRef(ir.value);
@@ -267,15 +305,16 @@ function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
         f.op(OP.i32LtS).emit(OP.brIf, 0);
       });
     });
+    if (row) f.get(outPtr).get(rowAcc).op(OP.f32DemoteF64).mem(OP.f32Store, 2);
   };
 
   const nest = (d: number) => {
     if (d === inner) return body();
-    if (d === 0 && !reduce) f.forRange(counters[d], lo, hi, 1, () => nest(d + 1));
+    if (d === 0 && (!reduce || row)) f.forRange(counters[d], lo, hi, 1, () => nest(d + 1));
     else f.forRange(counters[d], 0, dims[d], 1, () => nest(d + 1));
   };
   const outSize = ir.root.size;
-  if (reduce) {
+  if (reduce && !row) {
     // acc = init
     f.forRange(accI, 0, outSize, 1, () => {
       f.get(accI).i32(3).op(OP.i32Shl).get(accAddr!).op(OP.i32Add);
@@ -283,7 +322,7 @@ function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
     });
   }
   nest(0);
-  if (reduce) {
+  if (reduce && !row) {
     // out = f32(acc)
     f.forRange(accI, 0, outSize, 1, () => {
       f.get(accI).i32(2).op(OP.i32Shl).get(outAddr).op(OP.i32Add);

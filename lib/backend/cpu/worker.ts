@@ -45,12 +45,28 @@ port.on("message", (msg: Message) => {
   }
 });
 
+/**
+ * While jobs keep coming, a worker blocks on the job word itself (a futex wait, woken within
+ * microseconds by the caller's notify): waiting through the event loop (waitAsync) woke it
+ * late, so the caller had done most chunks alone by then. After this long without a job it
+ * waits through the event loop instead, so that register / unregister messages are handled
+ * (a caller registering a new executable is itself idle meanwhile).
+ */
+const BLOCKING_IDLE_MS = 20;
+
 async function serve(t: Int32Array, thread: number): Promise<void> {
   let seen = Atomics.load(t, C.seq);
   for (;;) {
-    // deno-lint-ignore no-explicit-any
-    const w = (Atomics as any).waitAsync(t, C.seq, seen);
-    if (w.async) await w.value;
+    const idleSince = performance.now();
+    while (Atomics.load(t, C.seq) === seen) {
+      if (performance.now() - idleSince >= BLOCKING_IDLE_MS) {
+        // deno-lint-ignore no-explicit-any
+        const w = (Atomics as any).waitAsync(t, C.seq, seen);
+        if (w.async) await w.value;
+        break;
+      }
+      Atomics.wait(t, C.seq, seen, BLOCKING_IDLE_MS);
+    }
     seen = Atomics.load(t, C.seq);
     // the chunk count comes with the claim (one word): never from a job not seen whole
     const tag = seen & TAG_MASK;
