@@ -1,5 +1,7 @@
 /**
  * deno task bench [--backend cpu|webgpu] [--only LIST] [--json]
+ * deno task bench --model s16|b16|tiny[,...] [--batch N] [--dtype f32|bf16[,...]]
+ *                 [--backend cpu|webgpu|pjrt] [--steps N] [--pjrt-plugin PATH]
  *
  * Side-by-side benchmarks against peers run in the same invocation on the same machine:
  *   train   train-step img/s of the tiny MNIST ViT on the backend (CPU: next to PyTorch CPU);
@@ -7,7 +9,9 @@
  *   data    JPEG decode + RandomResizedCrop + flip + resize next to Pillow;
  *   webgpu  matmul TFLOP/s and train-step img/s on WebGPU;
  *   resume  what a resume near the end of a run costs against one near its start (not default).
- * Each part lives in bench/ and can be run on its own.
+ * Each part lives in bench/ and can be run on its own. With `--model`, it times our train step
+ * alone for each model x dtype (bench/step_cells.ts), one JSON line per cell: the cells that
+ * scripts/device_check.sh runs next to deit3-jax and timm.
  */
 import { parseArgs } from "node:util";
 
@@ -20,6 +24,8 @@ const PARTS: Record<string, { module: string; fn: string; format?: string }> = {
 };
 
 const USAGE = `usage: deno task bench [--backend cpu|webgpu] [--only PARTS] [--json]
+       deno task bench --model s16|b16|tiny[,...] [--batch N] [--dtype f32|bf16[,...]]
+                       [--backend cpu|webgpu|pjrt] [--steps N] [--pjrt-plugin PATH] [--json]
 
 Benchmarks next to their peers, run in the same invocation on the same machine:
   train    train-step img/s of the tiny MNIST ViT on the CPU backend, next to PyTorch CPU
@@ -34,6 +40,16 @@ Benchmarks next to their peers, run in the same invocation on the same machine:
   --json                one JSON object with every result instead of text
   -h, --help            this text
 
+Train-step cells (one line each, JSON with --json), our step alone on a synthetic batch:
+  --model LIST          s16 (ViT-S/16, 224, LayerScale, drop-path 0.1), b16 (ViT-B/16, same),
+                        tiny (the MNIST ViT); comma-separated
+  --batch N             images per step (default 256)
+  --dtype LIST          f32 (default) and/or bf16 (pjrt only); comma-separated
+  --steps N             timed steps after the warm-up step (default 5)
+  --pjrt-plugin PATH    the PJRT plugin for --backend pjrt (else PJRT_PLUGIN_PATH, or found)
+  --jax-config FILE     write the (one) model as a config of scripts/bench_jax.py train-step
+  --timm-flags          print the (one) model as flags of scripts/bench_timm_vit.py
+
 The peers need Debian's python3-torch and python3-pil; a part whose peer is missing says so.
 Results are recorded in BENCHMARKS.md with the machine they ran on.`;
 
@@ -46,6 +62,13 @@ if (import.meta.main) {
         backend: { type: "string", default: "cpu" },
         only: { type: "string" },
         json: { type: "boolean", default: false },
+        model: { type: "string" },
+        batch: { type: "string", default: "256" },
+        dtype: { type: "string", default: "f32" },
+        steps: { type: "string", default: "5" },
+        "pjrt-plugin": { type: "string" },
+        "jax-config": { type: "string" },
+        "timm-flags": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -58,6 +81,7 @@ if (import.meta.main) {
     console.log(USAGE);
     Deno.exit(0);
   }
+  if (values.model !== undefined) Deno.exit(await stepCells(values));
   if (values.backend !== "cpu" && values.backend !== "webgpu") {
     console.error(`bench: --backend must be cpu or webgpu, got "${values.backend}"`);
     Deno.exit(2);
@@ -90,4 +114,72 @@ if (import.meta.main) {
   }
   if (values.json) console.log(JSON.stringify(results));
   Deno.exit(failed ? 1 : 0);
+}
+
+/** `--model`: the train-step cells; returns the exit status. */
+async function stepCells(v: {
+  model?: string;
+  batch: string;
+  dtype: string;
+  steps: string;
+  backend: string;
+  json: boolean;
+  "pjrt-plugin"?: string;
+  "jax-config"?: string;
+  "timm-flags": boolean;
+}): Promise<number> {
+  const { benchStepCell, jaxConfig, STEP_MODELS, timmFlags } = await import(
+    "../bench/step_cells.ts"
+  );
+  const models = v.model!.split(",");
+  const dtypes = v.dtype.split(",");
+  const batch = Number(v.batch), steps = Number(v.steps);
+  const bad = models.find((m) => !(m in STEP_MODELS)) ??
+    dtypes.find((d) => d !== "f32" && d !== "bf16");
+  const fail = (msg: string) => {
+    console.error(`bench: ${msg}`);
+    return 2;
+  };
+  if (bad !== undefined) {
+    return fail(
+      `unknown --model or --dtype "${bad}" (models ${Object.keys(STEP_MODELS)}; f32, bf16)`,
+    );
+  }
+  if (!(Number.isInteger(batch) && batch > 0)) return fail(`--batch must be a positive integer`);
+  if (!(Number.isInteger(steps) && steps > 0)) return fail(`--steps must be a positive integer`);
+  if (!["cpu", "webgpu", "pjrt"].includes(v.backend)) {
+    return fail(`--backend must be cpu, webgpu or pjrt, got "${v.backend}"`);
+  }
+  if (v["jax-config"] || v["timm-flags"]) {
+    if (models.length !== 1) return fail("--jax-config and --timm-flags take one --model");
+    if (v["jax-config"]) {
+      await Deno.writeTextFile(v["jax-config"], JSON.stringify(jaxConfig(models[0]), null, 2));
+    }
+    if (v["timm-flags"]) console.log(timmFlags(models[0]).join(" "));
+    return 0;
+  }
+  let failed = false;
+  for (const model of models) {
+    for (const dtype of dtypes) {
+      const row = await benchStepCell({
+        model,
+        dtype: dtype as "f32" | "bf16",
+        batch,
+        steps,
+        backend: v.backend as "cpu",
+        pjrtPlugin: v["pjrt-plugin"],
+      });
+      failed ||= "error" in row;
+      console.log(
+        v.json
+          ? JSON.stringify(row)
+          : `${model} ${dtype} batch ${batch} on ${v.backend}: ${
+            "error" in row
+              ? `error: ${row.error}`
+              : `${row.img_per_s} img/s, ${row.step_ms} ms/step, compile ${row.compile_s} s`
+          }`,
+      );
+    }
+  }
+  return failed ? 1 : 0;
 }

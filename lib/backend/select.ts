@@ -6,6 +6,7 @@
 import type { Backend } from "./backend.ts";
 import type { KeyValueStore } from "../../ffi/kv_callbacks.ts";
 import { CpuBackend } from "./cpu/backend.ts";
+import type { ProcessSum } from "./cpu/cross_process.ts";
 
 export type BackendName = "auto" | "cpu" | "webgpu" | "pjrt";
 
@@ -19,6 +20,8 @@ export interface BackendOptions {
   devices?: number;
   /** A multi-host job's key-value store, for PJRT plugins that need one (pjrt/kv_bridge.ts). */
   keyValueStore?: KeyValueStore;
+  /** cpu in a multi-process job: the all-reduce across the processes (cpu/cross_process.ts). */
+  processes?: ProcessSum;
   /** Called with a line for the log when auto-selection skips a backend. */
   log?: (line: string) => void;
 }
@@ -31,7 +34,7 @@ export async function createBackend(
   const opts = { ...options, pjrtPlugin: options.pjrtPlugin || undefined };
   switch (name) {
     case "cpu":
-      return new CpuBackend({ devices: opts.devices || 1 });
+      return new CpuBackend({ devices: opts.devices || 1, processes: opts.processes });
     case "webgpu": {
       if ((opts.devices ?? 0) > 1) {
         throw new Error(

@@ -10,6 +10,7 @@
  * its own 1/P of the data (lib/data/order.ts: positions of the shuffled, cycled shard list go to
  * hosts as `slice(process_index, None, process_count)`), and only process 0 writes.
  */
+import { ProcessSum } from "../backend/cpu/cross_process.ts";
 import type { Config } from "../config/mod.ts";
 
 /** JAX's default coordinator port on Cloud TPU. */
@@ -306,4 +307,38 @@ function serveKv(port: number, hostname: string): Deno.HttpServer {
     });
     return v === undefined ? new Response("missing", { status: 404 }) : new Response(v);
   });
+}
+
+/**
+ * The CPU backend's all-reduce across the processes of a job (cpu/cross_process.ts): process
+ * 0 listens on a free port of the coordinator's host and says where in the key-value store; the
+ * others connect. Every process calls it, before the backend is created.
+ */
+export async function cpuProcessSum(kv: KvStore, timeoutMs = 120_000): Promise<ProcessSum> {
+  const { processIndex, processCount, coordinator } = kv.topology;
+  if (processIndex === 0) {
+    const server = ProcessSum.serve(coordinator!.replace(/:\d+$/, ""), processCount);
+    await kv.put("cpu-all-reduce", `${coordinator!.replace(/:\d+$/, "")}:${server.port}`);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        server.ready,
+        new Promise((_, reject) =>
+          timer = setTimeout(
+            () =>
+              reject(new Error(`not every process joined the cpu all-reduce in ${timeoutMs} ms`)),
+            timeoutMs,
+          )
+        ),
+      ]);
+    } catch (e) {
+      server.close();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+    return server;
+  }
+  const address = await kv.get("cpu-all-reduce", timeoutMs);
+  return await ProcessSum.connect(address, processIndex, processCount);
 }

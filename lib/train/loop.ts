@@ -51,6 +51,7 @@ import { dataOptionsOf, loaderWorkers, stepConfigOf } from "./run_config.ts";
 import { type Resumed, RunState, TrainingError } from "./run_state.ts";
 import {
   agreeOnStep,
+  cpuProcessSum,
   KvStore,
   PositionExchange,
   processTopology,
@@ -170,22 +171,31 @@ async function trainWith(
   positions: PositionExchange<TrainPosition> | null,
 ): Promise<TrainResult> {
   const ownBackend = !opts.backend;
-  const backend = opts.backend ??
-    await createBackend(config.backend as never, {
-      pjrtPlugin: config["pjrt-plugin"] as string | undefined,
-      precision: config.precision as never,
-      devices: config.devices,
-      // Multi-host PJRT plugins (CUDA) find their peers through process 0's store.
-      keyValueStore: kv ? pjrtKeyValueStore(kv) : undefined,
-      log: (l) => log.line(l),
-    });
+  // CPU processes sum their replicas through process 0 (cpu/cross_process.ts).
+  const processSum = kv && ownBackend && config.backend === "cpu" ? await cpuProcessSum(kv) : null;
+  let backend: Backend;
+  try {
+    backend = opts.backend ??
+      await createBackend(config.backend as never, {
+        pjrtPlugin: config["pjrt-plugin"] as string | undefined,
+        precision: config.precision as never,
+        devices: config.devices,
+        // Multi-host PJRT plugins (CUDA) find their peers through process 0's store.
+        keyValueStore: kv ? pjrtKeyValueStore(kv) : undefined,
+        processes: processSum ?? undefined,
+        log: (l) => log.line(l),
+      });
+  } catch (e) {
+    processSum?.close();
+    throw e;
+  }
   try {
     const P = topology.processCount;
     if (backend.replicas !== backend.devices * P) {
       throw new TrainingError(
         `the ${backend.name} backend runs ${backend.replicas} replica(s) with ${backend.devices} ` +
           `device(s) here, not ${P} processes x ${backend.devices}: multi-host training needs ` +
-          "--backend pjrt",
+          "--backend pjrt or --backend cpu",
       );
     }
     log.line(
@@ -196,6 +206,7 @@ async function trainWith(
     return await new Trainer(config, backend, log, state, opts, topology, positions).run(t0, from);
   } finally {
     if (ownBackend) backend.dispose();
+    processSum?.close();
   }
 }
 

@@ -12,6 +12,7 @@ import type { DType, TypedArray } from "../../ir/dtype.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
 import type { DeviceArray, Executable } from "../backend.ts";
 import { ReplicaGroup, type ReplicaRun } from "./replicas.ts";
+import type { ProcessSum } from "./cross_process.ts";
 
 /**
  * What the CPU executables run on: host tensors in, host tensors out; `run` when the call is
@@ -124,6 +125,8 @@ export class CpuExecutable implements Executable {
   constructor(
     readonly replicas: readonly HostExecutable[],
     readonly donate: readonly boolean[] = [],
+    /** A multi-process job: each all-reduce also sums the other processes' replicas. */
+    readonly processes?: ProcessSum,
   ) {}
 
   async execute(
@@ -178,9 +181,10 @@ export class CpuExecutable implements Executable {
   async #run(host: HostTensor[][]): Promise<HostTensor[][]> {
     const n = this.replicas.length;
     let outs: HostTensor[][];
-    if (n === 1) outs = [await this.replicas[0].execute(host.map((p) => p[0]))];
-    else {
-      const group = new ReplicaGroup(n);
+    if (n === 1 && !this.processes) {
+      outs = [await this.replicas[0].execute(host.map((p) => p[0]))];
+    } else {
+      const group = new ReplicaGroup(n, this.processes);
       outs = await Promise.all(this.replicas.map(async (exe, r) => {
         try {
           return await exe.execute(host.map((p) => p[r]), { replica: r, group });

@@ -7,6 +7,7 @@ import { InterpretedExecutable } from "./interpreter.ts";
 import { threadCount } from "./threads.ts";
 import { gemmDescription } from "./dot.ts";
 import { checkPerDevice, replicasOf } from "../replicas.ts";
+import type { ProcessSum } from "./cross_process.ts";
 
 export interface CpuBackendOptions {
   /**
@@ -32,6 +33,11 @@ export interface CpuBackendOptions {
    * count.
    */
   devices?: number;
+  /**
+   * A multi-process job (cross_process.ts): programs run as devices x processes replicas, this
+   * process's `devices` of them here, summed with the others' over TCP at each all-reduce.
+   */
+  processes?: ProcessSum;
 }
 
 /** The CPU backend: runs graphs over TypedArrays on the host. */
@@ -42,6 +48,7 @@ export class CpuBackend implements Backend {
   readonly #exactMath: boolean;
   readonly #threads: boolean;
   readonly devices: number;
+  readonly #processes: ProcessSum | undefined;
 
   constructor(opts: CpuBackendOptions = {}) {
     const devices = opts.devices ?? 1;
@@ -49,6 +56,7 @@ export class CpuBackend implements Backend {
       throw new Error(`cpu: devices must be a positive integer, got ${devices}`);
     }
     this.devices = devices;
+    this.#processes = opts.processes;
     this.mode = opts.mode ?? (envMode() === "reference" ? "reference" : "fused");
     this.#exactMath = opts.exactMath ?? false;
     this.#threads = opts.threads ?? true;
@@ -59,20 +67,22 @@ export class CpuBackend implements Backend {
       })`
       : "CPU reference interpreter (TypedArrays)";
     if (devices > 1) this.description += `, ${devices} virtual devices`;
+    const P = opts.processes?.processCount ?? 1;
+    if (P > 1) this.description += ` (x ${P} processes, all-reduce over TCP)`;
   }
 
-  /** One process: the replicas of a program are this backend's devices. */
+  /** The replicas of a program: this backend's devices, in each process of the job. */
   get replicas(): number {
-    return this.devices;
+    return this.devices * (this.#processes?.processCount ?? 1);
   }
 
   compile(graph: Graph, opts?: CompileOptions): Promise<Executable> {
     const r = replicasOf(graph);
-    if (r !== 1 && r !== this.devices) {
+    if (r !== 1 && r !== this.replicas) {
       return Promise.reject(
         new Error(
-          `cpu: the program all-reduces over ${r} replicas but the backend has ${this.devices} ` +
-            `device${this.devices > 1 ? "s" : ""} (CpuBackend devices / --devices ${r})`,
+          `cpu: the program all-reduces over ${r} replicas but the backend has ${this.replicas} ` +
+            `device${this.replicas > 1 ? "s" : ""} (CpuBackend devices / --devices ${r})`,
         ),
       );
     }
@@ -80,7 +90,9 @@ export class CpuBackend implements Backend {
       { length: this.devices },
       () => this.#hostExecutable(graph, opts?.donate),
     );
-    return Promise.resolve(new CpuExecutable(replicas, opts?.donate));
+    // A program without all-reduces runs on its own in each process.
+    const processes = r > 1 ? this.#processes : undefined;
+    return Promise.resolve(new CpuExecutable(replicas, opts?.donate, processes));
   }
 
   /** `t` copied to every device. */

@@ -4,9 +4,11 @@
  * has its own compiled executable (its own arena); they run in lockstep, and each
  * `all_reduce_sum` is a real cross-replica sum: every replica waits at its k-th all-reduce
  * until all N have reached theirs, then all receive the same sum (added in f32, in replica
- * order, as XLA's CPU all-reduce does).
+ * order, as XLA's CPU all-reduce does). With a ProcessSum (cross_process.ts) the sum also runs
+ * over the replicas of the other processes of a multi-process job.
  */
-import { allocArray, type DType, type TypedArray } from "../../ir/dtype.ts";
+import type { DType, TypedArray } from "../../ir/dtype.ts";
+import { addInOrder, type ProcessSum } from "./cross_process.ts";
 
 /** What a replica's executable needs to take part in the cross-replica sums of one call. */
 export interface ReplicaRun {
@@ -20,7 +22,8 @@ export class ReplicaGroup {
   readonly #pending = new Map<number, Meeting>();
   #error: Error | undefined;
 
-  constructor(readonly size: number) {
+  /** `size` local replicas; `processes`: the other processes' replicas join each sum. */
+  constructor(readonly size: number, readonly processes?: ProcessSum) {
     this.#calls = new Array(size).fill(0);
   }
 
@@ -53,16 +56,13 @@ export class ReplicaGroup {
       const n = data.length;
       if (m.parts.some((p) => p.length !== n)) {
         m.reject(new Error(`cpu all_reduce_sum #${k}: the replicas disagree on the size`));
-      } else {
-        const out = allocArray(dtype, n);
-        // A typed-array store rounds each partial sum to the dtype, as an f32 accumulator does.
-        out.set(m.parts[0]);
-        for (let r = 1; r < this.size; r++) {
-          const p = m.parts[r];
-          for (let i = 0; i < n; i++) out[i] += p[i];
-        }
-        m.resolve(out);
-      }
+      } else if (this.processes) {
+        const meeting = m;
+        this.processes.sum(dtype, meeting.parts).then(meeting.resolve, (e) => {
+          meeting.reject(e);
+          this.abort(e);
+        });
+      } else m.resolve(addInOrder(dtype, m.parts));
     }
     return m.promise;
   }
