@@ -15,9 +15,13 @@ Subcommands (each prints one JSON object on stdout):
       same XLA client and run the same way: donated parameters and optimizer state, each step's
       results fed back. Run it next to `train-step` with the same config and batch for the ratio.
 
-  compare CONFIG.json PROGRAM.mlir [--steps S] [--rounds R]
+  compare CONFIG.json PROGRAM.mlir [--steps S] [--rounds R] [--set KEY=VALUE ...]
       Both of the above in one process (batch, precision and remat read from the program's
-      header), timed alternately R times; reports the medians and ours/JAX throughput.
+      header), timed alternately R times; reports the medians and ours/JAX throughput, and
+      XLA's cost analysis of both compiled steps (flops, bytes accessed). `--set` overrides a
+      config key for the JAX side, as `deno task export-hlo CONFIG --KEY VALUE` did for ours
+      (e.g. `--set patch-size=4`); a program whose parameter count differs from the JAX
+      model's is refused, naming both.
 
   run-mlir JOBS_DIR
       Runs programs once for tests (tests/backend/stablehlo_xla_test.ts): every JOBS_DIR/*/
@@ -174,6 +178,7 @@ def mlir_runner(path):
         return float(outs[loss_index]) if loss_index is not None else None
 
     run.compiled = exe  # for HLO and cost inspection
+    run.param_count = sum(int(np.prod(s)) for i, (s, _, _) in enumerate(args) if names.get(i, "").startswith("params."))
     return run, batch, {"program": path, "compile_s": round(compile_s, 2)}
 
 
@@ -239,11 +244,12 @@ def flax_vit(cfg, dtype):
     return ViT()
 
 
-def train_step_bench(config_path, batch, precision, grad_ckpt, batch_from=None, matmul_precision="highest"):
+def train_step_bench(config_path, batch, precision, grad_ckpt, batch_from=None, matmul_precision="highest",
+                     overrides=None):
     """The original stack's step for a config: (run(n) -> loss, batch, meta)."""
     import optax
 
-    cfg = json.load(open(config_path))
+    cfg = {**json.load(open(config_path)), **(overrides or {})}
     defaults = {"dropout": 0.0, "droppath": 0.1, "layerscale": False, "pooling": "cls", "grad-ckpt": False,
                 "optimizer": "adamw", "learning-rate": 1e-3, "weight-decay": 0.05, "adam-b1": 0.9,
                 "adam-b2": 0.999, "adam-eps": 1e-8, "clip-grad": 0.0, "criterion": "ce",
@@ -319,7 +325,18 @@ def train_step_bench(config_path, batch, precision, grad_ckpt, batch_from=None, 
     meta = {"config": config_path, "batch": batch, "precision": precision, "grad_ckpt": cfg["grad-ckpt"],
             "matmul_precision": matmul_precision, "compile_s": round(compile_s, 2)}
     run.compiled = compiled  # for HLO and cost inspection
+    run.param_count = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
     return run, batch, meta
+
+
+def cost(compiled):
+    """XLA's cost analysis of a compiled step: flops and bytes accessed (None where absent)."""
+    try:
+        c = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 - not every client offers it
+        return None
+    c = c[0] if isinstance(c, (list, tuple)) else c
+    return {k.replace(" ", "_"): c.get(k) for k in ("flops", "bytes accessed")} if c else None
 
 
 def timed(run, batch, steps, meta):
@@ -333,25 +350,51 @@ def timed(run, batch, steps, meta):
             "loss": loss, "device": jax.devices()[0].device_kind, "jax": jax.__version__}
 
 
-def compare(config_path, program, steps, rounds):
+def compare(config_path, program, steps, rounds, overrides=None):
     """Both steps compiled, then timed alternately; the ratio of medians is ours / JAX."""
     text = open(program).read()
     highest = "precision HIGHEST" in text or "precision_config" not in text
     jax_run, batch, jax_meta = train_step_bench(config_path, None, None, False, batch_from=program,
-                                                matmul_precision="highest" if highest else "default")
+                                                matmul_precision="highest" if highest else "default",
+                                                overrides=overrides)
     our_run, our_batch, our_meta = mlir_runner(program)
     if our_batch != batch:
         sys.exit(f"the program's batch is {our_batch}, the config's {batch}")
-    ours, theirs = [], []
+    if our_run.param_count != jax_run.param_count:
+        sys.exit(f"{program} has {our_run.param_count} parameters, the JAX model of {config_path} "
+                 f"{jax_run.param_count}: export and compare the same model (the config keys given "
+                 "to export-hlo go to compare as --set KEY=VALUE)")
+    ours, theirs, ours_cpu, theirs_cpu = [], [], [], []
     for _ in range(rounds):
-        theirs.append(timed(jax_run, batch, steps, jax_meta)["step_ms"])
-        ours.append(timed(our_run, batch, steps, our_meta)["step_ms"])
+        t = timed(jax_run, batch, steps, jax_meta)
+        theirs.append(t["step_ms"])
+        theirs_cpu.append(t["cpu_ms_per_step"])
+        t = timed(our_run, batch, steps, our_meta)
+        ours.append(t["step_ms"])
+        ours_cpu.append(t["cpu_ms_per_step"])
     med = lambda xs: sorted(xs)[len(xs) // 2]
     return {"config": config_path, "program": program, "batch": batch, "device": jax.devices()[0].device_kind,
             "jax": jax.__version__, "jax_step_ms": med(theirs), "ours_step_ms": med(ours),
             "jax_img_per_s": round(batch / med(theirs) * 1e3, 1), "ours_img_per_s": round(batch / med(ours) * 1e3, 1),
             "ours_over_jax_throughput": round(med(theirs) / med(ours), 3),
+            # The fastest round of each: on a shared machine, the least disturbed one.
+            "ours_over_jax_best_round": round(min(theirs) / min(ours), 3),
+            "jax_step_ms_all": theirs, "ours_step_ms_all": ours,
+            # CPU time of all threads per step: less swayed than wall time by other processes.
+            "cpu_ms_per_step": {"jax": med(theirs_cpu), "ours": med(ours_cpu)},
+            "cost": {"jax": cost(jax_run.compiled), "ours": cost(our_run.compiled)},
             "compile_s": {"jax": jax_meta["compile_s"], "ours": our_meta["compile_s"]}}
+
+
+def override(text):
+    """`KEY=VALUE` from --set: the value as JSON where it parses (4, 0.1, true), else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--set wants KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def main():
@@ -372,6 +415,7 @@ def main():
     p.add_argument("program")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--set", type=override, action="append", default=[], metavar="KEY=VALUE")
     p = sub.add_parser("run-mlir")
     p.add_argument("jobs_dir")
     a = parser.parse_args()
@@ -383,7 +427,7 @@ def main():
         run, batch, meta = mlir_runner(a.program)
         out = timed(run, batch, a.steps, meta)
     elif a.command == "compare":
-        out = compare(a.config, a.program, a.steps, a.rounds)
+        out = compare(a.config, a.program, a.steps, a.rounds, dict(a.set))
     else:
         out = run_jobs(a.jobs_dir)
     print(json.dumps(out))

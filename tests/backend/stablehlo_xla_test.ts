@@ -2,7 +2,9 @@
  * Emitted programs compiled and run by real XLA (jaxlib's CPU client, through
  * scripts/bench_jax.py run-mlir): the op table's values, gradients, a 4-replica all-reduce step
  * and a ViT training step must agree with the CPU backend. Needs a Python with jax and
- * ml_dtypes: $DEIT3_JAX_PYTHON, else `python3`; skipped when neither imports jax.
+ * ml_dtypes: $DEIT3_JAX_PYTHON, else the peer venv's ($DEIT3_PEERS_PYTHON, else
+ * ~/.cache/deit3-peers/bin/python, as `deno task bench` finds it), else `python3`; skipped when
+ * none imports jax.
  */
 import { valueAndGrad } from "../../lib/autodiff/grad.ts";
 import { CpuBackend } from "../../lib/backend/cpu/backend.ts";
@@ -269,7 +271,15 @@ function vitInputs(graph: Graph, names: string[], replica = 0): HostTensor[] {
 }
 
 async function findJaxPython(): Promise<string | null> {
-  for (const candidate of [Deno.env.get("DEIT3_JAX_PYTHON"), "python3"]) {
+  const venv = Deno.env.get("HOME") && `${Deno.env.get("HOME")}/.cache/deit3-peers/bin/python`;
+  for (
+    const candidate of [
+      Deno.env.get("DEIT3_JAX_PYTHON"),
+      Deno.env.get("DEIT3_PEERS_PYTHON"),
+      venv,
+      "python3",
+    ]
+  ) {
     if (!candidate) continue;
     try {
       const out = await new Deno.Command(candidate, {
