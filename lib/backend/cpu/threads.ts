@@ -56,8 +56,8 @@ const PAUSE_ABOVE = 0.9;
 const SLOWDOWN_CAP = 1.5;
 /** Jobs of a step (one per call of its executable) run unsplit during a pause. */
 const PAUSE_JOBS = 20;
-/** Polls of the completion count before the caller blocks on it. */
-const SPIN = 2000;
+/** The caller polls the completion count this long before it blocks on it. */
+const SPIN_MS = 1;
 /** Wait this long for workers to load a memory. */
 const REGISTER_TIMEOUT_MS = 30_000;
 
@@ -79,7 +79,15 @@ export class WorkerPool {
   /** The site of jobs run without one of their own. */
   readonly #global = new SplitSite();
   /** Chunks run so far, and how many of them by the calling thread (for profiles). */
-  readonly counts = { jobs: 0, chunks: 0, caller: 0, pausedJobs: 0 };
+  readonly counts = {
+    jobs: 0,
+    chunks: 0,
+    caller: 0,
+    pausedJobs: 0,
+    wallMs: 0,
+    unsplitMs: 0,
+    notifyMs: 0,
+  };
   /** Per registering memory: called with true per worker ack, false when a worker is lost. */
   readonly #acks = new Map<number, (ok: boolean) => void>();
 
@@ -202,8 +210,10 @@ export class WorkerPool {
     const seq = (t[C.seq] + 1) | 0, tag = seq & TAG_MASK;
     Atomics.store(t, C.claim, packClaim(tag, n, 0));
     Atomics.store(t, C.seq, seq);
+    const tn = performance.now();
     Atomics.notify(t, C.seq);
     const t0 = performance.now();
+    this.counts.notifyMs += t0 - tn;
     let mine = 0, expected = n;
     let failure: unknown = null;
     try {
@@ -222,7 +232,7 @@ export class WorkerPool {
     }
     const start = performance.now();
     // the workers' last chunks are usually microseconds away: poll a little before blocking
-    for (let i = 0; i < SPIN && Atomics.load(t, C.completed) !== expected; i++);
+    spinUntil(() => Atomics.load(t, C.completed) === expected, SPIN_MS);
     for (;;) {
       const done = Atomics.load(t, C.completed);
       if (done === expected) break;
@@ -239,6 +249,10 @@ export class WorkerPool {
     this.counts.jobs++;
     this.counts.chunks += n;
     this.counts.caller += mine;
+    if (mine > 0) {
+      this.counts.wallMs += performance.now() - t0;
+      this.counts.unsplitMs += ((start - t0) / mine) * n;
+    }
     observe(site, start - t0, performance.now() - t0, mine, n);
   }
 }
@@ -259,6 +273,15 @@ function observe(site: SplitSite, localMs: number, wallMs: number, mine: number,
   if (site.slowdown > PAUSE_ABOVE) {
     site.paused = PAUSE_JOBS;
     site.slowdown = 0.5; // start afresh when trying again
+  }
+}
+
+/** Polls until `done()`, for at most `ms`; whether it was done. */
+export function spinUntil(done: () => boolean, ms: number): boolean {
+  const until = performance.now() + ms;
+  for (;;) {
+    for (let k = 0; k < 256; k++) if (done()) return true;
+    if (performance.now() >= until) return done();
   }
 }
 
