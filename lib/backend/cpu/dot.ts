@@ -77,13 +77,13 @@ export function dotStep(
   const single = chunked ??
     (whole ? () => runGemmTask(gemm, whole, 0, 0) : () => batchLoop(layout, a0, b0, ctx));
   const site = new SplitSite();
+  const local = (t: Int32Array) => runGemmTask(gemm, t, 0, 0);
   const run = () => {
     if (gatherL) gatherL();
     if (gatherR) gatherR();
     const id = ctx.threading.id();
-    if (slices && id !== null && pool!.shouldSplit(site)) {
-      pool!.run(id, slices, (t) => runGemmTask(gemm, t, 0, 0), site);
-    } else single();
+    if (slices && id !== null) pool!.job(id, site, slices, local, single);
+    else single();
   };
   return { run, slices: slices?.length ?? 1 };
 }

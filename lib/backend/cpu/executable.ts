@@ -304,9 +304,10 @@ export class FusedExecutable implements HostExecutable {
           split = true;
           const local = (r: Int32Array) => fn(...args, r[F.q0], r[F.q1]);
           const site = new SplitSite();
+          const unsplit = () => fn(...whole);
           step = () => {
             const id = this.#poolId;
-            if (id !== null && pool!.shouldSplit(site)) pool!.run(id, slices, local, site);
+            if (id !== null) pool!.job(id, site, slices, local, unsplit);
             else fn(...whole);
           };
         } else step = () => fn(...whole);

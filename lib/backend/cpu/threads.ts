@@ -47,15 +47,12 @@ export const MAX_CHUNKS = 64;
 
 /** Wait this long for the last chunk before declaring a worker lost. */
 const JOB_TIMEOUT_MS = 300_000;
-/** Pause splitting when split jobs take this fraction of their unsplit time or more. */
+/** A step pauses splitting while its split runs take this fraction of its whole runs or more. */
 const PAUSE_ABOVE = 0.9;
-/**
- * One job's slowdown counts at most this much: a single job whose worker was descheduled must
- * not pause splitting (about five slow jobs in a row do).
- */
-const SLOWDOWN_CAP = 1.5;
-/** Jobs of a step (one per call of its executable) run unsplit during a pause. */
+/** Calls of a step run whole during a pause. */
 const PAUSE_JOBS = 20;
+/** Every this many calls a step runs whole once, timed, to compare with its split runs. */
+const PROBE_EVERY = 16;
 /** The caller polls the completion count this long before it blocks on it. */
 const SPIN_MS = 1;
 /** Wait this long for workers to load a memory. */
@@ -76,8 +73,6 @@ export class WorkerPool {
   readonly #control: Int32Array;
   #nextId = 1;
   #broken: string | null = null;
-  /** The site of jobs run without one of their own. */
-  readonly #global = new SplitSite();
   /** Chunks run so far, and how many of them by the calling thread (for profiles). */
   readonly counts = {
     jobs: 0,
@@ -172,19 +167,37 @@ export class WorkerPool {
   }
 
   /**
-   * Whether to split the next job of `site` (one step of an executable). When the other
-   * threads keep arriving late for its jobs (their cores are busy with other processes, or the
-   * job is too small for a hand-off to pay), splitting stops paying off: the site then pauses
-   * for a while and the caller runs its jobs whole, trying again later. Each step decides for
-   * itself, so small jobs that do not gain keep no large job from splitting.
+   * Runs one call of a step (`site`): split into `chunks` on the pool, or `whole` on this
+   * thread, as the site's timings say. Every PROBE_EVERY calls (the first included) the step
+   * runs whole and timed; the other calls run split and timed, notify included. When its split
+   * runs take PAUSE_ABOVE of its whole runs or more (the other cores are busy with other
+   * processes, or the job is too small for a hand-off to pay), the step runs whole for
+   * PAUSE_JOBS calls, then tries again. Each step decides for itself, and results never depend
+   * on the choice (a native GEMM runs the same chunks either way).
    */
-  shouldSplit(site: SplitSite = this.#global): boolean {
-    if (site.paused > 0) {
-      site.paused--;
-      this.counts.pausedJobs++;
-      return false;
+  job(
+    id: number,
+    site: SplitSite,
+    chunks: Int32Array[],
+    local: (chunk: Int32Array) => void,
+    whole: () => void,
+  ): void {
+    const t0 = performance.now();
+    if (site.paused > 0 || site.calls++ % PROBE_EVERY === 0) {
+      if (site.paused > 0) {
+        site.paused--;
+        this.counts.pausedJobs++;
+      }
+      whole();
+      site.whole = ema(site.whole, performance.now() - t0);
+      return;
     }
-    return true;
+    this.run(id, chunks, local);
+    site.split = ema(site.split, performance.now() - t0);
+    if (site.split >= PAUSE_ABOVE * site.whole) {
+      site.paused = PAUSE_JOBS;
+      site.split = NaN; // start afresh when trying again
+    }
   }
 
   /**
@@ -192,12 +205,7 @@ export class WorkerPool {
    * `id`: this thread claims and runs chunks with `local` alongside the workers, then waits
    * for the chunks the workers claimed.
    */
-  run(
-    id: number,
-    chunks: Int32Array[],
-    local: (chunk: Int32Array) => void,
-    site: SplitSite = this.#global,
-  ): void {
+  run(id: number, chunks: Int32Array[], local: (chunk: Int32Array) => void): void {
     const t = this.#control;
     const n = chunks.length;
     if (n > MAX_CHUNKS) throw new Error(`cpu: ${n} chunks in one job (at most ${MAX_CHUNKS})`);
@@ -253,27 +261,21 @@ export class WorkerPool {
       this.counts.wallMs += performance.now() - t0;
       this.counts.unsplitMs += ((start - t0) / mine) * n;
     }
-    observe(site, start - t0, performance.now() - t0, mine, n);
   }
 }
 
-/** The splitting state of one step (see WorkerPool.shouldSplit). */
+/** The splitting state of one step (see WorkerPool.job). */
 export class SplitSite {
-  /** Jobs to run unsplit before trying threads again. */
+  calls = 0;
+  /** Calls left to run whole before trying threads again. */
   paused = 0;
-  /** Moving average of (wall time split) / (estimated time unsplit). */
-  slowdown = 0.5;
+  /** Moving averages of its split and whole run times (ms; NaN before the first). */
+  split = NaN;
+  whole = NaN;
 }
 
-/** Updates the slowdown estimate from one job; pauses splitting when it is near 1 or more. */
-function observe(site: SplitSite, localMs: number, wallMs: number, mine: number, n: number) {
-  if (mine === 0 || localMs <= 0) return;
-  const unsplit = (localMs / mine) * n;
-  site.slowdown = 0.9 * site.slowdown + 0.1 * Math.min(SLOWDOWN_CAP, wallMs / unsplit);
-  if (site.slowdown > PAUSE_ABOVE) {
-    site.paused = PAUSE_JOBS;
-    site.slowdown = 0.5; // start afresh when trying again
-  }
+function ema(avg: number, x: number): number {
+  return Number.isNaN(avg) ? x : 0.7 * avg + 0.3 * x;
 }
 
 /** Polls until `done()`, for at most `ms`; whether it was done. */

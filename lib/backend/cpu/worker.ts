@@ -54,12 +54,12 @@ port.on("message", (msg: Message) => {
  */
 const BLOCKING_IDLE_MS = 20;
 /**
- * Poll the job word this long before blocking (as OpenMP runtimes spin between parallel
- * regions): jobs of a step come every few hundred microseconds, and a blocked worker must be
- * woken by the caller, which on a busy machine can schedule it onto the caller's own core and
- * preempt the caller (measured: a notify then cost the caller 0.3 ms, a hundred of them a step).
+ * Poll the job word this long before blocking: a step's jobs often follow each other by less.
+ * A blocked worker must be woken by the caller, and on a busy machine the kernel can schedule it
+ * onto the caller's own core, preempting the caller (a notify then cost the caller 0.2-0.4 ms in
+ * a loaded profile); polling longer makes that worse, as the poll itself then holds the core.
  */
-const SPIN_MS = 1;
+const SPIN_MS = 0.25;
 
 async function serve(t: Int32Array, thread: number): Promise<void> {
   let seen = Atomics.load(t, C.seq);
