@@ -20,7 +20,8 @@
  * fair ratio under load (`ours_over_best_cpu`); with all cores it hides waiting and poor
  * scaling, so there only the wall-clock ratio counts, and only on a quiet machine.
  *
- * `deno run -A bench/cpu.ts [--steps N] [--only tiny,vit-s16] [--threads 1,2] [--python P]`
+ * `deno run -A bench/cpu.ts [--steps N] [--only tiny,vit-s16] [--threads 1,2] [--python P]
+ * [--keep-blas-env]`
  * prints the JSON; `deno task bench` calls benchCpu() and formatCpuBench().
  */
 import { threadCount } from "../lib/backend/cpu/threads.ts";
@@ -34,6 +35,8 @@ export interface CpuBenchOptions {
   threads?: number[];
   /** Peer venv python (jax, timm, torch 2.x). */
   python?: string;
+  /** Run every cell with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE as the environment sets them. */
+  keepBlasEnv?: boolean;
 }
 
 interface Model {
@@ -94,14 +97,20 @@ export async function benchCpu(opts: CpuBenchOptions = {}): Promise<Record<strin
     load_average_start: Deno.loadavg().map(round),
   };
   const rows: Record<string, unknown>[] = [];
+  const keep = (c: Command): Command =>
+    opts.keepBlasEnv
+      ? { ...c, unset: undefined, env: { ...c.env, DEIT3_BENCH_BLAS_ENV: "as set" } }
+      : c;
   for (const m of models) {
     const n = m.name === "tiny" ? steps : Math.max(2, Math.round(steps / 3));
     for (const threads of threadList) {
       const row: Record<string, unknown> = { config: m.label, threads };
-      row.ours = await cell(ours(m, threads, n), threads);
-      row.timm = python ? await cell(timm(python, m, threads, n), threads) : { error: "no venv" };
+      row.ours = await cell(keep(ours(m, threads, n)), threads);
+      row.timm = python
+        ? await cell(keep(timm(python, m, threads, n)), threads)
+        : { error: "no venv" };
       row.jax = python
-        ? await cell(await jax(python, m, threads, n), threads)
+        ? await cell(keep(await jax(python, m, threads, n)), threads)
         : { error: "no venv" };
       const peers = [row.timm, row.jax] as Cell[];
       const best = Math.max(...peers.map((p) => p.img_per_s ?? 0));
@@ -379,6 +388,7 @@ if (import.meta.main) {
     only: arg("--only")?.split(","),
     threads: arg("--threads")?.split(",").map(Number),
     python: arg("--python"),
+    keepBlasEnv: Deno.args.includes("--keep-blas-env"),
   });
   console.log(JSON.stringify(r, null, 2));
   console.log(formatCpuBench(r));

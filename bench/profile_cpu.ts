@@ -66,6 +66,14 @@ console.log(
     wall.toFixed(1)
   }, in steps ${inSteps.toFixed(1)}, outside ${(wall - inSteps).toFixed(1)}`,
 );
+if (exe.profileDetail) {
+  const split = rows.filter(([k]) => k.endsWith("(split)")).reduce((a, r) => a + r[1], 0);
+  console.log(
+    `steps split across threads: ${split.toFixed(1)} ms, not split: ${
+      (inSteps - split).toFixed(1)
+    } ms`,
+  );
+}
 for (const [k, v] of rows.slice(0, Number(arg("--top") ?? 25))) {
   console.log(`${v.toFixed(2).padStart(9)} ms ${(100 * v / wall).toFixed(1).padStart(5)}%  ${k}`);
 }

@@ -39,15 +39,23 @@ jax_platform=${JAX_PLATFORM:-cuda}
 torch_device=${TORCH_DEVICE:-cuda}
 python=${PYTHON:-python3}
 
-# What was carried.
+# What was carried (python's lzma where the image has no xz).
+unxz_to_stdout() {
+  if command -v xz >/dev/null; then xz -dc "$1"; else
+    "$python" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$1"
+  fi
+}
 if ! command -v deno >/dev/null; then
   mkdir -p /tmp/deno-bin
-  xz -dc .dev/deno.xz >/tmp/deno-bin/deno && chmod +x /tmp/deno-bin/deno
+  unxz_to_stdout .dev/deno.xz >/tmp/deno-bin/deno && chmod +x /tmp/deno-bin/deno
   export PATH=/tmp/deno-bin:$PATH
 fi
-[[ -d node_modules ]] || tar -xJf .dev/node_modules.tar.xz
-[[ -d data/mnist ]] || tar -xJf .dev/mnist.tar.xz
-if ! ldconfig -p | grep -q libvulkan.so.1 && compgen -G ".dev/debs/*.deb" >/dev/null; then
+[[ -d node_modules ]] || unxz_to_stdout .dev/node_modules.tar.xz | tar -xf -
+[[ -d data/mnist ]] || unxz_to_stdout .dev/mnist.tar.xz | tar -xf -
+# The Vulkan loader goes into / only on the GPU machine (a fresh one each call), never elsewhere.
+export PATH=$PATH:/sbin:/usr/sbin
+if command -v nvidia-smi >/dev/null && ! ldconfig -p | grep -q libvulkan.so.1 &&
+  compgen -G ".dev/debs/*.deb" >/dev/null; then
   for f in .dev/debs/*.deb; do dpkg -x "$f" /; done
   ldconfig
 fi
@@ -87,10 +95,11 @@ done
 for m in "${models[@]}"; do
   "${deno_run[@]}" tasks/bench.ts --model "$m" --jax-config "$work/$m.json"
   for p in f32 bf16; do
-    # f32 at XLA's default matmul precision (TF32 on this GPU), as notes/anchors.md measured.
+    # f32 at HIGHEST matmul precision, as our emitter's f32 dots (no TF32); notes/anchors.md
+    # has deit3-jax at XLA's default precision (TF32) on the H200 for that comparison.
     JAX_PLATFORMS=$jax_platform step "jax-$m-$p" 30 "$python" scripts/bench_jax.py train-step \
       "$work/$m.json" --batch "$batch" --steps "$steps" --precision "$p" \
-      --matmul-precision default
+      --matmul-precision highest
   done
 done
 for m in "${models[@]}"; do

@@ -7,10 +7,8 @@
 import { CpuBackend } from "../../lib/backend/cpu/backend.ts";
 import { ProcessSum } from "../../lib/backend/cpu/cross_process.ts";
 import { trace } from "../../lib/ir/graph.ts";
-import { type HostTensor, hostTensor, numel } from "../../lib/ir/host_tensor.ts";
-import { leavesWithPaths } from "../../lib/ir/pytree.ts";
 import { assertEquals, assertRejects } from "../assert.ts";
-import { mlpSpecs, mlpTrainStep } from "./stablehlo_mlp.ts";
+import { mlpInputs, mlpSpecs, mlpTrainStep } from "./stablehlo_mlp.ts";
 
 /** P connected ProcessSum ends (process 0 serving). */
 async function job(P: number): Promise<ProcessSum[]> {
@@ -23,23 +21,6 @@ async function job(P: number): Promise<ProcessSum[]> {
   );
   await server.ready;
   return [server, ...clients];
-}
-
-/** The MLP step's inputs of one replica: parameters alike, each replica its own batch. */
-function mlpInputs(replica: number): HostTensor[] {
-  return mlpSpecs().flatMap((s) =>
-    leavesWithPaths<{ shape: number[]; dtype: "f32" | "i32" }>(s).map(([path, t], k) =>
-      hostTensor(
-        t.shape,
-        t.dtype,
-        Array.from({ length: numel(t.shape) }, (_, i) => {
-          if (t.dtype === "i32") return (i * 7 + replica) % 3;
-          const varies = path === "" && t.shape.length === 2 && t.shape[0] === 5 ? replica : 0;
-          return Math.sin(i * 1.3 + k + varies) * (t.shape.length === 0 ? 0.1 : 1);
-        }),
-      )
-    )
-  );
 }
 
 for (const [P, N] of [[2, 1], [3, 2]]) {

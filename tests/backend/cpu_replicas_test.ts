@@ -7,12 +7,11 @@ import { CpuBackend } from "../../lib/backend/cpu/backend.ts";
 import { ReplicaGroup } from "../../lib/backend/cpu/replicas.ts";
 import { splitAxis0 } from "../../lib/backend/replicas.ts";
 import { trace } from "../../lib/ir/graph.ts";
-import { type HostTensor, hostTensor, numel } from "../../lib/ir/host_tensor.ts";
+import { hostTensor } from "../../lib/ir/host_tensor.ts";
 import * as ops from "../../lib/ir/ops.ts";
-import { leavesWithPaths } from "../../lib/ir/pytree.ts";
 import type { Tensor } from "../../lib/ir/tensor.ts";
 import { assertAllClose, assertEquals, assertRejects } from "../assert.ts";
-import { mlpSpecs, mlpTrainStep } from "./stablehlo_mlp.ts";
+import { mlpInputs, mlpSpecs, mlpTrainStep } from "./stablehlo_mlp.ts";
 
 const f32 = (...shape: number[]) => ({ shape, dtype: "f32" as const });
 
@@ -97,19 +96,3 @@ Deno.test("cpu replicas: a failing replica releases the others waiting at an all
   await assertRejects(() => waiting, "replica 1 failed");
   await assertRejects(() => group.sum(1, "f32", new Float32Array([1])), "replica 1 failed");
 });
-
-function mlpInputs(replica: number): HostTensor[] {
-  return mlpSpecs().flatMap((s) =>
-    leavesWithPaths<{ shape: number[]; dtype: "f32" | "i32" }>(s).map(([path, t], k) =>
-      hostTensor(
-        t.shape,
-        t.dtype,
-        Array.from({ length: numel(t.shape) }, (_, i) => {
-          if (t.dtype === "i32") return (i * 7 + replica) % 3;
-          const varies = path === "" && t.shape.length === 2 && t.shape[0] === 5 ? replica : 0;
-          return Math.sin(i * 1.3 + k + varies) * (t.shape.length === 0 ? 0.1 : 1);
-        }),
-      )
-    )
-  );
-}

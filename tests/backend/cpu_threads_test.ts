@@ -76,7 +76,7 @@ Deno.test("worker pool: a chunk that throws on the caller is rethrown after the 
   await new Promise((r) => setTimeout(r, 10));
 });
 
-Deno.test("cpu fused: row reductions run as wasm, cut by rows across threads, bit for bit", async () => {
+Deno.test("cpu fused: row and column reductions run as wasm, cut across threads, bit for bit", async () => {
   const rows = 96, cols = 2048; // 196K elements: split when a pool exists
   let seed = 3;
   const rand = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294967296 - 0.5;
@@ -87,13 +87,15 @@ Deno.test("cpu fused: row reductions run as wasm, cut by rows across threads, bi
   const program = (t: Tensor) => [
     ops.sum(ops.mul(t, t), [1]),
     ops.max(ops.add(t, 1), [1]),
-    ops.sum(t, [0]), // a column reduction: stays a whole-range loop
+    ops.sum(t, [0]), // a column reduction: cut by columns
+    ops.max(ops.mul(t, 2), [0]),
+    ops.sum(ops.reshape(t, [rows / 2, 2, cols]), [0, 2]), // neither: a JS loop
   ];
   const graph = trace(program, { shape: x.shape, dtype: x.dtype }).graph;
   const exe = new FusedExecutable(graph, { threads: true, exactMath: true });
   const got = await exe.execute([x]);
-  assertEquals(exe.stats.wasmReductions, 3);
-  if (WorkerPool.shared()) assertEquals(exe.stats.threadedLoops, 2);
+  assertEquals(exe.stats.wasmReductions, 4);
+  if (WorkerPool.shared()) assertEquals(exe.stats.threadedLoops, 4);
   exe.dispose();
   const want = await evaluate(new CpuBackend({ mode: "reference" }), program, x) as HostTensor[];
   got.forEach((g, i) => {

@@ -16,6 +16,7 @@ import * as ops from "../../lib/ir/ops.ts";
 import type { Tensor } from "../../lib/ir/tensor.ts";
 import { PjrtPluginNotFoundError } from "../../ffi/discovery.ts";
 import { assert, assertEquals, assertRejects, assertThrows } from "../assert.ts";
+import { buildFakePlugins, openQueries } from "../ffi/fake_plugin/build.ts";
 
 const nothingToFind = { env: () => undefined, pythonPrefixes: [], standardPaths: [] };
 
@@ -71,7 +72,7 @@ Deno.test("pjrt shard: axis 0 split into equal replica slices, or a clear error"
   assertThrows(() => splitAxis0(hostTensor([], "f32", [1]), 2), "a scalar cannot be split");
 });
 
-const fake = await buildFakePlugin();
+const fake = (await buildFakePlugins({ plain: [] }))?.plain ?? null;
 const quiet = () => {};
 
 function fakeTest(name: string, fn: (path: string) => Promise<void>) {
@@ -295,55 +296,3 @@ fakeTest("dumpDir receives each compiled program's text", async (path) => {
     await Deno.remove(dir, { recursive: true });
   }
 });
-
-/** Compiles tests/ffi/fake_plugin/fake_pjrt_plugin.c; null when there is no C compiler. */
-async function buildFakePlugin(): Promise<string | null> {
-  const source = new URL("../ffi/fake_plugin/fake_pjrt_plugin.c", import.meta.url).pathname;
-  const dir = await Deno.makeTempDir({ prefix: "pjrt_backend_fake_" });
-  const path = `${dir}/fake_pjrt.so`;
-  try {
-    const result = await new Deno.Command("cc", {
-      args: [
-        "-shared",
-        "-fPIC",
-        "-O1",
-        "-std=c11",
-        "-D_DEFAULT_SOURCE",
-        "-pthread",
-        "-o",
-        path,
-        source,
-      ],
-      stderr: "piped",
-    }).output();
-    if (!result.success) throw new Error(new TextDecoder().decode(result.stderr));
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      console.warn("pjrt backend fake-plugin tests skipped: no C compiler (cc) on PATH");
-      return null;
-    }
-    throw e;
-  }
-  globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-  return path;
-}
-
-function openQueries(path: string) {
-  const lib = Deno.dlopen(
-    path,
-    {
-      fake_last_non_donatable: { parameters: ["buffer", "usize"], result: "void" },
-      fake_last_donated: { parameters: ["buffer", "usize"], result: "void" },
-    } as const,
-  );
-  const read = (fn: (b: Uint8Array<ArrayBuffer>, n: bigint) => void) => {
-    const buf = new Uint8Array(512);
-    fn(buf, 512n);
-    return new TextDecoder().decode(buf.subarray(0, buf.indexOf(0)));
-  };
-  return {
-    lastNonDonatable: () => read((b, n) => lib.symbols.fake_last_non_donatable(b, n)),
-    lastDonated: () => read((b, n) => lib.symbols.fake_last_donated(b, n)),
-    close: () => lib.close(),
-  };
-}

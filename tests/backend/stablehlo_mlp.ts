@@ -2,7 +2,8 @@
 import { valueAndGrad } from "../../lib/autodiff/grad.ts";
 import type { ShapeSpec } from "../../lib/ir/graph.ts";
 import * as ops from "../../lib/ir/ops.ts";
-import { treeMap } from "../../lib/ir/pytree.ts";
+import { leavesWithPaths, treeMap } from "../../lib/ir/pytree.ts";
+import { type HostTensor, hostTensor, numel } from "../../lib/ir/host_tensor.ts";
 import type { Tensor } from "../../lib/ir/tensor.ts";
 
 export interface Mlp<T> {
@@ -20,6 +21,23 @@ export function mlpSpecs(): unknown[] {
     shape: [5],
     dtype: "i32",
   }, f32()];
+}
+
+/** The step's inputs of one replica: parameters alike on every replica, data its own. */
+export function mlpInputs(replica: number): HostTensor[] {
+  return mlpSpecs().flatMap((s) =>
+    leavesWithPaths<{ shape: number[]; dtype: "f32" | "i32" }>(s).map(([path, t], k) =>
+      hostTensor(
+        t.shape,
+        t.dtype,
+        Array.from({ length: numel(t.shape) }, (_, i) => {
+          if (t.dtype === "i32") return (i * 7 + replica) % 3;
+          const varies = path === "" && t.shape.length === 2 && t.shape[0] === 5 ? replica : 0;
+          return Math.sin(i * 1.3 + k + varies) * (t.shape.length === 0 ? 0.1 : 1);
+        }),
+      )
+    )
+  );
 }
 
 export function mlpLoss(p: Mlp<Tensor>, x: Tensor, labels: Tensor): Tensor {

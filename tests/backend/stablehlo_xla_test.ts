@@ -14,12 +14,11 @@ import { resolveConfig } from "../../lib/config/mod.ts";
 import { allocArray, type DType } from "../../lib/ir/dtype.ts";
 import { type Graph, trace } from "../../lib/ir/graph.ts";
 import { type HostTensor, hostTensor, numel } from "../../lib/ir/host_tensor.ts";
-import { leavesWithPaths } from "../../lib/ir/pytree.ts";
 import type { Tensor } from "../../lib/ir/tensor.ts";
 import { assertAllClose, assertEquals } from "../assert.ts";
 import { GRAD_CASES } from "./grad_table.ts";
 import { OP_CASES } from "./op_table.ts";
-import { mlpSpecs, mlpTrainStep } from "./stablehlo_mlp.ts";
+import { mlpInputs, mlpSpecs, mlpTrainStep } from "./stablehlo_mlp.ts";
 
 const SCRIPT = new URL("../../scripts/bench_jax.py", import.meta.url).pathname;
 const python = await findJaxPython();
@@ -227,23 +226,6 @@ const VIT = {
   "grad-ckpt": true,
   "train-dataset-shards": "x",
 };
-
-function mlpInputs(replica: number): HostTensor[] {
-  return mlpSpecs().flatMap((s) =>
-    leavesWithPaths<{ shape: number[]; dtype: "f32" | "i32" }>(s).map(([path, t], k) =>
-      hostTensor(
-        t.shape,
-        t.dtype,
-        Array.from({ length: numel(t.shape) }, (_, i) => {
-          if (t.dtype === "i32") return (i * 7 + replica) % 3;
-          // Parameters are the same on every replica; data differs.
-          const varies = path === "" && t.shape.length === 2 && t.shape[0] === 5 ? replica : 0;
-          return Math.sin(i * 1.3 + k + varies) * (t.shape.length === 0 ? 0.1 : 1);
-        }),
-      )
-    )
-  );
-}
 
 /** Inputs of an exported ViT step; batch, Mixup and key differ by `replica`. */
 function vitInputs(graph: Graph, names: string[], replica = 0): HostTensor[] {

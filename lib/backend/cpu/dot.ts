@@ -12,7 +12,7 @@ import { DEFAULT_GEMM, gemmModuleBytes } from "./gemm_wasm.ts";
 import { loadNativeBlas, wasmChosen } from "./gemm_native.ts";
 import { contiguousView, mergeDims, type View } from "./index_map.ts";
 import { applyView, type GraphPlan } from "./plan.ts";
-import { MAX_CHUNKS, type WorkerPool } from "./threads.ts";
+import { MAX_CHUNKS, SplitSite, type WorkerPool } from "./threads.ts";
 
 /** Matmuls below this many flops run on one thread (a hand-off costs tens of microseconds). */
 export const DOT_SPLIT_MIN_FLOPS = 4e6;
@@ -76,12 +76,13 @@ export function dotStep(
     : null;
   const single = chunked ??
     (whole ? () => runGemmTask(gemm, whole, 0, 0) : () => batchLoop(layout, a0, b0, ctx));
+  const site = new SplitSite();
   const run = () => {
     if (gatherL) gatherL();
     if (gatherR) gatherR();
     const id = ctx.threading.id();
-    if (slices && id !== null && pool!.shouldSplit()) {
-      pool!.run(id, slices, (t) => runGemmTask(gemm, t, 0, 0));
+    if (slices && id !== null && pool!.shouldSplit(site)) {
+      pool!.run(id, slices, (t) => runGemmTask(gemm, t, 0, 0), site);
     } else single();
   };
   return { run, slices: slices?.length ?? 1 };

@@ -18,7 +18,7 @@ import { type ArenaRequest, bytesPer, planArena, viewOf } from "./arena.ts";
 import { jsKernel } from "./codegen.ts";
 import { DOT_SPLIT_MIN_FLOPS, dotLayout, dotStep, gemmModule, gemmOn, operandView } from "./dot.ts";
 import { F, loopSlices, splittable } from "./tasks.ts";
-import { WorkerPool } from "./threads.ts";
+import { SplitSite, WorkerPool } from "./threads.ts";
 import { buildGroupIR, type GroupIR } from "./fused_ir.ts";
 import { DEFAULT_GEMM, gemmScratchBytes } from "./gemm_wasm.ts";
 import type { View } from "./index_map.ts";
@@ -291,6 +291,7 @@ export class FusedExecutable implements HostExecutable {
       const staging = stagingSlots[i].map((slot) => arenaBase + offsets[slot]);
       let step: Step;
       let name: string;
+      let split = false;
       if (s.ir && wasm.fns.has(s.ir)) {
         const { fn, name: exportName, extent } = wasm.fns.get(s.ir)!;
         const args = [addressOf(s.p), ...s.ir.leaves.map(addressOf), ...staging];
@@ -300,10 +301,12 @@ export class FusedExecutable implements HostExecutable {
         const whole = [...args, 0, extent];
         if (slices) {
           threadedLoops++;
+          split = true;
           const local = (r: Int32Array) => fn(...args, r[F.q0], r[F.q1]);
+          const site = new SplitSite();
           step = () => {
             const id = this.#poolId;
-            if (id !== null && pool!.shouldSplit()) pool!.run(id, slices, local);
+            if (id !== null && pool!.shouldSplit(site)) pool!.run(id, slices, local, site);
             else fn(...whole);
           };
         } else step = () => fn(...whole);
@@ -329,6 +332,7 @@ export class FusedExecutable implements HostExecutable {
         });
         step = d.run;
         if (d.slices > 1) threadedMatmuls++;
+        split = d.slices > 1;
         name = "dot_general";
       } else if (t.prim === Primitive.AllReduceSum) {
         // Run by execute() with the other replicas (replicas.ts).
@@ -349,7 +353,7 @@ export class FusedExecutable implements HostExecutable {
       }
       this.#steps.push(step);
       this.#names.push(name);
-      this.#details.push(`${name} ${t.dtype}[${t.shape}] #${s.p}`);
+      this.#details.push(`${name} ${t.dtype}[${t.shape}] #${s.p}${split ? " (split)" : ""}`);
     });
 
     const count = (k: string) => pending.filter((s) => kind[s.p] === k).length;

@@ -1,5 +1,5 @@
 import type { GroupIR } from "./fused_ir.ts";
-import { rowReduction } from "./wasm_fused.ts";
+import { columnReduction, rowReduction, splitExtent } from "./wasm_fused.ts";
 import { MAX_CHUNKS } from "./threads.ts";
 
 /**
@@ -90,13 +90,16 @@ export function runGemmTask(gemm: GemmFn, t: Int32Array, o: number, thread: numb
 const LOOP_SPLIT_MIN_ELEMENTS = 1 << 17;
 
 /**
- * Wasm loops over enough elements: elementwise ones, and row reductions cut by rows (each row
- * still sums in order on one thread); other reductions run on one thread.
+ * Wasm loops over enough elements: elementwise ones, row reductions cut by rows and column
+ * reductions by columns (each output still sums in order on one thread); other reductions run
+ * on one thread.
  */
 export function splittable(ir: GroupIR): boolean {
   const domain = ir.dims.reduce((a, b) => a * b, 1);
-  if (ir.reduce && !(rowReduction(ir) && ir.dims.length > 1)) return false;
-  return domain >= LOOP_SPLIT_MIN_ELEMENTS && ir.dims[0] > 1;
+  if (ir.reduce && !(rowReduction(ir) && ir.dims.length > 1) && !columnReduction(ir)) {
+    return false;
+  }
+  return domain >= LOOP_SPLIT_MIN_ELEMENTS && splitExtent(ir) > 16;
 }
 
 /** Task records cutting a wasm loop's split dim [0, extent) into `threads` ranges. */

@@ -54,8 +54,10 @@ const PAUSE_ABOVE = 0.9;
  * not pause splitting (about five slow jobs in a row do).
  */
 const SLOWDOWN_CAP = 1.5;
-/** Jobs run unsplit during a pause. */
-const PAUSE_JOBS = 100;
+/** Jobs of a step (one per call of its executable) run unsplit during a pause. */
+const PAUSE_JOBS = 20;
+/** The caller polls the completion count this long before it blocks on it. */
+const SPIN_MS = 1;
 /** Wait this long for workers to load a memory. */
 const REGISTER_TIMEOUT_MS = 30_000;
 
@@ -74,12 +76,18 @@ export class WorkerPool {
   readonly #control: Int32Array;
   #nextId = 1;
   #broken: string | null = null;
-  /** Jobs to run unsplit before trying threads again (see run). */
-  #paused = 0;
-  /** Moving average of (wall time split) / (estimated time unsplit). */
-  #slowdown = 0.5;
+  /** The site of jobs run without one of their own. */
+  readonly #global = new SplitSite();
   /** Chunks run so far, and how many of them by the calling thread (for profiles). */
-  readonly counts = { jobs: 0, chunks: 0, caller: 0, pausedJobs: 0 };
+  readonly counts = {
+    jobs: 0,
+    chunks: 0,
+    caller: 0,
+    pausedJobs: 0,
+    wallMs: 0,
+    unsplitMs: 0,
+    notifyMs: 0,
+  };
   /** Per registering memory: called with true per worker ack, false when a worker is lost. */
   readonly #acks = new Map<number, (ok: boolean) => void>();
 
@@ -164,13 +172,15 @@ export class WorkerPool {
   }
 
   /**
-   * Whether to split the next job. When the other threads keep arriving late (their cores are
-   * busy with other processes), splitting stops paying off: the pool then pauses for a while
-   * and the caller runs jobs whole, trying again later.
+   * Whether to split the next job of `site` (one step of an executable). When the other
+   * threads keep arriving late for its jobs (their cores are busy with other processes, or the
+   * job is too small for a hand-off to pay), splitting stops paying off: the site then pauses
+   * for a while and the caller runs its jobs whole, trying again later. Each step decides for
+   * itself, so small jobs that do not gain keep no large job from splitting.
    */
-  shouldSplit(): boolean {
-    if (this.#paused > 0) {
-      this.#paused--;
+  shouldSplit(site: SplitSite = this.#global): boolean {
+    if (site.paused > 0) {
+      site.paused--;
       this.counts.pausedJobs++;
       return false;
     }
@@ -182,7 +192,12 @@ export class WorkerPool {
    * `id`: this thread claims and runs chunks with `local` alongside the workers, then waits
    * for the chunks the workers claimed.
    */
-  run(id: number, chunks: Int32Array[], local: (chunk: Int32Array) => void): void {
+  run(
+    id: number,
+    chunks: Int32Array[],
+    local: (chunk: Int32Array) => void,
+    site: SplitSite = this.#global,
+  ): void {
     const t = this.#control;
     const n = chunks.length;
     if (n > MAX_CHUNKS) throw new Error(`cpu: ${n} chunks in one job (at most ${MAX_CHUNKS})`);
@@ -195,8 +210,10 @@ export class WorkerPool {
     const seq = (t[C.seq] + 1) | 0, tag = seq & TAG_MASK;
     Atomics.store(t, C.claim, packClaim(tag, n, 0));
     Atomics.store(t, C.seq, seq);
+    const tn = performance.now();
     Atomics.notify(t, C.seq);
     const t0 = performance.now();
+    this.counts.notifyMs += t0 - tn;
     let mine = 0, expected = n;
     let failure: unknown = null;
     try {
@@ -214,6 +231,8 @@ export class WorkerPool {
       expected = exhaust(t, tag) - 1; // this thread's failed chunk never completes
     }
     const start = performance.now();
+    // the workers' last chunks are usually microseconds away: poll a little before blocking
+    spinUntil(() => Atomics.load(t, C.completed) === expected, SPIN_MS);
     for (;;) {
       const done = Atomics.load(t, C.completed);
       if (done === expected) break;
@@ -230,18 +249,39 @@ export class WorkerPool {
     this.counts.jobs++;
     this.counts.chunks += n;
     this.counts.caller += mine;
-    this.#observe(start - t0, performance.now() - t0, mine, n);
-  }
-
-  /** Updates the slowdown estimate from one job; pauses splitting when it is near 1 or more. */
-  #observe(localMs: number, wallMs: number, mine: number, n: number): void {
-    if (mine === 0 || localMs <= 0) return;
-    const unsplit = (localMs / mine) * n;
-    this.#slowdown = 0.9 * this.#slowdown + 0.1 * Math.min(SLOWDOWN_CAP, wallMs / unsplit);
-    if (this.#slowdown > PAUSE_ABOVE) {
-      this.#paused = PAUSE_JOBS;
-      this.#slowdown = 0.5; // start afresh when trying again
+    if (mine > 0) {
+      this.counts.wallMs += performance.now() - t0;
+      this.counts.unsplitMs += ((start - t0) / mine) * n;
     }
+    observe(site, start - t0, performance.now() - t0, mine, n);
+  }
+}
+
+/** The splitting state of one step (see WorkerPool.shouldSplit). */
+export class SplitSite {
+  /** Jobs to run unsplit before trying threads again. */
+  paused = 0;
+  /** Moving average of (wall time split) / (estimated time unsplit). */
+  slowdown = 0.5;
+}
+
+/** Updates the slowdown estimate from one job; pauses splitting when it is near 1 or more. */
+function observe(site: SplitSite, localMs: number, wallMs: number, mine: number, n: number) {
+  if (mine === 0 || localMs <= 0) return;
+  const unsplit = (localMs / mine) * n;
+  site.slowdown = 0.9 * site.slowdown + 0.1 * Math.min(SLOWDOWN_CAP, wallMs / unsplit);
+  if (site.slowdown > PAUSE_ABOVE) {
+    site.paused = PAUSE_JOBS;
+    site.slowdown = 0.5; // start afresh when trying again
+  }
+}
+
+/** Polls until `done()`, for at most `ms`; whether it was done. */
+export function spinUntil(done: () => boolean, ms: number): boolean {
+  const until = performance.now() + ms;
+  for (;;) {
+    for (let k = 0; k < 256; k++) if (done()) return true;
+    if (performance.now() >= until) return done();
   }
 }
 

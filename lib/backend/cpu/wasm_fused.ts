@@ -60,6 +60,23 @@ export function rowReduction(ir: GroupIR): boolean {
   return rows === ir.root.size;
 }
 
+/**
+ * A reduction over every dim but the inner one, which the output is (bias and scale gradients,
+ * [rows, C] -> [C]): its function takes a range of the inner dim (columns) instead, so that
+ * it may be cut across threads by columns, each summed over all rows in order.
+ */
+export function columnReduction(ir: GroupIR): boolean {
+  if (!ir.reduce || ir.dims.length < 2) return false;
+  const inner = ir.dims.length - 1;
+  const out = ir.lins[ir.outLin];
+  return out.c[inner] === 1 && out.k === 0 && ir.root.size === ir.dims[inner];
+}
+
+/** The extent of the range a group's function takes (see buildWasmGroups). */
+export function splitExtent(ir: GroupIR): number {
+  return columnReduction(ir) ? ir.dims[ir.dims.length - 1] : ir.dims[0];
+}
+
 const SIGNATURE_OK: Record<Signature, (n: GroupIR["root"]) => boolean> = {
   f32: (n) => n.dtype === "f32" && n.inputs.every((x) => x.dtype === "f32"),
   compare: (n) => n.inputs.every((x) => x.dtype === "f32"),
@@ -101,7 +118,7 @@ export function buildWasmGroups(
   const inst = new WebAssembly.Instance(module, { env: { memory } });
   irs.forEach((ir, k) => {
     const name = funcs[index[k]].name;
-    fns.set(ir, { fn: inst.exports[name] as WasmGroupFn, name, extent: ir.dims[0] });
+    fns.set(ir, { fn: inst.exports[name] as WasmGroupFn, name, extent: splitExtent(ir) });
   });
   return { module, fns };
 }
@@ -186,7 +203,7 @@ function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
   const accAddr = reduce ? f.params[f.params.length - 3] : null;
   const isMax = ir.root.prim === Primitive.ReduceMax;
   const accI = f.local("i32"), accV = f.local("v128"), accS = f.local("f64");
-  const row = rowReduction(ir);
+  const row = rowReduction(ir), column = columnReduction(ir);
   const rowAcc = f.local("f64"), rowVal = f.local("f64");
   const combineVector = () => {
     // stack: acc, v (f64x2) -> combined
@@ -226,7 +243,7 @@ function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
     });
     // vector loop over whole groups of 4, then a scalar tail
     // the split dim is the inner loop when there is only one
-    const split = inner === 0 && !reduce;
+    const split = (inner === 0 && !reduce) || column;
     const rowAdd = () => {
       // stack: an f64 value; rowAcc = combine(rowAcc, value)
       f.set(rowVal);
@@ -315,20 +332,24 @@ function groupFunc(ir: GroupIR, name: string, expTable: number): FuncBuilder {
   };
   const outSize = ir.root.size;
   if (reduce && !row) {
-    // acc = init
-    f.forRange(accI, 0, outSize, 1, () => {
+    // acc = init (for a column range: its columns)
+    const init = () => {
       f.get(accI).i32(3).op(OP.i32Shl).get(accAddr!).op(OP.i32Add);
       f.f64(isMax ? -Infinity : 0).mem(OP.f64Store, 3);
-    });
+    };
+    if (column) f.forRange(accI, lo, hi, 1, init);
+    else f.forRange(accI, 0, outSize, 1, init);
   }
   nest(0);
   if (reduce && !row) {
     // out = f32(acc)
-    f.forRange(accI, 0, outSize, 1, () => {
+    const store = () => {
       f.get(accI).i32(2).op(OP.i32Shl).get(outAddr).op(OP.i32Add);
       f.get(accI).i32(3).op(OP.i32Shl).get(accAddr!).op(OP.i32Add).mem(OP.f64Load, 3);
       f.op(OP.f32DemoteF64).mem(OP.f32Store, 2);
-    });
+    };
+    if (column) f.forRange(accI, lo, hi, 1, store);
+    else f.forRange(accI, 0, outSize, 1, store);
   }
   return f;
 

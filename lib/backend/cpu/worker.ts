@@ -5,7 +5,7 @@
  */
 import { parentPort } from "node:worker_threads";
 import { F, type GemmFn, KIND_FUSED, runFusedTask, runGemmTask, TASK_INTS } from "./tasks.ts";
-import { C, claim, TAG_MASK } from "./threads.ts";
+import { C, claim, spinUntil, TAG_MASK } from "./threads.ts";
 import { gemmOn } from "./dot.ts";
 
 interface Register {
@@ -53,11 +53,19 @@ port.on("message", (msg: Message) => {
  * (a caller registering a new executable is itself idle meanwhile).
  */
 const BLOCKING_IDLE_MS = 20;
+/**
+ * Poll the job word this long before blocking (as OpenMP runtimes spin between parallel
+ * regions): jobs of a step come every few hundred microseconds, and a blocked worker must be
+ * woken by the caller, which on a busy machine can schedule it onto the caller's own core and
+ * preempt the caller (measured: a notify then cost the caller 0.3 ms, a hundred of them a step).
+ */
+const SPIN_MS = 1;
 
 async function serve(t: Int32Array, thread: number): Promise<void> {
   let seen = Atomics.load(t, C.seq);
   for (;;) {
     const idleSince = performance.now();
+    spinUntil(() => Atomics.load(t, C.seq) !== seen, SPIN_MS);
     while (Atomics.load(t, C.seq) === seen) {
       if (performance.now() - idleSince >= BLOCKING_IDLE_MS) {
         // deno-lint-ignore no-explicit-any
