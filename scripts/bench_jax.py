@@ -23,6 +23,10 @@ Subcommands (each prints one JSON object on stdout):
       (e.g. `--set patch-size=4`); a program whose parameter count differs from the JAX
       model's is refused, naming both.
 
+  cost PROGRAM.mlir [PROGRAM.mlir ...]
+      XLA's cost analysis of each program as compiled for this client: flops and bytes accessed
+      (tests/backend/stablehlo_xla_test.ts checks that a step's bytes grow linearly with depth).
+
   run-mlir JOBS_DIR
       Runs programs once for tests (tests/backend/stablehlo_xla_test.ts): every JOBS_DIR/*/
       holds program.mlir and in_R_I.bin (replica R, argument I, raw little-endian bytes); the
@@ -416,6 +420,8 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--set", type=override, action="append", default=[], metavar="KEY=VALUE")
+    p = sub.add_parser("cost")
+    p.add_argument("programs", nargs="+")
     p = sub.add_parser("run-mlir")
     p.add_argument("jobs_dir")
     a = parser.parse_args()
@@ -428,6 +434,9 @@ def main():
         out = timed(run, batch, a.steps, meta)
     elif a.command == "compare":
         out = compare(a.config, a.program, a.steps, a.rounds, dict(a.set))
+    elif a.command == "cost":
+        out = {"programs": [{"program": path, **(cost(compile_program(open(path).read(), 1)[0]) or {})}
+                            for path in a.programs]}
     else:
         out = run_jobs(a.jobs_dir)
     print(json.dumps(out))

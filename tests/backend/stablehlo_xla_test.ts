@@ -15,7 +15,7 @@ import { allocArray, type DType } from "../../lib/ir/dtype.ts";
 import { type Graph, trace } from "../../lib/ir/graph.ts";
 import { type HostTensor, hostTensor, numel } from "../../lib/ir/host_tensor.ts";
 import type { Tensor } from "../../lib/ir/tensor.ts";
-import { assertAllClose, assertEquals } from "../assert.ts";
+import { assert, assertAllClose, assertEquals } from "../assert.ts";
 import { GRAD_CASES } from "./grad_table.ts";
 import { OP_CASES } from "./op_table.ts";
 import { mlpInputs, mlpSpecs, mlpTrainStep } from "./stablehlo_mlp.ts";
@@ -207,6 +207,55 @@ Deno.test({
     for (const [k, check] of checks.entries()) await check(results[k]);
   },
 });
+
+Deno.test({
+  name: "xla: the ViT step's bytes accessed grow no faster than its depth",
+  ignore: python === null,
+  fn: async () => {
+    // XLA's fusion pass once recomputed the residual stream's gradient inside every consumer
+    // from the chain of all later layers (lib/autodiff/grad.ts, sumCotangents): bytes grew with
+    // depth squared, 4.5x from 2 to 8 layers here (ViT-S/16: 15.4 GB against JAX's 10.4).
+    const dir = await Deno.makeTempDir({ prefix: "xla_cost_" });
+    try {
+      const paths = [];
+      for (const layers of [2, 8]) {
+        const config = resolveConfig({ ...DEEP, layers }, "deep.json", [], { random: () => 0.5 });
+        paths.push(`${dir}/layers_${layers}.mlir`);
+        await Deno.writeTextFile(paths.at(-1)!, exportTrainStep(config, { batch: 4 }).text);
+      }
+      const out = await new Deno.Command(python!, {
+        args: [SCRIPT, "cost", ...paths],
+        env: { JAX_PLATFORMS: "cpu" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      if (!out.success) {
+        throw new Error(`cost failed:\n${new TextDecoder().decode(out.stderr).slice(-3000)}`);
+      }
+      const [two, eight] = (JSON.parse(new TextDecoder().decode(out.stdout)) as {
+        programs: { bytes_accessed: number }[];
+      }).programs.map((p) => p.bytes_accessed);
+      // 3.5x with the fixed sum order; 4x would be linear with no fixed cost at all.
+      assert(eight < 4 * two, `8 layers move ${eight} bytes, 2 layers ${two}`);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** ViT-S/16's options (LayerScale, Mixup/CutMix, clipping) at a small size. */
+const DEEP = {
+  "dim": 32,
+  "heads": 2,
+  "labels": 10,
+  "patch-size": 8,
+  "image-size": 32,
+  "layerscale": true,
+  "mixup": 0.8,
+  "cutmix": 1.0,
+  "clip-grad": 1.0,
+  "train-dataset-shards": "x",
+};
 
 const VIT = {
   "layers": 1,
