@@ -288,7 +288,8 @@ function sliceTask(
   const perThread = native ? NATIVE_CHUNKS_PER_THREAD : CHUNKS_PER_THREAD;
   const want = Math.min(MAX_CHUNKS, perThread * threads);
   if (items >= threads) {
-    const n = Math.min(want, items);
+    // whole batch items: more chunks cost no repacking, and even out a late thread
+    const n = Math.min(MAX_CHUNKS, CHUNKS_PER_THREAD * threads, items);
     for (let i = 0; i < n; i++) {
       const q0 = Math.floor((i * items) / n), q1 = Math.floor(((i + 1) * items) / n);
       add((t) => {
