@@ -104,11 +104,7 @@ export class ProcessSumServer extends ProcessSum {
   #meeting(k: number): Meeting {
     let m = this.#pending.get(k);
     if (!m) {
-      let resolve!: (v: TypedArray) => void, reject!: (e: Error) => void;
-      const promise = new Promise<TypedArray>((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
+      const { promise, resolve, reject } = Promise.withResolvers<TypedArray>();
       m = { parts: new Array(this.processCount).fill(undefined), promise, resolve, reject };
       promise.catch(() => {}); // a failure is also thrown to whoever awaits it
       this.#pending.set(k, m);

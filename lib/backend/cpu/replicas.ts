@@ -39,11 +39,7 @@ export class ReplicaGroup {
     const k = this.#calls[replica]++;
     let m = this.#pending.get(k);
     if (!m) {
-      let resolve!: (v: TypedArray) => void, reject!: (e: Error) => void;
-      const promise = new Promise<TypedArray>((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
+      const { promise, resolve, reject } = Promise.withResolvers<TypedArray>();
       m = { parts: new Array(this.size), arrived: 0, promise, resolve, reject };
       this.#pending.set(k, m);
     }
