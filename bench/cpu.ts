@@ -25,6 +25,7 @@
  * prints the JSON; `deno task bench` calls benchCpu() and formatCpuBench().
  */
 import { threadCount } from "../lib/backend/cpu/threads.ts";
+import { jaxStepConfig } from "./jax_config.ts";
 
 export interface CpuBenchOptions {
   /** Timed steps per cell (tiny; ViT-S/16 takes a third of it, at least 2). */
@@ -220,26 +221,19 @@ async function jax(python: string, m: Model, threads: number, steps: number): Pr
   const config = await Deno.makeTempFile({ prefix: `bench-${m.name}-`, suffix: ".json" });
   await Deno.writeTextFile(
     config,
-    JSON.stringify({
+    JSON.stringify(jaxStepConfig({
       layers: m.layers,
       dim: m.dim,
       heads: m.heads,
       labels: m.labels,
       layerscale: m.layerscale,
-      "patch-size": m.patch,
-      "image-size": m.image,
+      patchSize: m.patch,
+      imageSize: m.image,
       posemb: "learnable",
       pooling: "cls",
       dropout: 0,
       droppath: 0,
-      optimizer: "adamw",
-      "learning-rate": 1e-3,
-      "weight-decay": 0.05,
-      criterion: "ce",
-      "label-smoothing": 0.1,
-      mixup: 0,
-      cutmix: 0,
-    }),
+    })),
   );
   const script = new URL("../scripts/bench_jax.py", import.meta.url).pathname;
   // XLA's CPU client sizes its intra-op pool from the cores it may run on: one under taskset

@@ -7,6 +7,7 @@
  */
 import { type BackendName, createBackend } from "../lib/backend/select.ts";
 import type { ViTConfig } from "../lib/model/vit.ts";
+import { jaxStepConfig } from "./jax_config.ts";
 import { benchTrainStep, TINY_VIT } from "./train_step.ts";
 
 const VIT_224 = {
@@ -84,26 +85,7 @@ export async function benchStepCell(c: StepCell): Promise<Record<string, unknown
 export function jaxConfig(model: string): Record<string, unknown> {
   const v = STEP_MODELS[model]?.vit;
   if (!v) throw new Error(`unknown --model "${model}" (${Object.keys(STEP_MODELS)})`);
-  return {
-    layers: v.layers,
-    dim: v.dim,
-    heads: v.heads,
-    labels: v.labels,
-    layerscale: v.layerscale,
-    "patch-size": v.patchSize,
-    "image-size": v.imageSize,
-    posemb: v.posemb,
-    pooling: v.pooling,
-    dropout: v.dropout,
-    droppath: v.droppath,
-    optimizer: "adamw",
-    "learning-rate": 1e-3,
-    "weight-decay": 0.05,
-    criterion: "ce",
-    "label-smoothing": 0.1,
-    mixup: 0,
-    cutmix: 0,
-  };
+  return jaxStepConfig(v);
 }
 
 /** The model as flags of scripts/bench_timm_vit.py. */
