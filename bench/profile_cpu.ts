@@ -8,13 +8,7 @@ import { CpuBackend } from "../lib/backend/cpu/backend.ts";
 import type { CpuExecutable } from "../lib/backend/cpu/array.ts";
 import type { FusedExecutable } from "../lib/backend/cpu/executable.ts";
 import { WorkerPool } from "../lib/backend/cpu/threads.ts";
-import { Compiled } from "../lib/backend/jit.ts";
-import { hostTensor } from "../lib/ir/host_tensor.ts";
-import type { Tensor } from "../lib/ir/tensor.ts";
-import { initViT } from "../lib/model/init.ts";
-import { initOptState, stepScalars } from "../lib/optim/optimizer.ts";
-import { buildTrainStep } from "../lib/train/step.ts";
-import { benchStepConfig, donateState, syntheticBatch, TINY_VIT } from "./train_step.ts";
+import { compileBenchStep, TINY_VIT } from "./train_step.ts";
 import { VIT_S16 } from "./webgpu.ts";
 
 const arg = (name: string) => {
@@ -26,32 +20,11 @@ const steps = Number(arg("--steps") ?? 3);
 const vit = name === "tiny" ? TINY_VIT : { ...VIT_S16, layerscale: true };
 const batchSize = Number(arg("--batch") ?? (name === "tiny" ? 128 : 8));
 const backend = new CpuBackend();
-const cfg = benchStepConfig(vit);
-const batch = syntheticBatch(vit, batchSize);
-const key = hostTensor([2], "u32", [0, 1]);
-const step = buildTrainStep(cfg);
-let params: unknown = initViT(vit, 0);
-let opt: unknown = initOptState(params);
-const compiled = await Compiled.createWith(
-  backend,
-  Deno.args.includes("--no-donate")
-    ? {}
-    : { donate: donateState(params, opt, batch, stepScalars(cfg.optimizer, 0, 1e-3), key) },
-  (p: unknown, o: never, b: never, s: never, k: Tensor) => step(p, o, b, null, s, k),
-  params,
-  opt,
-  batch,
-  stepScalars(cfg.optimizer, 0, 1e-3),
-  key,
-);
+const { compiled, run } = await compileBenchStep(backend, vit, batchSize, {
+  donate: !Deno.args.includes("--no-donate"),
+});
 const exe = (compiled.executable as CpuExecutable).replicas[0] as FusedExecutable;
 console.log(backend.description, JSON.stringify(exe.stats), `resident ${exe.resident.size}`);
-const run = async (i: number) => {
-  const out = await compiled.call([params, opt, batch, stepScalars(cfg.optimizer, i, 1e-3), key]);
-  params = out.params;
-  opt = out.opt;
-  return out;
-};
 await run(0);
 exe.profile = new Map();
 exe.profileDetail = Deno.args.includes("--detail");

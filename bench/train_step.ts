@@ -34,37 +34,13 @@ export async function benchTrainStep(
   batchSize = 128,
   steps = 5,
 ): Promise<{ imgPerS: number; compileS: number; stepMs: number; cpuStepMs: number }> {
-  const cfg = benchStepConfig(vit);
-  const batch = syntheticBatch(vit, batchSize);
-  const key = hostTensor([2], "u32", [0, 1]);
-  const step = buildTrainStep(cfg);
   const t0 = performance.now();
-  let params: unknown = initViT(vit, 0);
-  let opt: unknown = initOptState(params);
-  // params and optimizer state donated, as the trainer does (lib/train/programs.ts)
-  const compiled = await Compiled.createWith(
-    backend,
-    { donate: donateState(params, opt, batch, stepScalars(cfg.optimizer, 0, 1e-3), key) },
-    (p: unknown, o: never, b: never, s: never, k: Tensor) => step(p, o, b, null, s, k),
-    params,
-    opt,
-    batch,
-    stepScalars(cfg.optimizer, 0, 1e-3),
-    key,
-  );
-  const dev = await compiled.call([params, opt, batch, stepScalars(cfg.optimizer, 0, 1e-3), key]);
-  params = dev.params;
-  opt = dev.opt;
-  await backend.toHost(dev.metrics.loss);
+  const { compiled, run } = await compileBenchStep(backend, vit, batchSize);
+  await backend.toHost((await run(0)).metrics.loss);
   const compileS = (performance.now() - t0) / 1000;
   const t1 = performance.now(), cpu0 = process.cpuUsage();
   let last: unknown;
-  for (let i = 1; i <= steps; i++) {
-    const out = await compiled.call([params, opt, batch, stepScalars(cfg.optimizer, i, 1e-3), key]);
-    params = out.params;
-    opt = out.opt;
-    last = out.metrics.loss;
-  }
+  for (let i = 1; i <= steps; i++) last = (await run(i)).metrics.loss;
   await backend.toHost(last as never);
   const s = (performance.now() - t1) / 1000;
   const cpu = process.cpuUsage(cpu0); // all threads of the process, in microseconds
@@ -75,6 +51,43 @@ export async function benchTrainStep(
     stepMs: (s / steps) * 1000,
     cpuStepMs: (cpu.user + cpu.system) / 1000 / steps,
   };
+}
+
+/**
+ * The benchmarked step compiled on `backend` over a synthetic batch, with `run(i)` calling step
+ * i and keeping its params and optimizer state for the next call. Params and optimizer state are
+ * donated, as the trainer does (lib/train/programs.ts), unless `donate` is false.
+ */
+export async function compileBenchStep(
+  backend: Backend,
+  vit: ViTConfig,
+  batchSize: number,
+  { donate = true } = {},
+) {
+  const cfg = benchStepConfig(vit);
+  const batch = syntheticBatch(vit, batchSize);
+  const key = hostTensor([2], "u32", [0, 1]);
+  const step = buildTrainStep(cfg);
+  let params: unknown = initViT(vit, 0);
+  let opt: unknown = initOptState(params);
+  const scalars = (i: number) => stepScalars(cfg.optimizer, i, 1e-3);
+  const compiled = await Compiled.createWith(
+    backend,
+    donate ? { donate: donateState(params, opt, batch, scalars(0), key) } : {},
+    (p: unknown, o: never, b: never, s: never, k: Tensor) => step(p, o, b, null, s, k),
+    params,
+    opt,
+    batch,
+    scalars(0),
+    key,
+  );
+  const run = async (i: number) => {
+    const out = await compiled.call([params, opt, batch, scalars(i), key]);
+    params = out.params;
+    opt = out.opt;
+    return out;
+  };
+  return { compiled, run };
 }
 
 if (import.meta.main) {
