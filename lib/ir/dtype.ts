@@ -20,21 +20,32 @@ export function byteSize(dtype: DType): number {
   }
 }
 
+/** Storage arrays by dtype: `bool` is one byte, `bf16` its raw 16 bits. */
+const ARRAY: Record<DType, {
+  new (size: number): TypedArray;
+  new (buffer: ArrayBuffer, byteOffset?: number, length?: number): TypedArray;
+}> = {
+  f32: Float32Array,
+  i32: Int32Array,
+  u32: Uint32Array,
+  bf16: Uint16Array,
+  u8: Uint8Array,
+  bool: Uint8Array,
+};
+
 /** A new zero-filled storage array for `size` elements of `dtype`. */
 export function allocArray(dtype: DType, size: number): TypedArray {
-  switch (dtype) {
-    case "f32":
-      return new Float32Array(size);
-    case "i32":
-      return new Int32Array(size);
-    case "u32":
-      return new Uint32Array(size);
-    case "bf16":
-      return new Uint16Array(size);
-    case "u8":
-    case "bool":
-      return new Uint8Array(size);
-  }
+  return new ARRAY[dtype](size);
+}
+
+/** `length` elements of `dtype` viewed in `buffer` at `byteOffset` (aligned to the width). */
+export function viewArray(
+  dtype: DType,
+  buffer: ArrayBuffer,
+  byteOffset = 0,
+  length = (buffer.byteLength - byteOffset) / byteSize(dtype),
+): TypedArray {
+  return new ARRAY[dtype](buffer, byteOffset, length);
 }
 
 export function isFloat(dtype: DType): boolean {

@@ -9,7 +9,8 @@
  * programs in the same order (the training loop's lockstep), so the k-th meeting is the same
  * all-reduce everywhere. Frames: u32 meeting, u32 dtype code, u32 byte length, then the bytes.
  */
-import { allocArray, type DType, type TypedArray } from "../../ir/dtype.ts";
+import { allocArray, type DType, type TypedArray, viewArray } from "../../ir/dtype.ts";
+import { addInOrder } from "./replicas.ts";
 
 const DTYPES: DType[] = ["f32", "i32", "u32"];
 
@@ -220,24 +221,9 @@ interface Meeting {
   reject: (e: Error) => void;
 }
 
-/** The sum of `parts` added one after another in f32/i32/u32, as replicas.ts adds them. */
-export function addInOrder(dtype: DType, parts: readonly TypedArray[]): TypedArray {
-  const n = parts[0].length;
-  const out = allocArray(dtype, n);
-  // A typed-array store rounds each partial sum to the dtype, as an f32 accumulator does.
-  out.set(parts[0]);
-  for (let r = 1; r < parts.length; r++) {
-    const p = parts[r];
-    for (let i = 0; i < n; i++) out[i] += p[i];
-  }
-  return out;
-}
-
+/** The frame's bytes (a buffer of its own from readExact, at offset 0) viewed as `dtype`. */
 function bytesAs(dtype: DType, bytes: Uint8Array): TypedArray {
-  const copy = bytes.slice(); // aligned, owned
-  const out = allocArray(dtype, copy.byteLength / 4);
-  new Uint8Array(out.buffer).set(copy);
-  return out;
+  return viewArray(dtype, bytes.buffer as ArrayBuffer);
 }
 
 /** One write per frame: a header written on its own would wait for the peer's delayed ACK. */

@@ -1,5 +1,5 @@
 /** IR dtypes <-> PJRT element types, and host tensors <-> the bytes ffi/ moves. */
-import type { DType, TypedArray } from "../../ir/dtype.ts";
+import { byteSize, type DType, viewArray } from "../../ir/dtype.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
 import { BufferType } from "../../../ffi/pjrt_api.ts";
 import { elementTypeName, type PjrtHostBuffer } from "../../../ffi/element_type.ts";
@@ -18,20 +18,6 @@ const TO_PJRT: Record<DType, number> = {
 const FROM_PJRT = new Map<number, DType>(
   Object.entries(TO_PJRT).map(([dtype, code]) => [code, dtype as DType]),
 );
-
-/** Storage arrays by dtype (`bool` is one byte, `bf16` its raw 16 bits, as in lib/ir). */
-interface ArrayType {
-  new (buffer: ArrayBuffer, offset: number, length: number): TypedArray;
-  readonly BYTES_PER_ELEMENT: number;
-}
-const ARRAY: Record<DType, ArrayType> = {
-  f32: Float32Array,
-  i32: Int32Array,
-  u32: Uint32Array,
-  u8: Uint8Array,
-  bool: Uint8Array,
-  bf16: Uint16Array,
-};
 
 export function pjrtElementType(dtype: DType): number {
   const code = TO_PJRT[dtype];
@@ -59,13 +45,17 @@ export function pjrtHostBuffer(t: HostTensor): PjrtHostBuffer {
 /** PJRT host bytes as a host tensor; views the bytes when aligned, copies otherwise. */
 export function hostTensorOf(h: PjrtHostBuffer, what: string): HostTensor {
   const dtype = dtypeOfElementType(h.elementType, what);
-  const array = ARRAY[dtype];
-  const width = array.BYTES_PER_ELEMENT;
+  const width = byteSize(dtype);
   let bytes = new Uint8Array(h.data.buffer, h.data.byteOffset, h.data.byteLength);
   if (bytes.byteOffset % width !== 0 || !(bytes.buffer instanceof ArrayBuffer)) {
     bytes = new Uint8Array(bytes); // a typed view needs an aligned offset in an ArrayBuffer
   }
-  const data = new array(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength / width);
+  const data = viewArray(
+    dtype,
+    bytes.buffer as ArrayBuffer,
+    bytes.byteOffset,
+    bytes.byteLength / width,
+  );
   return { shape: [...h.dims], dtype, data };
 }
 
