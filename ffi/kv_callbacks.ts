@@ -98,7 +98,9 @@ async function serve(
       `the value has ${bytes.length} bytes; the bridge carries at most ${DATA_MAX_BYTES}`,
     );
   }
-  if (Atomics.load(ctrl, ID) !== r.id) return; // the worker gave up waiting
+  // Claim the answer slot: if the worker gave up waiting (ID no longer r.id), drop the answer;
+  // once claimed (ID -1), the worker waits for it even past its time limit.
+  if (Atomics.compareExchange(ctrl, ID, r.id, -1) !== r.id) return;
   // deno-lint-ignore no-explicit-any
   const growable = data as any as { byteLength: number; grow(n: number): void };
   if (bytes.length > growable.byteLength) growable.grow(bytes.length);

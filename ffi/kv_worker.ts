@@ -110,14 +110,18 @@ function ask(request: KvRequest, waitMs: number): Answer {
   Atomics.store(ctrl, STATE, 0);
   Atomics.store(ctrl, ID, id);
   self.postMessage({ ...request, id });
-  if (Atomics.wait(ctrl, STATE, 0, waitMs) === "timed-out") {
-    Atomics.store(ctrl, ID, 0); // a late answer is dropped
+  if (
+    Atomics.wait(ctrl, STATE, 0, waitMs) === "timed-out" &&
+    Atomics.compareExchange(ctrl, ID, id, 0) === id // a late answer is dropped
+  ) {
     return {
       status: Status.ERROR,
       code: DEADLINE_EXCEEDED,
       message: `the key-value store did not answer within ${waitMs} ms`,
     };
   }
+  // Answered, or the main thread claimed the slot just as the wait ran out: its answer follows.
+  Atomics.wait(ctrl, STATE, 0);
   const bytes = new Uint8Array(data, 0, ctrl[LENGTH]).slice();
   const status = ctrl[STATUS];
   if (status === Status.OK) return { status, bytes };
