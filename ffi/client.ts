@@ -248,12 +248,12 @@ export class PjrtClient implements Disposable {
     }
     const { elementType, dims: shape } = host;
     const width = elementByteSize(elementType);
-    const what = `${elementTypeName(elementType)}[${shape}]`;
-    if (width === undefined) throw new Error(`bufferFromHost: ${what}: unsupported element type`);
+    const what = () => `${elementTypeName(elementType)}[${shape}]`; // for errors only
+    if (width === undefined) throw new Error(`bufferFromHost: ${what()}: unsupported element type`);
     const expected = elementCount(shape) * width;
     if (host.data.byteLength !== expected) {
       throw new Error(
-        `bufferFromHost: ${what} needs ${expected} bytes, data has ${host.data.byteLength}`,
+        `bufferFromHost: ${what()} needs ${expected} bytes, data has ${host.data.byteLength}`,
       );
     }
     const dims = BigInt64Array.from(shape.map(BigInt));
