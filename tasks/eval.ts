@@ -7,11 +7,9 @@
  * checkpoint, then CLI overrides. The checkpoint's tree and shapes are checked against that
  * model before anything runs, naming the first key that differs.
  */
-import { requireFlaxFormat } from "../lib/checkpoint/convert.ts";
+import { readFlaxParams } from "../lib/checkpoint/convert.ts";
 import { matchTree } from "../lib/checkpoint/finetune.ts";
-import { readFlaxMsgpackFile } from "../lib/checkpoint/flax_msgpack.ts";
-import { isGcsUrl, withLocalInput } from "../lib/checkpoint/storage.ts";
-import type { Tree } from "../lib/checkpoint/tree.ts";
+import { isGcsUrl } from "../lib/checkpoint/storage.ts";
 import { ConfigError, loadConfig, parseCommandLine } from "../lib/config/mod.ts";
 import { positionalArgs } from "../lib/config/cli.ts";
 import { createBackend } from "../lib/backend/select.ts";
@@ -103,12 +101,7 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
   try {
-    const tree = await withLocalInput(ckpt, async (local) => {
-      await requireFlaxFormat(ckpt, local);
-      return await readFlaxMsgpackFile(local) as Tree;
-    });
-    // A training state holds its params under "params"; a params file is {model: ...}.
-    const found = ("params" in tree && "opt_state" in tree ? tree.params : tree) as Tree;
+    const found = await readFlaxParams(ckpt);
     const specs = new Map(
       leavesWithPaths<ShapeSpec>(paramSpecs(vitConfigOf(config)))
         .map(([path, spec]) => [path.replaceAll(".", "/"), spec]),

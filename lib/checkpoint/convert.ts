@@ -173,6 +173,23 @@ async function readAsTimm(
   return sd;
 }
 
+/**
+ * The parameters in a Flax checkpoint (path or gs:// URL): a params file, or a training state's
+ * params. A `.pth` or safetensors file is refused with the `convert` command to use; errors name
+ * `url`.
+ */
+export async function readFlaxParams(url: string): Promise<Tree> {
+  return await withLocalInput(url, async (path) => {
+    await requireFlaxFormat(url, path);
+    try {
+      return paramsOf(await readFlaxMsgpackFile(path));
+    } catch (e) {
+      if (e instanceof CheckpointError) throw new CheckpointError(url, e.key, e.problem);
+      throw e;
+    }
+  });
+}
+
 /** The params of a training-state file ({params: {model}}), or the tree itself. */
 function paramsOf(tree: Tree): Tree {
   return !isTree(tree.model) && isTree(tree.params) && isTree(tree.params.model)

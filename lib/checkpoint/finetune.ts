@@ -14,11 +14,10 @@
  */
 import { bf16ToF32, type DType, f32ToBf16, isFloat } from "../ir/dtype.ts";
 import { type HostTensor, isHostTensor, numel, stridesOf } from "../ir/host_tensor.ts";
-import { requireFlaxFormat } from "./convert.ts";
+import { readFlaxParams } from "./convert.ts";
 import { CheckpointError } from "./errors.ts";
-import { readFlaxMsgpackFile } from "./flax_msgpack.ts";
-import { readInputBytes, withLocalInput } from "./storage.ts";
-import { flattenTree, isTree, type Leaf, type Tree, unflattenTree } from "./tree.ts";
+import { readInputBytes } from "./storage.ts";
+import { flattenTree, type Leaf, type Tree, unflattenTree } from "./tree.ts";
 
 export interface LabelMapping {
   src: number[];
@@ -47,19 +46,7 @@ export async function loadPretrainedFile(
       labelMappingUrl,
     )
     : undefined;
-  const pretrained = await withLocalInput(url, async (path) => {
-    await requireFlaxFormat(url, path);
-    try {
-      return await readFlaxMsgpackFile(path);
-    } catch (e) {
-      if (e instanceof CheckpointError) throw new CheckpointError(url, e.key, e.problem);
-      throw e;
-    }
-  });
-  // a training-state file works too: its params are used
-  const params = isTree(pretrained.params) && !isTree(pretrained.model)
-    ? pretrained.params
-    : pretrained;
+  const params = await readFlaxParams(url);
   return fitPretrained(params, initial, { labelMapping, name: url });
 }
 
