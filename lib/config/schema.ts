@@ -1,7 +1,8 @@
 /**
  * The training options: every flag of the original deit3-jax `src/main.py`, plus this project's own
  * (`backend`, `pjrt-plugin`, `precision`, `devices`, `num-processes`, `process-id`,
- * `coordinator`, `max-bad-fraction`, `data-stall-timeout`, `data-retries`).
+ * `coordinator`, `max-bad-fraction`, `data-stall-timeout`, `data-retries`,
+ * `random-erasing-fill`).
  *
  * Naming: one name per option everywhere. A `Config` is a frozen plain object keyed by the
  * original's flag names without the leading dashes, so code reads `config["image-size"]`, JSON
@@ -164,6 +165,15 @@ export const OPTIONS = {
     default: 0.25,
     range: FRACTION,
     doc: "probability of RandomErasing with per-pixel noise (0: off)",
+  },
+  "random-erasing-fill": {
+    group: "augment",
+    kind: "enum",
+    values: ["original", "normal"],
+    default: "original",
+    doc:
+      "original: deit3-jax's fill (torchvision casts N(0,1) noise to uint8: a near-black box); " +
+      "normal: timm's intended N(0,1) noise in normalized space",
   },
   "hflip": {
     group: "augment",

@@ -666,6 +666,7 @@ class Trainer {
           colorJitter: c["color-jitter"] as number,
           autoAugment: c["auto-augment"] as string,
           randomErasing: c["random-erasing"] as number,
+          randomErasingFill: c["random-erasing-fill"] as "original" | "normal",
           hflip: c.hflip as boolean,
         },
       },
