@@ -16,8 +16,6 @@
  *   `--name $(basename $0 .sh)`).
  */
 
-import { DEFAULT_MAX_BAD_FRACTION } from "../data/stats.ts";
-
 /** An inclusive or open numeric interval; a missing bound is unbounded. */
 export interface Range {
   min?: number;
@@ -116,7 +114,7 @@ export const OPTIONS = {
   "max-bad-fraction": {
     group: "data",
     kind: "float",
-    default: DEFAULT_MAX_BAD_FRACTION,
+    default: 0.01,
     range: FRACTION,
     doc: "fraction of bad training samples, and of shards not read whole (unreadable or cut " +
       "short), tolerated (skipped and counted) before the run stops; the original skips " +

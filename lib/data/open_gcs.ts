@@ -7,7 +7,7 @@
  * everything elsewhere (an emulator, a test server); no credentials are used then.
  */
 import { Storage } from "@google-cloud/storage";
-import { OpenError, type OpenOptions } from "./open.ts";
+import { OpenError, type OpenOptions } from "./open_base.ts";
 import { connectHttp } from "./open_http.ts";
 import { resumableStream, retryPolicy } from "./resumable.ts";
 
