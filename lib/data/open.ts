@@ -11,6 +11,7 @@
  * Every error names the shard and says what went wrong; `OpenError.permanent` tells the loader
  * that retrying will not help (404, a failing command).
  */
+import { isGsUrl } from "../gcs/url.ts";
 import { OpenError, type OpenOptions } from "./open_base.ts";
 import { openFile } from "./open_file.ts";
 import { openHttp } from "./open_http.ts";
@@ -27,7 +28,7 @@ export function openShard(
   if (url.startsWith("pipe:")) return openPipe(url.slice(5), options, signal);
   if (/^https?:\/\//i.test(url)) return openHttp(url, options, signal);
   // Loaded on first use: the storage client is a large module graph every worker would load.
-  if (url.startsWith("gs://")) {
+  if (isGsUrl(url)) {
     return import("./open_gcs.ts").then((m) => m.openGcs(url, options, signal));
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !url.startsWith("file:")) {
