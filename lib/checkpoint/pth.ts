@@ -11,7 +11,7 @@
 import { concat } from "./msgpack_encode.ts";
 import type { DType } from "../ir/dtype.ts";
 import { type HostTensor, numel, stridesOf } from "../ir/host_tensor.ts";
-import { atomicWrite } from "./atomic.ts";
+import { checkedWrite, verifyChecksum } from "./checksum.ts";
 import { asCheckpointError, CheckpointError, KeyedError } from "./errors.ts";
 import { PickleWriter, unpickle, weightsOnlyGlobal } from "./pickle.ts";
 import { allocTensor, f16BitsToNumber, tensorBytes } from "./tensor_bytes.ts";
@@ -56,7 +56,7 @@ export async function writePthFile(
 ): Promise<void> {
   const archiveName = options.archiveName ?? archiveNameFor(path);
   try {
-    await atomicWrite(path, encodePth(state, { ...options, archiveName }));
+    await checkedWrite(path, encodePth(state, { ...options, archiveName }));
   } catch (e) {
     throw asCheckpointError(e, path);
   }
@@ -111,6 +111,7 @@ export function* encodePth(
 export async function readPthFile(path: string): Promise<Tree> {
   let file: Deno.FsFile | undefined;
   try {
+    await verifyChecksum(path);
     file = await Deno.open(path, { read: true });
     return await readPthFrom(fileAccess(file, (await file.stat()).size));
   } catch (e) {

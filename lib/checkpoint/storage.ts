@@ -9,6 +9,7 @@
  */
 import { Storage } from "@google-cloud/storage";
 import { atomicWrite } from "./atomic.ts";
+import { checkedWrite, markCheckedElsewhere } from "./checksum.ts";
 import { CheckpointError } from "./errors.ts";
 
 export function isGcsUrl(url: string): boolean {
@@ -38,8 +39,11 @@ export async function withLocalInput<T>(url: string, fn: (path: string) => Promi
         code === 404 ? "object not found" : `download failed: ${(e as Error).message}`,
       );
     }
+    // GCS checked the download against the object's CRC32C/MD5.
+    markCheckedElsewhere(local, true);
     return await fn(local);
   } finally {
+    markCheckedElsewhere(local, false);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
@@ -70,13 +74,16 @@ export async function inputExists(url: string): Promise<boolean> {
   }
 }
 
-/** Writes `pieces` to a local path (atomically) or uploads them to a gs:// URL. */
+/**
+ * Writes `pieces` to a local path (atomically, with its checksum file: checksum.ts) or uploads
+ * them to a gs:// URL (GCS keeps the object's checksums).
+ */
 export async function writeOutput(
   url: string,
   pieces: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
 ): Promise<void> {
   if (!isGcsUrl(url)) {
-    await atomicWrite(url, pieces);
+    await checkedWrite(url, pieces);
     return;
   }
   const { bucket, object } = parseGcsUrl(url);
