@@ -95,11 +95,25 @@ export function splitBatch(
   return { perHost, perDevice: perHost / o.devices };
 }
 
+/** How long the coordinator holds a heartbeat request open before answering it. */
+const HEARTBEAT_HOLD_MS = 2_000;
+/** A process whose next heartbeat has not started this long after its last one is lost. */
+const HEARTBEAT_LOST_MS = HEARTBEAT_HOLD_MS + 5_000;
+
 /**
  * The key-value store of a job: process 0 serves it on the coordinator's port; every process
  * (process 0 too) talks to it over HTTP. Values are strings. `get` waits for a key to appear.
+ *
+ * Liveness: every other process keeps a heartbeat request open to the coordinator, renewed every
+ * `HEARTBEAT_HOLD_MS`. When its connection closes (the process was killed or crashed) or no
+ * heartbeat starts for `HEARTBEAT_LOST_MS` (a hung host, a lost network) before it said it
+ * left, the coordinator marks it lost: every waiting and later `get` fails at once with
+ * `PeerLostError` naming it, instead of waiting out its timeout. (Process 0's death is seen
+ * directly: the others' requests are refused.)
  */
 export class KvStore implements AsyncDisposable {
+  #heartbeat = new AbortController();
+
   private constructor(
     readonly base: string,
     readonly topology: Topology,
@@ -121,7 +135,10 @@ export class KvStore implements AsyncDisposable {
       try {
         const r = await fetch(`${store.base}/health`);
         await r.body?.cancel();
-        if (r.ok) return store;
+        if (r.ok) {
+          if (t.processIndex > 0) store.#beat();
+          return store;
+        }
       } catch {
         // not up yet
       }
@@ -129,6 +146,20 @@ export class KvStore implements AsyncDisposable {
         throw new Error(`coordinator ${t.coordinator} did not answer within ${timeoutMs} ms`);
       }
       await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** Heartbeats until close (or until the coordinator is gone: then every request fails). */
+  async #beat(): Promise<void> {
+    const signal = this.#heartbeat.signal;
+    const url = `${this.base}/alive/${this.topology.processIndex}?hold_ms=${HEARTBEAT_HOLD_MS}`;
+    while (!signal.aborted) {
+      try {
+        const r = await fetch(url, { signal });
+        await r.body?.cancel();
+      } catch {
+        return;
+      }
     }
   }
 
@@ -156,6 +187,7 @@ export class KvStore implements AsyncDisposable {
       e.name = "TimeoutError"; // pjrt/kv_bridge.ts maps it to DEADLINE_EXCEEDED / "not found"
       throw e;
     }
+    if (r.status === 410) throw new PeerLostError(`kv get ${key}: ${text}`);
     if (!r.ok) throw new Error(`kv get ${key}: HTTP ${r.status} ${text}`);
     return text;
   }
@@ -180,11 +212,17 @@ export class KvStore implements AsyncDisposable {
     const { processIndex, processCount } = this.topology;
     if (processIndex !== 0) {
       await this.put(`left/${processIndex}`, "1").catch(() => {});
+      this.#heartbeat.abort();
       return;
     }
     try {
+      // A lost process will not say it left; one that does not within the timeout is not
+      // waited for longer. Neither hides the error the job stops with (close runs in finally).
       await Promise.all(
-        Array.from({ length: processCount - 1 }, (_, p) => this.get(`left/${p + 1}`, timeoutMs)),
+        Array.from(
+          { length: processCount - 1 },
+          (_, p) => this.get(`left/${p + 1}`, timeoutMs).catch(() => {}),
+        ),
       );
     } finally {
       await this.server?.shutdown();
@@ -193,6 +231,14 @@ export class KvStore implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+}
+
+/** A process of the job died or stopped answering (see KvStore). */
+export class PeerLostError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PeerLostError";
   }
 }
 
@@ -275,10 +321,52 @@ export function writesOutputs(t: Topology): boolean {
 
 function serveKv(port: number, hostname: string): Deno.HttpServer {
   const values = new Map<string, string>();
-  const waiters = new Map<string, ((v: string) => void)[]>();
-  return Deno.serve({ port, hostname, onListen: () => {} }, async (req) => {
+  const waiters = new Map<string, ((v: string | undefined) => void)[]>();
+  // Liveness of processes 1..P-1: when each last started a heartbeat, who left, who is lost.
+  const lastBeat = new Map<number, number>();
+  const left = new Set<number>();
+  let lost: string | undefined;
+  const loseProcess = (p: number, why: string) => {
+    if (lost !== undefined || left.has(p)) return;
+    lost = `process ${p} is lost: ${why}; the job cannot go on without it`;
+    for (const list of waiters.values()) for (const w of list) w(undefined);
+    waiters.clear();
+  };
+  const watchdog = setInterval(() => {
+    const now = Date.now();
+    for (const [p, t] of lastBeat) {
+      if (now - t > HEARTBEAT_LOST_MS) {
+        loseProcess(
+          p,
+          `no heartbeat for ${Math.round((now - t) / 1000)} s (hung, or its host is unreachable)`,
+        );
+      }
+    }
+  }, 1_000);
+  Deno.unrefTimer(watchdog);
+  const server = Deno.serve({ port, hostname, onListen: () => {} }, async (req) => {
     const url = new URL(req.url);
     if (url.pathname === "/health") return new Response("ok");
+    const beat = /^\/alive\/(\d+)$/.exec(url.pathname);
+    if (beat) {
+      const p = Number(beat[1]);
+      lastBeat.set(p, Date.now());
+      const hold = Math.min(Number(url.searchParams.get("hold_ms") ?? 0) || 0, 60_000);
+      const closed = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), hold);
+        req.signal.addEventListener("abort", () => {
+          clearTimeout(timer);
+          resolve(true);
+        }, { once: true });
+      });
+      if (closed && !left.has(p)) {
+        loseProcess(
+          p,
+          "its connection to the coordinator closed (the process was killed or crashed)",
+        );
+      }
+      return new Response("ok");
+    }
     const m = /^\/kv\/(.+)$/.exec(url.pathname);
     if (!m) return new Response("not found", { status: 400 });
     const key = decodeURIComponent(m[1]);
@@ -288,6 +376,11 @@ function serveKv(port: number, hostname: string): Deno.HttpServer {
     }
     if (req.method === "PUT") {
       const v = await req.text();
+      const leaving = /^left\/(\d+)$/.exec(key);
+      if (leaving) {
+        left.add(Number(leaving[1]));
+        lastBeat.delete(Number(leaving[1]));
+      }
       values.set(key, v);
       for (const w of waiters.get(key) ?? []) w(v);
       waiters.delete(key);
@@ -295,6 +388,7 @@ function serveKv(port: number, hostname: string): Deno.HttpServer {
     }
     const have = values.get(key);
     if (have !== undefined) return new Response(have);
+    if (lost !== undefined) return new Response(lost, { status: 410 });
     const wait = Math.min(Number(url.searchParams.get("wait_ms") ?? 0) || 0, 3_600_000);
     const v = await new Promise<string | undefined>((resolve) => {
       const timer = setTimeout(() => resolve(undefined), wait);
@@ -305,8 +399,11 @@ function serveKv(port: number, hostname: string): Deno.HttpServer {
       });
       waiters.set(key, list);
     });
+    if (v === undefined && lost !== undefined) return new Response(lost, { status: 410 });
     return v === undefined ? new Response("missing", { status: 404 }) : new Response(v);
   });
+  server.finished.then(() => clearInterval(watchdog));
+  return server;
 }
 
 /**
