@@ -11,7 +11,7 @@
  * exits or terminates it, so a worker reports its groups (`watchPipeGroups`) and the main thread
  * adopts them (`adoptPipeGroup`) and kills them when it closes the worker or exits.
  */
-import { OpenError, type OpenOptions } from "./open.ts";
+import { OpenError, type OpenOptions } from "./open_base.ts";
 
 export function openPipe(
   command: string,
