@@ -105,14 +105,15 @@ const HEARTBEAT_LOST_MS = HEARTBEAT_HOLD_MS + 5_000;
  * (process 0 too) talks to it over HTTP. Values are strings. `get` waits for a key to appear.
  *
  * Liveness: every other process keeps a heartbeat request open to the coordinator, renewed every
- * `HEARTBEAT_HOLD_MS`. When its connection closes (the process was killed or crashed) or no
+ * `HEARTBEAT_HOLD_MS`, from a worker thread (a long step on the main thread does not stop it;
+ * process 0's watchdog gives every process a fresh period after its own thread was busy). When its connection closes (the process was killed or crashed) or no
  * heartbeat starts for `HEARTBEAT_LOST_MS` (a hung host, a lost network) before it said it
  * left, the coordinator marks it lost: every waiting and later `get` fails at once with
  * `PeerLostError` naming it, instead of waiting out its timeout. (Process 0's death is seen
  * directly: the others' requests are refused.)
  */
 export class KvStore implements AsyncDisposable {
-  #heartbeat = new AbortController();
+  #heartbeat: Worker | undefined;
 
   private constructor(
     readonly base: string,
@@ -149,18 +150,14 @@ export class KvStore implements AsyncDisposable {
     }
   }
 
-  /** Heartbeats until close (or until the coordinator is gone: then every request fails). */
-  async #beat(): Promise<void> {
-    const signal = this.#heartbeat.signal;
-    const url = `${this.base}/alive/${this.topology.processIndex}?hold_ms=${HEARTBEAT_HOLD_MS}`;
-    while (!signal.aborted) {
-      try {
-        const r = await fetch(url, { signal });
-        await r.body?.cancel();
-      } catch {
-        return;
-      }
-    }
+  /** Heartbeats from a worker (kv_heartbeat_worker.ts) until close. */
+  #beat(): void {
+    this.#heartbeat = new Worker(new URL("./kv_heartbeat_worker.ts", import.meta.url), {
+      type: "module",
+    });
+    this.#heartbeat.postMessage({
+      url: `${this.base}/alive/${this.topology.processIndex}?hold_ms=${HEARTBEAT_HOLD_MS}`,
+    });
   }
 
   async delete(key: string): Promise<void> {
@@ -212,7 +209,7 @@ export class KvStore implements AsyncDisposable {
     const { processIndex, processCount } = this.topology;
     if (processIndex !== 0) {
       await this.put(`left/${processIndex}`, "1").catch(() => {});
-      this.#heartbeat.abort();
+      this.#heartbeat?.terminate();
       return;
     }
     try {
@@ -332,8 +329,13 @@ function serveKv(port: number, hostname: string): Deno.HttpServer {
     for (const list of waiters.values()) for (const w of list) w(undefined);
     waiters.clear();
   };
+  let lastTick = Date.now();
   const watchdog = setInterval(() => {
     const now = Date.now();
+    // This thread was busy (a long step of process 0): the heartbeats that came meanwhile are
+    // not read yet, so every process gets a fresh period instead of a false alarm.
+    if (now - lastTick > 2_000) { for (const p of lastBeat.keys()) lastBeat.set(p, now); }
+    lastTick = now;
     for (const [p, t] of lastBeat) {
       if (now - t > HEARTBEAT_LOST_MS) {
         loseProcess(

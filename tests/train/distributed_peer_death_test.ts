@@ -123,3 +123,36 @@ for (const signal of ["SIGKILL", "SIGSTOP"] as const) {
     }
   });
 }
+
+Deno.test("kv store: a process whose main thread is busy for 10 s is not taken for lost", async () => {
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const topology = (i: number) => ({
+    processIndex: i,
+    processCount: 2,
+    coordinator: `127.0.0.1:${port}`,
+    source: "flags" as const,
+  });
+  const { KvStore } = await import(DISTRIBUTED);
+  const connecting = KvStore.connect(topology(0));
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `const { KvStore } = await import(${JSON.stringify(DISTRIBUTED)});
+       const kv = await KvStore.connect(${JSON.stringify(topology(1))});
+       await new Promise((r) => setTimeout(r, 500));
+       const end = Date.now() + 10_000;
+       while (Date.now() < end) {} // a long synchronous step
+       await kv.put("done", "1");
+       await kv.close();`,
+    ],
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  const kv = await connecting;
+  try {
+    assert((await kv.get("done", 60_000)) === "1");
+  } finally {
+    await child.status;
+    await kv.close();
+  }
+});
