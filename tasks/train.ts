@@ -15,6 +15,7 @@ import {
 } from "../lib/config/mod.ts";
 import { redactConsole } from "../lib/config/redact.ts";
 import { train, TrainingError } from "../lib/train/loop.ts";
+import { checkMemory } from "../lib/train/memory.ts";
 
 /** Exit status of a run interrupted by SIGINT/SIGTERM after saving (EX_TEMPFAIL: rerun it). */
 export const EXIT_INTERRUPTED = 75;
@@ -48,6 +49,13 @@ export async function main(args: string[]): Promise<number> {
       return 2;
     }
     throw e;
+  }
+  try {
+    // Before the MNIST shards are built: a run that cannot fit writes nothing at all.
+    checkMemory(config);
+  } catch (e) {
+    console.error(`train: ${(e as Error).message}`);
+    return 1;
   }
   const mnist = mnistDir(config, cl.configPath);
   if (mnist) await ensureMnist(mnist);

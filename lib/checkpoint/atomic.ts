@@ -41,11 +41,13 @@ export async function atomicWriteFile(path: string, bytes: Uint8Array): Promise<
 /**
  * Writes the concatenation of `pieces` to `path` atomically. Small pieces are coalesced through a
  * 1 MiB buffer; large ones are written straight from their memory, so a big checkpoint is never
- * assembled in memory.
+ * assembled in memory. `beforeRename` runs once the data is on disk, before it replaces `path`
+ * (checksum.ts updates the checksum file there).
  */
 export async function atomicWrite(
   path: string,
   pieces: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+  { beforeRename }: { beforeRename?: () => Promise<void> } = {},
 ): Promise<void> {
   const tmp = `${path}.${Deno.pid}-${crypto.randomUUID().slice(0, 8)}${TMP_SUFFIX}`;
   let file: Deno.FsFile | undefined;
@@ -75,6 +77,7 @@ export async function atomicWrite(
     await file.syncData();
     file.close();
     file = undefined;
+    await beforeRename?.();
     await Deno.rename(tmp, path);
   } catch (e) {
     file?.close();

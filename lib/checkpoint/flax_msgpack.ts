@@ -21,7 +21,7 @@ import {
   runAsync,
   runSync,
 } from "./byte_source.ts";
-import { atomicWrite } from "./atomic.ts";
+import { checkedWrite, verifyChecksum } from "./checksum.ts";
 import { asCheckpointError, KeyedError } from "./errors.ts";
 import {
   arrayHeader,
@@ -57,6 +57,7 @@ export async function readFlaxMsgpackFile(path: string): Promise<Tree> {
   let file: Deno.FsFile | undefined;
   let ctx: ReadContext | undefined;
   try {
+    await verifyChecksum(path);
     file = await Deno.open(path, { read: true });
     ctx = newContext((await file.stat()).size);
     const { value, trailing } = await runAsync(parseNode(ctx), file, ctx.cursor);
@@ -83,7 +84,7 @@ export function writeFlaxMsgpack(tree: Tree): Uint8Array {
 /** Writes `tree` to `path` atomically, streaming tensor bytes from memory (no full copy). */
 export async function writeFlaxMsgpackFile(path: string, tree: Tree): Promise<void> {
   try {
-    await atomicWrite(path, encodeFlaxMsgpack(tree));
+    await checkedWrite(path, encodeFlaxMsgpack(tree));
   } catch (e) {
     throw asCheckpointError(e, path);
   }

@@ -1,9 +1,30 @@
 /**
  * A small pickle machine for PyTorch checkpoints. Reading runs the opcodes torch (protocols 2-5)
  * emits, with globals resolved through an allow-list, as `torch.load(weights_only=True)` does:
- * nothing in the file can run code. Writing emits protocol 2 as `torch.save` does.
+ * nothing in the file can run code, and `weightsOnlyGlobal` refuses any global outside torch's
+ * own list (`pickle_globals.ts`), naming it. Writing emits protocol 2 as `torch.save` does.
  */
 import { concat } from "./msgpack_encode.ts";
+import { WEIGHTS_ONLY_GLOBALS } from "./pickle_globals.ts";
+
+// Python 2 module names that protocol 2 writes (torch.save pickles `builtins.set` as
+// `__builtin__ set`), mapped as torch's IMPORT_MAPPING does.
+const IMPORT_MAPPING: Record<string, string> = { __builtin__: "builtins", copy_reg: "copyreg" };
+
+/**
+ * `module.name` when `torch.load(weights_only=True)` would resolve it; otherwise throws, naming
+ * the global (`posix.system`, `builtins.eval`): such a file is refused, never partly read.
+ */
+export function weightsOnlyGlobal(module: string, name: string): string {
+  const full = `${IMPORT_MAPPING[module] ?? module}.${name}`;
+  if (!WEIGHTS_ONLY_GLOBALS.has(full)) {
+    throw new Error(
+      `the pickle uses the global ${full}, which torch.load(weights_only=True) does not allow ` +
+        "(a checkpoint holds only tensors and plain values; this file may run code in Python)",
+    );
+  }
+  return full;
+}
 
 /** A Python global (module + name) resolved by the caller. */
 export interface PickleGlobal {

@@ -11,9 +11,9 @@
 import { concat } from "./msgpack_encode.ts";
 import type { DType } from "../ir/dtype.ts";
 import { type HostTensor, numel, stridesOf } from "../ir/host_tensor.ts";
-import { atomicWrite } from "./atomic.ts";
+import { checkedWrite, verifyChecksum } from "./checksum.ts";
 import { asCheckpointError, CheckpointError, KeyedError } from "./errors.ts";
-import { PickleWriter, unpickle } from "./pickle.ts";
+import { PickleWriter, unpickle, weightsOnlyGlobal } from "./pickle.ts";
 import { allocTensor, f16BitsToNumber, tensorBytes } from "./tensor_bytes.ts";
 import { isTree, type Leaf, type Tree, type TreeNode } from "./tree.ts";
 import {
@@ -56,7 +56,7 @@ export async function writePthFile(
 ): Promise<void> {
   const archiveName = options.archiveName ?? archiveNameFor(path);
   try {
-    await atomicWrite(path, encodePth(state, { ...options, archiveName }));
+    await checkedWrite(path, encodePth(state, { ...options, archiveName }));
   } catch (e) {
     throw asCheckpointError(e, path);
   }
@@ -111,6 +111,7 @@ export function* encodePth(
 export async function readPthFile(path: string): Promise<Tree> {
   let file: Deno.FsFile | undefined;
   try {
+    await verifyChecksum(path);
     file = await Deno.open(path, { read: true });
     return await readPthFrom(fileAccess(file, (await file.stat()).size));
   } catch (e) {
@@ -230,15 +231,28 @@ async function readPthFrom(src: RandomAccess): Promise<Tree> {
       throw new Error(`byteorder "${text}" is not supported (little-endian only)`);
     }
   }
+  // The pickle holds only the structure (names, shapes, storage keys; the tensors' bytes are
+  // other entries), a few KiB per entry at most: a larger one is refused before it is read.
+  const maxPickle = PICKLE_BASE_BYTES + PICKLE_BYTES_PER_ENTRY * entries.length;
+  if (pkl.size > maxPickle) {
+    throw new Error(
+      `${pkl.name} is ${pkl.size} bytes, more than the ${maxPickle} a checkpoint of ` +
+        `${entries.length} entries can need (its tensors are stored apart): not a torch checkpoint`,
+    );
+  }
   const pending: PendingTensor[] = [];
-  const root = unpickle(await readZipEntry(src, pkl), {
-    findClass: (module, name) => ({ kind: "fn", name: `${module}.${name}` }) as Fn,
+  const pickle = await readZipEntry(src, pkl);
+  const root = unpickle(pickle, {
+    findClass: (module, name) => ({ kind: "fn", name: weightsOnlyGlobal(module, name) }) as Fn,
     persistentLoad: (pid) => storageRef(pid),
     call: (fn, args) => apply(fn as Fn | Opaque, args, pending),
     build: (obj) => obj, // parameter/tensor state (hooks, requires_grad): ignored
   });
   const tensors = await materialize(src, prefix, byName, pending);
-  const tree = toTree(root, tensors, "");
+  // Shared references (memo) let a few bytes name a structure exponentially large when walked
+  // ("billion laughs"); a checkpoint describes each value it holds with at least one opcode.
+  const budget = { left: 4 * pickle.length + 1024 };
+  const tree = toTree(root, tensors, "", budget);
   if (!isTree(tree)) throw new Error("the pickled object is not a dict");
   return tree;
 }
@@ -390,13 +404,28 @@ function readerFor(spec: (typeof STORAGE_TYPES)[string], v: DataView): (i: numbe
   }
 }
 
-function toTree(x: unknown, tensors: Map<PendingTensor, HostTensor>, path: string): TreeNode {
+/** Bytes a data.pkl may take: the fixed part and the part per archive entry. */
+const PICKLE_BASE_BYTES = 1 << 16;
+const PICKLE_BYTES_PER_ENTRY = 1 << 12;
+
+function toTree(
+  x: unknown,
+  tensors: Map<PendingTensor, HostTensor>,
+  path: string,
+  budget: { left: number },
+): TreeNode {
+  if (--budget.left < 0) {
+    throw new Error(
+      `the pickle's shared references describe more values than the file can hold (at ` +
+        `${path || "the top"}): a "billion laughs" pickle, not a checkpoint`,
+    );
+  }
   if (x instanceof Map) {
     const out: Tree = {};
     for (const [k, v] of x) {
       const key = String(k);
       Object.defineProperty(out, key, {
-        value: toTree(v, tensors, path ? `${path}/${key}` : key),
+        value: toTree(v, tensors, path ? `${path}/${key}` : key, budget),
         enumerable: true,
         writable: true,
         configurable: true,
@@ -405,7 +434,7 @@ function toTree(x: unknown, tensors: Map<PendingTensor, HostTensor>, path: strin
     return out;
   }
   if (Array.isArray(x)) {
-    const items = x.map((v, i) => toTree(v, tensors, `${path}/${i}`));
+    const items = x.map((v, i) => toTree(v, tensors, `${path}/${i}`, budget));
     if (items.every((v) => !isTree(v) && !isTensor(v))) return items as Leaf;
     return Object.fromEntries(items.map((v, i) => [String(i), v]));
   }

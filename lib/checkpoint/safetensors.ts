@@ -10,7 +10,7 @@
 import { concat } from "./msgpack_encode.ts";
 import { byteSize, type DType } from "../ir/dtype.ts";
 import { type HostTensor, numel } from "../ir/host_tensor.ts";
-import { atomicWrite } from "./atomic.ts";
+import { checkedWrite, verifyChecksum } from "./checksum.ts";
 import { asCheckpointError, KeyedError } from "./errors.ts";
 import { allocTensor, f16ToF32, tensorBytes } from "./tensor_bytes.ts";
 import { bytesAccess, fileAccess, type RandomAccess } from "./zip.ts";
@@ -39,7 +39,7 @@ export async function writeSafetensorsFile(
   metadata?: Record<string, string>,
 ): Promise<void> {
   try {
-    await atomicWrite(path, encodeSafetensors(tensors, metadata));
+    await checkedWrite(path, encodeSafetensors(tensors, metadata));
   } catch (e) {
     throw asCheckpointError(e, path);
   }
@@ -101,6 +101,7 @@ export function* encodeSafetensors(
 export async function readSafetensorsFile(path: string): Promise<Safetensors> {
   let file: Deno.FsFile | undefined;
   try {
+    await verifyChecksum(path);
     file = await Deno.open(path, { read: true });
     return await readFrom(fileAccess(file, (await file.stat()).size));
   } catch (e) {

@@ -11,6 +11,7 @@ import type { Storage } from "@google-cloud/storage";
 import { gcsClient } from "../gcs/client.ts";
 import { gcsEndpoint, isGsUrl, parseGsUrl } from "../gcs/url.ts";
 import { atomicWrite } from "./atomic.ts";
+import { checkedWrite, markCheckedElsewhere } from "./checksum.ts";
 import { CheckpointError } from "./errors.ts";
 
 function parseGcsUrl(url: string): { bucket: string; object: string } {
@@ -36,8 +37,11 @@ export async function withLocalInput<T>(url: string, fn: (path: string) => Promi
         code === 404 ? "object not found" : `download failed: ${(e as Error).message}`,
       );
     }
+    // GCS checked the download against the object's CRC32C/MD5.
+    markCheckedElsewhere(local, true);
     return await fn(local);
   } finally {
+    markCheckedElsewhere(local, false);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
@@ -68,13 +72,16 @@ export async function inputExists(url: string): Promise<boolean> {
   }
 }
 
-/** Writes `pieces` to a local path (atomically) or uploads them to a gs:// URL. */
+/**
+ * Writes `pieces` to a local path (atomically, with its checksum file: checksum.ts) or uploads
+ * them to a gs:// URL (GCS keeps the object's checksums).
+ */
 export async function writeOutput(
   url: string,
   pieces: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
 ): Promise<void> {
   if (!isGsUrl(url)) {
-    await atomicWrite(url, pieces);
+    await checkedWrite(url, pieces);
     return;
   }
   const { bucket, object } = parseGcsUrl(url);

@@ -14,6 +14,7 @@ export function checkJsonValue(spec: OptionSpec, value: unknown): Checked {
       if (typeof value !== "number" || !Number.isInteger(value)) {
         return wrong("an integer", value);
       }
+      if (!Number.isSafeInteger(value)) return wrong(SAFE_INTEGER, value);
       return checkRange(spec, value);
     case "float":
       if (typeof value !== "number" || !Number.isFinite(value)) return wrong("a number", value);
@@ -39,6 +40,7 @@ export function parseFlagText(key: string, spec: OptionSpec, text: string): Chec
   switch (spec.kind) {
     case "int":
       if (!/^[+-]?\d+$/.test(text.trim())) return wrongText("an integer", text);
+      if (!Number.isSafeInteger(Number(text))) return wrongText(SAFE_INTEGER, text);
       return checkRange(spec, Number(text));
     case "float": {
       const value = text.trim() === "" ? NaN : Number(text);
@@ -60,6 +62,9 @@ export function parseFlagText(key: string, spec: OptionSpec, text: string): Chec
       return checkChoice(spec.values, text);
   }
 }
+
+// Beyond 2^53 a double no longer holds every integer: 2^53 + 1 would silently become 2^53.
+const SAFE_INTEGER = "an integer of magnitude at most 2^53 - 1 (9007199254740991)";
 
 /** Checks a number against the spec's range. */
 function checkRange(spec: OptionSpec & { kind: "int" | "float" }, value: number): Checked {

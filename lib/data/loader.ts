@@ -19,6 +19,7 @@
 import type { Batch } from "./batch.ts";
 import type { OpenOptions } from "./open.ts";
 import { checkLocalShards } from "./open_file.ts";
+import { adoptPipeGroup, killPipeGroup, releasePipeGroup } from "./open_pipe.ts";
 import { hostShards, ownedCount } from "./order.ts";
 import {
   type ProducerConfig,
@@ -415,9 +416,12 @@ class InlineSource implements Source {
   #producer: AsyncGenerator<ProducerMessage>;
   #onStats: (d: StatsDelta) => void;
   #error: Error | undefined;
+  // Stops a read under way: the producer may be waiting on a stalled shard, where `return()`
+  // would wait too.
+  #abort = new AbortController();
 
   constructor(config: ProducerConfig, onStats: (d: StatsDelta) => void) {
-    this.#producer = runProducer(config);
+    this.#producer = runProducer(config, this.#abort.signal);
     this.#onStats = onStats;
   }
 
@@ -439,6 +443,7 @@ class InlineSource implements Source {
   }
 
   close(): void {
+    this.#abort.abort();
     this.#producer.return(undefined).catch(() => {});
   }
 }
@@ -450,6 +455,7 @@ class WorkerSource implements Source {
   #waiting: { resolve: (m: Output | null) => void; reject: (e: Error) => void } | undefined;
   #error: Error | undefined;
   #closed = false;
+  #pipeGroups = new Set<number>();
 
   constructor(
     config: ProducerConfig,
@@ -464,6 +470,16 @@ class WorkerSource implements Source {
         return this.fail(new DataError(`loader worker ${index}: ${m.message}`));
       }
       if (m.type === "end") return this.#push(null);
+      if (m.type === "pipe") {
+        if (m.live) {
+          this.#pipeGroups.add(m.pid);
+          adoptPipeGroup(m.pid);
+        } else {
+          this.#pipeGroups.delete(m.pid);
+          releasePipeGroup(m.pid);
+        }
+        return;
+      }
       onStats(m.stats);
       if (m.type !== "stats") this.#push(m);
     };
@@ -496,6 +512,7 @@ class WorkerSource implements Source {
     if (this.#closed) return;
     this.#closed = true;
     this.#worker.terminate();
+    this.#pipeGroups.forEach(killPipeGroup);
     this.#waiting?.reject(new Error(`loader worker ${this.index}: closed`));
     this.#waiting = undefined;
   }

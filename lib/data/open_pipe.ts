@@ -6,7 +6,10 @@
  *
  * `sh` runs in a process group of its own, and stopping a shard kills the whole group: a command
  * such as `curl ... | tar ...` or `cat x.tar; sleep 60` leaves no child behind. Groups still
- * alive when the process exits are killed on `unload`.
+ * alive when the process exits are killed on `unload` (which `Deno.exit` dispatches too, so an
+ * interrupted run leaves none). A loader worker's `unload` never runs when the main thread
+ * exits or terminates it, so a worker reports its groups (`watchPipeGroups`) and the main thread
+ * adopts them (`adoptPipeGroup`) and kills them when it closes the worker or exits.
  */
 import { OpenError, type OpenOptions } from "./open_base.ts";
 
@@ -32,14 +35,15 @@ export function openPipe(
     );
   }
   const pid = child.pid;
-  liveGroups.add(pid);
+  adoptPipeGroup(pid);
+  groupListener?.(pid, true);
   const stderr = collectTail(child.stderr, 2000);
   const reader = child.stdout.getReader();
   let finished = false;
   const kill = () => {
     if (finished) return;
     finished = true;
-    killGroup(pid);
+    killPipeGroup(pid);
   };
   signal?.addEventListener("abort", kill, { once: true });
   const stream = new ReadableStream<Uint8Array>({
@@ -90,21 +94,37 @@ export function openPipe(
   return Promise.resolve(stream);
 }
 
-/** Process groups of running `pipe:` commands. */
+/** Process groups of running `pipe:` commands (this thread's, and those adopted from workers). */
 const liveGroups = new Set<number>();
 let unloadHooked = false;
+let groupListener: ((pid: number, live: boolean) => void) | undefined;
 
-function killGroup(pid: number): void {
+/** Tells `listener` of every group this thread starts (live) and kills (not live). */
+export function watchPipeGroups(listener: (pid: number, live: boolean) => void): void {
+  groupListener = listener;
+}
+
+/** Kills the process group `pid` when this process exits, unless released before. */
+export function adoptPipeGroup(pid: number): void {
   if (!unloadHooked) {
     unloadHooked = true;
-    globalThis.addEventListener("unload", () => liveGroups.forEach(killGroup));
+    globalThis.addEventListener("unload", () => liveGroups.forEach(killPipeGroup));
   }
+  liveGroups.add(pid);
+}
+
+/** Forgets a group that its worker has killed. */
+export function releasePipeGroup(pid: number): void {
+  liveGroups.delete(pid);
+}
+
+export function killPipeGroup(pid: number): void {
   try {
     Deno.kill(-pid, "SIGKILL");
   } catch {
     // the whole group already exited
   }
-  liveGroups.delete(pid);
+  if (liveGroups.delete(pid)) groupListener?.(pid, false);
 }
 
 async function collectTail(stream: ReadableStream<Uint8Array>, max: number): Promise<string> {

@@ -100,18 +100,25 @@ export type ProducerMessage =
 // Consecutive unreadable shards after which a worker gives up ("no shard can be read").
 const MAX_CONSECUTIVE_SHARD_FAILURES = 16;
 
-export function runProducer(config: ProducerConfig): AsyncGenerator<ProducerMessage> {
-  return config.mode === "train" ? trainProducer(config) : validProducer(config);
+/** `signal` stops the shard reads under way (a `pipe:` command's process group is killed). */
+export function runProducer(
+  config: ProducerConfig,
+  signal?: AbortSignal,
+): AsyncGenerator<ProducerMessage> {
+  return config.mode === "train" ? trainProducer(config, signal) : validProducer(config, signal);
 }
 
-async function* trainProducer(cfg: TrainProducerConfig): AsyncGenerator<ProducerMessage> {
+async function* trainProducer(
+  cfg: TrainProducerConfig,
+  signal?: AbortSignal,
+): AsyncGenerator<ProducerMessage> {
   const transform = await loadTransform(cfg.transform);
   const size = transformImageSize(cfg.transform);
   const stats = new StatsAccumulator();
   const { processIndex: h, workerIndex: w } = cfg.slice;
   const shuffleRng = Rng.fromSeed(cfg.shuffleSeed).child(1, h, w);
   const start = cfg.start;
-  const restore = start ? await restoreSamples(cfg, start, stats) : undefined;
+  const restore = start ? await restoreSamples(cfg, start, stats, signal) : undefined;
   let shuffle = new ShuffleBuffer<Visited>(shuffleRng, cfg.shuffleBuffer, cfg.shuffleInitial);
   const augment = Rng.fromSeed(cfg.augmentSeed);
   const repeats = Math.max(1, cfg.augmentRepeats);
@@ -171,7 +178,7 @@ async function* trainProducer(cfg: TrainProducerConfig): AsyncGenerator<Producer
   if (!exhausted) {
     const visits = trainShardVisits(cfg.shards.length, cfg.shuffleSeed, cfg.slice, cfg.epochs);
     const from = { visit, read, keep: restore?.keep };
-    for await (const item of readVisits(visits, cfg, stats, from)) {
+    for await (const item of readVisits(visits, cfg, stats, from, signal)) {
       yield* finishRestore();
       if (item === null) {
         if (stats.hasSkips) yield { type: "stats", stats: stats.take() };
@@ -205,6 +212,7 @@ async function restoreSamples(
   cfg: TrainProducerConfig,
   start: TrainCursor,
   stats: StatsAccumulator,
+  signal?: AbortSignal,
 ) {
   const wanted = new Map<number, Set<number>>();
   const want = (v: number, i: number) => {
@@ -234,7 +242,7 @@ async function restoreSamples(
       const url = cfg.shards[shard];
       const last = Math.max(...need);
       try {
-        for await (const sample of readShard(url, cfg.open)) {
+        for await (const sample of readShard(url, cfg.open, signal)) {
           keep({ visit: v, epoch, shard, url, sample });
           if (sample.index >= last) break;
         }
@@ -261,7 +269,10 @@ async function restoreSamples(
   };
 }
 
-async function* validProducer(cfg: ValidProducerConfig): AsyncGenerator<ProducerMessage> {
+async function* validProducer(
+  cfg: ValidProducerConfig,
+  signal?: AbortSignal,
+): AsyncGenerator<ProducerMessage> {
   const transform = await loadTransform(cfg.transform);
   const size = transformImageSize(cfg.transform);
   const stats = new StatsAccumulator();
@@ -270,7 +281,7 @@ async function* validProducer(cfg: ValidProducerConfig): AsyncGenerator<Producer
     let chunk = new BatchBuilder(cfg.chunkSize, size, 1, cfg.withKeys);
     let shardSamples = 0;
     try {
-      for await (const sample of readShard(url, cfg.open)) {
+      for await (const sample of readShard(url, cfg.open, signal)) {
         shardSamples++;
         if (
           cfg.owner &&
@@ -335,6 +346,7 @@ async function* readVisits(
   cfg: TrainProducerConfig,
   stats: StatsAccumulator,
   from: { visit: number; read: number; keep?: (item: Visited) => void },
+  signal?: AbortSignal,
 ): AsyncGenerator<Visited | null> {
   let consecutiveFailures = 0, everRead = from.visit > 0 || from.read > 0;
   let lastError = "";
@@ -345,7 +357,7 @@ async function* readVisits(
     const skip = visit === from.visit ? from.read : 0;
     let n = 0;
     try {
-      for await (const sample of readShard(url, cfg.open)) {
+      for await (const sample of readShard(url, cfg.open, signal)) {
         n++;
         const item = { visit, epoch, shard, url, sample };
         if (sample.index < skip) from.keep?.(item);

@@ -5,6 +5,7 @@
  * loader returns a credit for each batch it hands on, which bounds memory (backpressure).
  */
 import { redact } from "../config/redact.ts";
+import { watchPipeGroups } from "./open_pipe.ts";
 import { type ProducerConfig, type ProducerMessage, runProducer } from "./producer.ts";
 
 export type ToWorker =
@@ -14,7 +15,12 @@ export type ToWorker =
 export type FromWorker =
   | ProducerMessage
   | { type: "end" }
-  | { type: "error"; message: string };
+  | { type: "error"; message: string }
+  // A pipe: command's process group started (live) or killed here: the loader kills the live
+  // ones when it terminates this worker, since this worker then runs no code of its own.
+  | { type: "pipe"; pid: number; live: boolean };
+
+watchPipeGroups((pid, live) => self.postMessage({ type: "pipe", pid, live } satisfies FromWorker));
 
 let credits = 0;
 let wake: (() => void) | undefined;

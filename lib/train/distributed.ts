@@ -79,11 +79,26 @@ export function processTopology(
   return t;
 }
 
+/** How long the coordinator holds a heartbeat request open before answering it. */
+const HEARTBEAT_HOLD_MS = 2_000;
+/** A process whose next heartbeat has not started this long after its last one is lost. */
+const HEARTBEAT_LOST_MS = HEARTBEAT_HOLD_MS + 5_000;
+
 /**
  * The key-value store of a job: process 0 serves it on the coordinator's port; every process
  * (process 0 too) talks to it over HTTP. Values are strings. `get` waits for a key to appear.
+ *
+ * Liveness: every other process keeps a heartbeat request open to the coordinator, renewed every
+ * `HEARTBEAT_HOLD_MS`, from a worker thread (a long step on the main thread does not stop it;
+ * process 0's watchdog gives every process a fresh period after its own thread was busy). When its connection closes (the process was killed or crashed) or no
+ * heartbeat starts for `HEARTBEAT_LOST_MS` (a hung host, a lost network) before it said it
+ * left, the coordinator marks it lost: every waiting and later `get` fails at once with
+ * `PeerLostError` naming it, instead of waiting out its timeout. (Process 0's death is seen
+ * directly: the others' requests are refused.)
  */
 export class KvStore implements AsyncDisposable {
+  #heartbeat: Worker | undefined;
+
   private constructor(
     readonly base: string,
     readonly topology: Topology,
@@ -105,7 +120,10 @@ export class KvStore implements AsyncDisposable {
       try {
         const r = await fetch(`${store.base}/health`);
         await r.body?.cancel();
-        if (r.ok) return store;
+        if (r.ok) {
+          if (t.processIndex > 0) store.#beat();
+          return store;
+        }
       } catch {
         // not up yet
       }
@@ -114,6 +132,16 @@ export class KvStore implements AsyncDisposable {
       }
       await new Promise((r) => setTimeout(r, 100));
     }
+  }
+
+  /** Heartbeats from a worker (kv_heartbeat_worker.ts) until close. */
+  #beat(): void {
+    this.#heartbeat = new Worker(new URL("./kv_heartbeat_worker.ts", import.meta.url), {
+      type: "module",
+    });
+    this.#heartbeat.postMessage({
+      url: `${this.base}/alive/${this.topology.processIndex}?hold_ms=${HEARTBEAT_HOLD_MS}`,
+    });
   }
 
   async delete(key: string): Promise<void> {
@@ -140,6 +168,7 @@ export class KvStore implements AsyncDisposable {
       e.name = "TimeoutError"; // pjrt/kv_bridge.ts maps it to DEADLINE_EXCEEDED / "not found"
       throw e;
     }
+    if (r.status === 410) throw new PeerLostError(`kv get ${key}: ${text}`);
     if (!r.ok) throw new Error(`kv get ${key}: HTTP ${r.status} ${text}`);
     return text;
   }
@@ -164,11 +193,17 @@ export class KvStore implements AsyncDisposable {
     const { processIndex, processCount } = this.topology;
     if (processIndex !== 0) {
       await this.put(`left/${processIndex}`, "1").catch(() => {});
+      this.#heartbeat?.terminate();
       return;
     }
     try {
+      // A lost process will not say it left; one that does not within the timeout is not
+      // waited for longer. Neither hides the error the job stops with (close runs in finally).
       await Promise.all(
-        Array.from({ length: processCount - 1 }, (_, p) => this.get(`left/${p + 1}`, timeoutMs)),
+        Array.from(
+          { length: processCount - 1 },
+          (_, p) => this.get(`left/${p + 1}`, timeoutMs).catch(() => {}),
+        ),
       );
     } finally {
       await this.server?.shutdown();
@@ -177,6 +212,14 @@ export class KvStore implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+}
+
+/** A process of the job died or stopped answering (see KvStore). */
+export class PeerLostError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PeerLostError";
   }
 }
 
@@ -259,10 +302,57 @@ export function writesOutputs(t: Topology): boolean {
 
 function serveKv(port: number, hostname: string): Deno.HttpServer {
   const values = new Map<string, string>();
-  const waiters = new Map<string, ((v: string) => void)[]>();
-  return Deno.serve({ port, hostname, onListen: () => {} }, async (req) => {
+  const waiters = new Map<string, ((v: string | undefined) => void)[]>();
+  // Liveness of processes 1..P-1: when each last started a heartbeat, who left, who is lost.
+  const lastBeat = new Map<number, number>();
+  const left = new Set<number>();
+  let lost: string | undefined;
+  const loseProcess = (p: number, why: string) => {
+    if (lost !== undefined || left.has(p)) return;
+    lost = `process ${p} is lost: ${why}; the job cannot go on without it`;
+    for (const list of waiters.values()) for (const w of list) w(undefined);
+    waiters.clear();
+  };
+  let lastTick = Date.now();
+  const watchdog = setInterval(() => {
+    const now = Date.now();
+    // This thread was busy (a long step of process 0): the heartbeats that came meanwhile are
+    // not read yet, so every process gets a fresh period instead of a false alarm.
+    if (now - lastTick > 2_000) { for (const p of lastBeat.keys()) lastBeat.set(p, now); }
+    lastTick = now;
+    for (const [p, t] of lastBeat) {
+      if (now - t > HEARTBEAT_LOST_MS) {
+        loseProcess(
+          p,
+          `no heartbeat for ${Math.round((now - t) / 1000)} s (hung, or its host is unreachable)`,
+        );
+      }
+    }
+  }, 1_000);
+  Deno.unrefTimer(watchdog);
+  const server = Deno.serve({ port, hostname, onListen: () => {} }, async (req) => {
     const url = new URL(req.url);
     if (url.pathname === "/health") return new Response("ok");
+    const beat = /^\/alive\/(\d+)$/.exec(url.pathname);
+    if (beat) {
+      const p = Number(beat[1]);
+      lastBeat.set(p, Date.now());
+      const hold = Math.min(Number(url.searchParams.get("hold_ms") ?? 0) || 0, 60_000);
+      const closed = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), hold);
+        req.signal.addEventListener("abort", () => {
+          clearTimeout(timer);
+          resolve(true);
+        }, { once: true });
+      });
+      if (closed && !left.has(p)) {
+        loseProcess(
+          p,
+          "its connection to the coordinator closed (the process was killed or crashed)",
+        );
+      }
+      return new Response("ok");
+    }
     const m = /^\/kv\/(.+)$/.exec(url.pathname);
     if (!m) return new Response("not found", { status: 400 });
     const key = decodeURIComponent(m[1]);
@@ -272,6 +362,11 @@ function serveKv(port: number, hostname: string): Deno.HttpServer {
     }
     if (req.method === "PUT") {
       const v = await req.text();
+      const leaving = /^left\/(\d+)$/.exec(key);
+      if (leaving) {
+        left.add(Number(leaving[1]));
+        lastBeat.delete(Number(leaving[1]));
+      }
       values.set(key, v);
       for (const w of waiters.get(key) ?? []) w(v);
       waiters.delete(key);
@@ -279,6 +374,7 @@ function serveKv(port: number, hostname: string): Deno.HttpServer {
     }
     const have = values.get(key);
     if (have !== undefined) return new Response(have);
+    if (lost !== undefined) return new Response(lost, { status: 410 });
     const wait = Math.min(Number(url.searchParams.get("wait_ms") ?? 0) || 0, 3_600_000);
     const v = await new Promise<string | undefined>((resolve) => {
       const timer = setTimeout(() => resolve(undefined), wait);
@@ -289,8 +385,11 @@ function serveKv(port: number, hostname: string): Deno.HttpServer {
       });
       waiters.set(key, list);
     });
+    if (v === undefined && lost !== undefined) return new Response(lost, { status: 410 });
     return v === undefined ? new Response("missing", { status: 404 }) : new Response(v);
   });
+  server.finished.then(() => clearInterval(watchdog));
+  return server;
 }
 
 /**

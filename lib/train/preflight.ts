@@ -1,6 +1,7 @@
 /**
- * Checks before a run creates anything: the run name, the local inputs (train and validation
- * shards, the pretrained checkpoint, the label mapping) and the output folders. A failure names
+ * Checks before a run creates anything: the memory it needs (memory.ts), the run name, the local
+ * inputs (train and validation shards, the pretrained checkpoint, the label mapping) and the
+ * output folders. A failure names
  * the key and the path; nothing has been written at that point. Remote inputs (http(s), gs://,
  * pipe:) are opened by the loader, whose errors name the shard.
  */
@@ -9,6 +10,7 @@ import { isGsUrl } from "../gcs/url.ts";
 import type { Config } from "../config/mod.ts";
 import { checkLocalShards, isLocalShard, localPath } from "../data/open_file.ts";
 import { expandShardSpec } from "../data/spec.ts";
+import { checkMemory } from "./memory.ts";
 import { TrainingError } from "./run_state.ts";
 
 export interface RunPaths {
@@ -19,6 +21,7 @@ export interface RunPaths {
 }
 
 export async function checkRun(config: Config): Promise<RunPaths> {
+  checkMemory(config);
   const name = config.name;
   if (!name || /[/\\]/.test(name) || name === "." || name === "..") {
     throw new TrainingError(

@@ -128,7 +128,7 @@ Deno.test("convert: refusals leave no output (gap model, unknown timm keys, same
     );
     const names = [];
     for await (const e of Deno.readDir(dir)) names.push(e.name);
-    assertEquals(names.sort(), ["gap.pth", "p.msgpack"]);
+    assertEquals(names.sort(), ["gap.pth", "gap.pth.sha256", "p.msgpack"]);
   });
 });
 

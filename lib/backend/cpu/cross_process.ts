@@ -87,11 +87,11 @@ export class ProcessSumServer extends ProcessSum {
     try {
       for (;;) {
         const f = await readFrame(conn);
-        if (!f) throw new Error(`process ${p} left the cpu all-reduce`);
+        if (!f) throw peerLost(p, "its connection closed");
         this.#arrive(f.k, p, DTYPES[f.code], f.bytes);
       }
     } catch (e) {
-      this.#fail(e as Error);
+      this.#fail(asPeerLost(p, e as Error));
     }
   }
 
@@ -141,7 +141,11 @@ export class ProcessSumServer extends ProcessSum {
     const out = addInOrder(dtype, ordered);
     const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
     Promise.all(
-      this.#conns.slice(1).map((c) => writeFrame(c!, k, DTYPES.indexOf(dtype), bytes)),
+      this.#conns.slice(1).map((c, i) =>
+        writeFrame(c!, k, DTYPES.indexOf(dtype), bytes).catch((e) => {
+          throw asPeerLost(i + 1, e as Error);
+        })
+      ),
     ).then(() => m.resolve(out), (e) => this.#fail(e as Error));
   }
 
@@ -175,13 +179,13 @@ class ProcessSumClient extends ProcessSum {
     try {
       for (;;) {
         const f = await readFrame(this.conn);
-        if (!f) throw new Error("process 0 left the cpu all-reduce");
+        if (!f) throw peerLost(0, "its connection closed");
         const w = this.#waiting.get(f.k);
         this.#waiting.delete(f.k);
         w?.(bytesAs(DTYPES[f.code], f.bytes));
       }
     } catch (e) {
-      this.#error ??= e as Error;
+      this.#error ??= asPeerLost(0, e as Error);
       for (const w of this.#waiting.values()) w(this.#error);
       this.#waiting.clear();
     }
@@ -193,12 +197,16 @@ class ProcessSumClient extends ProcessSum {
     const all = allocArray(dtype, n * parts.length);
     parts.forEach((p, d) => all.set(p, d * n));
     const result = new Promise<TypedArray | Error>((r) => this.#waiting.set(k, r));
-    await writeFrame(
-      this.conn,
-      k,
-      DTYPES.indexOf(dtype),
-      new Uint8Array(all.buffer, all.byteOffset, all.byteLength),
-    );
+    try {
+      await writeFrame(
+        this.conn,
+        k,
+        DTYPES.indexOf(dtype),
+        new Uint8Array(all.buffer, all.byteOffset, all.byteLength),
+      );
+    } catch (e) {
+      throw asPeerLost(0, e as Error);
+    }
     const r = await result;
     if (r instanceof Error) throw r;
     return r;
@@ -211,6 +219,20 @@ class ProcessSumClient extends ProcessSum {
       // already closed
     }
   }
+}
+
+/** Process `p`'s end of the exchange failed: it stopped, was killed or crashed. */
+function peerLost(p: number, why: string): Error {
+  return new Error(
+    `process ${p} left the cpu all-reduce: ${why} (it stopped, was killed or crashed)`,
+  );
+}
+
+/** A connection error (reset, broken pipe) as the loss of the process at its other end. */
+function asPeerLost(p: number, e: Error): Error {
+  return e.message.startsWith(`process ${p} left`)
+    ? e
+    : peerLost(p, `its connection failed (${e.message})`);
 }
 
 interface Meeting {
