@@ -120,6 +120,7 @@ export async function main(args: string[]): Promise<number> {
       cfg,
       params,
       config["valid-batch-size"] as number,
+      (l) => console.log(l),
     );
     loaderWorkers(config, "valid-loader-workers", (l) => console.error(l));
     const log = new RunLog(null, "eval");

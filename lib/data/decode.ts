@@ -63,7 +63,10 @@ export async function decodeWithSharp(bytes: Uint8Array): Promise<RGBImage> {
       data: new Uint8Array(data.buffer, data.byteOffset, data.length),
     };
   } catch (e) {
-    throw new DecodeError(e as Error);
+    if (!isJpeg(bytes)) throw new DecodeError(e as Error);
+    // The same words as the turbojpeg path, so a message does not depend on the decoder.
+    const reason = (e as Error).message.split("\n")[0].replace(/^.*?VipsJpeg: /, "");
+    throw new DecodeError(new Error(`not a decodable JPEG (${reason})`, { cause: e }));
   }
 }
 

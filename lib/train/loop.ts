@@ -255,14 +255,6 @@ class Trainer {
     } catch (e) {
       throw new TrainingError((e as Error).message);
     }
-    const valid = config["valid-batch-size"] as number;
-    const parts = topology.processCount * backend.devices;
-    if (config["valid-dataset-shards"] && valid % parts !== 0) {
-      throw new TrainingError(
-        `valid-batch-size: ${valid} does not split over ${topology.processCount} process(es) x ` +
-          `${backend.devices} device(s); use a multiple of ${parts}`,
-      );
-    }
     this.step = sig.step;
     this.totalSteps = config["training-steps"] as number;
     this.shape = {
@@ -295,7 +287,7 @@ class Trainer {
       log.line(
         `writing to ${state.outDir}: checkpoints ${this.name}-{last,best,state}.msgpack` +
           (log.dir === state.outDir ? "" : `; metrics to ${log.dir}`) +
-          `, metrics.jsonl, metrics.html (live: deno task dashboard ${parentDir(log.dir)})`,
+          `, metrics.jsonl, metrics.html (live: deno task dashboard ${log.dir})`,
       );
     } else log.line(`process ${this.topology.processIndex} writes no files (process 0 does)`);
     const wandb = log.dir ? this.startWandb() : undefined;
@@ -338,6 +330,9 @@ class Trainer {
         (shape.accum > 1 ? ` (${shape.accum} x ${shape.microBatch})` : ""),
     );
 
+    // Compiling a large model takes a while (ViT-S on CPU: about a minute): say so.
+    const tc = performance.now();
+    log.line(`compiling the training step on ${this.backend.name}...`);
     const programs = await compileTrainPrograms(
       this.backend,
       this.step,
@@ -345,12 +340,15 @@ class Trainer {
       from.params,
       from.opt,
     );
+    log.line(`compiled the training step in ${((performance.now() - tc) / 1000).toFixed(1)} s`);
     const evaluator = config["valid-dataset-shards"]
       ? await Evaluator.create(
         this.backend,
         this.step,
         from.params,
-        (config["valid-batch-size"] as number) / this.topology.processCount,
+        // Each host's share; Evaluator pads it to split over the devices (padding not counted).
+        Math.ceil((config["valid-batch-size"] as number) / this.topology.processCount),
+        (l) => log.line(l),
       )
       : undefined;
     if (evaluator) {
@@ -460,6 +458,8 @@ class Trainer {
             (out.metrics.acc1 * 100).toFixed(2)
           }% | ` +
             `lr ${lr.toExponential(2)} | ${imgPerS.toFixed(0)} img/s | ETA ${formatDuration(eta)}`,
+          // Off a terminal: the first step at once, then one line a minute.
+          step === start + 1 ? 0 : undefined,
         );
         // Not at a stop before the end: the open window is saved and continues on resume.
         if (step % logInterval === 0 || step === this.totalSteps) {
@@ -585,6 +585,7 @@ class Trainer {
       0,
     );
     await this.log.record({ step, time: Date.now() / 1000, ...event });
+    await this.log.plot(); // a run without validation gets its charts too
     this.log.line(
       `step ${step}: loss ${event["train/loss"].toFixed(4)}, acc1 ${
         (event["train/acc1"] * 100).toFixed(2)
@@ -673,9 +674,4 @@ class Trainer {
       log: (l) => this.log.line(l),
     });
   }
-}
-
-function parentDir(path: string): string {
-  const i = path.replace(/\/+$/, "").lastIndexOf("/");
-  return i > 0 ? path.slice(0, i) : ".";
 }
