@@ -8,6 +8,7 @@
 import {
   type Config,
   ConfigError,
+  configFileValues,
   configHelp,
   DEFAULT_CONFIG_PATH,
   loadConfig,
@@ -36,7 +37,15 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
   if (cl.help) {
-    console.log("usage: deno task train [CONFIG.json] [--flag value ...]\n\n" + configHelp());
+    // The defaults a run with this config (the MNIST one when none is named) would use.
+    let defaults;
+    try {
+      defaults = configFileValues(cl.configPath);
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      console.error(`${e.message}; showing the built-in defaults`);
+    }
+    console.log(configHelp("train", defaults));
     return 0;
   }
   let config;

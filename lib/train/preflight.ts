@@ -28,27 +28,44 @@ export async function checkRun(config: Config): Promise<RunPaths> {
   }
   const outDir = (config["output-dir"] as string | undefined) ?? `runs/${name}`;
   const logDir = isGcsUrl(outDir) ? `runs/${name}` : outDir;
-  if (!config["train-dataset-shards"]) {
-    throw new TrainingError('"train-dataset-shards" is not set: give the shards to train on');
-  }
-  await checkShards("train-dataset-shards", config["train-dataset-shards"] as string, false);
+  // Every problem at once, one line each: a user fixing a config should not need a try per key.
+  const problems: string[] = [];
+  const check = async (f: () => Promise<void> | void) => {
+    try {
+      await f();
+    } catch (e) {
+      if (!(e instanceof TrainingError)) throw e;
+      problems.push(e.message);
+    }
+  };
+  await check(async () => {
+    if (!config["train-dataset-shards"]) {
+      throw new TrainingError('"train-dataset-shards" is not set: give the shards to train on');
+    }
+    await checkShards("train-dataset-shards", config["train-dataset-shards"] as string, false);
+  });
   if (config["valid-dataset-shards"]) {
-    await checkShards("valid-dataset-shards", config["valid-dataset-shards"] as string, true);
+    await check(() =>
+      checkShards("valid-dataset-shards", config["valid-dataset-shards"] as string, true)
+    );
   }
   for (const key of ["pretrained-ckpt", "label-mapping"] as const) {
     const url = config[key] as string | null;
-    if (url && !isGcsUrl(url)) await checkFile(key, url);
-  }
-  const ckpt = config["pretrained-ckpt"] as string | null;
-  if (ckpt && !isGcsUrl(ckpt)) {
-    try {
-      await requireFlaxFormat(ckpt, ckpt);
-    } catch (e) {
-      throw new TrainingError(`"pretrained-ckpt": ${(e as Error).message}`);
+    if (url && !isGcsUrl(url)) {
+      await check(async () => {
+        await checkFile(key, url);
+        if (key !== "pretrained-ckpt") return;
+        try {
+          await requireFlaxFormat(url, url);
+        } catch (e) {
+          throw new TrainingError(`"pretrained-ckpt": ${(e as Error).message}`);
+        }
+      });
     }
   }
-  if (!isGcsUrl(outDir)) await checkFolder("output-dir", outDir);
-  if (logDir !== outDir) await checkFolder("log folder", logDir);
+  if (!isGcsUrl(outDir)) await check(() => checkFolder("output-dir", outDir));
+  if (logDir !== outDir) await check(() => checkFolder("log folder", logDir));
+  if (problems.length) throw new TrainingError(problems.join("\n"));
   return { outDir, logDir };
 }
 
