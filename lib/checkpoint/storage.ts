@@ -7,7 +7,8 @@
  *
  * `STORAGE_EMULATOR_HOST` (e.g. `http://127.0.0.1:9023`) points the client at an emulator.
  */
-import { Storage } from "@google-cloud/storage";
+// deno-lint-ignore no-import-prefix -- full specifiers: mod.ts imports from anywhere
+import { Storage } from "npm:@google-cloud/storage@8.4.0";
 import { atomicWrite } from "./atomic.ts";
 import { CheckpointError } from "./errors.ts";
 

@@ -6,7 +6,8 @@
  * Deno's node compatibility layer). `OpenOptions.gcsEndpoint` or `STORAGE_EMULATOR_HOST` points
  * everything elsewhere (an emulator, a test server); no credentials are used then.
  */
-import { Storage } from "@google-cloud/storage";
+// deno-lint-ignore no-import-prefix -- full specifiers: mod.ts imports from anywhere
+import { Storage } from "npm:@google-cloud/storage@8.4.0";
 import { OpenError, type OpenOptions } from "./open.ts";
 import { connectHttp } from "./open_http.ts";
 import { resumableStream, retryPolicy } from "./resumable.ts";
