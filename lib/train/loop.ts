@@ -324,9 +324,9 @@ class Trainer {
       .reduce((s, [, t]) => s + t.data.length, 0);
     log.line(
       `model: ViT ${this.step.vit.layers} layers, dim ${this.step.vit.dim}, ${this.step.vit.heads} heads, ` +
-        `${
-          (nParams / 1e6).toFixed(2)
-        }M params; ${this.totalSteps} steps of batch ${this.batchSize}` +
+        `${(nParams / 1e6).toFixed(2)}M params; ${this.totalSteps} step${
+          this.totalSteps === 1 ? "" : "s"
+        } of batch ${this.batchSize}` +
         (shape.accum > 1 ? ` (${shape.accum} x ${shape.microBatch})` : ""),
     );
 

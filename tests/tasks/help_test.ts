@@ -11,7 +11,13 @@ const EXPECTED: Record<string, string[]> = {
   "export_hlo.ts": ["usage: deno task export-hlo", "--batch", "--devices", "--out", "terminal"],
   "bench.ts": ["usage: deno task bench", "--backend", "--only", "--json", "train", "webgpu"],
   "prepare_imagenet.ts": ["--variant", "--dest", "--dry-run", "HF_TOKEN"],
-  "check_data.ts": ["usage: deno task check-data SPEC", "--transform", "--limit"],
+  "check_data.ts": [
+    "usage: deno task check-data SPEC",
+    "--transform",
+    "--limit",
+    "same loader as training",
+    "Examples:",
+  ],
   "dashboard.ts": ["usage: deno task dashboard", "--port", "RUNS_DIR"],
   "wandb_sync.ts": ["usage: deno task wandb-sync", "WANDB_MODE=offline", "WANDB_API_KEY"],
 };
