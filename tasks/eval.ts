@@ -9,7 +9,7 @@
  */
 import { readFlaxParams } from "../lib/checkpoint/convert.ts";
 import { matchTree } from "../lib/checkpoint/finetune.ts";
-import { isGcsUrl } from "../lib/checkpoint/storage.ts";
+import { isGsUrl } from "../lib/gcs/url.ts";
 import { ConfigError, loadConfig, parseCommandLine } from "../lib/config/mod.ts";
 import { positionalArgs } from "../lib/config/cli.ts";
 import { createBackend } from "../lib/backend/select.ts";
@@ -74,7 +74,7 @@ export async function main(args: string[]): Promise<number> {
   const rest = kept.filter((i) => i !== ckptArgs[0].index && i !== jsonArg?.index)
     .map((i) => args[i]);
   // The checkpoint first: a mistyped name is the likely mistake, not a missing config.json.
-  if (!isGcsUrl(ckpt)) {
+  if (!isGsUrl(ckpt)) {
     const problem = await Deno.stat(ckpt).then(
       (info) => info.isFile ? undefined : "not a file",
       (e) => e instanceof Deno.errors.NotFound ? "no such file" : (e as Error).message,
@@ -160,7 +160,7 @@ export async function main(args: string[]): Promise<number> {
 
 /** The `config.json` in a local checkpoint's folder, if there is one. */
 async function configBeside(ckpt: string): Promise<string | undefined> {
-  if (isGcsUrl(ckpt)) return undefined; // train keeps a gs:// run's config.json under runs/
+  if (isGsUrl(ckpt)) return undefined; // train keeps a gs:// run's config.json under runs/
   const slash = ckpt.lastIndexOf("/");
   const path = `${slash >= 0 ? ckpt.slice(0, slash) : "."}/config.json`;
   try {

@@ -5,7 +5,7 @@
  * pipe:) are opened by the loader, whose errors name the shard.
  */
 import { requireFlaxFormat } from "../checkpoint/convert.ts";
-import { isGcsUrl } from "../checkpoint/storage.ts";
+import { isGsUrl } from "../gcs/url.ts";
 import type { Config } from "../config/mod.ts";
 import { checkLocalShards, isLocalShard, localPath } from "../data/open_file.ts";
 import { expandShardSpec } from "../data/spec.ts";
@@ -27,7 +27,7 @@ export async function checkRun(config: Config): Promise<RunPaths> {
     );
   }
   const outDir = (config["output-dir"] as string | undefined) ?? `runs/${name}`;
-  const logDir = isGcsUrl(outDir) ? `runs/${name}` : outDir;
+  const logDir = isGsUrl(outDir) ? `runs/${name}` : outDir;
   // Every problem at once, one line each: a user fixing a config should not need a try per key.
   const problems: string[] = [];
   const check = async (f: () => Promise<void> | void) => {
@@ -51,7 +51,7 @@ export async function checkRun(config: Config): Promise<RunPaths> {
   }
   for (const key of ["pretrained-ckpt", "label-mapping"] as const) {
     const url = config[key] as string | null;
-    if (url && !isGcsUrl(url)) {
+    if (url && !isGsUrl(url)) {
       await check(async () => {
         await checkFile(key, url);
         if (key !== "pretrained-ckpt") return;
@@ -63,7 +63,7 @@ export async function checkRun(config: Config): Promise<RunPaths> {
       });
     }
   }
-  if (!isGcsUrl(outDir)) await check(() => checkFolder("output-dir", outDir));
+  if (!isGsUrl(outDir)) await check(() => checkFolder("output-dir", outDir));
   if (logDir !== outDir) await check(() => checkFolder("log folder", logDir));
   if (problems.length) throw new TrainingError(problems.join("\n"));
   return { outDir, logDir };
