@@ -61,9 +61,10 @@ export class Evaluator {
   ) {}
 
   /**
-   * Keeps the parameters' shapes only; the program is compiled at the first evaluation. A batch
-   * that does not split over the devices (500 images, 3 devices) is padded with masked rows
-   * (501), which are not counted; `log` says so once.
+   * Keeps the parameters' shapes only; the program is compiled at the first evaluation.
+   * `batchSize`: validation images per host (`validBatchPerHost`). A batch that does not split
+   * over the devices (500 images, 3 devices) is padded with masked rows (501), which are not
+   * counted; `log` says so once.
    */
   static create(
     backend: Backend,
@@ -121,8 +122,10 @@ export class Evaluator {
     process = { index: 0, count: 1 },
   ): Promise<EvalResult> {
     const t = performance.now();
+    const shards = config["valid-dataset-shards"];
+    if (!shards) throw new Error('"valid-dataset-shards" is not set: nothing to evaluate on');
     const loader = createValidLoader({
-      shards: config["valid-dataset-shards"] as string,
+      shards,
       batchSize: this.batchSize,
       workers: loaderWorkers(config, "valid-loader-workers"),
       processIndex: process.index,
@@ -134,7 +137,7 @@ export class Evaluator {
       maxSkipFraction: 1,
       transform: {
         kind: "valid",
-        options: { imageSize: this.imageSize, testCropRatio: config["test-crop-ratio"] as number },
+        options: { imageSize: this.imageSize, testCropRatio: config["test-crop-ratio"] },
       },
       log,
     });

@@ -19,18 +19,19 @@ export interface RunPaths {
 }
 
 export async function checkRun(config: Config): Promise<RunPaths> {
-  const name = config.name as string;
+  const name = config.name;
   if (!name || /[/\\]/.test(name) || name === "." || name === "..") {
     throw new TrainingError(
       `name ${JSON.stringify(name)} is not a file name: the run's files are ` +
         "<output-dir>/<name>-last.msgpack and so on; put folders in --output-dir instead",
     );
   }
-  const outDir = (config["output-dir"] as string | undefined) ?? `runs/${name}`;
+  const outDir = config["output-dir"] ?? `runs/${name}`;
   const logDir = isGsUrl(outDir) ? `runs/${name}` : outDir;
+  const train = config["train-dataset-shards"], valid = config["valid-dataset-shards"];
   // Every problem at once, one line each: a user fixing a config should not need a try per key.
   const problems: string[] = [];
-  const check = async (f: () => Promise<void> | void) => {
+  const check = async (f: () => Promise<void>) => {
     try {
       await f();
     } catch (e) {
@@ -39,29 +40,24 @@ export async function checkRun(config: Config): Promise<RunPaths> {
     }
   };
   await check(async () => {
-    if (!config["train-dataset-shards"]) {
+    if (!train) {
       throw new TrainingError('"train-dataset-shards" is not set: give the shards to train on');
     }
-    await checkShards("train-dataset-shards", config["train-dataset-shards"] as string, false);
+    await checkShards("train-dataset-shards", train, false);
   });
-  if (config["valid-dataset-shards"]) {
-    await check(() =>
-      checkShards("valid-dataset-shards", config["valid-dataset-shards"] as string, true)
-    );
-  }
+  if (valid) await check(() => checkShards("valid-dataset-shards", valid, true));
   for (const key of ["pretrained-ckpt", "label-mapping"] as const) {
-    const url = config[key] as string | null;
-    if (url && !isGsUrl(url)) {
-      await check(async () => {
-        await checkFile(key, url);
-        if (key !== "pretrained-ckpt") return;
-        try {
-          await requireFlaxFormat(url, url);
-        } catch (e) {
-          throw new TrainingError(`"pretrained-ckpt": ${(e as Error).message}`);
-        }
-      });
-    }
+    const url = config[key];
+    if (!url || isGsUrl(url)) continue;
+    await check(async () => {
+      await checkFile(key, url);
+      if (key !== "pretrained-ckpt") return;
+      try {
+        await requireFlaxFormat(url, url);
+      } catch (e) {
+        throw new TrainingError(`"pretrained-ckpt": ${(e as Error).message}`);
+      }
+    });
   }
   if (!isGsUrl(outDir)) await check(() => checkFolder("output-dir", outDir));
   if (logDir !== outDir) await check(() => checkFolder("log folder", logDir));
