@@ -4,6 +4,11 @@
  * The public API: the traced tensor core (ops, tracing, autodiff, random numbers), backends,
  * the ViT model, optimizers and schedules, the training step and loop, checkpoints, configs,
  * augmentation and data loading.
+ *
+ * It imports from anywhere (`import * as deit3 from "file:///path/to/deit3-deno/mod.ts"` in a
+ * script outside the repo): the library names its npm packages in full (`npm:sharp@0.35.5`),
+ * so it needs neither this repo's deno.json nor an import map; their versions match deno.json's
+ * "imports" (tests/mod_test.ts checks both).
  */
 export * as ops from "./lib/ir/ops.ts";
 export * as nn from "./lib/ir/nn.ts";
@@ -53,4 +58,5 @@ export { runDoctor } from "./lib/train/doctor.ts";
 export * as checkpoints from "./lib/checkpoint/mod.ts";
 export * as config from "./lib/config/mod.ts";
 export * as augment from "./lib/augment/mod.ts";
+export * as data from "./lib/data/mod.ts";
 export type { RGBImage } from "./lib/augment/image.ts";

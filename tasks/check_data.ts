@@ -10,6 +10,10 @@ import { checkData, formatReport } from "../lib/data/check.ts";
 
 const USAGE = `usage: deno task check-data SPEC [options]
 
+Reads webdataset shards through the same loader as training, before a long run: how many
+samples, which were skipped and why (corrupt images, missing labels, unreadable shards), the
+labels seen, and the decode speed. SPEC is a shard spec as in a config (quote the braces).
+
   --transform train|valid|none   what to run on each image (default none: decode only)
   --limit N                      stop after N samples
   --workers N                    loader workers (default 1; 0 = in this thread)
@@ -21,6 +25,11 @@ const USAGE = `usage: deno task check-data SPEC [options]
   --labels N                     class count: count labels outside 0..N-1 as bad_label
   --strict                       stop at the first bad sample instead of counting it
   --json                         print one JSON object
+
+Examples:
+  deno task check-data 'data/mnist/mnist-train-{000..008}.tar' --labels 10
+  deno task check-data "$GCS_DATASET_DIR/imagenet-1k-wds/imagenet1k-validation-{00..63}.tar" \\
+    --transform valid --labels 1000 --limit 5000
 `;
 
 if (import.meta.main) {

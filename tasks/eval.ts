@@ -66,6 +66,17 @@ export async function main(args: string[]): Promise<number> {
   const jsonArg = positionals.find(({ text }) => text.endsWith(".json"));
   const rest = kept.filter((i) => i !== ckptArgs[0].index && i !== jsonArg?.index)
     .map((i) => args[i]);
+  // The checkpoint first: a mistyped name is the likely mistake, not a missing config.json.
+  if (!isGsUrl(ckpt)) {
+    const problem = await Deno.stat(ckpt).then(
+      (info) => info.isFile ? undefined : "not a file",
+      (e) => e instanceof Deno.errors.NotFound ? "no such file" : (e as Error).message,
+    );
+    if (problem) {
+      console.error(`eval: checkpoint ${ckpt}: ${problem}`);
+      return 2;
+    }
+  }
   let configPath = configIndex >= 0 ? args[configIndex + 1] : jsonArg?.text;
   if (configPath === undefined) {
     configPath = await configBeside(ckpt);

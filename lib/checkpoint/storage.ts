@@ -7,7 +7,8 @@
  *
  * `STORAGE_EMULATOR_HOST` (e.g. `http://127.0.0.1:9023`) points the client at an emulator.
  */
-import type { Storage } from "@google-cloud/storage";
+// deno-lint-ignore no-import-prefix -- full specifiers: mod.ts imports from anywhere
+import type { Storage } from "npm:@google-cloud/storage@8.4.0";
 import { gcsClient } from "../gcs/client.ts";
 import { gcsEndpoint, isGsUrl, parseGsUrl } from "../gcs/url.ts";
 import { atomicWrite } from "./atomic.ts";

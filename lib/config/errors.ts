@@ -33,10 +33,56 @@ export function closestName(input: string, candidates: readonly string[]): strin
   return bestDistance <= tolerance ? best : undefined;
 }
 
-/** ` (did you mean "x"?)` or an empty string. */
+/**
+ * ` (did you mean "x"?)` or an empty string. Besides typos (`closestName`) it finds what other
+ * tools call an option: timm's names (`epochs` -> `training-steps`), the last words of a name
+ * (`smoothing` -> `label-smoothing`, `batch-size` -> `train-batch-size` or `valid-batch-size`),
+ * initials (`lr` -> `learning-rate`, `aa` -> `auto-augment`) or a shortened name (`opt` ->
+ * `optimizer`).
+ */
 export function didYouMean(input: string, candidates: readonly string[], prefix = ""): string {
+  const alias = OTHER_NAMES[normalizeName(input)];
+  const suffix = candidates.filter((c) => normalizeName(c).endsWith(`-${normalizeName(input)}`));
   const best = closestName(input, candidates);
-  return best === undefined ? "" : ` (did you mean "${prefix}${best}"?)`;
+  const found = alias && candidates.includes(alias)
+    ? [alias]
+    : suffix.length > 0
+    ? suffix
+    : best !== undefined
+    ? [best]
+    : namedOtherwise(input, candidates);
+  if (found.length === 0) return "";
+  const shown = found.slice(0, 3).map((c) => `"${prefix}${c}"`);
+  return ` (did you mean ${shown.length > 1 ? `${shown.slice(0, -1).join(", ")} or ` : ""}${
+    shown.at(-1)
+  }?)`;
+}
+
+/** timm's and deit's names for options that are spelled differently here. */
+const OTHER_NAMES: Record<string, string> = {
+  "epochs": "training-steps",
+  "warmup-epochs": "warmup-steps",
+  "reprob": "random-erasing",
+  "b": "train-batch-size",
+  "drop-path": "droppath",
+  "drop": "dropout",
+  "seed": "init-seed",
+  "output": "output-dir",
+};
+
+/** Candidates whose initials or start are `input` (see didYouMean). */
+function namedOtherwise(input: string, candidates: readonly string[]): string[] {
+  const wanted = normalizeName(input);
+  const words = (c: string) => normalizeName(c).split("-");
+  const tiers = [
+    (c: string) => wanted.length >= 2 && words(c).map((w) => w[0]).join("") === wanted,
+    (c: string) => wanted.length >= 3 && normalizeName(c).startsWith(wanted),
+  ];
+  for (const tier of tiers) {
+    const found = candidates.filter(tier);
+    if (found.length > 0) return found;
+  }
+  return [];
 }
 
 function normalizeName(name: string): string {

@@ -8,15 +8,36 @@ import {
   optionSpec,
 } from "./schema.ts";
 
-/** Usage, config-file rules, and every option with its type, default and doc line. */
-export function configHelp(task = "train"): string {
+/** A config file's values as written, to show as the defaults of a run with that file. */
+export interface HelpDefaults {
+  /** What to call the file: `configs/mnist-vit-tiny.json (embedded default)`. */
+  source: string;
+  /** Its keys and values, unexpanded (`$HF_TOKEN` stays a reference). */
+  values: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * Usage, config-file rules, and every option with its type, default and doc line. With
+ * `defaults`, an option's default is the file's value where it sets one (what a run with that
+ * file and no flags uses), else the schema's.
+ */
+export function configHelp(task = "train", defaults?: HelpDefaults): string {
   const lines = [
-    `Usage: deno task ${task} [CONFIG.json] [--key value | --key=value | --flag | --no-flag]...`,
+    `usage: deno task ${task} [CONFIG.json] [--key value | --key=value | --flag | --no-flag]...`,
     "",
     "CONFIG.json defaults to the embedded configs/mnist-vit-tiny.json. Its keys are the flag names",
     'without the dashes ("image-size": 224); flags override it. Strings in it expand $VAR, ${VAR}',
     "and ${VAR:-fallback} from the environment; $CONFIG_DIR is the config file's folder and $$ a",
     'literal $. Keys starting with "//" are comments.',
+    "",
+    ...wrap(
+      defaults
+        ? `Defaults below are those of ${defaults.source}: its value where it sets the key, else ` +
+          "the built-in one."
+        : "Defaults below are the built-in ones, used for keys a config file does not set.",
+      "",
+      100,
+    ),
   ];
   const byGroup = new Map<Group, ConfigKey[]>();
   for (const key of CONFIG_KEYS) {
@@ -25,7 +46,7 @@ export function configHelp(task = "train"): string {
   }
   for (const [group, keys] of byGroup) {
     lines.push("", `${GROUP_TITLES[group]}:`);
-    for (const key of keys) lines.push(...describeOption(key));
+    for (const key of keys) lines.push(...describeOption(key, defaults?.values));
   }
   return lines.join("\n") + "\n";
 }
@@ -83,11 +104,23 @@ function typeAndDefault(key: ConfigKey): { type: string; shownDefault: string } 
   return { type: type + extra, shownDefault };
 }
 
-function describeOption(key: ConfigKey): string[] {
+function describeOption(key: ConfigKey, values?: Readonly<Record<string, unknown>>): string[] {
   const spec = optionSpec(key);
   const { type, shownDefault } = typeAndDefault(key);
-  const head = spec.kind === "bool" ? `  --${key}, --no-${key}` : `  --${key} ${type}`;
-  return [head, ...wrap(`${spec.doc} (default: ${shownDefault})`, "      ", 100)];
+  const head = spec.kind === "bool"
+    ? `  --${key}, --no-${key}`
+    : spec.kind === "optional-string"
+    ? `  --${key} ${type}, --no-${key}`
+    : `  --${key} ${type}`;
+  const fromFile = values && Object.hasOwn(values, key) ? values[key] : undefined;
+  const shown = fromFile === undefined
+    ? shownDefault
+    : fromFile === null
+    ? "none"
+    : fromFile === ""
+    ? '""'
+    : String(fromFile);
+  return [head, ...wrap(`${spec.doc} (default: ${shown})`, "      ", 100)];
 }
 
 /** Word-wraps `text` into lines of at most `width` columns, each starting with `indent`. */

@@ -12,6 +12,7 @@ import { type EnvLookup, EnvReferenceError, expandEnv, processEnv } from "./env.
 import { type Override, parseOverrides } from "./cli.ts";
 import { checkJsonValue, type Value } from "./values.ts";
 import { checkCombinations, type Draft } from "./validate.ts";
+import type { HelpDefaults } from "./help.ts";
 
 /** The config used when none is named. */
 export const DEFAULT_CONFIG_PATH = "configs/mnist-vit-tiny.json";
@@ -39,6 +40,18 @@ export function loadConfig(
   return resolveConfig(json, source, argv, { ...options, configDir, name });
 }
 
+/** The values a config file sets, as written (for `--help`); the embedded default when undefined. */
+export function configFileValues(path: string | undefined): HelpDefaults {
+  const json = path === undefined ? embeddedDefault : readJson(path);
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new ConfigError([`${path}: a config must be a JSON object of "key": value pairs`]);
+  }
+  return {
+    source: path ?? `${DEFAULT_CONFIG_PATH} (the embedded default)`,
+    values: Object.fromEntries(Object.entries(json).filter(([k]) => isConfigKey(k))),
+  };
+}
+
 /**
  * The same from an already parsed JSON value; `source` names it in messages, `configDir` is
  * `$CONFIG_DIR`, and `name` is used when the config gives none.
@@ -62,9 +75,9 @@ export function resolveConfig(
   expandFileStrings(draft, source, { env, configDir: options.configDir ?? "." }, issues, written);
   if (draft.values.name === "") draft.values.name = options.name ?? "run";
 
-  if (issues.length === 0) {
-    issues.push(...checkCombinations(draft).map((problem) => `${source}: ${problem}`));
-  }
+  // Checked even when single keys have problems, so that one try shows everything; each message
+  // names the values it compared and where they came from.
+  issues.push(...checkCombinations(draft).map((problem) => `${source}: ${problem}`));
   if (issues.length > 0) throw new ConfigError(issues);
   const config = Object.freeze({ ...draft.values }) as Config;
   writtenForms.set(config, Object.freeze(written));

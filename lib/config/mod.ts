@@ -7,9 +7,15 @@ export {
   OPTIONS,
   type OptionSpec,
 } from "./schema.ts";
-export { DEFAULT_CONFIG_PATH, loadConfig, type LoadOptions, resolveConfig } from "./load.ts";
+export {
+  configFileValues,
+  DEFAULT_CONFIG_PATH,
+  loadConfig,
+  type LoadOptions,
+  resolveConfig,
+} from "./load.ts";
 export { type CommandLine, parseCommandLine } from "./cli.ts";
-export { configHelp } from "./help.ts";
+export { configHelp, type HelpDefaults } from "./help.ts";
 export { configToJson } from "./save.ts";
 export { ConfigError } from "./errors.ts";
 export { type EnvLookup, expandEnv } from "./env.ts";

@@ -94,8 +94,9 @@ export const OPTIONS = {
     kind: "int",
     default: 256,
     range: POSITIVE_INT,
-    doc: "global validation batch (the last one is padded and the padding not counted; a " +
-      "validation set smaller than one batch runs at its own size)",
+    doc: "global validation batch (the last one is padded, and each one to a multiple of the " +
+      "devices; padding is not counted; a validation set smaller than one batch runs at its own " +
+      "size)",
   },
   "train-loader-workers": {
     group: "data",
@@ -440,7 +441,7 @@ export const OPTIONS = {
     kind: "int",
     default: 0,
     range: NON_NEGATIVE,
-    doc: "save the -last checkpoint and validate every N steps and at the end (0: never)",
+    doc: "save the -last checkpoint and validate every N steps and at the end (0: only at the end)",
   },
   "save-interval": {
     group: "schedule",

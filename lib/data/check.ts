@@ -138,7 +138,7 @@ export function formatReport(r: CheckReport): string {
     (r.shards_partial ? `, ${r.shards_partial} cut short` : "") +
     (r.shards_failed ? `, ${r.shards_failed} unreadable` : ""),
     `samples: ${r.samples} in ${r.seconds.toFixed(1)} s: ${r.img_per_s.toFixed(1)} img/s ` +
-    `(transform ${r.transform}, ${r.workers} workers)`,
+    `(transform ${r.transform}, ${r.workers} worker${r.workers === 1 ? "" : "s"})`,
     `skipped: ${skips}`,
     labelLine,
   ].join("\n");

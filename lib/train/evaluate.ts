@@ -53,23 +53,39 @@ export class Evaluator {
     readonly backend: Backend,
     readonly cfg: TrainStepConfig,
     readonly paramSpecs: unknown,
+    /** Samples per host batch, as the loader reads them. */
     readonly batchSize: number,
     readonly imageSize: number,
+    /** The program's host batch: `batchSize` rounded up to a multiple of the devices. */
+    readonly paddedSize: number,
   ) {}
 
   /**
    * Keeps the parameters' shapes only; the program is compiled at the first evaluation.
-   * `batchSize`: validation images per host, a multiple of its devices (`validBatchPerHost`).
+   * `batchSize`: validation images per host (`validBatchPerHost`). A batch that does not split
+   * over the devices (500 images, 3 devices) is padded with masked rows (501), which are not
+   * counted; `log` says so once.
    */
   static create(
     backend: Backend,
     cfg: TrainStepConfig,
     params: unknown,
     batchSize: number,
+    log?: (line: string) => void,
   ): Promise<Evaluator> {
+    const devices = backend.devices;
+    const paddedSize = Math.ceil(batchSize / devices) * devices;
+    if (paddedSize !== batchSize) {
+      log?.(
+        `validation: batches of ${batchSize} images are padded to ${paddedSize} to split over ` +
+          `${devices} devices; the ${paddedSize - batchSize} padding row(s) are not counted`,
+      );
+    }
     const { leaves, def } = flatten<ShapeSpec>(params);
     const specs = unflatten(def, leaves.map((l) => ({ shape: l.shape, dtype: l.dtype })));
-    return Promise.resolve(new Evaluator(backend, cfg, specs, batchSize, cfg.vit.imageSize));
+    return Promise.resolve(
+      new Evaluator(backend, cfg, specs, batchSize, cfg.vit.imageSize, paddedSize),
+    );
   }
 
   /** The program for host batches of `size` (size / devices per replica), compiled on first use. */
@@ -133,29 +149,18 @@ export class Evaluator {
       while (!next.done) {
         const batch: HostBatch = next.value;
         next = await unlessAborted(it.next(), signal);
-        // The whole set in one partial batch: run it at its own size, not padded (one host
-        // only: every host must run the same programs, and its devices must share it evenly).
+        // The whole set in one partial batch: run it at its own size (rounded up to split over
+        // the devices), not a full batch (one host only: every host must run the same programs).
         const only = next.done && sums.count === 0 && batch.count < this.batchSize &&
-          process.count === 1 && batch.count % devices === 0;
-        const size = only ? batch.count : this.batchSize;
+          process.count === 1;
+        const size = only ? Math.ceil(batch.count / devices) * devices : this.paddedSize;
         if (size === 0) continue;
-        const px = 3 * this.imageSize * this.imageSize;
+        const { images: hostImages, labels: hostLabels } = rows(batch, size, this.imageSize);
         const images = splitAxis0(
-          hostTensor(
-            [size, 3, this.imageSize, this.imageSize],
-            "u8",
-            size === this.batchSize ? batch.images : batch.images.subarray(0, size * px),
-          ),
+          hostTensor([size, 3, this.imageSize, this.imageSize], "u8", hostImages),
           devices,
         );
-        const labels = splitAxis0(
-          hostTensor(
-            [size],
-            "i32",
-            size === this.batchSize ? batch.labels : batch.labels.subarray(0, size),
-          ),
-          devices,
-        );
+        const labels = splitAxis0(hostTensor([size], "i32", hostLabels), devices);
         const input = await trees.uploadPerDevice(
           images.map((im, d) => ({ images: im, labels: labels[d] })),
         );
@@ -192,6 +197,25 @@ export class Evaluator {
     for (const p of this.#programs.values()) p.dispose();
     this.#programs.clear();
   }
+}
+
+/**
+ * The first `size` rows of a batch: cut when the batch is larger, or padded with zero images
+ * labelled -1 (masked out by the eval step) when it is smaller.
+ */
+function rows(batch: HostBatch, size: number, imageSize: number) {
+  const px = 3 * imageSize * imageSize;
+  if (size <= batch.labels.length) {
+    return {
+      images: batch.images.subarray(0, size * px),
+      labels: batch.labels.subarray(0, size),
+    };
+  }
+  const images = new Uint8Array(size * px);
+  images.set(batch.images.subarray(0, batch.labels.length * px));
+  const labels = new Int32Array(size).fill(-1);
+  labels.set(batch.labels);
+  return { images, labels };
 }
 
 /** "eval 1,200/10,000 images | 310 img/s | ETA 28s" */

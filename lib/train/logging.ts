@@ -1,7 +1,7 @@
 /**
  * What a person looks at during a run: a live progress line (on a terminal), `metrics.jsonl`
  * (one JSON object per log or eval event) and `metrics.html`, a static page with the run's charts
- * (charts.ts) refreshed at each evaluation. Everything written is redacted (`config/redact.ts`):
+ * (charts.ts) refreshed at each log interval and evaluation. Everything written is redacted (`config/redact.ts`):
  * no token reaches the terminal or a file through here.
  */
 import { atomicWriteFile } from "../checkpoint/atomic.ts";
@@ -9,18 +9,25 @@ import { redact } from "../config/redact.ts";
 import { CHART_CSS, esc, type MetricEvent, renderCharts } from "./charts.ts";
 export type { MetricEvent };
 
+/** Off a terminal, the progress line is printed at most this often (ms). */
+export const PLAIN_PROGRESS_MS = 60_000;
+
 export class RunLog {
   readonly events: MetricEvent[] = [];
   #progressShown = false;
   readonly #tty: boolean;
-  #lastPlainProgress = performance.now();
+  /** When a progress line was last printed off a terminal (or the log was created). */
+  #lastPlainProgress: number;
 
   constructor(
     readonly dir: string | null,
     readonly title: string,
     tty = Deno.stderr.isTerminal(),
+    /** The clock of the progress throttle, in ms (tests). */
+    readonly now: () => number = () => performance.now(),
   ) {
     this.#tty = tty;
+    this.#lastPlainProgress = now();
   }
 
   async init(): Promise<void> {
@@ -61,18 +68,19 @@ export class RunLog {
   }
 
   /**
-   * The live progress line, rewritten in place on a terminal. Elsewhere (a pipe, a file) it is
-   * not printed, so that a log gets the log-interval lines and not one line per step; with
-   * `everyMs` it is printed at most that often (a long evaluation still shows it is alive).
+   * The live progress line, rewritten in place on a terminal. Elsewhere (a pipe, a file, a
+   * cluster's log) it is printed as a line at most once every `everyMs` (default a minute; 0:
+   * now, say for the first step), so that a log shows the run is alive without getting one line
+   * per step.
    */
-  progress(text: string, everyMs?: number): void {
+  progress(text: string, everyMs = PLAIN_PROGRESS_MS): void {
     if (this.#tty) {
       Deno.stderr.writeSync(new TextEncoder().encode(`\r\x1b[K${redact(text)}`));
       this.#progressShown = true;
       return;
     }
-    const now = performance.now();
-    if (everyMs !== undefined && now - this.#lastPlainProgress >= everyMs) {
+    const now = this.now();
+    if (now - this.#lastPlainProgress >= everyMs) {
       this.#lastPlainProgress = now;
       console.log(redact(text));
     }

@@ -219,11 +219,14 @@ class Trainer {
     const total = config["training-steps"];
     log.progress(
       report.progressLine({ step, total, loss, acc1: out.metrics.acc1, lr, imgPerS }, eta),
+      // Off a terminal: the first step at once, then one line a minute.
+      step === loop.start + 1 ? 0 : undefined,
     );
     // Not at a stop before the end: the open window is saved and continues on resume.
     if (step % config["log-interval"] === 0 || step === total) {
       const event = report.trainEvent(window, loop.data.stats(), lr, imgPerS);
       await log.record({ step, time: Date.now() / 1000, ...event });
+      await log.plot(); // a run without validation gets its charts too
       log.line(report.trainLine(step, event, eta));
       loop.wandb?.log(event, step);
       window.reset();

@@ -32,25 +32,39 @@ export async function checkRun(config: Config): Promise<RunPaths> {
   const outDir = config["output-dir"] ?? `runs/${name}`;
   const logDir = isGsUrl(outDir) ? `runs/${name}` : outDir;
   const train = config["train-dataset-shards"], valid = config["valid-dataset-shards"];
-  if (!train) {
-    throw new TrainingError('"train-dataset-shards" is not set: give the shards to train on');
-  }
-  await checkShards("train-dataset-shards", train, false);
-  if (valid) await checkShards("valid-dataset-shards", valid, true);
+  // Every problem at once, one line each: a user fixing a config should not need a try per key.
+  const problems: string[] = [];
+  const check = async (f: () => Promise<void>) => {
+    try {
+      await f();
+    } catch (e) {
+      if (!(e instanceof TrainingError)) throw e;
+      problems.push(e.message);
+    }
+  };
+  await check(async () => {
+    if (!train) {
+      throw new TrainingError('"train-dataset-shards" is not set: give the shards to train on');
+    }
+    await checkShards("train-dataset-shards", train, false);
+  });
+  if (valid) await check(() => checkShards("valid-dataset-shards", valid, true));
   for (const key of ["pretrained-ckpt", "label-mapping"] as const) {
     const url = config[key];
-    if (url && !isGsUrl(url)) await checkFile(key, url);
+    if (!url || isGsUrl(url)) continue;
+    await check(async () => {
+      await checkFile(key, url);
+      if (key !== "pretrained-ckpt") return;
+      try {
+        await requireFlaxFormat(url, url);
+      } catch (e) {
+        throw new TrainingError(`"pretrained-ckpt": ${(e as Error).message}`);
+      }
+    });
   }
-  const ckpt = config["pretrained-ckpt"];
-  if (ckpt && !isGsUrl(ckpt)) {
-    try {
-      await requireFlaxFormat(ckpt, ckpt);
-    } catch (e) {
-      throw new TrainingError(`"pretrained-ckpt": ${(e as Error).message}`);
-    }
-  }
-  if (!isGsUrl(outDir)) await checkFolder("output-dir", outDir);
-  if (logDir !== outDir) await checkFolder("log folder", logDir);
+  if (!isGsUrl(outDir)) await check(() => checkFolder("output-dir", outDir));
+  if (logDir !== outDir) await check(() => checkFolder("log folder", logDir));
+  if (problems.length) throw new TrainingError(problems.join("\n"));
   return { outDir, logDir };
 }
 

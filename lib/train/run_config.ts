@@ -115,16 +115,12 @@ export function batchPlan(c: Config, job: { processes: number; devices: number }
   return { global, accum, perReplica, perHost: perReplica * devices, validPerHost };
 }
 
-/** Validation images per host (`valid-batch-size` / processes), checked to split over the job. */
+/**
+ * Validation images per host (`valid-batch-size` / processes, rounded up). Evaluator pads each
+ * batch to split over the host's devices; padded rows are not counted.
+ */
 export function validBatchPerHost(c: Config, job: { processes: number; devices: number }): number {
-  const valid = c["valid-batch-size"], replicas = job.processes * job.devices;
-  if (c["valid-dataset-shards"] && valid % replicas !== 0) {
-    throw new Error(
-      `valid-batch-size: ${valid} does not split over ${job.processes} process(es) x ` +
-        `${job.devices} device(s); use a multiple of ${replicas}`,
-    );
-  }
-  return valid / job.processes;
+  return Math.ceil(c["valid-batch-size"] / job.processes);
 }
 
 /** What the train and validation loaders take from the config: bad-data limits, label range, I/O. */

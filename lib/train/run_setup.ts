@@ -182,6 +182,9 @@ export async function openLoop(
   const nParams = leavesWithPaths<HostTensor>(from.params)
     .reduce((s, [, t]) => s + t.data.length, 0);
   log.line(modelLine(run.step.vit, nParams, config["training-steps"], run.plan));
+  // Compiling a large model takes a while (ViT-S on CPU: about a minute): say so.
+  const tc = performance.now();
+  log.line(`compiling the training step on ${backend.name}...`);
   const programs = await compileTrainPrograms(
     backend,
     run.step,
@@ -189,9 +192,16 @@ export async function openLoop(
     from.params,
     from.opt,
   );
+  log.line(`compiled the training step in ${((performance.now() - tc) / 1000).toFixed(1)} s`);
   let evaluator: Evaluator | undefined;
   if (config["valid-dataset-shards"]) {
-    evaluator = await Evaluator.create(backend, run.step, from.params, run.plan.validPerHost);
+    evaluator = await Evaluator.create(
+      backend,
+      run.step,
+      from.params,
+      run.plan.validPerHost,
+      (l) => log.line(l),
+    );
     loaderWorkers(config, "valid-loader-workers", (l) => log.line(l));
     // A resumed run knows its validation set's size from its last eval: ETA from the first one.
     const last = log.events.findLast((e) => typeof e["val/samples"] === "number");

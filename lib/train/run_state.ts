@@ -199,7 +199,7 @@ export class RunState {
       throw new TrainingError(
         `cannot resume from ${where}: it was saved with other model or loader settings ` +
           `(saved -> now):\n${list(never)}\nThese cannot change during a run (the parameters or ` +
-          "the batch order depend on them). Use another output-dir or name.",
+          "the batch order depend on them). Start a new run with another --name or --output-dir.",
       );
     }
     const relevant = changes.filter((c) => !changeable.has(c.key));
@@ -209,8 +209,9 @@ export class RunState {
         : "";
       throw new TrainingError(
         `cannot resume from ${where}: training settings differ from the saved run's ` +
-          `(saved -> now):\n${list(relevant)}\nRestore them, or pass --accept-config-changes ` +
-          `to resume with the new values.${seeds}`,
+          `(saved -> now):\n${list(relevant)}\nRestore them, pass --accept-config-changes ` +
+          "to resume with the new values, or start a new run beside it with another --name " +
+          `or --output-dir.${seeds}`,
       );
     }
     if (relevant.length) {

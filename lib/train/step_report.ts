@@ -10,11 +10,10 @@ import type { MetricWindow } from "./metric_window.ts";
 
 /** Where the run writes, said once at its start. */
 export function outputsLine(name: string, outDir: string, logDir: string): string {
-  const i = logDir.replace(/\/+$/, "").lastIndexOf("/");
-  const parent = i > 0 ? logDir.slice(0, i) : ".";
+  // The run's own folder: its parent could be /tmp, and the dashboard would scan all of it.
   return `writing to ${outDir}: checkpoints ${name}-{last,best,state}.msgpack` +
     (logDir === outDir ? "" : `; metrics to ${logDir}`) +
-    `, metrics.jsonl, metrics.html (live: deno task dashboard ${parent})`;
+    `, metrics.jsonl, metrics.html (live: deno task dashboard ${logDir})`;
 }
 
 /** The model and the schedule, said once before compiling. */
@@ -25,7 +24,8 @@ export function modelLine(
   plan: { global: number; accum: number; perReplica: number },
 ): string {
   return `model: ViT ${vit.layers} layers, dim ${vit.dim}, ${vit.heads} heads, ` +
-    `${(params / 1e6).toFixed(2)}M params; ${steps} steps of batch ${plan.global}` +
+    `${(params / 1e6).toFixed(2)}M params; ${steps} step${steps === 1 ? "" : "s"} of batch ` +
+    `${plan.global}` +
     (plan.accum > 1 ? ` (${plan.accum} x ${plan.perReplica})` : "");
 }
 

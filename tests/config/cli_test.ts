@@ -32,3 +32,20 @@ Deno.test("command line: a quoted spec, and a config file after the shard flag, 
     "configs/x.json",
   );
 });
+
+Deno.test("unknown flags: did-you-mean for typos, timm's names, initials and last words", () => {
+  const cases: [string, string][] = [
+    ["--lr", '"--learning-rate"'],
+    ["--learning_rate", '"--learning-rate"'],
+    ["--wd", '"--weight-decay"'],
+    ["--epochs", '"--training-steps"'],
+    ["--smoothing", '"--label-smoothing"'],
+    ["--batch-size", '"--train-batch-size" or "--valid-batch-size"'],
+    ["--opt", '"--optimizer"'],
+  ];
+  for (const [flag, suggestion] of cases) {
+    const { issues } = parseOverrides([flag, "1"]);
+    assertEquals(issues, [`command line: unknown flag "${flag}" (did you mean ${suggestion}?)`]);
+  }
+  assertEquals(parseOverrides(["--zzzz", "1"]).issues, ['command line: unknown flag "--zzzz"']);
+});

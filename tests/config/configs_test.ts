@@ -117,7 +117,7 @@ Deno.test("configs/mnist-vit-tiny.json is the embedded default and trains a tiny
     "labels": 10,
     "posemb": "learnable",
     "pooling": "cls",
-    "train-batch-size": 64,
+    "train-batch-size": 48,
     "valid-batch-size": 500,
     "optimizer": "adamw",
     "mixup": 0,

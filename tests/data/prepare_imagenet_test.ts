@@ -169,16 +169,54 @@ Deno.test("progress: byte and duration formatting", async () => {
   assert(lines.at(-1)!.startsWith("1/2 files  1.0 KB / 2.0 KB (50.0%)"), lines.join("|"));
 });
 
-Deno.test("prepare-imagenet --dry-run: no HF_TOKEN is the first error, before any request", async () => {
+Deno.test("prepare-imagenet without HF_TOKEN: --dry-run lists the names offline; a copy stops first", async () => {
   const t = performance.now();
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", TASK, "--dest", "/nonexistent/in1k", "--dry-run"],
-    env: { HF_TOKEN: "", HF_ENDPOINT: "" },
-  }).output();
-  const text = new TextDecoder().decode(out.stderr);
-  assertEquals(out.code, 1, text);
-  assert(text.includes("HF_TOKEN is not set: timm/imagenet-1k-wds is gated"), text);
-  assert(performance.now() - t < 15_000);
+  const task = (args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", TASK, ...args],
+      // No endpoint: a request would go to huggingface.co, so none may be made.
+      env: { HF_TOKEN: "", HF_ENDPOINT: "", NO_COLOR: "1" },
+    }).output();
+  const dry = await task(["--dest", "/nonexistent/in1k", "--dry-run"]);
+  const text = new TextDecoder().decode(dry.stderr);
+  assertEquals(dry.code, 0, text);
+  assert(text.includes("1088 shards (HF_TOKEN is not set"), text);
+  assertEquals(text.split("\n").filter((l) => l.startsWith("would copy ")).length, 1088);
+  assert(text.includes("/imagenet1k-validation-63.tar"), text);
+  const copy = await task(["--dest", "/nonexistent/in1k", "--limit", "1"]);
+  const copyText = new TextDecoder().decode(copy.stderr);
+  assertEquals(copy.code, 1, copyText);
+  assert(copyText.includes("HF_TOKEN is not set: timm/imagenet-1k-wds is gated"), copyText);
+  assert(performance.now() - t < 30_000);
+});
+
+Deno.test("prepare-imagenet: usage errors exit 2 with the usage; --help documents --dataset mnist", async () => {
+  const task = async (args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", TASK, ...args],
+      env: { NO_COLOR: "1" },
+    }).output();
+    const dec = new TextDecoder();
+    return { code: out.code, text: dec.decode(out.stdout) + dec.decode(out.stderr) };
+  };
+  for (
+    const args of [[], ["--bogus"], ["--dest", "x", "extra"], ["--dest", "x", "--variant", "5k"], [
+      "--dest",
+      "x",
+      "--workers",
+      "0",
+    ]]
+  ) {
+    const r = await task(args);
+    assertEquals(r.code, 2, `${args.join(" ")}: ${r.text}`);
+    assert(r.text.includes("prepare-imagenet: "), r.text);
+  }
+  const help = await task(["--help"]);
+  assertEquals(help.code, 0);
+  assert(
+    /--dataset imagenet\|mnist\n.*\n\s+mnist: build the embedded MNIST shards/.test(help.text),
+    help.text,
+  );
 });
 
 Deno.test("prepare-imagenet: a hub that never answers fails within the listing timeout", async () => {

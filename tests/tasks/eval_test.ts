@@ -71,6 +71,14 @@ Deno.test("eval task: no config beside the checkpoint and no --config is refused
   assert(r.err.includes("no config.json beside") && r.err.includes("--config"), r.err);
 });
 
+Deno.test("eval task: a checkpoint that does not exist is named, not a missing config.json", async () => {
+  for (const args of [["nothere.msgpack"], ["nothere.msgpack", "--config", "configs/x.json"]]) {
+    const r = await runEval(args);
+    assertEquals(r.code, 2, r.err);
+    assertEquals(r.err, "eval: checkpoint nothere.msgpack: no such file");
+  }
+});
+
 Deno.test("eval task: a checkpoint that does not fit the model is refused, naming the key", async () => {
   const { dir } = await trainedRun();
   const ckpt = `${dir}/out/tiny-last.msgpack`;

@@ -11,7 +11,13 @@ const EXPECTED: Record<string, string[]> = {
   "export_hlo.ts": ["usage: deno task export-hlo", "--batch", "--devices", "--out", "terminal"],
   "bench.ts": ["usage: deno task bench", "--backend", "--only", "--json", "train", "webgpu"],
   "prepare_imagenet.ts": ["--variant", "--dest", "--dry-run", "HF_TOKEN"],
-  "check_data.ts": ["usage: deno task check-data SPEC", "--transform", "--limit"],
+  "check_data.ts": [
+    "usage: deno task check-data SPEC",
+    "--transform",
+    "--limit",
+    "same loader as training",
+    "Examples:",
+  ],
   "dashboard.ts": ["usage: deno task dashboard", "--port", "RUNS_DIR"],
   "wandb_sync.ts": ["usage: deno task wandb-sync", "WANDB_MODE=offline", "WANDB_API_KEY"],
 };
@@ -66,4 +72,40 @@ Deno.test("export-hlo without --out on a terminal writes a file and says where",
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/** Runs a task with `args`, returning its exit code and stdout + stderr. */
+async function runTask(task: string, args: string[], cwd?: string) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}tasks/${task}`, ...args],
+    env: { NO_COLOR: "1" },
+    cwd,
+  }).output();
+  return {
+    code: out.code,
+    text: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
+  };
+}
+
+/** The "(default: X)" of `--key` in a --help text. */
+function shownDefault(text: string, key: string): string | undefined {
+  const block = text.split(`\n  --${key} `)[1]?.split("\n  --")[0] ?? "";
+  return /\(default: ([^)]*)\)\s*$/.exec(block.replaceAll(/\s+/g, " "))?.[1];
+}
+
+Deno.test("train --help: the defaults of the config it would run, one usage line, --no- forms", async () => {
+  const { code, text } = await runTask("train.ts", ["--help"]);
+  assertEquals(code, 0, text);
+  assertEquals(text.match(/^usage:/gim)?.length, 1, text.slice(0, 400));
+  // The embedded MNIST config's values, not the schema's (2048, 768, 200,000).
+  const mnist = JSON.parse(await Deno.readTextFile(`${ROOT}configs/mnist-vit-tiny.json`));
+  for (const key of ["train-batch-size", "dim", "training-steps", "eval-interval"]) {
+    assertEquals(shownDefault(text, key), String(mnist[key]), key);
+  }
+  assertEquals(shownDefault(text, "valid-dataset-shards"), mnist["valid-dataset-shards"]);
+  assert(text.includes("--valid-dataset-shards STR, --no-valid-dataset-shards"), text);
+  assert(text.includes("(0: only at the end)"), "--eval-interval 0 still evaluates at the end");
+  // A named config: its values.
+  const s16 = await runTask("train.ts", ["configs/deit3-s16-224-in1k-400ep.json", "--help"], ROOT);
+  assertEquals(shownDefault(s16.text, "dim"), "384");
 });

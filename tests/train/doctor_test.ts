@@ -1,6 +1,7 @@
 import { CpuBackend } from "../../lib/backend/cpu/backend.ts";
 import { runDoctor } from "../../lib/train/doctor.ts";
-import { assert } from "../assert.ts";
+import { formatReport } from "../../tasks/doctor.ts";
+import { assert, assertEquals } from "../assert.ts";
 
 const REF = new URL("../fixtures/reference/vit-a", import.meta.url).pathname;
 
@@ -27,4 +28,28 @@ Deno.test("doctor: a perturbed reference fails", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("doctor report: every row says ok or FAIL, the grads row too", () => {
+  const report = (worst: { abs: number; rel: number }) => ({
+    backend: "cpu",
+    device: "test",
+    reference: "ref",
+    tolerance: 1e-5,
+    logits_max_abs: 4e-8,
+    loss_abs: 1e-8,
+    grads_max_abs: worst.abs,
+    grads_worst: { path: "model/head/kernel", ...worst },
+    after3: { adamw: 2e-7 },
+    seconds: 1,
+    pass: true,
+  });
+  const rows = (text: string) => text.split("\n").filter((l) => l.startsWith("  "));
+  const ok = formatReport(report({ abs: 2e-7, rel: 1e-6 }));
+  assertEquals(rows(ok).length, 4);
+  for (const row of rows(ok)) assert(/\s(ok|FAIL)\b/.test(row), row);
+  assert(/grads max \|err\|\s+2\.00e-7\s+ok \(worst leaf model\/head\/kernel/.test(ok), ok);
+  // Large absolutely but within 10x the tolerance relatively: still ok; both over: FAIL.
+  assert(/grads.*\sok \(/.test(formatReport(report({ abs: 1e-3, rel: 5e-5 }))));
+  assert(/grads.*\sFAIL \(/.test(formatReport(report({ abs: 1e-3, rel: 1e-3 }))));
 });

@@ -55,3 +55,43 @@ Deno.test("loader workers: clamped to the cores, with a message", () => {
   assertEquals(loaderWorkers(config, "valid-loader-workers", (l) => lines.push(l), 8), 5);
   assertEquals(lines.length, 1);
 });
+
+Deno.test("eval: batches that do not split over the devices are padded, every sample counted once", async () => {
+  const dir = await Deno.makeTempDir();
+  const one = new CpuBackend(), three = new CpuBackend({ devices: 3 });
+  try {
+    const data = await makeDataset(dir); // 20 validation images: batches of 8, 8 and 4
+    const config = resolveConfig({ ...tinyConfig(dir, data), "valid-batch-size": 8 }, "<test>");
+    const params = initViT(stepConfigOf(config).vit, 1);
+    const evalOn = async (backend: CpuBackend, batch: number) => {
+      const cfg = stepConfigOf(config, backend.replicas);
+      const { leaves, def } = flatten<HostTensor>(params);
+      const device = unflatten(def, await Promise.all(leaves.map((l) => backend.fromHost(l))));
+      const lines: string[] = [];
+      const evaluator = await Evaluator.create(backend, cfg, params, batch, (l) => lines.push(l));
+      const r = await evaluator.run(config, device, () => {});
+      const sizes = evaluator.compiledSizes;
+      evaluator.dispose();
+      return { r, lines, sizes };
+    };
+    const ref = await evalOn(one, 8), padded = await evalOn(three, 8);
+    assertEquals(ref.lines, []);
+    assertEquals(padded.lines, [
+      "validation: batches of 8 images are padded to 9 to split over 3 devices; the 1 padding " +
+      "row(s) are not counted",
+    ]);
+    assertEquals(padded.sizes, [9]);
+    assertEquals([ref.r.samples, padded.r.samples], [20, 20]);
+    for (const k of ["loss", "acc1", "acc5"] as const) {
+      assert(Math.abs(padded.r[k] - ref.r[k]) < 1e-5, `${k}: ${padded.r[k]} vs ${ref.r[k]}`);
+    }
+    // The whole set in one partial batch: its own size, rounded up to split over 3 (20 -> 21).
+    const small = await evalOn(three, 64);
+    assertEquals([small.r.samples, small.sizes], [20, [21]]);
+    assert(Math.abs(small.r.loss - ref.r.loss) < 1e-5);
+  } finally {
+    one.dispose();
+    three.dispose();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -61,6 +61,7 @@ Deno.test("run state: changed training settings are refused, each listed; the fl
     assert(msg.includes("learning-rate: 0.003 -> 0.001"), msg);
     assert(!msg.includes("log-interval"), msg);
     assert(msg.includes("--accept-config-changes"), msg);
+    assert(msg.includes("another --name or --output-dir"), msg);
     // The model and the loader workers cannot change, flag or not.
     await assertRejects(
       () => train(config({ ...cfg, "train-loader-workers": 2 }, ["--accept-config-changes"])),
