@@ -18,7 +18,8 @@
  * at the start that they resume from the same step.
  *
  * With a W&B API key (`WANDB_API_KEY` or `~/.netrc`) the run is also logged to W&B as the original
- * does (wandb.ts); its W&B run id is kept in the training state, so a resumed run continues it.
+ * does, and always to TensorBoard event files (report.ts); its W&B run id is kept in the training
+ * state, so a resumed run continues it.
  */
 import type { Backend } from "../backend/backend.ts";
 import { createBackend } from "../backend/select.ts";
@@ -60,7 +61,7 @@ import {
 } from "./distributed.ts";
 import { trainStepSignature } from "./signature.ts";
 import type { TrainStepConfig } from "./step.ts";
-import { WandbRun, wandbSettingsFromEnv } from "./wandb.ts";
+import { openRunReport, type RunReport } from "./report.ts";
 
 export { TrainingError };
 
@@ -298,34 +299,36 @@ class Trainer {
           `, metrics.jsonl, metrics.html (live: deno task dashboard ${parentDir(log.dir)})`,
       );
     } else log.line(`process ${this.topology.processIndex} writes no files (process 0 does)`);
-    const wandb = log.dir ? this.startWandb() : undefined;
-    let exitcode = 1;
+    // W&B and TensorBoard (report.ts); the W&B run id is kept in the state for a resume.
+    const report = log.dir ? await this.openReport(log.dir, from.step) : undefined;
+    const end = { interrupted: false, exitcode: 1 };
     try {
-      const r = await this.trainFrom(from, t0, wandb);
-      exitcode = r.interrupted ? 255 : 0;
+      const r = await this.trainFrom(from, t0, report);
+      Object.assign(end, { interrupted: r.interrupted, exitcode: 0 });
       return r;
     } finally {
-      await wandb?.finish(exitcode);
+      await report?.finish(end);
     }
   }
 
-  /** A W&B run when an API key is set (or WANDB_MODE=offline), continuing a resumed one. */
-  startWandb(): WandbRun | undefined {
-    const settings = wandbSettingsFromEnv();
-    if (!settings) return undefined;
-    const run = new WandbRun(settings, {
-      project: (this.config.project as string | null) ?? null,
+  async openReport(dir: string, step: number): Promise<RunReport> {
+    const b = this.backend;
+    const report = await openRunReport({
+      dir,
       name: this.name,
+      project: (this.config.project as string | null) ?? null,
       config: JSON.parse(configToJson(this.config)),
-      id: this.state.wandbRunId,
-      dir: this.log.dir ?? undefined,
+      resumeStep: step,
+      history: this.log.events,
+      wandbRunId: this.state.wandbRunId,
+      backend: { name: b.name, description: b.description, devices: b.devices, replicas: b.replicas },
       log: (l) => this.log.line(l),
     });
-    this.state.wandbRunId = run.id;
-    return run;
+    this.state.wandbRunId = report.runId;
+    return report;
   }
 
-  async trainFrom(from: Resumed, t0: number, wandb: WandbRun | undefined): Promise<TrainResult> {
+  async trainFrom(from: Resumed, t0: number, report: RunReport | undefined): Promise<TrainResult> {
     const { config, log, state, shape } = this;
     const start = from.step;
     const nParams = leavesWithPaths<HostTensor>(from.params)
@@ -384,9 +387,9 @@ class Trainer {
     const evaluateAndSave = async () => {
       if (evaluator) {
         try {
-          // Not inside wandb?.log(...): its arguments are skipped when W&B is off.
+          // Not inside report?.log(...): its arguments are skipped when there is no report.
           const event = await this.evaluate(evaluator, devParams, step);
-          wandb?.log(event, step);
+          report?.log(event, step);
         } catch (e) {
           if (!(e instanceof Interrupted)) throw e;
           await save(false, true);
@@ -464,7 +467,7 @@ class Trainer {
         // Not at a stop before the end: the open window is saved and continues on resume.
         if (step % logInterval === 0 || step === this.totalSteps) {
           const event = await this.logWindow(window, loader, step, lr, imgPerS, eta);
-          wandb?.log(event, step);
+          report?.log(event, step);
           window.reset();
         }
         if (step % evalInterval === 0 || step === this.totalSteps) await evaluateAndSave();
