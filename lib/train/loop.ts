@@ -321,7 +321,12 @@ class Trainer {
       resumeStep: step,
       history: this.log.events,
       wandbRunId: this.state.wandbRunId,
-      backend: { name: b.name, description: b.description, devices: b.devices, replicas: b.replicas },
+      backend: {
+        name: b.name,
+        description: b.description,
+        devices: b.devices,
+        replicas: b.replicas,
+      },
       log: (l) => this.log.line(l),
     });
     this.state.wandbRunId = report.runId;

@@ -124,7 +124,11 @@ function event(f: EventFields): Uint8Array {
       const metadata = fieldBytes(1, fieldBytes(1, utf8("text")));
       // TensorProto: dtype = 1 (DT_STRING = 7), tensor_shape = 2 (a scalar: empty),
       // string_val = 8.
-      const tensor = concat([fieldVarint(1, 7), fieldBytes(2, new Uint8Array()), fieldBytes(8, utf8(text))]);
+      const tensor = concat([
+        fieldVarint(1, 7),
+        fieldBytes(2, new Uint8Array()),
+        fieldBytes(8, utf8(text)),
+      ]);
       values.push(
         fieldBytes(
           1,

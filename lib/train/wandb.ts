@@ -179,7 +179,9 @@ export class WandbRun {
       };
       this.#worker.postMessage({ kind: "init", init });
     }
-    if (opts.captureOutput) this.#restoreConsole = captureConsole((lines) => this.#send({ kind: "output", lines }));
+    if (opts.captureOutput) {
+      this.#restoreConsole = captureConsole((lines) => this.#send({ kind: "output", lines }));
+    }
   }
 
   /** Starts a run (online: in the background; this never waits on the network). */

@@ -12,8 +12,10 @@ const NON_FINITE = "\u0000nonfinite:";
 
 /** JSON.stringify, with NaN and the infinities written as Python's json writes them. */
 export function wandbJson(value: unknown): string {
-  const text = JSON.stringify(value, (_k, v) =>
-    typeof v === "number" && !Number.isFinite(v) ? NON_FINITE + String(v) : v);
+  const text = JSON.stringify(
+    value,
+    (_k, v) => typeof v === "number" && !Number.isFinite(v) ? NON_FINITE + String(v) : v,
+  );
   return text.replace(/"\\u0000nonfinite:(NaN|Infinity|-Infinity)"/g, "$1");
 }
 
@@ -23,10 +25,11 @@ export function parseWandbJson(text: string): any {
     /"(?:[^"\\]|\\.)*"|-?Infinity|NaN/g,
     (m) => m.startsWith('"') ? m : JSON.stringify(NON_FINITE + m),
   );
-  return JSON.parse(marked, (_k, v) =>
-    typeof v === "string" && v.startsWith(NON_FINITE)
-      ? Number(v.slice(NON_FINITE.length))
-      : v);
+  return JSON.parse(
+    marked,
+    (_k, v) =>
+      typeof v === "string" && v.startsWith(NON_FINITE) ? Number(v.slice(NON_FINITE.length)) : v,
+  );
 }
 
 /** `config.yaml` of the run: `{key: {value}}` as the official client uploads it. */

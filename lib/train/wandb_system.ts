@@ -89,7 +89,8 @@ export interface MetadataInput {
 export async function runMetadata(m: MetadataInput): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {
     os: `${Deno.build.os}-${osRelease()}-${Deno.build.arch}`,
-    deno: `Deno ${Deno.version.deno} (V8 ${Deno.version.v8}, TypeScript ${Deno.version.typescript})`,
+    deno:
+      `Deno ${Deno.version.deno} (V8 ${Deno.version.v8}, TypeScript ${Deno.version.typescript})`,
     startedAt: m.startedAt.toISOString(),
     args: Deno.args,
     program: programPath(),

@@ -17,6 +17,9 @@ self.onmessage = async (e: MessageEvent<SenderMessage | { kind: "init"; init: Se
   }
   const result = sender?.handle(msg);
   if (msg.kind === "finish") {
-    self.postMessage({ kind: "finished", ...(await result ?? { ok: false, unsent: 0, dropped: 0 }) });
+    self.postMessage({
+      kind: "finished",
+      ...(await result ?? { ok: false, unsent: 0, dropped: 0 }),
+    });
   }
 };

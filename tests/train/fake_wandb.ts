@@ -108,7 +108,9 @@ export function startFakeWandb(key = "k".repeat(40), port = 0): FakeWandb {
       if (fake.failStreamWith !== null) {
         return new Response("outage", { status: fake.failStreamWith });
       }
-      const run = runs.get(runKey(...m.slice(1, 4).map(decodeURIComponent) as [string, string, string]));
+      const run = runs.get(
+        runKey(...m.slice(1, 4).map(decodeURIComponent) as [string, string, string]),
+      );
       if (!run) return new Response("run not found", { status: 404 });
       fileStream(run, parsePythonJson(body));
       return Response.json({ exitcode: null, limits: {} });
@@ -250,8 +252,10 @@ function graphql(
 
 /** JSON as Python writes it (NaN, Infinity tokens). */
 function pythonJson(v: unknown): string {
-  return JSON.stringify(v, (_k, x) =>
-    typeof x === "number" && !Number.isFinite(x) ? `\u0001${x}` : x)
+  return JSON.stringify(
+    v,
+    (_k, x) => typeof x === "number" && !Number.isFinite(x) ? `\u0001${x}` : x,
+  )
     .replace(/"\\u0001(NaN|Infinity|-Infinity)"/g, "$1");
 }
 

@@ -10,8 +10,8 @@ import {
   offlineRunDirs,
   syncOfflineRun,
   WandbRun,
-  type WandbRunOptions,
   wandbRunFromEnv,
+  type WandbRunOptions,
   type WandbSettings,
   wandbSettingsFromEnv,
 } from "../../lib/train/wandb.ts";
@@ -151,7 +151,9 @@ Deno.test("wandb run: identity, rows, summary, uploads and completion as the off
     assertEquals((r.config!["learning-rate"] as { value: number }).value, 0.001);
     assertEquals(r.history.map((h) => h._step), [10, 20, 30]);
     assertEquals(r.history[1]["val/acc1"], 0.5);
-    assert(r.history.every((h) => typeof h._runtime === "number" && typeof h._timestamp === "number"));
+    assert(
+      r.history.every((h) => typeof h._runtime === "number" && typeof h._timestamp === "number"),
+    );
     // NaN and Infinity went as tokens, not null.
     assert(Number.isNaN(r.history[2]["train/loss"]) && r.history[2]["train/grad"] === Infinity);
     assert(fake.bodies.some((b) => b.includes('"train/loss":NaN')));
@@ -213,7 +215,9 @@ Deno.test("wandb run: system metrics as wandb-events.jsonl rows", async () => {
     assert(r.events.length >= 3, `${r.events.length} system rows`);
     const last = r.events.at(-1)!;
     assertEquals(last._wandb, true);
-    for (const k of ["system.memory_percent", "system.proc.memory.rssMB", "_runtime", "_timestamp"]) {
+    for (
+      const k of ["system.memory_percent", "system.proc.memory.rssMB", "_runtime", "_timestamp"]
+    ) {
       assertEquals(typeof last[k], "number", k);
     }
     if (Deno.build.os === "linux") {
@@ -289,7 +293,11 @@ Deno.test("wandb resume: the server's history decides; rows it lacks come from m
     // The server got steps 10 and 20 (t = 1050, 1100); metrics.jsonl has 30 and 40 too (the
     // kill came before they were sent).
     seed(r, [10, 20]);
-    const history = [10, 20, 30, 40].map((s, i) => ({ step: s, time: 1_050 + 50 * i, loss: 1 / s }));
+    const history = [10, 20, 30, 40].map((s, i) => ({
+      step: s,
+      time: 1_050 + 50 * i,
+      loss: 1 / s,
+    }));
     const lines: string[] = [];
     const second = await start(fake.url, { id: first.id, history, log: (l) => lines.push(l) });
     second.log({ loss: 0.02 }, 50);
