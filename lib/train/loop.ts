@@ -328,6 +328,8 @@ class Trainer {
         replicas: b.replicas,
       },
       log: (l) => this.log.line(l),
+    }).catch((e) => {
+      throw new TrainingError((e as Error).message); // a WANDB_* variable W&B would refuse
     });
     this.state.wandbRunId = report.runId;
     return report;

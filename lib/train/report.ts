@@ -66,7 +66,11 @@ export async function openRunReport(o: ReportOptions): Promise<RunReport & { run
       tb.close();
       if (!wandb) return;
       if (end.interrupted) wandb.preempting();
-      await wandb.finish(end.interrupted ? EXIT_INTERRUPTED : end.exitcode);
+      // Interrupted, the process exits within tasks/train.ts's 9 s: W&B gets at most 5 of them.
+      await wandb.finish(
+        end.interrupted ? EXIT_INTERRUPTED : end.exitcode,
+        end.interrupted ? 5000 : 10_000,
+      );
     },
   };
 }

@@ -138,7 +138,13 @@ export interface WandbRunOptions {
   /** Intervals (ms) and bounds, for tests; see SenderInit. */
   timing?: Pick<
     SenderInit,
-    "tickMs" | "flushMs" | "heartbeatMs" | "statsMs" | "requestTimeoutMs" | "maxBufferedRows"
+    | "tickMs"
+    | "flushMs"
+    | "heartbeatMs"
+    | "statsMs"
+    | "requestTimeoutMs"
+    | "maxBufferedRows"
+    | "nvidiaSmi"
   >;
 }
 
@@ -194,6 +200,7 @@ export class WandbRun {
     const startedAt = new Date();
     const git = await gitInfo();
     const metadata = await runMetadata({
+      nvidiaSmi: opts.timing?.nvidiaSmi,
       backend: opts.backend,
       root: dir,
       startedAt,

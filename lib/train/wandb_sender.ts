@@ -25,7 +25,7 @@
  * `deno task wandb-sync` sends later as the same run.
  */
 import { configYaml, parseWandbJson, wandbJson } from "./wandb_format.ts";
-import { SystemSampler } from "./wandb_system.ts";
+import { gpuSample, SystemSampler } from "./wandb_system.ts";
 
 export interface WandbSettings {
   mode: "online" | "offline";
@@ -66,6 +66,8 @@ export interface SenderInit {
   heartbeatMs?: number;
   /** System metrics every this often; 0: none. */
   statsMs?: number;
+  /** The `nvidia-smi` for per-GPU figures (default: the one on PATH, if any). */
+  nvidiaSmi?: string;
   requestTimeoutMs?: number;
   maxBufferedRows?: number;
 }
@@ -73,7 +75,6 @@ export interface SenderInit {
 export type SenderMessage =
   | { kind: "log"; step: number; time: number; metrics: Record<string, number | string> }
   | { kind: "output"; lines: string[] }
-  | { kind: "device"; stats: Record<string, number> }
   | { kind: "preempting" }
   | { kind: "finish"; exitcode: number; deadlineMs: number };
 
@@ -125,7 +126,8 @@ export class WandbSender {
   #uploads: [string, string][] = [];
   #uploaded: string[] = [];
   #preempting = false;
-  #deviceStats: Record<string, number> = {};
+  /** Whether nvidia-smi answered (null: not asked yet). */
+  #hasGpu: boolean | null = null;
   #runtimeBase = 0;
   readonly #sessionStart = Date.now() / 1000;
   #lastPost = Date.now();
@@ -172,9 +174,6 @@ export class WandbSender {
         this.#output.push(...msg.lines);
         this.#outputAll.push(...msg.lines.map((l) => l.replace(/^(ERROR )?\S+ /, "")));
         if (this.#init.offlineDir) this.#writeOffline();
-        return;
-      case "device":
-        this.#deviceStats = msg.stats;
         return;
       case "preempting":
         this.#preempting = true;
@@ -246,7 +245,7 @@ export class WandbSender {
     if (!final && now < this.#retryAt) return;
     if (this.#statsMs > 0 && now - this.#lastStats >= this.#statsMs && !final) {
       this.#lastStats = now;
-      this.#sampleStats();
+      await this.#sampleStats();
     }
     if (this.#init.offlineDir) return;
     try {
@@ -316,11 +315,16 @@ export class WandbSender {
     return wandbJson({ ...this.#summary, _wandb: { runtime: Math.floor(runtime) } });
   }
 
-  #sampleStats(): void {
+  async #sampleStats(): Promise<void> {
+    let gpus: Record<string, number> = {};
+    if (this.#hasGpu !== false) {
+      gpus = await gpuSample(this.#init.nvidiaSmi);
+      this.#hasGpu = Object.keys(gpus).length > 0;
+    }
     const now = Date.now() / 1000;
     const row = {
       ...this.#sampler.sample(),
-      ...this.#deviceStats,
+      ...gpus,
       _wandb: true,
       _timestamp: now,
       _runtime: this.#runtimeAt(now),

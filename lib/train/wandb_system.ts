@@ -3,8 +3,10 @@
  * official client's key names) and `wandb-metadata.json` (host, OS, command line, git commit;
  * here also the Deno version, the backend and its devices).
  *
- * Linux figures come from /proc; elsewhere only what Deno itself reports. Per-device figures
- * come from the backend when it has them (`system.device.N.*`, merged in by the caller).
+ * Linux figures come from /proc; elsewhere only what Deno itself reports. Per-device figures of
+ * NVIDIA GPUs (what the PJRT CUDA backend runs on) come from `nvidia-smi`, under the official
+ * client's names (`system.gpu.N.gpu`, `.memory`, `.memoryAllocated`, `.memoryAllocatedBytes`,
+ * `.temp`, `.powerWatts`, `.powerPercent`); the CPU and WebGPU backends have none to give.
  */
 
 /** CPU time counters read at the previous sample, for utilisation between two samples. */
@@ -69,6 +71,58 @@ export class SystemSampler {
   }
 }
 
+const GPU_QUERY = "index,utilization.gpu,utilization.memory,memory.used,memory.total," +
+  "temperature.gpu,power.draw,power.limit";
+
+/**
+ * Per-GPU figures from `nvidia-smi` (empty where there is none). `nvidia-smi` reports memory in
+ * MiB and "[N/A]" for what a device does not measure; those are left out.
+ */
+export async function gpuSample(nvidiaSmi = "nvidia-smi"): Promise<Record<string, number>> {
+  const text = await run(nvidiaSmi, [`--query-gpu=${GPU_QUERY}`, "--format=csv,noheader,nounits"]);
+  const out: Record<string, number> = {};
+  for (const line of (text ?? "").split("\n")) {
+    const f = line.split(",").map((x) => x.trim());
+    if (f.length < 8 || !/^\d+$/.test(f[0])) continue;
+    const [util, memUtil, used, total, temp, draw, limit] = f.slice(1).map((x) =>
+      /^-?[\d.]+$/.test(x) ? Number(x) : NaN
+    );
+    const k = `system.gpu.${f[0]}`;
+    const put = (name: string, v: number) => {
+      if (Number.isFinite(v)) out[`${k}.${name}`] = v;
+    };
+    put("gpu", util);
+    put("memory", memUtil);
+    put("memoryAllocated", 100 * used / total);
+    put("memoryAllocatedBytes", used * 2 ** 20);
+    put("temp", temp);
+    put("powerWatts", draw);
+    put("powerPercent", 100 * draw / limit);
+  }
+  return out;
+}
+
+/** `gpu`, `gpu_count`, `gpu_nvidia` of wandb-metadata.json, when `nvidia-smi` answers. */
+export async function gpuMetadata(nvidiaSmi = "nvidia-smi"): Promise<Record<string, unknown>> {
+  const text = await run(nvidiaSmi, [
+    "--query-gpu=name,memory.total",
+    "--format=csv,noheader,nounits",
+  ]);
+  const gpus = (text ?? "").split("\n").map((l) => l.split(",").map((x) => x.trim()))
+    .filter((f) => f.length >= 2 && f[0])
+    .map(([name, mib]) => ({ name, memoryTotal: String(Number(mib) * 2 ** 20) }));
+  return gpus.length ? { gpu: gpus[0].name, gpu_count: gpus.length, gpu_nvidia: gpus } : {};
+}
+
+async function run(cmd: string, args: string[]): Promise<string | null> {
+  try {
+    const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "null" }).output();
+    return out.success ? new TextDecoder().decode(out.stdout) : null;
+  } catch {
+    return null; // not installed
+  }
+}
+
 function readProc(path: string): string | null {
   try {
     return Deno.readTextFileSync(path);
@@ -78,6 +132,8 @@ function readProc(path: string): string | null {
 }
 
 export interface MetadataInput {
+  /** The `nvidia-smi` to ask for GPUs (tests give a stand-in). */
+  nvidiaSmi?: string;
   backend?: { name: string; description: string; devices: number; replicas: number };
   /** The folder the run's files are written in. */
   root: string;
@@ -104,6 +160,7 @@ export async function runMetadata(m: MetadataInput): Promise<Record<string, unkn
   } catch {
     // not available
   }
+  Object.assign(out, await gpuMetadata(m.nvidiaSmi));
   const git = await gitInfo();
   if (git) {
     out.git = git;

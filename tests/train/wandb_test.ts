@@ -205,10 +205,23 @@ Deno.test("wandb run: output.log is streamed, redacted, and uploaded", async () 
   }
 });
 
-Deno.test("wandb run: system metrics as wandb-events.jsonl rows", async () => {
+Deno.test("wandb run: system metrics as wandb-events.jsonl rows, GPUs from nvidia-smi", async () => {
   const fake = startFakeWandb(KEY);
+  const bin = Deno.makeTempDirSync();
   try {
-    const run = await start(fake.url, { timing: { ...FAST, statsMs: 100 } });
+    // A stand-in for nvidia-smi: its CSV for the two queries the client makes (2 GPUs).
+    const smi = `${bin}/nvidia-smi`;
+    Deno.writeTextFileSync(
+      smi,
+      `#!/bin/sh
+case "$1" in
+  --query-gpu=name,*) printf 'NVIDIA H100 80GB HBM3, 81559\\nNVIDIA H100 80GB HBM3, 81559\\n' ;;
+  *) printf '0, 87, 40, 20390, 81559, 61, 350.5, 700.00\\n1, 0, 0, 4, 81559, 30, [N/A], 700.00\\n' ;;
+esac
+`,
+    );
+    Deno.chmodSync(smi, 0o755);
+    const run = await start(fake.url, { timing: { ...FAST, statsMs: 100, nvidiaSmi: smi } });
     await sleep(450);
     await run.finish();
     const r = [...fake.runs.values()][0];
@@ -224,8 +237,21 @@ Deno.test("wandb run: system metrics as wandb-events.jsonl rows", async () => {
       assertEquals(typeof last["system.cpu"], "number");
       assertEquals(typeof last["system.cpu.0.cpu_percent"], "number");
     }
+    assertEquals(
+      [last["system.gpu.0.gpu"], last["system.gpu.0.memory"], last["system.gpu.0.temp"]],
+      [87, 40, 61],
+    );
+    assertEquals(last["system.gpu.0.memoryAllocatedBytes"], 20390 * 2 ** 20);
+    assertEquals(last["system.gpu.0.powerWatts"], 350.5);
+    assertEquals(last["system.gpu.0.powerPercent"], 50.07142857142857);
+    assertEquals(last["system.gpu.1.gpu"], 0);
+    assert(!("system.gpu.1.powerWatts" in last), "[N/A] is left out");
+    const meta = JSON.parse([...fake.runs.values()][0].files.get("wandb-metadata.json")!);
+    assertEquals([meta.gpu, meta.gpu_count], ["NVIDIA H100 80GB HBM3", 2]);
+    assertEquals(meta.gpu_nvidia[0].memoryTotal, String(81559 * 2 ** 20));
   } finally {
     await fake.close();
+    Deno.removeSync(bin, { recursive: true });
   }
 });
 
