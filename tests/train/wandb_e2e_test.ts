@@ -151,6 +151,9 @@ Deno.test("train + W&B: SIGTERM is preempting (exit 75), and the resumed run com
     assertEquals(onlyRun(fake), run, "the same W&B run");
     assertEquals(run.history.map((h) => h._step), [20, 30, 40, 60]);
     assertEquals([run.complete, run.exitcode], [true, 0]);
+    // TensorBoard: one event file per session.
+    const events = [...Deno.readDirSync(`${dir}/out`)].filter((e) => e.name.includes("tfevents"));
+    assertEquals(events.length, 2);
   } finally {
     await fake.close();
     await Deno.remove(dir, { recursive: true });
@@ -208,6 +211,22 @@ Deno.test("train + W&B: with the server down the run still finishes, with one wa
     assert(!r.text.includes(KEY));
     const events = (await Deno.readTextFile(`${dir}/out/metrics.jsonl`)).trim().split("\n");
     assertEquals(events.length, 5, "3 log rows and 2 evals, all kept locally");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train + W&B: a WANDB_RUN_ID W&B would refuse stops the run with a message naming it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "deit3-wandb-" });
+  try {
+    await writeConfig(dir);
+    const r = await runTrain(dir, {
+      WANDB_API_KEY: KEY,
+      WANDB_BASE_URL: "http://127.0.0.1:9",
+      WANDB_RUN_ID: "bad/id",
+    });
+    assertEquals(r.code, 1, r.text);
+    assert(r.text.includes('WANDB_RUN_ID: "bad/id" is not a W&B run id'), r.text);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
