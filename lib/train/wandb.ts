@@ -183,6 +183,12 @@ export class WandbRun {
         if (e.data.kind === "say") say(e.data.line);
         else if (e.data.kind === "finished") this.#result?.(e.data);
       };
+      // An error on the Worker must never end training: it is said, and the run goes on.
+      this.#worker.onerror = (e) => {
+        e.preventDefault();
+        say(`W&B: the sender stopped (${e.message}); metrics.jsonl has every row`);
+        this.#result?.({ ok: false, unsent: -1, dropped: 0 });
+      };
       this.#worker.postMessage({ kind: "init", init });
     }
     if (opts.captureOutput) {

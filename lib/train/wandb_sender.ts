@@ -138,6 +138,8 @@ export class WandbSender {
   #warned = false;
   #dropped = 0;
   #busy: Promise<void> | null = null;
+  /** Cancels the requests of a background round (finish does not wait on a slow one). */
+  #roundAbort: AbortController | null = null;
   #timer: ReturnType<typeof setInterval> | undefined;
   #finished = false;
   readonly #sampler = new SystemSampler();
@@ -236,7 +238,11 @@ export class WandbSender {
 
   #tick(): void {
     if (this.#busy || this.#finished) return;
-    this.#busy = this.#round(false).finally(() => this.#busy = null);
+    this.#roundAbort = new AbortController();
+    this.#busy = this.#round(false).finally(() => {
+      this.#busy = null;
+      this.#roundAbort = null;
+    });
   }
 
   /** One round: create the run if needed, upload, post what is due. Never throws. */
@@ -346,6 +352,9 @@ export class WandbSender {
     clearInterval(this.#timer);
     this.#finished = true;
     const deadline = Date.now() + deadlineMs;
+    // A background round still waiting on the server: cancelled (what it sent is sent again at
+    // the same offsets, which the server replaces).
+    this.#roundAbort?.abort();
     await this.#busy;
     if (!this.#created && this.#init.offlineDir) this.#created = true;
     this.#commit();
@@ -556,7 +565,7 @@ export class WandbSender {
         method: "PUT",
         headers,
         body: text,
-        signal: AbortSignal.timeout(this.#timeout(deadline)),
+        signal: this.#signal(deadline),
       });
       await res.body?.cancel();
       if (!res.ok) throw new Error(`HTTP ${res.status} uploading ${name}`);
@@ -648,10 +657,13 @@ export class WandbSender {
     return body.data;
   }
 
-  #timeout(deadline?: number): number {
-    return deadline === undefined
-      ? this.#timeoutMs
-      : Math.max(1, Math.min(this.#timeoutMs, deadline - Date.now()));
+  #signal(deadline?: number): AbortSignal {
+    const timeout = AbortSignal.timeout(
+      deadline === undefined
+        ? this.#timeoutMs
+        : Math.max(1, Math.min(this.#timeoutMs, deadline - Date.now())),
+    );
+    return this.#roundAbort ? AbortSignal.any([timeout, this.#roundAbort.signal]) : timeout;
   }
 
   async #post(url: string, body: unknown, deadline?: number): Promise<Response> {
@@ -663,7 +675,7 @@ export class WandbSender {
         "user-agent": "deit3-deno",
       },
       body: wandbJson(body),
-      signal: AbortSignal.timeout(this.#timeout(deadline)),
+      signal: this.#signal(deadline),
     });
     if (!res.ok) {
       await res.body?.cancel();
