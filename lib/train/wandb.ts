@@ -202,13 +202,13 @@ export class WandbRun {
     const id = env.id ?? opts.id ?? newRunId();
     const project = opts.project || env.project || "";
     const displayName = env.name || opts.name;
-    const dir = env.dir ?? opts.dir ?? ".";
+    const dir = env.dir ?? opts.dir;
     const startedAt = new Date();
     const git = await gitInfo();
     const metadata = await runMetadata({
       nvidiaSmi: opts.timing?.nvidiaSmi,
       backend: opts.backend,
-      root: dir,
+      root: dir ?? Deno.cwd(),
       startedAt,
     });
     const files = {
@@ -231,8 +231,9 @@ export class WandbRun {
       resume: id === opts.id || id === env.id,
       history: opts.history,
       files,
-      offlineDir: offline ? `${dir}/wandb/offline-run-${id}` : undefined,
-      localDir: offline ? undefined : `${dir}/wandb/run-${id}/files`,
+      offlineDir: offline ? `${dir ?? "."}/wandb/offline-run-${id}` : undefined,
+      // Local copies of the uploaded files, where the run has a folder.
+      localDir: offline || !dir ? undefined : `${dir}/wandb/run-${id}/files`,
       ...opts.timing,
     };
     opts.log(
