@@ -24,16 +24,19 @@
  * Offline (`WANDB_MODE=offline`) the same rows and files go to a folder instead, which
  * `deno task wandb-sync` sends later as the same run.
  */
-import { configYaml, parseWandbJson, wandbJson } from "./wandb_format.ts";
+import {
+  maxRuntime,
+  NO_STATE,
+  numberOr,
+  type ServerState,
+  WandbApi,
+  type WandbSettings,
+  type Within,
+} from "./wandb_api.ts";
+import { parseWandbJson, wandbJson } from "./wandb_format.ts";
 import { gpuSample, SystemSampler } from "./wandb_system.ts";
 
-export interface WandbSettings {
-  mode: "online" | "offline";
-  baseUrl: string;
-  /** Never printed or written anywhere; only sent as HTTP Basic auth `api:KEY`. */
-  apiKey: string;
-  entity?: string;
-}
+export type { WandbSettings };
 
 /** Everything the sender needs to start; structured-cloneable (it crosses to a Worker). */
 export interface SenderInit {
@@ -86,23 +89,13 @@ export interface FinishResult {
 
 type Row = Record<string, unknown>;
 
-/** What the server (or an offline folder) already holds of the run. */
-interface ServerState {
-  historyLines: number;
-  lastStep: number;
-  lastRuntime?: number;
-  lastTimestamp?: number;
-  summary: Row;
-  logLines: number;
-  eventsLines: number;
-}
-
 export class WandbSender {
   entity: string | undefined;
   project: string;
   /** The server acknowledged the end of the run. */
   completed = false;
   readonly #s: WandbSettings;
+  readonly #api: WandbApi;
   readonly #init: SenderInit;
   readonly #say: (line: string) => void;
   #created = false;
@@ -162,6 +155,7 @@ export class WandbSender {
     this.#statsMs = init.statsMs ?? 30_000;
     this.#timeoutMs = init.requestTimeoutMs ?? 10_000;
     this.#maxRows = init.maxBufferedRows ?? 10_000;
+    this.#api = new WandbApi(init.settings, this.#timeoutMs);
     this.#uploads = Object.entries(init.files ?? {});
     if (init.offlineDir) this.#startOffline(init.offlineDir);
     this.#timer = setInterval(() => this.#tick(), this.#tickMs);
@@ -258,18 +252,18 @@ export class WandbSender {
       if (!this.#created) await this.#create(deadline);
       if (this.#preempting) {
         // As the official client: at once, on its own.
-        await this.#post(this.#streamUrl(), { preempting: true }, deadline);
+        await this.#stream({ preempting: true }, deadline);
         this.#preempting = false;
       }
       await this.#uploadPending(deadline);
       const due = final || now - this.#lastFlush >= this.#flushMs;
       const body = due ? this.#body() : null;
       if (body) {
-        await this.#post(this.#streamUrl(), body.json, deadline);
+        await this.#stream(body.json, deadline);
         body.done();
         this.#lastFlush = Date.now();
       } else if (Date.now() - this.#lastPost >= this.#heartbeatMs) {
-        await this.#post(this.#streamUrl(), {}, deadline);
+        await this.#stream({}, deadline);
       }
       this.#failures = 0;
     } catch (e) {
@@ -371,14 +365,14 @@ export class WandbSender {
         // Files the early events became.
         this.#commit();
         if (this.#preempting) {
-          await this.#post(this.#streamUrl(), { preempting: true }, deadline);
+          await this.#stream({ preempting: true }, deadline);
           this.#preempting = false;
         }
         this.#uploads.push(["wandb-summary.json", this.#summaryLine()]);
         await this.#uploadPending(deadline);
         this.#summaryDirty = true;
         const body = this.#body()!;
-        await this.#post(this.#streamUrl(), { ...body.json, complete: true, exitcode }, deadline);
+        await this.#stream({ ...body.json, complete: true, exitcode }, deadline);
         body.done();
         ok = true;
       } catch (e) {
@@ -417,7 +411,7 @@ export class WandbSender {
     const config = Object.fromEntries(
       Object.entries(init.config).map(([k, v]) => [k, { value: v }]),
     );
-    const res = await this.#graphql(UPSERT_BUCKET, {
+    const r = await this.#api.upsertBucket({
       id: this.#bucketId,
       name: init.id,
       project: init.project || null,
@@ -430,53 +424,45 @@ export class WandbSender {
       host: init.host ?? null,
       program: init.program ?? null,
       tags: init.tags ?? null,
-    }, deadline);
-    const bucket = res?.upsertBucket?.bucket;
-    if (!bucket) throw new Error("UpsertBucket returned no run");
-    this.entity = bucket.project?.entity?.name ?? this.entity;
-    this.project = bucket.project?.name ?? this.project;
-    if (!state && res.upsertBucket.inserted === false) state = await this.#resumeStatus(deadline);
+    }, this.#within(deadline));
+    this.entity = r.entity ?? this.entity;
+    this.project = r.project ?? this.project;
+    if (!state && !r.inserted) state = await this.#resumeStatus(deadline);
     this.#created = true;
     this.#start(state);
   }
 
   /** The run's state on the server (null when it has no such run). */
   async #resumeStatus(deadline?: number): Promise<ServerState | null> {
-    const data = await this.#graphql(RUN_RESUME_STATUS, {
-      project: this.#init.project || null,
-      entity: this.entity ?? null,
-      name: this.#init.id,
-    }, deadline);
-    const b = data?.model?.bucket;
-    if (!b) return null;
-    this.#bucketId = b.id ?? null;
-    if (data.model.entity?.name) this.entity = data.model.entity.name;
-    const tail = parseList(b.historyTail).at(-1) as Row | undefined;
-    const summary = (b.summaryMetrics ? parseWandbJson(b.summaryMetrics) : {}) as Row;
-    return {
-      historyLines: numberOr(b.historyLineCount, 0),
-      lastStep: typeof tail?._step === "number"
-        ? tail._step
-        : typeof summary._step === "number" && numberOr(b.historyLineCount, 0) > 0
-        ? summary._step
-        : -Infinity,
-      lastRuntime: maxRuntime(tail, summary),
-      lastTimestamp: numberOr(tail?._timestamp ?? summary._timestamp, NaN),
-      summary,
-      logLines: numberOr(b.logLineCount, 0),
-      eventsLines: numberOr(b.eventsLineCount, 0),
-    };
+    const r = await this.#api.resumeStatus(
+      this.#init.project || null,
+      this.entity ?? null,
+      this.#init.id,
+      this.#within(deadline),
+    );
+    if (!r) return null;
+    this.#bucketId = r.bucketId;
+    if (r.entity) this.entity = r.entity;
+    return r.state;
+  }
+
+  #run() {
+    return { entity: this.entity, project: this.project, id: this.#init.id };
+  }
+
+  #within(deadline?: number): Within {
+    return { deadline, cancel: this.#roundAbort?.signal };
+  }
+
+  /** One file_stream post; a successful one is also a heartbeat. */
+  async #stream(body: Row, deadline?: number): Promise<void> {
+    await this.#api.fileStream(this.#run(), body, this.#within(deadline));
+    this.#lastPost = Date.now();
   }
 
   /** Continues after what the server holds: offsets, runtime, summary, rows it lacks. */
   #start(state: ServerState | null): void {
-    const s = state ?? {
-      historyLines: 0,
-      lastStep: -Infinity,
-      summary: {},
-      logLines: 0,
-      eventsLines: 0,
-    };
+    const s = state ?? NO_STATE;
     this.#historyOffset = s.historyLines;
     this.#outputOffset = s.logLines;
     this.#eventsOffset = s.eventsLines;
@@ -541,37 +527,10 @@ export class WandbSender {
     if (this.#init.localDir) {
       for (const [name, text] of files) writeFileIn(this.#init.localDir, name, text);
     }
-    const data = await this.#graphql(CREATE_RUN_FILES, {
-      entity: this.entity,
-      project: this.project,
-      run: this.#init.id,
-      files: files.map(([n]) => n),
-    }, deadline);
-    const urls = new Map<string, string>(
-      (data?.createRunFiles?.files ?? []).map((f: { name: string; uploadUrl: string }) => [
-        f.name,
-        f.uploadUrl,
-      ]),
-    );
-    const headers: Record<string, string> = {};
-    for (const h of data?.createRunFiles?.uploadHeaders ?? []) {
-      const [k, ...v] = String(h).split(":");
-      headers[k.trim()] = v.join(":").trim();
-    }
-    for (const [name, text] of files) {
-      const url = urls.get(name);
-      if (!url) throw new Error(`CreateRunFiles gave no upload URL for ${name}`);
-      const res = await fetch(url, {
-        method: "PUT",
-        headers,
-        body: text,
-        signal: this.#signal(deadline),
-      });
-      await res.body?.cancel();
-      if (!res.ok) throw new Error(`HTTP ${res.status} uploading ${name}`);
+    await this.#api.upload(this.#run(), files, this.#within(deadline), (name) => {
       this.#uploads.splice(this.#uploads.findIndex(([n]) => n === name), 1);
       this.#uploaded.push(name);
-    }
+    });
   }
 
   // ---- offline ----
@@ -640,112 +599,8 @@ export class WandbSender {
       Deno.writeTextFileSync(`${dir}/exitcode`, `${exitcode}\n`);
     }
   }
-
-  // ---- HTTP ----
-
-  #streamUrl(): string {
-    const seg = (s: string | undefined) => encodeURIComponent(s ?? "");
-    return `${this.#s.baseUrl}/files/${seg(this.entity)}/${seg(this.project)}/${
-      seg(this.#init.id)
-    }/file_stream`;
-  }
-
-  async #graphql(query: string, variables: Row, deadline?: number): Promise<any> {
-    const res = await this.#post(`${this.#s.baseUrl}/graphql`, { query, variables }, deadline);
-    const body = await res.json();
-    if (body.errors?.length) throw new Error(`GraphQL: ${body.errors[0].message}`);
-    return body.data;
-  }
-
-  #signal(deadline?: number): AbortSignal {
-    const timeout = AbortSignal.timeout(
-      deadline === undefined
-        ? this.#timeoutMs
-        : Math.max(1, Math.min(this.#timeoutMs, deadline - Date.now())),
-    );
-    return this.#roundAbort ? AbortSignal.any([timeout, this.#roundAbort.signal]) : timeout;
-  }
-
-  async #post(url: string, body: unknown, deadline?: number): Promise<Response> {
-    const res = await fetch(url, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        authorization: `Basic ${btoa(`api:${this.#s.apiKey}`)}`,
-        "user-agent": "deit3-deno",
-      },
-      body: wandbJson(body),
-      signal: this.#signal(deadline),
-    });
-    if (!res.ok) {
-      await res.body?.cancel();
-      throw new Error(`HTTP ${res.status} from ${new URL(url).pathname}`);
-    }
-    if (url.endsWith("/file_stream")) this.#lastPost = Date.now();
-    return res;
-  }
 }
 
-// The official client's queries (wandb-core 0.30), with the fields this client reads.
-const UPSERT_BUCKET = `mutation UpsertBucket($id: String, $name: String, $project: String,
-  $entity: String, $groupName: String, $description: String, $displayName: String,
-  $notes: String, $commit: String, $config: JSONString, $host: String, $debug: Boolean,
-  $program: String, $repo: String, $jobType: String, $state: String, $sweep: String,
-  $tags: [String!], $summaryMetrics: JSONString) {
-  upsertBucket(input: {id: $id, name: $name, groupName: $groupName, modelName: $project,
-    entityName: $entity, description: $description, displayName: $displayName, notes: $notes,
-    config: $config, commit: $commit, host: $host, debug: $debug, jobProgram: $program,
-    jobRepo: $repo, jobType: $jobType, state: $state, sweep: $sweep, tags: $tags,
-    summaryMetrics: $summaryMetrics}) {
-    bucket { id name displayName description config sweepName
-      project { id name entity { id name } } historyLineCount }
-    inserted
-  }
-}`;
-
-const RUN_RESUME_STATUS = `query RunResumeStatus($project: String, $entity: String,
-  $name: String!) {
-  model(name: $project, entityName: $entity) {
-    id name entity { id name }
-    bucket(name: $name, missingOk: true) { id name summaryMetrics displayName logLineCount
-      historyLineCount eventsLineCount historyTail eventsTail config tags notes
-      wandbConfig(keys: ["t"]) }
-  }
-}`;
-
-const CREATE_RUN_FILES = `mutation CreateRunFiles($entity: String!, $project: String!,
-  $run: String!, $files: [String!]!) {
-  createRunFiles(input: {entityName: $entity, projectName: $project, runName: $run,
-    files: $files}) {
-    runID uploadHeaders files { name uploadUrl }
-  }
-}`;
-
-export { configYaml };
-
-function parseList(text: unknown): unknown[] {
-  if (typeof text !== "string" || !text) return [];
-  try {
-    const list = parseWandbJson(text);
-    return Array.isArray(list)
-      ? list.map((x) => typeof x === "string" ? parseWandbJson(x) : x)
-      : [];
-  } catch {
-    return [];
-  }
-}
-
-function maxRuntime(...rows: (Row | undefined)[]): number | undefined {
-  const values = rows.flatMap((r) => [
-    r?._runtime,
-    (r?._wandb as Row | undefined)?.runtime,
-  ]).filter((v): v is number => typeof v === "number" && Number.isFinite(v));
-  return values.length ? Math.max(...values) : undefined;
-}
-
-function numberOr(v: unknown, fallback: number): number {
-  return typeof v === "number" && Number.isFinite(v) ? v : fallback;
-}
 
 export function readJsonLines(path: string): Row[] {
   let text: string;
