@@ -601,7 +601,6 @@ export class WandbSender {
   }
 }
 
-
 export function readJsonLines(path: string): Row[] {
   let text: string;
   try {
