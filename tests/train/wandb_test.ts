@@ -489,3 +489,25 @@ Deno.test("wandb sync: a server that is down leaves the run unsynced", async () 
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("wandb offline: a resumed offline run continues its history without repeating a step", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const settings: WandbSettings = { mode: "offline", baseUrl: "http://127.0.0.1:9", apiKey: "" };
+    const opts = { project: "p", name: "n", config: {}, dir, log: () => {}, timing: FAST };
+    const first = await WandbRun.start(settings, opts);
+    first.log({ x: 10 }, 10);
+    first.log({ x: 20 }, 20);
+    await first.finish(75);
+    // The resumed session: metrics.jsonl has step 30 too (logged after the state was saved).
+    const history = [10, 20, 30].map((s) => ({ step: s, time: 1_000 + s, x: s }));
+    const second = await WandbRun.start(settings, { ...opts, id: first.id, history });
+    second.log({ x: 40 }, 40);
+    await second.finish(0);
+    const rows = Deno.readTextFileSync(`${dir}/wandb/offline-run-${first.id}/wandb-history.jsonl`)
+      .trim().split("\n").map((l) => JSON.parse(l));
+    assertEquals(rows.map((r) => [r._step, r.x]), [[10, 10], [20, 20], [30, 30], [40, 40]]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
