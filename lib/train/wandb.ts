@@ -156,7 +156,6 @@ export class WandbRun {
   readonly id: string;
   readonly project: string;
   readonly displayName: string;
-  readonly #opts: WandbRunOptions;
   readonly #worker: Worker | null;
   readonly #sender: WandbSender | null;
   #finished = false;
@@ -166,7 +165,6 @@ export class WandbRun {
   completed = false;
 
   private constructor(settings: WandbSettings, opts: WandbRunOptions, init: SenderInit) {
-    this.#opts = opts;
     this.id = init.id;
     this.project = init.project || "uncategorized";
     this.displayName = init.displayName;
