@@ -58,9 +58,9 @@ export {
   type PolicySpec,
   RAND_INCREASING_TRANSFORMS,
   RAND_TRANSFORMS,
-} from "./policy.ts";
+} from "./policy_strings.ts";
 export { chooseRandOps, createAutoAugment, type OpDraw, runOp, sampleOp } from "./autoaugment.ts";
-export { AUTO_AUGMENT_POLICIES } from "./policies.ts";
+export { AUTO_AUGMENT_POLICIES } from "./autoaugment_policies.ts";
 
 export {
   centerCrop,

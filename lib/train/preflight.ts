@@ -19,27 +19,26 @@ export interface RunPaths {
 }
 
 export async function checkRun(config: Config): Promise<RunPaths> {
-  const name = config.name as string;
+  const name = config.name;
   if (!name || /[/\\]/.test(name) || name === "." || name === "..") {
     throw new TrainingError(
       `name ${JSON.stringify(name)} is not a file name: the run's files are ` +
         "<output-dir>/<name>-last.msgpack and so on; put folders in --output-dir instead",
     );
   }
-  const outDir = (config["output-dir"] as string | undefined) ?? `runs/${name}`;
+  const outDir = config["output-dir"] ?? `runs/${name}`;
   const logDir = isGsUrl(outDir) ? `runs/${name}` : outDir;
-  if (!config["train-dataset-shards"]) {
+  const train = config["train-dataset-shards"], valid = config["valid-dataset-shards"];
+  if (!train) {
     throw new TrainingError('"train-dataset-shards" is not set: give the shards to train on');
   }
-  await checkShards("train-dataset-shards", config["train-dataset-shards"] as string, false);
-  if (config["valid-dataset-shards"]) {
-    await checkShards("valid-dataset-shards", config["valid-dataset-shards"] as string, true);
-  }
+  await checkShards("train-dataset-shards", train, false);
+  if (valid) await checkShards("valid-dataset-shards", valid, true);
   for (const key of ["pretrained-ckpt", "label-mapping"] as const) {
-    const url = config[key] as string | null;
+    const url = config[key];
     if (url && !isGsUrl(url)) await checkFile(key, url);
   }
-  const ckpt = config["pretrained-ckpt"] as string | null;
+  const ckpt = config["pretrained-ckpt"];
   if (ckpt && !isGsUrl(ckpt)) {
     try {
       await requireFlaxFormat(ckpt, ckpt);

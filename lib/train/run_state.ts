@@ -259,9 +259,9 @@ export class RunState {
       optState: opt,
       step: at.step,
       rng: {
-        dropout_seed: this.config["dropout-seed"] as number,
-        mixup_seed: this.config["mixup-seed"] as number,
-        shuffle_seed: this.config["shuffle-seed"] as number,
+        dropout_seed: this.config["dropout-seed"],
+        mixup_seed: this.config["mixup-seed"],
+        shuffle_seed: this.config["shuffle-seed"],
       },
       data: {
         batches_consumed: at.step * this.accum,

@@ -14,7 +14,7 @@ import {
 import { grayscale, solarize } from "../../lib/augment/color.ts";
 import type { AugmentHparams } from "../../lib/augment/levels.ts";
 import { chooseRandOps, createAutoAugment, sampleOp } from "../../lib/augment/autoaugment.ts";
-import { parsePolicy, type RandAugmentSpec } from "../../lib/augment/policy.ts";
+import { parsePolicy, type RandAugmentSpec } from "../../lib/augment/policy_strings.ts";
 import { roundHalfEven } from "../../lib/augment/pymath.ts";
 import { createImage, type RGBImage } from "../../lib/augment/image.ts";
 import { assert, assertEquals } from "../assert.ts";
