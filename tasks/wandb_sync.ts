@@ -2,7 +2,8 @@
  * deno task wandb-sync [DIR ...]
  *
  * Uploads the runs that trained with WANDB_MODE=offline (their `wandb/offline-run-ID` folders
- * under DIR, default runs/) to W&B: the same run id, project, name, config and history rows.
+ * under DIR, default runs/) to W&B: the same run id, project, name, config, history rows, files
+ * and exit code.
  */
 import { redactConsole } from "../lib/config/redact.ts";
 import { offlineRunDirs, syncOfflineRun, wandbSettingsFromEnv } from "../lib/train/wandb.ts";
@@ -10,9 +11,11 @@ import { offlineRunDirs, syncOfflineRun, wandbSettingsFromEnv } from "../lib/tra
 const USAGE = `usage: deno task wandb-sync [DIR ...]
 
 Uploads runs that trained with WANDB_MODE=offline to W&B. Each such run wrote
-RUN_DIR/wandb/offline-run-ID/ (config.json, wandb-history.jsonl, wandb-summary.json); this sends
-them as run ID with the same project, name, config and history rows, and marks the run finished.
-A folder that was uploaded gets a "synced" file and is skipped next time.
+RUN_DIR/wandb/offline-run-ID/ (config.json, wandb-history.jsonl, wandb-summary.json, output.log,
+wandb-events.jsonl, files/); this sends them as run ID with the same project, name, config, tags,
+group, notes and history rows (those the server lacks, when it has part of the run), uploads
+wandb-metadata.json, config.yaml and output.log, and ends the run with its exit code. A folder
+that was uploaded gets a "synced" file and is skipped next time.
 
   DIR          where to look, 5 levels down (default: runs)
   -h, --help   this text

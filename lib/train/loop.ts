@@ -1,7 +1,7 @@
 /**
  * The training loop of `deno task train`. `train` checks and sets up a run (preflight.ts,
  * run_setup.ts, run_state.ts); `Trainer` streams batches (train_data.ts) through the compiled step
- * (programs.ts), reports (step_report.ts, logging.ts, wandb.ts), evaluates (evaluate.ts),
+ * (programs.ts), reports (step_report.ts, logging.ts; W&B and TensorBoard: report.ts), evaluates (evaluate.ts),
  * checkpoints and resumes. Every setting comes from run_config.ts, the batch plan among them.
  * What lands in `output-dir`, and when, is in README.md; only process 0 writes, and every process
  * of a multi-host job checks at the start that it resumes from the same step.
@@ -33,13 +33,13 @@ import {
   openLoop,
   prepareOutputs,
   type RunContext,
-  startWandb,
+  startReports,
 } from "./run_setup.ts";
 import { type Resumed, RunState, TrainingError } from "./run_state.ts";
 import type { TrainStepConfig } from "./step.ts";
 import * as report from "./step_report.ts";
 import { DataFailure } from "./train_data.ts";
-import type { WandbRun } from "./wandb.ts";
+import type { RunReport } from "./report.ts";
 
 export { TrainingError };
 
@@ -137,21 +137,29 @@ class Trainer {
     if (from.step > 0) log.line(`resumed from ${state.path("state")} at step ${from.step}`);
     if (log.dir) log.line(report.outputsLine(config.name, state.outDir, log.dir));
     else log.line(`process ${topology.processIndex} writes no files (process 0 does)`);
-    const wandb = log.dir ? startWandb(config, state, log) : undefined;
-    let exitcode = 1;
+    const reports = log.dir
+      ? await startReports(
+        config,
+        state,
+        log as RunLog & { dir: string },
+        this.ctx.backend,
+        from.step,
+      )
+      : undefined;
+    const end = { interrupted: false, exitcode: 1 };
     try {
-      const r = await this.trainFrom(from, t0, wandb);
-      exitcode = r.interrupted ? 255 : 0;
+      const r = await this.trainFrom(from, t0, reports);
+      Object.assign(end, { interrupted: r.interrupted, exitcode: 0 });
       return r;
     } finally {
-      await wandb?.finish(exitcode);
+      await reports?.finish(end);
     }
   }
 
   /** The loop: one optimizer step at a time until the last step, a stop or an interruption. */
-  async trainFrom(from: Resumed, t0: number, wandb: WandbRun | undefined): Promise<TrainResult> {
+  async trainFrom(from: Resumed, t0: number, reports: RunReport | undefined): Promise<TrainResult> {
     const { config, log, state, signal, topology } = this.ctx;
-    const loop = await openLoop(this.ctx, this, from, wandb);
+    const loop = await openLoop(this.ctx, this, from, reports);
     const total = config["training-steps"], stopAt = Math.min(total, this.stopAtStep ?? Infinity);
     let interrupted = false;
     try {
@@ -228,7 +236,7 @@ class Trainer {
       await log.record({ step, time: Date.now() / 1000, ...event });
       await log.plot(); // a run without validation gets its charts too
       log.line(report.trainLine(step, event, eta));
-      loop.wandb?.log(event, step);
+      loop.reports?.log(event, step);
       window.reset();
     }
     if (step % config["eval-interval"] === 0 || step === total) await this.evaluateAndSave(loop);
@@ -288,7 +296,7 @@ class Trainer {
         await log.record({ step, time: Date.now() / 1000, ...event });
         await log.plot();
         log.line(report.evalLine(step, r, state.bestAcc1));
-        loop.wandb?.log(event, step);
+        loop.reports?.log(event, step);
       } catch (e) {
         if (!(e instanceof Interrupted)) throw e;
         await this.save(loop, false, true);

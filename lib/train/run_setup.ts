@@ -33,7 +33,7 @@ import {
 import { type RunLog, truncateMetrics } from "./logging.ts";
 import { backendOptionsOf, type BatchPlan, loaderWorkers, vitConfigOf } from "./run_config.ts";
 import { type Resumed, type RunState, TrainingError } from "./run_state.ts";
-import { WandbRun, wandbSettingsFromEnv } from "./wandb.ts";
+import { openRunReport, type RunReport } from "./report.ts";
 
 /** Clears what a killed run left and writes config.json (process 0). */
 export async function prepareOutputs(
@@ -122,20 +122,37 @@ export async function createRunBackend(
   return { backend, close };
 }
 
-/** A W&B run when an API key is set (or WANDB_MODE=offline), continuing a resumed one. */
-export function startWandb(config: Config, state: RunState, log: RunLog): WandbRun | undefined {
-  const settings = wandbSettingsFromEnv();
-  if (!settings) return undefined;
-  const run = new WandbRun(settings, {
-    project: config.project,
+/**
+ * The run's reports (report.ts): TensorBoard event files beside metrics.jsonl, and a W&B run when
+ * an API key is set (or WANDB_MODE=offline), continuing a resumed one (its id kept in the state).
+ */
+export async function startReports(
+  config: Config,
+  state: RunState,
+  log: RunLog & { dir: string },
+  backend: Backend,
+  step: number,
+): Promise<RunReport> {
+  const reports = await openRunReport({
+    dir: log.dir,
     name: config.name,
+    project: config.project,
     config: JSON.parse(configToJson(config)),
-    id: state.wandbRunId,
-    dir: log.dir ?? undefined,
+    resumeStep: step,
+    history: log.events,
+    wandbRunId: state.wandbRunId,
+    backend: {
+      name: backend.name,
+      description: backend.description,
+      devices: backend.devices,
+      replicas: backend.replicas,
+    },
     log: (l) => log.line(l),
+  }).catch((e) => {
+    throw new TrainingError((e as Error).message); // a WANDB_* variable W&B would refuse
   });
-  state.wandbRunId = run.id;
-  return run;
+  state.wandbRunId = reports.runId;
+  return reports;
 }
 
 /** What a run's loop works with, made once by `train`. */
@@ -165,7 +182,7 @@ export interface Loop {
   readonly data: TrainData;
   readonly programs: TrainPrograms;
   readonly evaluator: Evaluator | undefined;
-  readonly wandb: WandbRun | undefined;
+  readonly reports: RunReport | undefined;
 }
 
 /**
@@ -176,7 +193,7 @@ export async function openLoop(
   ctx: RunContext,
   run: { plan: BatchPlan; step: TrainStepConfig; shape: StepShape; trees: DeviceTrees },
   from: Resumed,
-  wandb: WandbRun | undefined,
+  reports: RunReport | undefined,
 ): Promise<Loop> {
   const { config, log, backend, topology, state, signal } = ctx;
   const nParams = leavesWithPaths<HostTensor>(from.params)
@@ -231,6 +248,6 @@ export async function openLoop(
     data,
     programs,
     evaluator,
-    wandb,
+    reports,
   };
 }

@@ -1,14 +1,10 @@
 /**
- * Weights & Biases logging, as the original does it: `wandb.init(name, project, config)` at the
- * start, the train metrics each log interval and the val metrics each eval, each with its step.
- *
- * This is a client of the W&B HTTP protocol that the Python SDK speaks:
- * - `POST {base}/graphql` `UpsertBucket` creates (or, resuming, finds) the run: its id, display
- *   name, project, entity and config (`{key: {value, desc}}`, the Python SDK's form);
- *   `RunResumeStatus` gives a resumed run's `historyLineCount`, where its history continues;
- * - `POST {base}/files/{entity}/{project}/{id}/file_stream` sends history lines
- *   (`wandb-history.jsonl` at their line offset, `_step`, `_runtime`, `_timestamp` in each),
- *   the summary, and at the end `{complete: true, exitcode}`.
+ * Weights & Biases logging, as the original does it (`wandb.init(name, project, config)`, the
+ * train metrics each log interval and the val metrics each eval, each with its step), shown on
+ * W&B as the official client (wandb 0.30) shows a run. This file is the training loop's side:
+ * settings from the environment, the run's identity, its output captured for `output.log`, and
+ * a `WandbRun` that hands everything to the sender (wandb_sender.ts, the protocol) on a Worker
+ * (wandb_worker.ts), so that the heartbeat never waits on the loop.
  *
  * npm's `@wandb/sdk` 0.5.1 (the only release) was tried first against the fake server of the
  * tests: it drops history silently when the server answers 5xx, never marks such a run complete,
@@ -16,37 +12,34 @@
  * short), does not read `WANDB_ENTITY`, sends the config in a form the W&B UI does not show as
  * values, and restarts history at line 0 on resume. Hence this client.
  *
- * An outage never stops or slows training: `log` only queues, sending happens in the background
- * with a timeout per request, failures warn once and keep a bounded buffer, and `finish` waits at
- * most a few seconds. The API key is only ever put in the Authorization header.
+ * The API key is only ever put in the Authorization header; every text sent (output, config,
+ * metadata) is redacted first.
  */
+import { redact } from "../config/redact.ts";
+import { configYaml, outputLogLine } from "./wandb_format.ts";
+import {
+  type FinishResult,
+  readJsonLines,
+  type SenderInit,
+  type SenderMessage,
+  WandbSender,
+  type WandbSettings,
+} from "./wandb_sender.ts";
+import { gitInfo, hostname, type MetadataInput, programPath, runMetadata } from "./wandb_system.ts";
 
+export type { WandbSettings };
 export type WandbMode = "online" | "offline" | "disabled";
 
-export interface WandbSettings {
-  mode: "online" | "offline";
-  baseUrl: string;
-  /** Never printed or written anywhere; only sent as HTTP Basic auth `api:KEY`. */
-  apiKey: string;
-  entity?: string;
-}
-
-export interface WandbRunOptions {
-  project: string | null;
-  /** The display name (the original's `--name`). */
-  name: string;
-  config: Record<string, unknown>;
-  /** A resumed run passes the id kept in its training state; a new run draws one. */
+/** The run's identity from the environment (the official client's variables). */
+export interface WandbEnvRun {
+  project?: string;
+  name?: string;
   id?: string;
-  /** Where offline runs write their files (`{dir}/wandb/offline-run-{id}`). */
+  tags?: string[];
+  group?: string;
+  notes?: string;
+  /** Where local files go (`{dir}/wandb/...`); default: the run's metrics folder. */
   dir?: string;
-  log: (line: string) => void;
-  /** How often queued rows are sent (ms). */
-  flushIntervalMs?: number;
-  /** Per-request timeout (ms). */
-  requestTimeoutMs?: number;
-  /** Rows kept while the server is unreachable; older ones are dropped beyond this. */
-  maxBufferedRows?: number;
 }
 
 export const DEFAULT_BASE_URL = "https://api.wandb.ai";
@@ -72,6 +65,33 @@ export function wandbSettingsFromEnv(
   return { mode, baseUrl, apiKey, entity: env("WANDB_ENTITY") || undefined };
 }
 
+/**
+ * `WANDB_PROJECT`, `WANDB_NAME`, `WANDB_RUN_ID`, `WANDB_TAGS` (comma-separated),
+ * `WANDB_RUN_GROUP`, `WANDB_NOTES`, `WANDB_DIR`. A run id W&B would refuse is an error that
+ * names the variable.
+ */
+export function wandbRunFromEnv(
+  env: (name: string) => string | undefined = (n) => Deno.env.get(n),
+): WandbEnvRun {
+  const get = (n: string) => env(n)?.trim() || undefined;
+  const id = get("WANDB_RUN_ID");
+  if (id !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(id)) {
+    throw new Error(
+      `WANDB_RUN_ID: "${id}" is not a W&B run id (1 to 64 letters, digits, "-" or "_")`,
+    );
+  }
+  const tags = get("WANDB_TAGS")?.split(",").map((t) => t.trim()).filter(Boolean);
+  return {
+    project: get("WANDB_PROJECT"),
+    name: get("WANDB_NAME"),
+    id,
+    tags: tags?.length ? tags : undefined,
+    group: get("WANDB_RUN_GROUP"),
+    notes: env("WANDB_NOTES") || undefined,
+    dir: get("WANDB_DIR"),
+  };
+}
+
 /** The password of the `~/.netrc` machine entry for the host of `baseUrl`, if any. */
 export function netrcPassword(baseUrl: string, home: string | undefined): string | undefined {
   if (!home) return undefined;
@@ -95,261 +115,201 @@ export function netrcPassword(baseUrl: string, home: string | undefined): string
   return undefined;
 }
 
-/** A W&B run: `log` queues rows, a background task sends them, `finish` marks it complete. */
+export interface WandbRunOptions {
+  /** The config's project (null: `WANDB_PROJECT`, else W&B's `uncategorized`). */
+  project: string | null;
+  /** The display name (the original's `--name`); `WANDB_NAME` overrides it. */
+  name: string;
+  config: Record<string, unknown>;
+  /** The id kept in the training state (a resumed run); `WANDB_RUN_ID` wins; else a new one. */
+  id?: string;
+  /** The identity from the environment (`wandbRunFromEnv()`). */
+  env?: WandbEnvRun;
+  /** The run's folder: local W&B files go to `{WANDB_DIR or this}/wandb/`. */
+  dir?: string;
+  log: (line: string) => void;
+  /** metrics.jsonl so far: a resumed run sends again what the server lacks. */
+  history?: Record<string, unknown>[];
+  backend?: MetadataInput["backend"];
+  /** Sends console output as `output.log` (the training task; not the tests' own runs). */
+  captureOutput?: boolean;
+  /** The sender in this thread instead of a Worker (wandb-sync, tests). */
+  inProcess?: boolean;
+  /** Intervals (ms) and bounds, for tests; see SenderInit. */
+  timing?: Pick<
+    SenderInit,
+    | "tickMs"
+    | "flushMs"
+    | "heartbeatMs"
+    | "statsMs"
+    | "requestTimeoutMs"
+    | "maxBufferedRows"
+    | "nvidiaSmi"
+  >;
+}
+
+/**
+ * A W&B run: `log` hands metrics to the sender and returns at once; `preempting` marks an
+ * interruption that will resume; `finish(exitcode)` sends the rest and marks the run complete.
+ */
 export class WandbRun {
   readonly id: string;
-  entity: string | undefined;
-  project: string;
-  /** Rows queued and not yet acknowledged by the server. */
-  readonly pending: string[] = [];
-  /** Line offset in the run's history of `pending[0]`. */
-  #offset = 0;
-  #summary: Record<string, unknown> = {};
-  /** The row of the latest step, still open to more metrics of that step. */
-  #open: Record<string, unknown> | null = null;
-  #created = false;
-  #warned = false;
-  #dropped = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #inFlight: Promise<void> | null = null;
-  #failures = 0;
+  readonly project: string;
+  readonly displayName: string;
+  readonly #worker: Worker | null;
+  readonly #sender: WandbSender | null;
   #finished = false;
+  #restoreConsole: (() => void) | null = null;
+  #result: ((r: FinishResult) => void) | null = null;
   /** The server acknowledged the end of the run. */
   completed = false;
-  readonly #t0 = Date.now();
-  readonly #flushMs: number;
-  readonly #timeoutMs: number;
-  readonly #maxRows: number;
-  readonly #offlineDir: string | undefined;
 
-  constructor(readonly settings: WandbSettings, readonly opts: WandbRunOptions) {
-    this.id = opts.id ?? newRunId();
-    this.entity = settings.entity;
-    this.project = opts.project || "uncategorized";
-    this.#flushMs = opts.flushIntervalMs ?? 10_000;
-    this.#timeoutMs = opts.requestTimeoutMs ?? 10_000;
-    this.#maxRows = opts.maxBufferedRows ?? 10_000;
-    if (settings.mode === "offline") {
-      this.#offlineDir = `${opts.dir ?? "."}/wandb/offline-run-${this.id}`;
-      Deno.mkdirSync(this.#offlineDir, { recursive: true });
-      Deno.writeTextFileSync(
-        `${this.#offlineDir}/config.json`,
-        JSON.stringify({ project: this.project, name: opts.name, config: opts.config }) + "\n",
-      );
-      opts.log(`W&B offline: run ${this.id} writes its history to ${this.#offlineDir}`);
+  private constructor(settings: WandbSettings, opts: WandbRunOptions, init: SenderInit) {
+    this.id = init.id;
+    this.project = init.project || "uncategorized";
+    this.displayName = init.displayName;
+    const say = (line: string) => opts.log(line);
+    if (opts.inProcess || settings.mode === "offline") {
+      this.#worker = null;
+      this.#sender = new WandbSender(init, say);
     } else {
-      opts.log(`W&B: run ${this.id} (project ${this.project}) at ${settings.baseUrl}`);
-      this.#kick(0);
-    }
-  }
-
-  /**
-   * Adds metrics at `step`; never waits on the network. As in the Python SDK, metrics logged at
-   * the same step make one history row (the train metrics and the eval at step 60, say), and a
-   * row is committed, i.e. queued to be sent, when a later step arrives or the run finishes.
-   */
-  log(row: Record<string, number | string>, step: number): void {
-    if (this.#finished) return;
-    const now = Date.now();
-    const times = { _step: step, _runtime: (now - this.#t0) / 1000, _timestamp: now / 1000 };
-    Object.assign(this.#summary, row, times);
-    if (this.#open && this.#open._step === step) {
-      Object.assign(this.#open, row, times);
-      return;
-    }
-    this.#commit();
-    this.#open = { ...row, ...times };
-  }
-
-  /** Queues rows written earlier (an offline run's history), as they are. */
-  replay(rows: Record<string, unknown>[]): void {
-    this.#commit();
-    for (const row of rows) {
-      Object.assign(this.#summary, row);
-      this.#open = row;
-      this.#commit();
-    }
-  }
-
-  /** Queues the open row (offline: appends it to the history file). */
-  #commit(): void {
-    if (!this.#open) return;
-    const text = JSON.stringify(this.#open);
-    this.#open = null;
-    if (this.#offlineDir) {
-      Deno.writeTextFileSync(`${this.#offlineDir}/wandb-history.jsonl`, text + "\n", {
-        append: true,
+      this.#sender = null;
+      this.#worker = new Worker(new URL("./wandb_worker.ts", import.meta.url), {
+        type: "module",
       });
-      return;
+      this.#worker.onmessage = (e) => {
+        if (e.data.kind === "say") say(e.data.line);
+        else if (e.data.kind === "finished") this.#result?.(e.data);
+      };
+      // An error on the Worker must never end training: it is said, and the run goes on.
+      this.#worker.onerror = (e) => {
+        e.preventDefault();
+        say(`W&B: the sender stopped (${e.message}); metrics.jsonl has every row`);
+        this.#result?.({ ok: false, unsent: -1, dropped: 0 });
+      };
+      this.#worker.postMessage({ kind: "init", init });
     }
-    this.pending.push(text);
-    if (this.pending.length > this.#maxRows) {
-      this.pending.shift();
-      this.#offset++;
-      this.#dropped++;
-    }
-    this.#kick(this.#flushMs);
-  }
-
-  /**
-   * Sends what is queued and marks the run complete, waiting at most `deadlineMs`. When the
-   * server is unreachable it says what was not sent and returns.
-   */
-  async finish(exitcode = 0, deadlineMs = 10_000): Promise<void> {
-    if (this.#finished) return;
-    this.#commit();
-    this.#finished = true;
-    clearTimeout(this.#timer);
-    if (this.#offlineDir) {
-      Deno.writeTextFileSync(
-        `${this.#offlineDir}/wandb-summary.json`,
-        JSON.stringify(this.#summary),
-      );
-      return;
-    }
-    const deadline = Date.now() + deadlineMs;
-    // A few tries, then give up: an outage must not hold the end of the run for long.
-    const attempt = async () => {
-      for (let i = 0; i < 3 && Date.now() < deadline; i++) {
-        if (i > 0) await sleep(Math.min(500, Math.max(0, deadline - Date.now())));
-        await this.#inFlight;
-        await this.#flush(deadline);
-        if (this.#created && this.pending.length === 0) {
-          await this.#post(this.#streamUrl(), { complete: true, exitcode }, deadline);
-          this.completed = true;
-          return true;
-        }
-      }
-      return false;
-    };
-    let ok = false;
-    try {
-      ok = await attempt();
-    } catch {
-      ok = false;
-    }
-    if (!ok) {
-      this.opts.log(
-        `W&B: could not reach ${this.settings.baseUrl} to finish run ${this.id}; ` +
-          `${this.pending.length} rows were not sent (metrics.jsonl has them all)`,
-      );
-    } else if (this.#dropped > 0) {
-      this.opts.log(`W&B: ${this.#dropped} rows were dropped while the server was unreachable`);
+    if (opts.captureOutput) {
+      this.#restoreConsole = captureConsole((lines) => this.#send({ kind: "output", lines }));
     }
   }
 
-  /** Schedules a send in `ms` unless one is scheduled or running. */
-  #kick(ms: number): void {
-    if (this.#timer !== undefined || this.#inFlight || this.#finished) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#inFlight = this.#flush().finally(() => {
-        this.#inFlight = null;
-        if (this.pending.length > 0 || !this.#created) {
-          // Back off while the server is down: 2x per failure, at most a minute.
-          this.#kick(Math.min(60_000, this.#flushMs * 2 ** Math.min(this.#failures, 6)));
-        }
-      });
-    }, ms);
-  }
-
-  /** One round: create the run if not yet done, then send the queued rows. Never throws. */
-  async #flush(deadline?: number): Promise<void> {
-    try {
-      if (!this.#created) await this.#create(deadline);
-      if (this.pending.length === 0) return;
-      const rows = this.pending.slice();
-      await this.#post(this.#streamUrl(), {
-        files: {
-          "wandb-history.jsonl": { offset: this.#offset, content: rows },
-          "wandb-summary.json": { offset: 0, content: [JSON.stringify(this.#summary)] },
-        },
-      }, deadline);
-      this.pending.splice(0, rows.length);
-      this.#offset += rows.length;
-      this.#failures = 0;
-    } catch (e) {
-      this.#failures++;
-      if (!this.#warned) {
-        this.#warned = true;
-        this.opts.log(
-          `W&B: ${this.settings.baseUrl} is unreachable (${describe(e)}); training goes on, ` +
-            `rows are kept (up to ${this.#maxRows}) and sent when it answers`,
-        );
-      }
-    }
-  }
-
-  async #create(deadline?: number): Promise<void> {
-    const config = Object.fromEntries(
-      Object.entries(this.opts.config).map(([k, v]) => [k, { desc: null, value: v }]),
-    );
-    const res = await this.#graphql(UPSERT_BUCKET, {
-      name: this.id,
-      project: this.project,
-      entity: this.entity,
-      displayName: this.opts.name,
-      config: JSON.stringify(config),
-    }, deadline);
-    const bucket = res?.upsertBucket?.bucket;
-    if (!bucket) throw new Error("UpsertBucket returned no run");
-    this.entity = bucket.project?.entity?.name ?? this.entity;
-    this.project = bucket.project?.name ?? this.project;
-    if (res.upsertBucket.inserted === false) {
-      // A resumed run: its history continues after the lines the server has.
-      const status = await this.#graphql(RUN_RESUME_STATUS, {
-        project: this.project,
-        entity: this.entity,
-        name: this.id,
-      }, deadline);
-      const lines = status?.model?.bucket?.historyLineCount;
-      if (typeof lines === "number") this.#offset = lines;
-    }
-    this.#created = true;
-  }
-
-  #streamUrl(): string {
-    const seg = (s: string | undefined) => encodeURIComponent(s ?? "");
-    return `${this.settings.baseUrl}/files/${seg(this.entity)}/${seg(this.project)}/${
-      seg(this.id)
-    }/file_stream`;
-  }
-
-  async #graphql(
-    query: string,
-    variables: Record<string, unknown>,
-    deadline?: number,
-  ): Promise<any> {
-    const res = await this.#post(
-      `${this.settings.baseUrl}/graphql`,
-      { query, variables },
-      deadline,
-    );
-    const body = await res.json();
-    if (body.errors?.length) throw new Error(`GraphQL: ${body.errors[0].message}`);
-    return body.data;
-  }
-
-  async #post(url: string, body: unknown, deadline?: number): Promise<Response> {
-    const timeout = deadline === undefined
-      ? this.#timeoutMs
-      : Math.max(1, Math.min(this.#timeoutMs, deadline - Date.now()));
-    const res = await fetch(url, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        authorization: `Basic ${btoa(`api:${this.settings.apiKey}`)}`,
-        "user-agent": "deit3-deno",
-      },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(timeout),
+  /** Starts a run (online: in the background; this never waits on the network). */
+  static async start(settings: WandbSettings, opts: WandbRunOptions): Promise<WandbRun> {
+    const env = opts.env ?? {};
+    const id = env.id ?? opts.id ?? newRunId();
+    const project = opts.project || env.project || "";
+    const displayName = env.name || opts.name;
+    const dir = env.dir ?? opts.dir;
+    const startedAt = new Date();
+    const git = await gitInfo();
+    const metadata = await runMetadata({
+      nvidiaSmi: opts.timing?.nvidiaSmi,
+      backend: opts.backend,
+      root: dir ?? Deno.cwd(),
+      startedAt,
     });
-    if (!res.ok) {
-      await res.body?.cancel();
-      throw new Error(`HTTP ${res.status} from ${new URL(url).pathname}`);
-    }
-    return res;
+    const files = {
+      "wandb-metadata.json": redact(JSON.stringify(metadata, null, 2)),
+      "config.yaml": redact(configYaml(opts.config)),
+    };
+    const offline = settings.mode === "offline";
+    const init: SenderInit = {
+      settings,
+      id,
+      project,
+      displayName,
+      config: opts.config,
+      tags: env.tags,
+      group: env.group,
+      notes: env.notes,
+      host: hostname(),
+      program: programPath(),
+      commit: git?.commit,
+      resume: id === opts.id || id === env.id,
+      history: opts.history,
+      files,
+      offlineDir: offline ? `${dir ?? "."}/wandb/offline-run-${id}` : undefined,
+      // Local copies of the uploaded files, where the run has a folder.
+      localDir: offline || !dir ? undefined : `${dir}/wandb/run-${id}/files`,
+      ...opts.timing,
+    };
+    opts.log(
+      offline
+        ? `W&B offline: run ${id} writes its history to ${init.offlineDir}`
+        : `W&B: run ${id} (project ${project || "uncategorized"}) at ${settings.baseUrl}`,
+    );
+    return new WandbRun(settings, opts, init);
   }
+
+  /** Adds metrics at `step`; never waits on the network. */
+  log(metrics: Record<string, number | string>, step: number, time = Date.now() / 1000): void {
+    this.#send({ kind: "log", step, time, metrics });
+  }
+
+  /** The run was interrupted and will resume (SIGTERM, Ctrl-C): W&B shows it as preempted. */
+  preempting(): void {
+    this.#send({ kind: "preempting" });
+  }
+
+  /**
+   * Sends what is queued and marks the run complete with `exitcode`, waiting at most
+   * `deadlineMs`. When the server is unreachable it says what was not sent and returns.
+   */
+  async finish(exitcode = 0, deadlineMs = 10_000): Promise<FinishResult> {
+    if (this.#finished) return { ok: this.completed, unsent: 0, dropped: 0 };
+    this.#finished = true;
+    this.#restoreConsole?.();
+    let result: FinishResult = { ok: false, unsent: 0, dropped: 0 };
+    if (this.#sender) {
+      result = await this.#sender.finish(exitcode, deadlineMs);
+    } else if (this.#worker) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const answered = new Promise<FinishResult>((r) => this.#result = r);
+      this.#worker.postMessage({ kind: "finish", exitcode, deadlineMs });
+      result = await Promise.race([
+        answered,
+        new Promise<FinishResult>((r) =>
+          timer = setTimeout(
+            () => r({ ok: false, unsent: -1, dropped: 0 }),
+            deadlineMs + 2000,
+          )
+        ),
+      ]);
+      clearTimeout(timer);
+      this.#worker.terminate();
+    }
+    this.completed = result.ok;
+    return result;
+  }
+
+  #send(msg: SenderMessage): void {
+    if (this.#finished) return;
+    if (this.#sender) void this.#sender.handle(msg);
+    else this.#worker!.postMessage(msg);
+  }
+}
+
+/**
+ * Copies every console line into `sink` (redacted, as `output.log` lines) while the run lives;
+ * returns the function that stops it.
+ */
+function captureConsole(sink: (lines: string[]) => void): () => void {
+  const methods = ["log", "info", "debug", "warn", "error"] as const;
+  const originals = methods.map((m) => console[m]);
+  methods.forEach((m, i) => {
+    const original = originals[i];
+    console[m] = (...args: unknown[]) => {
+      original(...args);
+      const text = args.map((a) =>
+        typeof a === "string" ? a : a instanceof Error ? a.stack ?? a.message : Deno.inspect(a)
+      ).join(" ");
+      const stderr = m === "warn" || m === "error";
+      const now = new Date();
+      sink(redact(text).split("\n").map((l) => outputLogLine(l, stderr, now)));
+    };
+  });
+  return () => methods.forEach((m, i) => console[m] = originals[i]);
 }
 
 /** An 8-character run id of [a-z0-9], as the W&B SDKs draw them. */
@@ -359,37 +319,10 @@ export function newRunId(): string {
   return Array.from(bytes, (b) => alphabet[b % alphabet.length]).join("");
 }
 
-const UPSERT_BUCKET = `mutation UpsertBucket($id: String, $name: String, $project: String,
-  $entity: String, $displayName: String, $config: JSONString) {
-  upsertBucket(input: {id: $id, name: $name, modelName: $project, entityName: $entity,
-    displayName: $displayName, config: $config}) {
-    bucket { id name displayName project { id name entity { id name } } }
-    inserted
-  }
-}`;
-
-const RUN_RESUME_STATUS = `query RunResumeStatus($project: String, $entity: String,
-  $name: String!) {
-  model(name: $project, entityName: $entity) {
-    id name entity { id name }
-    bucket(name: $name, missingOk: true) { id name historyLineCount }
-  }
-}`;
-
-function describe(e: unknown): string {
-  const err = e as Error;
-  if (err?.name === "TimeoutError") return "timed out";
-  return (err?.message ?? String(e)).split("\n")[0].slice(0, 200);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 /** The offline run folders (`offline-run-ID` with a config.json) under `dir`, 5 levels down. */
 export function offlineRunDirs(dir: string, depth = 5): string[] {
   const root = dir.replace(/\/+$/, "");
-  if (/offline-run-[a-z0-9]+$/.test(root) && existsSync(`${root}/config.json`)) return [root];
+  if (/offline-run-[A-Za-z0-9_-]+$/.test(root) && existsSync(`${root}/config.json`)) return [root];
   if (depth === 0) return [];
   let entries: Deno.DirEntry[];
   try {
@@ -403,8 +336,10 @@ export function offlineRunDirs(dir: string, depth = 5): string[] {
 
 /**
  * Uploads an offline run (`WANDB_MODE=offline`) to the server of `settings`: the same run id,
- * project, name and config, then its history rows as written. Returns the rows not sent (0 when
- * all arrived); a run that arrived gets a `synced` marker and is skipped next time.
+ * project, name, config, tags, group and notes, its files (metadata, config.yaml, output.log),
+ * then its history rows as written (those the server lacks, when it has part of the run) and its
+ * exit code. Returns the rows not sent (0 when all arrived); a run that arrived gets a `synced`
+ * marker and is skipped next time.
  */
 export async function syncOfflineRun(
   runDir: string,
@@ -416,32 +351,52 @@ export async function syncOfflineRun(
     return 0;
   }
   const meta = JSON.parse(Deno.readTextFileSync(`${runDir}/config.json`));
-  const id = runDir.match(/offline-run-([a-z0-9]+)$/)![1];
-  let rows: Record<string, unknown>[] = [];
+  const id = runDir.match(/offline-run-([A-Za-z0-9_-]+)$/)![1];
+  const rows = readJsonLines(`${runDir}/wandb-history.jsonl`);
+  const files: Record<string, string> = {};
+  for (const name of ["wandb-metadata.json", "config.yaml"]) {
+    try {
+      files[name] = Deno.readTextFileSync(`${runDir}/files/${name}`);
+    } catch {
+      // an older offline run
+    }
+  }
+  let exitcode = 0;
   try {
-    rows = Deno.readTextFileSync(`${runDir}/wandb-history.jsonl`).split("\n").filter((l) =>
-      l.trim()
-    )
-      .map((l) => JSON.parse(l));
+    exitcode = Number(Deno.readTextFileSync(`${runDir}/exitcode`).trim()) || 0;
   } catch {
-    // no rows yet
+    // never finished (killed): sent as it ended
   }
-  const run = new WandbRun(settings, {
-    project: meta.project,
-    name: meta.name,
-    config: meta.config,
+  const sender = new WandbSender({
+    settings,
     id,
-    log,
-    flushIntervalMs: 0,
-  });
-  run.replay(rows);
-  await run.finish(0);
-  const unsent = run.pending.length;
-  if (unsent === 0 && run.completed) {
-    Deno.writeTextFileSync(`${runDir}/synced`, new Date().toISOString() + "\n");
-    log(`${runDir}: ${rows.length} rows sent to run ${id} (project ${run.project})`);
+    project: meta.project ?? "",
+    displayName: meta.name,
+    config: meta.config,
+    tags: meta.tags,
+    group: meta.group,
+    notes: meta.notes,
+    host: meta.host,
+    program: meta.program,
+    commit: meta.commit,
+    resume: true,
+    historyRows: rows,
+    files,
+    statsMs: 0,
+    flushMs: 0,
+  }, log);
+  try {
+    const output = Deno.readTextFileSync(`${runDir}/output.log`).split("\n").filter((l) => l);
+    if (output.length) sender.handle({ kind: "output", lines: output });
+  } catch {
+    // no output
   }
-  return run.completed ? unsent : Math.max(unsent, 1);
+  const r = await sender.finish(exitcode);
+  if (r.ok && r.unsent === 0) {
+    Deno.writeTextFileSync(`${runDir}/synced`, new Date().toISOString() + "\n");
+    log(`${runDir}: ${rows.length} rows sent to run ${id} (project ${sender.project})`);
+  }
+  return r.ok ? r.unsent : Math.max(r.unsent, 1);
 }
 
 function existsSync(path: string): boolean {
