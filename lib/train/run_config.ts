@@ -16,6 +16,7 @@ export function vitConfigOf(c: Config): ViTConfig {
     imageSize: c["image-size"] as number,
     posemb: c.posemb as ViTConfig["posemb"],
     pooling: c.pooling as ViTConfig["pooling"],
+    gelu: c.gelu as ViTConfig["gelu"],
     dropout: c.dropout as number,
     droppath: c.droppath as number,
     gradCkpt: !!c["grad-ckpt"],
