@@ -5,6 +5,9 @@
       gammas and every pos_embed row (a class-token row included) are randomized too, so that a
       converter that drops or misplaces them changes the logits; linear weights get variance
       1/fan_in, so that activations reach GELU's curved range (as in trained weights).
+  eval NAME PTH IMAGE_DIR [KWARGS_JSON]
+      timm's logits on the KEY.png / KEY.cls files of IMAGE_DIR (timm's eval transform at crop
+      ratio 1), printed as JSON: the original's BCE loss, top-1 and the sample count.
   check NAME PTH [KWARGS_JSON] [--same-as REF.pth] [--images IMAGES.f32 --out LOGITS.f32]
       model.load_state_dict(torch.load(PTH, weights_only=True), strict=True); with --same-as,
       every tensor bit-identical to REF's (same keys); with --images (float32 NHWC, normalized,
@@ -65,6 +68,30 @@ def check(name, path, kwargs, same_as=None, images=None, out=None):
     print("ok", len(sd))
 
 
+def evaluate(name, path, image_dir, kwargs):
+    """timm's logits on IMAGE_DIR's KEY.png + KEY.cls (sorted by key), with timm's own eval
+    preprocessing for the original's config (crop ratio 1: resize, center crop, normalize with
+    ImageNet mean/std); the original's BCE loss (mean over classes, then samples) and top-1."""
+    import os
+
+    from PIL import Image
+    from timm.data import create_transform, resolve_data_config
+
+    model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+    cfg = resolve_data_config({"crop_pct": 1.0, "interpolation": "bicubic"}, model=model)
+    transform = create_transform(**cfg)
+    keys = sorted(f[:-4] for f in os.listdir(image_dir) if f.endswith(".png"))
+    x = torch.stack([transform(Image.open(f"{image_dir}/{k}.png").convert("RGB")) for k in keys])
+    labels = torch.tensor([int(open(f"{image_dir}/{k}.cls").read()) for k in keys])
+    with torch.no_grad():
+        logits = model(x)
+    target = torch.nn.functional.one_hot(labels, logits.shape[1]).float()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    acc1 = (logits.argmax(-1) == labels).float().mean()
+    print(json.dumps({"loss": float(loss.mean(-1).mean()), "acc1": float(acc1), "samples": len(keys)}))
+
+
 def main(argv):
     cmd = argv[1]
     if cmd == "make":
@@ -77,6 +104,8 @@ def main(argv):
         opts = dict(zip(rest[::2], rest[1::2]))
         check(argv[2], argv[3], kwargs, opts.get("--same-as"), opts.get("--images"),
               opts.get("--out"))
+    elif cmd == "eval":
+        evaluate(argv[2], argv[3], argv[4], json.loads(argv[5]) if len(argv) > 5 else {})
     else:
         raise SystemExit(__doc__)
 
