@@ -120,11 +120,30 @@ export function checkTimmModel(params: Tree, model: TimmModel, excludeHeads = fa
   return notes;
 }
 
+/**
+ * The timm model that holds a checkpoint of this shape, and the `timm.create_model` arguments it
+ * needs: DeiT-III (layer scale) -> `deit3_*`, DeiT -> `deit_*`. Undefined for widths timm has
+ * no name for. Used for the README's table of the original's checkpoints.
+ */
+export function timmModelFor(
+  m: { dim: number; layers: number; patchSize: number; imageSize: number; labels: number },
+  layerscale: boolean,
+): { name: string; args: string[] } | undefined {
+  const size = Object.entries(SIZES).find(([, [d, depth]]) => d === m.dim && depth === m.layers)
+    ?.[0];
+  if (!size) return undefined;
+  const name = `${layerscale ? "deit3" : "deit"}_${size}_patch${m.patchSize}_224`;
+  const args: string[] = [];
+  if (m.imageSize !== 224) args.push(`img_size=${m.imageSize}`);
+  if (m.labels !== 1000) args.push(`num_classes=${m.labels}`);
+  return { name, args };
+}
+
 /** The GELU note `convert` prints for a target format. */
 export function geluNote(to: "timm" | "flax"): string {
   return to === "timm"
     ? "GELU: timm's ViTs compute exact (erf) GELU; the original trained with the tanh " +
-      "approximation (this project's default, --gelu tanh), so in timm the logits move by ~1e-3"
+      "approximation (this project's default, --gelu tanh), so in timm the logits move by 1e-4 to 1e-3"
     : "GELU: weights trained with timm expect exact (erf) GELU: evaluate or fine-tune them " +
-      "here with --gelu exact (the default, tanh, is the original's)";
+      "here with --gelu exact (the default, tanh, moves logits by 1e-4 to 1e-3)";
 }

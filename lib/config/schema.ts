@@ -278,7 +278,8 @@ export const OPTIONS = {
     kind: "enum",
     values: ["tanh", "exact"],
     default: "tanh",
-    doc: "MLP activation: tanh-approximate GELU (the original's, flax's default) or exact erf GELU " +
+    doc:
+      "MLP activation: tanh-approximate GELU (the original's, flax's default) or exact erf GELU " +
       "(timm's nn.GELU: use it to evaluate or fine-tune weights trained with timm)",
   },
   "dropout": {
