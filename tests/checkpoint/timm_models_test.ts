@@ -71,6 +71,12 @@ Deno.test("checkTimmModel: the original's checkpoints and the timm arguments the
     checkTimmModel(shapesTree(384, 12, 16, 14, 1000), timmModel("vit_small_patch16_224"))[0]
       .includes('("vit_small_patch16_224", init_values=1e-6) loads it strictly'),
   );
+  // The DeiT recipes (no layer scale): a plain deit_*/vit_* model.
+  const deit = shapesTree(384, 12, 16, 14, 1000);
+  for (let i = 0; i < 12; i++) delete (deit.model[`layer_${i}`] as Tree).scale1;
+  assertEquals(checkTimmModel(deit, timmModel("deit_small_patch16_224")), [
+    'timm.create_model("deit_small_patch16_224") loads it strictly',
+  ]);
   // What the named model cannot hold.
   assertThrows(() => checkTimmModel(shapesTree(384, 12, 16, 14, 1000), d3b), /width 384, .* 768/);
   assertThrows(() => checkTimmModel(shapesTree(768, 11, 16, 14, 1000), d3b), /11 blocks/);
