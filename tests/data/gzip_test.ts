@@ -10,7 +10,7 @@
 import { createTrainLoader, createValidLoader, type DataLoader } from "../../lib/data/loader.ts";
 import { readShard, ShardError } from "../../lib/data/shard_reader.ts";
 import { assert, assertEquals } from "../assert.ts";
-import { startFakeGcs } from "./fake_gcs.ts";
+import { startFakeGcs } from "../fake_gcs.ts";
 import {
   buildShard,
   collect,
