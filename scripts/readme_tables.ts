@@ -7,6 +7,7 @@
  * is out of date (the test suite runs the same check).
  */
 import { configMarkdownTable } from "../lib/config/help.ts";
+import { timmModelFor } from "../lib/checkpoint/timm_models.ts";
 
 /** The original's released checkpoints (its README, "Pretrained Checkpoints"). */
 export const RELEASED: [
@@ -118,18 +119,32 @@ const BASE = "https://huggingface.co/affjljoo3581/deit3-jax/resolve/main";
 
 export function checkpointTable(): string {
   const lines = [
-    "| checkpoint | model | data | resolution | epochs | top-1 (deit3-jax) | evaluate | convert to timm |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| checkpoint | model | data | resolution | epochs | top-1 (deit3-jax) | evaluate | convert to timm | timm model |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   ];
   for (const [file, model, data, res, epochs, top1] of RELEASED) {
     const config = file.replace(/-(best|last)\.msgpack$/, "");
+    const c = JSON.parse(
+      Deno.readTextFileSync(new URL(`../configs/${config}.json`, import.meta.url)),
+    );
+    const timm = timmModelFor({
+      dim: c.dim,
+      layers: c.layers,
+      patchSize: c["patch-size"],
+      imageSize: c["image-size"],
+      labels: c.labels,
+    }, !!c.layerscale)!;
+    const create = `\`timm.create_model("${timm.name}"${
+      timm.args.map((a) => `, ${a}`).join("")
+    })\``;
     // An in21k pre-training checkpoint has a 21k-class head: nothing to evaluate on in1k.
     const evaluate = data === "in21k"
       ? "- (in21k head)"
       : `\`deno task eval ${file} --config configs/${config}.json\``;
     lines.push(
       `| [${file}](${BASE}/${file}?download=true) | ${model} | ${data} | ${res} | ${epochs} | ` +
-        `${top1} | ${evaluate} | \`deno task convert ${file} --to pth\` |`,
+        `${top1} | ${evaluate} | \`deno task convert ${file} --to pth --timm-model ${timm.name}\` | ` +
+        `${create} |`,
     );
   }
   return lines.join("\n") + "\n";

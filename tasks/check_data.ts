@@ -6,7 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { redactConsole } from "../lib/config/redact.ts";
-import { checkData, formatReport } from "../lib/data/check.ts";
+import { checkData, formatReport, verdict } from "../lib/data/check.ts";
 
 const USAGE = `usage: deno task check-data SPEC [options]
 
@@ -35,14 +35,15 @@ Examples:
 if (import.meta.main) {
   redactConsole();
   try {
-    await main(Deno.args);
+    Deno.exitCode = await main(Deno.args);
   } catch (e) {
     console.error(`check-data: ${(e as Error).message}`);
     Deno.exit(1);
   }
 }
 
-export async function main(args: string[]): Promise<void> {
+/** Prints the report; 0 when every shard gave a usable sample, else 1 (after saying why). */
+export async function main(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -63,7 +64,7 @@ export async function main(args: string[]): Promise<void> {
   });
   if (values.help) {
     console.log(USAGE);
-    return;
+    return 0;
   }
   if (positionals.length !== 1) throw new Error(`expected one shard spec\n${USAGE}`);
   const transform = values.transform;
@@ -92,6 +93,10 @@ export async function main(args: string[]): Promise<void> {
     log,
   });
   console.log(values.json ? JSON.stringify(report) : formatReport(report));
+  const bad = verdict(report);
+  if (bad === undefined) return 0;
+  console.error(`check-data: ${bad}`);
+  return 1;
 }
 
 function int(text: string, flag: string, min: number): number {

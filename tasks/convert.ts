@@ -1,5 +1,6 @@
 /**
- * deno task convert IN [--to pth|msgpack|safetensors] [--out FILE] [--exclude-heads] [--num-heads N]
+ * deno task convert IN [--to pth|msgpack|safetensors] [--out FILE] [--timm-model NAME]
+ *   [--exclude-heads] [--num-heads N]
  *
  * Converts between deit3-jax Flax msgpack checkpoints and timm-named PyTorch .pth / safetensors
  * files (as the original's convert_flax_to_pytorch.py / convert_pytorch_to_flax.py). IN and --out
@@ -10,7 +11,8 @@ import { parseArgs } from "node:util";
 import { convertCheckpoint, type Format } from "../lib/checkpoint/convert.ts";
 
 const USAGE =
-  `usage: deno task convert IN [--to pth|msgpack|safetensors] [--out FILE] [--exclude-heads] [--num-heads N]
+  `usage: deno task convert IN [--to pth|msgpack|safetensors] [--out FILE] [--timm-model NAME]
+                         [--exclude-heads] [--num-heads N]
 
 Converts a checkpoint between deit3-jax's Flax msgpack and timm-named PyTorch .pth or
 safetensors, as the original's convert_flax_to_pytorch.py and convert_pytorch_to_flax.py do.
@@ -20,11 +22,17 @@ IN and --out may be local paths or gs:// URLs.
   --to pth|msgpack|safetensors
                           the output format (default: msgpack -> pth, anything else -> msgpack)
   --out FILE              where to write (default: next to IN, with the new extension)
+  --timm-model NAME       write the layout timm's NAME loads strictly, checked against it:
+                          deit3_* (DeiT-III: pos_embed without a class row, layer scale),
+                          vit_* / deit_* (a zero class row; layer scale via init_values).
+                          Default: the original converter's layout (vit_*)
   --exclude-heads         leave out the classifier head (for fine-tuning on other labels)
   --num-heads N           attention heads, when IN does not tell (pth/safetensors -> msgpack)
   -h, --help              this text
 
-Example: deno task convert runs/mnist-vit-tiny/mnist-vit-tiny-best.msgpack --to pth`;
+Examples: deno task convert runs/mnist-vit-tiny/mnist-vit-tiny-best.msgpack --to pth
+          deno task convert deit3-s16-224-in1k-400ep-best.msgpack --to pth \\
+            --timm-model deit3_small_patch16_224`;
 
 export async function main(args: string[]): Promise<number> {
   let parsed;
@@ -37,6 +45,7 @@ export async function main(args: string[]): Promise<number> {
         out: { type: "string" },
         "exclude-heads": { type: "boolean", default: false },
         "num-heads": { type: "string" },
+        "timm-model": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -76,7 +85,9 @@ export async function main(args: string[]): Promise<number> {
       out: values.out,
       excludeHeads: values["exclude-heads"],
       numHeads,
+      timmModel: values["timm-model"],
     });
+    for (const note of r.notes) console.log(`note: ${note}`);
     const secs = ((performance.now() - started) / 1000).toFixed(2);
     console.log(
       `wrote ${r.out}: ${r.from} -> ${r.to}, ${r.tensors} tensors, ${

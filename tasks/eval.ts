@@ -92,7 +92,9 @@ export async function main(args: string[]): Promise<number> {
   let config;
   try {
     const cl = parseCommandLine([configPath, ...rest]);
-    config = loadConfig(cl.configPath, cl.flags);
+    // Eval reads the model, validation and backend keys only: a recipe's `$GCS_*` output and
+    // training paths need no variable unless read.
+    config = loadConfig(cl.configPath, cl.flags, { unsetVariables: "defer" });
   } catch (e) {
     if (e instanceof ConfigError) {
       console.error(e.message);
@@ -100,7 +102,15 @@ export async function main(args: string[]): Promise<number> {
     }
     throw e;
   }
-  if (!config["valid-dataset-shards"]) {
+  let validShards;
+  try {
+    validShards = config["valid-dataset-shards"];
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    console.error(`${e.message}\n(or pass --valid-dataset-shards SPEC)`);
+    return 2;
+  }
+  if (!validShards) {
     console.error('eval: "valid-dataset-shards" is not set: pass --valid-dataset-shards SPEC');
     return 2;
   }
@@ -118,6 +128,10 @@ export async function main(args: string[]): Promise<number> {
     console.log(JSON.stringify({ checkpoint: ckpt, ...r }));
     return 0;
   } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(e.message);
+      return 2;
+    }
     console.error(`eval: ${(e as Error).message}`);
     return 1;
   }

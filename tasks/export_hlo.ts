@@ -45,10 +45,8 @@ export async function main(args: readonly string[]): Promise<number> {
     (cl.help ? console.log : console.error)(USAGE);
     return cl.help ? 0 : 2;
   }
-  // Data locations do not matter for the program: unset $VARs stay visible as placeholders.
-  const config = loadConfig(cl.configPath, cl.flags, {
-    env: (name) => Deno.env.get(name) ?? `<$${name} unset>`,
-  });
+  // Data locations do not matter for the program: keys naming unset $VARs are not read.
+  const config = loadConfig(cl.configPath, cl.flags, { unsetVariables: "defer" });
   const t0 = performance.now();
   const program = exportTrainStep(config, {
     batch: own.batch === undefined ? undefined : positiveInt("--batch", own.batch),

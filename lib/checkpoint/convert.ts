@@ -9,6 +9,7 @@ import { encodePth, readPthFile, type StateDict, stateDictOf } from "./pth.ts";
 import { encodeSafetensors, readSafetensorsFile } from "./safetensors.ts";
 import { withLocalInput, writeOutput } from "./storage.ts";
 import { flaxToTimm, timmToFlax } from "./timm.ts";
+import { checkTimmModel, geluNote, type TimmModel, timmModel } from "./timm_models.ts";
 import { isTree, tensorLeaves, type Tree, unflattenTree } from "./tree.ts";
 
 export type Format = "msgpack" | "pth" | "safetensors";
@@ -19,6 +20,8 @@ export interface ConvertOptions {
   out?: string;
   excludeHeads?: boolean;
   numHeads?: number;
+  /** Write the layout of this timm model (`deit3_small_patch16_224`), checked against it. */
+  timmModel?: string;
 }
 
 export interface ConvertResult {
@@ -27,14 +30,25 @@ export interface ConvertResult {
   to: Format;
   tensors: number;
   bytes: number;
+  /** What the user should know: values not kept bit for bit, timm arguments, the GELU. */
+  notes: string[];
 }
 
 /** Converts `input` and writes the result (atomically; nothing is written on failure). */
 export async function convertCheckpoint(options: ConvertOptions): Promise<ConvertResult> {
   const { input, excludeHeads = false, numHeads } = options;
+  const target = options.timmModel === undefined ? undefined : timmModel(options.timmModel);
   return await withLocalInput(input, async (local) => {
     const from = await detectFormat(input, local);
     const to = options.to ?? (from === "msgpack" ? "pth" : "msgpack");
+    if (target && to === "msgpack") {
+      throw new CheckpointError(
+        input,
+        undefined,
+        "--timm-model names the layout of a .pth or safetensors output, not of --to msgpack",
+      );
+    }
+    const notes: string[] = [];
     const out = options.out ?? replaceExtension(input, EXTENSION[to]);
     if (out === input) {
       throw new CheckpointError(
@@ -53,11 +67,11 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
     let tensors: number;
     try {
       if (to === "msgpack") {
-        const tree = await readAsFlax(local, from, { excludeHeads, numHeads });
+        const tree = await readAsFlax(local, from, { excludeHeads, numHeads, notes });
         tensors = tensorLeaves(tree).size;
         pieces = encodeFlaxMsgpack(tree);
       } else {
-        const sd = await readAsTimm(local, from, { excludeHeads });
+        const sd = await readAsTimm(local, from, { excludeHeads, numHeads, target, notes });
         tensors = sd.size;
         pieces = to === "pth"
           ? encodePth(sd, { archiveName: archiveName(out) })
@@ -79,7 +93,7 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
       if (e instanceof CheckpointError) throw e;
       throw new CheckpointError(out, (e as { key?: string }).key, (e as Error).message);
     }
-    return { out, from, to, tensors, bytes };
+    return { out, from, to, tensors, bytes, notes };
   });
 }
 
@@ -132,7 +146,7 @@ const EXTENSION: Record<Format, string> = {
 async function readAsFlax(
   local: string,
   from: Format,
-  { excludeHeads, numHeads }: { excludeHeads: boolean; numHeads?: number },
+  { excludeHeads, numHeads, notes }: { excludeHeads: boolean; numHeads?: number; notes: string[] },
 ): Promise<Tree> {
   if (from === "msgpack") {
     const tree = paramsOf(await readFlaxMsgpackFile(local));
@@ -152,25 +166,41 @@ async function readAsFlax(
     if (excludeHeads) delete (tree.model as Tree).head;
     return tree;
   }
-  return timmToFlax(sd, { numHeads, excludeHeads });
+  const tree = timmToFlax(sd, { numHeads, excludeHeads, notes });
+  notes.push(geluNote("flax"));
+  return tree;
 }
 
 async function readAsTimm(
   local: string,
   from: Format,
-  { excludeHeads }: { excludeHeads: boolean },
+  { excludeHeads, numHeads, target, notes }: {
+    excludeHeads: boolean;
+    numHeads?: number;
+    target?: TimmModel;
+    notes: string[];
+  },
 ): Promise<StateDict> {
-  let sd: StateDict;
+  let tree: Tree;
   if (from === "msgpack") {
-    return flaxToTimm(paramsOf(await readFlaxMsgpackFile(local)), { excludeHeads });
+    tree = paramsOf(await readFlaxMsgpackFile(local));
+  } else {
+    let sd = from === "pth"
+      ? stateDictOf(await readPthFile(local), local)
+      : (await readSafetensorsFile(local)).tensors;
+    if ([...sd.keys()].every((k) => k.startsWith("model."))) {
+      tree = unflattenTree(sd as Map<string, HostTensor>, { sep: "." });
+    } else if (target) {
+      // timm names already: rewritten through the Flax tree into the named model's layout.
+      tree = timmToFlax(sd, { numHeads: numHeads ?? target.heads, notes });
+    } else {
+      if (excludeHeads) sd = new Map([...sd].filter(([k]) => !k.startsWith("head.")));
+      return sd;
+    }
   }
-  if (from === "pth") sd = stateDictOf(await readPthFile(local), local);
-  else sd = (await readSafetensorsFile(local)).tensors;
-  if ([...sd.keys()].every((k) => k.startsWith("model."))) {
-    return flaxToTimm(unflattenTree(sd as Map<string, HostTensor>, { sep: "." }), { excludeHeads });
-  }
-  if (excludeHeads) sd = new Map([...sd].filter(([k]) => !k.startsWith("head.")));
-  return sd;
+  if (target) notes.push(...checkTimmModel(tree, target, excludeHeads));
+  notes.push(geluNote("timm"));
+  return flaxToTimm(tree, { excludeHeads, noEmbedClass: target?.noEmbedClass ?? false });
 }
 
 /**

@@ -6,6 +6,7 @@
  * |---------------------------------------|----------------------------------------|
  * | embed/cls_token [1,1,D]               | cls_token [1,1,D]                      |
  * | embed/wpe [gh,gw,D]                   | pos_embed [1,1+gh*gw,D] (zero cls row) |
+ * |                                       | or [1,gh*gw,D] (`no_embed_class`)      |
  * | embed/wte/kernel [p,p,3,D], bias      | patch_embed.proj.weight [D,3,p,p], bias|
  * | layer_i/attn/w{q,k,v} [D,H,hd], [H,hd]| blocks.i.attn.qkv.weight [3D,D], bias  |
  * | layer_i/attn/wo [H,hd,D], bias        | blocks.i.attn.proj.weight [D,D], bias  |
@@ -14,8 +15,11 @@
  * | layer_i/scale1, scale2                | blocks.i.ls1.gamma, ls2.gamma          |
  * | norm, head                            | norm, head                             |
  *
- * timm -> Flax folds `pos_embed[:, :1]` into the cls token (lossless for files made by
- * flaxToTimm, whose cls row is zero) and needs the head count to split qkv. Models the other
+ * The original adds `wpe` to the patches only, which is timm's `no_embed_class=True` layout (the
+ * `deit3_*` models); timm's `vit_*` / `deit_*` models give the class token a position row too,
+ * written as zeros. timm -> Flax folds a `pos_embed[:, :1]` row into the cls token (lossless
+ * when the row is zero, as in files made by flaxToTimm; otherwise logits are kept but not the
+ * bytes, see `TimmToFlaxResult.foldedClassRow`) and needs the head count to split qkv. Models the other
  * side cannot express (global average pooling, fixed sincos2d position embeddings, distillation
  * tokens, fc_norm) are refused with an error instead of producing a silently wrong file.
  */
@@ -28,12 +32,14 @@ import { flattenTree, isTree, type Tree } from "./tree.ts";
 export interface FlaxToTimmOptions {
   /** Leave out `head.weight` / `head.bias` (as the original's `--exclude-heads`). */
   excludeHeads?: boolean;
+  /** timm's `no_embed_class=True` layout (`deit3_*`): pos_embed has no class-token row. */
+  noEmbedClass?: boolean;
 }
 
 /** Flax params (`{model: {...}}` or the model tree itself) to a timm state dict. */
 export function flaxToTimm(
   params: Tree,
-  { excludeHeads = false }: FlaxToTimmOptions = {},
+  { excludeHeads = false, noEmbedClass = false }: FlaxToTimmOptions = {},
 ): StateDict {
   const model = isTree(params.model) ? params.model : params;
   const leaves = new Map(
@@ -72,7 +78,10 @@ export function flaxToTimm(
   const wpe = get("embed/wpe", 3);
   const grid = reshape(wpe, [1, -1, dim]);
   sd.set("cls_token", cls);
-  sd.set("pos_embed", concatenate([zeros([1, 1, dim], wpe.dtype), grid], 1));
+  sd.set(
+    "pos_embed",
+    noEmbedClass ? grid : concatenate([zeros([1, 1, dim], wpe.dtype), grid], 1),
+  );
   sd.set("patch_embed.proj.weight", transpose(get("embed/wte/kernel", 4), [3, 2, 0, 1]));
   sd.set("patch_embed.proj.bias", get("embed/wte/bias", 1));
   if (has("norm/scale")) {
@@ -125,6 +134,8 @@ export interface TimmToFlaxOptions {
   numHeads?: number;
   /** Leave out the classifier head. */
   excludeHeads?: boolean;
+  /** Receives a line for each thing the conversion could not keep bit for bit. */
+  notes?: string[];
 }
 
 /** Heads of the original's presets by width (Ti, S, B, L, H). */
@@ -133,7 +144,7 @@ export const HEADS_BY_DIM: Record<number, number> = { 192: 3, 384: 6, 768: 12, 1
 /** A timm ViT state dict to the Flax tree `{model: {...}}`. */
 export function timmToFlax(
   sd: StateDict,
-  { numHeads, excludeHeads = false }: TimmToFlaxOptions = {},
+  { numHeads, excludeHeads = false, notes }: TimmToFlaxOptions = {},
 ): Tree {
   const used = new Set<string>();
   const get = (key: string, rank?: number): HostTensor => {
@@ -165,8 +176,17 @@ export function timmToFlax(
   const tokens = pos.shape[1];
   let cls = clsToken, patches: HostTensor;
   if (isSquare(tokens - 1)) {
-    cls = addF(clsToken, sliceAxis(pos, 1, 0, 1));
+    const row = sliceAxis(pos, 1, 0, 1);
+    cls = addF(clsToken, row);
     patches = sliceAxis(pos, 1, 1, tokens);
+    if (row.data.some((x) => x !== 0)) {
+      notes?.push(
+        "pos_embed has a class-token row (timm's vit_*/deit_* layout, no_embed_class=False); " +
+          "the original's tree has no place for it, so it was added into cls_token: the " +
+          "model's logits are the same, but converting back writes cls_token + pos_embed[:, 0] " +
+          "and a zero row, not the original bytes",
+      );
+    }
   } else if (isSquare(tokens)) {
     patches = pos; // no_embed_class: pos_embed has no class-token row
   } else {

@@ -22,6 +22,13 @@ export interface LoadOptions {
   env?: EnvLookup;
   /** Source of random seeds in [0, 1) (default: Math.random). */
   random?: () => number;
+  /**
+   * "defer": a file key naming an unset variable (`$GCS_MODEL_DIR`) is no error until a task
+   * reads it; reading it throws the `ConfigError` that loading would have thrown. For tasks that
+   * use few keys (eval, export-hlo), so that a recipe's unused `$GCS_*` paths need no variable.
+   * Default "error": every problem at load time (train uses them all).
+   */
+  unsetVariables?: "error" | "defer";
 }
 
 /**
@@ -72,14 +79,31 @@ export function resolveConfig(
   const draft = merge(fromFile, overrides, random);
   issues.push(...unsetRequired(draft).map((problem) => `${source}: ${problem}`));
   const written: Partial<Record<ConfigKey, string>> = {};
-  expandFileStrings(draft, source, { env, configDir: options.configDir ?? "." }, issues, written);
+  const unset = new Map<ConfigKey, string>();
+  expandFileStrings(
+    draft,
+    source,
+    { env, configDir: options.configDir ?? "." },
+    issues,
+    written,
+    options.unsetVariables === "defer" ? unset : undefined,
+  );
   if (draft.values.name === "") draft.values.name = options.name ?? "run";
 
   // Checked even when single keys have problems, so that one try shows everything; each message
   // names the values it compared and where they came from.
   issues.push(...checkCombinations(draft).map((problem) => `${source}: ${problem}`));
   if (issues.length > 0) throw new ConfigError(issues);
-  const config = Object.freeze({ ...draft.values }) as Config;
+  const values: Record<string, unknown> = { ...draft.values };
+  for (const [key, problem] of unset) {
+    Object.defineProperty(values, key, {
+      enumerable: true,
+      get: () => {
+        throw new ConfigError([problem]);
+      },
+    });
+  }
+  const config = Object.freeze(values) as Config;
   writtenForms.set(config, Object.freeze(written));
   return config;
 }
@@ -176,6 +200,8 @@ function expandFileStrings(
   { env, configDir }: { env: EnvLookup; configDir: string },
   issues: string[],
   written: Partial<Record<ConfigKey, string>>,
+  /** When given, an unset variable's problem goes here (by key) instead of into `issues`. */
+  deferred?: Map<ConfigKey, string>,
 ): void {
   const lookup: EnvLookup = (name) => name === "CONFIG_DIR" ? configDir : env(name);
   for (const key of CONFIG_KEYS) {
@@ -194,7 +220,10 @@ function expandFileStrings(
     } catch (e) {
       if (!(e instanceof EnvReferenceError)) throw e;
       const fix = e.variable ? ` (set it, or override with --${key})` : "";
-      issues.push(`${source}: key "${key}": ${e.message}${fix}`);
+      const problem = `${source}: key "${key}": ${e.message}${fix}`;
+      // A malformed reference is an error at once, deferred or not.
+      if (deferred && e.variable) deferred.set(key, problem);
+      else issues.push(problem);
     }
   }
 }

@@ -282,6 +282,15 @@ export const OPTIONS = {
     default: "cls",
     doc: "cls token or global average pooling before the head",
   },
+  "gelu": {
+    group: "model",
+    kind: "enum",
+    values: ["tanh", "exact"],
+    default: "tanh",
+    doc:
+      "MLP activation: tanh-approximate GELU (the original's, flax's default) or exact erf GELU " +
+      "(timm's nn.GELU: use it to evaluate or fine-tune weights trained with timm)",
+  },
   "dropout": {
     group: "model",
     kind: "float",

@@ -37,6 +37,11 @@ export interface CheckReport {
   shards_whole: number;
   shards_partial: number;
   shards_failed: number;
+  /**
+   * Shard reads that gave samples but no usable one (every sample skipped); counted with
+   * `--transform none|valid` (the train loader decodes after its shuffle buffer, past the shard).
+   */
+  shards_unusable: number;
   /** shards_whole over all shard reads. */
   whole_fraction: number;
   seconds: number;
@@ -113,6 +118,7 @@ export async function checkData(o: CheckOptions): Promise<CheckReport> {
     shards_whole: stats.shardsOk,
     shards_partial: stats.shardsPartial,
     shards_failed: stats.shardsFailed,
+    shards_unusable: stats.shardsUnusable,
     whole_fraction: Number(wholeShardFraction(stats).toFixed(4)),
     seconds: Number(seconds.toFixed(3)),
     img_per_s: Number((samples / Math.max(seconds, 1e-9)).toFixed(1)),
@@ -122,9 +128,30 @@ export async function checkData(o: CheckOptions): Promise<CheckReport> {
   };
 }
 
+/**
+ * Why the data is unusable as checked, or undefined: no usable sample at all, or shards that gave
+ * none (unreadable, or every sample skipped). `check-data` exits non-zero with this.
+ */
+export function verdict(r: CheckReport): string | undefined {
+  const reads = r.shards_whole + r.shards_partial + r.shards_failed;
+  const empty = r.shards_failed + r.shards_unusable;
+  if (r.samples === 0) {
+    return `no usable sample in ${reads} shard read(s); skipped: ${formatSkips(r)}`;
+  }
+  if (empty > 0) {
+    return `${empty} of ${reads} shard read(s) gave no usable sample ` +
+      `(${r.shards_failed} unreadable, ${r.shards_unusable} with every sample skipped)`;
+  }
+  return undefined;
+}
+
+function formatSkips(r: CheckReport): string {
+  return Object.entries(r.skipped).map(([k, v]) => `${k} ${v}`).join(", ") || "none";
+}
+
 /** The report as a few lines of text. */
 export function formatReport(r: CheckReport): string {
-  const skips = Object.entries(r.skipped).map(([k, v]) => `${k} ${v}`).join(", ") || "none";
+  const skips = formatSkips(r);
   const l = r.labels;
   const labelLine = l.classes === 0
     ? "labels: none"
@@ -136,7 +163,8 @@ export function formatReport(r: CheckReport): string {
     `shards: ${r.shards}; ${r.shards_whole} of ${reads} read whole ` +
     `(${(100 * r.whole_fraction).toFixed(1)}%)` +
     (r.shards_partial ? `, ${r.shards_partial} cut short` : "") +
-    (r.shards_failed ? `, ${r.shards_failed} unreadable` : ""),
+    (r.shards_failed ? `, ${r.shards_failed} unreadable` : "") +
+    (r.shards_unusable ? `, ${r.shards_unusable} with no usable sample` : ""),
     `samples: ${r.samples} in ${r.seconds.toFixed(1)} s: ${r.img_per_s.toFixed(1)} img/s ` +
     `(transform ${r.transform}, ${r.workers} worker${r.workers === 1 ? "" : "s"})`,
     `skipped: ${skips}`,

@@ -15,7 +15,14 @@ import {
   type Slice,
   trainShardVisits,
 } from "./order.ts";
-import { imageBytes, parseLabel, type RawSample, SampleError, type SkipReason } from "./samples.ts";
+import {
+  imageBytes,
+  parseLabel,
+  type RawSample,
+  requireParts,
+  SampleError,
+  type SkipReason,
+} from "./samples.ts";
 import { readShard, ShardError } from "./shard_reader.ts";
 import { DataError, StatsAccumulator, type StatsDelta } from "./stats.ts";
 import {
@@ -279,7 +286,7 @@ async function* validProducer(
   for (const { shard, rank } of cfg.assigned) {
     const url = cfg.shards[shard];
     let chunk = new BatchBuilder(cfg.chunkSize, size, 1, cfg.withKeys);
-    let shardSamples = 0;
+    let shardSamples = 0, mine = 0, usable = 0;
     try {
       for await (const sample of readShard(url, cfg.open, signal)) {
         shardSamples++;
@@ -289,6 +296,7 @@ async function* validProducer(
         ) {
           continue;
         }
+        mine++;
         const item = { visit: 0, epoch: 0, shard, url, sample };
         const decoded = await decodeSample(sample, stats, cfg, url);
         const img = decoded &&
@@ -297,6 +305,7 @@ async function* validProducer(
           yield { type: "stats", stats: stats.take() };
           continue;
         }
+        usable++;
         chunk.add(img, decoded.label, sample.key);
         if (chunk.full) {
           yield {
@@ -316,6 +325,7 @@ async function* validProducer(
       stats.shard(shardSamples > 0 ? "partial" : "failed");
       stats.skip(e.reason, e.message);
     }
+    if (mine > 0 && usable === 0) stats.unusableShard();
     yield {
       type: "chunk",
       rank,
@@ -399,6 +409,7 @@ async function decodeSample(
   let message: string;
   try {
     if (sample.problem) throw new SampleError("duplicate_member", sample.problem);
+    requireParts(sample);
     const label = parseLabel(sample, labels);
     const [ext, bytes] = imageBytes(sample);
     try {

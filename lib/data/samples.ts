@@ -131,6 +131,22 @@ export function imageBytes(sample: RawSample): [string, Uint8Array] {
   );
 }
 
+/**
+ * Throws when the sample lacks both its image and its `.cls` label, naming both (counted as
+ * `missing_image`): a shard of other data (webdataset's tensor or msgpack test shards) says
+ * what it holds instead of only "no label". One missing part is left to `parseLabel` and
+ * `imageBytes`.
+ */
+export function requireParts(sample: RawSample, labelExt = "cls"): void {
+  if (sample.parts.has(labelExt) || IMAGE_EXTENSIONS.some((e) => sample.parts.has(e))) return;
+  const has = [...sample.parts.keys()].map((e) => "." + e).join(", ") || "nothing";
+  throw new SampleError(
+    "missing_image",
+    `sample "${sample.key}" has no image member (.jpg/.jpeg/.png/.webp) and no label member ` +
+      `(.${labelExt}); it has ${has}`,
+  );
+}
+
 /** A sample-level problem, tagged with the reason it is counted under. */
 export class SampleError extends Error {
   constructor(readonly reason: SkipReason, message: string) {

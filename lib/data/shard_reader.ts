@@ -1,5 +1,6 @@
 /** One shard -> its samples, with failures tagged by what failed (opening or reading). */
 import { redact } from "../config/redact.ts";
+import { gunzipIfCompressed } from "./gzip.ts";
 import { OpenError, type OpenOptions, openShard } from "./open.ts";
 import { groupSamples, type RawSample } from "./samples.ts";
 import { readTar } from "./tar.ts";
@@ -16,7 +17,8 @@ export class ShardError extends Error {
 }
 
 /**
- * Streams the samples of the shard at `url`. Rejects with `ShardError`: `shard_open` when it
+ * Streams the samples of the shard at `url` (a tar, or a gzip-compressed tar: `.tgz`,
+ * `.tar.gz`, recognized by its first bytes). Rejects with `ShardError`: `shard_open` when it
  * cannot be opened, `shard_read` when reading fails part-way (the samples before were
  * delivered, the last complete one included) or when the shard holds no sample at all (a
  * zero-byte file, a tar of directories): a shard that gives nothing is never a good one.
@@ -26,16 +28,16 @@ export async function* readShard(
   options: OpenOptions = {},
   signal?: AbortSignal,
 ): AsyncGenerator<RawSample> {
-  let stream: ReadableStream<Uint8Array>;
+  let stream: ReadableStream<Uint8Array>, compressed: boolean;
   try {
-    stream = await openShard(url, options, signal);
+    ({ stream, compressed } = await gunzipIfCompressed(await openShard(url, options, signal), url));
   } catch (e) {
     const msg = e instanceof OpenError ? e.message : `${url}: ${(e as Error).message}`;
     throw new ShardError("shard_open", `cannot open shard: ${msg}`, { cause: e });
   }
   let n = 0;
   try {
-    for await (const sample of groupSamples(readTar(stream, url))) {
+    for await (const sample of groupSamples(readTar(stream, url, { readToEnd: compressed }))) {
       n++;
       yield sample;
     }

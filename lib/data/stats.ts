@@ -30,6 +30,7 @@ export interface StatsDelta {
   shardsOk: number;
   shardsPartial: number;
   shardsFailed: number;
+  shardsUnusable: number;
   /** Descriptions of the skips, for the log. */
   messages: string[];
 }
@@ -46,6 +47,11 @@ export interface LoaderStats {
   shardsPartial: number;
   /** Shard visits that gave no sample (unopenable, empty, failed before the first sample). */
   shardsFailed: number;
+  /**
+   * Shard visits that gave samples, none of them usable (all skipped: no image, no label, ...),
+   * also counted as read whole or cut short. Counted by validation loaders (check-data).
+   */
+  shardsUnusable: number;
 }
 
 export class StatsAccumulator {
@@ -68,6 +74,11 @@ export class StatsAccumulator {
     else this.#delta.shardsFailed++;
   }
 
+  /** A shard visit that gave samples but no usable one (see `LoaderStats.shardsUnusable`). */
+  unusableShard(): void {
+    this.#delta.shardsUnusable++;
+  }
+
   /** Whether something was skipped since the last `take`. */
   get hasSkips(): boolean {
     return this.#delta.messages.length > 0 || Object.keys(this.#delta.skipped).length > 0;
@@ -81,7 +92,14 @@ export class StatsAccumulator {
 }
 
 export function emptyStats(): LoaderStats {
-  return { samples: 0, skipped: {}, shardsOk: 0, shardsPartial: 0, shardsFailed: 0 };
+  return {
+    samples: 0,
+    skipped: {},
+    shardsOk: 0,
+    shardsPartial: 0,
+    shardsFailed: 0,
+    shardsUnusable: 0,
+  };
 }
 
 export function addDelta(total: LoaderStats, d: StatsDelta): void {
@@ -89,6 +107,7 @@ export function addDelta(total: LoaderStats, d: StatsDelta): void {
   total.shardsOk += d.shardsOk;
   total.shardsPartial += d.shardsPartial;
   total.shardsFailed += d.shardsFailed;
+  total.shardsUnusable += d.shardsUnusable;
   for (const [k, v] of Object.entries(d.skipped)) {
     const r = k as SkipReason;
     total.skipped[r] = (total.skipped[r] ?? 0) + (v ?? 0);
@@ -180,6 +199,7 @@ function emptyDelta(): StatsDelta {
     shardsOk: 0,
     shardsPartial: 0,
     shardsFailed: 0,
+    shardsUnusable: 0,
     messages: [],
   };
 }

@@ -26,10 +26,15 @@ export class TarError extends Error {
 
 const BLOCK = 512;
 
-/** Yields the regular files of a tar stream in archive order. `source` names it in errors. */
+/**
+ * Yields the regular files of a tar stream in archive order. `source` names it in errors.
+ * `readToEnd`: after the end-of-archive blocks, read (and drop) the rest of the stream instead of
+ * cancelling it, so that a compressed stream's checksum is checked (see gzip.ts).
+ */
 export async function* readTar(
   stream: ReadableStream<Uint8Array>,
   source = "tar stream",
+  { readToEnd = false }: { readToEnd?: boolean } = {},
 ): AsyncGenerator<TarMember> {
   const input = new ByteReader(stream.getReader());
   let longName: string | undefined;
@@ -48,7 +53,11 @@ export async function* readTar(
       if (header.length < BLOCK) {
         throw new TarError(`${source}: truncated inside a header at byte ${offset}`, "truncated");
       }
-      if (isZeroBlock(header)) return; // end-of-archive marker; ignore what follows
+      if (isZeroBlock(header)) {
+        // End-of-archive marker: what follows is ignored (but read through when asked).
+        if (readToEnd) { while (await input.read(1 << 16, true) !== null); }
+        return;
+      }
       const h = parseHeader(header, source, offset);
       const what = `${source}: member "${longName ?? pax.path ?? h.name}" at byte ${offset}`;
       let size = h.size;

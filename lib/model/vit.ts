@@ -21,6 +21,8 @@ export interface ViTConfig {
   imageSize: number;
   posemb: "learnable" | "sincos2d";
   pooling: "cls" | "gap";
+  /** MLP activation: tanh-approximate GELU (the original's; the default) or exact erf (timm's). */
+  gelu?: "tanh" | "exact";
   dropout: number;
   droppath: number;
   gradCkpt: boolean;
@@ -177,7 +179,7 @@ function attention(c: ViTConfig, p: any, x: Tensor, key?: Tensor): Tensor {
 
 function feedForward(c: ViTConfig, p: any, x: Tensor, key?: Tensor): Tensor {
   const h = drop(
-    gelu(dense(x, p.w1.kernel, p.w1.bias)),
+    gelu(dense(x, p.w1.kernel, p.w1.bias), c.gelu !== "exact"),
     c.dropout,
     key ? foldIn(key, 0) : undefined,
   );

@@ -22,6 +22,7 @@ export function vitConfigOf(c: Config): ViTConfig {
     imageSize: c["image-size"],
     posemb: c.posemb,
     pooling: c.pooling,
+    gelu: c.gelu,
     dropout: c.dropout,
     droppath: c.droppath,
     gradCkpt: c["grad-ckpt"],

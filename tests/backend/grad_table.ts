@@ -5,6 +5,7 @@
  */
 import { type HostTensor, hostTensor } from "../../lib/ir/host_tensor.ts";
 import * as ops from "../../lib/ir/ops.ts";
+import { gelu } from "../../lib/ir/nn.ts";
 import type { Tensor } from "../../lib/ir/tensor.ts";
 import type { Backend } from "../../lib/backend/backend.ts";
 import { Compiled } from "../../lib/backend/jit.ts";
@@ -42,6 +43,8 @@ export const GRAD_CASES: GradCase[] = [
   { name: "rsqrt", inputs: [P], fn: (x) => weighted(ops.rsqrt(x)) },
   { name: "tanh", inputs: [A], fn: (x) => weighted(ops.tanh(x)) },
   { name: "erf", inputs: [A], fn: (x) => weighted(ops.erf(x)) },
+  { name: "gelu exact", inputs: [A], fn: (x) => weighted(gelu(x, false)) },
+  { name: "gelu tanh", inputs: [A], fn: (x) => weighted(gelu(x, true)) },
   { name: "add", inputs: [A, B], fn: (x, y) => weighted(ops.add(x, y)) },
   { name: "sub", inputs: [A, B], fn: (x, y) => weighted(ops.sub(x, y)) },
   { name: "mul", inputs: [A, B], fn: (x, y) => weighted(ops.mul(x, y)) },

@@ -6,6 +6,7 @@
 import type { DType } from "../../lib/ir/dtype.ts";
 import { type HostTensor, hostTensor } from "../../lib/ir/host_tensor.ts";
 import * as ops from "../../lib/ir/ops.ts";
+import { gelu } from "../../lib/ir/nn.ts";
 import type { Tensor } from "../../lib/ir/tensor.ts";
 import { randomBits, uniform } from "../../lib/ir/random.ts";
 import { threefry2x32 } from "../../lib/ir/threefry.ts";
@@ -113,6 +114,40 @@ export const OP_CASES: OpCase[] = [
     ],
     expectedShape: [7],
     atol: 2e-7,
+  },
+  // The model's two activations (composites over tanh / erf): torch.nn.functional.gelu in float64
+  // with approximate="none" (timm's nn.GELU, `--gelu exact`) and "tanh" (flax's default).
+  {
+    name: "gelu exact (erf)",
+    inputs: [f([7], [-3, -1.2, -0.3, 0, 0.05, 0.9, 2.2])],
+    fn: (x) => gelu(x, false),
+    expected: [
+      -0.0040496941,
+      -0.1380836043,
+      -0.1146265733,
+      0,
+      0.0259969403,
+      0.7343458872,
+      2.1694124155,
+    ],
+    expectedShape: [7],
+    atol: 4e-7,
+  },
+  {
+    name: "gelu tanh",
+    inputs: [f([7], [-3, -1.2, -0.3, 0, 0.05, 0.9, 2.2])],
+    fn: (x) => gelu(x, true),
+    expected: [
+      -0.0036373921,
+      -0.1382972309,
+      -0.1146290765,
+      0,
+      0.0259969382,
+      0.7342284887,
+      2.169678527,
+    ],
+    expectedShape: [7],
+    atol: 4e-7,
   },
   {
     name: "add",

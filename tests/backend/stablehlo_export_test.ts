@@ -132,7 +132,15 @@ Deno.test("export: bad batch or devices are refused", () => {
 Deno.test("export-hlo task: writes the program to --out", async () => {
   const dir = await Deno.makeTempDir({ prefix: "export_hlo_" });
   try {
-    await Deno.writeTextFile(`${dir}/tiny.json`, JSON.stringify(CONFIG));
+    // Data and output paths naming unset variables, as the recipes do: not read, not needed.
+    await Deno.writeTextFile(
+      `${dir}/tiny.json`,
+      JSON.stringify({
+        ...CONFIG,
+        "output-dir": "$DEIT3_TEST_UNSET_MODEL_DIR",
+        "train-dataset-shards": "$DEIT3_TEST_UNSET_DATA/train-{0..3}.tar",
+      }),
+    );
     const code = await main([
       `${dir}/tiny.json`,
       "--batch",

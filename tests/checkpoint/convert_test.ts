@@ -1,4 +1,5 @@
 import { convertCheckpoint } from "../../lib/checkpoint/convert.ts";
+import { geluNote } from "../../lib/checkpoint/timm_models.ts";
 import { readFlaxMsgpackFile } from "../../lib/checkpoint/flax_msgpack.ts";
 import { readPthFile, stateDictOf, writePthFile } from "../../lib/checkpoint/pth.ts";
 import { readSafetensorsFile, writeSafetensorsFile } from "../../lib/checkpoint/safetensors.ts";
@@ -77,6 +78,7 @@ Deno.test("convert: safetensors both ways, --exclude-heads, training-state input
       to: "safetensors",
       tensors: 34,
       bytes: r.bytes,
+      notes: [geluNote("timm")],
     });
     const st = await readSafetensorsFile(`${dir}/p.safetensors`);
     assertEquals(st.metadata, { format: "pt" });

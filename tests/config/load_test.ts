@@ -189,6 +189,47 @@ Deno.test("an unset variable names the file, key and variable; a flag override a
   expectIssues(() => resolve({ ...BASE, "output-dir": "${EMPTY:-}" }), "is empty after expanding");
 });
 
+Deno.test('unsetVariables "defer": an unset variable is an error only when its key is read', () => {
+  const json = {
+    ...BASE,
+    "output-dir": "$GCS_MODEL_DIR",
+    "train-dataset-shards": "$GCS_DATASET_DIR/train-{0..3}.tar",
+    "valid-dataset-shards": "$VALID/v.tar",
+  };
+  const config = resolveConfig(json, "x.json", [], {
+    env: () => undefined,
+    unsetVariables: "defer",
+  });
+  assertEquals(config.labels, 1000);
+  const read = (key: "output-dir" | "train-dataset-shards" | "valid-dataset-shards") => () =>
+    config[key];
+  expectIssues(
+    read("output-dir"),
+    'x.json: key "output-dir": environment variable GCS_MODEL_DIR is not set ' +
+      "(set it, or override with --output-dir)",
+  );
+  expectIssues(read("train-dataset-shards"), "environment variable GCS_DATASET_DIR is not set");
+  expectIssues(read("valid-dataset-shards"), "environment variable VALID is not set");
+  // Set variables and flags resolve as usual; other problems are still reported at load time.
+  const set = resolveConfig(json, "x.json", ["--output-dir", "out"], {
+    env: (n) => n === "VALID" ? "/v" : undefined,
+    unsetVariables: "defer",
+  });
+  assertEquals([set["output-dir"], set["valid-dataset-shards"]], ["out", "/v/v.tar"]);
+  expectIssues(
+    () =>
+      resolveConfig({ ...json, heads: 5 }, "x.json", [], {
+        env: () => undefined,
+        unsetVariables: "defer",
+      }),
+    "must be divisible by",
+  );
+  expectIssues(
+    () => resolveConfig({ ...BASE, name: "${1X}" }, "x.json", [], { unsetVariables: "defer" }),
+    'malformed reference "${1X}"',
+  );
+});
+
 Deno.test("an unknown key names the file and suggests the flag name", () => {
   const error = expectIssues(
     () => resolve({ ...BASE, learning_rate: 0.1, imageSize: 224, wandb: true }),

@@ -28,7 +28,9 @@ const spec = `${dir}/part-{00..01}.tar::${dir}/part-02.tar`;
 
 Deno.test("check-data --json: samples, skips by reason, label summary, img/s", async () => {
   const r = await checkData(spec, "--json", "--workers", "0");
-  assertEquals(r.code, 0, r.stderr);
+  // The missing third shard gave nothing usable: reported, and the check fails.
+  assertEquals(r.code, 1, r.stderr);
+  assert(r.stderr.includes("1 of 3 shard read(s) gave no usable sample (1 unreadable"), r.stderr);
   const report = JSON.parse(r.stdout);
   assertEquals(report.shards, 3);
   assertEquals(report.samples, 30);
