@@ -11,6 +11,8 @@ export type MetricEvent = { step: number; time: number } & Record<string, number
 export interface RunEvents {
   name: string;
   events: MetricEvent[];
+  /** The run's `criterion` ("ce", "bce"): names the loss axis. */
+  criterion?: string;
 }
 
 /** One chart: which metrics it shows, its unit, and how values are scaled for display. */
@@ -27,7 +29,7 @@ export const CHARTS: ChartKind[] = [
   {
     id: "loss",
     title: "Loss",
-    unit: "cross-entropy loss",
+    unit: "loss", // named by the runs' criterion: lossUnit
     metrics: [
       { key: "train/loss", label: "train", marker: false },
       { key: "val/loss", label: "val", marker: true },
@@ -67,6 +69,18 @@ export const CHARTS: ChartKind[] = [
   },
 ];
 
+/** The loss each `criterion` value computes. */
+export const LOSS_NAMES: Record<string, string> = {
+  ce: "cross-entropy loss",
+  bce: "binary cross-entropy loss",
+};
+
+/** The loss axis title for runs with these criteria ("loss" where one is unknown). */
+export function lossUnit(criteria: (string | undefined)[]): string {
+  const names = [...new Set(criteria.map((c) => (c && LOSS_NAMES[c]) ?? "loss"))];
+  return names.length === 1 ? names[0] : `loss (${names.join(" or ")}, by run)`;
+}
+
 const METRIC_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
 export const RUN_COLORS = [
   "#1f77b4",
@@ -105,7 +119,8 @@ export function renderCharts(runs: RunEvents[]): string[] {
         });
       });
     });
-    if (series.length > 0) out.push(svgChart(kind, series));
+    const unit = kind.id === "loss" ? lossUnit(runs.map((r) => r.criterion)) : kind.unit;
+    if (series.length > 0) out.push(svgChart({ ...kind, unit }, series));
   }
   return out;
 }

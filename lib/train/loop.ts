@@ -100,7 +100,7 @@ export async function train(config: Config, opts: TrainOptions = {}): Promise<Tr
   const writer = writesOutputs(topology);
   // Everything is checked and read before the first file is written.
   const { outDir, logDir } = await checkRun(config);
-  const log = new RunLog(writer ? logDir : null, name);
+  const log = new RunLog(writer ? logDir : null, name, undefined, config.criterion as string);
   const accum = (config["grad-accum"] as number | undefined) ?? 1;
   const state = new RunState(config, outDir, name, accum, (l) => log.line(l), {
     index: topology.processIndex,
