@@ -71,14 +71,19 @@ export const CHARTS: ChartKind[] = [
 
 /** The loss each `criterion` value computes. */
 export const LOSS_NAMES: Record<string, string> = {
-  ce: "cross-entropy loss",
-  bce: "binary cross-entropy loss",
+  ce: "cross-entropy",
+  bce: "binary cross-entropy",
 };
 
-/** The loss axis title for runs with these criteria ("loss" where one is unknown). */
+/**
+ * The loss axis title for runs with these criteria: "binary cross-entropy loss" when they agree,
+ * "loss (cross-entropy or binary cross-entropy, by run)" when not, "loss" where none is known.
+ */
 export function lossUnit(criteria: (string | undefined)[]): string {
-  const names = [...new Set(criteria.map((c) => (c && LOSS_NAMES[c]) ?? "loss"))];
-  return names.length === 1 ? names[0] : `loss (${names.join(" or ")}, by run)`;
+  const names = [...new Set(criteria.map((c) => c && LOSS_NAMES[c]))];
+  const known = names.filter((n) => n !== undefined);
+  if (known.length === 0) return "loss";
+  return names.length === 1 ? `${known[0]} loss` : `loss (${known.join(" or ")}, by run)`;
 }
 
 const METRIC_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];

@@ -248,7 +248,7 @@ function parseHave(text: string | null): Map<string, [number, number]> {
  */
 export function dataUpdate(runs: RunData[], haveText: string | null): unknown | null {
   const have = parseHave(haveText);
-  let changed = have.size !== runs.length;
+  let changed = haveText === null || have.size !== runs.length;
   const out = runs.map((run) => {
     const h = have.get(run.name);
     const from = h && h[0] === run.gen && h[1] <= run.events.length ? h[1] : 0;
