@@ -374,6 +374,7 @@ export function serveDashboard(
     if (url.pathname === "/api/runs") {
       return Response.json((await store.refresh()).map(summarize), { headers });
     }
+    if (url.pathname === "/favicon.ico") return new Response(null, { status: 204, headers });
     return new Response("not found\n", { status: 404, headers });
   });
   const actual = server.addr.port;

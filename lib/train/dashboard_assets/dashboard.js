@@ -408,14 +408,11 @@ function start() {
       },
       axes: [
         { label: X_LABELS[state.xMode], ...(xValues ? { values: xValues } : {}) },
-        {
-          label: unit,
-          size: 70,
-          values: (_u, splits) => splits.map((v) => formatValue(v)),
-        },
+        { label: unit, size: 70 },
       ],
       series: uplotSeries(series),
       cursor: {
+        y: false,
         sync: { key: "x", setSeries: false },
         drag: { x: true, y: false, setScale: true },
         points: { size: 8 },
