@@ -244,7 +244,8 @@ function parseHave(text: string | null): Map<string, [number, number]> {
 
 /**
  * `/api/data`: every run, with the events the page lacks. A run whose gen matches the page's is
- * sent from the page's count on; any other from the start. Null when the page is up to date.
+ * sent from the page's count on; any other from the start. Null when the page is up to date
+ * (the answer is then `{"unchanged": true}`).
  */
 export function dataUpdate(runs: RunData[], haveText: string | null): unknown | null {
   const have = parseHave(haveText);
@@ -367,9 +368,8 @@ export function serveDashboard(
     }
     if (url.pathname === "/api/data") {
       const update = dataUpdate(await store.refresh(), url.searchParams.get("have"));
-      return update === null
-        ? new Response(null, { status: 204, headers })
-        : Response.json(update, { headers });
+      // Up to date: a small answer, not 204 (browsers log a 204 to fetch as an aborted request).
+      return Response.json(update ?? { unchanged: true }, { headers });
     }
     if (url.pathname === "/api/runs") {
       return Response.json((await store.refresh()).map(summarize), { headers });

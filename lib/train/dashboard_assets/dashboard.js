@@ -523,14 +523,10 @@ function start() {
     try {
       const have = [...state.runs.values()].map((r) => [r.name, r.gen, r.n]);
       const r = await fetch("/api/data?have=" + encodeURIComponent(JSON.stringify(have)));
-      if (r.status === 200) {
-        merge(await r.json());
-        render();
-      } else if (r.status !== 204) {
-        throw new Error(`HTTP ${r.status}`);
-      } else if (api.polls === 0) {
-        render();
-      }
+      if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
+      const update = await r.json();
+      if (!update.unchanged) merge(update);
+      if (!update.unchanged || api.polls === 0) render();
       api.polls++;
       status.textContent = "live: updated " + new Date().toLocaleTimeString();
     } catch (e) {
