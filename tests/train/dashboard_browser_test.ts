@@ -181,12 +181,12 @@ Deno.test({
           assert(drawn.drawn[3] !== drawn.raw[3], "smoothed");
           const row = await hover("loss", "deit-s16", "train/loss", 300);
           assert(row.includes("(raw "), `the readout gives the raw value too: ${row}`);
-        // Home key on the slider: back to no smoothing, the drawn values are the logged ones.
-        await page.focus("#smoothing");
-        await page.keyboard.press("Home");
-        await page.waitForFunction("globalThis.dashboard.state.smoothing === 0");
-        await frame(page);
-        assertEquals(await page.evaluate(`${chart("loss")}.data.length`), 1 + 4);
+          // Home key on the slider: back to no smoothing, the drawn values are the logged ones.
+          await page.focus("#smoothing");
+          await page.keyboard.press("Home");
+          await page.waitForFunction("globalThis.dashboard.state.smoothing === 0");
+          await frame(page);
+          assertEquals(await page.evaluate(`${chart("loss")}.data.length`), 1 + 4);
         },
       );
 
