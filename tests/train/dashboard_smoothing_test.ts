@@ -6,6 +6,7 @@ import { assertEquals } from "../assert.ts";
 import {
   emaSmooth,
   formatDuration,
+  formatTicks,
   formatValue,
 } from "../../lib/train/dashboard_assets/dashboard.js";
 import {
@@ -46,4 +47,8 @@ Deno.test("dashboard readout formats", () => {
   assertEquals(formatValue(null), "-");
   assertEquals(formatDuration(3725), "1h02m");
   assertEquals(formatDuration(65), "1m05s");
+  assertEquals(formatTicks([0.0006, 0.0008, 0.001]), ["6e-4", "8e-4", "1e-3"]);
+  assertEquals(formatTicks([0.00055, 0.0006, 0.00065]), ["5.5e-4", "6.0e-4", "6.5e-4"]);
+  assertEquals(formatTicks([0, 0.5, 1, 1.5]), ["0", "0.5", "1", "1.5"]);
+  assertEquals(formatTicks([840, 860, 880]), ["840", "860", "880"]);
 });

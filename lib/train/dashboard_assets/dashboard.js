@@ -38,6 +38,29 @@ export function formatValue(v) {
   return String(Number(v.toPrecision(5)));
 }
 
+/**
+ * Tick labels with as many digits as the tick spacing needs (0.0006, 0.0008, 0.001 rather than
+ * 0.001 three times), in exponent form when every value is tiny or huge.
+ */
+export function formatTicks(splits) {
+  const finite = splits.filter((v) => Number.isFinite(v));
+  if (finite.length === 0) return splits.map(String);
+  const step = finite.length > 1 ? Math.abs(finite[1] - finite[0]) : Math.abs(finite[0]) || 1;
+  const big = Math.max(...finite.map(Math.abs));
+  const exp = big > 0 && (big < 1e-2 || big >= 1e6);
+  // Exponent form: the mantissa digits that tell the smallest tick from its neighbour, for all.
+  const small = Math.min(...finite.filter((v) => v !== 0).map(Math.abs));
+  const digits = Math.min(
+    6,
+    Math.max(0, Math.floor(Math.log10(small)) - Math.floor(Math.log10(step))),
+  );
+  return splits.map((v) => {
+    if (v === 0 || !Number.isFinite(v)) return String(v);
+    if (exp) return v.toExponential(digits).replace("e+", "e");
+    return String(Number(v.toFixed(Math.max(0, Math.min(12, -Math.floor(Math.log10(step)))))));
+  });
+}
+
 /** Seconds as "1h02m", "3m05s" or "12s". */
 export function formatDuration(s) {
   const sign = s < 0 ? "-" : "";
@@ -408,7 +431,12 @@ function start() {
       },
       axes: [
         { label: X_LABELS[state.xMode], ...(xValues ? { values: xValues } : {}) },
-        { label: unit, size: 70 },
+        {
+          label: unit,
+          size: 70,
+          // Log axes keep uPlot's own labels (decades); linear ones get the digits they need.
+          ...(state.logY ? {} : { values: (_u, splits) => formatTicks(splits) }),
+        },
       ],
       series: uplotSeries(series),
       cursor: {
