@@ -13,6 +13,8 @@ export interface RunData {
   name: string;
   dir: string;
   events: MetricEvent[];
+  /** The same events as columns, for the page. */
+  columns: Columns;
   /** Changes whenever the metrics file was replaced or rewritten shorter (read from the start). */
   gen: number;
   /** The run's `criterion` from its config.json ("ce", "bce"), when it says. */
@@ -40,6 +42,7 @@ interface FileState {
   /** The text after the last newline: a line still being written. */
   rest: string;
   events: MetricEvent[];
+  columns: Columns;
   gen: number;
   config?: { mtime: number; criterion?: string };
 }
@@ -104,6 +107,7 @@ export class RunStore {
         name: relativeName(this.root, dir),
         dir,
         events: entry.events,
+        columns: entry.columns,
         gen: entry.gen,
         criterion: entry.config?.criterion,
         updated: stat.mtime?.getTime() ?? 0,
@@ -115,7 +119,15 @@ export class RunStore {
 }
 
 function newFile(ino: number | null = null): FileState {
-  return { ino, offset: 0, decoder: new TextDecoder(), rest: "", events: [], gen: ++generations };
+  return {
+    ino,
+    offset: 0,
+    decoder: new TextDecoder(),
+    rest: "",
+    events: [],
+    columns: new Columns(),
+    gen: ++generations,
+  };
 }
 
 /** Reads `file` from `entry.offset` to its end, keeping a last line without its newline. */
@@ -133,7 +145,9 @@ async function readAppended(file: Deno.FsFile, entry: FileState): Promise<void> 
       if (!line.trim()) continue;
       try {
         const e = JSON.parse(line);
-        if (typeof e.step === "number") entry.events.push(e);
+        if (typeof e.step !== "number") continue;
+        entry.events.push(e);
+        entry.columns.push(e);
       } catch {
         // a corrupt line: skipped, the rest of the run still shows
       }
@@ -202,21 +216,40 @@ export function summarize(run: RunData): RunSummary {
 }
 
 /**
- * The events of a run from index `from` on, as columns: `step`, `time` and each numeric metric,
- * with null where an event lacks it or holds a non-finite value.
+ * A run's events as columns: `step`, `time` and each numeric metric, null where an event lacks
+ * it or holds a non-finite value. Kept as the events are read, so that a page's request costs a
+ * slice, not a pass over every event.
  */
-export function runColumns(events: MetricEvent[], from = 0): Record<string, (number | null)[]> {
-  const rows = events.slice(from);
-  const cols: Record<string, (number | null)[]> = { step: [], time: [] };
-  rows.forEach((e, i) => {
-    for (const [k, v] of Object.entries(e)) {
+export class Columns {
+  readonly cols: Record<string, (number | null)[]> = { step: [], time: [] };
+  length = 0;
+
+  push(e: MetricEvent): void {
+    const n = this.length++;
+    for (const k in e) {
+      const v = e[k];
       if (typeof v !== "number") continue;
-      const col = cols[k] ??= new Array(i).fill(null);
+      const col = this.cols[k] ??= new Array(n).fill(null);
       col.push(Number.isFinite(v) ? v : null);
     }
-    for (const col of Object.values(cols)) if (col.length === i) col.push(null);
-  });
-  return cols;
+    for (const k in this.cols) if (this.cols[k].length === n) this.cols[k].push(null);
+  }
+
+  /** The columns from row `from` on, leaving out those with no value there. */
+  slice(from = 0): Record<string, (number | null)[]> {
+    const out: Record<string, (number | null)[]> = {};
+    for (const [k, col] of Object.entries(this.cols)) {
+      const part = col.slice(from);
+      if (k === "step" || k === "time" || part.some((v) => v !== null)) out[k] = part;
+    }
+    return out;
+  }
+}
+
+export function runColumns(events: MetricEvent[], from = 0): Record<string, (number | null)[]> {
+  const c = new Columns();
+  for (const e of events) c.push(e);
+  return c.slice(from);
 }
 
 /** What the page knows of each run: [name, gen, events held], as it sends in `have`. */
@@ -260,7 +293,7 @@ export function dataUpdate(runs: RunData[], haveText: string | null): unknown | 
       from,
       count: run.events.length,
       summary: summarize(run),
-      cols: runColumns(run.events, from),
+      cols: run.columns.slice(from),
     };
   });
   return changed ? { runs: out, lossUnit: lossUnit(runs.map((r) => r.criterion)) } : null;

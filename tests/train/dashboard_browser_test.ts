@@ -3,64 +3,22 @@
  * interaction as a person does it (mouse, slider, checkbox, select). Skips with a message where
  * no chromium is installed. Set DASHBOARD_SCREENSHOT=FILE.png to keep a screenshot of the page.
  */
-import puppeteer, { type Browser, type Page } from "puppeteer-core";
+import type { Page } from "puppeteer-core";
 import { assert, assertEquals } from "../assert.ts";
 import { serveDashboard } from "../../lib/train/dashboard.ts";
 import { emaSmooth, formatValue } from "../../lib/train/dashboard_assets/dashboard.js";
-import { writeSyntheticRun } from "./dashboard_helpers.ts";
-
-const CANDIDATES = [
-  Deno.env.get("CHROMIUM_PATH"),
-  "/usr/bin/chromium",
-  "/usr/bin/chromium-browser",
-  "/usr/bin/google-chrome",
-].filter((p): p is string => !!p);
-
-export function findChromium(): string | undefined {
-  return CANDIDATES.find((p) => {
-    try {
-      return Deno.statSync(p).isFile;
-    } catch {
-      return false;
-    }
-  });
-}
-
-/** Headless chromium with a fresh profile and nothing that reaches the network on its own. */
-export async function launchChromium(executablePath: string): Promise<{
-  browser: Browser;
-  close: () => Promise<void>;
-}> {
-  const profile = await Deno.makeTempDir({ prefix: "dashboard-chromium-" });
-  const browser = await puppeteer.launch({
-    executablePath,
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--disable-dev-shm-usage",
-      `--user-data-dir=${profile}`,
-    ],
-  });
-  return {
-    browser,
-    close: async () => {
-      await browser.close();
-      await Deno.remove(profile, { recursive: true }).catch(() => {});
-    },
-  };
-}
+import {
+  CHROMIUM_CANDIDATES,
+  findChromium,
+  launchChromium,
+  writeSyntheticRun,
+} from "./dashboard_helpers.ts";
 
 const chromium = findChromium();
 if (!chromium) {
   console.log(
     `dashboard browser test skipped: no chromium at ${
-      CANDIDATES.join(", ")
+      CHROMIUM_CANDIDATES.join(", ")
     } (apt-get install chromium)`,
   );
 }

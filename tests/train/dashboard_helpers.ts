@@ -1,4 +1,7 @@
-/** Synthetic metrics.jsonl files for the dashboard tests: what `deno task train` writes. */
+/** Synthetic metrics.jsonl files for the dashboard tests, and headless chromium to look at them. */
+import puppeteer, { type Browser } from "puppeteer-core";
+
+/** What `deno task train` writes into metrics.jsonl: a train row every 20 steps, an eval every 60. */
 export function writeSyntheticRun(dir: string, speed: number, steps = 120): void {
   Deno.mkdirSync(dir, { recursive: true });
   const lines: string[] = [];
@@ -24,4 +27,51 @@ export function writeSyntheticRun(dir: string, speed: number, steps = 120): void
     }
   }
   Deno.writeTextFileSync(`${dir}/metrics.jsonl`, lines.join("\n") + "\n");
+}
+
+export const CHROMIUM_CANDIDATES = [
+  Deno.env.get("CHROMIUM_PATH"),
+  "/usr/bin/chromium",
+  "/usr/bin/chromium-browser",
+  "/usr/bin/google-chrome",
+].filter((p): p is string => !!p);
+
+export function findChromium(): string | undefined {
+  return CHROMIUM_CANDIDATES.find((p) => {
+    try {
+      return Deno.statSync(p).isFile;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** Headless chromium with a fresh profile and nothing that reaches the network on its own. */
+export async function launchChromium(executablePath: string): Promise<{
+  browser: Browser;
+  close: () => Promise<void>;
+}> {
+  const profile = await Deno.makeTempDir({ prefix: "dashboard-chromium-" });
+  const browser = await puppeteer.launch({
+    executablePath,
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      "--disable-dev-shm-usage",
+      `--user-data-dir=${profile}`,
+    ],
+  });
+  return {
+    browser,
+    close: async () => {
+      await browser.close();
+      await Deno.remove(profile, { recursive: true }).catch(() => {});
+    },
+  };
 }

@@ -175,8 +175,11 @@ function start() {
       const added = r.cols.step.length;
       for (const [k, col] of Object.entries(r.cols)) {
         let have = run.cols.get(k);
-        if (!have) run.cols.set(k, have = new Array(run.n).fill(null));
-        for (const v of col) have.push(v);
+        if (!have && run.n === 0) run.cols.set(k, col); // a new run: its columns as they came
+        else {
+          if (!have) run.cols.set(k, have = new Array(run.n).fill(null));
+          for (const v of col) have.push(v);
+        }
       }
       for (const [k, have] of run.cols) {
         if (!(k in r.cols)) { for (let i = 0; i < added; i++) have.push(null); }
@@ -237,17 +240,26 @@ function start() {
       kind.metrics.forEach((m, i) => {
         const ys = run.cols.get(m.key);
         if (!ys) return;
-        let pts = [];
+        const xs = [],
+          raw = [],
+          scale = kind.scale ?? 1,
+          shift = state.xMode === "relative" ? t0 : 0;
+        const byStep = state.xMode === "step";
+        let sorted = true;
         for (let j = 0; j < run.n; j++) {
-          const y = ys[j], x = state.xMode === "step" ? step[j] : time[j];
+          const y = ys[j], x = byStep ? step[j] : time[j];
           if (y === null || x === null || x === undefined) continue;
-          pts.push([state.xMode === "relative" ? x - t0 : x, y * (kind.scale ?? 1)]);
+          if (xs.length && x - shift <= xs[xs.length - 1]) sorted = false;
+          xs.push(x - shift);
+          raw.push(y * scale);
         }
-        if (pts.length === 0) return;
-        if (pts.some((p, j) => j > 0 && p[0] <= pts[j - 1][0])) {
+        if (xs.length === 0) return;
+        if (!sorted) {
           // Out of order or repeated x: sorted, the last value of an x kept.
-          const byX = new Map(pts.map((p) => [p[0], p]));
-          pts = [...byX.values()].sort((a, b) => a[0] - b[0]);
+          const byX = new Map(xs.map((x, k) => [x, raw[k]]));
+          const order = [...byX.keys()].sort((a, b) => a - b);
+          xs.length = raw.length = 0;
+          for (const x of order) xs.push(x), raw.push(byX.get(x));
         }
         const one = runs.length === 1;
         out.push({
@@ -258,8 +270,8 @@ function start() {
           color: one ? METRIC_COLORS[i % METRIC_COLORS.length] : runColor(r),
           dash: one ? [] : DASHES[i % DASHES.length],
           marker: m.marker,
-          xs: pts.map((p) => p[0]),
-          raw: pts.map((p) => p[1]),
+          xs,
+          raw,
         });
       });
     });
@@ -296,6 +308,19 @@ function start() {
     ];
   }
 
+  /**
+   * Eval dots are drawn while they stay apart (at most one per 6 px of the visible range), so a
+   * long run's evals do not paint a solid band; zoomed in, they appear. A lone point always does.
+   */
+  const dotsFit = (s) => (u, _si, i0, i1) => {
+    if (s.xs.length === 1) return true;
+    if (!s.marker) return false;
+    const x0 = u.data[0][i0], x1 = u.data[0][i1];
+    let n = 0;
+    for (const x of s.xs) if (x >= x0 && x <= x1) n++;
+    return n * 6 <= u.over.clientWidth;
+  };
+
   function uplotSeries(series) {
     const smoothed = state.smoothing > 0;
     const line = (s, faint) => ({
@@ -306,7 +331,7 @@ function start() {
       spanGaps: true,
       show: !state.hidden.has(s.run),
       points: {
-        show: !faint && (s.marker || s.xs.length === 1),
+        show: faint ? false : dotsFit(s),
         size: 7,
         fill: s.color,
         stroke: s.color,
@@ -456,8 +481,11 @@ function start() {
         setScale: [(u, key) => {
           if (key !== "x" || syncing) return;
           const xs = u.data[0], { min, max } = u.scales.x;
-          const all = min <= xs[0] && max >= xs[xs.length - 1];
-          setXRange(all ? null : [min, max]);
+          const range = min <= xs[0] && max >= xs[xs.length - 1] ? null : [min, max];
+          // A chart being drawn sets its scale too: only a change is passed on to the others.
+          const now = state.xRange;
+          if (range === now || (range && now && range[0] === now[0] && range[1] === now[1])) return;
+          setXRange(range);
         }],
         setCursor: [(u) => showReadout(c, u, readout)],
       },
@@ -552,9 +580,15 @@ function start() {
       const have = [...state.runs.values()].map((r) => [r.name, r.gen, r.n]);
       const r = await fetch("/api/data?have=" + encodeURIComponent(JSON.stringify(have)));
       if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
+      const t0 = performance.now();
       const update = await r.json();
+      const t1 = performance.now();
       if (!update.unchanged) merge(update);
+      const t2 = performance.now();
       if (!update.unchanged || api.polls === 0) render();
+      if (api.polls === 0) {
+        api.timings = { parse: t1 - t0, merge: t2 - t1, render: performance.now() - t2 };
+      }
       api.polls++;
       status.textContent = "live: updated " + new Date().toLocaleTimeString();
     } catch (e) {
