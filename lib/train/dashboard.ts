@@ -215,8 +215,14 @@ export function summarize(run: RunData): RunSummary {
   };
 }
 
+/** The metrics the charts draw: only these (with step and time) are sent to the page. */
+const CHARTED = new Set(["step", "time", ...CHARTS.flatMap((k) => k.metrics.map((m) => m.key))]);
+
+/** A column as sent: every row, or (mostly empty) the rows that have a value and their values. */
+export type SentColumn = (number | null)[] | { i: number[]; v: (number | null)[] };
+
 /**
- * A run's events as columns: `step`, `time` and each numeric metric, null where an event lacks
+ * A run's charted metrics as columns: `step`, `time` and each metric, null where an event lacks
  * it or holds a non-finite value. Kept as the events are read, so that a page's request costs a
  * slice, not a pass over every event.
  */
@@ -228,25 +234,31 @@ export class Columns {
     const n = this.length++;
     for (const k in e) {
       const v = e[k];
-      if (typeof v !== "number") continue;
+      if (typeof v !== "number" || !CHARTED.has(k)) continue;
       const col = this.cols[k] ??= new Array(n).fill(null);
       col.push(Number.isFinite(v) ? v : null);
     }
     for (const k in this.cols) if (this.cols[k].length === n) this.cols[k].push(null);
   }
 
-  /** The columns from row `from` on, leaving out those with no value there. */
-  slice(from = 0): Record<string, (number | null)[]> {
-    const out: Record<string, (number | null)[]> = {};
+  /**
+   * The columns from row `from` on, leaving out those with no value there; a column with values
+   * in fewer than half its rows (evals among train rows) as row indices (from `from`) and values.
+   */
+  slice(from = 0): Record<string, SentColumn> {
+    const out: Record<string, SentColumn> = {};
     for (const [k, col] of Object.entries(this.cols)) {
       const part = col.slice(from);
-      if (k === "step" || k === "time" || part.some((v) => v !== null)) out[k] = part;
+      const i: number[] = [];
+      part.forEach((v, r) => v !== null && i.push(r));
+      if (k === "step" || k === "time" || 2 * i.length >= part.length) out[k] = part;
+      else if (i.length > 0) out[k] = { i, v: i.map((r) => part[r]) };
     }
     return out;
   }
 }
 
-export function runColumns(events: MetricEvent[], from = 0): Record<string, (number | null)[]> {
+export function runColumns(events: MetricEvent[], from = 0): Record<string, SentColumn> {
   const c = new Columns();
   for (const e of events) c.push(e);
   return c.slice(from);

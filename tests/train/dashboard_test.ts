@@ -60,16 +60,19 @@ Deno.test("dashboard: a metrics file replaced by a resume is read again from the
   }
 });
 
-Deno.test("dashboard: columns hold each metric, null where an event lacks it, none if all null", () => {
+Deno.test("dashboard: columns of the charted metrics, sparse where mostly empty, none if empty", () => {
   const cols = runColumns([
     { step: 1, time: 10, "train/loss": 2 },
-    { step: 1, time: 11, "val/acc1": 0.5, tag: "x" },
-    { step: 2, time: 12, "train/loss": NaN },
+    { step: 1, time: 11, "val/acc1": 0.5, "val/samples": 20, tag: "x" },
+    { step: 2, time: 12, "train/loss": NaN, "train/lr": 1e-3 },
+    { step: 3, time: 13, "train/loss": 1, "train/lr": 2e-3 },
   ], 1);
   assertEquals(cols, {
-    step: [1, 2],
-    time: [11, 12],
-    "val/acc1": [0.5, null],
+    step: [1, 2, 3],
+    time: [11, 12, 13],
+    "val/acc1": { i: [0], v: [0.5] },
+    "train/loss": { i: [2], v: [1] },
+    "train/lr": [null, 1e-3, 2e-3],
   });
 });
 

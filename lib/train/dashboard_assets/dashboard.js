@@ -173,7 +173,13 @@ function start() {
         state.runs.set(r.name, run);
       }
       const added = r.cols.step.length;
-      for (const [k, col] of Object.entries(r.cols)) {
+      for (const [k, sent] of Object.entries(r.cols)) {
+        // A mostly empty column comes as the rows that have a value: {i: rows, v: values}.
+        let col = sent;
+        if (!Array.isArray(sent)) {
+          col = new Array(added).fill(null);
+          sent.i.forEach((row, j) => (col[row] = sent.v[j]));
+        }
         let have = run.cols.get(k);
         if (!have && run.n === 0) run.cols.set(k, col); // a new run: its columns as they came
         else {
