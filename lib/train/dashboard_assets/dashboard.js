@@ -154,10 +154,15 @@ function start() {
     $("charts").append(fig);
     charts.set(kind.id, { kind, fig, u: null, key: "", series: [] });
   }
+  let drawnWidth = 0;
   new ResizeObserver(() => {
-    for (const c of charts.values()) c.u?.setSize({ width: plotWidth(), height: c.u.height });
+    // Charts added below change the height: only a new width redraws them.
+    const width = plotWidth();
+    if (width === drawnWidth) return;
+    drawnWidth = width;
+    for (const c of charts.values()) c.u?.setSize({ width, height: c.u.height });
   }).observe($("charts"));
-  const plotWidth = () => Math.max(300, $("charts").clientWidth);
+  const plotWidth = () => Math.max(300, $("charts").clientWidth); // a layout: read it once
 
   const sortedRuns = () => [...state.runs.values()].sort((a, b) => a.name.localeCompare(b.name));
   const runColor = (i) => cfg.runColors[i % cfg.runColors.length];
@@ -352,7 +357,7 @@ function start() {
 
   function render() {
     renderTable();
-    const runs = sortedRuns();
+    const runs = sortedRuns(), width = plotWidth();
     for (const c of charts.values()) {
       const series = buildSeries(c.kind, runs);
       c.series = series;
@@ -377,7 +382,7 @@ function start() {
         c.u.setData(data);
       } else {
         c.u?.destroy();
-        c.u = makeChart(c, series, data, unit);
+        c.u = makeChart(c, series, data, unit, width);
         c.key = key;
         renderLegend(c, series);
       }
@@ -446,14 +451,14 @@ function start() {
     return c.series[(i - 1) % n];
   }
 
-  function makeChart(c, series, data, unit) {
+  function makeChart(c, series, data, unit, width) {
     const plot = c.fig.querySelector(".plot");
     const readout = c.fig.querySelector(".readout");
     const xValues = state.xMode === "relative"
       ? (_u, splits) => splits.map(formatDuration)
       : undefined;
     const opts = {
-      width: plotWidth(),
+      width,
       height: 300,
       legend: { show: false },
       scales: {
