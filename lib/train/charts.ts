@@ -1,7 +1,8 @@
 /**
- * SVG line charts of training metrics, for `metrics.html` (one run) and `deno task dashboard`
- * (several runs overlaid). Hand-written SVG rather than a chart library: the same code renders the
- * static file and the live page, the page needs no script to draw, and nothing is fetched.
+ * SVG line charts of training metrics for `metrics.html`, the static page each run writes (one
+ * run, or several overlaid). Hand-written SVG: the file needs no script to draw and loads nothing.
+ * The chart definitions (`CHARTS`, `RUN_COLORS`, `lossUnit`) are also those of the interactive
+ * `deno task dashboard` page (dashboard.ts, dashboard_assets/), which draws them with uPlot.
  *
  * Each chart has gridlines at round values, an axis title with its unit, a legend, and eval
  * points marked with dots (a series of one point is a dot). Accuracies are in percent.
