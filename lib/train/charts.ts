@@ -78,13 +78,16 @@ export const LOSS_NAMES: Record<string, string> = {
 
 /**
  * The loss axis title for runs with these criteria: "binary cross-entropy loss" when they agree,
- * "loss (cross-entropy or binary cross-entropy, by run)" when not, "loss" where none is known.
+ * "loss (bce or ce, by run)" when not (short: an axis title has little room), "loss" where none
+ * is known.
  */
 export function lossUnit(criteria: (string | undefined)[]): string {
-  const names = [...new Set(criteria.map((c) => c && LOSS_NAMES[c]))];
-  const known = names.filter((n) => n !== undefined);
+  const known = [...new Set(criteria.filter((c): c is string => !!c && c in LOSS_NAMES))];
+  const unknown = criteria.some((c) => !c || !(c in LOSS_NAMES));
   if (known.length === 0) return "loss";
-  return names.length === 1 ? `${known[0]} loss` : `loss (${known.join(" or ")}, by run)`;
+  return known.length === 1 && !unknown
+    ? `${LOSS_NAMES[known[0]]} loss`
+    : `loss (${known.sort().join(" or ")}, by run)`;
 }
 
 const METRIC_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];

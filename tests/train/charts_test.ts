@@ -84,7 +84,7 @@ Deno.test("charts: the loss axis is named by the run's criterion", () => {
   assert(renderPlot("r", events).includes(">loss</text>"), "not known: no name");
   assertEquals(
     lossUnit(["ce", "bce", "ce"]),
-    "loss (cross-entropy or binary cross-entropy, by run)",
+    "loss (bce or ce, by run)",
   );
   const two = renderCharts([{ name: "a", events, criterion: "bce" }, {
     name: "b",

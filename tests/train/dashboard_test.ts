@@ -108,7 +108,7 @@ Deno.test("dashboard: serves the page, uPlot from its npm package, the runs, and
       ["a", 8],
       ["b", 8],
     ]);
-    assertEquals(data.lossUnit, "loss (binary cross-entropy, by run)");
+    assertEquals(data.lossUnit, "loss (bce, by run)");
     assertEquals(data.runs[1].summary.criterion, "bce");
     assertEquals(data.runs[0].cols.step.slice(0, 3), [20, 40, 60]);
     const have = (d: typeof data) =>
