@@ -23,11 +23,7 @@ import { cpuUsage } from "node:process";
 import type { Page } from "puppeteer-core";
 import { CHARTS, renderCharts, RUN_COLORS } from "../lib/train/charts.ts";
 import { RunStore, serveDashboard } from "../lib/train/dashboard.ts";
-import {
-  findChromium,
-  launchChromium,
-  writeSyntheticRun,
-} from "../tests/train/dashboard_helpers.ts";
+import { findChromium, launchChromium, writeSyntheticRun } from "./dashboard_runs.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

@@ -12,7 +12,7 @@ import {
   findChromium,
   launchChromium,
   writeSyntheticRun,
-} from "./dashboard_helpers.ts";
+} from "../../bench/dashboard_runs.ts";
 
 const chromium = findChromium();
 if (!chromium) {

@@ -1,7 +1,7 @@
 import { assert, assertEquals } from "../assert.ts";
 import { findRunDirs, runColumns, RunStore, serveDashboard } from "../../lib/train/dashboard.ts";
 import { main } from "../../tasks/dashboard.ts";
-import { writeSyntheticRun } from "./dashboard_helpers.ts";
+import { writeSyntheticRun } from "../../bench/dashboard_runs.ts";
 
 Deno.test("dashboard: finds every folder with a metrics.jsonl", async () => {
   const root = await Deno.makeTempDir();

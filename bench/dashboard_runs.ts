@@ -1,4 +1,7 @@
-/** Synthetic metrics.jsonl files for the dashboard tests, and headless chromium to look at them. */
+/**
+ * Synthetic runs for the dashboard (bench/dashboard.ts and its tests), and headless chromium to
+ * look at them.
+ */
 import puppeteer, { type Browser } from "puppeteer-core";
 
 /** What `deno task train` writes into metrics.jsonl: a train row every 20 steps, an eval every 60. */
