@@ -1,27 +1,33 @@
 /**
- * deno task dashboard [RUNS_DIR] [--port N]
+ * deno task dashboard [RUNS_DIR] [--port N] [--allow-host NAME[:PORT]]...
  *
  * Serves a live page on 127.0.0.1 with every run under RUNS_DIR (default runs/): each folder
  * with a metrics.jsonl. Loss, accuracy, learning-rate, img/s and step-time curves are overlaid,
- * and the page refreshes while the runs train.
+ * interactive (smoothing, log scale, zoom, hover values, runs shown or hidden), and the page
+ * updates while the runs train.
  */
 import { parseArgs } from "node:util";
 import { redactConsole } from "../lib/config/redact.ts";
 import { serveDashboard } from "../lib/train/dashboard.ts";
 
-const USAGE = `usage: deno task dashboard [RUNS_DIR] [--port N]
+const USAGE = `usage: deno task dashboard [RUNS_DIR] [--port N] [--allow-host NAME[:PORT]]...
 
 Serves a live dashboard of the training runs under RUNS_DIR on http://127.0.0.1:N/.
 A run is any folder below RUNS_DIR (RUNS_DIR itself included) that holds a metrics.jsonl,
 as deno task train writes into runs/NAME/. The page overlays every run's loss, accuracy (%),
-learning rate, img/s and data/compute step time, marks eval points, and refreshes every 2 s.
+learning rate, img/s and data/compute step time, marks eval points, and updates every 2 s.
+Smoothing (TensorBoard's), log scale, step or time x axis, zoom (drag, wheel), pan
+(shift+drag), a value readout on hover, and a checkbox per run to show or hide it.
 
-  RUNS_DIR     the folder to watch (default: runs)
-  --port N     the port to listen on, on 127.0.0.1 only (default: 8080; 0 = any free port)
-  -h, --help   this text
+  RUNS_DIR            the folder to watch (default: runs)
+  --port N            the port to listen on, on 127.0.0.1 only (default: 8080; 0 = any free port)
+  --allow-host NAME   also answer requests for this host name (Host: NAME:PORT, or NAME:P as
+                      given), e.g. the local end of a tunnel on another port; repeatable
+  -h, --help          this text
 
-Only 127.0.0.1 is served; to look from another machine, forward the port
-(ssh -L 8080:127.0.0.1:8080 HOST).`;
+Only 127.0.0.1 is served, and only requests for 127.0.0.1:N or localhost:N are answered (a
+guard against DNS rebinding). To look from another machine, forward the port
+(ssh -L 8080:127.0.0.1:8080 HOST, then open http://localhost:8080/).`;
 
 if (import.meta.main) {
   redactConsole();
@@ -35,7 +41,11 @@ export async function main(args: string[]): Promise<number> {
     parsed = parseArgs({
       args,
       allowPositionals: true,
-      options: { port: { type: "string" }, help: { type: "boolean", short: "h" } },
+      options: {
+        port: { type: "string" },
+        "allow-host": { type: "string", multiple: true },
+        help: { type: "boolean", short: "h" },
+      },
     });
   } catch (e) {
     console.error(`dashboard: ${(e as Error).message}\n\n${USAGE}`);
@@ -68,7 +78,7 @@ export async function main(args: string[]): Promise<number> {
   }
   let server;
   try {
-    server = serveDashboard(root, port);
+    server = serveDashboard(root, port, { allowHosts: parsed.values["allow-host"] ?? [] });
   } catch (e) {
     if (e instanceof Deno.errors.AddrInUse) {
       console.error(`dashboard: port ${port} is in use; pick another with --port N (0: any)`);

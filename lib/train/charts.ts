@@ -1,7 +1,8 @@
 /**
- * SVG line charts of training metrics, for `metrics.html` (one run) and `deno task dashboard`
- * (several runs overlaid). Hand-written SVG rather than a chart library: the same code renders the
- * static file and the live page, the page needs no script to draw, and nothing is fetched.
+ * SVG line charts of training metrics for `metrics.html`, the static page each run writes (one
+ * run, or several overlaid). Hand-written SVG: the file needs no script to draw and loads nothing.
+ * The chart definitions (`CHARTS`, `RUN_COLORS`, `lossUnit`) are also those of the interactive
+ * `deno task dashboard` page (dashboard.ts, dashboard_assets/), which draws them with uPlot.
  *
  * Each chart has gridlines at round values, an axis title with its unit, a legend, and eval
  * points marked with dots (a series of one point is a dot). Accuracies are in percent.
@@ -11,6 +12,8 @@ export type MetricEvent = { step: number; time: number } & Record<string, number
 export interface RunEvents {
   name: string;
   events: MetricEvent[];
+  /** The run's `criterion` ("ce", "bce"): names the loss axis. */
+  criterion?: string;
 }
 
 /** One chart: which metrics it shows, its unit, and how values are scaled for display. */
@@ -27,7 +30,7 @@ export const CHARTS: ChartKind[] = [
   {
     id: "loss",
     title: "Loss",
-    unit: "cross-entropy loss",
+    unit: "loss", // named by the runs' criterion: lossUnit
     metrics: [
       { key: "train/loss", label: "train", marker: false },
       { key: "val/loss", label: "val", marker: true },
@@ -67,6 +70,26 @@ export const CHARTS: ChartKind[] = [
   },
 ];
 
+/** The loss each `criterion` value computes. */
+export const LOSS_NAMES: Record<string, string> = {
+  ce: "cross-entropy",
+  bce: "binary cross-entropy",
+};
+
+/**
+ * The loss axis title for runs with these criteria: "binary cross-entropy loss" when they agree,
+ * "loss (bce or ce, by run)" when not (short: an axis title has little room), "loss" where none
+ * is known.
+ */
+export function lossUnit(criteria: (string | undefined)[]): string {
+  const known = [...new Set(criteria.filter((c): c is string => !!c && c in LOSS_NAMES))];
+  const unknown = criteria.some((c) => !c || !(c in LOSS_NAMES));
+  if (known.length === 0) return "loss";
+  return known.length === 1 && !unknown
+    ? `${LOSS_NAMES[known[0]]} loss`
+    : `loss (${known.sort().join(" or ")}, by run)`;
+}
+
 const METRIC_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
 export const RUN_COLORS = [
   "#1f77b4",
@@ -105,7 +128,8 @@ export function renderCharts(runs: RunEvents[]): string[] {
         });
       });
     });
-    if (series.length > 0) out.push(svgChart(kind, series));
+    const unit = kind.id === "loss" ? lossUnit(runs.map((r) => r.criterion)) : kind.unit;
+    if (series.length > 0) out.push(svgChart({ ...kind, unit }, series));
   }
   return out;
 }

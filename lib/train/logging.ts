@@ -23,6 +23,8 @@ export class RunLog {
     readonly dir: string | null,
     readonly title: string,
     tty = Deno.stderr.isTerminal(),
+    /** The run's `criterion`, which names the loss axis of metrics.html. */
+    readonly criterion?: string,
     /** The clock of the progress throttle, in ms (tests). */
     readonly now: () => number = () => performance.now(),
   ) {
@@ -91,7 +93,7 @@ export class RunLog {
     if (!this.dir) return;
     await Deno.writeTextFile(
       `${this.dir}/metrics.html`,
-      redact(renderPlot(this.title, this.events)),
+      redact(renderPlot(this.title, this.events, this.criterion)),
     );
   }
 }
@@ -108,8 +110,8 @@ export function formatDuration(seconds: number): string {
 }
 
 /** metrics.html: every chart of the run (loss, accuracy in %, lr, img/s, step time), static. */
-export function renderPlot(title: string, events: MetricEvent[]): string {
-  const charts = renderCharts([{ name: title, events }]);
+export function renderPlot(title: string, events: MetricEvent[], criterion?: string): string {
+  const charts = renderCharts([{ name: title, events, criterion }]);
   const last = [...events].reverse().find((e) => "val/acc1" in e);
   const summary = last
     ? `step ${last.step}: val acc1 ${((last["val/acc1"] as number) * 100).toFixed(2)}%, best ${

@@ -70,7 +70,7 @@ export async function train(config: Config, opts: TrainOptions = {}): Promise<Tr
   const writer = writesOutputs(topology);
   // Everything is checked and read before the first file is written.
   const { outDir, logDir } = await checkRun(config);
-  const log = new RunLog(writer ? logDir : null, config.name);
+  const log = new RunLog(writer ? logDir : null, config.name, undefined, config.criterion);
   const job = { index: topology.processIndex, count: topology.processCount };
   const state = new RunState(
     config,

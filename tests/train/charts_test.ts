@@ -2,6 +2,7 @@ import { assert, assertEquals } from "../assert.ts";
 import {
   decimate,
   formatTick,
+  lossUnit,
   type MetricEvent,
   niceTicks,
   renderCharts,
@@ -74,4 +75,21 @@ Deno.test("charts: decimation keeps first, lowest, highest and last of each pixe
     ]]),
     [[0.1, 5], [0.2, 9], [0.3, 1], [0.8, 3], [1.2, 4]],
   );
+});
+
+Deno.test("charts: the loss axis is named by the run's criterion", () => {
+  const events = [1, 2].map((s) => ({ step: s, time: 0, "train/loss": 1 / s }));
+  assert(renderPlot("r", events, "bce").includes(">binary cross-entropy loss</text>"));
+  assert(renderPlot("r", events, "ce").includes(">cross-entropy loss</text>"));
+  assert(renderPlot("r", events).includes(">loss</text>"), "not known: no name");
+  assertEquals(
+    lossUnit(["ce", "bce", "ce"]),
+    "loss (bce or ce, by run)",
+  );
+  const two = renderCharts([{ name: "a", events, criterion: "bce" }, {
+    name: "b",
+    events,
+    criterion: "bce",
+  }]).join("");
+  assert(two.includes(">binary cross-entropy loss</text>"));
 });

@@ -36,6 +36,8 @@ Deno.test("train: a few steps end to end write checkpoints, metrics and a plot",
       "train log event",
     );
     assert(events.some((e) => e.step === 6 && typeof e["val/acc1"] === "number"), "eval event");
+    const plot = await Deno.readTextFile(`${dir}/out/metrics.html`);
+    assert(plot.includes(">cross-entropy loss</text>"), "the loss axis named by the criterion");
     const state = await loadTrainingState(`${dir}/out/tiny-state.msgpack`);
     assertEquals(state.step, 6);
   });

@@ -26,7 +26,7 @@ Deno.test("run log: off a terminal, a progress line at least every minute", () =
   console.log = (s: string) => printed.push(s);
   try {
     let t = 0;
-    const log = new RunLog(null, "t", false, () => t);
+    const log = new RunLog(null, "t", false, undefined, () => t);
     for (let step = 1; step <= 300; step++, t += 1000) {
       log.progress(`step ${step}`, step === 1 ? 0 : undefined);
     }
