@@ -59,8 +59,10 @@ import { type AttributeValue, PjrtPlugin } from "./plugin.ts";
 import { readPointers, readString, StructBuffer, utf8 } from "./struct_buffer.ts";
 
 /**
- * A `PJRT_Client_Create` option. Numbers that are integers are sent as int64, others as
- * float; `{ float }` / `{ int64 }` force the type (CUDA's `memory_fraction` must be a float).
+ * A `PJRT_Client_Create` option. A number is sent as the type the CUDA plugin declares for the
+ * option's name (`OPTION_TYPES`: `memory_fraction` = 1 is the float 1.0, not an int64 it would
+ * refuse); for other names integers go as int64 and the rest as float. `{ float }` /
+ * `{ int64 }` force the type.
  */
 export type ClientOptionValue =
   | string
@@ -70,6 +72,29 @@ export type ClientOptionValue =
   | bigint[]
   | { float: number }
   | { int64: number | bigint };
+
+/**
+ * The option types the CUDA plugin checks (`kExpectedOptionNameAndTypes` in
+ * xla/pjrt/c/pjrt_c_api_gpu_internal.cc): a known name with another type is refused.
+ */
+export const OPTION_TYPES: Record<string, number> = {
+  platform_name: NamedValueType.String,
+  allocator: NamedValueType.String,
+  memory_fraction: NamedValueType.Float,
+  preallocate: NamedValueType.Bool,
+  collective_memory_size: NamedValueType.Int64,
+  visible_devices: NamedValueType.Int64List,
+  node_id: NamedValueType.Int64,
+  num_nodes: NamedValueType.Int64,
+};
+
+/** One process of a multi-process job, for `OpenOptions.job`. */
+export interface JobProcess {
+  processIndex: number;
+  processCount: number;
+  /** The job's key-value store (process 0's coordinator; lib/backend/pjrt/kv_bridge.ts). */
+  keyValueStore: KeyValueStore;
+}
 
 export interface OpenOptions {
   /** `--pjrt-plugin PATH`; otherwise discovery decides (see discovery.ts). */
@@ -82,6 +107,13 @@ export interface OpenOptions {
    * disposed.
    */
   keyValueStore?: KeyValueStore;
+  /**
+   * This process's place in a multi-process job. Plugins that join hosts themselves through a
+   * key-value store (the CUDA and ROCm plugins; `joinsThroughKeyValueStore`) get the
+   * `node_id` and `num_nodes` options and the job's store, as jax does; libtpu finds its peers
+   * from the TPU VM's metadata and gets neither.
+   */
+  job?: JobProcess;
   /** Where the start-up lines (plugin, platform, devices) go. Default `console.log`. */
   log?: (line: string) => void;
   /** Overrides for plugin discovery (environment, search prefixes). */
@@ -135,10 +167,17 @@ export class PjrtClient implements Disposable {
   static async open(o: OpenOptions = {}): Promise<PjrtClient> {
     const found = findPjrtPlugin({ ...o.discovery, pluginPath: o.pluginPath });
     const plugin = PjrtPlugin.load(found.path);
-    const kv = o.keyValueStore ? await KvCallbacks.start(o.keyValueStore) : null;
+    const join = o.job && o.job.processCount > 1 && joinsThroughKeyValueStore(found.path)
+      ? o.job
+      : undefined;
+    const options = join
+      ? { ...o.options, node_id: join.processIndex, num_nodes: join.processCount }
+      : o.options ?? {};
+    const store = o.keyValueStore ?? join?.keyValueStore;
+    const kv = store ? await KvCallbacks.start(store) : null;
     let client: PjrtClient;
     try {
-      const handle = await createClient(plugin, o.options ?? {}, kv);
+      const handle = await createClient(plugin, options, kv);
       try {
         client = new PjrtClient(plugin, handle);
       } catch (e) {
@@ -377,11 +416,12 @@ async function createClient(
   kv: KvCallbacks | null,
 ): Promise<Deno.PointerObject> {
   const entries = Object.entries(options);
-  const stride = PJRT_NamedValue.size;
+  // The plugin steps through the array by its own sizeof(PJRT_NamedValue); each element's
+  // struct_size is the header's PJRT_NamedValue_STRUCT_SIZE, the tail (if any) zeros.
+  const stride = plugin.namedValueStride;
   const array = new Uint8Array(Math.max(1, entries.length) * stride);
   const keep: unknown[] = [];
   entries.forEach(([name, value], i) => {
-    // Array elements are not padded: the plugin steps through them by its sizeof.
     const nv = new StructBuffer(PJRT_NamedValue);
     const nameBytes = utf8(name);
     keep.push(nameBytes);
@@ -420,8 +460,22 @@ function encodeNamedValue(
     set(NamedValueType.Int64, 1).setI64("value", value);
   } else if (typeof value === "number") {
     if (!Number.isFinite(value)) throw new Error(`client option ${name} = ${value} is not finite`);
-    if (Number.isInteger(value)) set(NamedValueType.Int64, 1).setI64("value", value);
-    else set(NamedValueType.Float, 1).setF32("value", value);
+    const declared = OPTION_TYPES[name];
+    if (
+      declared !== undefined && declared !== NamedValueType.Int64 &&
+      declared !== NamedValueType.Float
+    ) {
+      throw new Error(
+        `client option ${name} takes a ${TYPE_NAMES[declared]}, got the number ${value}`,
+      );
+    }
+    const asFloat = declared === NamedValueType.Float ||
+      (declared === undefined && !Number.isInteger(value));
+    if (!asFloat && !Number.isInteger(value)) {
+      throw new Error(`client option ${name} takes a whole number (int64), got ${value}`);
+    }
+    if (asFloat) set(NamedValueType.Float, 1).setF32("value", value);
+    else set(NamedValueType.Int64, 1).setI64("value", value);
   } else if (Array.isArray(value)) {
     const list = BigInt64Array.from(value);
     keep.push(list);
@@ -433,6 +487,24 @@ function encodeNamedValue(
   } else {
     throw new Error(`client option ${name}: unsupported value ${JSON.stringify(value)}`);
   }
+}
+
+const TYPE_NAMES: Record<number, string> = {
+  [NamedValueType.String]: "string",
+  [NamedValueType.Int64]: "int64",
+  [NamedValueType.Int64List]: "list of int64",
+  [NamedValueType.Float]: "float",
+  [NamedValueType.Bool]: "bool",
+};
+
+/**
+ * True for plugins that form a multi-host job through the key-value store and `node_id` /
+ * `num_nodes` (the jax CUDA/ROCm plugins, and any other than libtpu); false for libtpu, which
+ * jax creates without a store (its peers come from the TPU VM's metadata).
+ */
+export function joinsThroughKeyValueStore(pluginPath: string): boolean {
+  const base = pluginPath.split("/").at(-1) ?? "";
+  return !/^libtpu/.test(base) && !pluginPath.includes("/libtpu/");
 }
 
 function formatAttribute(v: AttributeValue): string {

@@ -179,9 +179,16 @@ async function trainWith(
       await createBackend(config.backend as never, {
         pjrtPlugin: config["pjrt-plugin"] as string | undefined,
         precision: config.precision as never,
+        matmulPrecision: config["matmul-precision"] as never,
         devices: config.devices,
         // Multi-host PJRT plugins (CUDA) find their peers through process 0's store.
-        keyValueStore: kv ? pjrtKeyValueStore(kv) : undefined,
+        job: kv
+          ? {
+            processIndex: topology.processIndex,
+            processCount: topology.processCount,
+            keyValueStore: pjrtKeyValueStore(kv),
+          }
+          : undefined,
         processes: processSum ?? undefined,
         log: (l) => log.line(l),
       });
@@ -194,8 +201,11 @@ async function trainWith(
     if (backend.replicas !== backend.devices * P) {
       throw new TrainingError(
         `the ${backend.name} backend runs ${backend.replicas} replica(s) with ${backend.devices} ` +
-          `device(s) here, not ${P} processes x ${backend.devices}: multi-host training needs ` +
-          "--backend pjrt or --backend cpu",
+          `device(s) here, not ${P} processes x ${backend.devices}: ` +
+          (backend.name === "pjrt"
+            ? "the PJRT plugin did not join the processes into one job (its client sees only " +
+              "this host's devices)"
+            : "multi-host training needs --backend pjrt or --backend cpu"),
       );
     }
     log.line(
