@@ -403,6 +403,12 @@ export class PjrtClient implements Disposable {
         `${this.allDevices.length} devices`,
     );
     for (const d of this.devices) log(`  device ${d.index}: id ${d.id}, ${d.kind}`);
+    const { loaded, failed } = this.plugin.preloaded;
+    if (loaded.length) {
+      const dir = loaded[0].slice(0, loaded[0].lastIndexOf("/nvidia/") + 7);
+      log(`  preloaded ${loaded.length} NVIDIA libraries from ${dir}/*/lib`);
+    }
+    for (const f of failed) log(`  could not preload ${f}`);
   }
 }
 

@@ -3,6 +3,7 @@
  * `PjrtError`, event awaiting. One instance per plugin file per process (plugins are initialized
  * once and never unloaded: their threads outlive any handle).
  */
+import { nvidiaLibraries } from "./discovery.ts";
 import { PjrtError, PjrtPluginError } from "./errors.ts";
 import { alignUp, type StructLayout } from "./layout.ts";
 import {
@@ -50,6 +51,11 @@ export class PjrtPlugin {
   readonly apiVersion: { major: number; minor: number };
   /** Number of function pointers the plugin's `PJRT_Api` holds. */
   readonly numSlots: number;
+  /**
+   * NVIDIA libraries loaded before the plugin (`nvidiaLibraries`), and those that failed with
+   * why; the plugin's own dlopen of a soname then finds the loaded copy.
+   */
+  readonly preloaded: { loaded: string[]; failed: string[] } = { loaded: [], failed: [] };
   /** `PJRT_Plugin_Attributes` (e.g. `xla_version`, `stablehlo_current_version`). */
   readonly attributes: Record<string, AttributeValue>;
   /**
@@ -74,7 +80,9 @@ export class PjrtPlugin {
     }
     let plugin = LOADED.get(real);
     if (!plugin) {
+      const preloaded = preloadNvidiaLibraries(real);
       plugin = new PjrtPlugin(path, openLibrary(path));
+      Object.assign(plugin.preloaded, preloaded);
       LOADED.set(real, plugin);
     }
     return plugin;
@@ -284,6 +292,26 @@ export class PjrtPlugin {
 }
 
 const LOADED = new Map<string, PjrtPlugin>();
+/** Preloaded libraries stay open for the life of the process, as the plugin does. */
+const PRELOADED: Deno.DynamicLibrary<Record<string, never>>[] = [];
+
+/**
+ * Loads the CUDA libraries of NVIDIA's wheels next to the plugin, dependencies first, as jax
+ * does before its CUDA plugin. A failure is recorded, not fatal: the plugin may still find the
+ * library on its own search path (LD_LIBRARY_PATH, the system's CUDA).
+ */
+function preloadNvidiaLibraries(pluginPath: string): { loaded: string[]; failed: string[] } {
+  const loaded: string[] = [], failed: string[] = [];
+  for (const lib of nvidiaLibraries(pluginPath)) {
+    try {
+      PRELOADED.push(Deno.dlopen(lib, {}));
+      loaded.push(lib);
+    } catch (e) {
+      failed.push(`${lib}: ${(e as Error).message.split("\n")[0]}`);
+    }
+  }
+  return { loaded, failed };
+}
 
 /** `dlopen`s `path` and returns `GetPjrtApi()`, with errors that say which step failed. */
 function openLibrary(path: string): Deno.PointerObject {
