@@ -66,8 +66,8 @@ if [[ -z $plan ]] && ! command -v deno >/dev/null; then
   unxz_to_stdout .dev/deno.xz >/tmp/deno-bin/deno && chmod +x /tmp/deno-bin/deno
   export PATH=/tmp/deno-bin:$PATH
 fi
-[[ -n $plan || -d node_modules ]] || unxz_to_stdout .dev/node_modules.tar.xz | tar -xf -
-[[ -n $plan || -d data/mnist ]] || unxz_to_stdout .dev/mnist.tar.xz | tar -xf -
+[[ -n $plan || -d node_modules || ! -f .dev/node_modules.tar.xz ]] || unxz_to_stdout .dev/node_modules.tar.xz | tar -xf -
+[[ -n $plan || -d data/mnist || ! -f .dev/mnist.tar.xz ]] || unxz_to_stdout .dev/mnist.tar.xz | tar -xf -
 # The Vulkan loader goes into / only on the GPU machine (a fresh one each call), never elsewhere.
 export PATH=$PATH:/sbin:/usr/sbin
 if command -v nvidia-smi >/dev/null && ! ldconfig -p | grep -q libvulkan.so.1 &&
