@@ -10,12 +10,13 @@ import { assert, assertEquals } from "../assert.ts";
 const SCRIPT = new URL("../../scripts/device_check.sh", import.meta.url).pathname;
 
 Deno.test("device_check.sh: separate f32/bf16 steps, own timeouts, important ones within budget", async () => {
+  const dir = await Deno.makeTempDir();
   const out = await new Deno.Command("bash", {
     args: [SCRIPT],
-    env: { PLAN: "1", OUT: await Deno.makeTempDir() },
+    env: { PLAN: "1", OUT: dir },
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  }).output().finally(() => Deno.remove(dir, { recursive: true }));
   const text = new TextDecoder().decode(out.stdout);
   assertEquals(out.code, 0, text + new TextDecoder().decode(out.stderr));
   const lines = text.trim().split("\n");
