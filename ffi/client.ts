@@ -6,12 +6,17 @@
  *  1. `findPjrtPlugin` (discovery.ts): `--pjrt-plugin`, `PJRT_PLUGIN_PATH`, site-packages, ...
  *  2. `PjrtPlugin.load` (plugin.ts): `dlopen`, `GetPjrtApi()`, version check,
  *     `PJRT_Plugin_Initialize` (once per process), `PJRT_Plugin_Attributes`.
- *  3. `PJRT_Client_Create` with `PJRT_NamedValue` options (and, for multi-host plugins, the
- *     key-value callbacks of kv_callbacks.ts), run `nonblocking` (a TPU pod waits
- *     for every host here), then `PlatformName`, `Devices`, `AddressableDevices` and each
- *     device's description (id, kind, process index), logged once.
+ *  2b. The CUDA libraries of NVIDIA's wheels next to a jax plugin are loaded first, as jax
+ *     does (discovery.ts `nvidiaLibraries`).
+ *  3. `PJRT_Client_Create` with `PJRT_NamedValue` options (typed as the CUDA plugin declares
+ *     them; the array steps by the plugin's sizeof) and, for a process of a multi-host job on a
+ *     plugin that joins hosts itself (CUDA, not libtpu), `node_id`/`num_nodes` and the
+ *     key-value callbacks of kv_callbacks.ts; run `nonblocking` (a TPU pod waits for every host
+ *     here), then `PlatformName`, `Devices`, `AddressableDevices` and each device's
+ *     description (id, kind, process index), logged once.
  *  4. `compile`: `PJRT_Client_Compile` of MLIR text with a hand-encoded `CompileOptionsProto`
- *     (proto.ts), `nonblocking`; `GetExecutable` + `NumOutputs` (+ `Executable_Destroy`).
+ *     (proto.ts), `nonblocking`; `GetExecutable` + `NumOutputs` (+ `Executable_Destroy`), and
+ *     `LoadedExecutable_AddressableDevices`: the order `execute` takes device argument lists.
  *  5. `bufferFromHost`: `PJRT_Client_BufferFromHostBuffer` with "immutable until transfer
  *     completes"; the `done_with_host_buffer` event is awaited (host array kept alive until
  *     then) and destroyed.
