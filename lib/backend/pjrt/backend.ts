@@ -109,7 +109,8 @@ export class PjrtBackend implements Backend {
     const kinds = [...new Set(this.localDevices.map((d) => d.kind))].join(", ");
     this.description = `${client.platformName} ${kinds} x${this.localDevices.length}` +
       (this.replicas > this.localDevices.length ? ` (of ${this.replicas} replicas)` : "") +
-      `, compute ${options.precision ?? "f32"} (PJRT plugin ${client.plugin.path})`;
+      `, compute ${options.precision ?? "f32"}, matmul precision ` +
+      `${options.matmulPrecision ?? "default"} (PJRT plugin ${client.plugin.path})`;
   }
 
   /** Local devices (one replica each). */
