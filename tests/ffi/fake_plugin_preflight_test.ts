@@ -226,11 +226,15 @@ test("with a store, only a program's first launch leaves the thread (it may fetc
   const graph = trace((x: Tensor, y: Tensor) => ops.add(x, y), spec, spec).graph;
   const exe = await b.compile(graph);
   const x = await b.fromHost(hostTensor([1], "f32", [1]));
-  // The first launch gets the clique id through the store: a blocking call would deadlock.
-  const [s1] = await exe.execute([x, x]);
+  // The first launch gets the clique id through the store: a blocking call would deadlock, and
+  // so would a second launch made (as a plain call) before the first is done: it waits.
+  const first = exe.execute([x, x]);
+  const second = exe.execute([x, x]);
+  const [s1] = await first;
   assertEquals(fake!.lastRendezvous(), "put fake/node/1; try_get ok; got 0; exec 0 got;");
   const [s2] = await exe.execute([s1, x]);
   assertEquals([...(await b.toHost(s2)).data], [3]);
+  assertEquals([...(await b.toHost((await second)[0])).data], [2]);
 });
 
 /** A backend as a `using` resource. */

@@ -263,6 +263,8 @@ class PjrtProgram implements Executable {
   #executable: PjrtExecutable | null;
   /** `order[k]`: the local replica whose arguments go in the executable's k-th device list. */
   readonly #order: number[];
+  /** The first launch while it runs off the thread; later launches wait for it. */
+  #firstLaunch: Promise<unknown> | null = null;
   #launched = false;
 
   constructor(
@@ -296,6 +298,10 @@ class PjrtProgram implements Executable {
     opts: { donate?: readonly boolean[] } = {},
   ): Promise<DeviceArray[]> {
     try {
+      // A launch while the first one is still off the thread must not block this thread (the
+      // first may need the store, which runs here): it waits its turn.
+      const first = this.#firstLaunch;
+      if (first) return first.then(() => this.execute(args, opts));
       return this.run(args, opts.donate ?? []);
     } catch (e) {
       return Promise.reject(e);
@@ -344,7 +350,10 @@ class PjrtProgram implements Executable {
     };
     if (!this.#launched && this.backend.client.hasKeyValueStore) {
       this.#launched = true;
-      return executable.executeAsync(perDevice, options).then(wrap);
+      const launch = executable.executeAsync(perDevice, options).then(wrap);
+      // Settles (never rejects: the caller gets the error) once the launch is done.
+      this.#firstLaunch = launch.then(() => {}, () => {}).finally(() => this.#firstLaunch = null);
+      return launch;
     }
     this.#launched = true;
     return Promise.resolve(wrap(executable.execute(perDevice, options)));
