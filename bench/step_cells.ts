@@ -6,6 +6,7 @@
  * (scripts/bench_timm_vit.py with the same model flags).
  */
 import { type BackendName, createBackend } from "../lib/backend/select.ts";
+import type { Precision } from "../lib/ir/primitive.ts";
 import type { ViTConfig } from "../lib/model/vit.ts";
 import { jaxStepConfig } from "./jax_config.ts";
 import { benchTrainStep, TINY_VIT } from "./train_step.ts";
@@ -42,6 +43,8 @@ export interface StepCell {
   batch: number;
   steps: number;
   pjrtPlugin?: string;
+  /** Each matmul's precision_config (config key `matmul-precision`); default "default". */
+  matmulPrecision?: Precision;
 }
 
 /** One cell: img/s, ms/step, compile seconds (or the error), as one flat record. */
@@ -52,6 +55,7 @@ export async function benchStepCell(c: StepCell): Promise<Record<string, unknown
     config: m?.label,
     backend: c.backend,
     dtype: c.dtype,
+    matmul_precision: c.matmulPrecision ?? "default",
     batch: c.batch,
     steps: c.steps,
   };
@@ -62,6 +66,7 @@ export async function benchStepCell(c: StepCell): Promise<Record<string, unknown
     }
     const backend = await createBackend(c.backend, {
       precision: c.dtype,
+      matmulPrecision: c.matmulPrecision ?? "default",
       pjrtPlugin: c.pjrtPlugin,
       devices: 1,
     });

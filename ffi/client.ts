@@ -6,12 +6,17 @@
  *  1. `findPjrtPlugin` (discovery.ts): `--pjrt-plugin`, `PJRT_PLUGIN_PATH`, site-packages, ...
  *  2. `PjrtPlugin.load` (plugin.ts): `dlopen`, `GetPjrtApi()`, version check,
  *     `PJRT_Plugin_Initialize` (once per process), `PJRT_Plugin_Attributes`.
- *  3. `PJRT_Client_Create` with `PJRT_NamedValue` options (and, for multi-host plugins, the
- *     key-value callbacks of kv_callbacks.ts), run `nonblocking` (a TPU pod waits
- *     for every host here), then `PlatformName`, `Devices`, `AddressableDevices` and each
- *     device's description (id, kind, process index), logged once.
+ *  2b. The CUDA libraries of NVIDIA's wheels next to a jax plugin are loaded first, as jax
+ *     does (discovery.ts `nvidiaLibraries`).
+ *  3. `PJRT_Client_Create` with `PJRT_NamedValue` options (typed as the CUDA plugin declares
+ *     them; the array steps by the plugin's sizeof) and, for a process of a multi-host job on a
+ *     plugin that joins hosts itself (CUDA, not libtpu), `node_id`/`num_nodes` and the
+ *     key-value callbacks of kv_callbacks.ts; run `nonblocking` (a TPU pod waits for every host
+ *     here), then `PlatformName`, `Devices`, `AddressableDevices` and each device's
+ *     description (id, kind, process index), logged once.
  *  4. `compile`: `PJRT_Client_Compile` of MLIR text with a hand-encoded `CompileOptionsProto`
- *     (proto.ts), `nonblocking`; `GetExecutable` + `NumOutputs` (+ `Executable_Destroy`).
+ *     (proto.ts), `nonblocking`; `GetExecutable` + `NumOutputs` (+ `Executable_Destroy`), and
+ *     `LoadedExecutable_AddressableDevices`: the order `execute` takes device argument lists.
  *  5. `bufferFromHost`: `PJRT_Client_BufferFromHostBuffer` with "immutable until transfer
  *     completes"; the `done_with_host_buffer` event is awaited (host array kept alive until
  *     then) and destroyed.
@@ -59,8 +64,10 @@ import { type AttributeValue, PjrtPlugin } from "./plugin.ts";
 import { readPointers, readString, StructBuffer, utf8 } from "./struct_buffer.ts";
 
 /**
- * A `PJRT_Client_Create` option. Numbers that are integers are sent as int64, others as
- * float; `{ float }` / `{ int64 }` force the type (CUDA's `memory_fraction` must be a float).
+ * A `PJRT_Client_Create` option. A number is sent as the type the CUDA plugin declares for the
+ * option's name (`OPTION_TYPES`: `memory_fraction` = 1 is the float 1.0, not an int64 it would
+ * refuse); for other names integers go as int64 and the rest as float. `{ float }` /
+ * `{ int64 }` force the type.
  */
 export type ClientOptionValue =
   | string
@@ -70,6 +77,29 @@ export type ClientOptionValue =
   | bigint[]
   | { float: number }
   | { int64: number | bigint };
+
+/**
+ * The option types the CUDA plugin checks (`kExpectedOptionNameAndTypes` in
+ * xla/pjrt/c/pjrt_c_api_gpu_internal.cc): a known name with another type is refused.
+ */
+export const OPTION_TYPES: Record<string, number> = {
+  platform_name: NamedValueType.String,
+  allocator: NamedValueType.String,
+  memory_fraction: NamedValueType.Float,
+  preallocate: NamedValueType.Bool,
+  collective_memory_size: NamedValueType.Int64,
+  visible_devices: NamedValueType.Int64List,
+  node_id: NamedValueType.Int64,
+  num_nodes: NamedValueType.Int64,
+};
+
+/** One process of a multi-process job, for `OpenOptions.job`. */
+export interface JobProcess {
+  processIndex: number;
+  processCount: number;
+  /** The job's key-value store (process 0's coordinator; lib/backend/pjrt/kv_bridge.ts). */
+  keyValueStore: KeyValueStore;
+}
 
 export interface OpenOptions {
   /** `--pjrt-plugin PATH`; otherwise discovery decides (see discovery.ts). */
@@ -82,6 +112,13 @@ export interface OpenOptions {
    * disposed.
    */
   keyValueStore?: KeyValueStore;
+  /**
+   * This process's place in a multi-process job. Plugins that join hosts themselves through a
+   * key-value store (the CUDA and ROCm plugins; `joinsThroughKeyValueStore`) get the
+   * `node_id` and `num_nodes` options and the job's store, as jax does; libtpu finds its peers
+   * from the TPU VM's metadata and gets neither.
+   */
+  job?: JobProcess;
   /** Where the start-up lines (plugin, platform, devices) go. Default `console.log`. */
   log?: (line: string) => void;
   /** Overrides for plugin discovery (environment, search prefixes). */
@@ -135,10 +172,17 @@ export class PjrtClient implements Disposable {
   static async open(o: OpenOptions = {}): Promise<PjrtClient> {
     const found = findPjrtPlugin({ ...o.discovery, pluginPath: o.pluginPath });
     const plugin = PjrtPlugin.load(found.path);
-    const kv = o.keyValueStore ? await KvCallbacks.start(o.keyValueStore) : null;
+    const join = o.job && o.job.processCount > 1 && joinsThroughKeyValueStore(found.path)
+      ? o.job
+      : undefined;
+    const options = join
+      ? { ...o.options, node_id: join.processIndex, num_nodes: join.processCount }
+      : o.options ?? {};
+    const store = o.keyValueStore ?? join?.keyValueStore;
+    const kv = store ? await KvCallbacks.start(store) : null;
     let client: PjrtClient;
     try {
-      const handle = await createClient(plugin, o.options ?? {}, kv);
+      const handle = await createClient(plugin, options, kv);
       try {
         client = new PjrtClient(plugin, handle);
       } catch (e) {
@@ -364,6 +408,12 @@ export class PjrtClient implements Disposable {
         `${this.allDevices.length} devices`,
     );
     for (const d of this.devices) log(`  device ${d.index}: id ${d.id}, ${d.kind}`);
+    const { loaded, failed } = this.plugin.preloaded;
+    if (loaded.length) {
+      const dir = loaded[0].slice(0, loaded[0].lastIndexOf("/nvidia/") + 7);
+      log(`  preloaded ${loaded.length} NVIDIA libraries from ${dir}/*/lib`);
+    }
+    for (const f of failed) log(`  could not preload ${f}`);
   }
 }
 
@@ -377,11 +427,12 @@ async function createClient(
   kv: KvCallbacks | null,
 ): Promise<Deno.PointerObject> {
   const entries = Object.entries(options);
-  const stride = PJRT_NamedValue.size;
+  // The plugin steps through the array by its own sizeof(PJRT_NamedValue); each element's
+  // struct_size is the header's PJRT_NamedValue_STRUCT_SIZE, the tail (if any) zeros.
+  const stride = plugin.namedValueStride;
   const array = new Uint8Array(Math.max(1, entries.length) * stride);
   const keep: unknown[] = [];
   entries.forEach(([name, value], i) => {
-    // Array elements are not padded: the plugin steps through them by its sizeof.
     const nv = new StructBuffer(PJRT_NamedValue);
     const nameBytes = utf8(name);
     keep.push(nameBytes);
@@ -420,8 +471,22 @@ function encodeNamedValue(
     set(NamedValueType.Int64, 1).setI64("value", value);
   } else if (typeof value === "number") {
     if (!Number.isFinite(value)) throw new Error(`client option ${name} = ${value} is not finite`);
-    if (Number.isInteger(value)) set(NamedValueType.Int64, 1).setI64("value", value);
-    else set(NamedValueType.Float, 1).setF32("value", value);
+    const declared = OPTION_TYPES[name];
+    if (
+      declared !== undefined && declared !== NamedValueType.Int64 &&
+      declared !== NamedValueType.Float
+    ) {
+      throw new Error(
+        `client option ${name} takes a ${TYPE_NAMES[declared]}, got the number ${value}`,
+      );
+    }
+    const asFloat = declared === NamedValueType.Float ||
+      (declared === undefined && !Number.isInteger(value));
+    if (!asFloat && !Number.isInteger(value)) {
+      throw new Error(`client option ${name} takes a whole number (int64), got ${value}`);
+    }
+    if (asFloat) set(NamedValueType.Float, 1).setF32("value", value);
+    else set(NamedValueType.Int64, 1).setI64("value", value);
   } else if (Array.isArray(value)) {
     const list = BigInt64Array.from(value);
     keep.push(list);
@@ -433,6 +498,24 @@ function encodeNamedValue(
   } else {
     throw new Error(`client option ${name}: unsupported value ${JSON.stringify(value)}`);
   }
+}
+
+const TYPE_NAMES: Record<number, string> = {
+  [NamedValueType.String]: "string",
+  [NamedValueType.Int64]: "int64",
+  [NamedValueType.Int64List]: "list of int64",
+  [NamedValueType.Float]: "float",
+  [NamedValueType.Bool]: "bool",
+};
+
+/**
+ * True for plugins that form a multi-host job through the key-value store and `node_id` /
+ * `num_nodes` (the jax CUDA/ROCm plugins, and any other than libtpu); false for libtpu, which
+ * jax creates without a store (its peers come from the TPU VM's metadata).
+ */
+export function joinsThroughKeyValueStore(pluginPath: string): boolean {
+  const base = pluginPath.split("/").at(-1) ?? "";
+  return !/^libtpu/.test(base) && !pluginPath.includes("/libtpu/");
 }
 
 function formatAttribute(v: AttributeValue): string {

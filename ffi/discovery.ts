@@ -177,3 +177,42 @@ function isFile(path: string): boolean {
     return false;
   }
 }
+
+/**
+ * The CUDA libraries of NVIDIA's wheels (`nvidia/<package>/lib` next to the plugin's `jax_plugins`
+ * folder, e.g. nvidia/cublas/lib/libcublas.so.12, or nvidia/cu13/lib for CUDA 13) in the order
+ * jax loads them before its CUDA plugin (`_load_nvidia_libraries` in jax_plugins/xla_cuda*):
+ * under Python they are in the process already; from Deno the plugin only finds what its own
+ * search path reaches. Empty for a plugin outside a site-packages `jax_plugins` folder.
+ */
+export function nvidiaLibraries(pluginPath: string): string[] {
+  const at = pluginPath.lastIndexOf("/jax_plugins/");
+  if (at < 0) return [];
+  const nvidia = `${pluginPath.slice(0, at)}/nvidia`;
+  const files = listDir(nvidia).sort().flatMap((pkg) =>
+    listDir(`${nvidia}/${pkg}/lib`).map((f) => `${nvidia}/${pkg}/lib/${f}`)
+  );
+  const out: string[] = [];
+  for (const name of NVIDIA_LOAD_ORDER) {
+    // The soname itself (libcublas.so.12), not the unversioned or fully versioned names.
+    const re = new RegExp(`/${name}\\.so\\.\\d+$`);
+    out.push(...files.filter((f) => re.test(f)));
+  }
+  return out;
+}
+
+/** Dependencies before their users: cuBLAS needs cuBLASLt, cuSOLVER cuBLAS and cuSPARSE, ... */
+const NVIDIA_LOAD_ORDER = [
+  "libcudart",
+  "libnvrtc",
+  "libnvJitLink",
+  "libcublasLt",
+  "libcublas",
+  "libnccl",
+  "libcupti",
+  "libcusparse",
+  "libcusolver",
+  "libcufft",
+  "libnvshmem_host",
+  "libcudnn",
+];

@@ -5,6 +5,7 @@ import {
   PJRT_Executable_Name_Args,
   PJRT_Executable_NumOutputs_Args,
   PJRT_ExecuteOptions,
+  PJRT_LoadedExecutable_AddressableDevices_Args,
   PJRT_LoadedExecutable_Destroy_Args,
   PJRT_LoadedExecutable_Execute_Args,
   PJRT_LoadedExecutable_GetExecutable_Args,
@@ -27,6 +28,12 @@ export class PjrtExecutable implements Disposable {
   readonly numOutputs: number;
   /** `PJRT_Executable_Name` (the module name), or "" when the plugin has no such slot. */
   readonly name: string;
+  /**
+   * The devices it runs on (`PJRT_LoadedExecutable_AddressableDevices`), in the order `execute`
+   * takes their argument lists (jax orders its per-device arguments by this list too); null
+   * when the plugin lacks the slot.
+   */
+  readonly addressableDevices: Deno.PointerObject[] | null;
   #handle: Deno.PointerValue;
 
   /** Takes ownership of a `PJRT_LoadedExecutable*` from `PJRT_Client_Compile`. */
@@ -49,6 +56,19 @@ export class PjrtExecutable implements Disposable {
           name = readString(a.getPtr("executable_name"), a.getSize("executable_name_size"));
         }
         this.name = name;
+        this.addressableDevices = null;
+        if (plugin.has("PJRT_LoadedExecutable_AddressableDevices")) {
+          const d = plugin.args(PJRT_LoadedExecutable_AddressableDevices_Args)
+            .setPtr("executable", loaded);
+          plugin.call("PJRT_LoadedExecutable_AddressableDevices", d);
+          this.addressableDevices = readPointers(
+            d.getPtr("addressable_devices"),
+            d.getSize("num_addressable_devices"),
+          ).map((p, i) => {
+            if (p === null) throw new Error(`the executable's addressable device ${i} is null`);
+            return p;
+          });
+        }
       } finally {
         plugin.call(
           "PJRT_Executable_Destroy",

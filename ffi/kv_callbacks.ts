@@ -8,7 +8,8 @@
  * in `Atomics.wait`, while this thread's event loop (free, because `PJRT_Client_Create` runs
  * `nonblocking`) runs the store and writes the answer into shared memory. The store is only
  * reachable while the JS thread is not itself blocked in a plugin call: launches that may use
- * it (a first collective on CUDA) go through `PjrtExecutable.executeAsync`.
+ * it (a program's first run on CUDA, which sets up its NCCL cliques) go through
+ * `PjrtExecutable.executeAsync`; later runs reuse the cliques and are plain calls.
  */
 import {
   CODE,

@@ -5,6 +5,12 @@
  * the plugin's thread waits until they return. Each call forwards to the main thread, which
  * runs the (async) store, and blocks in `Atomics.wait` until the answer is in shared memory.
  * Calls are served one at a time.
+ *
+ * The args structs are read by our header's layout and their `struct_size` is never trusted:
+ * XLA's helper (`ToCppKeyValueStore` in pjrt_c_api_helpers.cc) builds them on the stack and sets
+ * only key, key_size, timeout, callback_error and user_arg. On success a get always fills
+ * value, value_size and value_deleter_callback, since the plugin copies the value and calls the
+ * deleter without checking; every other outcome returns a `PJRT_Error`.
  */
 import {
   ERROR_CODE_NAMES,
@@ -29,7 +35,7 @@ import {
 
 const DEADLINE_EXCEEDED = 4;
 const NOT_FOUND = 5;
-const INVALID_ARGUMENT = 3;
+const INTERNAL = 13;
 /** How long past the plugin's own timeout a get waits for the store to answer at all. */
 const SLACK_MS = 5_000;
 /** Wait for puts and try-gets (which the store answers without waiting for other processes). */
@@ -57,39 +63,40 @@ const deleter = Deno.UnsafeCallback.threadSafe(
   },
 );
 
-const get = Deno.UnsafeCallback.threadSafe(signature, (ptr) => {
-  const a = open(ptr, GetArgs);
-  if (!(a instanceof DataView)) return a;
-  const key = readKey(a, GetArgs);
-  const timeout = a.getInt32(GetArgs.offsetOf("timeout_in_ms"), true);
-  const timeoutMs = timeout < 0 ? NO_LIMIT_MS : timeout;
-  const r = ask({ id: 0, op: "get", key, timeoutMs }, timeoutMs + SLACK_MS);
-  return r.status === Status.OK
-    ? giveValue(a, GetArgs, r.bytes)
-    : fail(a, GetArgs, r.code, `kv get "${key}": ${r.message}`);
-});
+const get = Deno.UnsafeCallback.threadSafe(signature, (ptr) =>
+  guarded(ptr, GetArgs, (a) => {
+    const key = readKey(a, GetArgs);
+    const timeout = a.getInt32(GetArgs.offsetOf("timeout_in_ms"), true);
+    const timeoutMs = timeout < 0 ? NO_LIMIT_MS : timeout;
+    const r = ask({ id: 0, op: "get", key, timeoutMs }, timeoutMs + SLACK_MS);
+    return r.status === Status.OK
+      ? giveValue(a, GetArgs, r.bytes)
+      : fail(a, GetArgs, r.code, `kv get "${key}": ${r.message}`);
+  }));
 
-const tryGet = Deno.UnsafeCallback.threadSafe(signature, (ptr) => {
-  const a = open(ptr, TryGetArgs);
-  if (!(a instanceof DataView)) return a;
-  const key = readKey(a, TryGetArgs);
-  const r = ask({ id: 0, op: "tryGet", key }, QUICK_MS);
-  if (r.status === Status.OK) return giveValue(a, TryGetArgs, r.bytes);
-  if (r.status === Status.NOT_FOUND) return fail(a, TryGetArgs, NOT_FOUND, `kv "${key}" not found`);
-  return fail(a, TryGetArgs, r.code, `kv try_get "${key}": ${r.message}`);
-});
+const tryGet = Deno.UnsafeCallback.threadSafe(signature, (ptr) =>
+  guarded(ptr, TryGetArgs, (a) => {
+    const key = readKey(a, TryGetArgs);
+    const r = ask({ id: 0, op: "tryGet", key }, QUICK_MS);
+    if (r.status === Status.OK) return giveValue(a, TryGetArgs, r.bytes);
+    if (r.status === Status.NOT_FOUND) {
+      return fail(a, TryGetArgs, NOT_FOUND, `kv "${key}" not found`);
+    }
+    return fail(a, TryGetArgs, r.code, `kv try_get "${key}": ${r.message}`);
+  }));
 
-const put = Deno.UnsafeCallback.threadSafe(signature, (ptr) => {
-  const a = open(ptr, PutArgs);
-  if (!(a instanceof DataView)) return a;
-  const key = readKey(a, PutArgs);
-  const size = Number(a.getBigUint64(PutArgs.offsetOf("value_size"), true));
-  const at = a.getBigUint64(PutArgs.offsetOf("value"), true);
-  // The plugin's value lives only for this call: copy it before posting.
-  const value = size > 0 ? new Uint8Array(bytesAt(at, size)).slice() : new Uint8Array(0);
-  const r = ask({ id: 0, op: "put", key, value }, QUICK_MS);
-  return r.status === Status.OK ? null : fail(a, PutArgs, r.code, `kv put "${key}": ${r.message}`);
-});
+const put = Deno.UnsafeCallback.threadSafe(signature, (ptr) =>
+  guarded(ptr, PutArgs, (a) => {
+    const key = readKey(a, PutArgs);
+    const size = Number(a.getBigUint64(PutArgs.offsetOf("value_size"), true));
+    const at = a.getBigUint64(PutArgs.offsetOf("value"), true);
+    // The plugin's value lives only for this call: copy it before posting.
+    const value = size > 0 ? new Uint8Array(bytesAt(at, size)).slice() : new Uint8Array(0);
+    const r = ask({ id: 0, op: "put", key, value }, QUICK_MS);
+    return r.status === Status.OK
+      ? null
+      : fail(a, PutArgs, r.code, `kv put "${key}": ${r.message}`);
+  }));
 
 const ready: KvReady = {
   get: address(get.pointer),
@@ -132,21 +139,26 @@ function ask(request: KvRequest, waitMs: number): Answer {
   };
 }
 
-/** A view of the plugin's args struct, or the error to return when it is too small. */
-function open(ptr: Deno.PointerValue, layout: StructLayout): DataView | Deno.PointerValue {
-  if (ptr === null) return null;
-  const size = Number(new Deno.UnsafePointerView(ptr).getBigUint64(0));
-  if (size < layout.structSize) {
-    const message = `${layout.name}: struct_size ${size} is below the ${layout.structSize} ` +
-      "bytes of the header these bindings follow";
-    if (size < layout.offsetOf("callback_error") + 8) {
-      console.error(`PJRT key-value callback: ${message}`);
-      return null;
-    }
-    const view = new DataView(Deno.UnsafePointerView.getArrayBuffer(ptr, size));
-    return fail(view, layout, INVALID_ARGUMENT, message);
+/**
+ * Runs a callback on a view of the plugin's args struct (laid out by our header; its
+ * `struct_size` is not set by XLA, so it is not read). Whatever the callback throws becomes the
+ * `PJRT_Error` returned, never a success with unset out fields.
+ */
+function guarded(
+  ptr: Deno.PointerValue,
+  layout: StructLayout,
+  fn: (a: DataView) => Deno.PointerValue,
+): Deno.PointerValue {
+  if (ptr === null) {
+    console.error(`PJRT key-value callback: ${layout.name} is a null pointer`);
+    return null; // nothing to fill, nothing to report through
   }
-  return new DataView(Deno.UnsafePointerView.getArrayBuffer(ptr, layout.size));
+  const a = new DataView(Deno.UnsafePointerView.getArrayBuffer(ptr, layout.size));
+  try {
+    return fn(a);
+  } catch (e) {
+    return fail(a, layout, INTERNAL, `${layout.name}: ${e instanceof Error ? e.message : e}`);
+  }
 }
 
 function readKey(a: DataView, layout: StructLayout): string {
@@ -167,7 +179,11 @@ function giveValue(a: DataView, layout: StructLayout, bytes: Uint8Array): null {
   return null;
 }
 
-/** A `PJRT_Error*` made by the plugin's `callback_error`, or null if it gave none. */
+/**
+ * A `PJRT_Error*` made by the plugin's `callback_error`. A plugin that gave none cannot be told
+ * of the failure: a get then gets an empty value (filled, so that the plugin's copy and deleter
+ * call stay safe) and the failure is logged.
+ */
 function fail(a: DataView, layout: StructLayout, code: number, message: string) {
   const slot = a.getBigUint64(layout.offsetOf("callback_error"), true);
   const fn = slot === 0n ? 0n : new Deno.UnsafePointerView(pointer(slot)).getBigUint64(0);
@@ -176,7 +192,7 @@ function fail(a: DataView, layout: StructLayout, code: number, message: string) 
       `PJRT key-value callback: ${message} (${ERROR_CODE_NAMES[code]}; the plugin gave no ` +
         "callback_error to report it)",
     );
-    return null;
+    return layout === PutArgs ? null : giveValue(a, layout, new Uint8Array(0));
   }
   const text = new TextEncoder().encode(message);
   const make = new Deno.UnsafeFnPointer(

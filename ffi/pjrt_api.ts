@@ -57,6 +57,7 @@ export const SLOTS = {
   PJRT_Executable_NumOutputs: 44,
   PJRT_LoadedExecutable_Destroy: 50,
   PJRT_LoadedExecutable_GetExecutable: 51,
+  PJRT_LoadedExecutable_AddressableDevices: 52,
   PJRT_LoadedExecutable_Execute: 55,
   PJRT_Buffer_Destroy: 58,
   PJRT_Buffer_ElementType: 59,
@@ -283,6 +284,11 @@ export const PJRT_LoadedExecutable_Destroy_Args = args("PJRT_LoadedExecutable_De
 export const PJRT_LoadedExecutable_GetExecutable_Args = args(
   "PJRT_LoadedExecutable_GetExecutable_Args",
   [["loaded_executable", "ptr"], ["executable", "ptr"]],
+);
+
+export const PJRT_LoadedExecutable_AddressableDevices_Args = args(
+  "PJRT_LoadedExecutable_AddressableDevices_Args",
+  [["executable", "ptr"], ["addressable_devices", "ptr"], ["num_addressable_devices", "size_t"]],
 );
 
 export const PJRT_ExecuteOptions = args("PJRT_ExecuteOptions", [

@@ -3,8 +3,9 @@
  * `PjrtError`, event awaiting. One instance per plugin file per process (plugins are initialized
  * once and never unloaded: their threads outlive any handle).
  */
+import { nvidiaLibraries } from "./discovery.ts";
 import { PjrtError, PjrtPluginError } from "./errors.ts";
-import type { StructLayout } from "./layout.ts";
+import { alignUp, type StructLayout } from "./layout.ts";
 import {
   API_FIRST_SLOT_OFFSET,
   apiSizeNeededFor,
@@ -50,8 +51,19 @@ export class PjrtPlugin {
   readonly apiVersion: { major: number; minor: number };
   /** Number of function pointers the plugin's `PJRT_Api` holds. */
   readonly numSlots: number;
+  /**
+   * NVIDIA libraries loaded before the plugin (`nvidiaLibraries`), and those that failed with
+   * why; the plugin's own dlopen of a soname then finds the loaded copy.
+   */
+  readonly preloaded: { loaded: string[]; failed: string[] } = { loaded: [], failed: [] };
   /** `PJRT_Plugin_Attributes` (e.g. `xla_version`, `stablehlo_current_version`). */
   readonly attributes: Record<string, AttributeValue>;
+  /**
+   * The plugin's `sizeof(PJRT_NamedValue)`: C steps through arrays of them by its own sizeof, so
+   * the client options we send use this stride. Learnt from its attributes' `struct_size` (a
+   * newer header may have grown the struct); ours when it has none.
+   */
+  namedValueStride: number = PJRT_NamedValue.size;
 
   private readonly api: Deno.UnsafePointerView;
   private readonly syncFns = new Map<SlotName, ErrorFn>();
@@ -68,7 +80,9 @@ export class PjrtPlugin {
     }
     let plugin = LOADED.get(real);
     if (!plugin) {
+      const preloaded = preloadNvidiaLibraries(real);
       plugin = new PjrtPlugin(path, openLibrary(path));
+      Object.assign(plugin.preloaded, preloaded);
       LOADED.set(real, plugin);
     }
     return plugin;
@@ -122,15 +136,23 @@ export class PjrtPlugin {
   /** Awaits `event` off the JS thread, destroys it, and throws the error it carried, if any. */
   async awaitEvent(event: Deno.PointerValue, what: string): Promise<void> {
     if (event === null) return;
+    let failure: { error: unknown } | null = null;
     try {
       await this.callNonblocking(
         "PJRT_Event_Await",
         this.args(PJRT_Event_Await_Args).setPtr("event", event),
         what,
       );
-    } finally {
-      this.destroyEvent(event);
+    } catch (error) {
+      failure = { error };
     }
+    try {
+      this.destroyEvent(event);
+    } catch (e) {
+      // The event's own error says what went wrong; a failed destroy must not hide it.
+      if (!failure) throw e;
+    }
+    if (failure) throw failure.error;
   }
 
   destroyEvent(event: Deno.PointerValue): void {
@@ -217,8 +239,18 @@ export class PjrtPlugin {
     const count = a.getSize("num_attributes");
     if (base === null || count === 0) return out;
     const view = new Deno.UnsafePointerView(base);
-    const at = (field: string, i: number) =>
-      i * PJRT_NamedValue.size + PJRT_NamedValue.offsetOf(field);
+    // Elements step by the plugin's sizeof(PJRT_NamedValue), from their struct_size (rounded up
+    // to the struct's 8-byte alignment).
+    const structSize = Number(view.getBigUint64(0));
+    if (structSize < PJRT_NamedValue.structSize) {
+      throw new PjrtPluginError(
+        `PJRT plugin ${this.path}: its PJRT_Plugin_Attributes entries have struct_size ` +
+          `${structSize}, below the ${PJRT_NamedValue.structSize} of PJRT_NamedValue`,
+      );
+    }
+    const stride = alignUp(structSize, PJRT_NamedValue.align);
+    this.namedValueStride = Math.max(stride, PJRT_NamedValue.size);
+    const at = (field: string, i: number) => i * stride + PJRT_NamedValue.offsetOf(field);
     for (let i = 0; i < count; i++) {
       const name = readString(
         Deno.UnsafePointer.create(view.getBigUint64(at("name", i))),
@@ -260,6 +292,26 @@ export class PjrtPlugin {
 }
 
 const LOADED = new Map<string, PjrtPlugin>();
+/** Preloaded libraries stay open for the life of the process, as the plugin does. */
+const PRELOADED: Deno.DynamicLibrary<Record<string, never>>[] = [];
+
+/**
+ * Loads the CUDA libraries of NVIDIA's wheels next to the plugin, dependencies first, as jax
+ * does before its CUDA plugin. A failure is recorded, not fatal: the plugin may still find the
+ * library on its own search path (LD_LIBRARY_PATH, the system's CUDA).
+ */
+function preloadNvidiaLibraries(pluginPath: string): { loaded: string[]; failed: string[] } {
+  const loaded: string[] = [], failed: string[] = [];
+  for (const lib of nvidiaLibraries(pluginPath)) {
+    try {
+      PRELOADED.push(Deno.dlopen(lib, {}));
+      loaded.push(lib);
+    } catch (e) {
+      failed.push(`${lib}: ${(e as Error).message.split("\n")[0]}`);
+    }
+  }
+  return { loaded, failed };
+}
 
 /** `dlopen`s `path` and returns `GetPjrtApi()`, with errors that say which step failed. */
 function openLibrary(path: string): Deno.PointerObject {

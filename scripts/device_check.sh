@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The GPU-machine check (one H100/H200, CUDA PJRT plugin from jax), bounded to under 8 minutes:
-# the per-step timeouts below sum to 478 s. Writes $OUT/device_check.json (every step's exit
-# status, seconds and the JSON lines it printed) and $OUT/device_check.log (every step's output).
+# every step has its own timeout, and a step whose timeout no longer fits in BUDGET (470 s from
+# the start) is skipped and recorded as such, so the script always ends in time and keeps what
+# ran. The most telling steps come first, the slowest (ViT-B/16 compiles, WebGPU) last. Writes
+# $OUT/device_check.json (every step's exit status, seconds and the JSON lines it printed) and
+# $OUT/device_check.log (every step's output); each step's line on stdout says its compile time.
 #
 # What must be carried (device tool: carry [".dev"]; build it first with
 # `bash scripts/device_carry.sh` in the checkout the device tool sends): the machine has python3
@@ -12,17 +15,26 @@
 #   .dev/debs/libvulkan1_*.deb the Vulkan loader for WebGPU, unpacked with dpkg -x when missing
 # A run: command "bash scripts/device_check.sh", carry [".dev"], timeout_s 540.
 #
-# Steps (name: timeout):
-#   smoke 15, doctor-pjrt 30, doctor-webgpu 25           ffi/smoke.ts; doctor on both backends
-#   ours-pjrt-s16 45, ours-pjrt-b16 60                   our step, f32 and bf16, batch 256
-#   ours-webgpu-{s16,b16} 30 each                        our step on WebGPU (f32), batch 256
-#   jax-{s16,b16}-{f32,bf16} 30 each                     deit3-jax's step (bench_jax.py), CUDA
-#   timm-{s16,b16}-{tf32,bf16} 12 each                   timm on CUDA: TF32, and bf16 autocast
-#   mnist-pjrt 30, mnist-cpu 40, mnist-compare 5         300 MNIST steps; loss curves must agree
+# Steps in order (name: timeout in s); f32 and bf16 are separate steps:
+#   smoke 20, doctor-pjrt 25        ffi/smoke.ts (add, dot, all-reduce with 2+ GPUs); doctor
+#   ours-pjrt-s16-{f32,bf16} 60, 50 our ViT-S/16 step, batch 256 (compile includes autotuning)
+#   jax-s16-{f32,bf16} 30 each      deit3-jax's step (bench_jax.py) at the same matmul precision
+#   timm-s16-{tf32,bf16} 12 each    timm on CUDA: TF32, and bf16 autocast
+#   mnist-pjrt 30, mnist-cpu 40, mnist-compare 5   300 MNIST steps; loss curves must agree
+#   doctor-webgpu 20, ours-webgpu-s16 25
+#   ours-pjrt-b16-{f32,bf16} 60, 50, jax-b16-* 30, timm-b16-* 12, ours-webgpu-b16 30 (the rest)
 # Models: ViT-S/16 and ViT-B/16 at 224, LayerScale, drop-path 0.1, CE 0.1, AdamW, synthetic
 # uint8 batch (bench/step_cells.ts; the peers get the same model from `bench --jax-config` and
-# `bench --timm-flags`). A failed or timed-out step is recorded and the next one runs.
-# Status: not run on a device yet (written in a session without one; see notes/issue-13.md).
+# `bench --timm-flags`). Matmul precision MATMUL (default "default", jax's and the original's)
+# for ours and deit3-jax alike. A failed, timed-out or skipped step is recorded; the next runs.
+#
+# Knobs: PLAN=1 prints the steps (name, timeout, command) and the sum of their timeouts, runs
+# nothing (tests/ffi/device_check_test.ts checks it). DRY_RUN=1 runs every step on this machine's
+# CPU at toy sizes (BATCH=2 STEPS=1 MODELS=tiny JAX_PLATFORM=cpu TORCH_DEVICE=cpu, 20 MNIST
+# steps), to try the script without a GPU; the pjrt steps then fail fast unless a plugin is found.
+# Status: not run on a device yet (written in sessions without one; see notes/issue-13.md).
+# DRY_RUN=1 on the 2-core development machine (load average 24, no plugin): 145 s, every step
+# recorded, most of them failing or timing out at once for want of a device.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-$PWD/device_check_out}
@@ -30,14 +42,20 @@ mkdir -p "$out"
 work=$(mktemp -d)
 log="$out/device_check.log"
 : >"$log"
-# Knobs for a dry run on a CPU machine (BATCH=2 STEPS=1 MODELS=tiny JAX_PLATFORM=cpu
-# TORCH_DEVICE=cpu): the same steps at toy sizes.
+if [[ -n ${DRY_RUN:-} ]]; then
+  : "${BATCH:=2}" "${STEPS:=1}" "${MODELS:=tiny}" "${JAX_PLATFORM:=cpu}" "${TORCH_DEVICE:=cpu}"
+  : "${TRAIN_STEPS:=20}"
+fi
 batch=${BATCH:-256}
 steps=${STEPS:-10}
 read -ra models <<<"${MODELS:-s16 b16}"
 jax_platform=${JAX_PLATFORM:-cuda}
 torch_device=${TORCH_DEVICE:-cuda}
 python=${PYTHON:-python3}
+matmul=${MATMUL:-default}
+budget=${BUDGET:-470}
+train_steps=${TRAIN_STEPS:-300}
+plan=${PLAN:-}
 
 # What was carried (python's lzma where the image has no xz).
 unxz_to_stdout() {
@@ -45,13 +63,13 @@ unxz_to_stdout() {
     "$python" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$1"
   fi
 }
-if ! command -v deno >/dev/null; then
+if [[ -z $plan ]] && ! command -v deno >/dev/null; then
   mkdir -p /tmp/deno-bin
   unxz_to_stdout .dev/deno.xz >/tmp/deno-bin/deno && chmod +x /tmp/deno-bin/deno
   export PATH=/tmp/deno-bin:$PATH
 fi
-[[ -d node_modules ]] || unxz_to_stdout .dev/node_modules.tar.xz | tar -xf -
-[[ -d data/mnist ]] || unxz_to_stdout .dev/mnist.tar.xz | tar -xf -
+[[ -n $plan || -d node_modules || ! -f .dev/node_modules.tar.xz ]] || unxz_to_stdout .dev/node_modules.tar.xz | tar -xf -
+[[ -n $plan || -d data/mnist || ! -f .dev/mnist.tar.xz ]] || unxz_to_stdout .dev/mnist.tar.xz | tar -xf -
 # The Vulkan loader goes into / only on the GPU machine (a fresh one each call), never elsewhere.
 export PATH=$PATH:/sbin:/usr/sbin
 if command -v nvidia-smi >/dev/null && ! ldconfig -p | grep -q libvulkan.so.1 &&
@@ -61,7 +79,7 @@ if command -v nvidia-smi >/dev/null && ! ldconfig -p | grep -q libvulkan.so.1 &&
 fi
 icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 [[ -f $icd && -z ${VK_DRIVER_FILES:-} ]] && export VK_DRIVER_FILES=$icd
-if [[ -z ${PJRT_PLUGIN_PATH:-} ]]; then
+if [[ -z $plan && -z ${PJRT_PLUGIN_PATH:-} ]]; then
   plugin=$("$python" -c 'import glob, os, jax_plugins
 print(next(iter(sorted(p for d in jax_plugins.__path__
   for p in glob.glob(os.path.join(d, "*", "xla_cuda_plugin.so")))), ""))' 2>/dev/null)
@@ -69,51 +87,81 @@ print(next(iter(sorted(p for d in jax_plugins.__path__
 fi
 deno_run=(deno run --node-modules-dir=manual -A)
 
-# step NAME SECONDS COMMAND...: runs it under timeout; its stdout is kept for the JSON.
+# step NAME SECONDS COMMAND...: runs it under timeout (skipped when it no longer fits in the
+# budget); its stdout is kept for the JSON. Prints the step's compile time when it reports one.
+planned=0
 step() {
   local name=$1 secs=$2
   shift 2
+  if [[ -n $plan ]]; then
+    planned=$((planned + secs))
+    printf '%s\t%s\t%s\n' "$name" "$secs" "$*"
+    return
+  fi
   local t0=$SECONDS
+  if ((SECONDS + secs > budget)); then
+    printf '%s\t%s\t%s\n' "$name" skipped 0 >>"$work/steps.tsv"
+    echo "$name: skipped (its $secs s do not fit in the $((budget - SECONDS)) s left)"
+    return
+  fi
   printf '\n===== %s (timeout %s s): %s\n' "$name" "$secs" "$*" >>"$log"
   timeout -k 5 "$secs" "$@" >"$work/$name.out" 2>"$work/$name.err"
   local rc=$?
   cat "$work/$name.out" "$work/$name.err" >>"$log"
   printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" >>"$work/steps.tsv"
-  echo "$name: rc $rc ($((SECONDS - t0)) s)"
+  local compile
+  compile=$(grep -o '"compile_s": *[0-9.]*' "$work/$name.out" | head -1 | grep -o '[0-9.]*$')
+  echo "$name: rc $rc ($((SECONDS - t0)) s)${compile:+, compile $compile s}"
 }
 
-step smoke 15 "${deno_run[@]}" ffi/smoke.ts
-step doctor-pjrt 30 "${deno_run[@]}" tasks/doctor.ts --backend pjrt --json
-step doctor-webgpu 25 "${deno_run[@]}" tasks/doctor.ts --backend webgpu --json
 bench=("${deno_run[@]}" tasks/bench.ts --batch "$batch" --steps "$steps" --json)
-for m in "${models[@]}"; do
-  step "ours-pjrt-$m" "$([[ $m == b16 ]] && echo 60 || echo 45)" "${bench[@]}" --model "$m" --backend pjrt --dtype f32,bf16
-done
-for m in "${models[@]}"; do
-  step "ours-webgpu-$m" 30 "${bench[@]}" --model "$m" --backend webgpu
-done
-for m in "${models[@]}"; do
-  "${deno_run[@]}" tasks/bench.ts --model "$m" --jax-config "$work/$m.json"
+ours_pjrt() { # MODEL DTYPE SECONDS
+  step "ours-pjrt-$1-$2" "$3" "${bench[@]}" --model "$1" --backend pjrt --dtype "$2" \
+    --matmul-precision "$matmul"
+}
+jax() { # MODEL
+  [[ -n $plan ]] || "${deno_run[@]}" tasks/bench.ts --model "$1" --jax-config "$work/$1.json"
   for p in f32 bf16; do
-    # f32 at HIGHEST matmul precision, as our emitter's f32 dots (no TF32); notes/anchors.md
-    # has deit3-jax at XLA's default precision (TF32) on the H200 for that comparison.
-    JAX_PLATFORMS=$jax_platform step "jax-$m-$p" 30 "$python" scripts/bench_jax.py train-step \
-      "$work/$m.json" --batch "$batch" --steps "$steps" --precision "$p" \
-      --matmul-precision highest
+    JAX_PLATFORMS=$jax_platform step "jax-$1-$p" 30 "$python" scripts/bench_jax.py train-step \
+      "$work/$1.json" --batch "$batch" --steps "$steps" --precision "$p" \
+      --matmul-precision "$matmul"
   done
-done
-for m in "${models[@]}"; do
-  read -ra flags <<<"$("${deno_run[@]}" tasks/bench.ts --model "$m" --timm-flags)"
+}
+timm() { # MODEL
+  local flags=()
+  [[ -n $plan ]] || read -ra flags <<<"$("${deno_run[@]}" tasks/bench.ts --model "$1" --timm-flags)"
   for d in tf32 bf16; do
-    step "timm-$m-$d" 12 "$python" scripts/bench_timm_vit.py "${flags[@]}" --batch "$batch" \
+    step "timm-$1-$d" 12 "$python" scripts/bench_timm_vit.py "${flags[@]}" --batch "$batch" \
       --steps "$steps" --device "$torch_device" --dtype "$d" --threads 8
   done
-done
-train=("${deno_run[@]}" tasks/train.ts --training-steps 300 --log-interval 10)
+}
+
+first=${models[0]}
+step smoke 20 "${deno_run[@]}" ffi/smoke.ts
+step doctor-pjrt 25 "${deno_run[@]}" tasks/doctor.ts --backend pjrt --json
+ours_pjrt "$first" f32 60
+ours_pjrt "$first" bf16 50
+jax "$first"
+timm "$first"
+train=("${deno_run[@]}" tasks/train.ts --training-steps "$train_steps" --log-interval 10)
 rm -rf "$work/mnist-pjrt" "$work/mnist-cpu"
 step mnist-pjrt 30 "${train[@]}" --backend pjrt --output-dir "$work/mnist-pjrt"
 step mnist-cpu 40 "${train[@]}" --backend cpu --output-dir "$work/mnist-cpu"
 step mnist-compare 5 "${deno_run[@]}" scripts/compare_losses.ts "$work/mnist-pjrt" "$work/mnist-cpu"
+step doctor-webgpu 20 "${deno_run[@]}" tasks/doctor.ts --backend webgpu --json
+step "ours-webgpu-$first" 25 "${bench[@]}" --model "$first" --backend webgpu
+for m in "${models[@]:1}"; do # the slower models last
+  ours_pjrt "$m" f32 60
+  ours_pjrt "$m" bf16 50
+  jax "$m"
+  timm "$m"
+  step "ours-webgpu-$m" 30 "${bench[@]}" --model "$m" --backend webgpu
+done
+if [[ -n $plan ]]; then
+  echo "total $planned s of timeouts; budget $budget s"
+  rm -rf "$work"
+  exit 0
+fi
 
 "$python" - "$work" "$out/device_check.json" <<'EOF'
 import json, subprocess, sys
@@ -131,6 +179,9 @@ def json_lines(path):
 steps = []
 for line in open(f"{work}/steps.tsv"):
     name, rc, secs = line.rstrip("\n").split("\t")
+    if rc == "skipped":
+        steps.append({"step": name, "rc": None, "skipped": True, "seconds": 0, "results": []})
+        continue
     rc = int(rc)
     steps.append({"step": name, "rc": rc, "seconds": int(secs),
                   "timed_out": rc in (124, 137), "results": json_lines(f"{work}/{name}.out")})

@@ -26,6 +26,7 @@ const PARTS: Record<string, { module: string; fn: string; format?: string }> = {
 const USAGE = `usage: deno task bench [--backend cpu|webgpu] [--only PARTS] [--json]
        deno task bench --model s16|b16|tiny[,...] [--batch N] [--dtype f32|bf16[,...]]
                        [--backend cpu|webgpu|pjrt] [--steps N] [--pjrt-plugin PATH] [--json]
+                       [--matmul-precision default|high|highest]
 
 Benchmarks next to their peers, run in the same invocation on the same machine:
   train    train-step img/s of the tiny MNIST ViT on the CPU backend, next to PyTorch CPU
@@ -46,6 +47,8 @@ Train-step cells (one line each, JSON with --json), our step alone on a syntheti
   --batch N             images per step (default 256)
   --dtype LIST          f32 (default) and/or bf16 (pjrt only); comma-separated
   --steps N             timed steps after the warm-up step (default 5)
+  --matmul-precision P  each matmul's precision_config on pjrt: default (jax's, the original's),
+                        high or highest (full f32); cpu and webgpu compute f32 anyway
   --pjrt-plugin PATH    the PJRT plugin for --backend pjrt (else PJRT_PLUGIN_PATH, or found)
   --jax-config FILE     write the (one) model as a config of scripts/bench_jax.py train-step
   --timm-flags          print the (one) model as flags of scripts/bench_timm_vit.py
@@ -66,6 +69,7 @@ if (import.meta.main) {
         batch: { type: "string", default: "256" },
         dtype: { type: "string", default: "f32" },
         steps: { type: "string", default: "5" },
+        "matmul-precision": { type: "string", default: "default" },
         "pjrt-plugin": { type: "string" },
         "jax-config": { type: "string" },
         "timm-flags": { type: "boolean", default: false },
@@ -124,6 +128,7 @@ async function stepCells(v: {
   steps: string;
   backend: string;
   json: boolean;
+  "matmul-precision": string;
   "pjrt-plugin"?: string;
   "jax-config"?: string;
   "timm-flags": boolean;
@@ -146,6 +151,10 @@ async function stepCells(v: {
     );
   }
   if (!(Number.isInteger(batch) && batch > 0)) return fail(`--batch must be a positive integer`);
+  const matmul = v["matmul-precision"];
+  if (matmul !== "default" && matmul !== "high" && matmul !== "highest") {
+    return fail(`--matmul-precision must be default, high or highest, got "${matmul}"`);
+  }
   if (!(Number.isInteger(steps) && steps > 0)) return fail(`--steps must be a positive integer`);
   if (!["cpu", "webgpu", "pjrt"].includes(v.backend)) {
     return fail(`--backend must be cpu, webgpu or pjrt, got "${v.backend}"`);
@@ -168,12 +177,13 @@ async function stepCells(v: {
         steps,
         backend: v.backend as "cpu",
         pjrtPlugin: v["pjrt-plugin"],
+        matmulPrecision: matmul,
       });
       failed ||= "error" in row;
       console.log(
         v.json
           ? JSON.stringify(row)
-          : `${model} ${dtype} batch ${batch} on ${v.backend}: ${
+          : `${model} ${dtype} (matmul ${matmul}) batch ${batch} on ${v.backend}: ${
             "error" in row
               ? `error: ${row.error}`
               : `${row.img_per_s} img/s, ${row.step_ms} ms/step, compile ${row.compile_s} s`

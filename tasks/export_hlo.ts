@@ -24,7 +24,8 @@ program that the PJRT backend compiles, for inspection or for other XLA tools.
                   program takes batch / N rows (default 1)
   --out FILE      where to write. Without it the text goes to stdout when stdout is a pipe or
                   a file, and to ./{name}-train-step.mlir when stdout is a terminal
-  --key value     any config key, e.g. --precision bf16 or --grad-ckpt
+  --key value     any config key, e.g. --precision bf16, --matmul-precision highest (each
+                  dot's precision_config; default: jax's DEFAULT, as the original) or --grad-ckpt
   -h, --help      this text
 
 Example: deno task export-hlo configs/deit3-s16-224-in1k-400ep.json --batch 64 --out step.mlir`;

@@ -4,7 +4,8 @@
  * without them never pays for (or fails on) their imports.
  */
 import type { Backend } from "./backend.ts";
-import type { KeyValueStore } from "../../ffi/kv_callbacks.ts";
+import type { JobProcess } from "../../ffi/client.ts";
+import type { Precision } from "../ir/primitive.ts";
 import { CpuBackend } from "./cpu/backend.ts";
 import type { ProcessSum } from "./cpu/cross_process.ts";
 
@@ -14,12 +15,20 @@ export interface BackendOptions {
   pjrtPlugin?: string;
   precision?: "f32" | "bf16";
   /**
+   * Each matmul's precision (config key `matmul-precision`). The pjrt backend emits it in every
+   * dot_general; the cpu and webgpu backends compute in f32 whatever it says.
+   */
+  matmulPrecision?: Precision;
+  /**
    * Data-parallel devices of this process (config key `devices`); 0 or unset: every
    * addressable device on pjrt, 1 on cpu and webgpu. The cpu backend runs N virtual devices.
    */
   devices?: number;
-  /** A multi-host job's key-value store, for PJRT plugins that need one (pjrt/kv_bridge.ts). */
-  keyValueStore?: KeyValueStore;
+  /**
+   * This process's place in a multi-process job and the job's key-value store, for PJRT plugins
+   * that join hosts through one (CUDA: `node_id`, `num_nodes`; see ffi/client.ts).
+   */
+  job?: JobProcess;
   /** cpu in a multi-process job: the all-reduce across the processes (cpu/cross_process.ts). */
   processes?: ProcessSum;
   /** Called with a line for the log when auto-selection skips a backend. */
@@ -51,8 +60,9 @@ export async function createBackend(
       return await PjrtBackend.create({
         pluginPath: opts.pjrtPlugin,
         precision: opts.precision,
+        matmulPrecision: opts.matmulPrecision,
         devices: opts.devices || "all",
-        keyValueStore: opts.keyValueStore,
+        job: opts.job,
         log: opts.log,
       });
     }

@@ -1,7 +1,7 @@
 /**
  * The training options: every flag of the original deit3-jax `src/main.py`, plus this project's own
- * (`backend`, `pjrt-plugin`, `precision`, `devices`, `num-processes`, `process-id`,
- * `coordinator`, `max-bad-fraction`, `data-stall-timeout`, `data-retries`,
+ * (`backend`, `pjrt-plugin`, `precision`, `matmul-precision`, `devices`, `num-processes`,
+ * `process-id`, `coordinator`, `max-bad-fraction`, `data-stall-timeout`, `data-retries`,
  * `random-erasing-fill`).
  *
  * Naming: one name per option everywhere. A `Config` is a frozen plain object keyed by the
@@ -527,6 +527,14 @@ export const OPTIONS = {
     values: ["f32", "bf16"],
     default: "f32",
     doc: "compute precision of matmuls and activations (params and optimizer state stay f32)",
+  },
+  "matmul-precision": {
+    group: "backend",
+    kind: "enum",
+    values: ["default", "high", "highest"],
+    default: "default",
+    doc: "precision_config of every matmul on pjrt (default: jax's, as the original ran: one " +
+      "bf16 pass on TPU, TF32 on NVIDIA; highest: full f32). cpu and webgpu compute f32",
   },
   "devices": {
     group: "backend",

@@ -356,7 +356,8 @@ export function dotGeneral(
   a: Tensor,
   b: Tensor,
   dims: DotDims,
-  precision: Precision = "highest",
+  // jax's default, which deit3-jax ran with; `matmul-precision` overrides it at emission.
+  precision: Precision = "default",
 ): Tensor {
   const { lhsBatch, rhsBatch, lhsContract, rhsContract } = dims;
   if (a.dtype !== b.dtype) throw new Error(`dot_general: dtypes ${a.dtype} and ${b.dtype} differ`);

@@ -53,7 +53,12 @@ export enum Primitive {
 }
 
 export type CompareDirection = "eq" | "ne" | "lt" | "le" | "gt" | "ge";
-export type Precision = "default" | "highest";
+/**
+ * A dot's `precision_config` (jax.lax.Precision): "default" is jax's default (one bf16 pass on
+ * TPU, TF32 on NVIDIA), "high" three bf16 passes on TPU, "highest" full f32. CPU and WebGPU
+ * compute f32 for all three.
+ */
+export type Precision = "default" | "high" | "highest";
 
 export interface DotDims {
   lhsBatch: number[];

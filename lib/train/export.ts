@@ -42,11 +42,13 @@ export function exportTrainStep(config: Config, opts: ExportOptions = {}): Expor
   const outputPaths = leafPaths(traced.outDef);
   const aliases = pathAliases(sig.paths, outputPaths, [["params", "params"], ["opt", "opt"]]);
   const compute = opts.precision ?? config.precision;
+  const matmul = config["matmul-precision"];
   const text = emitStableHlo(traced.graph, {
     moduleName: `train_step_${config.name}`,
     numReplicas: devices,
     aliases,
     compute,
+    precision: matmul,
   });
   const describe = (paths: string[], ts: readonly ShapeSpec[]) =>
     paths.map((p, i) => `${p}: ${elementType(ts[i].dtype)}[${ts[i].shape.join(",")}]`);
@@ -54,7 +56,7 @@ export function exportTrainStep(config: Config, opts: ExportOptions = {}): Expor
   const outputs = describe(outputPaths, traced.graph.outputs);
   const header = [
     `// Training step of "${config.name}": per-replica batch ${sig.perReplicaBatch}, ` +
-    `${devices} replica(s), compute ${compute}.`,
+    `${devices} replica(s), compute ${compute}, matmul precision ${matmul}.`,
     "// Arguments:",
     ...inputs.map((l, i) => `//   %arg${i} ${l}`),
     "// Results:",

@@ -78,6 +78,7 @@ export function backendOptionsOf(c: Config): BackendOptions {
   return {
     pjrtPlugin: c["pjrt-plugin"] ?? undefined,
     precision: c.precision,
+    matmulPrecision: c["matmul-precision"],
     devices: c.devices,
   };
 }

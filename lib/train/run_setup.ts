@@ -93,7 +93,13 @@ export async function createRunBackend(
   try {
     backend = given ?? await createBackend(config.backend, {
       ...backendOptionsOf(config),
-      keyValueStore: kv ? pjrtKeyValueStore(kv) : undefined,
+      job: kv
+        ? {
+          processIndex: topology.processIndex,
+          processCount: topology.processCount,
+          keyValueStore: pjrtKeyValueStore(kv),
+        }
+        : undefined,
       processes: processSum ?? undefined,
       log: (l) => log.line(l),
     });
@@ -110,8 +116,11 @@ export async function createRunBackend(
     close();
     throw new TrainingError(
       `the ${backend.name} backend runs ${backend.replicas} replica(s) with ${backend.devices} ` +
-        `device(s) here, not ${P} processes x ${backend.devices}: multi-host training needs ` +
-        "--backend pjrt or --backend cpu",
+        `device(s) here, not ${P} processes x ${backend.devices}: ` +
+        (backend.name === "pjrt"
+          ? "the PJRT plugin did not join the processes into one job (its client sees only " +
+            "this host's devices)"
+          : "multi-host training needs --backend pjrt or --backend cpu"),
     );
   }
   log.line(

@@ -92,7 +92,9 @@ fakeTest("compile, upload, execute and download on one replica", async (path) =>
     // The fake's default topology has one device in process 1: 2 replicas, one local.
     assertEquals([backend.replicas, backend.devices], [2, 1]);
     assert(
-      backend.description.startsWith("fake FakeDevice x1 (of 2 replicas), compute f32 (PJRT "),
+      backend.description.startsWith(
+        "fake FakeDevice x1 (of 2 replicas), compute f32, matmul precision default (PJRT ",
+      ),
       backend.description,
     );
     const exe = await backend.compile(addGraph());

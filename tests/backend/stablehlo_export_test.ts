@@ -2,6 +2,7 @@
 import { exportTrainStep } from "../../lib/train/export.ts";
 import { paramSpecs } from "../../lib/model/params.ts";
 import { resolveConfig } from "../../lib/config/mod.ts";
+import { configToJson } from "../../lib/config/save.ts";
 import { leavesWithPaths } from "../../lib/ir/pytree.ts";
 import { initViT } from "../../lib/model/init.ts";
 import type { ViTConfig } from "../../lib/model/vit.ts";
@@ -98,7 +99,8 @@ Deno.test("export: the step donates params and optimizer state to their own resu
   });
   assert(
     p.text.startsWith(
-      '// Training step of "test": per-replica batch 4, 2 replica(s), compute f32.',
+      '// Training step of "test": per-replica batch 4, 2 replica(s), compute f32, matmul ' +
+        "precision default.",
     ),
   );
   assert(p.text.includes("mhlo.num_replicas = 2 : i32"));
@@ -109,8 +111,26 @@ Deno.test("export: the step donates params and optimizer state to their own resu
 Deno.test("export: no mixing inputs when mixup and cutmix are off; bf16 from the config", () => {
   const p = exportTrainStep(config(["--mixup", "0", "--cutmix", "0", "--precision", "bf16"]));
   assert(!p.inputs.some((l) => l.startsWith("mix.")));
-  assert(p.text.includes("compute bf16."));
+  assert(p.text.includes("compute bf16, matmul precision default."));
   assert(p.text.includes("xbf16>) -> tensor<"));
+});
+
+Deno.test("export: every dot's precision follows matmul-precision; DEFAULT (jax's) unless set", () => {
+  const count = (text: string, p: string) =>
+    text.split(`#stablehlo<precision ${p}>, #stablehlo<precision ${p}>`).length - 1;
+  const plain = exportTrainStep(config());
+  assert(plain.text.includes("matmul precision default."), plain.text.slice(0, 300));
+  const dots = plain.text.split('"stablehlo.dot_general"').length - 1;
+  assert(dots > 10, `${dots} dots`);
+  assertEquals(count(plain.text, "DEFAULT"), dots);
+  for (const [flag, p] of [["high", "HIGH"], ["highest", "HIGHEST"]]) {
+    const t = exportTrainStep(config(["--matmul-precision", flag])).text;
+    assertEquals([count(t, p), count(t, "DEFAULT")], [dots, 0], flag);
+  }
+  assertThrows(() => config(["--matmul-precision", "fast"]), "matmul-precision");
+  // The run's config.json records it.
+  const saved = JSON.parse(configToJson(config(["--matmul-precision", "high"])));
+  assertEquals(saved["matmul-precision"], "high");
 });
 
 Deno.test("export: bad batch or devices are refused", () => {

@@ -267,7 +267,7 @@ Deno.test("stablehlo op: concatenate", () => {
   ]);
 });
 
-Deno.test("stablehlo op: dot_general with batch and contracting dims, HIGHEST precision", () => {
+Deno.test("stablehlo op: dot_general with batch and contracting dims, DEFAULT precision (jax's)", () => {
   const { body } = emit(
     (a, b) =>
       ops.dotGeneral(a, b, { lhsBatch: [0], rhsBatch: [0], lhsContract: [2], rhsContract: [1] }),
@@ -276,8 +276,8 @@ Deno.test("stablehlo op: dot_general with batch and contracting dims, HIGHEST pr
   assertEquals(body, [
     '%0 = "stablehlo.dot_general"(%arg0, %arg1) {dot_dimension_numbers = #stablehlo.dot<' +
     "lhs_batching_dimensions = [0], rhs_batching_dimensions = [0], lhs_contracting_dimensions = " +
-    "[2], rhs_contracting_dimensions = [1]>, precision_config = [#stablehlo<precision HIGHEST>, " +
-    "#stablehlo<precision HIGHEST>]} : (tensor<2x3x4xf32>, tensor<2x4x5xf32>) -> tensor<2x3x5xf32>",
+    "[2], rhs_contracting_dimensions = [1]>, precision_config = [#stablehlo<precision DEFAULT>, " +
+    "#stablehlo<precision DEFAULT>]} : (tensor<2x3x4xf32>, tensor<2x4x5xf32>) -> tensor<2x3x5xf32>",
   ]);
 });
 
@@ -297,6 +297,7 @@ Deno.test("stablehlo op: dot_general omits empty dim lists; precision from node 
   const inputs: [number[], DType][] = [F23, [[3, 4], "f32"]];
   assertEquals(emit(mm, inputs).body, [line("DEFAULT")]);
   assertEquals(emit(mm, inputs, { precision: "highest" }).body, [line("HIGHEST")]);
+  assertEquals(emit(mm, inputs, { precision: "high" }).body, [line("HIGH")]);
 });
 
 Deno.test("stablehlo op: all_reduce over every replica with an add region", () => {
@@ -321,7 +322,7 @@ Deno.test("stablehlo op: bf16 compute converts matmul operands once, accumulates
   const dot = (a: string, b: string) =>
     `"stablehlo.dot_general"(${a}, ${b}) {dot_dimension_numbers = #stablehlo.dot<` +
     "lhs_contracting_dimensions = [1], rhs_contracting_dimensions = [0]>, precision_config = " +
-    "[#stablehlo<precision HIGHEST>, #stablehlo<precision HIGHEST>]} : (tensor<2x3xbf16>, " +
+    "[#stablehlo<precision DEFAULT>, #stablehlo<precision DEFAULT>]} : (tensor<2x3xbf16>, " +
     "tensor<3x3xbf16>) -> tensor<2x3xf32>";
   assertEquals(body, [
     '%0 = "stablehlo.convert"(%arg0) : (tensor<2x3xf32>) -> tensor<2x3xbf16>',

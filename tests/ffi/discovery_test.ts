@@ -101,3 +101,16 @@ Deno.test("PjrtClient.open: the discovery error reaches the caller unchanged", a
   assert(error instanceof PjrtPluginNotFoundError);
   assertEquals(error.searched, ["/nowhere/libtpu.so"]);
 });
+
+Deno.test("discovery: `pip install --user libtpu` (~/.local, as on a TPU VM) is found by default", () => {
+  const home = Deno.makeTempDirSync();
+  try {
+    const dir = `${home}/.local/lib/python3.10/site-packages/libtpu`;
+    Deno.mkdirSync(dir, { recursive: true });
+    Deno.writeTextFileSync(`${dir}/libtpu.so`, "");
+    const env = (name: string) => (name === "HOME" ? home : undefined);
+    assertEquals(findPjrtPlugin({ env }), { path: `${dir}/libtpu.so`, source: "search" });
+  } finally {
+    Deno.removeSync(home, { recursive: true });
+  }
+});

@@ -75,9 +75,18 @@ test("the plugin puts its key and gets the others' from its own thread", async (
   const before = fake!.live();
   let ticks = 0;
   const timer = setInterval(() => ticks++, 5);
-  // Node 2 "arrives" late: the plugin's get waits for it while this thread's loop runs on.
+  // Node 2 "arrives" 150 ms after the plugin asks for it: the plugin's get waits for it while
+  // this thread's loop runs on (counted from the ask, so a slow start does not count).
   values.delete("fake/node/2");
-  setTimeout(() => values.set("fake/node/2", nodeValue(2)), 150);
+  let ticksAtAsk = -1;
+  const get = store.get;
+  store.get = (key, timeoutMs) => {
+    if (key === "fake/node/2" && ticksAtAsk < 0) {
+      ticksAtAsk = ticks;
+      setTimeout(() => values.set("fake/node/2", nodeValue(2)), 150);
+    }
+    return get(key, timeoutMs);
+  };
   try {
     using client = await PjrtClient.open({
       pluginPath: plugins!.full,
@@ -98,7 +107,9 @@ test("the plugin puts its key and gets the others' from its own thread", async (
     "get fake/node/0 5000",
     "get fake/node/2 5000",
   ]);
-  assert(ticks >= 10, `only ${ticks} timer ticks while the plugin waited for node 2`);
+  assert(ticksAtAsk >= 0, "the plugin asked for node 2");
+  const waited = ticks - ticksAtAsk;
+  assert(waited >= 10, `only ${waited} timer ticks while the plugin waited for node 2`);
   assertEquals(fake!.live(), before, "the callback errors (try_get NOT_FOUND) were destroyed");
 });
 

@@ -120,7 +120,7 @@ test("host -> device -> execute -> host on two devices", async () => {
   const before = fake!.live();
   {
     using client = await PjrtClient.open({ pluginPath: plugins!.full, log: quiet });
-    using add = await client.compile("add");
+    using add = await client.compile("add", { numReplicas: 2, deviceAssignment: [[0], [1]] });
     using x0 = await client.bufferFromHost(f32([2, 2], [1, 2, 3, 4]), 0);
     using y0 = await client.bufferFromHost(f32([2, 2], [10, 20, 30, 40]), 0);
     using x1 = await client.bufferFromHost(f32([2, 2], [0.5, -1, 1e30, 0]), 1);

@@ -24,6 +24,7 @@ Deno.test("bench --model: one JSON line per model x dtype, bf16 refused off pjrt
   assertEquals(r.code, 1); // the bf16 cell failed
   const [f32, bf16] = r.out.split("\n").map((l) => JSON.parse(l));
   assertEquals([f32.model, f32.dtype, f32.batch, f32.backend], ["tiny", "f32", 2, "cpu"]);
+  assertEquals(f32.matmul_precision, "default");
   assert(f32.img_per_s > 0 && f32.compile_s >= 0, JSON.stringify(f32));
   assertEquals(bf16.error, "--dtype bf16: the cpu backend computes in f32; use --backend pjrt");
 });
@@ -46,6 +47,7 @@ Deno.test("bench --model: the peers' model from the same table; bad flags exit 2
   }
   assertEquals((await run(BENCH, ["--model", "l16"])).code, 2);
   assertEquals((await run(BENCH, ["--model", "s16", "--batch", "0"])).code, 2);
+  assertEquals((await run(BENCH, ["--model", "s16", "--matmul-precision", "tf32"])).code, 2);
 });
 
 Deno.test("compare_losses: same steps within the tolerance pass, else exit 1", async () => {

@@ -11,6 +11,7 @@
  */
 import {
   type ClientOptionValue,
+  type JobProcess,
   type OpenOptions,
   PjrtClient,
   type PjrtDevice,
@@ -36,7 +37,11 @@ export interface PjrtBackendOptions {
    * accumulation; params, optimizer state and every other op stay f32. Default "f32".
    */
   precision?: "f32" | "bf16";
-  /** Overrides each dot_general's precision (DEFAULT uses bf16 passes for f32 on TPU). */
+  /**
+   * Each dot_general's precision config (config key `matmul-precision`): "default" (jax's
+   * default, what deit3-jax ran with: one bf16 pass on TPU, TF32 on NVIDIA), "high" or
+   * "highest" (full f32). Unset: each dot's own (ops.ts: "default").
+   */
   matmulPrecision?: Precision;
   /**
    * Devices of each process to run replicas on: a count, or "all" addressable devices (the
@@ -50,6 +55,11 @@ export interface PjrtBackendOptions {
    * creation (the CUDA plugin across hosts); see `pjrtKeyValueStore` in kv_bridge.ts.
    */
   keyValueStore?: KeyValueStore;
+  /**
+   * This process's place in a multi-process job: plugins that join hosts through a key-value
+   * store (CUDA) get `node_id`/`num_nodes` and the store; libtpu gets neither (ffi/client.ts).
+   */
+  job?: JobProcess;
   /** Start-up log lines (plugin, platform, devices). Default console.log. */
   log?: (line: string) => void;
   /** Plugin discovery overrides (environment, search paths). */
@@ -99,7 +109,8 @@ export class PjrtBackend implements Backend {
     const kinds = [...new Set(this.localDevices.map((d) => d.kind))].join(", ");
     this.description = `${client.platformName} ${kinds} x${this.localDevices.length}` +
       (this.replicas > this.localDevices.length ? ` (of ${this.replicas} replicas)` : "") +
-      `, compute ${options.precision ?? "f32"} (PJRT plugin ${client.plugin.path})`;
+      `, compute ${options.precision ?? "f32"}, matmul precision ` +
+      `${options.matmulPrecision ?? "default"} (PJRT plugin ${client.plugin.path})`;
   }
 
   /** Local devices (one replica each). */
@@ -113,6 +124,7 @@ export class PjrtBackend implements Backend {
       pluginPath: options.pluginPath,
       options: options.clientOptions,
       keyValueStore: options.keyValueStore,
+      job: options.job,
       log: options.log,
       discovery: options.discovery,
     });
@@ -155,6 +167,8 @@ export class PjrtBackend implements Backend {
       numReplicas: this.replicas,
       numPartitions: 1,
       deviceAssignment: this.replicaDevices.map((d) => [d.id]),
+      processIndex: this.client.processIndex,
+      processCount: new Set(this.client.allDevices.map((d) => d.processIndex)).size,
     });
     return new PjrtProgram(this, graph, executable);
   }
@@ -222,8 +236,36 @@ export function replicaDevices(all: readonly PjrtDevice[], devices: number | "al
   return [...byProcess.values()].flatMap((l) => l.slice(0, n));
 }
 
+/**
+ * Where each of the executable's devices is among `local` (the replicas' devices here), checking
+ * that they are the same devices; identity when the plugin does not say.
+ */
+export function deviceOrder(
+  local: readonly PjrtDevice[],
+  executable: readonly Deno.PointerObject[] | null,
+): number[] {
+  if (executable === null) return local.map((_, i) => i);
+  const at = new Map(local.map((d, i) => [Deno.UnsafePointer.value(d.handle), i]));
+  const order = executable.map((p) => at.get(Deno.UnsafePointer.value(p)) ?? -1);
+  if (order.length !== local.length || order.includes(-1) || new Set(order).size !== order.length) {
+    const ids = (l: readonly PjrtDevice[]) => l.map((d) => d.id).join(", ");
+    const all = new Map(local.map((d) => [Deno.UnsafePointer.value(d.handle), d.id]));
+    const named = executable.map((p) => all.get(Deno.UnsafePointer.value(p)) ?? "?").join(", ");
+    throw new Error(
+      `pjrt: the compiled program runs on devices [${named}] of this process, the backend's ` +
+        `replicas are on [${ids(local)}]`,
+    );
+  }
+  return order;
+}
+
 class PjrtProgram implements Executable {
   #executable: PjrtExecutable | null;
+  /** `order[k]`: the local replica whose arguments go in the executable's k-th device list. */
+  readonly #order: number[];
+  /** The first launch while it runs off the thread; later launches wait for it. */
+  #firstLaunch: Promise<unknown> | null = null;
+  #launched = false;
 
   constructor(
     private readonly backend: PjrtBackend,
@@ -231,23 +273,35 @@ class PjrtProgram implements Executable {
     executable: PjrtExecutable,
   ) {
     this.#executable = executable;
-    if (executable.numOutputs !== graph.outputs.length) {
-      throw new Error(
-        `pjrt: the compiled program has ${executable.numOutputs} outputs, the graph ` +
-          `${graph.outputs.length}`,
-      );
+    try {
+      if (executable.numOutputs !== graph.outputs.length) {
+        throw new Error(
+          `pjrt: the compiled program has ${executable.numOutputs} outputs, the graph ` +
+            `${graph.outputs.length}`,
+        );
+      }
+      this.#order = deviceOrder(backend.localDevices, executable.addressableDevices);
+    } catch (e) {
+      executable[Symbol.dispose]();
+      throw e;
     }
   }
 
   /**
-   * Enqueues one run on every local replica; outputs become ready asynchronously. With a
-   * key-value store the launch runs off the JS thread, which the store may need meanwhile.
+   * Enqueues one run on every local replica; outputs become ready asynchronously. A client
+   * with a key-value store launches each program's first run off the JS thread: the CUDA plugin
+   * fetches its NCCL clique ids through the store (which needs this thread) at a program's
+   * first collective, and caches the clique for later runs, which are plain calls.
    */
   execute(
     args: readonly DeviceArray[],
     opts: { donate?: readonly boolean[] } = {},
   ): Promise<DeviceArray[]> {
     try {
+      // A launch while the first one is still off the thread must not block this thread (the
+      // first may need the store, which runs here): it waits its turn.
+      const first = this.#firstLaunch;
+      if (first) return first.then(() => this.execute(args, opts));
       return this.run(args, opts.donate ?? []);
     } catch (e) {
       return Promise.reject(e);
@@ -276,7 +330,8 @@ class PjrtProgram implements Executable {
       return arr;
     });
     const replicas = this.backend.localDevices.length;
-    const perDevice = Array.from({ length: replicas }, (_, d) =>
+    // One argument list per device, in the executable's device order.
+    const perDevice = this.#order.map((d) =>
       arrays.map((a, i) => {
         const buffers = a.buffers;
         if (buffers.length !== replicas) {
@@ -285,13 +340,22 @@ class PjrtProgram implements Executable {
           );
         }
         return buffers[d];
-      }));
+      })
+    );
     const options = { donated: inputs.map((_, i) => !!donate[i]) };
-    const wrap = (results: PjrtBuffer[][]) =>
-      outputs.map((o, k) => new PjrtArray(o.shape, o.dtype, results.map((row) => row[k])));
-    if (this.backend.client.hasKeyValueStore) {
-      return executable.executeAsync(perDevice, options).then(wrap);
+    const wrap = (results: PjrtBuffer[][]) => {
+      const byReplica = new Array<PjrtBuffer[]>(replicas);
+      this.#order.forEach((d, k) => byReplica[d] = results[k]);
+      return outputs.map((o, k) => new PjrtArray(o.shape, o.dtype, byReplica.map((row) => row[k])));
+    };
+    if (!this.#launched && this.backend.client.hasKeyValueStore) {
+      this.#launched = true;
+      const launch = executable.executeAsync(perDevice, options).then(wrap);
+      // Settles (never rejects: the caller gets the error) once the launch is done.
+      this.#firstLaunch = launch.then(() => {}, () => {}).finally(() => this.#firstLaunch = null);
+      return launch;
     }
+    this.#launched = true;
     return Promise.resolve(wrap(executable.execute(perDevice, options)));
   }
 

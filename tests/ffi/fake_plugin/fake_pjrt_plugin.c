@@ -20,8 +20,28 @@
  * well, each Execute first exchanges a "clique id" as NCCL does at a first collective: process 0
  * puts "fake/clique/<launch_id>", the others get it, from a thread of the plugin's.
  *
+ * As XLA's helper does (pjrt_c_api_helpers.cc, ToCppKeyValueStore), the callback args are
+ * built on the stack and only the fields it sets are set: `struct_size` is left 0 and the out
+ * fields are garbage (0xa5 bytes), so a callback that returns success without filling the
+ * value and its deleter is caught ("returned no value").
+ *
+ * Multi-process, as the CUDA plugin (pjrt_c_api_gpu_internal.cc): the options node_id and
+ * num_nodes (int64; other types are refused, as are memory_fraction not a float, preallocate
+ * not a bool) set the topology (num_nodes processes of fake_devices devices, this one node_id)
+ * and, with num_nodes > 1, need the kv callbacks and do the rendezvous (timeout 30 s unless
+ * fake_kv_rendezvous says otherwise). With fake_kv_on_execute the clique id is exchanged at
+ * each executable's first Execute only, as XLA caches NCCL cliques.
+ *
+ * Other options: fake_permute_devices = 1 makes each executable report its addressable devices
+ * (PJRT_LoadedExecutable_AddressableDevices) in reverse order, and Execute then expects the
+ * argument lists in that order; fake_event_fail = 1 makes every event await to an error and
+ * every Event_Destroy fail too. Buffer_ToHostBuffer writes the host bytes from a thread of its
+ * own after it returns (as a real plugin's DMA does); the event's await waits for the write.
+ *
  * Build variants: -DFAKE_SLOTS=N (function slots exposed), -DFAKE_MINOR=N (reported API
- * minor version), -DFAKE_NO_COMPILE (null PJRT_Client_Compile slot).
+ * minor version), -DFAKE_NO_COMPILE (null PJRT_Client_Compile slot), -DFAKE_NV_EXTRA=N (N more
+ * bytes at the end of PJRT_NamedValue, as a newer header might add: arrays of them step by the
+ * plugin's own sizeof, in both directions).
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -45,12 +65,17 @@
 #define SIZE_UP_TO(type, field) (offsetof(type, field) + sizeof(((type*)0)->field))
 
 typedef struct FakeError { int code; char message[512]; } FakeError;
-typedef struct FakeEvent { int code; char message[256]; int delay_ms; } FakeEvent;
+typedef struct FakeEvent {
+  int code; char message[256]; int delay_ms;
+  bool has_writer; pthread_t writer; /* a D2H copy still being written after the call returned */
+} FakeEvent;
 typedef struct FakeBuffer {
   int type; int64_t dims[8]; size_t num_dims; unsigned char* data; size_t nbytes; int device;
   bool donated;
 } FakeBuffer;
-typedef struct FakeLoaded { bool add; char name[256]; } FakeLoaded;
+typedef struct FakeLoaded {
+  bool add; char name[256]; bool launched; struct FakeDevice* devices[64]; size_t num_devices;
+} FakeLoaded;
 typedef struct FakeExecutable { FakeLoaded* loaded; } FakeExecutable;
 typedef struct FakeDevice { int id; int process; bool addressable; char debug[64]; } FakeDevice;
 
@@ -67,6 +92,8 @@ static FakeDevice* addressable_devices[MAX_DEVICES];
 static size_t num_all = 0, num_addressable = 0;
 static int process_index = 0;
 static int client_token;
+static bool permute_devices = false;
+static bool event_fail = false;
 
 static void set_topology(int processes, int per_process, int self) {
   num_all = num_addressable = 0;
@@ -98,6 +125,7 @@ static FakeError* make_error(int code, const char* message) {
 static FakeEvent* make_event(void) {
   FakeEvent* ev = calloc(1, sizeof(FakeEvent));
   ev->delay_ms = await_delay_ms;
+  if (event_fail) { ev->code = 13; snprintf(ev->message, sizeof ev->message, "fake event failed"); }
   live_objects++;
   return ev;
 }
@@ -137,6 +165,9 @@ typedef struct {
   HEAD const char* name; size_t name_size; int type;
   union { const char* s; int64_t i; const int64_t* list; float f; bool b; } value;
   size_t value_size;
+#ifdef FAKE_NV_EXTRA
+  char extra[FAKE_NV_EXTRA];
+#endif
 } NamedValue;
 typedef struct { HEAD } Plugin_Initialize_Args;
 typedef struct { HEAD const NamedValue* attributes; size_t num_attributes; } Plugin_Attributes_Args;
@@ -147,6 +178,8 @@ static NamedValue attributes[3] = {
     {sizeof(NamedValue), NULL, "stablehlo_current_version", 25, 2, {.list = stablehlo_version}, 3},
     {sizeof(NamedValue), NULL, "fake_name", 9, 0, {.s = "fake-pjrt"}, 9},
 };
+/* PJRT_NamedValue_STRUCT_SIZE: the end of value_size, as the header computes it. */
+#define NAMED_VALUE_STRUCT_SIZE SIZE_UP_TO(NamedValue, value_size)
 
 static void* Plugin_Initialize(Plugin_Initialize_Args* a) {
   CHECK_SIZE(Plugin_Initialize_Args, a, extension_start);
@@ -162,14 +195,19 @@ static void* Plugin_Attributes(Plugin_Attributes_Args* a) {
 /* ----------------------------------- events ----------------------------------- */
 typedef struct { HEAD FakeEvent* event; } Event_Args;
 
+static void join_writer(FakeEvent* ev) {
+  if (ev->has_writer) { pthread_join(ev->writer, NULL); ev->has_writer = false; }
+}
 static void* Event_Destroy(Event_Args* a) {
   CHECK_SIZE(Event_Args, a, event);
-  if (a->event) { free(a->event); live_objects--; }
+  if (a->event) { join_writer(a->event); free(a->event); live_objects--; }
+  if (event_fail) return make_error(13, "fake event destroy failed");
   return NULL;
 }
 static void* Event_Await(Event_Args* a) {
   CHECK_SIZE(Event_Args, a, event);
   if (a->event->delay_ms > 0) usleep(a->event->delay_ms * 1000);
+  join_writer(a->event);
   return a->event->code ? make_error(a->event->code, a->event->message) : NULL;
 }
 
@@ -200,11 +238,50 @@ static void* callback_error(int code, const char* message, size_t size) {
 }
 static CallbackError callback_error_fn = callback_error;
 
+/* Callback args as XLA's helper builds them: on the stack, `struct_size` and the out fields not
+   set (0 and 0xa5 garbage here, so that the tests see what an unset field does). */
+#define GARBAGE ((uintptr_t)0xa5a5a5a5a5a5a5a5ull)
+#define STACK_ARGS(type, var) type var; memset(&var, 0xa5, sizeof var); var.struct_size = 0
+#define NO_VALUE(a) ((uintptr_t)(a).value == GARBAGE || (uintptr_t)(a).value_deleter_callback == GARBAGE)
+static FakeError* kv_put(KV_Put put, void* user_arg, const char* key, const char* value, size_t n) {
+  STACK_ARGS(KV_Put_Args, a);
+  a.key = key; a.key_size = strlen(key); a.value = value; a.value_size = n;
+  a.callback_error = &callback_error_fn; a.user_arg = user_arg;
+  return put(&a);
+}
+
 typedef struct {
   KV_Get get; void* get_arg; KV_Put put; void* put_arg; KV_TryGet try_get; void* try_get_arg;
   int self, processes, timeout_ms;
   FakeError* error; /* out */
 } Rendezvous;
+
+static FakeError* success_without_value(void) {
+  return make_error(13, "the kv callback returned success without filling value and value_deleter_callback");
+}
+/* A get with the plugin's timeout; on success, out and size hold a malloc'd copy of the value. */
+static FakeError* kv_get(Rendezvous* r, const char* key, char** out, size_t* size) {
+  STACK_ARGS(KV_Get_Args, g);
+  g.key = key; g.key_size = strlen(key); g.timeout_in_ms = r->timeout_ms;
+  g.callback_error = &callback_error_fn; g.user_arg = r->get_arg;
+  FakeError* e = r->get(&g);
+  if (e) return e;
+  if (NO_VALUE(g)) return success_without_value();
+  *out = malloc(g.value_size + 1); memcpy(*out, g.value, g.value_size); *size = g.value_size;
+  g.value_deleter_callback(g.value);
+  return NULL;
+}
+static FakeError* kv_try_get(Rendezvous* r, const char* key, char** out, size_t* size) {
+  STACK_ARGS(KV_TryGet_Args, g);
+  g.key = key; g.key_size = strlen(key);
+  g.callback_error = &callback_error_fn; g.user_arg = r->try_get_arg;
+  FakeError* e = r->try_get(&g);
+  if (e) return e;
+  if (NO_VALUE(g)) return success_without_value();
+  *out = malloc(g.value_size + 1); memcpy(*out, g.value, g.value_size); *size = g.value_size;
+  g.value_deleter_callback(g.value);
+  return NULL;
+}
 
 /* This node's value: binary on purpose (a 0 byte, 0xff), as NCCL ids are. */
 static size_t node_value(int node, char* out) {
@@ -234,17 +311,16 @@ static void* run_clique_exchange(void* arg) {
   int n = snprintf(value, sizeof value, "clique%d", kv_launch_id);
   size_t len = strlen(last_rendezvous);
   if (r->self == 0) {
-    KV_Put_Args put = {sizeof put, NULL, key, strlen(key), value, (size_t)n, &callback_error_fn, r->put_arg};
-    FakeError* e = r->put(&put);
+    FakeError* e = kv_put(r->put, r->put_arg, key, value, (size_t)n);
     if (e) { r->error = rendezvous_error("clique put", e); return NULL; }
     snprintf(last_rendezvous + len, sizeof last_rendezvous - len, " exec %d put;", kv_launch_id);
     return NULL;
   }
-  KV_Get_Args g = {sizeof g, NULL, key, strlen(key), r->timeout_ms, &callback_error_fn, r->get_arg};
-  FakeError* e = r->get(&g);
-  if (e || !g.value) { r->error = rendezvous_error("clique get", e); return NULL; }
-  bool same = g.value_size == (size_t)n && !memcmp(g.value, value, (size_t)n);
-  g.value_deleter_callback(g.value);
+  char* got; size_t got_size;
+  FakeError* e = kv_get(r, key, &got, &got_size);
+  if (e) { r->error = rendezvous_error("clique get", e); return NULL; }
+  bool same = got_size == (size_t)n && !memcmp(got, value, (size_t)n);
+  free(got);
   if (!same) { r->error = rendezvous_error("clique get gave other bytes", NULL); return NULL; }
   snprintf(last_rendezvous + len, sizeof last_rendezvous - len, " exec %d got;", kv_launch_id);
   return NULL;
@@ -256,22 +332,20 @@ static void* run_rendezvous(void* arg) {
   int n = snprintf(last_rendezvous, sizeof last_rendezvous, "put fake/node/%d;", r->self);
   snprintf(key, sizeof key, "fake/node/%d", r->self);
   size_t value_size = node_value(r->self, value);
-  KV_Put_Args put = {sizeof put, NULL, key, strlen(key), value, value_size, &callback_error_fn,
-                     r->put_arg};
-  FakeError* e = r->put(&put);
+  FakeError* e = kv_put(r->put, r->put_arg, key, value, value_size);
   if (e) { r->error = rendezvous_error("put", e); return NULL; }
+  char* got; size_t got_size;
   if (r->try_get) {
     snprintf(key, sizeof key, "fake/absent/%d", r->self);
-    KV_TryGet_Args t = {sizeof t, NULL, key, strlen(key), &callback_error_fn, r->try_get_arg};
-    e = r->try_get(&t);
+    e = kv_try_get(r, key, &got, &got_size);
+    if (!e) free(got);
     if (!e || e->code != 5) { r->error = rendezvous_error("try_get of an absent key must be NOT_FOUND", e); return NULL; }
     free(e); live_objects--;
     snprintf(key, sizeof key, "fake/node/%d", r->self);
-    KV_TryGet_Args own = {sizeof own, NULL, key, strlen(key), &callback_error_fn, r->try_get_arg};
-    e = r->try_get(&own);
-    if (e || !own.value) { r->error = rendezvous_error("try_get own key", e); return NULL; }
-    bool same = own.value_size == put.value_size && !memcmp(own.value, value, put.value_size);
-    own.value_deleter_callback(own.value);
+    e = kv_try_get(r, key, &got, &got_size);
+    if (e) { r->error = rendezvous_error("try_get own key", e); return NULL; }
+    bool same = got_size == value_size && !memcmp(got, value, value_size);
+    free(got);
     if (!same) { r->error = rendezvous_error("try_get own key gave other bytes", NULL); return NULL; }
     n += snprintf(last_rendezvous + n, sizeof last_rendezvous - n, " try_get ok;");
   }
@@ -279,12 +353,11 @@ static void* run_rendezvous(void* arg) {
   for (int p = 0; p < r->processes; p++) {
     if (p == r->self) continue;
     snprintf(key, sizeof key, "fake/node/%d", p);
-    KV_Get_Args g = {sizeof g, NULL, key, strlen(key), r->timeout_ms, &callback_error_fn, r->get_arg};
-    e = r->get(&g);
-    if (e || !g.value) { r->error = rendezvous_error(key, e); return NULL; }
+    e = kv_get(r, key, &got, &got_size);
+    if (e) { r->error = rendezvous_error(key, e); return NULL; }
     size_t want_size = node_value(p, want);
-    bool same = g.value_size == want_size && !memcmp(g.value, want, want_size);
-    g.value_deleter_callback(g.value);
+    bool same = got_size == want_size && !memcmp(got, want, want_size);
+    free(got);
     if (!same) { r->error = rendezvous_error("get gave other bytes", NULL); return NULL; }
     n += snprintf(last_rendezvous + n, sizeof last_rendezvous - n, " %d", p);
   }
@@ -308,7 +381,10 @@ static void* Client_Create(Client_Create_Args* a) {
   last_options[0] = 0;
   const char* fail = NULL;
   int processes = 0, per_process = 0, self = 0, rendezvous_ms = -1;
+  int64_t node_id = -1, num_nodes = -1;
   kv_on_execute = false;
+  permute_devices = false;
+  event_fail = false;
   memset(&kv_client, 0, sizeof kv_client);
   for (size_t i = 0; i < a->num_options; i++) {
     const NamedValue* o = &a->create_options[i];
@@ -327,6 +403,22 @@ static void* Client_Create(Client_Create_Args* a) {
       default: return make_error(3, "fake plugin: unknown named value type");
     }
     strncat(last_options, item, sizeof last_options - strlen(last_options) - 1);
+    /* The CUDA plugin's ValidateCreateOptions: a known option of another type is refused. */
+    static const struct { const char* name; int type; } typed[] = {
+        {"allocator", 0}, {"memory_fraction", 3}, {"preallocate", 4}, {"visible_devices", 2},
+        {"node_id", 1}, {"num_nodes", 1}, {"collective_memory_size", 1}};
+    for (size_t k = 0; k < sizeof typed / sizeof typed[0]; k++)
+      if (o->name_size == strlen(typed[k].name) && !memcmp(o->name, typed[k].name, o->name_size) &&
+          o->type != typed[k].type) {
+        char m[200];
+        snprintf(m, sizeof m, "Option passed to PJRT_Client_Create with name %s has type index %d but expected type index %d",
+                 typed[k].name, o->type, typed[k].type);
+        return make_error(3, m);
+      }
+    if (o->name_size == 7 && !memcmp(o->name, "node_id", 7)) node_id = o->value.i;
+    if (o->name_size == 9 && !memcmp(o->name, "num_nodes", 9)) num_nodes = o->value.i;
+    if (o->name_size == 20 && !memcmp(o->name, "fake_permute_devices", 20)) permute_devices = o->value.i != 0;
+    if (o->name_size == 15 && !memcmp(o->name, "fake_event_fail", 15)) event_fail = o->value.i != 0;
     if (o->name_size == 4 && !memcmp(o->name, "fail", 4) && o->type == 0) fail = o->value.s;
     if (o->name_size == 14 && !memcmp(o->name, "await_delay_ms", 14)) await_delay_ms = (int)o->value.i;
     if (o->name_size == 14 && !memcmp(o->name, "fake_processes", 14)) processes = (int)o->value.i;
@@ -334,6 +426,18 @@ static void* Client_Create(Client_Create_Args* a) {
     if (o->name_size == 18 && !memcmp(o->name, "fake_process_index", 18)) self = (int)o->value.i;
     if (o->name_size == 18 && !memcmp(o->name, "fake_kv_rendezvous", 18)) rendezvous_ms = (int)o->value.i;
     if (o->name_size == 18 && !memcmp(o->name, "fake_kv_on_execute", 18)) kv_on_execute = o->value.i != 0;
+  }
+  if (num_nodes >= 1) {
+    if (node_id < 0 || node_id >= num_nodes) {
+      char m[120];
+      snprintf(m, sizeof m, "fake plugin: node_id %lld is not in 0..%lld", (long long)node_id, (long long)num_nodes - 1);
+      return make_error(3, m);
+    }
+    if (num_nodes > 1 && (!a->kv_get_callback || !a->kv_put_callback))
+      return make_error(3, "fake plugin: num_nodes > 1 needs the kv callbacks (as the CUDA plugin does)");
+    processes = (int)num_nodes;
+    self = (int)node_id;
+    if (num_nodes > 1 && rendezvous_ms < 0) rendezvous_ms = 30000;
   }
   if (processes || per_process) {
     set_topology(processes ? processes : 1, per_process ? per_process : 1, self);
@@ -432,6 +536,9 @@ typedef struct {
   size_t compile_options_size; FakeLoaded* executable;
 } Client_Compile_Args;
 typedef struct { HEAD FakeLoaded* executable; } Loaded_Destroy_Args;
+typedef struct {
+  HEAD FakeLoaded* executable; FakeDevice* const* addressable_devices; size_t num_addressable_devices;
+} Loaded_AddressableDevices_Args;
 typedef struct { HEAD FakeLoaded* loaded; FakeExecutable* executable; } Loaded_GetExecutable_Args;
 typedef struct { HEAD FakeExecutable* executable; } Executable_Destroy_Args;
 typedef struct { HEAD FakeExecutable* executable; size_t num_outputs; } Executable_NumOutputs_Args;
@@ -443,6 +550,69 @@ static bool contains(const char* text, size_t n, const char* word) {
   return false;
 }
 
+/* ---- just enough protobuf to read the CompileOptionsProto's replicas and device assignment ---- */
+static uint64_t varint(const unsigned char** p, const unsigned char* end) {
+  uint64_t v = 0;
+  for (int shift = 0; *p < end && shift < 64; shift += 7) {
+    unsigned char b = *(*p)++;
+    v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) break;
+  }
+  return v;
+}
+/* The first length-delimited field `field` of a message, or NULL. */
+static const unsigned char* find_bytes(const unsigned char* p, const unsigned char* end, int field, size_t* n) {
+  while (p < end) {
+    uint64_t tag = varint(&p, end);
+    int wire = (int)(tag & 7);
+    if (wire == 0) varint(&p, end);
+    else if (wire == 1) p += 8;
+    else if (wire == 5) p += 4;
+    else if (wire == 2) {
+      size_t len = (size_t)varint(&p, end);
+      if ((int)(tag >> 3) == field) { *n = len; return p; }
+      p += len;
+    } else return NULL;
+  }
+  return NULL;
+}
+static int64_t find_varint(const unsigned char* p, const unsigned char* end, int field, int64_t otherwise) {
+  while (p < end) {
+    uint64_t tag = varint(&p, end);
+    int wire = (int)(tag & 7);
+    if (wire == 0) { uint64_t v = varint(&p, end); if ((int)(tag >> 3) == field) return (int64_t)v; }
+    else if (wire == 1) p += 8;
+    else if (wire == 5) p += 4;
+    else if (wire == 2) p += (size_t)varint(&p, end);
+    else break;
+  }
+  return otherwise;
+}
+/* The addressable devices a compiled program runs on: those of its device assignment (replica
+   order), else the first num_replicas addressable ones; reversed with fake_permute_devices. */
+static void executable_devices(FakeLoaded* l, const unsigned char* opts, size_t n) {
+  size_t bn = 0, dn = 0, cn = 0, idn = 0;
+  const unsigned char* build = find_bytes(opts, opts + n, 3, &bn);
+  const unsigned char* da = build ? find_bytes(build, build + bn, 9, &dn) : NULL;
+  const unsigned char* cd = da ? find_bytes(da, da + dn, 3, &cn) : NULL;
+  const unsigned char* ids = cd ? find_bytes(cd, cd + cn, 1, &idn) : NULL;
+  FakeDevice* chosen[MAX_DEVICES];
+  size_t k = 0;
+  if (ids) {
+    const unsigned char* q = ids;
+    while (q < ids + idn) {
+      int64_t id = (int64_t)varint(&q, ids + idn);
+      for (size_t i = 0; i < num_addressable; i++)
+        if (addressable_devices[i]->id == id && k < MAX_DEVICES) chosen[k++] = addressable_devices[i];
+    }
+  } else {
+    int64_t replicas = build ? find_varint(build, build + bn, 4, 1) : 1;
+    for (size_t i = 0; i < num_addressable && (int64_t)i < replicas; i++) chosen[k++] = addressable_devices[i];
+  }
+  l->num_devices = k;
+  for (size_t i = 0; i < k; i++) l->devices[i] = chosen[permute_devices ? k - 1 - i : i];
+}
+
 static void* Client_Compile(Client_Compile_Args* a) {
   CHECK_SIZE(Client_Compile_Args, a, executable);
   CHECK_SIZE(Program, a->program, format_size);
@@ -452,6 +622,8 @@ static void* Client_Compile(Client_Compile_Args* a) {
   if (contains(p->code, p->code_size, "syntax error")) return make_error(3, "fake compile: syntax error at line 1");
   FakeLoaded* l = calloc(1, sizeof(FakeLoaded));
   l->add = contains(p->code, p->code_size, "add");
+  /* The devices it runs on, in the order Execute takes their argument lists. */
+  executable_devices(l, (const unsigned char*)a->compile_options, a->compile_options_size);
   int n = snprintf(l->name, sizeof l->name, "fake:");
   for (size_t i = 0; i < a->compile_options_size && n < (int)sizeof l->name - 3; i++)
     n += snprintf(l->name + n, sizeof l->name - n, "%02x", (unsigned char)a->compile_options[i]);
@@ -462,6 +634,12 @@ static void* Client_Compile(Client_Compile_Args* a) {
 static void* LoadedExecutable_Destroy(Loaded_Destroy_Args* a) {
   CHECK_SIZE(Loaded_Destroy_Args, a, executable);
   if (a->executable) { free(a->executable); live_objects--; }
+  return NULL;
+}
+static void* LoadedExecutable_AddressableDevices(Loaded_AddressableDevices_Args* a) {
+  CHECK_SIZE(Loaded_AddressableDevices_Args, a, num_addressable_devices);
+  a->addressable_devices = a->executable->devices;
+  a->num_addressable_devices = a->executable->num_devices;
   return NULL;
 }
 static void* LoadedExecutable_GetExecutable(Loaded_GetExecutable_Args* a) {
@@ -551,12 +729,30 @@ static void* Buffer_Dimensions(Buffer_Dimensions_Args* a) {
   a->dims = a->buffer->dims; a->num_dims = a->buffer->num_dims;
   return NULL;
 }
+typedef struct { void* dst; unsigned char* src; size_t n; } Copy;
+static void* write_later(void* arg) {
+  Copy* c = arg;
+  usleep(2000); /* the caller's JS runs on meanwhile (and, under --stress-compaction, GCs) */
+  memcpy(c->dst, c->src, c->n);
+  free(c->src);
+  free(c);
+  return NULL;
+}
 static void* Buffer_ToHostBuffer(Buffer_ToHost_Args* a) {
   CHECK_SIZE(Buffer_ToHost_Args, a, event);
   if (!a->dst) { a->dst_size = a->src->nbytes; return NULL; }
   if (a->dst_size < a->src->nbytes) return make_error(3, "fake plugin: dst_size too small");
-  memcpy(a->dst, a->src->data, a->src->nbytes);
-  a->event = make_event();
+  /* As a device does: the bytes land in dst after this call returns, before the event fires. */
+  Copy* c = malloc(sizeof(Copy));
+  c->dst = a->dst; c->n = a->src->nbytes; c->src = malloc(c->n ? c->n : 1);
+  memcpy(c->src, a->src->data, c->n);
+  FakeEvent* ev = make_event();
+  if (pthread_create(&ev->writer, NULL, write_later, c)) {
+    memcpy(c->dst, c->src, c->n); free(c->src); free(c);
+  } else {
+    ev->has_writer = true;
+  }
+  a->event = ev;
   return NULL;
 }
 static void* Buffer_ReadyEvent(Buffer_ReadyEvent_Args* a) {
@@ -583,7 +779,7 @@ static void* LoadedExecutable_Execute(Execute_Args* a) {
   CHECK_SIZE(Execute_Args, a, execute_device);
   CHECK_SIZE(ExecuteOptions, a->options, num_hlo_output_callbacks);
   if (a->num_args != 2) return make_error(3, "fake execute: expects 2 arguments");
-  if (kv_on_execute && kv_client.get) {
+  if (kv_on_execute && kv_client.get && !a->executable->launched) {
     Rendezvous r = kv_client;
     kv_launch_id = a->options->launch_id;
     pthread_t thread;
@@ -591,7 +787,12 @@ static void* LoadedExecutable_Execute(Execute_Args* a) {
     pthread_join(thread, NULL);
     if (r.error) return r.error;
   }
-  if (a->num_devices < 1 || a->num_devices > num_addressable) return make_error(3, "fake execute: 1 to all addressable devices");
+  a->executable->launched = true;
+  if (a->num_devices != a->executable->num_devices) {
+    char m[120];
+    snprintf(m, sizeof m, "fake execute: %zu argument lists for an executable on %zu devices", a->num_devices, a->executable->num_devices);
+    return make_error(3, m);
+  }
   int n = snprintf(last_non_donatable, sizeof last_non_donatable, "launch %d:", a->options->launch_id);
   for (size_t i = 0; i < a->options->num_non_donatable_input_indices; i++)
     n += snprintf(last_non_donatable + n, sizeof last_non_donatable - n, " %lld",
@@ -611,8 +812,9 @@ static void* LoadedExecutable_Execute(Execute_Args* a) {
         snprintf(m, sizeof m, "fake execute: argument %d of device %zu was donated before", k, d);
         return make_error(3, m);
       }
-      if (b->device != addressable_devices[d]->id) {
-        snprintf(m, sizeof m, "fake execute: argument %d of device %zu lives on device %d", k, d, b->device);
+      if (b->device != a->executable->devices[d]->id) {
+        snprintf(m, sizeof m, "fake execute: argument %d of list %zu lives on device %d, the executable's device %zu is %d",
+                 k, d, b->device, d, a->executable->devices[d]->id);
         return make_error(3, m);
       }
     }
@@ -673,6 +875,7 @@ const Api* GetPjrtApi(void) {
   s[29] = Device_GetDescription;
   s[40] = Executable_Destroy; s[41] = Executable_Name; s[44] = Executable_NumOutputs;
   s[50] = LoadedExecutable_Destroy; s[51] = LoadedExecutable_GetExecutable;
+  s[52] = LoadedExecutable_AddressableDevices;
   s[55] = LoadedExecutable_Execute;
   s[58] = Buffer_Destroy; s[59] = Buffer_ElementType; s[60] = Buffer_Dimensions;
   s[70] = Buffer_ToHostBuffer; s[72] = Buffer_ReadyEvent;
