@@ -8,6 +8,7 @@ import * as ops from "../ir/ops.ts";
 import { Primitive } from "../ir/primitive.ts";
 import type { Tensor } from "../ir/tensor.ts";
 import { isFloat } from "../ir/dtype.ts";
+import { attentionGrad } from "../ir/attention.ts";
 
 /** The VJP of a node of primitive P (its params typed by P). */
 export type VjpRule<P extends Primitive = Primitive> = (
@@ -157,6 +158,20 @@ export const VJP_RULES: { [P in Primitive]: VjpRule<P> } = {
     ];
   },
   [Primitive.AllReduceSum]: (n, g) => [ops.allReduceSum(g, n.params.replicas)],
+  [Primitive.Attention]: (n, g) => {
+    // one kernel recomputes the probabilities from the saved lse (lib/ir/attention.ts)
+    const [q, k, v] = n.inputs;
+    const grads = attentionGrad(q, k, v, n, g, n.params.scale);
+    const N = q.shape[2], M = k.shape[2];
+    return [
+      ops.sliceAxis(grads, 2, 0, N),
+      ops.sliceAxis(grads, 2, N, N + M),
+      ops.sliceAxis(grads, 2, N + M, N + 2 * M),
+    ];
+  },
+  [Primitive.AttentionGrad]: (n) => {
+    throw new Error(`grad: ${n} has no second derivative (differentiate attentionDecomposed)`);
+  },
 };
 
 function minMaxVjp(n: Tensor, g: Tensor): Tensor[] {

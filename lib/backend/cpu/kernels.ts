@@ -8,6 +8,7 @@ import { type CompareDirection, Primitive } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
 import { erf } from "./math.ts";
 import { matmulF32 } from "./matmul.ts";
+import { attentionGradKernel, attentionKernel } from "./attention_ref.ts";
 
 /** The reference kernel of a node of primitive P (its params typed by P). */
 export type Kernel<P extends Primitive = Primitive> = (
@@ -116,6 +117,8 @@ export const KERNELS: { [P in Primitive]: Kernel<P> } = {
       `cpu: all_reduce_sum over ${replicas} replicas needs a CpuBackend with ${replicas} devices`,
     );
   },
+  [Primitive.Attention]: attentionKernel,
+  [Primitive.AttentionGrad]: attentionGradKernel,
 };
 
 /** The kernel of `node`'s primitive (the table, widened to any primitive at this one place). */
