@@ -222,8 +222,11 @@ function scatterInto(dst: TypedArray, x: HostTensor, dstStrides: number[], base:
   const last = rank - 1, lastDim = shape[last], lastStride = dstStrides[last];
   let off = base;
   for (let i = 0; i < xd.length; i += lastDim) {
-    let o = off;
-    for (let j = 0; j < lastDim; j++, o += lastStride) dst[o] = xd[i + j];
+    if (lastStride === 1) dst.set(xd.subarray(i, i + lastDim), off);
+    else {
+      let o = off;
+      for (let j = 0; j < lastDim; j++, o += lastStride) dst[o] = xd[i + j];
+    }
     for (let d = last - 1; d >= 0; d--) {
       idx[d]++;
       off += dstStrides[d];

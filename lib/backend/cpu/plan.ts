@@ -14,6 +14,7 @@ import {
   type PrimitiveKind,
 } from "../../ir/primitive.ts";
 import { isPrim, paramsOf, type Tensor } from "../../ir/tensor.ts";
+import { scheduleForMemory } from "./schedule.ts";
 import {
   contiguousView,
   identityMap,
@@ -55,7 +56,7 @@ const enum Need {
 }
 
 export function planGraph(graph: Graph): GraphPlan {
-  const { nodes } = graph;
+  const nodes = scheduleForMemory(graph.nodes);
   const n = nodes.length;
   const position = new Map<number, number>();
   nodes.forEach((t, i) => position.set(t.id, i));
