@@ -11,11 +11,13 @@
  *   along axis 2.
  *
  * `attentionDecomposed` / `attentionGradDecomposed` are the same computations in primitive ops:
- * the form the StableHLO emitter hands to XLA (which fuses it itself) and WebGPU runs.
+ * the form the StableHLO emitter hands to XLA (which fuses it itself), and `expandAttention`
+ * rewrites a graph into for backends without the fused kernels (WebGPU for now).
  */
+import type { Graph } from "./graph.ts";
 import * as ops from "./ops.ts";
 import { Primitive } from "./primitive.ts";
-import type { Tensor } from "./tensor.ts";
+import { isPrim, Tensor } from "./tensor.ts";
 
 function checkQkv(op: string, q: Tensor, k: Tensor, v: Tensor): void {
   for (const [name, t] of [["q", q], ["k", k], ["v", v]] as const) {
@@ -118,4 +120,41 @@ export function attentionGradDecomposed(
   const dq = ops.dotGeneral(ds, k, PV);
   const dk = ops.dotGeneral(ds, q, PT);
   return ops.concatenate([dq, dk, dv], 2);
+}
+
+/**
+ * `graph` with every attention node replaced by its decomposition (the same graph if none).
+ * The WebGPU backend runs this (the [.., N, N] probabilities are then materialized, as in the
+ * unfused form: tiled WGSL kernels are not written yet).
+ */
+export function expandAttention(graph: Graph): Graph {
+  if (
+    !graph.nodes.some((t) => t.prim === Primitive.Attention || t.prim === Primitive.AttentionGrad)
+  ) {
+    return graph;
+  }
+  const map = new Map<number, Tensor>();
+  const nodes: Tensor[] = [];
+  const seen = new Set<number>();
+  const add = (t: Tensor) => {
+    if (seen.has(t.id)) return;
+    seen.add(t.id);
+    for (const x of t.inputs) add(x);
+    nodes.push(t);
+  };
+  for (const t of graph.nodes) {
+    const ins = t.inputs.map((x) => map.get(x.id) ?? x);
+    let r: Tensor;
+    if (isPrim(t, Primitive.Attention)) {
+      r = attentionDecomposed(ins[0], ins[1], ins[2], t.params.scale);
+    } else if (isPrim(t, Primitive.AttentionGrad)) {
+      r = attentionGradDecomposed(ins[0], ins[1], ins[2], ins[3], ins[4], t.params.scale);
+    } else if (ins.some((x, i) => x !== t.inputs[i])) {
+      r = new Tensor(t.prim, ins, t.params, t.shape, t.dtype);
+    } else r = t;
+    if (r !== t) map.set(t.id, r);
+  }
+  const outputs = graph.outputs.map((o) => map.get(o.id) ?? o);
+  for (const o of outputs) add(o);
+  return { inputs: graph.inputs, outputs, nodes };
 }

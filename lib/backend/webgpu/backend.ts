@@ -5,7 +5,7 @@
  */
 import type { DType } from "../../ir/dtype.ts";
 import type { Graph } from "../../ir/graph.ts";
-import { expandAttention } from "./attention.ts";
+import { expandAttention } from "../../ir/attention.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
 import type { Backend, DeviceArray, Executable } from "../backend.ts";
 import { checkPerDevice, replicasOf } from "../replicas.ts";

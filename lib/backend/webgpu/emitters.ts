@@ -60,7 +60,7 @@ export const EMITTERS: { [P in Primitive]: Emitter<P> } = {
   [Primitive.AllReduceSum]: () => {
     throw new Error("webgpu: all_reduce_sum has no single-device meaning");
   },
-  // expanded into primitive ops before planning (attention.ts)
+  // expanded into primitive ops before planning (lib/ir/attention.ts expandAttention)
   [Primitive.Attention]: (_b, n) => {
     throw new Error(`webgpu: ${n} reached the planner (expandAttention runs first)`);
   },
