@@ -7,8 +7,8 @@
  * - `attention(q, k, v)`: q [B, H, N, D], k and v [B, H, M, D] -> [B, H, N, D + 1], the output
  *   `softmax(scale q k^T) v` in [.., :D] and `lse = logsumexp(scale q k^T)` in [.., D];
  * - `attention_grad(q, k, v, out, g)` with `out` the attention node and `g` its cotangent (the
- *   output's in [.., :D], the lse's in [.., D]) -> [B, H, N + 2M, D]: dq, then dk, then dv
- *   along axis 2.
+ *   output's in [.., :D], the lse's in [.., D]; or [B, H, N, D], the output's alone, when the lse
+ *   has none) -> [B, H, N + 2M, D]: dq, then dk, then dv along axis 2.
  *
  * `attentionDecomposed` / `attentionGradDecomposed` are the same computations in primitive ops:
  * the form the StableHLO emitter hands to XLA (which fuses it itself), and `expandAttention`
@@ -58,10 +58,14 @@ export function attentionGrad(
   checkQkv("attention_grad", q, k, v);
   const [b, h, n, d] = q.shape, m = k.shape[2];
   const packed = [b, h, n, d + 1];
-  for (const [name, t] of [["out", out], ["g", g]] as const) {
-    if (t.dtype !== "f32" || !ops.sameShape(t.shape, packed)) {
-      throw new Error(`attention_grad: ${name} must be f32 [${packed}], got ${t}`);
-    }
+  if (out.dtype !== "f32" || !ops.sameShape(out.shape, packed)) {
+    throw new Error(`attention_grad: out must be f32 [${packed}], got ${out}`);
+  }
+  if (
+    g.dtype !== "f32" ||
+    !(ops.sameShape(g.shape, packed) || ops.sameShape(g.shape, [b, h, n, d]))
+  ) {
+    throw new Error(`attention_grad: g must be f32 [${packed}] or [${[b, h, n, d]}], got ${g}`);
   }
   return ops.node(
     Primitive.AttentionGrad,
@@ -109,8 +113,10 @@ export function attentionGradDecomposed(
   const d = q.shape[3];
   const o = ops.sliceAxis(out, 3, 0, d),
     lse = ops.reshape(ops.sliceAxis(out, 3, d, d + 1), out.shape.slice(0, 3));
-  const dout = ops.sliceAxis(g, 3, 0, d),
-    dlse = ops.reshape(ops.sliceAxis(g, 3, d, d + 1), g.shape.slice(0, 3));
+  const dout = ops.sliceAxis(g, 3, 0, d);
+  const dlse = g.shape[3] === d
+    ? ops.zeros(g.shape.slice(0, 3))
+    : ops.reshape(ops.sliceAxis(g, 3, d, d + 1), g.shape.slice(0, 3));
   const s = ops.mul(ops.dotGeneral(q, k, QK), scale);
   const p = ops.exp(ops.sub(s, keep(lse, s.shape)));
   const dv = ops.dotGeneral(p, dout, PT);

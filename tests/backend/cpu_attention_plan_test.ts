@@ -12,6 +12,7 @@ import * as ops from "../../lib/ir/ops.ts";
 import { flatten, unflatten } from "../../lib/ir/pytree.ts";
 import type { Tensor } from "../../lib/ir/tensor.ts";
 import { initViT } from "../../lib/model/init.ts";
+import { Primitive } from "../../lib/ir/primitive.ts";
 import { type ViTConfig, vitForward } from "../../lib/model/vit.ts";
 import { assert, assertEquals } from "../assert.ts";
 
@@ -33,7 +34,7 @@ const VIT: ViTConfig = {
 const B = 3, N = (20 / 4) ** 2 + 1;
 
 /** Forward buffers of shape [B, heads, N, N] that backward nodes read, in the CPU plan. */
-function kept(c: ViTConfig): { kept: number; attentionKernels: number } {
+function kept(c: ViTConfig): { kept: number; attentionKernels: number; pads: number } {
   const params = initViT(c, 0);
   const { leaves, def } = flatten<{ shape: number[]; dtype: string }>(params);
   const specs = [
@@ -84,13 +85,16 @@ function kept(c: ViTConfig): { kept: number; attentionKernels: number } {
     }
   }
   const attentionKernels = plan.kind.filter((k) => k === "attention").length;
-  return { kept: n, attentionKernels };
+  // the output's cotangent reaches attention_grad as it is, never padded to the packed shape
+  const pads = plan.nodes.filter((t) => t.prim === Primitive.Pad && t.shape[3] === 17).length;
+  return { kept: n, attentionKernels, pads };
 }
 
 Deno.test("attention plan: no [batch, heads, N, N] tensor is kept for the backward", () => {
   for (const gradCkpt of [false, true]) {
     const r = kept({ ...VIT, gradCkpt });
     assertEquals(r.kept, 0, `grad-ckpt ${gradCkpt}`);
+    assertEquals(r.pads, 0, `grad-ckpt ${gradCkpt}: padded cotangents`);
     // forward and backward per layer, and with grad-ckpt the forward again (recomputed)
     assertEquals(r.attentionKernels, (gradCkpt ? 3 : 2) * VIT.layers, `grad-ckpt ${gradCkpt}`);
   }

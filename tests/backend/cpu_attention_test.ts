@@ -91,23 +91,27 @@ for (const [b, h, n, m, d] of SHAPES) {
   });
 
   Deno.test(`attention ${name}: fused kernels = reference kernels (one thread and the pool)`, async () => {
-    const g = rand([b, h, n, d + 1], 4);
     const fwd = (a: Tensor, c: Tensor, e: Tensor) => attentionPacked(a, c, e, scale);
     const bwd = (a: Tensor, c: Tensor, e: Tensor, gg: Tensor) =>
       attentionGrad(a, c, e, attentionPacked(a, c, e, scale), gg, scale);
     const wantF = await evaluate(reference, fwd, q, k, v);
-    const wantB = await evaluate(reference, bwd, q, k, v, g);
     for (const be of [single, fused]) {
       assertAllClose((await evaluate(be, fwd, q, k, v)).data, wantF.data, {
         atol: 2e-6,
         rtol: 2e-5,
         msg: "forward",
       });
-      assertAllClose((await evaluate(be, bwd, q, k, v, g)).data, wantB.data, {
-        atol: 1e-5,
-        rtol: 1e-4,
-        msg: "backward",
-      });
+    }
+    // the cotangent with the lse's column, and the output's alone
+    for (const g of [rand([b, h, n, d + 1], 4), rand([b, h, n, d], 6)]) {
+      const wantB = await evaluate(reference, bwd, q, k, v, g);
+      for (const be of [single, fused]) {
+        assertAllClose((await evaluate(be, bwd, q, k, v, g)).data, wantB.data, {
+          atol: 1e-5,
+          rtol: 1e-4,
+          msg: `backward, g [${g.shape}]`,
+        });
+      }
     }
   });
 

@@ -235,6 +235,8 @@ export interface AttentionJob {
   n: number;
   m: number;
   d: number;
+  /** Row length of the backward's cotangent: d + 1 (with the lse's), or d (the output's only). */
+  gd: number;
   scale: number;
   /** This thread's attention scratch, and the GEMM's packing scratch. */
   scratch: number;
@@ -285,7 +287,7 @@ function forward(c: AttentionContext, j: AttentionJob, i0: number, i1: number): 
 
 function backward(c: AttentionContext, j: AttentionJob, i0: number, i1: number): void {
   const { gemm, fns } = c;
-  const { n, m, d, scale, scratch, gemmScratch: gs } = j;
+  const { n, m, d, gd, scale, scratch, gemmScratch: gs } = j;
   const [q, k, v, out, g] = j.ins;
   const F = new Float32Array(c.memory.buffer), D64 = new Float64Array(c.memory.buffer);
   const br = blockRows(n, m);
@@ -293,22 +295,22 @@ function backward(c: AttentionContext, j: AttentionJob, i0: number, i1: number):
   const rows = n + 2 * m;
   for (let it = i0; it < i1; it++) {
     const qa = q + it * n * d * 4, ka = k + it * m * d * 4, va = v + it * m * d * 4;
-    const oa = out + it * n * (d + 1) * 4, ga = g + it * n * (d + 1) * 4;
+    const oa = out + it * n * (d + 1) * 4, ga = g + it * n * gd * 4;
     const dq = j.out + it * rows * d * 4, dk = dq + n * d * 4, dv = dk + m * d * 4;
     for (let r0 = 0; r0 < n; r0 += br) {
       const rb = Math.min(br, n - r0), acc = r0 > 0 ? 1 : 0;
-      const qb = qa + r0 * d * 4, gb = ga + r0 * (d + 1) * 4;
+      const qb = qa + r0 * d * 4, gb = ga + r0 * gd * 4;
       gemm(qb, d * 4, 4, ka, 4, d * 4, S, m * 4, rb, m, d, gs, 0);
-      gemm(gb, (d + 1) * 4, 4, va, 4, d * 4, dP, m * 4, rb, m, d, gs, 0);
+      gemm(gb, gd * 4, 4, va, 4, d * 4, dP, m * 4, rb, m, d, gs, 0);
       for (let r = 0; r < rb; r++) {
-        const o = (oa + r0 * (d + 1) * 4) / 4 + r * (d + 1), gr = gb / 4 + r * (d + 1);
-        let delta = -F[gr + d];
+        const o = (oa + r0 * (d + 1) * 4) / 4 + r * (d + 1), gr = gb / 4 + r * gd;
+        let delta = gd > d ? -F[gr + d] : 0;
         for (let e = 0; e < d; e++) delta += F[gr + e] * F[o + e];
         D64[stats / 8 + 2 * r] = F[o + d];
         D64[stats / 8 + 2 * r + 1] = delta;
       }
       fns.grad_rows(S, dP, rb, m, m * 4, scale, stats);
-      gemm(S, 4, m * 4, gb, (d + 1) * 4, 4, dv, d * 4, m, d, rb, gs, acc);
+      gemm(S, 4, m * 4, gb, gd * 4, 4, dv, d * 4, m, d, rb, gs, acc);
       gemm(dP, m * 4, 4, ka, d * 4, 4, dq + r0 * d * 4, d * 4, rb, d, m, gs, 0);
       gemm(dP, 4, m * 4, qb, d * 4, 4, dk, d * 4, m, d, rb, gs, acc);
     }

@@ -46,7 +46,7 @@ export function attentionGradKernel(
   [q, k, v, out, g]: HostTensor[],
 ): HostTensor {
   const [b, h, N, D] = q.shape, M = k.shape[2], { scale } = n.params;
-  const R = N + 2 * M;
+  const R = N + 2 * M, G = g.shape[3]; // G = D: no lse cotangent
   const res = new Float32Array(b * h * R * D);
   const dq = new Float64Array(N * D), dk = new Float64Array(M * D), dv = new Float64Array(M * D);
   for (let bh = 0; bh < b * h; bh++) {
@@ -55,22 +55,22 @@ export function attentionGradKernel(
     dk.fill(0);
     dv.fill(0);
     for (let i = 0; i < N; i++) {
-      const po = (bh * N + i) * (D + 1);
+      const po = (bh * N + i) * (D + 1), go = (bh * N + i) * G;
       const lse = out.data[po + D];
-      let delta = -g.data[po + D];
-      for (let d = 0; d < D; d++) delta += g.data[po + d] * out.data[po + d];
+      let delta = G > D ? -g.data[go + D] : 0;
+      for (let d = 0; d < D; d++) delta += g.data[go + d] * out.data[po + d];
       for (let j = 0; j < M; j++) {
         let dot = 0, dp = 0;
         for (let d = 0; d < D; d++) {
           dot += q.data[qo + i * D + d] * k.data[ko + j * D + d];
-          dp += g.data[po + d] * v.data[ko + j * D + d];
+          dp += g.data[go + d] * v.data[ko + j * D + d];
         }
         const p = Math.exp(scale * dot - lse);
         const ds = scale * p * (dp - delta);
         for (let d = 0; d < D; d++) {
           dq[i * D + d] += ds * k.data[ko + j * D + d];
           dk[j * D + d] += ds * q.data[qo + i * D + d];
-          dv[j * D + d] += p * g.data[po + d];
+          dv[j * D + d] += p * g.data[go + d];
         }
       }
     }

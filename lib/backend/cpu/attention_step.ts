@@ -31,14 +31,18 @@ const A = {
   scratchStride: 19,
   gemmScratch: 20,
   gemmStride: 21,
+  gd: 22,
 } as const;
 
-function sizes(t: Tensor): { items: number; n: number; m: number; d: number; scale: number } {
+function sizes(
+  t: Tensor,
+): { items: number; n: number; m: number; d: number; gd: number; scale: number } {
   if (!isPrim(t, Primitive.Attention) && !isPrim(t, Primitive.AttentionGrad)) {
     throw new Error(`cpu: ${t} is not an attention node`);
   }
   const [b, h, n, d] = t.inputs[0].shape;
-  return { items: b * h, n, m: t.inputs[1].shape[2], d, scale: t.params.scale };
+  const gd = t.inputs.length === 5 ? t.inputs[4].shape[3] : d + 1;
+  return { items: b * h, n, m: t.inputs[1].shape[2], d, gd, scale: t.params.scale };
 }
 
 /** Staging bytes (a scratch per thread) and the GEMM packing scratch the node needs. */
@@ -66,7 +70,7 @@ export function attentionStep(
   t: Tensor,
   c: AttentionStepContext,
 ): { run: () => void; split: boolean } {
-  const { items, n, m, d, scale } = sizes(t);
+  const { items, n, m, d, gd, scale } = sizes(t);
   const job: AttentionJob = {
     backward: t.prim === Primitive.AttentionGrad,
     ins: c.ins,
@@ -74,6 +78,7 @@ export function attentionStep(
     n,
     m,
     d,
+    gd,
     scale,
     scratch: c.scratch,
     gemmScratch: c.gemmScratch,
@@ -100,6 +105,7 @@ export function attentionStep(
     r[A.n] = n;
     r[A.m] = m;
     r[A.d] = d;
+    r[A.gd] = gd;
     new Float64Array(r.buffer, 4 * A.scale, 1)[0] = scale;
     r[A.scratch] = c.scratch;
     r[A.scratchStride] = attentionScratchBytes(n, m);
@@ -132,6 +138,7 @@ export function runAttentionTask(
     n: t[o + A.n],
     m: t[o + A.m],
     d: t[o + A.d],
+    gd: t[o + A.gd],
     scale,
     scratch: (t[o + A.scratch] >>> 0) + thread * (t[o + A.scratchStride] >>> 0),
     gemmScratch: (t[o + A.gemmScratch] >>> 0) + thread * (t[o + A.gemmStride] >>> 0),
