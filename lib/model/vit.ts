@@ -8,7 +8,7 @@ import * as ops from "../ir/ops.ts";
 import { dropout, gelu, layerNorm, softmax } from "../ir/nn.ts";
 import { foldIn } from "../ir/random.ts";
 import type { Tensor } from "../ir/tensor.ts";
-import { checkpoint } from "../autodiff/checkpoint.ts";
+import { checkpoint, recompute } from "../autodiff/checkpoint.ts";
 import { attention as fusedAttention } from "../ir/attention.ts";
 
 export interface ViTConfig {
@@ -186,12 +186,14 @@ function unfusedAttention(q: Tensor, kk: Tensor, v: Tensor, rate: number, key: T
 }
 
 function feedForward(c: ViTConfig, p: any, x: Tensor, key?: Tensor): Tensor {
-  const h = drop(
-    gelu(dense(x, p.w1.kernel, p.w1.bias)),
-    c.dropout,
-    key ? foldIn(key, 0) : undefined,
+  // w2's gradient reads gelu(h) recomputed from h in the backward (`recompute`): only h, the
+  // pre-activation, outlives the forward pass, not a second [B, N, 4 dim] tensor per layer
+  const hidden = recompute((h: Tensor) =>
+    ops.matmul(drop(gelu(h), c.dropout, key ? foldIn(key, 0) : undefined), p.w2.kernel)
   );
-  return drop(dense(h, p.w2.kernel, p.w2.bias), c.dropout, key ? foldIn(key, 1) : undefined);
+  const y = hidden(dense(x, p.w1.kernel, p.w1.bias));
+  const out = ops.add(y, ops.broadcastTo(p.w2.bias, y.shape));
+  return drop(out, c.dropout, key ? foldIn(key, 1) : undefined);
 }
 
 /** x[..., in] @ kernel[in, out] + bias[out]. */

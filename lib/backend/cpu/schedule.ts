@@ -29,7 +29,8 @@ export function scheduleForMemory(nodes: readonly Tensor[]): Tensor[] {
   const placed = new Set<number>();
   const order: Tensor[] = [];
   const stack: Tensor[] = [];
-  for (const t of nodes) {
+  // creation order: the forward pass, then the backward as autodiff's reverse sweep made it
+  for (const t of [...nodes].sort((a, b) => a.id - b.id)) {
     if (placed.has(t.id)) continue;
     stack.push(t);
     while (stack.length) {
