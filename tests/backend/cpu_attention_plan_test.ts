@@ -34,7 +34,9 @@ const VIT: ViTConfig = {
 const B = 3, N = (20 / 4) ** 2 + 1;
 
 /** Forward buffers of shape [B, heads, N, N] that backward nodes read, in the CPU plan. */
-function kept(c: ViTConfig): { kept: number; attentionKernels: number; pads: number } {
+function kept(
+  c: ViTConfig,
+): { kept: number; attentionKernels: number; pads: number; mlp: number } {
   const params = initViT(c, 0);
   const { leaves, def } = flatten<{ shape: number[]; dtype: string }>(params);
   const specs = [
@@ -54,10 +56,11 @@ function kept(c: ViTConfig): { kept: number; attentionKernels: number; pads: num
     },
     ...specs,
   );
-  // backward nodes: those that depend on the cotangent seed
+  // backward nodes: those that depend on the cotangent seed, and recomputations (clones of
+  // forward nodes, made by the reverse sweep for it)
   const backward = new Set<number>();
   for (const t of graph.nodes) {
-    if (t === seed || t.inputs.some((x) => backward.has(x.id))) backward.add(t.id);
+    if (t === seed || t.rematOf || t.inputs.some((x) => backward.has(x.id))) backward.add(t.id);
   }
   const plan = planGraph(graph);
   const pos = (t: Tensor) => plan.position.get(t.id)!;
@@ -76,18 +79,18 @@ function kept(c: ViTConfig): { kept: number; attentionKernels: number; pads: num
   for (const t of graph.nodes) {
     if (backward.has(t.id) && buffer(pos(t))) reads(t, readByBackward);
   }
-  const square = [B, c.heads, N, N];
-  let n = 0;
+  const square = [B, c.heads, N, N], hidden = [B, N, 4 * c.dim];
+  let n = 0, mlp = 0;
   for (const p of readByBackward) {
     const t = plan.nodes[p];
-    if (!backward.has(t.id) && t.shape.join() === square.join()) {
-      n++;
-    }
+    if (backward.has(t.id)) continue;
+    if (t.shape.join() === square.join()) n++;
+    if (t.shape.join() === hidden.join()) mlp++;
   }
   const attentionKernels = plan.kind.filter((k) => k === "attention").length;
   // the output's cotangent reaches attention_grad as it is, never padded to the packed shape
   const pads = plan.nodes.filter((t) => t.prim === Primitive.Pad && t.shape[3] === 17).length;
-  return { kept: n, attentionKernels, pads };
+  return { kept: n, attentionKernels, pads, mlp };
 }
 
 Deno.test("attention plan: no [batch, heads, N, N] tensor is kept for the backward", () => {
@@ -95,6 +98,8 @@ Deno.test("attention plan: no [batch, heads, N, N] tensor is kept for the backwa
     const r = kept({ ...VIT, gradCkpt });
     assertEquals(r.kept, 0, `grad-ckpt ${gradCkpt}`);
     assertEquals(r.pads, 0, `grad-ckpt ${gradCkpt}: padded cotangents`);
+    // the MLP keeps its pre-activation only: GELU's intermediates and output are recomputed
+    assertEquals(r.mlp, gradCkpt ? 0 : VIT.layers, `grad-ckpt ${gradCkpt}: MLP tensors kept`);
     // forward and backward per layer, and with grad-ckpt the forward again (recomputed)
     assertEquals(r.attentionKernels, (gradCkpt ? 3 : 2) * VIT.layers, `grad-ckpt ${gradCkpt}`);
   }
