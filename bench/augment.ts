@@ -8,6 +8,7 @@
  *
  * Skips the Pillow column (with a note) when /usr/bin/python3 lacks PIL.
  */
+import { decodeImage } from "../lib/data/decode.ts";
 import process from "node:process";
 import { Rng } from "../lib/ir/rng.ts";
 import * as A from "../lib/augment/mod.ts";
@@ -24,8 +25,7 @@ export type AugmentBenchResult = {
 };
 
 export async function benchAugment(images = 300): Promise<AugmentBenchResult> {
-  const { decodePng } = await import("../tests/augment/png.ts");
-  const src = await decodePng(await Deno.readFile(SOURCE), SOURCE);
+  const src = await decodeImage(await Deno.readFile(SOURCE));
   const big = A.resize(src, 500, 375, { resample: "bicubic" });
   const img = A.resize(src, 224, 224, { resample: "bicubic" });
   const rng = Rng.fromSeed(0);

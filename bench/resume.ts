@@ -42,7 +42,7 @@ export async function benchResume(
   const quiet = console.log;
   try {
     const defaults = loadConfig(undefined, []);
-    const spec = defaults["train-dataset-shards"] as string;
+    const spec = defaults["train-dataset-shards"] ?? "";
     const mnist = spec.slice(0, spec.lastIndexOf("/")) || ".";
     await prepareMnist(mnist);
     const config = (dir: string) =>
@@ -85,7 +85,7 @@ export async function benchResume(
     return {
       steps,
       run,
-      batch: defaults["train-batch-size"] as number,
+      batch: defaults["train-batch-size"],
       rounds,
       fresh_s: best.fresh,
       resume_early_s: best.early,

@@ -1,4 +1,4 @@
-"""Peer for tests/checkpoint/bench.ts: the same files read/written by Debian python3-torch and
+"""Peer for bench/checkpoint.ts: the same files read/written by Debian python3-torch and
 python3-msgpack. Flax itself is not packaged; its msgpack_serialize/restore are msgpack.packb /
 unpackb with ext type 1 = packb((shape, dtype, bytes)) and np.frombuffer, done here the same way.
 Each read runs in a fresh process for its peak RSS. Prints markdown table rows."""

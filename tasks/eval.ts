@@ -7,20 +7,13 @@
  * checkpoint, then CLI overrides. The checkpoint's tree and shapes are checked against that
  * model before anything runs, naming the first key that differs.
  */
-import { readFlaxParams } from "../lib/checkpoint/convert.ts";
-import { matchTree } from "../lib/checkpoint/finetune.ts";
-import { isGcsUrl } from "../lib/checkpoint/storage.ts";
+import { isGsUrl } from "../lib/gcs/url.ts";
 import { ConfigError, loadConfig, parseCommandLine } from "../lib/config/mod.ts";
 import { positionalArgs } from "../lib/config/cli.ts";
-import { createBackend } from "../lib/backend/select.ts";
-import { flatten, leavesWithPaths, unflatten } from "../lib/ir/pytree.ts";
-import type { ShapeSpec } from "../lib/ir/graph.ts";
-import { paramSpecs } from "../lib/model/params.ts";
-import type { HostTensor } from "../lib/ir/host_tensor.ts";
 import { redactConsole } from "../lib/config/redact.ts";
-import { Evaluator, formatEvalProgress } from "../lib/train/evaluate.ts";
+import { evaluateCheckpoint } from "../lib/train/eval_checkpoint.ts";
+import { formatEvalProgress } from "../lib/train/evaluate.ts";
 import { RunLog } from "../lib/train/logging.ts";
-import { loaderWorkers, stepConfigOf, vitConfigOf } from "../lib/train/run_config.ts";
 
 const USAGE =
   `usage: deno task eval CKPT [--config CONFIG.json] [--valid-dataset-shards SPEC] [--key value ...]
@@ -101,44 +94,17 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
   try {
-    const found = await readFlaxParams(ckpt);
-    const specs = new Map(
-      leavesWithPaths<ShapeSpec>(paramSpecs(vitConfigOf(config)))
-        .map(([path, spec]) => [path.replaceAll(".", "/"), spec]),
-    );
-    const params = matchTree(found, specs, ckpt);
-    const backend = await createBackend(config.backend as never, {
-      pjrtPlugin: config["pjrt-plugin"] as string | undefined,
-      devices: config.devices,
-    });
-    console.log(`backend: ${backend.name} (${backend.description})`);
-    const cfg = stepConfigOf(config, backend.replicas);
-    const { leaves, def } = flatten<HostTensor>(params);
-    const device = unflatten(def, await Promise.all(leaves.map((l) => backend.fromHost(l))));
-    const evaluator = await Evaluator.create(
-      backend,
-      cfg,
-      params,
-      config["valid-batch-size"] as number,
-    );
-    loaderWorkers(config, "valid-loader-workers", (l) => console.error(l));
     const log = new RunLog(null, "eval");
-    const r = await evaluator.run(
-      config,
-      device,
-      (l) => log.line(l),
-      (p) => log.progress(formatEvalProgress(p), 30_000),
-    );
+    const r = await evaluateCheckpoint(ckpt, config, {
+      log: (l) => log.line(l),
+      progress: (p) => log.progress(formatEvalProgress(p), 30_000),
+    });
     log.clearProgress();
     console.log(
-      `${ckpt}: acc1 ${(r.acc1 * 100).toFixed(2)}%, acc5 ${(r.acc5 * 100).toFixed(2)}%, loss ${
-        r.loss.toFixed(4)
-      } ` +
-        `on ${r.samples} images (${r.seconds.toFixed(1)} s)`,
+      `${ckpt}: acc1 ${(r.acc1 * 100).toFixed(2)}%, acc5 ${(r.acc5 * 100).toFixed(2)}%, loss ` +
+        `${r.loss.toFixed(4)} on ${r.samples} images (${r.seconds.toFixed(1)} s)`,
     );
     console.log(JSON.stringify({ checkpoint: ckpt, ...r }));
-    evaluator.dispose();
-    backend.dispose();
     return 0;
   } catch (e) {
     console.error(`eval: ${(e as Error).message}`);
@@ -148,7 +114,7 @@ export async function main(args: string[]): Promise<number> {
 
 /** The `config.json` in a local checkpoint's folder, if there is one. */
 async function configBeside(ckpt: string): Promise<string | undefined> {
-  if (isGcsUrl(ckpt)) return undefined; // train keeps a gs:// run's config.json under runs/
+  if (isGsUrl(ckpt)) return undefined; // train keeps a gs:// run's config.json under runs/
   const slash = ckpt.lastIndexOf("/");
   const path = `${slash >= 0 ? ckpt.slice(0, slash) : "."}/config.json`;
   try {

@@ -111,7 +111,7 @@ function mnistDir(config: Config, configPath: string | undefined): string | null
   const uses = (["train-dataset-shards", "valid-dataset-shards"] as const)
     .some((k) => config[k] === defaults[k]);
   if (!uses) return null;
-  const spec = defaults["train-dataset-shards"] as string;
+  const spec = defaults["train-dataset-shards"] ?? "";
   return spec.slice(0, spec.lastIndexOf("/")) || ".";
 }
 

@@ -1,7 +1,9 @@
 /**
- * Import boundaries (issue 14): ffi/ is a standalone PJRT binding that imports nothing from
- * lib/, and backends (lib/backend/**) import no train, model or config code. A static scan of
- * every import/export specifier, resolved against the importing file.
+ * Import boundaries: the folders stand in layers, and a file imports only from its own folder
+ * or from a lower layer (ffi/ is a standalone PJRT binding that imports nothing from lib/;
+ * backends import no train, model or config code); and no two files import each other, directly
+ * or round a loop, unless they are one job split in two (ALLOWED_CIRCLES). A static scan of every
+ * import/export specifier, resolved against the importing file.
  */
 import { assertEquals } from "./assert.ts";
 
@@ -13,6 +15,51 @@ Deno.test("layering: ffi/ imports nothing from lib/", async () => {
 
 Deno.test("layering: lib/backend imports nothing from lib/train, lib/model, lib/config", async () => {
   assertEquals(await offending("lib/backend", ["lib/train", "lib/model", "lib/config"]), []);
+});
+
+/** Bottom first. The folder of a file is the longest entry that contains it. */
+const LAYERS = [
+  ["lib/ir", "lib/config", "lib/gcs", "ffi"],
+  ["lib/autodiff", "lib/optim", "lib/augment", "lib/checkpoint", "lib/backend"],
+  ["lib/model", "lib/data"],
+  ["lib/report"],
+  ["lib/train"],
+  ["bench", "mod.ts"],
+  ["tasks", "scripts"],
+];
+
+/**
+ * Circles of files that are one job: a Tensor's methods are the ops (tensor.ts calls ops.ts,
+ * which builds Tensors).
+ */
+const ALLOWED_CIRCLES = [["lib/ir/ops.ts", "lib/ir/tensor.ts"]];
+
+Deno.test("layering: each folder imports only itself and lower layers", async () => {
+  const folders = LAYERS.flat().sort((a, b) => b.length - a.length);
+  const folderOf = (f: string) => folders.find((d) => f === d || f.startsWith(`${d}/`));
+  const layerOf = (d: string) => LAYERS.findIndex((l) => l.includes(d));
+  const out: string[] = [];
+  for (const [file, targets] of await importGraph(["lib", "ffi", "bench", "tasks", "scripts"])) {
+    const from = folderOf(file)!;
+    for (const t of targets) {
+      const to = folderOf(t);
+      if (to === from) continue;
+      if (to === undefined || layerOf(to) >= layerOf(from)) out.push(`${file} -> ${t}`);
+    }
+  }
+  assertEquals(out, []);
+});
+
+Deno.test("layering: no import circles but the allowed ones", async () => {
+  const graph = await importGraph(["lib", "ffi", "bench", "tasks", "scripts"]);
+  const allowed = new Set(ALLOWED_CIRCLES.map((c) => [...c].sort().join(" <-> ")));
+  const circles = stronglyConnected(graph).map((c) => c.sort().join(" <-> "));
+  assertEquals(circles.filter((c) => !allowed.has(c)), []);
+});
+
+Deno.test("layering: the circle finder finds a loop of three and ignores a chain", () => {
+  const g = new Map([["a", ["b"]], ["b", ["c"]], ["c", ["a"]], ["d", ["a"]]]);
+  assertEquals(stronglyConnected(g).map((c) => c.sort()), [["a", "b", "c"]]);
 });
 
 Deno.test("layering: the scan sees a forbidden import (negative control)", () => {
@@ -29,6 +76,51 @@ Deno.test("layering: the scan sees a forbidden import (negative control)", () =>
     ["ffi/smoke.ts -> lib/ir/dtype.ts", "ffi/smoke.ts -> lib/train/loop.ts"],
   );
 });
+
+/** Every source file under `dirs` (and mod.ts) with the repo files it imports. */
+async function importGraph(dirs: string[]): Promise<Map<string, string[]>> {
+  const graph = new Map<string, string[]>();
+  const files = ["mod.ts", ...(await Promise.all(dirs.map(tsFiles))).flat()];
+  for (const file of files) {
+    const src = await Deno.readTextFile(new URL(file, ROOT));
+    const targets = specifiers(src).filter((s) => s.startsWith("."))
+      .map((s) => new URL(s, new URL(file, ROOT)).pathname.slice(ROOT.pathname.length))
+      .filter((t) => /\.(ts|js|mjs)$/.test(t));
+    graph.set(file, [...new Set(targets)]);
+  }
+  return graph;
+}
+
+/** Tarjan's strongly connected components of more than one node. */
+function stronglyConnected(graph: Map<string, string[]>): string[][] {
+  const index = new Map<string, number>(), low = new Map<string, number>();
+  const stack: string[] = [], onStack = new Set<string>(), out: string[][] = [];
+  let next = 0;
+  const visit = (v: string) => {
+    index.set(v, next);
+    low.set(v, next++);
+    stack.push(v);
+    onStack.add(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, index.get(w)!));
+    }
+    if (low.get(v) === index.get(v)) {
+      const c: string[] = [];
+      let w: string;
+      do {
+        w = stack.pop()!;
+        onStack.delete(w);
+        c.push(w);
+      } while (w !== v);
+      if (c.length > 1) out.push(c);
+    }
+  };
+  for (const v of graph.keys()) if (!index.has(v)) visit(v);
+  return out;
+}
 
 /** "file -> target" for every import under `dir` that lands in one of `banned` (repo paths). */
 async function offending(dir: string, banned: string[]): Promise<string[]> {

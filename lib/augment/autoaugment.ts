@@ -7,7 +7,12 @@ import { blend } from "./enhance.ts";
 import type { RGBImage } from "./image.ts";
 import { type AugmentHparams, LEVEL_DENOM, LEVEL_TO_ARG } from "./levels.ts";
 import { applyOp, isGeometricOp } from "./ops.ts";
-import { type AugMixSpec, parsePolicy, type PolicyOp, type RandAugmentSpec } from "./policy.ts";
+import {
+  type AugMixSpec,
+  parsePolicy,
+  type PolicyOp,
+  type RandAugmentSpec,
+} from "./policy_strings.ts";
 
 /** An auto-augment transform for `policy` with timm hyperparameters `hp`. */
 export function createAutoAugment(

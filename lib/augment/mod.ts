@@ -58,9 +58,9 @@ export {
   type PolicySpec,
   RAND_INCREASING_TRANSFORMS,
   RAND_TRANSFORMS,
-} from "./policy.ts";
+} from "./policy_strings.ts";
 export { chooseRandOps, createAutoAugment, type OpDraw, runOp, sampleOp } from "./autoaugment.ts";
-export { AUTO_AUGMENT_POLICIES } from "./policies.ts";
+export { AUTO_AUGMENT_POLICIES } from "./autoaugment_policies.ts";
 
 export {
   centerCrop,
@@ -75,6 +75,10 @@ export {
 } from "./crops.ts";
 export { colorJitter } from "./jitter.ts";
 export {
+  eraseBox,
+  ERASING_FILLS,
+  type ErasingBox,
+  type ErasingFill,
   type ErasingOptions,
   IMAGENET_MEAN,
   IMAGENET_STD,

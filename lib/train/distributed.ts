@@ -79,22 +79,6 @@ export function processTopology(
   return t;
 }
 
-/** Splits the global train batch as the original does: per host, then per device. */
-export function splitBatch(
-  globalBatch: number,
-  o: { processes: number; devices: number; accum: number },
-): { perHost: number; perDevice: number } {
-  const parts = o.processes * o.devices * o.accum;
-  if (!Number.isInteger(globalBatch) || globalBatch % parts !== 0) {
-    throw new Error(
-      `train-batch-size: ${globalBatch} does not split over ${o.processes} process(es) x ` +
-        `${o.devices} device(s) x ${o.accum} accumulation step(s); use a multiple of ${parts}`,
-    );
-  }
-  const perHost = globalBatch / o.processes / o.accum;
-  return { perHost, perDevice: perHost / o.devices };
-}
-
 /**
  * The key-value store of a job: process 0 serves it on the coordinator's port; every process
  * (process 0 too) talks to it over HTTP. Values are strings. `get` waits for a key to appear.

@@ -57,19 +57,16 @@ export class Evaluator {
     readonly imageSize: number,
   ) {}
 
-  /** Keeps the parameters' shapes only; the program is compiled at the first evaluation. */
+  /**
+   * Keeps the parameters' shapes only; the program is compiled at the first evaluation.
+   * `batchSize`: validation images per host, a multiple of its devices (`validBatchPerHost`).
+   */
   static create(
     backend: Backend,
     cfg: TrainStepConfig,
     params: unknown,
     batchSize: number,
   ): Promise<Evaluator> {
-    if (batchSize % backend.devices !== 0) {
-      throw new Error(
-        `valid-batch-size: ${batchSize} images per host do not split over ${backend.devices} ` +
-          "devices",
-      );
-    }
     const { leaves, def } = flatten<ShapeSpec>(params);
     const specs = unflatten(def, leaves.map((l) => ({ shape: l.shape, dtype: l.dtype })));
     return Promise.resolve(new Evaluator(backend, cfg, specs, batchSize, cfg.vit.imageSize));
@@ -109,8 +106,10 @@ export class Evaluator {
     process = { index: 0, count: 1 },
   ): Promise<EvalResult> {
     const t = performance.now();
+    const shards = config["valid-dataset-shards"];
+    if (!shards) throw new Error('"valid-dataset-shards" is not set: nothing to evaluate on');
     const loader = createValidLoader({
-      shards: config["valid-dataset-shards"] as string,
+      shards,
       batchSize: this.batchSize,
       workers: loaderWorkers(config, "valid-loader-workers"),
       processIndex: process.index,
@@ -122,7 +121,7 @@ export class Evaluator {
       maxSkipFraction: 1,
       transform: {
         kind: "valid",
-        options: { imageSize: this.imageSize, testCropRatio: config["test-crop-ratio"] as number },
+        options: { imageSize: this.imageSize, testCropRatio: config["test-crop-ratio"] },
       },
       log,
     });

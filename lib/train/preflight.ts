@@ -5,7 +5,7 @@
  * pipe:) are opened by the loader, whose errors name the shard.
  */
 import { requireFlaxFormat } from "../checkpoint/convert.ts";
-import { isGcsUrl } from "../checkpoint/storage.ts";
+import { isGsUrl } from "../gcs/url.ts";
 import type { Config } from "../config/mod.ts";
 import { checkLocalShards, isLocalShard, localPath } from "../data/open_file.ts";
 import { expandShardSpec } from "../data/spec.ts";
@@ -19,35 +19,34 @@ export interface RunPaths {
 }
 
 export async function checkRun(config: Config): Promise<RunPaths> {
-  const name = config.name as string;
+  const name = config.name;
   if (!name || /[/\\]/.test(name) || name === "." || name === "..") {
     throw new TrainingError(
       `name ${JSON.stringify(name)} is not a file name: the run's files are ` +
         "<output-dir>/<name>-last.msgpack and so on; put folders in --output-dir instead",
     );
   }
-  const outDir = (config["output-dir"] as string | undefined) ?? `runs/${name}`;
-  const logDir = isGcsUrl(outDir) ? `runs/${name}` : outDir;
-  if (!config["train-dataset-shards"]) {
+  const outDir = config["output-dir"] ?? `runs/${name}`;
+  const logDir = isGsUrl(outDir) ? `runs/${name}` : outDir;
+  const train = config["train-dataset-shards"], valid = config["valid-dataset-shards"];
+  if (!train) {
     throw new TrainingError('"train-dataset-shards" is not set: give the shards to train on');
   }
-  await checkShards("train-dataset-shards", config["train-dataset-shards"] as string, false);
-  if (config["valid-dataset-shards"]) {
-    await checkShards("valid-dataset-shards", config["valid-dataset-shards"] as string, true);
-  }
+  await checkShards("train-dataset-shards", train, false);
+  if (valid) await checkShards("valid-dataset-shards", valid, true);
   for (const key of ["pretrained-ckpt", "label-mapping"] as const) {
-    const url = config[key] as string | null;
-    if (url && !isGcsUrl(url)) await checkFile(key, url);
+    const url = config[key];
+    if (url && !isGsUrl(url)) await checkFile(key, url);
   }
-  const ckpt = config["pretrained-ckpt"] as string | null;
-  if (ckpt && !isGcsUrl(ckpt)) {
+  const ckpt = config["pretrained-ckpt"];
+  if (ckpt && !isGsUrl(ckpt)) {
     try {
       await requireFlaxFormat(ckpt, ckpt);
     } catch (e) {
       throw new TrainingError(`"pretrained-ckpt": ${(e as Error).message}`);
     }
   }
-  if (!isGcsUrl(outDir)) await checkFolder("output-dir", outDir);
+  if (!isGsUrl(outDir)) await checkFolder("output-dir", outDir);
   if (logDir !== outDir) await checkFolder("log folder", logDir);
   return { outDir, logDir };
 }

@@ -9,7 +9,7 @@ import type { ShapeSpec } from "../ir/graph.ts";
 import { leavesWithPaths } from "../ir/pytree.ts";
 import { paramSpecs } from "../model/params.ts";
 import { checkViTConfig } from "../model/vit.ts";
-import { stepConfigOf } from "./run_config.ts";
+import { batchPlan, mixingOf, stepConfigOf } from "./run_config.ts";
 import type { TrainStepConfig } from "./step.ts";
 
 export interface SignatureOptions {
@@ -41,20 +41,19 @@ export function trainStepSignature(config: Config, opts: SignatureOptions): Step
   if (!Number.isInteger(devices) || devices < 1) {
     throw new Error(`devices must be a positive integer, got ${devices}`);
   }
-  const accum = (config["grad-accum"] as number | undefined) ?? 1;
-  const batch = opts.batch ?? (config["train-batch-size"] as number) / accum;
-  if (!Number.isInteger(batch) || batch < 1 || batch % devices !== 0) {
-    throw new Error(
-      `train-batch-size: ${config["train-batch-size"]} images` +
-        (accum > 1 ? ` in ${accum} accumulation steps` : "") +
-        ` do not split over ${devices} device${devices > 1 ? "s" : ""}` +
-        (opts.batch === undefined ? "" : ` (a step batch of ${batch})`) +
-        "; use a multiple of processes x devices x grad-accum",
-    );
+  let perReplicaBatch: number;
+  if (opts.batch === undefined) {
+    perReplicaBatch = batchPlan(config, { processes: 1, devices }).perReplica;
+  } else {
+    perReplicaBatch = opts.batch / devices;
+    if (!Number.isInteger(perReplicaBatch) || perReplicaBatch < 1) {
+      throw new Error(
+        `a step batch of ${opts.batch} images does not split over ${devices} devices`,
+      );
+    }
   }
-  const step = stepConfigOf(config, devices);
-  const mixing = opts.mixing ?? ((config.mixup as number) > 0 || (config.cutmix as number) > 0);
-  return stepSignature(step, { perReplicaBatch: batch / devices, mixing });
+  const mixing = opts.mixing ?? mixingOf(config);
+  return stepSignature(stepConfigOf(config, devices), { perReplicaBatch, mixing });
 }
 
 /** The signature of the step `step` describes (its `replicas`), for a per-replica batch. */

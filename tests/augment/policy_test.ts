@@ -4,7 +4,7 @@ import {
   RAND_INCREASING_TRANSFORMS,
   RAND_TRANSFORMS,
   type RandAugmentSpec,
-} from "../../lib/augment/policy.ts";
+} from "../../lib/augment/policy_strings.ts";
 import { applyOp, OP_NAMES } from "../../lib/augment/ops.ts";
 import { createImage } from "../../lib/augment/image.ts";
 import { assert, assertEquals, assertThrows } from "../assert.ts";

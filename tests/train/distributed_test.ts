@@ -5,7 +5,8 @@
  * to start when processes disagree on the resume step. Plus the topology rules.
  */
 import { resolveConfig } from "../../lib/config/mod.ts";
-import { processTopology, splitBatch } from "../../lib/train/distributed.ts";
+import { processTopology } from "../../lib/train/distributed.ts";
+import { batchPlan } from "../../lib/train/run_config.ts";
 import { assert, assertEquals, assertThrows } from "../assert.ts";
 
 const WORKER = new URL("./distributed_worker.ts", import.meta.url).pathname;
@@ -125,12 +126,32 @@ Deno.test("distributed: topology from flags, the Cloud TPU environment, or one p
       ),
     '--coordinator must be HOST:PORT, got "h"',
   );
-  assertEquals(splitBatch(48, { processes: 2, devices: 3, accum: 2 }), {
-    perHost: 12,
-    perDevice: 4,
-  });
+  const plan = batchPlan(
+    cfg(["--train-batch-size", "48", "--grad-accum", "2", "--valid-batch-size", "12"]),
+    { processes: 2, devices: 3 },
+  );
+  assertEquals(plan, { global: 48, accum: 2, perReplica: 4, perHost: 12, validPerHost: 6 });
   assertThrows(
-    () => splitBatch(48, { processes: 1, devices: 5, accum: 1 }),
-    "train-batch-size: 48 does not split over 1 process(es) x 5 device(s)",
+    () => batchPlan(cfg(["--train-batch-size", "48"]), { processes: 1, devices: 5 }),
+    "train-batch-size: 48 images do not split over 1 process(es) x 5 device(s); use a multiple " +
+      "of 5",
+  );
+  assertThrows(
+    () =>
+      batchPlan(
+        cfg([
+          "--train-batch-size",
+          "12",
+          "--valid-dataset-shards",
+          "v.tar",
+          "--valid-batch-size",
+          "10",
+        ]),
+        {
+          processes: 2,
+          devices: 3,
+        },
+      ),
+    "valid-batch-size: 10 does not split over 2 process(es) x 3 device(s); use a multiple of 6",
   );
 });

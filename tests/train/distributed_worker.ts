@@ -5,12 +5,12 @@
  *   deno run -A distributed_worker.ts --num-processes P --process-id I --coordinator H:P --step S
  */
 import { resolveConfig } from "../../lib/config/mod.ts";
+import { batchPlan } from "../../lib/train/run_config.ts";
 import { ownedCount, trainShardVisits } from "../../lib/data/order.ts";
 import {
   agreeOnStep,
   KvStore,
   processTopology,
-  splitBatch,
   writesOutputs,
 } from "../../lib/train/distributed.ts";
 
@@ -31,7 +31,8 @@ const visits = [...trainShardVisits(SHARDS, SEED, {
   workerCount: 1,
 }, 2)];
 const valid = VALID.map((n, shard) => ownedCount(shard, n, h, P));
-const batch = splitBatch(config["train-batch-size"], { processes: P, devices: 2, accum: 1 });
+const { perHost, perReplica } = batchPlan(config, { processes: P, devices: 2 });
+const batch = { perHost, perDevice: perReplica };
 const gathered = await kv.allGather("hello", `process ${h}`);
 let agreed: string;
 try {

@@ -48,7 +48,7 @@ Deno.test("train --devices 3 ends within 1e-4 of --devices 1; --devices 5 is ref
     const five = { ...tinyConfig(`${dir}/d5`, data, 6), "train-batch-size": 48, "devices": 5 };
     await assertRejects(
       () => train(resolveConfig(five, "<test>", [])),
-      "train-batch-size: 48 images do not split over 5 devices",
+      "train-batch-size: 48 images do not split over 1 process(es) x 5 device(s)",
     );
   } finally {
     await Deno.remove(dir, { recursive: true });

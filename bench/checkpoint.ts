@@ -1,19 +1,19 @@
 /**
  * Checkpoint I/O benchmark (not a test): ViT-B/16 sized params (86.6M f32, 346 MB).
- *   deno run -A tests/checkpoint/bench.ts [DIR]
+ *   deno run -A bench/checkpoint.ts [DIR]
  * Each read runs in a fresh process so its peak RSS (VmHWM) can be compared with the file size.
  * The peer (scripts/checkpoint_torch_bench.py, Debian python3-torch + python3-msgpack) runs in
  * the same script on the same files.
  */
-import { readFlaxMsgpackFile, writeFlaxMsgpackFile } from "../../lib/checkpoint/flax_msgpack.ts";
-import { readPthFile, type StateDict, writePthFile } from "../../lib/checkpoint/pth.ts";
-import { readSafetensorsFile, writeSafetensorsFile } from "../../lib/checkpoint/safetensors.ts";
-import { flaxToTimm } from "../../lib/checkpoint/timm.ts";
-import type { Tree } from "../../lib/checkpoint/tree.ts";
-import type { HostTensor } from "../../lib/ir/host_tensor.ts";
+import { readFlaxMsgpackFile, writeFlaxMsgpackFile } from "../lib/checkpoint/flax_msgpack.ts";
+import { readPthFile, type StateDict, writePthFile } from "../lib/checkpoint/pth.ts";
+import { readSafetensorsFile, writeSafetensorsFile } from "../lib/checkpoint/safetensors.ts";
+import { flaxToTimm } from "../lib/checkpoint/timm.ts";
+import type { Tree } from "../lib/checkpoint/tree.ts";
+import type { HostTensor } from "../lib/ir/host_tensor.ts";
 
 const SELF = new URL(import.meta.url).pathname;
-const PEER = new URL("../../scripts/checkpoint_torch_bench.py", import.meta.url).pathname;
+const PEER = new URL("../scripts/checkpoint_torch_bench.py", import.meta.url).pathname;
 
 if (Deno.args[0] === "--read") {
   const [, kind, path] = Deno.args;

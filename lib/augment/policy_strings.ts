@@ -4,7 +4,7 @@
  * applies them.
  */
 import { LEVEL_DENOM } from "./levels.ts";
-import { AUTO_AUGMENT_POLICIES, type SubPolicy } from "./policies.ts";
+import { AUTO_AUGMENT_POLICIES, type SubPolicy } from "./autoaugment_policies.ts";
 
 /** One op of a policy: applied with probability `prob` at `magnitude` (0..10). */
 export type PolicyOp = { name: string; prob: number; magnitude: number };
