@@ -21,7 +21,7 @@
  * scaling, so there only the wall-clock ratio counts, and only on a quiet machine.
  *
  * `deno run -A bench/cpu.ts [--steps N] [--only tiny,vit-s16] [--threads 1,2] [--python P]
- * [--keep-blas-env]`
+ * [--keep-blas-env] [--grad-ckpt on|both]`
  * prints the JSON; `deno task bench` calls benchCpu() and formatCpuBench().
  */
 import { threadCount } from "../lib/backend/cpu/threads.ts";
@@ -38,6 +38,11 @@ export interface CpuBenchOptions {
   python?: string;
   /** Run every cell with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE as the environment sets them. */
   keepBlasEnv?: boolean;
+  /**
+   * Rematerialization per cell: false (default), true, or both (each config and thread count
+   * twice): ours `--grad-ckpt`, timm's set_grad_checkpointing, deit3-jax's nn.remat.
+   */
+  gradCkpt?: boolean[];
 }
 
 interface Model {
@@ -105,28 +110,33 @@ export async function benchCpu(opts: CpuBenchOptions = {}): Promise<Record<strin
   for (const m of models) {
     const n = m.name === "tiny" ? steps : Math.max(2, Math.round(steps / 3));
     for (const threads of threadList) {
-      const row: Record<string, unknown> = { config: m.label, threads };
-      row.ours = await cell(keep(ours(m, threads, n)), threads);
-      row.timm = python
-        ? await cell(keep(timm(python, m, threads, n)), threads)
-        : { error: "no venv" };
-      row.jax = python
-        ? await cell(keep(await jax(python, m, threads, n)), threads)
-        : { error: "no venv" };
-      const peers = [row.timm, row.jax] as Cell[];
-      const best = Math.max(...peers.map((p) => p.img_per_s ?? 0));
-      const mine = (row.ours as Cell).img_per_s;
-      if (best > 0 && mine) {
-        row.best_peer = (row.timm as Cell).img_per_s === best ? "timm" : "deit3-jax";
-        row.ours_over_best = round(mine / best);
+      for (const ckpt of opts.gradCkpt ?? [false]) {
+        const row: Record<string, unknown> = {
+          config: ckpt ? `${m.label}, grad-ckpt` : m.label,
+          threads,
+        };
+        row.ours = await cell(keep(ckptArg(ours(m, threads, n), ckpt)), threads);
+        row.timm = python
+          ? await cell(keep(ckptArg(timm(python, m, threads, n), ckpt)), threads)
+          : { error: "no venv" };
+        row.jax = python
+          ? await cell(keep(ckptArg(await jax(python, m, threads, n), ckpt)), threads)
+          : { error: "no venv" };
+        const peers = [row.timm, row.jax] as Cell[];
+        const best = Math.max(...peers.map((p) => p.img_per_s ?? 0));
+        const mine = (row.ours as Cell).img_per_s;
+        if (best > 0 && mine) {
+          row.best_peer = (row.timm as Cell).img_per_s === best ? "timm" : "deit3-jax";
+          row.ours_over_best = round(mine / best);
+        }
+        const bestCpu = Math.max(...peers.map((p) => p.img_per_cpu_s ?? 0));
+        const mineCpu = (row.ours as Cell).img_per_cpu_s;
+        if (bestCpu > 0 && mineCpu) {
+          row.best_peer_cpu = (row.timm as Cell).img_per_cpu_s === bestCpu ? "timm" : "deit3-jax";
+          row.ours_over_best_cpu = round(mineCpu / bestCpu);
+        }
+        rows.push(row);
       }
-      const bestCpu = Math.max(...peers.map((p) => p.img_per_cpu_s ?? 0));
-      const mineCpu = (row.ours as Cell).img_per_cpu_s;
-      if (bestCpu > 0 && mineCpu) {
-        row.best_peer_cpu = (row.timm as Cell).img_per_cpu_s === bestCpu ? "timm" : "deit3-jax";
-        row.ours_over_best_cpu = round(mineCpu / bestCpu);
-      }
-      rows.push(row);
     }
   }
   out.cells = rows;
@@ -253,6 +263,11 @@ async function jax(python: string, m: Model, threads: number, steps: number): Pr
     env: { XLA_FLAGS: flags, JAX_PLATFORMS: "cpu" },
     unset: BLAS_ENV,
   };
+}
+
+/** `c` with `--grad-ckpt` appended when `on` (each side's script takes the same flag). */
+function ckptArg(c: Command, on: boolean): Command {
+  return on ? { ...c, cmd: [...c.cmd, "--grad-ckpt"] } : c;
 }
 
 /** Runs one cell in its own process (one core when threads is 1): its JSON and peak RSS. */
@@ -383,6 +398,7 @@ if (import.meta.main) {
     threads: arg("--threads")?.split(",").map(Number),
     python: arg("--python"),
     keepBlasEnv: Deno.args.includes("--keep-blas-env"),
+    gradCkpt: { on: [true], both: [false, true] }[arg("--grad-ckpt") ?? ""] ?? [false],
   });
   console.log(JSON.stringify(r, null, 2));
   console.log(formatCpuBench(r));

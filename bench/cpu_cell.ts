@@ -20,7 +20,10 @@ if (!model) {
   console.error(`cpu_cell: unknown --model "${name}" (${BENCH_MODELS.map((m) => m.name)})`);
   Deno.exit(2);
 }
-const vit = name === "tiny" ? TINY_VIT : { ...VIT_S16, layerscale: model.layerscale };
+const vit = {
+  ...(name === "tiny" ? TINY_VIT : { ...VIT_S16, layerscale: model.layerscale }),
+  gradCkpt: Deno.args.includes("--grad-ckpt"),
+};
 // the kernels this process's BLAS picked must compute right before they are timed
 const asSet = Deno.env.get("DEIT3_BENCH_BLAS_ENV") === "as set";
 const wrong = loadNativeBlas() && !asSet ? checkNativeBlas() : null;

@@ -3,10 +3,10 @@
  * heads 4, batch 128, AdamW) on a backend. Used by `deno task bench`.
  */
 import process from "node:process";
-import type { Backend } from "../lib/backend/backend.ts";
+import type { Backend, DeviceArray } from "../lib/backend/backend.ts";
 import { Compiled } from "../lib/backend/jit.ts";
-import { hostTensor } from "../lib/ir/host_tensor.ts";
-import { flatten } from "../lib/ir/pytree.ts";
+import { type HostTensor, hostTensor } from "../lib/ir/host_tensor.ts";
+import { flatten, unflatten } from "../lib/ir/pytree.ts";
 import type { Tensor } from "../lib/ir/tensor.ts";
 import { initViT } from "../lib/model/init.ts";
 import type { ViTConfig } from "../lib/model/vit.ts";
@@ -81,6 +81,19 @@ export async function compileBenchStep(
     scalars(0),
     key,
   );
+  // The state moves to the device leaf by leaf, each host leaf dropped once uploaded, so the
+  // first call does not hold a host copy and an upload copy beside the step's own buffers; the
+  // CPU backend takes the freshly initialized leaves over without a copy (CpuBackend.adopt).
+  const state = flatten<unknown>({ params, opt });
+  params = opt = undefined;
+  const adopt = "adopt" in backend
+    ? (backend.adopt as (t: HostTensor) => DeviceArray).bind(backend)
+    : null;
+  for (let i = 0; i < state.leaves.length; i++) {
+    const leaf = state.leaves[i] as HostTensor;
+    state.leaves[i] = adopt ? adopt(leaf) : await backend.fromHost(leaf);
+  }
+  ({ params, opt } = unflatten(state.def, state.leaves) as { params: unknown; opt: unknown });
   const run = async (i: number) => {
     const out = await compiled.call([params, opt, batch, scalars(i), key]);
     params = out.params;

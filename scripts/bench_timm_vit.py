@@ -7,7 +7,7 @@ AdamW (lr 1e-3, betas 0.9/0.999, eps 1e-8, weight decay 0.05), cross-entropy wit
 smoothing 0.1. LayerScale is timm's `init_values` (1e-4, as deit3-jax).
 
   bench_timm_vit.py --layers 4 --dim 64 --heads 4 --patch 4 --image 28 --labels 10 \
-      --batch 128 --threads 1 [--layerscale] [--droppath 0.1] [--steps 5] \
+      --batch 128 --threads 1 [--layerscale] [--grad-ckpt] [--droppath 0.1] [--steps 5] \
       [--device cpu|cuda] [--dtype f32|tf32|bf16]
 
 --dtype: f32 (plain f32 matmuls), tf32 (f32 with TF32 matmuls and convolutions, CUDA's fast
@@ -37,6 +37,8 @@ def main():
                           ("labels", 10), ("batch", 128), ("threads", 1), ("steps", 5)]:
         ap.add_argument(f"--{name}", type=int, default=default)
     ap.add_argument("--layerscale", action="store_true")
+    ap.add_argument("--grad-ckpt", action="store_true",
+                    help="timm's set_grad_checkpointing (each block recomputed in the backward)")
     ap.add_argument("--droppath", type=float, default=0.0)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--dtype", choices=["f32", "tf32", "bf16"], default="f32")
@@ -59,6 +61,7 @@ def main():
                               mlp_ratio=4.0, init_values=1e-4 if args.layerscale else None,
                               class_token=True, global_pool="token",
                               drop_path_rate=args.droppath).to(dev)
+    model.set_grad_checkpointing(args.grad_ckpt)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
                             weight_decay=0.05, **({"fused": True} if cuda else {}))
     g = torch.Generator().manual_seed(0)

@@ -14,6 +14,16 @@ export function checkpoint<F extends (...args: any[]) => any>(fn: F): F {
 }
 
 /**
+ * Wraps `fn`, cheap elementwise work over tensors the backward keeps anyway, so that the
+ * backward recomputes its intermediates instead of keeping them (GELU from its pre-activation,
+ * layer norm's statistics from its input). Unlike `checkpoint` the StableHLO program gets no
+ * barrier: XLA's own fusion decides there.
+ */
+export function recompute<F extends (...args: any[]) => any>(fn: F): F {
+  return ((...args: unknown[]) => Tensor.inSegment(() => fn(...args), false)) as F;
+}
+
+/**
  * The clone of `n` whose inputs inside its segment are clones too. `cache` maps segment ->
  * (original id -> clone) and is shared across one reverse sweep.
  */

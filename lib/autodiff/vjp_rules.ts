@@ -6,8 +6,9 @@
  */
 import * as ops from "../ir/ops.ts";
 import { Primitive } from "../ir/primitive.ts";
-import type { Tensor } from "../ir/tensor.ts";
+import { isPrim, type Tensor } from "../ir/tensor.ts";
 import { isFloat } from "../ir/dtype.ts";
+import { attentionGrad } from "../ir/attention.ts";
 
 /** The VJP of a node of primitive P (its params typed by P). */
 export type VjpRule<P extends Primitive = Primitive> = (
@@ -157,7 +158,33 @@ export const VJP_RULES: { [P in Primitive]: VjpRule<P> } = {
     ];
   },
   [Primitive.AllReduceSum]: (n, g) => [ops.allReduceSum(g, n.params.replicas)],
+  [Primitive.Attention]: (n, g) => {
+    // one kernel recomputes the probabilities from the saved lse (lib/ir/attention.ts)
+    const [q, k, v] = n.inputs;
+    const grads = attentionGrad(q, k, v, n, outputCotangent(g, q.shape[3]), n.params.scale);
+    const N = q.shape[2], M = k.shape[2];
+    return [
+      ops.sliceAxis(grads, 2, 0, N),
+      ops.sliceAxis(grads, 2, N, N + M),
+      ops.sliceAxis(grads, 2, N + M, N + 2 * M),
+    ];
+  },
+  [Primitive.AttentionGrad]: (n) => {
+    throw new Error(`grad: ${n} has no second derivative (differentiate attentionDecomposed)`);
+  },
 };
+
+/**
+ * The cotangent of attention's packed result, or, when it is the output's cotangent padded with
+ * a zero lse column (the usual case: the lse is read by nothing but the backward), that
+ * cotangent itself, so the pad is never materialized.
+ */
+function outputCotangent(g: Tensor, d: number): Tensor {
+  if (!isPrim(g, Primitive.Pad) || g.params.value !== 0) return g;
+  const { low, high } = g.params;
+  const lseOnly = low.every((l) => l === 0) && high.every((h, i) => h === (i === 3 ? 1 : 0));
+  return lseOnly && g.inputs[0].shape[3] === d ? g.inputs[0] : g;
+}
 
 function minMaxVjp(n: Tensor, g: Tensor): Tensor[] {
   const [x, y] = n.inputs;

@@ -4,7 +4,7 @@
  */
 import * as ops from "./ops.ts";
 import { bernoulli } from "./random.ts";
-import type { Tensor } from "./tensor.ts";
+import { Tensor } from "./tensor.ts";
 
 /** flax.linen.softmax over `axis`. */
 export function softmax(x: Tensor, axis = -1): Tensor {
@@ -27,6 +27,12 @@ export function layerNorm(
   bias: Tensor | null,
   eps = 1e-6,
 ): Tensor {
+  // The backward recomputes the statistics and the normalized input from x (kept anyway)
+  // rather than keeping x - mean and its normalized form (lib/autodiff/checkpoint.ts recompute).
+  return Tensor.inSegment(() => layerNormOf(x, scale, bias, eps), false);
+}
+
+function layerNormOf(x: Tensor, scale: Tensor | null, bias: Tensor | null, eps: number): Tensor {
   const mean = ops.mean(x, -1, true);
   const mean2 = ops.mean(ops.mul(x, x), -1, true);
   const variance = ops.maximum(ops.sub(mean2, ops.mul(mean, mean)), 0);
@@ -36,8 +42,16 @@ export function layerNorm(
   return y;
 }
 
-/** GELU: tanh approximation (flax nn.gelu default) or exact erf form (timm). */
+/**
+ * GELU: tanh approximation (flax nn.gelu default) or exact erf form (timm). The backward
+ * recomputes its intermediates from x (the pre-activation, kept anyway), so only x and the
+ * output outlive the forward pass (lib/autodiff/checkpoint.ts recompute).
+ */
 export function gelu(x: Tensor, approximate = true): Tensor {
+  return Tensor.inSegment(() => geluOf(x, approximate), false);
+}
+
+function geluOf(x: Tensor, approximate: boolean): Tensor {
   if (approximate) {
     const inner = ops.mul(
       ops.add(x, ops.mul(ops.mul(ops.mul(x, x), x), 0.044715)),

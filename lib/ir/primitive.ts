@@ -50,6 +50,9 @@ export enum Primitive {
   DotGeneral = "dot_general",
   // replicas
   AllReduceSum = "all_reduce_sum",
+  // fused attention (lib/ir/attention.ts)
+  Attention = "attention",
+  AttentionGrad = "attention_grad",
 }
 
 export type CompareDirection = "eq" | "ne" | "lt" | "le" | "gt" | "ge";
@@ -105,6 +108,8 @@ export interface PrimitiveParams {
   [Primitive.Concatenate]: { axis: number };
   [Primitive.DotGeneral]: DotDims & { precision: Precision };
   [Primitive.AllReduceSum]: { replicas: number };
+  [Primitive.Attention]: { scale: number };
+  [Primitive.AttentionGrad]: { scale: number };
 }
 
 /**
@@ -115,7 +120,9 @@ export interface PrimitiveParams {
  * - `movement`: re-indexes (or pads / joins) its operands, no arithmetic;
  * - `reduce`: sums or maxes over axes;
  * - `contract`: dot_general;
- * - `collective`: combines the values of replicas.
+ * - `collective`: combines the values of replicas;
+ * - `attention`: fused scaled dot-product attention and its gradient (lib/ir/attention.ts), one
+ *   kernel each that never stores a [.., N, N] tensor.
  */
 export type PrimitiveKind =
   | "source"
@@ -123,7 +130,8 @@ export type PrimitiveKind =
   | "movement"
   | "reduce"
   | "contract"
-  | "collective";
+  | "collective"
+  | "attention";
 
 export const PRIMITIVE_KIND = {
   [Primitive.Input]: "source",
@@ -162,6 +170,8 @@ export const PRIMITIVE_KIND = {
   [Primitive.Concatenate]: "movement",
   [Primitive.DotGeneral]: "contract",
   [Primitive.AllReduceSum]: "collective",
+  [Primitive.Attention]: "attention",
+  [Primitive.AttentionGrad]: "attention",
 } as const satisfies { readonly [P in Primitive]: PrimitiveKind };
 
 /** The primitives of one kind, as a type: `PrimitiveOfKind<"elementwise">`. */

@@ -39,11 +39,12 @@ export class Tensor<P extends Primitive = Primitive> {
 
   /**
    * Runs `fn`; the nodes it creates belong to a new segment (nested calls join the outermost
-   * one), whose activations the backward pass recomputes instead of keeping.
+   * one), whose activations the backward pass recomputes instead of keeping. `barrier: false`
+   * marks a cheap recomputation that XLA may merge back (see RematSegment).
    */
-  static inSegment<T>(fn: () => T): T {
+  static inSegment<T>(fn: () => T, barrier = true): T {
     if (Tensor.#openSegment) return fn();
-    Tensor.#openSegment = new RematSegment();
+    Tensor.#openSegment = new RematSegment(barrier);
     try {
       return fn();
     } finally {
@@ -118,10 +119,16 @@ export class Tensor<P extends Primitive = Primitive> {
   }
 }
 
-/** A rematerialized segment of a trace (one `checkpoint` call); compared by identity. */
+/**
+ * A rematerialized segment of a trace (one `checkpoint` or `recompute` call); compared by
+ * identity. `barrier`: the StableHLO emitter keeps the recomputation apart from the forward
+ * (`checkpoint`, jax.checkpoint); without it (`recompute`: elementwise work cheaper to redo than
+ * to store) XLA is free to merge the two and fuse as it sees fit.
+ */
 export class RematSegment {
   static #next = 0;
   readonly id = RematSegment.#next++;
+  constructor(readonly barrier = true) {}
 }
 
 /** Narrows `t` to a node of primitive `prim`, so that its params are typed. */

@@ -8,7 +8,8 @@ import * as ops from "../ir/ops.ts";
 import { dropout, gelu, layerNorm, softmax } from "../ir/nn.ts";
 import { foldIn } from "../ir/random.ts";
 import type { Tensor } from "../ir/tensor.ts";
-import { checkpoint } from "../autodiff/checkpoint.ts";
+import { checkpoint, recompute } from "../autodiff/checkpoint.ts";
+import { attention as fusedAttention } from "../ir/attention.ts";
 
 export interface ViTConfig {
   layers: number;
@@ -155,35 +156,49 @@ function attention(c: ViTConfig, p: any, x: Tensor, key?: Tensor): Tensor {
       ),
       [0, 2, 1, 3],
     );
-  const q = ops.div(project(p.wq), Math.sqrt(hd));
   const kk = project(p.wk);
   const v = project(p.wv);
+  const attnKey = key ? foldIn(key, 0) : undefined;
+  // Fused (lib/ir/attention.ts: no [B, heads, N, N] tensor kept for the backward) unless
+  // dropout applies to the probabilities themselves.
+  const z = attnKey && c.dropout > 0
+    ? unfusedAttention(ops.div(project(p.wq), Math.sqrt(hd)), kk, v, c.dropout, attnKey)
+    : fusedAttention(project(p.wq), kk, v, 1 / Math.sqrt(hd));
+  // [B, heads, N, hd] -> [B, N, heads*hd]
+  const merged = ops.reshape(ops.transpose(z, [0, 2, 1, 3]), [b, n, c.dim]);
+  const out = dense(merged, ops.reshape(p.wo.kernel, [c.dim, c.dim]), p.wo.bias);
+  return drop(out, c.dropout, key ? foldIn(key, 1) : undefined);
+}
+
+/** softmax(q k^T) v with dropout on the probabilities (flax's attention dropout). */
+function unfusedAttention(q: Tensor, kk: Tensor, v: Tensor, rate: number, key: Tensor): Tensor {
   const scores = ops.dotGeneral(q, kk, {
     lhsBatch: [0, 1],
     rhsBatch: [0, 1],
     lhsContract: [3],
     rhsContract: [3],
   });
-  const attn = drop(softmax(scores, -1), c.dropout, key ? foldIn(key, 0) : undefined);
-  // [B, heads, N, hd] -> [B, N, heads*hd]
-  const z = ops.dotGeneral(attn, v, {
+  const attn = drop(softmax(scores, -1), rate, key);
+  return ops.dotGeneral(attn, v, {
     lhsBatch: [0, 1],
     rhsBatch: [0, 1],
     lhsContract: [3],
     rhsContract: [2],
   });
-  const merged = ops.reshape(ops.transpose(z, [0, 2, 1, 3]), [b, n, c.dim]);
-  const out = dense(merged, ops.reshape(p.wo.kernel, [c.dim, c.dim]), p.wo.bias);
-  return drop(out, c.dropout, key ? foldIn(key, 1) : undefined);
 }
 
 function feedForward(c: ViTConfig, p: any, x: Tensor, key?: Tensor): Tensor {
-  const h = drop(
-    gelu(dense(x, p.w1.kernel, p.w1.bias), c.gelu !== "exact"),
-    c.dropout,
-    key ? foldIn(key, 0) : undefined,
+  // w2's gradient reads gelu(h) recomputed from h in the backward (`recompute`): only h, the
+  // pre-activation, outlives the forward pass, not a second [B, N, 4 dim] tensor per layer
+  const hidden = recompute((h: Tensor) =>
+    ops.matmul(
+      drop(gelu(h, c.gelu !== "exact"), c.dropout, key ? foldIn(key, 0) : undefined),
+      p.w2.kernel,
+    )
   );
-  return drop(dense(h, p.w2.kernel, p.w2.bias), c.dropout, key ? foldIn(key, 1) : undefined);
+  const y = hidden(dense(x, p.w1.kernel, p.w1.bias));
+  const out = ops.add(y, ops.broadcastTo(p.w2.bias, y.shape));
+  return drop(out, c.dropout, key ? foldIn(key, 1) : undefined);
 }
 
 /** x[..., in] @ kernel[in, out] + bias[out]. */

@@ -11,6 +11,7 @@ import type { Backend } from "../../lib/backend/backend.ts";
 import { Compiled } from "../../lib/backend/jit.ts";
 import { valueAndGrad } from "../../lib/autodiff/grad.ts";
 import { checkpoint } from "../../lib/autodiff/checkpoint.ts";
+import { attentionPacked } from "../../lib/ir/attention.ts";
 
 export interface GradCase {
   name: string;
@@ -100,6 +101,16 @@ export const GRAD_CASES: GradCase[] = [
     inputs: [A, B],
     fn: (x, y) =>
       weighted(checkpoint((a: Tensor, b: Tensor) => ops.tanh(ops.mul(ops.exp(a), b)))(x, y)),
+  },
+  {
+    // output and lse both weighted, so the lse cotangent is checked too
+    name: "attention (output and lse)",
+    inputs: [
+      f([1, 2, 3, 2], [0.3, -0.6, 0.9, 0.1, -0.4, 0.7, 0.2, 0.5, -0.8, 0.6, 0.1, -0.3]),
+      f([1, 2, 2, 2], [0.5, 0.2, -0.7, 0.4, 0.1, -0.9, 0.8, 0.3]),
+      f([1, 2, 2, 2], [1.1, -0.5, 0.4, 0.9, -0.2, 0.6, 0.7, -1.0]),
+    ],
+    fn: (q, k, v) => weighted(attentionPacked(q, k, v, 0.8)),
   },
 ];
 

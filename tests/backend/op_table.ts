@@ -11,6 +11,7 @@ import type { Tensor } from "../../lib/ir/tensor.ts";
 import { randomBits, uniform } from "../../lib/ir/random.ts";
 import { threefry2x32 } from "../../lib/ir/threefry.ts";
 import { erf as erfRef } from "../../lib/backend/cpu/math.ts";
+import { attentionGrad, attentionPacked } from "../../lib/ir/attention.ts";
 
 export interface OpCase {
   name: string;
@@ -48,6 +49,47 @@ function bmm(a: number[], b: number[], B: number, M: number, K: number, N: numbe
     }
   }
   return out;
+}
+
+const ATT_Q = Array.from({ length: 12 }, (_, i) => ((i * 5) % 7) / 3 - 1);
+const ATT_K = Array.from({ length: 16 }, (_, i) => ((i * 3) % 11) / 4 - 1.2);
+const ATT_V = Array.from({ length: 16 }, (_, i) => ((i * 7) % 9) / 5 - 0.8);
+const ATT_G = Array.from({ length: 18 }, (_, i) => ((i * 4) % 13) / 6 - 1);
+
+/**
+ * Attention of [2 heads, 3 queries, 4 keys, dim 2] by the textbook formulas: p = softmax(s),
+ * and the gradient through the softmax Jacobian (ds_j = p_j (dp_j - sum_k p_k dp_k) plus the
+ * lse cotangent times p_j), not the recomputation the kernels use.
+ */
+function attentionRef(scale: number): { forward: number[]; grads: number[] } {
+  const forward: number[] = [], grads: number[] = [];
+  for (let h = 0; h < 2; h++) {
+    const q = (i: number, d: number) => ATT_Q[(h * 3 + i) * 2 + d];
+    const k = (j: number, d: number) => ATT_K[(h * 4 + j) * 2 + d];
+    const v = (j: number, d: number) => ATT_V[(h * 4 + j) * 2 + d];
+    const g = (i: number, d: number) => ATT_G[(h * 3 + i) * 3 + d];
+    const dq = [0, 1, 2].map(() => [0, 0]), dk = [0, 1, 2, 3].map(() => [0, 0]);
+    const dv = [0, 1, 2, 3].map(() => [0, 0]);
+    for (let i = 0; i < 3; i++) {
+      const s = [0, 1, 2, 3].map((j) => scale * (q(i, 0) * k(j, 0) + q(i, 1) * k(j, 1)));
+      const z = s.reduce((a, x) => a + Math.exp(x), 0);
+      const p = s.map((x) => Math.exp(x) / z);
+      for (let d = 0; d < 2; d++) forward.push(p.reduce((a, pj, j) => a + pj * v(j, d), 0));
+      forward.push(Math.log(z));
+      const dp = [0, 1, 2, 3].map((j) => g(i, 0) * v(j, 0) + g(i, 1) * v(j, 1));
+      const mean = p.reduce((a, pj, j) => a + pj * dp[j], 0);
+      for (let j = 0; j < 4; j++) {
+        const ds = scale * (p[j] * (dp[j] - mean) + p[j] * g(i, 2));
+        for (let d = 0; d < 2; d++) {
+          dq[i][d] += ds * k(j, d);
+          dk[j][d] += ds * q(i, d);
+          dv[j][d] += p[j] * g(i, d);
+        }
+      }
+    }
+    grads.push(...dq.flat(), ...dk.flat(), ...dv.flat());
+  }
+  return { forward, grads };
 }
 
 export const OP_CASES: OpCase[] = [
@@ -354,6 +396,27 @@ export const OP_CASES: OpCase[] = [
       return [a0, a1, b0].map((b) => (b >>> 9) * 2 ** -23);
     })(),
     expectedShape: [3],
+  },
+  {
+    name: "attention [1,2,3,2] x [1,2,4,2]: output and lse per row",
+    inputs: [f([1, 2, 3, 2], ATT_Q), f([1, 2, 4, 2], ATT_K), f([1, 2, 4, 2], ATT_V)],
+    fn: (q, k, v) => attentionPacked(q, k, v, 0.7),
+    expected: attentionRef(0.7).forward,
+    expectedShape: [1, 2, 3, 3],
+    atol: 2e-6,
+  },
+  {
+    name: "attention_grad: dq, dk, dv through the softmax Jacobian",
+    inputs: [
+      f([1, 2, 3, 2], ATT_Q),
+      f([1, 2, 4, 2], ATT_K),
+      f([1, 2, 4, 2], ATT_V),
+      f([1, 2, 3, 3], ATT_G),
+    ],
+    fn: (q, k, v, g) => attentionGrad(q, k, v, attentionPacked(q, k, v, 0.7), g, 0.7),
+    expected: attentionRef(0.7).grads,
+    expectedShape: [1, 2, 11, 2],
+    atol: 1e-5,
   },
 ];
 

@@ -11,6 +11,12 @@ import * as ops from "../../lib/ir/ops.ts";
 import { Primitive } from "../../lib/ir/primitive.ts";
 import type { Tensor } from "../../lib/ir/tensor.ts";
 import { assert, assertEquals } from "../assert.ts";
+import {
+  attentionDecomposed,
+  attentionGrad,
+  attentionGradDecomposed,
+  attentionPacked,
+} from "../../lib/ir/attention.ts";
 
 const covered = new Set<Primitive>();
 
@@ -333,6 +339,35 @@ Deno.test("stablehlo op: bf16 compute converts matmul operands once, accumulates
     '%4 = "stablehlo.convert"(%3) : (tensor<3x3xf32>) -> tensor<3x3xbf16>',
     `%5 = ${dot("%0", "%4")}`,
   ]);
+});
+
+Deno.test("stablehlo op: attention and its gradient emit their decomposition, for XLA to fuse", () => {
+  const qkv: [number[], DType][] = [[[2, 3, 5, 4], "f32"], [[2, 3, 6, 4], "f32"], [
+    [2, 3, 6, 4],
+    "f32",
+  ]];
+  const g: [number[], DType] = [[2, 3, 5, 5], "f32"];
+  const fused = emit(
+    (q, k, v, gg) => {
+      const o = attentionPacked(q, k, v, 0.5);
+      return [o, attentionGrad(q, k, v, o, gg, 0.5)];
+    },
+    [...qkv, g],
+  );
+  const decomposed = emit(
+    (q, k, v, gg) => {
+      const o = attentionDecomposed(q, k, v, 0.5);
+      return [o, attentionGradDecomposed(q, k, v, o, gg, 0.5)];
+    },
+    [...qkv, g],
+  );
+  // the same ops (their order follows each graph's traversal)
+  const opNames = (body: string[]) => body.map((l) => /"([\w.]+)"\(/.exec(l)?.[1] ?? l).sort();
+  assertEquals(opNames(fused.body), opNames(decomposed.body));
+  assertEquals(fused.signature, decomposed.signature);
+  // the forward's two products, the backward's five (scores recomputed, dv, dp, dq, dk)
+  assertEquals(fused.body.filter((l) => l.includes("stablehlo.dot_general")).length, 7);
+  assert(fused.body.every((l) => !l.includes("custom_call")));
 });
 
 Deno.test("stablehlo: every primitive has been emitted by the tests above", () => {

@@ -28,6 +28,11 @@ function checkKind(t: Tensor): void {
       break;
     case "contract":
       assertEquals(t.inputs.length, 2, `${t}`);
+      break;
+    case "attention":
+      // q, k, v (and for the gradient the forward node and its cotangent), of one batch shape
+      assert(t.inputs.length === 3 || t.inputs.length === 5, `${t}`);
+      assert(t.inputs.every((x) => x.ndim === 4 && x.shape[0] === t.shape[0]), `${t}`);
   }
 }
 

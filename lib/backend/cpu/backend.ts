@@ -95,6 +95,16 @@ export class CpuBackend implements Backend {
     return Promise.resolve(new CpuExecutable(replicas, opts?.donate, processes));
   }
 
+  /**
+   * `t` as an array without a copy, on a one-device backend: the array takes over `t`'s memory,
+   * which the caller must neither change nor use again (for state handed over once, such as
+   * freshly initialized parameters, whose host copy would otherwise sit beside the arena's).
+   */
+  adopt(t: HostTensor): DeviceArray {
+    if (this.devices !== 1) return new CpuArray(t.shape, t.dtype, t.data.slice());
+    return new CpuArray(t.shape, t.dtype, t.data);
+  }
+
   /** `t` copied to every device. */
   fromHost(t: HostTensor): Promise<DeviceArray> {
     return this.fromHostPerDevice(Array.from({ length: this.devices }, () => t));

@@ -26,6 +26,8 @@ import { kernelOf } from "./kernels.ts";
 import { type GraphPlan, planGraph } from "./plan.ts";
 import { buildWasmGroups, wasmEligible } from "./wasm_fused.ts";
 import { EXP_TABLE, EXP_TABLE_BYTES } from "./wasm_math.ts";
+import { attentionStaging, attentionStep } from "./attention_step.ts";
+import { attentionModule } from "./attention.ts";
 
 /** Counts of what a compiled graph runs per call, for tests and profiling. */
 export interface ExecutableStats {
@@ -40,6 +42,9 @@ export interface ExecutableStats {
   threadedMatmuls: number;
   /** Wasm loops split across threads. */
   threadedLoops: number;
+  /** Fused attention kernels (forward and backward), and how many split across threads. */
+  attention: number;
+  threadedAttention: number;
   threads: number;
   /** Whether matmuls run on the native BLAS. */
   nativeGemm: boolean;
@@ -155,6 +160,10 @@ export class FusedExecutable implements HostExecutable {
           dot: { operands, layout },
           staging: [layout.lhs.stagedSize * 4, layout.rhs.stagedSize * 4],
         });
+      } else if (kind[p] === "attention") {
+        const a = attentionStaging(t);
+        scratchBytes = Math.max(scratchBytes, a.gemmScratch);
+        pending.push({ p, reads: t.inputs.map((x) => baseOf(pos(x))), staging: [a.bytes] });
       } else {
         pending.push({ p, reads: t.inputs.map((x) => baseOf(pos(x))), staging: [] });
       }
@@ -222,7 +231,9 @@ export class FusedExecutable implements HostExecutable {
     const { offsets, size } = planArena(reqs);
     // Threads only pay off for large matmuls: use the pool when one is worth splitting.
     const worthSplitting = (s: Pending) =>
-      s.dot ? dotFlops(s.dot.layout) >= DOT_SPLIT_MIN_FLOPS : !!s.wasm && splittable(s.ir!);
+      s.dot
+        ? dotFlops(s.dot.layout) >= DOT_SPLIT_MIN_FLOPS
+        : kind[s.p] === "attention" || (!!s.wasm && splittable(s.ir!));
     const pool = (opts.threads ?? true) && pending.some(worthSplitting)
       ? WorkerPool.shared()
       : null;
@@ -276,10 +287,14 @@ export class FusedExecutable implements HostExecutable {
     const { gemm, native } = gemmOn(memory, module, opts.nativeGemm ?? true);
     if (pool) {
       this.#pool = pool;
-      this.#poolReady = pool.register(memory, module, wasm.module, native);
+      const attention = pending.some((s) => kind[s.p] === "attention")
+        ? attentionModule(shared)
+        : null;
+      this.#poolReady = pool.register(memory, module, wasm.module, native, attention);
     }
     let threadedLoops = 0;
     let threadedMatmuls = 0;
+    let threadedAttention = 0;
     const threading = {
       pool,
       id: () => this.#poolId,
@@ -335,6 +350,20 @@ export class FusedExecutable implements HostExecutable {
         if (d.slices > 1) threadedMatmuls++;
         split = d.slices > 1;
         name = "dot_general";
+      } else if (kind[s.p] === "attention") {
+        const a = attentionStep(t, {
+          memory,
+          gemm,
+          ins: t.inputs.map((x) => addressOf(pos(x))),
+          out: addressOf(s.p),
+          scratch: staging[0],
+          gemmScratch: scratchBase,
+          threading,
+        });
+        step = a.run;
+        split = a.split;
+        if (split) threadedAttention++;
+        name = t.prim;
       } else if (t.prim === Primitive.AllReduceSum) {
         // Run by execute() with the other replicas (replicas.ts).
         const x = tensor(pos(t.inputs[0]));
@@ -367,6 +396,8 @@ export class FusedExecutable implements HostExecutable {
       matmuls: count("dot"),
       threadedMatmuls,
       threadedLoops,
+      attention: count("attention"),
+      threadedAttention,
       threads,
       nativeGemm: native,
       fallbacks: count("fallback"),

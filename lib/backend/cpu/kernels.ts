@@ -8,6 +8,7 @@ import { type CompareDirection, Primitive } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
 import { erf } from "./math.ts";
 import { matmulF32 } from "./matmul.ts";
+import { attentionGradKernel, attentionKernel } from "./attention_ref.ts";
 
 /** The reference kernel of a node of primitive P (its params typed by P). */
 export type Kernel<P extends Primitive = Primitive> = (
@@ -116,6 +117,8 @@ export const KERNELS: { [P in Primitive]: Kernel<P> } = {
       `cpu: all_reduce_sum over ${replicas} replicas needs a CpuBackend with ${replicas} devices`,
     );
   },
+  [Primitive.Attention]: attentionKernel,
+  [Primitive.AttentionGrad]: attentionGradKernel,
 };
 
 /** The kernel of `node`'s primitive (the table, widened to any primitive at this one place). */
@@ -219,8 +222,11 @@ function scatterInto(dst: TypedArray, x: HostTensor, dstStrides: number[], base:
   const last = rank - 1, lastDim = shape[last], lastStride = dstStrides[last];
   let off = base;
   for (let i = 0; i < xd.length; i += lastDim) {
-    let o = off;
-    for (let j = 0; j < lastDim; j++, o += lastStride) dst[o] = xd[i + j];
+    if (lastStride === 1) dst.set(xd.subarray(i, i + lastDim), off);
+    else {
+      let o = off;
+      for (let j = 0; j < lastDim; j++, o += lastStride) dst[o] = xd[i + j];
+    }
     for (let d = last - 1; d >= 0; d--) {
       idx[d]++;
       off += dstStrides[d];

@@ -14,6 +14,7 @@ import {
   type PrimitiveKind,
 } from "../../ir/primitive.ts";
 import { isPrim, paramsOf, type Tensor } from "../../ir/tensor.ts";
+import { scheduleForMemory } from "./schedule.ts";
 import {
   contiguousView,
   identityMap,
@@ -33,7 +34,7 @@ export type Role =
   /** Shares its operand's buffer (reshape, stop_gradient). */
   | "alias";
 
-export type RootKind = "elementwise" | "reduce" | "dot" | "fallback";
+export type RootKind = "elementwise" | "reduce" | "dot" | "attention" | "fallback";
 
 export interface GraphPlan {
   nodes: Tensor[];
@@ -55,7 +56,7 @@ const enum Need {
 }
 
 export function planGraph(graph: Graph): GraphPlan {
-  const { nodes } = graph;
+  const nodes = scheduleForMemory(graph.nodes);
   const n = nodes.length;
   const position = new Map<number, number>();
   nodes.forEach((t, i) => position.set(t.id, i));
@@ -108,6 +109,9 @@ export function planGraph(graph: Graph): GraphPlan {
       makeRoot(p, fusibleDtype(t) ? "reduce" : "fallback");
     } else if (access === "copy") {
       makeRoot(p, "fallback");
+    } else if (access === "attention") {
+      // its own kernel over contiguous operands (attention.ts)
+      makeRoot(p, "attention");
     } else if (access === "alias") {
       // Shares the operand's buffer; inside loops it is an index map.
       role[p] = "alias";
@@ -169,7 +173,8 @@ export function planGraph(graph: Graph): GraphPlan {
  * - `index`: a pure index map duplicated into each loop that reads it (broadcast, slice, iota);
  * - `copy`: pad and concatenate, run by their reference kernel, and all_reduce_sum, a step that
  *   meets the other replicas (replicas.ts);
- * - `elementwise`, `reduce`, `dot`: loops and matmuls.
+ * - `elementwise`, `reduce`, `dot`: loops and matmuls;
+ * - `attention`: the fused attention kernels (attention.ts).
  */
 export type Access =
   | "source"
@@ -179,7 +184,8 @@ export type Access =
   | "copy"
   | "elementwise"
   | "reduce"
-  | "dot";
+  | "dot"
+  | "attention";
 
 const MOVEMENT_ACCESS: { [P in MovementPrimitive]: Access } = {
   [Primitive.Reshape]: "alias",
@@ -196,6 +202,7 @@ const KIND_ACCESS: { [K in Exclude<PrimitiveKind, "movement">]: Access } = {
   reduce: "reduce",
   contract: "dot",
   collective: "copy",
+  attention: "attention",
 };
 
 export function accessOf(prim: Primitive): Access {

@@ -20,12 +20,14 @@ export const KIND_GEMM = 0;
  */
 export const KIND_FUSED = 1;
 export const FUSED = { fn: 6, nargs: 7, args: 8 } as const;
+/** A range of (batch, head) items of a fused attention node (attention_step.ts). */
+export const KIND_ATTENTION = 2;
 /** Fused loops with more arguments than a record holds run on one thread. */
 export const MAX_FUSED_ARGS = 31 - 8;
 
 /** Field offsets within a task record (words 0-3 are unused). */
 export const F = {
-  /** KIND_GEMM or KIND_FUSED. */
+  /** KIND_GEMM, KIND_FUSED or KIND_ATTENTION. */
   kind: 31,
   q0: 4,
   q1: 5,

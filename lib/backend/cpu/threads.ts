@@ -131,7 +131,7 @@ export class WorkerPool {
   }
 
   /**
-   * Loads the GEMM and fused-loop modules on `memory` in every worker (`native`: the GEMM is
+   * Loads the GEMM, fused-loop and attention modules on `memory` in every worker (`native`: the GEMM is
    * the native BLAS, as on the calling thread). Resolves to the
    * memory's id once all have them, or to null if they fail to (then run everything on the
    * calling thread).
@@ -141,6 +141,7 @@ export class WorkerPool {
     gemm: WebAssembly.Module,
     fused: WebAssembly.Module | null,
     native: boolean,
+    attention: WebAssembly.Module | null = null,
   ): Promise<number | null> {
     const id = this.#nextId++;
     let left = this.#workers.length;
@@ -157,7 +158,7 @@ export class WorkerPool {
         else if (--left === 0) finish(this.#broken ? null : id);
       });
       for (const w of this.#workers) {
-        w.postMessage({ type: "register", id, memory, gemm, fused, native });
+        w.postMessage({ type: "register", id, memory, gemm, fused, native, attention });
       }
     });
   }

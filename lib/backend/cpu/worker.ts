@@ -4,7 +4,17 @@
  * jobs the main thread posts.
  */
 import { parentPort } from "node:worker_threads";
-import { F, type GemmFn, KIND_FUSED, runFusedTask, runGemmTask, TASK_INTS } from "./tasks.ts";
+import {
+  F,
+  type GemmFn,
+  KIND_ATTENTION,
+  KIND_FUSED,
+  runFusedTask,
+  runGemmTask,
+  TASK_INTS,
+} from "./tasks.ts";
+import { type AttentionContext, attentionContext } from "./attention.ts";
+import { runAttentionTask } from "./attention_step.ts";
 import { C, claim, spinUntil, TAG_MASK } from "./threads.ts";
 import { gemmOn } from "./dot.ts";
 
@@ -15,6 +25,7 @@ interface Register {
   gemm: WebAssembly.Module;
   fused: WebAssembly.Module | null;
   native: boolean;
+  attention: WebAssembly.Module | null;
 }
 type Message =
   | Register
@@ -24,6 +35,7 @@ type Message =
 interface Instances {
   gemm: GemmFn;
   fused: Record<string, unknown>;
+  attention: AttentionContext | null;
 }
 
 const memories = new Map<number, Instances>();
@@ -36,7 +48,8 @@ port.on("message", (msg: Message) => {
     // the same GEMM as the calling thread, or the results would depend on who ran a chunk
     if (native !== msg.native) throw new Error("cpu worker: the native BLAS did not load");
     const fused = msg.fused ? new WebAssembly.Instance(msg.fused, env).exports : {};
-    memories.set(msg.id, { gemm, fused });
+    const attention = msg.attention ? attentionContext(msg.memory, msg.attention, gemm) : null;
+    memories.set(msg.id, { gemm, fused, attention });
     port.postMessage({ type: "registered", id: msg.id });
   } else if (msg.type === "unregister") {
     memories.delete(msg.id);
@@ -86,6 +99,7 @@ async function serve(t: Int32Array, thread: number): Promise<void> {
         if (!m) throw new Error(`no memory ${t[C.memory]}`);
         const o = C.records + i * TASK_INTS;
         if (t[o + F.kind] === KIND_FUSED) runFusedTask(m.fused, t, o);
+        else if (t[o + F.kind] === KIND_ATTENTION) runAttentionTask(m.attention!, t, o, thread);
         else runGemmTask(m.gemm, t, o, thread);
       } catch {
         t[C.error] = 1;

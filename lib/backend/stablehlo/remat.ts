@@ -63,9 +63,10 @@ export function planRematBarriers(nodes: readonly Tensor[]): RematPlan {
   return { groupOf, barrierInputs };
 }
 
-/** Clone -> original, for every node of `nodes` that recomputes another (`Tensor.rematOf`). */
+/** Clone -> original, for every node of `nodes` that recomputes a `checkpoint` segment's. */
 function findClones(nodes: readonly Tensor[]): Map<Tensor, Tensor> {
   const originalOf = new Map<Tensor, Tensor>();
-  for (const n of nodes) if (n.rematOf) originalOf.set(n, n.rematOf);
+  // `recompute` segments (no barrier) are left to XLA, which may merge them back
+  for (const n of nodes) if (n.rematOf?.segment?.barrier) originalOf.set(n, n.rematOf);
   return originalOf;
 }

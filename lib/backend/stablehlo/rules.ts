@@ -9,6 +9,8 @@ import { type CompareDirection, Primitive, type PrimitiveParams } from "../../ir
 import type { Tensor } from "../../ir/tensor.ts";
 import type { Emitter } from "./emitter.ts";
 import { denseAttr, i64Array, tensorType } from "./types.ts";
+import { attentionDecomposed, attentionGradDecomposed } from "../../ir/attention.ts";
+import { emitDecomposed } from "./attention.ts";
 
 export type EmitRule<P extends Primitive> = (
   e: Emitter,
@@ -145,6 +147,16 @@ export const RULES: { [P in Primitive]: EmitRule<P> } = {
       attrs: [`replica_groups = dense<[[${group.join(", ")}]]> : tensor<1x${p.replicas}xi64>`],
     });
   },
+  // decomposed into primitive ops, which XLA fuses (stablehlo/attention.ts)
+  [Primitive.Attention]: (e, n, args, p) =>
+    emitDecomposed(e, n, args, ([q, k, v]) => attentionDecomposed(q, k, v, p.scale)),
+  [Primitive.AttentionGrad]: (e, n, args, p) =>
+    emitDecomposed(
+      e,
+      n,
+      args,
+      ([q, k, v, o, g]) => attentionGradDecomposed(q, k, v, o, g, p.scale),
+    ),
 };
 
 export function typeOf(t: { shape: readonly number[]; dtype: DType }): string {

@@ -60,6 +60,13 @@ export const EMITTERS: { [P in Primitive]: Emitter<P> } = {
   [Primitive.AllReduceSum]: () => {
     throw new Error("webgpu: all_reduce_sum has no single-device meaning");
   },
+  // expanded into primitive ops before planning (lib/ir/attention.ts expandAttention)
+  [Primitive.Attention]: (_b, n) => {
+    throw new Error(`webgpu: ${n} reached the planner (expandAttention runs first)`);
+  },
+  [Primitive.AttentionGrad]: (_b, n) => {
+    throw new Error(`webgpu: ${n} reached the planner (expandAttention runs first)`);
+  },
   [Primitive.Convert]: (b, n, idx) => {
     const from = n.inputs[0].dtype, to = n.dtype;
     if (isVec(idx)) {
