@@ -13,6 +13,10 @@
 import process from "node:process";
 import { Compiled } from "../lib/backend/jit.ts";
 import { WebGpuBackend } from "../lib/backend/webgpu/backend.ts";
+import { type AdapterProfile, adapterProfile } from "../lib/backend/webgpu/device.ts";
+import { type CompiledPlan, compilePlan } from "../lib/backend/webgpu/memory.ts";
+import { trace } from "../lib/ir/graph.ts";
+import { stepSignature } from "../lib/train/signature.ts";
 import type { DeviceArray } from "../lib/backend/backend.ts";
 import { hostTensor } from "../lib/ir/host_tensor.ts";
 import * as ops from "../lib/ir/ops.ts";
@@ -48,6 +52,45 @@ export const VIT_S16: ViTConfig = {
   droppath: 0,
   gradCkpt: false,
 };
+
+export const VIT_B16: ViTConfig = { ...VIT_S16, dim: 768, heads: 12 };
+
+/**
+ * An 80 GB GPU as Deno's WebGPU (wgpu on Vulkan) would present an H100: GPU tuning (tiled
+ * matmul), 2 GiB bindings, 16 storage buffers per stage (the planner splits kernels beyond). The
+ * memory is what the card's name states; no device is needed to plan for it.
+ */
+export const GPU_80GB: AdapterProfile = adapterProfile(
+  {
+    maxStorageBuffersPerShaderStage: 16,
+    maxStorageBufferBindingSize: 2 ** 31 - 256,
+    maxBufferSize: 2 ** 40,
+    maxComputeWorkgroupStorageSize: 49152,
+    maxComputeWorkgroupsPerDimension: 65535,
+    minStorageBufferOffsetAlignment: 256,
+  },
+  false,
+  { memoryBytes: 80e9 },
+);
+
+/**
+ * The trainer's step (AdamW, no mixing) for `vit` at `batch`, traced and planned for `adapter`
+ * without a device: its kernels, buffers and bytes.
+ */
+export function planTrainStep(
+  vit: ViTConfig,
+  batch: number,
+  adapter: AdapterProfile,
+): CompiledPlan {
+  const cfg = benchStepConfig(vit);
+  const sig = stepSignature(cfg, { perReplicaBatch: batch, mixing: false });
+  const step = buildTrainStep(cfg);
+  const traced = trace(
+    (p: unknown, o: never, b: never, m: null, s: never, k: Tensor) => step(p, o, b, m, s, k),
+    ...sig.args,
+  );
+  return compilePlan(traced.graph, adapter);
+}
 
 export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<Record<string, unknown>> {
   const only = new Set(opts.only ?? ["matmul", "tiny", "vit_s"]);

@@ -86,9 +86,26 @@ export async function compileTrainPrograms(
   params: unknown,
   opt: unknown,
 ): Promise<TrainPrograms> {
-  return shape.accum === 1
-    ? await SingleStep.compile(backend, cfg, shape, params, opt)
-    : await AccumulatedStep.compile(backend, cfg, shape, params, opt);
+  try {
+    return shape.accum === 1
+      ? await SingleStep.compile(backend, cfg, shape, params, opt)
+      : await AccumulatedStep.compile(backend, cfg, shape, params, opt);
+  } catch (e) {
+    // A backend that finds the step larger than its device's memory (the WebGPU plan's
+    // DeviceMemoryError) says so in figures; the step says which settings made it that large.
+    if ((e as Error)?.name !== "DeviceMemoryError") throw e;
+    const devices = shape.devices ?? 1;
+    throw new Error(
+      `the train step does not fit the device at batch ${shape.microBatch} per device` +
+        (shape.accum > 1 ? ` (grad-accum ${shape.accum})` : "") +
+        ` with grad-ckpt ${cfg.vit.gradCkpt ? "on" : "off"}: ${(e as Error).message}. ` +
+        (cfg.vit.gradCkpt ? "" : "Enable --grad-ckpt, or use ") +
+        `${cfg.vit.gradCkpt ? "Use " : ""}a smaller train-batch-size (now ${
+          shape.microBatch * shape.accum * devices
+        } per process) or a larger --grad-accum`,
+      { cause: e },
+    );
+  }
 }
 
 /**

@@ -354,7 +354,9 @@ function vecConvert(
   if (from === "bf16" || to === "bf16") return undefined;
   if (to === "f32") return from === "f32" ? x() : `vec4<f32>(${x()})`;
   if (to === "bool") {
-    return `select(${lit(idx, 0, "u32")}, ${lit(idx, 1, "u32")}, !(${x()} == ${lit(idx, 0, from)}))`;
+    return `select(${lit(idx, 0, "u32")}, ${lit(idx, 1, "u32")}, !(${x()} == ${
+      lit(idx, 0, from)
+    }))`;
   }
   if (from === "f32") return undefined;
   if (to === "i32") {
