@@ -399,6 +399,46 @@ class Trainer {
     const stopAt = Math.min(this.totalSteps, this.opts.stopAtStep ?? Infinity);
     const logInterval = config["log-interval"] as number;
     const evalInterval = config["eval-interval"] as number;
+    /** The last queued step, whose metrics are not read yet. */
+    let pending:
+      | { step: number; lr: number; metrics: Promise<Record<string, number>> } & {
+        dataTime: number;
+        computeTime: number;
+      }
+      | undefined;
+    /** Reads the pending step's metrics: stops on a non-finite loss, adds them to the window, logs. */
+    const settle = async () => {
+      if (!pending) return;
+      const p = pending;
+      pending = undefined;
+      const t = performance.now();
+      const metrics = await p.metrics;
+      const computeTime = p.computeTime + (performance.now() - t) / 1000;
+      const loss = metrics.loss;
+      if (!Number.isFinite(loss)) {
+        throw new TrainingError(
+          `loss is ${loss} at step ${p.step}: stopping. The last good checkpoint (${
+            state.path("state")
+          }, ` +
+            `if one was written) is intact; lower the learning rate or enable --clip-grad.`,
+        );
+      }
+      window.add({ ...metrics, data_time: p.dataTime, compute_time: computeTime }, this.batchSize);
+      const imgPerS = window.imagesPerSecond();
+      const eta = (stopAt - p.step) * this.batchSize / imgPerS;
+      log.progress(
+        `step ${p.step}/${this.totalSteps} | loss ${loss.toFixed(4)} | acc1 ${
+          (metrics.acc1 * 100).toFixed(2)
+        }% | ` +
+          `lr ${p.lr.toExponential(2)} | ${imgPerS.toFixed(0)} img/s | ETA ${formatDuration(eta)}`,
+      );
+      // Not at a stop before the end: the open window is saved and continues on resume.
+      if (p.step % logInterval === 0 || p.step === this.totalSteps) {
+        const event = await this.logWindow(window, loader, p.step, p.lr, imgPerS, eta);
+        wandb?.log(event, p.step);
+        window.reset();
+      }
+    };
     try {
       if (!from.position && start > 0) {
         // A state saved before (this process's) data positions were: replay the batches.
@@ -420,6 +460,7 @@ class Trainer {
         } catch (e) {
           if (e instanceof DataFailure) {
             // No program ran on this step's data: the last completed step is intact, keep it.
+            await settle();
             const keep = step > start && savedStep !== step;
             if (keep) await save(false);
             throw new TrainingError(
@@ -440,39 +481,23 @@ class Trainer {
         step++;
         position = loader.position();
         this.positions?.publish(step, position);
-        const loss = out.metrics.loss;
-        if (!Number.isFinite(loss)) {
-          throw new TrainingError(
-            `loss is ${loss} at step ${step}: stopping. The last good checkpoint (${
-              state.path("state")
-            }, ` +
-              `if one was written) is intact; lower the learning rate or enable --clip-grad.`,
-          );
-        }
-        window.add(
-          { ...out.metrics, data_time: out.dataTime, compute_time: out.computeTime },
-          this.batchSize,
-        );
-        const imgPerS = window.imagesPerSecond();
-        const eta = (stopAt - step) * this.batchSize / imgPerS;
-        log.progress(
-          `step ${step}/${this.totalSteps} | loss ${loss.toFixed(4)} | acc1 ${
-            (out.metrics.acc1 * 100).toFixed(2)
-          }% | ` +
-            `lr ${lr.toExponential(2)} | ${imgPerS.toFixed(0)} img/s | ETA ${formatDuration(eta)}`,
-        );
-        // Not at a stop before the end: the open window is saved and continues on resume.
-        if (step % logInterval === 0 || step === this.totalSteps) {
-          const event = await this.logWindow(window, loader, step, lr, imgPerS, eta);
-          wandb?.log(event, step);
-          window.reset();
-        }
-        if (step % evalInterval === 0 || step === this.totalSteps) await evaluateAndSave();
-        else if (this.saveDue(step)) await save(false);
+        // The previous step's metrics are read now, with this step already queued.
+        await settle();
+        out.metrics.catch(() => {}); // awaited by settle(); an early exit must not leave it unhandled
+        pending = { ...out, step, lr };
+        // Log, eval and save points read their step's metrics before going on, so the window,
+        // the loader's statistics and the saved state all belong to that step.
+        const logDue = step % logInterval === 0 || step === this.totalSteps;
+        const evalDue = step % evalInterval === 0 || step === this.totalSteps;
+        const saveDue = !evalDue && this.saveDue(step);
+        if (logDue || evalDue || saveDue || step === stopAt) await settle();
+        if (evalDue) await evaluateAndSave();
+        else if (saveDue) await save(false);
       }
     } catch (e) {
       if (!(e instanceof Interrupted)) throw e;
       interrupted = true;
+      await settle(); // the last step's metrics belong in the window saved below
     } finally {
       // A stalled source must not hold the exit up: closing is bounded.
       let timer: ReturnType<typeof setTimeout> | undefined;
