@@ -6,9 +6,11 @@
  *            state donated, the u8 batch uploaded and the metrics read back each step as the
  *            training loop does (peer: scripts/bench_torch_vit.py, Debian's python3-torch, 1
  *            thread and all threads);
- *   vit_s    train-step img/s of ViT-S/16 at 224 (batch 32 by default).
+ *   vit_s    train-step img/s of ViT-S/16 at 224 (batch 32 by default);
+ *   plan     bytes of the ViT-S/16 and ViT-B/16 steps at batch 256 planned for an 80 GB GPU
+ *            (no device needed), with and without --grad-ckpt.
  *
- * `deno run -A bench/webgpu.ts [--only matmul,tiny,vit_s] [--steps N] [--vit-s-steps N]`
+ * `deno run -A bench/webgpu.ts [--only matmul,tiny,vit_s,plan] [--steps N] [--vit-s-steps N]`
  * prints the JSON; `deno task bench --backend webgpu` calls benchWebGpu().
  */
 import process from "node:process";
@@ -95,13 +97,38 @@ export function planTrainStep(
   return compilePlan(traced.graph, adapter);
 }
 
+/** ViT-S/16 and ViT-B/16 train steps at batch 256 planned for `GPU_80GB`: bytes in GiB. */
+export function planMemoryTable(): Record<string, unknown>[] {
+  const rows: Record<string, unknown>[] = [];
+  for (const [name, vit] of [["ViT-S/16", VIT_S16], ["ViT-B/16", VIT_B16]] as const) {
+    for (const gradCkpt of [false, true]) {
+      const { memory: m, kernels } = planTrainStep({ ...vit, gradCkpt }, 256, GPU_80GB);
+      const g = (b: number) => Math.round((b / 2 ** 30) * 10) / 10;
+      rows.push({
+        model: name,
+        batch: 256,
+        grad_ckpt: gradCkpt,
+        kernels: kernels.length,
+        intermediates_allocated_gib: g(m.allocated),
+        intermediates_peak_live_gib: g(m.peakLive),
+        total_gib: g(m.total),
+      });
+    }
+  }
+  return rows;
+}
+
 export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<Record<string, unknown>> {
   const only = new Set(opts.only ?? ["matmul", "tiny", "vit_s"]);
   const python = opts.python ?? "/usr/bin/python3";
+  // Planned without a device: only this cell asked for, no adapter is opened.
+  const plan = only.has("plan") ? planMemoryTable() : undefined;
+  if (only.size === 1 && plan) return { plan };
   const backend = await WebGpuBackend.create();
   const out: Record<string, unknown> = {
     device: backend.description,
     load_average_before: round(Deno.loadavg()[0]),
+    ...(plan ? { plan } : {}),
   };
   try {
     if (only.has("matmul")) {
@@ -151,7 +178,14 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<Record
 }
 
 export function formatWebGpuBench(r: Record<string, unknown>): string {
-  const lines = [`device: ${r.device}`];
+  const lines = r.device ? [`device: ${r.device}`] : [];
+  for (const p of (r.plan as Record<string, unknown>[] | undefined) ?? []) {
+    lines.push(
+      `plan ${p.model} batch ${p.batch}${p.grad_ckpt ? " grad-ckpt" : ""}: intermediates ` +
+        `${p.intermediates_allocated_gib} GiB allocated / ${p.intermediates_peak_live_gib} GiB ` +
+        `peak live, ${p.total_gib} GiB in all (${p.kernels} kernels)`,
+    );
+  }
   for (const m of (r.matmul as Record<string, unknown>[] | undefined) ?? []) {
     lines.push(
       `matmul ${m.size}: ${m.webgpu_tflops} TFLOP/s (${m.webgpu_ms} ms); torch CPU ${m.torch_cpu_tflops} TFLOP/s`,
@@ -182,7 +216,9 @@ export function formatWebGpuBench(r: Record<string, unknown>): string {
         `image upload ${vs.image_upload_ms} ms)`,
     );
   }
-  lines.push(`load average ${r.load_average_before} -> ${r.load_average_after} (2-core machine)`);
+  if (r.device) {
+    lines.push(`load average ${r.load_average_before} -> ${r.load_average_after} (2-core machine)`);
+  }
   return lines.join("\n");
 }
 

@@ -13,6 +13,7 @@ import {
   DeviceMemoryError,
   gib,
 } from "../../lib/backend/webgpu/memory.ts";
+import { memoryFromName } from "../../lib/backend/webgpu/device.ts";
 import { paramSpecs } from "../../lib/model/params.ts";
 import { compileTrainPrograms } from "../../lib/train/programs.ts";
 import { benchStepConfig } from "../../bench/train_step.ts";
@@ -93,3 +94,9 @@ function checkSlots(p: CompiledPlan): void {
     }
   }
 }
+
+Deno.test("webgpu plan: an adapter's memory from the size in its name", () => {
+  assertEquals(memoryFromName("NVIDIA H100 80GB HBM3"), 80e9);
+  assertEquals(memoryFromName("NVIDIA A100-SXM4-40GB"), 40e9);
+  assertEquals(memoryFromName("NVIDIA GeForce RTX 4090"), undefined);
+});

@@ -91,7 +91,7 @@ export async function requestContext(opts: DeviceOptions = {}): Promise<GpuConte
   const profile = adapterProfile(device.limits, cpuAdapter, {
     ...opts,
     memoryBytes: opts.memoryBytes ?? memoryFromName(desc) ??
-      (cpuAdapter ? Deno.systemMemoryInfo().total : undefined),
+      (cpuAdapter ? hostMemory() : undefined),
   });
   return { device, adapterInfo: info, ...profile };
 }
@@ -122,6 +122,15 @@ export function adapterProfile(
     ),
   };
   return { cpuAdapter, limits, tuning, memoryBytes: opts.memoryBytes };
+}
+
+/** The host's memory (CPU adapters allocate there); undefined without --allow-sys. */
+function hostMemory(): number | undefined {
+  try {
+    return Deno.systemMemoryInfo().total;
+  } catch {
+    return undefined;
+  }
 }
 
 /** "NVIDIA H100 80GB HBM3", "A100-SXM4-40GB": the memory a GPU's name states, else undefined. */
