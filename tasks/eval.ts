@@ -9,7 +9,7 @@
  */
 import { readFlaxParams } from "../lib/checkpoint/convert.ts";
 import { matchTree } from "../lib/checkpoint/finetune.ts";
-import { isGcsUrl } from "../lib/checkpoint/storage.ts";
+import { isGsUrl } from "../lib/gcs/url.ts";
 import { ConfigError, loadConfig, parseCommandLine } from "../lib/config/mod.ts";
 import { positionalArgs } from "../lib/config/cli.ts";
 import { createBackend } from "../lib/backend/select.ts";
@@ -148,7 +148,7 @@ export async function main(args: string[]): Promise<number> {
 
 /** The `config.json` in a local checkpoint's folder, if there is one. */
 async function configBeside(ckpt: string): Promise<string | undefined> {
-  if (isGcsUrl(ckpt)) return undefined; // train keeps a gs:// run's config.json under runs/
+  if (isGsUrl(ckpt)) return undefined; // train keeps a gs:// run's config.json under runs/
   const slash = ckpt.lastIndexOf("/");
   const path = `${slash >= 0 ? ckpt.slice(0, slash) : "."}/config.json`;
   try {

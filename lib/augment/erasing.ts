@@ -1,13 +1,16 @@
 /**
- * RandomErasing (Zhong et al.) on the uint8 image, with torchvision's box sampling and timm's
- * per-pixel normal noise.
+ * RandomErasing (Zhong et al.) on the uint8 image, with torchvision's box sampling and one of two
+ * fills of per-pixel N(0, 1) noise z (`random-erasing-fill`):
  *
- * The original applies torchvision's `RandomErasing(p, value="random")` to the PIL image, which
- * casts float N(0, 1) noise to uint8 and so mostly paints the box black. The intended behaviour
- * (timm's) is N(0, 1) noise in *normalized* space; since batches here are uint8 and are normalized
- * on device with the ImageNet mean/std, each erased value is stored as
- * `clip(round((mean_c + std_c * z) * 255), 0, 255)` with z ~ N(0, 1), which normalizes back to
- * z up to uint8 quantization and clipping.
+ * - `original` (default): what deit3-jax does. It applies torchvision's
+ *   `transforms.v2.RandomErasing(p, value="random")` to the PIL image, which assigns the float
+ *   noise into the uint8 tensor: truncation toward zero, wrapped modulo 256. So |z| < 1 becomes 0
+ *   (68% of the box), z in (-3, -1] becomes 255/254/253 and z in [1, 3) 1/2: a near-black box with
+ *   bright specks. The DeiT recipes were tuned with this fill.
+ * - `normal`: timm's intended behaviour, N(0, 1) noise in *normalized* space; since batches here
+ *   are uint8 and are normalized on device with the ImageNet mean/std, each erased value is stored
+ *   as `clip(round((mean_c + std_c * z) * 255), 0, 255)`, which normalizes back to z up to uint8
+ *   quantization and clipping: a mid-grey noisy box.
  */
 import type { Rng } from "../ir/rng.ts";
 import type { RGBImage } from "./image.ts";
@@ -23,7 +26,19 @@ export type ErasingOptions = {
   scale?: readonly [number, number];
   /** Aspect ratio range (h / w), sampled log-uniformly; default [0.3, 3.3]. */
   ratio?: readonly [number, number];
+  /** How the noise is written into the uint8 box (see above); default "original". */
+  fill?: ErasingFill;
 };
+
+export const ERASING_FILLS = ["original", "normal"] as const;
+export type ErasingFill = typeof ERASING_FILLS[number];
+
+export interface ErasingBox {
+  top: number;
+  left: number;
+  height: number;
+  width: number;
+}
 
 /** The erase box (top, left, height, width), or null for no erasing (torchvision's 10 tries). */
 export function randomErasingBox(
@@ -32,7 +47,7 @@ export function randomErasingBox(
   height: number,
   scale: readonly [number, number] = [0.02, 0.33],
   ratio: readonly [number, number] = [0.3, 3.3],
-): { top: number; left: number; height: number; width: number } | null {
+): ErasingBox | null {
   const area = width * height;
   const logLo = Math.log(ratio[0]), logHi = Math.log(ratio[1]);
   for (let attempt = 0; attempt < 10; attempt++) {
@@ -53,16 +68,39 @@ export function randomErasing(img: RGBImage, rng: Rng, opts: ErasingOptions): RG
   if (!(rng.uniform() < opts.probability)) return img;
   const box = randomErasingBox(rng, img.width, img.height, opts.scale, opts.ratio);
   if (!box) return img;
+  const stream = new NormalStream(rng.nextKey());
+  const noise = new Float32Array(3 * box.height * box.width);
+  for (let i = 0; i < noise.length; i++) noise[i] = stream.next();
+  return eraseBox(img, box, noise, opts.fill ?? "original");
+}
+
+/**
+ * torchvision's `erase(img, i, j, h, w, v)` on an RGB image: `noise` is the float32 `v`, laid out
+ * [3, box.height, box.width] as torchvision draws it, written with `fill`'s rule.
+ */
+export function eraseBox(
+  img: RGBImage,
+  box: ErasingBox,
+  noise: Float32Array,
+  fill: ErasingFill,
+): RGBImage {
+  const plane = box.height * box.width;
+  if (noise.length !== 3 * plane) {
+    throw new RangeError(`eraseBox: noise has ${noise.length} values, want 3 x ${plane}`);
+  }
+  if (!ERASING_FILLS.includes(fill)) throw new RangeError(`eraseBox: unknown fill "${fill}"`);
   const out = img.data.slice();
-  const noise = new NormalStream(rng.nextKey());
-  const m0 = IMAGENET_MEAN[0] * 255, m1 = IMAGENET_MEAN[1] * 255, m2 = IMAGENET_MEAN[2] * 255;
-  const s0 = IMAGENET_STD[0] * 255, s1 = IMAGENET_STD[1] * 255, s2 = IMAGENET_STD[2] * 255;
-  for (let y = box.top; y < box.top + box.height; y++) {
-    let p = (y * img.width + box.left) * 3;
-    for (let x = 0; x < box.width; x++, p += 3) {
-      out[p] = clip8(Math.round(m0 + s0 * noise.next()));
-      out[p + 1] = clip8(Math.round(m1 + s1 * noise.next()));
-      out[p + 2] = clip8(Math.round(m2 + s2 * noise.next()));
+  for (let c = 0; c < 3; c++) {
+    const m = IMAGENET_MEAN[c] * 255, s = IMAGENET_STD[c] * 255;
+    for (let y = 0; y < box.height; y++) {
+      let p = ((box.top + y) * img.width + box.left) * 3 + c;
+      let n = c * plane + y * box.width;
+      for (let x = 0; x < box.width; x++, p += 3, n++) {
+        // original: torch's float -> uint8 assignment truncates toward zero and wraps mod 256.
+        out[p] = fill === "original"
+          ? Math.trunc(noise[n]) & 255
+          : clip8(Math.round(m + s * noise[n]));
+      }
     }
   }
   return { width: img.width, height: img.height, data: out };

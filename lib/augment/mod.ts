@@ -75,6 +75,10 @@ export {
 } from "./crops.ts";
 export { colorJitter } from "./jitter.ts";
 export {
+  eraseBox,
+  ERASING_FILLS,
+  type ErasingBox,
+  type ErasingFill,
   type ErasingOptions,
   IMAGENET_MEAN,
   IMAGENET_STD,

@@ -4,8 +4,10 @@
  * pass, run by the WebAssembly SIMD kernels or by the TypeScript loops (same values).
  */
 import { createImage, crop, type RGBImage } from "./image.ts";
-import type { ResizeFilter } from "./resize.ts";
 import { type ResampleKernels, resampleKernels } from "./wasm/resample.ts";
+
+/** Resampling filters of `resize`, named as Pillow's `Image.Resampling`. */
+export type ResizeFilter = "nearest" | "box" | "bilinear" | "hamming" | "bicubic" | "lanczos";
 
 /**
  * Which implementation runs the convolution passes: the WebAssembly SIMD kernels (default, when

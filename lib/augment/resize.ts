@@ -5,13 +5,10 @@
  * point. Nearest is Pillow's scale-only affine path. Results match Pillow bit for bit.
  */
 import { checkImage, createImage, crop, type RGBImage } from "./image.ts";
-import { resampleRegion } from "./resample.ts";
+import { resampleRegion, type ResizeFilter } from "./resample.ts";
 
 export { crop } from "./image.ts";
-export { setResizeBackend } from "./resample.ts";
-
-/** Resampling filters of `resize`, named as Pillow's `Image.Resampling`. */
-export type ResizeFilter = "nearest" | "box" | "bilinear" | "hamming" | "bicubic" | "lanczos";
+export { type ResizeFilter, setResizeBackend } from "./resample.ts";
 
 export const RESIZE_FILTERS: readonly ResizeFilter[] = [
   "nearest",

@@ -11,7 +11,7 @@
  */
 import type { Rng } from "../ir/rng.ts";
 import { centerCrop, randomResizedCrop, resizeShortSide, simpleRandomCrop } from "./crops.ts";
-import { randomErasing } from "./erasing.ts";
+import { ERASING_FILLS, type ErasingFill, randomErasing } from "./erasing.ts";
 import { flipLeftRight } from "./geometry.ts";
 import { checkImage, type RGBImage } from "./image.ts";
 import { colorJitter } from "./jitter.ts";
@@ -27,6 +27,8 @@ export type TrainTransformOptions = {
   autoAugment: string;
   /** Probability of RandomErasing. */
   randomErasing: number;
+  /** How RandomErasing fills its box; default "original" (deit3-jax's). */
+  randomErasingFill?: ErasingFill;
   /** Default true. */
   hflip?: boolean;
 };
@@ -56,6 +58,13 @@ export function createTrainTransform(
       `createTrainTransform: randomErasing is a probability in [0, 1], got ${pErase}`,
     );
   }
+  const fill = opts.randomErasingFill ?? "original";
+  if (!ERASING_FILLS.includes(fill)) {
+    throw new RangeError(
+      `createTrainTransform: randomErasingFill must be one of ${ERASING_FILLS.join(", ")}, got ` +
+        `"${fill}"`,
+    );
+  }
   const hflip = opts.hflip ?? true;
   // deit3-jax's hyperparameters: translate_const int(size * 0.45), img_mean the ImageNet mean.
   const hp: AugmentHparams = {
@@ -75,7 +84,7 @@ export function createTrainTransform(
     if (hflip && rng.child(1).uniform() < 0.5) out = flipLeftRight(out);
     out = autoAugment(out, rng.child(2));
     if (cj > 0) out = colorJitter(out, rng.child(3), cj, cj, cj);
-    if (pErase > 0) out = randomErasing(out, rng.child(4), { probability: pErase });
+    if (pErase > 0) out = randomErasing(out, rng.child(4), { probability: pErase, fill });
     return out;
   };
 }

@@ -45,8 +45,8 @@ export {
   resizeBicubic,
 } from "./finetune.ts";
 export { convertCheckpoint, type ConvertOptions, type Format } from "./convert.ts";
+export { isGsUrl } from "../gcs/url.ts";
 export {
-  isGcsUrl,
   readInputBytes,
   useGcsEndpoint,
   withLocalInput,

@@ -7,23 +7,21 @@
  *
  * `STORAGE_EMULATOR_HOST` (e.g. `http://127.0.0.1:9023`) points the client at an emulator.
  */
-import { Storage } from "@google-cloud/storage";
+import type { Storage } from "@google-cloud/storage";
+import { gcsClient } from "../gcs/client.ts";
+import { gcsEndpoint, isGsUrl, parseGsUrl } from "../gcs/url.ts";
 import { atomicWrite } from "./atomic.ts";
 import { CheckpointError } from "./errors.ts";
 
-export function isGcsUrl(url: string): boolean {
-  return url.startsWith("gs://");
-}
-
-export function parseGcsUrl(url: string): { bucket: string; object: string } {
-  const m = url.match(/^gs:\/\/([^/]+)\/(.+)$/);
-  if (!m) throw new CheckpointError(url, undefined, "not a gs://bucket/object URL");
-  return { bucket: m[1], object: m[2] };
+function parseGcsUrl(url: string): { bucket: string; object: string } {
+  const parts = parseGsUrl(url);
+  if (!parts) throw new CheckpointError(url, undefined, "not a gs://bucket/object URL");
+  return parts;
 }
 
 /** Runs `fn` on a local path holding the input (downloaded first for gs:// URLs). */
 export async function withLocalInput<T>(url: string, fn: (path: string) => Promise<T>): Promise<T> {
-  if (!isGcsUrl(url)) return await fn(url);
+  if (!isGsUrl(url)) return await fn(url);
   const { bucket, object } = parseGcsUrl(url);
   const dir = await Deno.makeTempDir({ prefix: "ckpt-download-" });
   const local = `${dir}/${object.split("/").pop()}`;
@@ -50,7 +48,7 @@ export async function withLocalInput<T>(url: string, fn: (path: string) => Promi
  * never mistaken for a missing one.
  */
 export async function inputExists(url: string): Promise<boolean> {
-  if (!isGcsUrl(url)) {
+  if (!isGsUrl(url)) {
     try {
       const info = await Deno.stat(url);
       if (!info.isFile) throw new CheckpointError(url, undefined, "exists but is not a file");
@@ -75,7 +73,7 @@ export async function writeOutput(
   url: string,
   pieces: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
 ): Promise<void> {
-  if (!isGcsUrl(url)) {
+  if (!isGsUrl(url)) {
     await atomicWrite(url, pieces);
     return;
   }
@@ -122,25 +120,7 @@ export function useGcsEndpoint(url: string | undefined): void {
 }
 
 let endpointOverride: string | undefined;
-const clients = new Map<string, Storage>();
 
-/** One client per endpoint (the emulator address may change between runs in one process). */
 function gcs(): Storage {
-  const emulator = endpointOverride ?? Deno.env.get("STORAGE_EMULATOR_HOST") ?? "";
-  let client = clients.get(emulator);
-  if (!client) {
-    if (emulator) {
-      // Accept "host:port", "http://host:port" or ".../storage/v1". The client library takes the
-      // variable verbatim as its JSON-API base (missing /storage/v1) but builds upload URLs from
-      // the host, so both are set explicitly here.
-      const host = (emulator.includes("://") ? emulator : `http://${emulator}`)
-        .replace(/\/+$/, "").replace(/\/storage\/v1$/, "");
-      client = new Storage({ apiEndpoint: host, projectId: "emulator" });
-      (client as unknown as { baseUrl: string }).baseUrl = `${host}/storage/v1`;
-    } else {
-      client = new Storage();
-    }
-    clients.set(emulator, client);
-  }
-  return client;
+  return gcsClient(gcsEndpoint(endpointOverride));
 }

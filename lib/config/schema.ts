@@ -1,7 +1,8 @@
 /**
  * The training options: every flag of the original deit3-jax `src/main.py`, plus this project's own
  * (`backend`, `pjrt-plugin`, `precision`, `devices`, `num-processes`, `process-id`,
- * `coordinator`, `max-bad-fraction`, `data-stall-timeout`, `data-retries`).
+ * `coordinator`, `max-bad-fraction`, `data-stall-timeout`, `data-retries`,
+ * `random-erasing-fill`).
  *
  * Naming: one name per option everywhere. A `Config` is a frozen plain object keyed by the
  * original's flag names without the leading dashes, so code reads `config["image-size"]`, JSON
@@ -14,8 +15,6 @@
  * - `name` left empty becomes the config file's name without `.json` (the original's recipes pass
  *   `--name $(basename $0 .sh)`).
  */
-
-import { DEFAULT_MAX_BAD_FRACTION } from "../data/stats.ts";
 
 /** An inclusive or open numeric interval; a missing bound is unbounded. */
 export interface Range {
@@ -115,7 +114,7 @@ export const OPTIONS = {
   "max-bad-fraction": {
     group: "data",
     kind: "float",
-    default: DEFAULT_MAX_BAD_FRACTION,
+    default: 0.01,
     range: FRACTION,
     doc: "fraction of bad training samples, and of shards not read whole (unreadable or cut " +
       "short), tolerated (skipped and counted) before the run stops; the original skips " +
@@ -164,6 +163,15 @@ export const OPTIONS = {
     default: 0.25,
     range: FRACTION,
     doc: "probability of RandomErasing with per-pixel noise (0: off)",
+  },
+  "random-erasing-fill": {
+    group: "augment",
+    kind: "enum",
+    values: ["original", "normal"],
+    default: "original",
+    doc:
+      "original: deit3-jax's fill (torchvision casts N(0,1) noise to uint8: a near-black box); " +
+      "normal: timm's intended N(0,1) noise in normalized space",
   },
   "hflip": {
     group: "augment",

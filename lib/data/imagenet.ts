@@ -11,6 +11,7 @@
  *   what failed (and why).
  */
 import { braceExpand } from "./spec.ts";
+import { gcsEndpoint, isGsUrl, parseGsUrl } from "../gcs/url.ts";
 import { OpenError, type OpenOptions } from "./open.ts";
 import { authHeaders, DEFAULT_HF_ENDPOINT, hfEndpoint, openHttp } from "./open_http.ts";
 import { formatBytes, formatDuration, Progress } from "./progress.ts";
@@ -226,7 +227,7 @@ interface Destination {
 }
 
 function destination(dest: string, open: OpenOptions): Destination {
-  if (dest.startsWith("gs://")) return gcsDestination(dest, open);
+  if (isGsUrl(dest)) return gcsDestination(dest, open);
   return localDestination(dest.replace(/^file:\/\//, ""));
 }
 
@@ -259,11 +260,12 @@ function localDestination(dir: string): Destination {
 }
 
 function gcsDestination(dest: string, open: OpenOptions): Destination {
-  const m = dest.match(/^gs:\/\/([^/]+)\/?(.*)$/);
-  if (!m) throw new OpenError(`${dest}: not a gs://bucket/dir destination`, true);
-  const [bucketName, prefix] = [m[1], m[2].replace(/\/+$/, "")];
+  const parts = parseGsUrl(dest, { prefix: true });
+  if (!parts) throw new OpenError(`${dest}: not a gs://bucket/dir destination`, true);
+  const [bucketName, prefix] = [parts.bucket, parts.object.replace(/\/+$/, "")];
   const name = (f: string) => (prefix ? `${prefix}/${f}` : f);
-  const bucket = async () => (await import("./open_gcs.ts")).gcsClient(open).bucket(bucketName);
+  const bucket = async () =>
+    (await import("../gcs/client.ts")).gcsClient(gcsEndpoint(open.gcsEndpoint)).bucket(bucketName);
   return {
     async sizes(files) {
       const b = await bucket();

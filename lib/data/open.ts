@@ -11,33 +11,13 @@
  * Every error names the shard and says what went wrong; `OpenError.permanent` tells the loader
  * that retrying will not help (404, a failing command).
  */
-import { redact } from "../config/redact.ts";
+import { isGsUrl } from "../gcs/url.ts";
+import { OpenError, type OpenOptions } from "./open_base.ts";
 import { openFile } from "./open_file.ts";
 import { openHttp } from "./open_http.ts";
 import { openPipe } from "./open_pipe.ts";
 
-/** Plain data, so that it can be posted to loader workers. */
-export interface OpenOptions {
-  /** A read that gets no bytes for this long is aborted and retried (ms). Default 60 s. */
-  stallTimeoutMs?: number;
-  /** Attempts after the first, per failure, for http(s) and gs. Default 5. */
-  retries?: number;
-  /** First retry delay (ms), doubled each time up to 30 s. Default 500. */
-  backoffMs?: number;
-  /** Storage API endpoint for gs:// (default: `STORAGE_EMULATOR_HOST`, else Google's). */
-  gcsEndpoint?: string;
-  /** Hugging Face hub endpoint (default: `HF_ENDPOINT`, else https://huggingface.co). */
-  hfEndpoint?: string;
-  /** Bearer token for the hub (default: `HF_TOKEN`). Never logged. */
-  hfToken?: string;
-}
-
-export class OpenError extends Error {
-  constructor(message: string, readonly permanent: boolean, options?: ErrorOptions) {
-    super(redact(message), options);
-    this.name = "OpenError";
-  }
-}
+export { OpenError, type OpenOptions, redactUrl } from "./open_base.ts";
 
 /** Opens a shard for streaming. Rejects (with `OpenError`) when it cannot be opened at all. */
 export function openShard(
@@ -48,7 +28,7 @@ export function openShard(
   if (url.startsWith("pipe:")) return openPipe(url.slice(5), options, signal);
   if (/^https?:\/\//i.test(url)) return openHttp(url, options, signal);
   // Loaded on first use: the storage client is a large module graph every worker would load.
-  if (url.startsWith("gs://")) {
+  if (isGsUrl(url)) {
     return import("./open_gcs.ts").then((m) => m.openGcs(url, options, signal));
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !url.startsWith("file:")) {
@@ -60,10 +40,4 @@ export function openShard(
     );
   }
   return openFile(url, signal);
-}
-
-/** A URL with its query string cut off, for messages (signed URLs carry secrets there). */
-export function redactUrl(url: string): string {
-  const q = url.search(/[?#]/);
-  return q < 0 ? url : url.slice(0, q) + "?...";
 }

@@ -1,6 +1,6 @@
 /** Local shards: a path, or a `file:` URL (`file:///abs/x.tar`, `file:rel/x.tar`). */
 import { fileURLToPath } from "node:url";
-import { OpenError } from "./open.ts";
+import { OpenError } from "./open_base.ts";
 
 /** Whether `url` names a local file (a path or `file:`), as `openShard` reads it. */
 export function isLocalShard(url: string): boolean {

@@ -6,8 +6,9 @@
  * Deno's node compatibility layer). `OpenOptions.gcsEndpoint` or `STORAGE_EMULATOR_HOST` points
  * everything elsewhere (an emulator, a test server); no credentials are used then.
  */
-import { Storage } from "@google-cloud/storage";
-import { OpenError, type OpenOptions } from "./open.ts";
+import { gcsAuthHeaders, gcsClient } from "../gcs/client.ts";
+import { gcsEndpoint, parseGsUrl } from "../gcs/url.ts";
+import { OpenError, type OpenOptions } from "./open_base.ts";
 import { connectHttp } from "./open_http.ts";
 import { resumableStream, retryPolicy } from "./resumable.ts";
 
@@ -16,9 +17,11 @@ export function openGcs(
   options: OpenOptions,
   signal?: AbortSignal,
 ): Promise<ReadableStream<Uint8Array>> {
-  const { bucket, object } = parseGsUrl(url);
-  const endpoint = gcsEndpoint(options);
-  const client = gcsClient(options);
+  const parts = parseGsUrl(url);
+  if (!parts) throw new OpenError(`${url}: not a gs://bucket/object URL`, true);
+  const { bucket, object } = parts;
+  const endpoint = gcsEndpoint(options.gcsEndpoint);
+  const client = gcsClient(endpoint);
   const file = client.bucket(bucket).file(object);
   const media = `${endpoint ?? client.apiEndpoint}/storage/v1/b/${encodeURIComponent(bucket)}/o/` +
     `${encodeURIComponent(object)}?alt=media`;
@@ -34,42 +37,12 @@ export function openGcs(
           throw gcsError(url, e);
         }
       }
-      const headers = endpoint ? {} : await authHeaders(client);
+      const headers = endpoint ? {} : await gcsAuthHeaders(client);
       const conn = await connectHttp(media, url, headers, offset, abort);
       return { ...conn, totalLength: size };
     },
     retryPolicy(options),
     signal,
-  );
-}
-
-/** Splits `gs://bucket/path/to/object`. */
-export function parseGsUrl(url: string): { bucket: string; object: string } {
-  const m = url.match(/^gs:\/\/([^/]+)\/(.+)$/);
-  if (!m) throw new OpenError(`${url}: not a gs://bucket/object URL`, true);
-  return { bucket: m[1], object: m[2] };
-}
-
-const clients = new Map<string, Storage>();
-
-/** One client per endpoint and thread. */
-export function gcsClient(options: OpenOptions = {}): Storage {
-  const endpoint = gcsEndpoint(options);
-  let client = clients.get(endpoint ?? "");
-  if (!client) {
-    client = new Storage(endpoint ? { apiEndpoint: endpoint, projectId: "local" } : {});
-    clients.set(endpoint ?? "", client);
-  }
-  return client;
-}
-
-/** The endpoint override in effect, if any. */
-export function gcsEndpoint(options: OpenOptions): string | undefined {
-  const e = options.gcsEndpoint ?? Deno.env.get("STORAGE_EMULATOR_HOST");
-  if (!e) return undefined;
-  return (/^https?:\/\//.test(e) ? e : `http://${e}`).replace(/\/+$/, "").replace(
-    /\/storage\/v1$/,
-    "",
   );
 }
 
@@ -86,10 +59,4 @@ export function gcsError(url: string, e: unknown): OpenError {
   }
   const status = Number.isFinite(code) && code > 0 ? `HTTP ${code}: ` : "";
   return new OpenError(`${url}: ${status}${message}`, permanent, { cause: e });
-}
-
-async function authHeaders(client: Storage): Promise<Record<string, string>> {
-  const h: unknown = await client.authClient.getRequestHeaders();
-  if (h instanceof Headers) return Object.fromEntries(h.entries());
-  return (h ?? {}) as Record<string, string>;
 }

@@ -5,7 +5,7 @@
  * cross-origin redirect to its CDN.
  */
 import { redact } from "../config/redact.ts";
-import { OpenError, type OpenOptions, redactUrl } from "./open.ts";
+import { OpenError, type OpenOptions, redactUrl } from "./open_base.ts";
 import { type Connection, resumableStream, retryPolicy } from "./resumable.ts";
 
 export const DEFAULT_HF_ENDPOINT = "https://huggingface.co";

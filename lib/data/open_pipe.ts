@@ -8,7 +8,7 @@
  * such as `curl ... | tar ...` or `cat x.tar; sleep 60` leaves no child behind. Groups still
  * alive when the process exits are killed on `unload`.
  */
-import { OpenError, type OpenOptions } from "./open.ts";
+import { OpenError, type OpenOptions } from "./open_base.ts";
 
 export function openPipe(
   command: string,

@@ -2,9 +2,12 @@
  * Sample order: which shards a loader worker reads, and the shuffle buffer.
  *
  * Train: epoch e visits the shards in the order `Rng(seed).child(0, e).permutation(S)` (a new
- * order every epoch; the original repeats one order forever). Positions of the endless sequence
- * epoch 0, epoch 1, ... are dealt to hosts round-robin, and each host's positions to its workers
- * round-robin, so every host and worker sees every shard over time whatever the counts.
+ * order every epoch). Positions of the endless sequence epoch 0, epoch 1, ... are dealt to hosts
+ * round-robin, and each host's positions to its workers round-robin, so every host and worker
+ * sees every shard over time whatever the counts. The original shuffles the list once, cycles it
+ * and passes the stream of names through webdataset's `detshuffle` buffer (1000, initial 100)
+ * before slicing; its order is random over time too, but resuming it would need that buffer's
+ * state, where a position here resumes in O(1) (README, "Order and randomness").
  */
 import { Rng } from "../ir/rng.ts";
 

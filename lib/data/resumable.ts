@@ -4,7 +4,7 @@
  * delivered (HTTP `Range`, GCS `start`), after an exponential backoff. Callers see one
  * uninterrupted stream, or an error once the retries are spent.
  */
-import { OpenError } from "./open.ts";
+import { OpenError } from "./open_base.ts";
 
 export interface Connection {
   read(): Promise<ReadableStreamReadResult<Uint8Array>>;

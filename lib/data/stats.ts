@@ -1,12 +1,13 @@
 /** Counting what the loader read and what it skipped, by reason, and judging it. */
 import { redact } from "../config/redact.ts";
+import { OPTIONS } from "../config/schema.ts";
 import type { SkipReason } from "./samples.ts";
 
 /**
- * The default of `maxSkipFraction` and of the `max-bad-fraction` config key: the one source of
- * the tolerated fraction of bad samples, and of shards not read whole.
+ * The default of `maxSkipFraction`: the `max-bad-fraction` config key's (lib/config/schema.ts,
+ * the one source), the tolerated fraction of bad samples and of shards not read whole.
  */
-export const DEFAULT_MAX_BAD_FRACTION = 0.01;
+export const DEFAULT_MAX_BAD_FRACTION: number = OPTIONS["max-bad-fraction"].default;
 
 /**
  * Bad data that stops a loader: too many skips, no readable shard, a bad sample in strict mode.

@@ -25,7 +25,7 @@ import { createBackend } from "../backend/select.ts";
 import { pjrtKeyValueStore } from "../backend/pjrt/kv_bridge.ts";
 import { removeStaleTemps } from "../checkpoint/atomic.ts";
 import { loadPretrainedFile } from "../checkpoint/finetune.ts";
-import { isGcsUrl } from "../checkpoint/storage.ts";
+import { isGsUrl } from "../gcs/url.ts";
 import type { Tree } from "../checkpoint/tree.ts";
 import { type Config, configToJson } from "../config/mod.ts";
 import type { Batch as HostBatch } from "../data/batch.ts";
@@ -143,7 +143,7 @@ async function prepareOutputs(
   log: RunLog,
 ): Promise<void> {
   const name = config.name as string;
-  if (!isGcsUrl(outDir)) {
+  if (!isGsUrl(outDir)) {
     await Deno.mkdir(outDir, { recursive: true });
     for (const f of await removeStaleTemps(outDir, (t) => t.startsWith(`${name}-`))) {
       log.line(`removed ${outDir}/${f}, left by a killed write`);
@@ -691,6 +691,7 @@ class Trainer {
           colorJitter: c["color-jitter"] as number,
           autoAugment: c["auto-augment"] as string,
           randomErasing: c["random-erasing"] as number,
+          randomErasingFill: c["random-erasing-fill"] as "original" | "normal",
           hflip: c.hflip as boolean,
         },
       },

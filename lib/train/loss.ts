@@ -42,9 +42,14 @@ export function criterion(kind: "ce" | "bce", logits: Tensor, labels: Tensor): T
   return ops.mean(l, -1);
 }
 
-/** acc1 / acc5 per example: is a top-k prediction in the label set (`labels > 0`). */
+/**
+ * acc1 / acc5 per example as the original's TrainModule counts them: is a top-k prediction a
+ * class of maximal weight in `labels` (`labels == labels.max(-1)`). For one-hot or smoothed
+ * labels that is the true class; under Mixup/CutMix it is the dominant class of the pair (both
+ * only when the weights tie), not every class with a positive weight.
+ */
 export function accuracy(logits: Tensor, labels: Tensor): { acc1: Tensor; acc5: Tensor } {
-  const set = ops.gt(labels, 0);
+  const set = ops.eq(labels, ops.max(labels, -1, true));
   const k5 = Math.min(5, logits.shape[logits.ndim - 1]);
   return { acc1: topkMembership(logits, set, 1), acc5: topkMembership(logits, set, k5) };
 }

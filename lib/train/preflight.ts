@@ -5,7 +5,7 @@
  * pipe:) are opened by the loader, whose errors name the shard.
  */
 import { requireFlaxFormat } from "../checkpoint/convert.ts";
-import { isGcsUrl } from "../checkpoint/storage.ts";
+import { isGsUrl } from "../gcs/url.ts";
 import type { Config } from "../config/mod.ts";
 import { checkLocalShards, isLocalShard, localPath } from "../data/open_file.ts";
 import { expandShardSpec } from "../data/spec.ts";
@@ -27,7 +27,7 @@ export async function checkRun(config: Config): Promise<RunPaths> {
     );
   }
   const outDir = (config["output-dir"] as string | undefined) ?? `runs/${name}`;
-  const logDir = isGcsUrl(outDir) ? `runs/${name}` : outDir;
+  const logDir = isGsUrl(outDir) ? `runs/${name}` : outDir;
   if (!config["train-dataset-shards"]) {
     throw new TrainingError('"train-dataset-shards" is not set: give the shards to train on');
   }
@@ -37,17 +37,17 @@ export async function checkRun(config: Config): Promise<RunPaths> {
   }
   for (const key of ["pretrained-ckpt", "label-mapping"] as const) {
     const url = config[key] as string | null;
-    if (url && !isGcsUrl(url)) await checkFile(key, url);
+    if (url && !isGsUrl(url)) await checkFile(key, url);
   }
   const ckpt = config["pretrained-ckpt"] as string | null;
-  if (ckpt && !isGcsUrl(ckpt)) {
+  if (ckpt && !isGsUrl(ckpt)) {
     try {
       await requireFlaxFormat(ckpt, ckpt);
     } catch (e) {
       throw new TrainingError(`"pretrained-ckpt": ${(e as Error).message}`);
     }
   }
-  if (!isGcsUrl(outDir)) await checkFolder("output-dir", outDir);
+  if (!isGsUrl(outDir)) await checkFolder("output-dir", outDir);
   if (logDir !== outDir) await checkFolder("log folder", logDir);
   return { outDir, logDir };
 }

@@ -286,11 +286,23 @@ export class RunState {
  * Keys whose value differs between a saved config (as `configToJson` writes it) and `config`;
  * a key the saved config lacks (an option added since) counts as its default.
  */
+/**
+ * What a run saved before a key existed did, where that is not the key's default: runs before
+ * `random-erasing-fill` filled erased boxes with timm's normal noise.
+ */
+const BEFORE_KEY_EXISTED: Partial<Record<ConfigKey, unknown>> = {
+  "random-erasing-fill": "normal",
+};
+
 export function configChanges(saved: Record<string, unknown>, config: Config): ConfigChange[] {
   const now = JSON.parse(configToJson(config)) as Record<string, unknown>;
   const out: ConfigChange[] = [];
   for (const key of CONFIG_KEYS) {
-    const was = key in saved ? saved[key] : OPTIONS[key].default;
+    const was = key in saved
+      ? saved[key]
+      : key in BEFORE_KEY_EXISTED
+      ? BEFORE_KEY_EXISTED[key]
+      : OPTIONS[key].default;
     if (JSON.stringify(was) !== JSON.stringify(now[key])) {
       out.push({ key, saved: was, now: now[key] });
     }

@@ -60,14 +60,13 @@ export function lossAndMetrics(
   const labelCount = cfg.vit.labels;
   if (labelCount === null) throw new Error("training needs a classification head (labels)");
   let images = normalizeImages(batch.images);
-  const hard = oneHot(batch.labels, labelCount);
-  let labels = hard;
+  let labels = oneHot(batch.labels, labelCount);
   if (cfg.criterion === "ce") labels = smoothLabels(labels, cfg.labelSmoothing);
-  let labelSet = hard;
-  if (mix) [images, labels, labelSet] = applyMix(images, labels, hard, mix);
+  if (mix) [images, labels] = applyMix(images, labels, mix);
   const logits = vitForward(cfg.vit, params, images, { det: !!cfg.deterministic, key });
   const loss = ops.mean(criterion(cfg.criterion, logits, labels));
-  const { acc1, acc5 } = accuracy(logits, labelSet);
+  // Accuracy against the dominant class of the smoothed, mixed labels, as the original counts.
+  const { acc1, acc5 } = accuracy(logits, labels);
   return [loss, { loss, acc1: ops.mean(acc1), acc5: ops.mean(acc5) }];
 }
 
@@ -129,7 +128,9 @@ export function buildGradStep(cfg: TrainStepConfig) {
 
 /**
  * Evaluation: logits-based metrics with a validity mask for padded rows (label -1), summed over
- * the rows of every replica (each validation sample counts once, wherever it ran).
+ * the rows of every replica (each validation sample counts once, wherever it ran). As the
+ * original's `validation_step` (`det=True`), the loss is taken against the one-hot labels: no
+ * label smoothing, no mixing.
  */
 export function buildEvalStep(cfg: TrainStepConfig) {
   return (params: unknown, batch: Batch<Tensor>) => {
@@ -137,8 +138,7 @@ export function buildEvalStep(cfg: TrainStepConfig) {
     const hard = oneHot(batch.labels, labelCount);
     const logits = vitForward(cfg.vit, params, normalizeImages(batch.images), { det: true });
     const valid = ops.convert(ops.ge(batch.labels, 0), "f32");
-    const labels = cfg.criterion === "ce" ? smoothLabels(hard, cfg.labelSmoothing) : hard;
-    const loss = ops.mul(criterion(cfg.criterion, logits, labels), valid);
+    const loss = ops.mul(criterion(cfg.criterion, logits, hard), valid);
     const { acc1, acc5 } = accuracy(logits, hard);
     // Sums over valid rows; the host divides by the number of real samples.
     const total = (t: Tensor) => ops.allReduceSum(ops.sum(t), cfg.replicas ?? 1);
@@ -154,9 +154,8 @@ export function buildEvalStep(cfg: TrainStepConfig) {
 export function applyMix(
   images: Tensor,
   labels: Tensor,
-  hard: Tensor,
   mix: MixInputs<Tensor>,
-): [Tensor, Tensor, Tensor] {
+): [Tensor, Tensor] {
   const [b, h, w] = images.shape;
   // x[perm] as a one-hot matmul: exact in f32 and cheap next to the model.
   const permMatrix = ops.convert(
@@ -177,7 +176,5 @@ export function applyMix(
   const mixedImages = ops.add(ops.mul(wImg, images), ops.mul(ops.sub(1, wImg), gather(images)));
   const lam = ops.broadcastTo(mix.labelLam, labels.shape);
   const mixedLabels = ops.add(ops.mul(lam, labels), ops.mul(ops.sub(1, lam), gather(labels)));
-  // The label set for accuracy: classes with a positive mixed weight.
-  const set = ops.add(ops.mul(lam, hard), ops.mul(ops.sub(1, lam), gather(hard)));
-  return [mixedImages, mixedLabels, set];
+  return [mixedImages, mixedLabels];
 }

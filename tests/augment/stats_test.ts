@@ -168,7 +168,7 @@ Deno.test("3a: solarize, grayscale and blur each chosen with probability 1/3", (
   for (const c of counts) assertRate(c, n, 1 / 3, "3a op");
 });
 
-Deno.test("RandomErasing: box area U(0.02, 0.33), log-uniform aspect, probability p, N(0,1) noise", () => {
+Deno.test("RandomErasing: box area U(0.02, 0.33), log-uniform aspect, probability p, normal fill N(0,1)", () => {
   const rng = Rng.fromSeed(6);
   const W = 224, H = 224, n = 20000;
   const areas: number[] = [], logAspects: number[] = [];
@@ -188,7 +188,7 @@ Deno.test("RandomErasing: box area U(0.02, 0.33), log-uniform aspect, probabilit
   let erased = 0;
   const z: number[][] = [[], [], []];
   for (let i = 0; i < 2000; i++) {
-    const out = randomErasing(img, rng, { probability: 0.25 });
+    const out = randomErasing(img, rng, { probability: 0.25, fill: "normal" });
     if (out === img) continue;
     erased++;
     for (let p = 0; p < out.data.length; p++) {

@@ -6,7 +6,7 @@ import { flattenTree } from "../../lib/checkpoint/tree.ts";
 import { saveTrainingState } from "../../lib/checkpoint/train_state.ts";
 import { hostTensor } from "../../lib/ir/host_tensor.ts";
 import { assert, assertEquals, assertRejects } from "../assert.ts";
-import { startFakeGcs } from "./fake_gcs.ts";
+import { startFakeGcs } from "../fake_gcs.ts";
 import { HAVE_TORCH, torchCheck } from "./torch_helper.ts";
 
 const FIX = (name: string) => new URL(`../fixtures/checkpoint/${name}`, import.meta.url).pathname;
@@ -137,7 +137,7 @@ Deno.test({
   async fn() {
     const gcs = startFakeGcs();
     const saved = Deno.env.get("STORAGE_EMULATOR_HOST");
-    Deno.env.set("STORAGE_EMULATOR_HOST", gcs.url);
+    Deno.env.set("STORAGE_EMULATOR_HOST", gcs.endpoint);
     try {
       gcs.objects.set("models/vit-a.msgpack", MSGPACK);
       const r = await convertCheckpoint({ input: "gs://models/vit-a.msgpack" });

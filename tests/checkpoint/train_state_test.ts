@@ -7,7 +7,7 @@ import {
 import { writeFlaxMsgpack } from "../../lib/checkpoint/flax_msgpack.ts";
 import { hostTensor } from "../../lib/ir/host_tensor.ts";
 import { assertEquals, assertRejects } from "../assert.ts";
-import { startFakeGcs } from "./fake_gcs.ts";
+import { startFakeGcs } from "../fake_gcs.ts";
 import { useGcsEndpoint } from "../../lib/checkpoint/storage.ts";
 import { decode, ExtensionCodec } from "@msgpack/msgpack";
 
@@ -124,7 +124,7 @@ Deno.test("training state: bad files give errors naming the file and key", async
 
 Deno.test("training state on gs://: upload then load back; a failed upload keeps the old object", async () => {
   const gcs = startFakeGcs();
-  useGcsEndpoint(gcs.url);
+  useGcsEndpoint(gcs.endpoint);
   try {
     const state = await sampleState();
     await saveTrainingState("gs://ckpt/run1/last.msgpack", state);

@@ -1,6 +1,6 @@
 import { createValidLoader } from "../../lib/data/loader.ts";
 import { assertEquals } from "../assert.ts";
-import { startFakeGcs } from "./fake_gcs.ts";
+import { startFakeGcs } from "../fake_gcs.ts";
 import {
   buildShard,
   goodSamples,

@@ -1,6 +1,6 @@
 import { OpenError, openShard } from "../../lib/data/open.ts";
 import { assert, assertEquals, assertRejects } from "../assert.ts";
-import { startFakeGcs } from "./fake_gcs.ts";
+import { startFakeGcs } from "../fake_gcs.ts";
 import { readShard } from "../../lib/data/shard_reader.ts";
 import { buildShard, collect, rangeResponse, serve, writeShards } from "./helpers.ts";
 

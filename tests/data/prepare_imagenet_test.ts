@@ -1,6 +1,6 @@
 import { IMAGENET_VARIANTS } from "../../lib/data/imagenet.ts";
 import { assert, assertEquals } from "../assert.ts";
-import { startFakeGcs } from "./fake_gcs.ts";
+import { startFakeGcs } from "../fake_gcs.ts";
 import { rangeResponse, serve } from "./helpers.ts";
 
 const TASK = new URL("../../tasks/prepare_imagenet.ts", import.meta.url).pathname;

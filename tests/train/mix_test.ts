@@ -33,7 +33,7 @@ for (
     const out = await evaluate(
       new CpuBackend(),
       (x: Tensor, y: Tensor, m: never) => {
-        const [xi, yi] = applyMix(x, y, y, m);
+        const [xi, yi] = applyMix(x, y, m);
         return { xi, yi };
       },
       hostTensor([B, H, W, C], "f32", images),

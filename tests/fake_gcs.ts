@@ -1,7 +1,8 @@
 /**
- * A minimal GCS JSON API on 127.0.0.1 for tests, enough for `@google-cloud/storage` to read
- * objects (metadata, media with Range) and upload them (multipart and resumable), with the
- * md5/crc32c hashes the client checks after an upload.
+ * The one fake GCS server of the tests: a minimal GCS JSON API on 127.0.0.1, enough for
+ * `@google-cloud/storage` to list, read (metadata, media with Range), upload (multipart and
+ * resumable, with the md5/crc32c hashes the client checks) and delete objects, held in memory.
+ * Failures can be injected into downloads (`failNext`) and uploads (`failUploads`).
  */
 import { createHash } from "node:crypto";
 
@@ -9,6 +10,10 @@ export interface FakeGcs {
   endpoint: string;
   objects: Map<string, Uint8Array>;
   requests: string[];
+  /** Uploads completed. */
+  readonly uploads: number;
+  /** Fail the next N uploads with a 503 (to test that nothing is replaced). */
+  failUploads: number;
   /** Makes the next `n` media downloads of `object` fail with `status`. */
   failNext(object: string, status: number, n?: number): void;
   close(): Promise<void>;
@@ -20,6 +25,12 @@ export function startFakeGcs(initial: Record<string, Uint8Array> = {}): FakeGcs 
   const failures = new Map<string, { status: number; n: number }>();
   const sessions = new Map<string, { key: string; parts: Uint8Array[] }>();
   let sessionId = 0;
+  const state = { uploads: 0, failUploads: 0 };
+  const stored = (key: string, data: Uint8Array) => {
+    objects.set(key, data);
+    state.uploads++;
+    return json(metadata(key, data));
+  };
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const url = new URL(req.url);
     const path = url.pathname.replace(/^\/storage\/v1/, "");
@@ -54,6 +65,12 @@ export function startFakeGcs(initial: Record<string, Uint8Array> = {}): FakeGcs 
       });
     }
     const up = url.pathname.match(/^\/upload\/storage\/v1\/b\/([^/]+)\/o$/);
+    const session = url.pathname.match(/^\/upload\/session\/(\d+)$/);
+    if ((req.method === "POST" && up || req.method === "PUT" && session) && state.failUploads > 0) {
+      await req.arrayBuffer();
+      state.failUploads--;
+      return json({ error: { code: 503, message: "try later" } }, 503);
+    }
     if (req.method === "POST" && up) {
       const type = url.searchParams.get("uploadType");
       if (type === "resumable") {
@@ -68,12 +85,9 @@ export function startFakeGcs(initial: Record<string, Uint8Array> = {}): FakeGcs 
       if (type === "multipart") {
         const body = new Uint8Array(await req.arrayBuffer());
         const { name, data } = parseMultipart(body, req.headers.get("content-type") ?? "");
-        const key = `${up[1]}/${url.searchParams.get("name") ?? name}`;
-        objects.set(key, data);
-        return json(metadata(key, data));
+        return stored(`${up[1]}/${url.searchParams.get("name") ?? name}`, data);
       }
     }
-    const session = url.pathname.match(/^\/upload\/session\/(\d+)$/);
     if (req.method === "PUT" && session) {
       const s = sessions.get(session[1]);
       if (!s) return json({ error: { code: 404, message: "no session" } }, 404);
@@ -85,10 +99,8 @@ export function startFakeGcs(initial: Record<string, Uint8Array> = {}): FakeGcs 
       if (/^bytes \d+-\d+\/\*$/.test(range)) {
         return new Response(null, { status: 308, headers: { range: `bytes=0-${total - 1}` } });
       }
-      const data = concat(s.parts);
-      objects.set(s.key, data);
       sessions.delete(session[1]);
-      return json(metadata(s.key, data));
+      return stored(s.key, concat(s.parts));
     }
     if (req.method === "DELETE" && obj) {
       objects.delete(`${obj[1]}/${decodeURIComponent(obj[2])}`);
@@ -100,6 +112,15 @@ export function startFakeGcs(initial: Record<string, Uint8Array> = {}): FakeGcs 
     endpoint: `http://127.0.0.1:${server.addr.port}`,
     objects,
     requests,
+    get uploads() {
+      return state.uploads;
+    },
+    get failUploads() {
+      return state.failUploads;
+    },
+    set failUploads(n: number) {
+      state.failUploads = n;
+    },
     failNext(object, status, n = 1) {
       failures.set(object, { status, n });
     },
