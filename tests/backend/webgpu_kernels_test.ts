@@ -193,7 +193,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "webgpu: max/min propagate NaN, NaN compares not-equal; integer division by zero; shifts of 32 and more",
+  name: "webgpu: max/min propagate NaN, NaN != x; integer division by zero; shifts of 32 and more",
   ...opts,
   fn: async () => {
     const other = hostTensor([8], "f32", [1, NaN, 0, 0, 1, 1, 1, 1]);
