@@ -2,25 +2,34 @@
  * WebGPU benchmarks, with their peers run in the same invocation on the same machine:
  *   matmul   f32 TFLOP/s of `x @ y` at 1024^3 and 4096^3 (peer: torch.mm on the CPU);
  *   tiny     train-step img/s of the tiny MNIST ViT (28x28, patch 4, dim 64, depth 4, batch
- *            128, AdamW), params and optimizer state donated step to step and the loss read
- *            back every step as the training loop does (peer: scripts/bench_torch_vit.py,
- *            Debian's python3-torch, 1 thread and all threads);
- *   vit_s    train-step img/s of ViT-S/16 at 224 (batch 32 by default).
+ *            128, AdamW) on the trainer's path: `compileTrainPrograms`, params and optimizer
+ *            state donated, the u8 batch uploaded and the metrics read back each step as the
+ *            training loop does (peer: scripts/bench_torch_vit.py, Debian's python3-torch, 1
+ *            thread and all threads);
+ *   vit_s    train-step img/s of ViT-S/16 at 224 (batch 32 by default);
+ *   plan     bytes of the ViT-S/16 and ViT-B/16 steps at batch 256 planned for an 80 GB GPU
+ *            (no device needed), with and without --grad-ckpt.
  *
- * `deno run -A bench/webgpu.ts [--only matmul,tiny,vit_s] [--steps N] [--vit-s-steps N]`
+ * `deno run -A bench/webgpu.ts [--only matmul,tiny,vit_s,plan] [--steps N] [--vit-s-steps N]`
  * prints the JSON; `deno task bench --backend webgpu` calls benchWebGpu().
  */
 import process from "node:process";
 import { Compiled } from "../lib/backend/jit.ts";
 import { WebGpuBackend } from "../lib/backend/webgpu/backend.ts";
+import { type AdapterProfile, adapterProfile } from "../lib/backend/webgpu/device.ts";
+import { type CompiledPlan, compilePlan } from "../lib/backend/webgpu/memory.ts";
+import { trace } from "../lib/ir/graph.ts";
+import { stepSignature } from "../lib/train/signature.ts";
 import type { DeviceArray } from "../lib/backend/backend.ts";
 import { hostTensor } from "../lib/ir/host_tensor.ts";
 import * as ops from "../lib/ir/ops.ts";
-import { flatten, unflatten } from "../lib/ir/pytree.ts";
+import { flatten } from "../lib/ir/pytree.ts";
 import type { Tensor } from "../lib/ir/tensor.ts";
 import { initViT } from "../lib/model/init.ts";
 import type { ViTConfig } from "../lib/model/vit.ts";
 import { initOptState, stepScalars } from "../lib/optim/optimizer.ts";
+import { DeviceTrees } from "../lib/train/device_trees.ts";
+import { compileTrainPrograms, microInputs } from "../lib/train/programs.ts";
 import { buildTrainStep } from "../lib/train/step.ts";
 import { benchStepConfig, syntheticBatch, TINY_VIT } from "./train_step.ts";
 
@@ -49,13 +58,77 @@ export const VIT_S16: ViTConfig = {
   gradCkpt: false,
 };
 
+export const VIT_B16: ViTConfig = { ...VIT_S16, dim: 768, heads: 12 };
+
+/**
+ * An 80 GB GPU as Deno's WebGPU (wgpu on Vulkan) would present an H100: GPU tuning (tiled
+ * matmul), 2 GiB bindings, 16 storage buffers per stage (the planner splits kernels beyond). The
+ * memory is what the card's name states; no device is needed to plan for it.
+ */
+export const GPU_80GB: AdapterProfile = adapterProfile(
+  {
+    maxStorageBuffersPerShaderStage: 16,
+    maxStorageBufferBindingSize: 2 ** 31 - 256,
+    maxBufferSize: 2 ** 40,
+    maxComputeWorkgroupStorageSize: 49152,
+    maxComputeWorkgroupsPerDimension: 65535,
+    minStorageBufferOffsetAlignment: 256,
+  },
+  false,
+  { memoryBytes: 80e9 },
+);
+
+/**
+ * The trainer's step (AdamW, no mixing) for `vit` at `batch`, traced and planned for `adapter`
+ * without a device: its kernels, buffers and bytes.
+ */
+export function planTrainStep(
+  vit: ViTConfig,
+  batch: number,
+  adapter: AdapterProfile,
+): CompiledPlan {
+  const cfg = benchStepConfig(vit);
+  const sig = stepSignature(cfg, { perReplicaBatch: batch, mixing: false });
+  const step = buildTrainStep(cfg);
+  const traced = trace(
+    (p: unknown, o: never, b: never, m: null, s: never, k: Tensor) => step(p, o, b, m, s, k),
+    ...sig.args,
+  );
+  return compilePlan(traced.graph, adapter);
+}
+
+/** ViT-S/16 and ViT-B/16 train steps at batch 256 planned for `GPU_80GB`: bytes in GiB. */
+export function planMemoryTable(): Record<string, unknown>[] {
+  const rows: Record<string, unknown>[] = [];
+  for (const [name, vit] of [["ViT-S/16", VIT_S16], ["ViT-B/16", VIT_B16]] as const) {
+    for (const gradCkpt of [false, true]) {
+      const { memory: m, kernels } = planTrainStep({ ...vit, gradCkpt }, 256, GPU_80GB);
+      const g = (b: number) => Math.round((b / 2 ** 30) * 10) / 10;
+      rows.push({
+        model: name,
+        batch: 256,
+        grad_ckpt: gradCkpt,
+        kernels: kernels.length,
+        intermediates_allocated_gib: g(m.allocated),
+        intermediates_peak_live_gib: g(m.peakLive),
+        total_gib: g(m.total),
+      });
+    }
+  }
+  return rows;
+}
+
 export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<Record<string, unknown>> {
   const only = new Set(opts.only ?? ["matmul", "tiny", "vit_s"]);
   const python = opts.python ?? "/usr/bin/python3";
+  // Planned without a device: only this cell asked for, no adapter is opened.
+  const plan = only.has("plan") ? planMemoryTable() : undefined;
+  if (only.size === 1 && plan) return { plan };
   const backend = await WebGpuBackend.create();
   const out: Record<string, unknown> = {
     device: backend.description,
     load_average_before: round(Deno.loadavg()[0]),
+    ...(plan ? { plan } : {}),
   };
   try {
     if (only.has("matmul")) {
@@ -105,7 +178,14 @@ export async function benchWebGpu(opts: WebGpuBenchOptions = {}): Promise<Record
 }
 
 export function formatWebGpuBench(r: Record<string, unknown>): string {
-  const lines = [`device: ${r.device}`];
+  const lines = r.device ? [`device: ${r.device}`] : [];
+  for (const p of (r.plan as Record<string, unknown>[] | undefined) ?? []) {
+    lines.push(
+      `plan ${p.model} batch ${p.batch}${p.grad_ckpt ? " grad-ckpt" : ""}: intermediates ` +
+        `${p.intermediates_allocated_gib} GiB allocated / ${p.intermediates_peak_live_gib} GiB ` +
+        `peak live, ${p.total_gib} GiB in all (${p.kernels} kernels)`,
+    );
+  }
   for (const m of (r.matmul as Record<string, unknown>[] | undefined) ?? []) {
     lines.push(
       `matmul ${m.size}: ${m.webgpu_tflops} TFLOP/s (${m.webgpu_ms} ms); torch CPU ${m.torch_cpu_tflops} TFLOP/s`,
@@ -131,9 +211,14 @@ export function formatWebGpuBench(r: Record<string, unknown>): string {
   }
   const vs = r.vit_s16 as Record<string, any> | undefined;
   if (vs) {
-    lines.push(`ViT-S/16 224 batch ${vs.batch}: ${vs.img_per_s} img/s (${vs.step_ms} ms/step)`);
+    lines.push(
+      `ViT-S/16 224 batch ${vs.batch}: ${vs.img_per_s} img/s (${vs.step_ms} ms/step, ` +
+        `image upload ${vs.image_upload_ms} ms)`,
+    );
   }
-  lines.push(`load average ${r.load_average_before} -> ${r.load_average_after} (2-core machine)`);
+  if (r.device) {
+    lines.push(`load average ${r.load_average_before} -> ${r.load_average_after} (2-core machine)`);
+  }
   return lines.join("\n");
 }
 
@@ -168,8 +253,11 @@ async function benchMatmul(
 }
 
 /**
- * Train steps as the training loop runs them: params and optimizer state donated, the batch
- * uploaded each step, the loss read back each step.
+ * Train steps on the trainer's path (`lib/train/programs.ts`, as `Trainer.trainStep` calls it):
+ * the step program with params and optimizer state donated, each step's u8 batch built by
+ * `microInputs` and uploaded, and each step's metrics read back after the next step is queued,
+ * as the loop reads them. Also times the image batch's upload alone (bytes widened on the
+ * device).
  */
 async function benchTrainSteps(
   backend: WebGpuBackend,
@@ -179,50 +267,62 @@ async function benchTrainSteps(
 ): Promise<Record<string, number>> {
   const cfg = benchStepConfig(vit);
   const batch = syntheticBatch(vit, batchSize);
-  const key = hostTensor([2], "u32", [0, 1]);
-  const step = buildTrainStep(cfg);
   const t0 = performance.now();
   const hostParams = initViT(vit, 0);
   const hostOpt = initOptState(hostParams);
-  const compiled = await Compiled.create(
-    backend,
-    (p: unknown, o: never, b: never, s: never, k: Tensor) => step(p, o, b, null, s, k),
-    hostParams,
-    hostOpt,
-    batch,
-    stepScalars(cfg.optimizer, 0, 1e-3),
-    key,
-  );
+  const shape = { microBatch: batchSize, accum: 1, imageSize: vit.imageSize, mixing: false };
+  const programs = await compileTrainPrograms(backend, cfg, shape, hostParams, hostOpt);
   const compileS = (performance.now() - t0) / 1000;
-  const upload = async (t: unknown) => {
-    const { leaves, def } = flatten<never>(t);
-    return unflatten(def, await Promise.all(leaves.map((l) => backend.fromHost(l))));
+  const trees = new DeviceTrees(backend);
+  let params = await trees.upload(hostParams);
+  let opt = await trees.upload(hostOpt);
+  const host = {
+    images: batch.images.data as Uint8Array,
+    labels: batch.labels.data as Int32Array,
+    count: batchSize,
   };
-  let params: unknown = await upload(hostParams);
-  let opt: unknown = await upload(hostOpt);
-  const nDonated = flatten(hostParams).leaves.length + flatten(hostOpt).leaves.length;
+  const seeds = { dropout: 0, mixup: 0 }, mix = { mixup: 0, cutmix: 0 };
   const cpu = () => {
     const u = process.cpuUsage();
     return (u.user + u.system) / 1e6;
   };
+  let pending: Promise<Record<string, number>> | undefined;
+  const settle = async (i: number) => {
+    if (!pending) return;
+    const loss = (await pending).loss;
+    pending = undefined;
+    if (!Number.isFinite(loss)) throw new Error(`bench: loss is ${loss} at step ${i}`);
+  };
   const one = async (i: number) => {
-    const args = [params, opt, batch, stepScalars(cfg.optimizer, i, 1e-3), key];
-    const nArgs = flatten(args).leaves.length;
-    const donate = Array.from({ length: nArgs }, (_, j) => j < nDonated);
-    const out = await compiled.call(args, { donate });
+    const out = await programs.run(
+      params,
+      opt,
+      () => Promise.resolve(microInputs(shape, seeds, mix, host, i, 0)),
+      stepScalars(cfg.optimizer, i, 1e-3),
+    );
     params = out.params;
     opt = out.opt;
-    const loss = (await backend.toHost(out.metrics.loss)).data[0];
-    for (const m of flatten<DeviceArray>(out.metrics).leaves) backend.free(m);
-    if (!Number.isFinite(loss)) throw new Error(`bench: loss is ${loss} at step ${i}`);
+    await settle(i - 1); // the previous step's metrics, this one queued
+    pending = out.metrics;
   };
   const t1 = performance.now();
   await one(0); // first step: shader compilation in the driver
+  await settle(0);
   const firstS = (performance.now() - t1) / 1000;
   const t2 = performance.now(), c2 = cpu();
   for (let i = 1; i <= steps; i++) await one(i);
+  await settle(steps);
   const s = (performance.now() - t2) / 1000, cpuS = cpu() - c2;
-  compiled.dispose();
+  // The image batch alone: sent as bytes, widened on the device; timed to the data's arrival.
+  let uploadMs = Infinity;
+  for (let r = 0; r < 3; r++) {
+    const t = performance.now();
+    const images = await backend.fromHost(batch.images);
+    await backend.ctx.device.queue.onSubmittedWorkDone();
+    uploadMs = Math.min(uploadMs, performance.now() - t);
+    backend.free(images);
+  }
+  programs.dispose();
   for (const l of flatten<DeviceArray>([params, opt]).leaves) backend.free(l);
   return {
     batch: batchSize,
@@ -233,6 +333,7 @@ async function benchTrainSteps(
     cpu_ms_per_step: round((cpuS / steps) * 1000),
     compile_s: round(compileS),
     first_step_s: round(firstS),
+    image_upload_ms: round(uploadMs),
   };
 }
 

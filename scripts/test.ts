@@ -5,7 +5,10 @@
  * run, several isolates each hold a wgpu instance over Mesa's EGL (llvmpipe), and the process
  * sometimes aborted at exit in glibc's heap checks while libEGL's destructor ran (a core dump
  * showed it), after every test had passed; run serially it was not seen (README, Known
- * problems). Everything else runs with `--parallel`. Given file arguments, it runs just those.
+ * problems). With Mesa's Vulkan driver installed Deno picks Vulkan (lavapipe), but without
+ * DENO_WEBGPU_BACKEND=vulkan wgpu still opens its GL backend (and libEGL) to enumerate adapters,
+ * so the files stay serial on every machine. Everything else runs with `--parallel`. Given file
+ * arguments, it runs just those.
  */
 const SERIAL = [
   "tests/backend/array_lifetime_test.ts",

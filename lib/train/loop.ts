@@ -1,8 +1,8 @@
 /**
  * The training loop of `deno task train`. `train` checks and sets up a run (preflight.ts,
  * run_setup.ts, run_state.ts); `Trainer` streams batches (train_data.ts) through the compiled step
- * (programs.ts), reports (step_report.ts, logging.ts; W&B and TensorBoard: report.ts), evaluates (evaluate.ts),
- * checkpoints and resumes. Every setting comes from run_config.ts, the batch plan among them.
+ * (programs.ts), reports (step_report.ts, logging.ts; W&B and TensorBoard: report.ts), evaluates
+ * (evaluate.ts), checkpoints and resumes. Every setting comes from run_config.ts, the batch plan among them.
  * What lands in `output-dir`, and when, is in README.md; only process 0 writes, and every process
  * of a multi-host job checks at the start that it resumes from the same step.
  */
@@ -110,8 +110,12 @@ class Trainer {
   readonly schedule: (step: number) => number;
   readonly trees: DeviceTrees;
 
-  constructor(readonly ctx: RunContext, readonly stopAtStep?: number) {
+  /** The step this process stops at: the last, or `stopAtStep` (tests, benchmarks). */
+  readonly stopAt: number;
+
+  constructor(readonly ctx: RunContext, stopAtStep?: number) {
     const { config, backend, topology } = ctx;
+    this.stopAt = Math.min(config["training-steps"], stopAtStep ?? Infinity);
     // Before any work: the batches split over processes x devices x grad-accum.
     try {
       this.plan = batchPlan(config, { processes: topology.processCount, devices: backend.devices });
@@ -137,15 +141,7 @@ class Trainer {
     if (from.step > 0) log.line(`resumed from ${state.path("state")} at step ${from.step}`);
     if (log.dir) log.line(report.outputsLine(config.name, state.outDir, log.dir));
     else log.line(`process ${topology.processIndex} writes no files (process 0 does)`);
-    const reports = log.dir
-      ? await startReports(
-        config,
-        state,
-        log as RunLog & { dir: string },
-        this.ctx.backend,
-        from.step,
-      )
-      : undefined;
+    const reports = await startReports(this.ctx, from.step);
     const end = { interrupted: false, exitcode: 1 };
     try {
       const r = await this.trainFrom(from, t0, reports);
@@ -160,28 +156,25 @@ class Trainer {
   async trainFrom(from: Resumed, t0: number, reports: RunReport | undefined): Promise<TrainResult> {
     const { config, log, state, signal, topology } = this.ctx;
     const loop = await openLoop(this.ctx, this, from, reports);
-    const total = config["training-steps"], stopAt = Math.min(total, this.stopAtStep ?? Infinity);
+    const total = config["training-steps"], stopAt = this.stopAt;
     let interrupted = false;
     try {
       if (!from.position && from.step > 0) {
         // A state saved before (this process's) data positions were: replay the batches.
-        const n = from.step * this.plan.accum;
-        log.line(
-          `the state has no data position for process ${topology.processIndex}: ` +
-            `replaying ${n} batches`,
-        );
-        for (let i = 0; i < n; i++) await loop.data.next();
-        loop.position = loop.data.position();
+        const n = from.step * this.plan.accum, p = topology.processIndex;
+        log.line(`the state has no data position for process ${p}: replaying ${n} batches`);
+        loop.position = await loop.data.replay(n);
       }
       this.ctx.positions?.publish(loop.step, loop.position);
       if (from.evalPending) await this.evaluateAndSave(loop);
       while (loop.step < stopAt) {
         if (signal?.aborted) throw new Interrupted();
-        await this.advance(loop, stopAt);
+        await this.advance(loop);
       }
     } catch (e) {
       if (!(e instanceof Interrupted)) throw e;
       interrupted = true;
+      await this.settle(loop); // the last step's metrics belong in the window saved below
     } finally {
       await loop.data.close();
       loop.programs.dispose();
@@ -203,44 +196,66 @@ class Trainer {
     return { step, bestAcc1: state.bestAcc1, lastEval: state.lastEval, interrupted, seconds };
   }
 
-  /** One optimizer step, then its progress line, and its log line, eval or save when due. */
-  async advance(loop: Loop, stopAt: number): Promise<void> {
-    const { config, log, state } = this.ctx;
+  /**
+   * One optimizer step, queued; then the previous step's metrics are read (on a GPU, step n + 1
+   * is encoded while step n runs). Log, eval and save points read their own step's metrics first,
+   * so the window, the loader's statistics and the saved state all belong to that step.
+   */
+  async advance(loop: Loop): Promise<void> {
+    const { config } = this.ctx;
     const lr = this.schedule(loop.step);
     const out = await this.trainStep(loop, lr);
     loop.params = out.params;
     loop.opt = out.opt;
-    const step = ++loop.step, loss = out.metrics.loss, window = loop.window;
+    const step = ++loop.step, total = config["training-steps"];
     loop.position = loop.data.position();
     this.ctx.positions?.publish(step, loop.position);
-    if (!Number.isFinite(loss)) {
-      throw new TrainingError(
-        `loss is ${loss} at step ${step}: stopping. The last good checkpoint ` +
-          `(${state.path("state")}, if one was written) is intact; lower the learning rate or ` +
-          "enable --clip-grad.",
-      );
-    }
-    const times = { data_time: out.dataTime, compute_time: out.computeTime };
-    window.add({ ...out.metrics, ...times }, this.plan.global);
+    await this.settle(loop);
+    out.metrics.catch(() => {}); // awaited by settle(); an early exit must not leave it unhandled
+    loop.pending = {
+      step,
+      lr,
+      metrics: out.metrics,
+      dataTime: out.dataTime,
+      computeTime: out.computeTime,
+    };
+    const logDue = step % config["log-interval"] === 0 || step === total;
+    const evalDue = step % config["eval-interval"] === 0 || step === total;
+    const saveDue = !evalDue && this.saveDue(step);
+    if (logDue || evalDue || saveDue || step === this.stopAt) await this.settle(loop);
+    if (evalDue) await this.evaluateAndSave(loop);
+    else if (saveDue) await this.save(loop, false);
+  }
+
+  /**
+   * Reads the pending step's metrics: stops on a non-finite loss, adds them to the window, prints
+   * the progress line and, when due, the log line.
+   */
+  async settle(loop: Loop): Promise<void> {
+    const p = loop.pending;
+    if (!p) return;
+    loop.pending = undefined;
+    const { config, log, state } = this.ctx;
+    const t = performance.now();
+    const metrics = await p.metrics;
+    const { step, lr } = p, loss = metrics.loss, window = loop.window;
+    if (!Number.isFinite(loss)) throw new TrainingError(this.failure(loop, step, { loss }));
+    const computeTime = p.computeTime + (performance.now() - t) / 1000;
+    window.add({ ...metrics, data_time: p.dataTime, compute_time: computeTime }, this.plan.global);
     const imgPerS = window.imagesPerSecond();
-    const eta = (stopAt - step) * this.plan.global / imgPerS;
+    const eta = (this.stopAt - step) * this.plan.global / imgPerS;
     const total = config["training-steps"];
     log.progress(
-      report.progressLine({ step, total, loss, acc1: out.metrics.acc1, lr, imgPerS }, eta),
+      report.progressLine({ step, total, loss, acc1: metrics.acc1, lr, imgPerS }, eta),
       // Off a terminal: the first step at once, then one line a minute.
       step === loop.start + 1 ? 0 : undefined,
     );
     // Not at a stop before the end: the open window is saved and continues on resume.
     if (step % config["log-interval"] === 0 || step === total) {
       const event = report.trainEvent(window, loop.data.stats(), lr, imgPerS);
-      await log.record({ step, time: Date.now() / 1000, ...event });
-      await log.plot(); // a run without validation gets its charts too
-      log.line(report.trainLine(step, event, eta));
-      loop.reports?.log(event, step);
+      await this.record(loop, step, event, report.trainLine(step, event, eta));
       window.reset();
     }
-    if (step % config["eval-interval"] === 0 || step === total) await this.evaluateAndSave(loop);
-    else if (this.saveDue(step)) await this.save(loop, false);
   }
 
   /**
@@ -261,22 +276,21 @@ class Trainer {
       return { ...out, dataTime, computeTime: (performance.now() - t) / 1000 - dataTime };
     } catch (e) {
       if (e instanceof Interrupted) throw e;
-      const where = this.ctx.state.path("state");
-      if (e instanceof DataFailure) {
-        // No program ran on this step's data: the last completed step is intact, keep it.
-        const keep = step > loop.start && savedStep !== step;
-        if (keep) await this.save(loop, false);
-        throw new TrainingError(
-          `the training data failed at step ${step + 1}: ${(e.cause as Error).message}` +
-            (keep ? `; the state of step ${step} was saved to ${where}` : ""),
-        );
+      if (!(e instanceof DataFailure)) {
+        throw new TrainingError(this.failure(loop, step, { error: e as Error }));
       }
-      throw new TrainingError(
-        `step ${step + 1} failed: ${(e as Error).message}. The last saved state (${where}, step ` +
-          `${savedStep >= 0 ? savedStep : "of an earlier run, if any"}) is intact; run the same ` +
-          "command again to resume from it",
-      );
+      // No program ran on this step's data: the last completed step is intact, keep it.
+      await this.settle(loop);
+      const kept = step > loop.start && savedStep !== step;
+      if (kept) await this.save(loop, false);
+      throw new TrainingError(this.failure(loop, step, { data: e.cause as Error, kept }));
     }
+  }
+
+  /** Why the run stops at `step`, and what is intact. */
+  failure(loop: Loop, step: number, why: Parameters<typeof report.stepFailure>[1]): string {
+    const statePath = this.ctx.state.path("state");
+    return report.stepFailure({ step, statePath, savedStep: loop.savedStep }, why);
   }
 
   /** Evaluates (when there are validation shards), then saves with parameters. */
@@ -293,10 +307,7 @@ class Trainer {
           { index: topology.processIndex, count: topology.processCount },
         );
         const event = state.recordEval(r);
-        await log.record({ step, time: Date.now() / 1000, ...event });
-        await log.plot();
-        log.line(report.evalLine(step, r, state.bestAcc1));
-        loop.reports?.log(event, step);
+        await this.record(loop, step, event, report.evalLine(step, r, state.bestAcc1));
       } catch (e) {
         if (!(e instanceof Interrupted)) throw e;
         await this.save(loop, false, true);
@@ -304,6 +315,14 @@ class Trainer {
       }
     }
     await this.save(loop, true);
+  }
+
+  /** A log or eval event into metrics.jsonl, the charts (every run gets them), the log, W&B. */
+  async record(loop: Loop, step: number, event: Record<string, number>, line: string) {
+    await this.ctx.log.record({ step, time: Date.now() / 1000, ...event });
+    await this.ctx.log.plot();
+    this.ctx.log.line(line);
+    loop.reports?.log(event, step);
   }
 
   /** A periodic save of the state is due (`save-interval` steps, `save-minutes`). */

@@ -61,7 +61,12 @@ export interface MicroInputs {
 export interface StepResult {
   params: unknown;
   opt: unknown;
-  metrics: Record<string, number>;
+  /**
+   * The step's metrics, read back from the device. `run` returns once the step is queued and
+   * does not wait for them, so the caller can queue the next step before awaiting these (on a
+   * GPU, step n + 1 is then encoded while step n runs).
+   */
+  metrics: Promise<Record<string, number>>;
 }
 
 export interface TrainPrograms {
@@ -86,9 +91,26 @@ export async function compileTrainPrograms(
   params: unknown,
   opt: unknown,
 ): Promise<TrainPrograms> {
-  return shape.accum === 1
-    ? await SingleStep.compile(backend, cfg, shape, params, opt)
-    : await AccumulatedStep.compile(backend, cfg, shape, params, opt);
+  try {
+    return shape.accum === 1
+      ? await SingleStep.compile(backend, cfg, shape, params, opt)
+      : await AccumulatedStep.compile(backend, cfg, shape, params, opt);
+  } catch (e) {
+    // A backend that finds the step larger than its device's memory (the WebGPU plan's
+    // DeviceMemoryError) says so in figures; the step says which settings made it that large.
+    if ((e as Error)?.name !== "DeviceMemoryError") throw e;
+    const devices = shape.devices ?? 1;
+    throw new Error(
+      `the train step does not fit the device at batch ${shape.microBatch} per device` +
+        (shape.accum > 1 ? ` (grad-accum ${shape.accum})` : "") +
+        ` with grad-ckpt ${cfg.vit.gradCkpt ? "on" : "off"}: ${(e as Error).message}. ` +
+        (cfg.vit.gradCkpt ? "" : "Enable --grad-ckpt, or use ") +
+        `${cfg.vit.gradCkpt ? "Use " : ""}a smaller train-batch-size (now ${
+          shape.microBatch * shape.accum * devices
+        } per process) or a larger --grad-accum`,
+      { cause: e },
+    );
+  }
 }
 
 /**
@@ -193,7 +215,7 @@ class SingleStep implements TrainPrograms {
     this.trees.freeReplaced(m, out);
     this.trees.freeReplaced(params, out.params);
     this.trees.freeReplaced(opt, out.opt);
-    return { params: out.params, opt: out.opt, metrics: await this.trees.scalars(out.metrics) };
+    return { params: out.params, opt: out.opt, metrics: this.trees.scalars(out.metrics) };
   }
 
   dispose(): void {
@@ -258,13 +280,12 @@ class AccumulatedStep implements TrainPrograms {
     scalars: ReturnType<typeof stepScalars>,
   ): Promise<StepResult> {
     let acc: unknown;
-    const sums: Record<string, number> = {};
+    const reads: Promise<Record<string, number>>[] = [];
     for (let i = 0; i < this.accum; i++) {
       const m = await this.trees.uploadPerDevice(await next(i)) as MicroInputs;
       const out = await this.grad.call([params, m.batch, m.mix, m.key]);
       this.trees.freeReplaced(m, out);
-      const metrics = await this.trees.scalars(out.metrics);
-      for (const [k, v] of Object.entries(metrics)) sums[k] = (sums[k] ?? 0) + v / this.accum;
+      reads.push(this.trees.scalars(out.metrics));
       if (acc === undefined) acc = out.grads;
       else {
         const summed = await this.add.call([acc, out.grads]);
@@ -277,7 +298,14 @@ class AccumulatedStep implements TrainPrograms {
     this.trees.freeReplaced(acc, out);
     this.trees.freeReplaced(params, out.params);
     this.trees.freeReplaced(opt, out.opt);
-    return { params: out.params, opt: out.opt, metrics: sums };
+    const metrics = Promise.all(reads).then((all) => {
+      const sums: Record<string, number> = {};
+      for (const m of all) {
+        for (const [k, v] of Object.entries(m)) sums[k] = (sums[k] ?? 0) + v / this.accum;
+      }
+      return sums;
+    });
+    return { params: out.params, opt: out.opt, metrics };
   }
 
   dispose(): void {

@@ -135,13 +135,9 @@ export async function createRunBackend(
  * The run's reports (report.ts): TensorBoard event files beside metrics.jsonl, and a W&B run when
  * an API key is set (or WANDB_MODE=offline), continuing a resumed one (its id kept in the state).
  */
-export async function startReports(
-  config: Config,
-  state: RunState,
-  log: RunLog & { dir: string },
-  backend: Backend,
-  step: number,
-): Promise<RunReport> {
+export async function startReports(ctx: RunContext, step: number): Promise<RunReport | undefined> {
+  const { config, state, log, backend } = ctx;
+  if (!log.dir) return undefined; // process 0 reports
   const reports = await openRunReport({
     dir: log.dir,
     name: config.name,
@@ -192,6 +188,17 @@ export interface Loop {
   readonly programs: TrainPrograms;
   readonly evaluator: Evaluator | undefined;
   readonly reports: RunReport | undefined;
+  /** The last queued step, whose metrics are not read yet (see Trainer.settle). */
+  pending?: PendingStep;
+}
+
+/** A step queued on the device: its metrics come back while the next step is queued. */
+export interface PendingStep {
+  step: number;
+  lr: number;
+  metrics: Promise<Record<string, number>>;
+  dataTime: number;
+  computeTime: number;
 }
 
 /**

@@ -95,3 +95,23 @@ export function closingLine(o: {
       : "") +
     `; training state ${paths.state}`;
 }
+
+/** Why a run stops at a step: a non-finite loss, the data, or the step itself failing. */
+export function stepFailure(
+  o: { step: number; statePath: string; savedStep: number },
+  why: { loss: number } | { data: Error; kept: boolean } | { error: Error },
+): string {
+  const { step, statePath } = o;
+  if ("loss" in why) {
+    return `loss is ${why.loss} at step ${step}: stopping. The last good checkpoint ` +
+      `(${statePath}, if one was written) is intact; lower the learning rate or enable ` +
+      "--clip-grad.";
+  }
+  if ("data" in why) {
+    return `the training data failed at step ${step + 1}: ${why.data.message}` +
+      (why.kept ? `; the state of step ${step} was saved to ${statePath}` : "");
+  }
+  return `step ${step + 1} failed: ${why.error.message}. The last saved state (${statePath}, ` +
+    `step ${o.savedStep >= 0 ? o.savedStep : "of an earlier run, if any"}) is intact; run the ` +
+    "same command again to resume from it";
+}

@@ -105,6 +105,12 @@ export class TrainData {
     return this.#loader.position();
   }
 
+  /** Skips `n` batches (a state saved before data positions were): the position after them. */
+  async replay(n: number): Promise<TrainPosition | undefined> {
+    for (let i = 0; i < n; i++) await this.next();
+    return this.position();
+  }
+
   stats(): LoaderStats {
     return this.#loader.stats();
   }

@@ -193,12 +193,16 @@ Deno.test({
 });
 
 Deno.test({
-  name: "webgpu: max/min propagate NaN; integer division by zero; shifts of 32 and more",
+  name: "webgpu: max/min propagate NaN, NaN != x; integer division by zero; shifts of 32 and more",
   ...opts,
   fn: async () => {
     const other = hostTensor([8], "f32", [1, NaN, 0, 0, 1, 1, 1, 1]);
     await sameAsCpu((a, b) => ops.maximum(a, b), [SPECIAL, other], 0, [gpu]);
     await sameAsCpu((a, b) => ops.minimum(a, b), [SPECIAL, other], 0, [gpu]);
+    // NaN != anything is true (Vulkan's `!=` is ordered: false for NaN), in scalar and vec4 kernels.
+    for (const dir of ["ne", "eq", "lt"] as const) {
+      await sameAsCpu((a, b) => ops.compare(a, b, dir), [SPECIAL, other], 0, [gpu]);
+    }
     const a = hostTensor([5], "i32", [7, -7, -2147483648, 5, 0]);
     const b = hostTensor([5], "i32", [2, 2, -1, 0, 3]);
     await sameAsCpu((x, y) => ops.div(x, y), [a, b], 0, [gpu]);

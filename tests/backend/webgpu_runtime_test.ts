@@ -258,3 +258,33 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "webgpu runtime: u8 and bool uploads are widened on the device, in windows past the binding limit",
+  ...opts,
+  fn: async () => {
+    // A 4 KiB binding limit: the 5003-byte upload takes several windows and an odd tail.
+    const small = await webgpuBackend({ maxBindingBytes: 4096 });
+    for (const be of [gpu, small]) {
+      for (const n of [1, 3, 4, 7, 5003]) {
+        const bytes = Uint8Array.from({ length: n }, (_, i) => (i * 2654435761) >>> 24);
+        const a = await be.fromHost(hostTensor([n], "u8", bytes));
+        assertEquals(Array.from((await be.toHost(a)).data), Array.from(bytes), `u8[${n}]`);
+        be.free(a);
+      }
+      const flags = Uint8Array.from({ length: 1001 }, (_, i) => i % 3 === 0 ? 1 : 0);
+      const b = await be.fromHost(hostTensor([7, 143], "bool", flags));
+      // Read through a kernel too: the words the program sees are 0 and 1.
+      const sum = await evaluate(be, (x: Tensor) => ops.sum(ops.convert(x, "i32")), {
+        shape: [7, 143],
+        dtype: "bool",
+        data: flags,
+      });
+      assertEquals(sum.data[0], 334);
+      assertEquals(Array.from((await be.toHost(b)).data), Array.from(flags));
+      be.free(b);
+    }
+    small.dispose();
+  },
+});

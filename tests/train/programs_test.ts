@@ -71,7 +71,7 @@ Deno.test("programs: accumulating 2 x 4 gives the update of one step of 8", asyn
             )),
           stepScalars(cfg.optimizer, 0, 1e-2),
         );
-        return { params: await trees.download(out.params), metrics: out.metrics };
+        return { params: await trees.download(out.params), metrics: await out.metrics };
       } finally {
         programs.dispose();
       }

@@ -15,6 +15,7 @@ import { type DeviceOptions, type GpuContext, requestContext } from "./device.ts
 import { GpuExecutable } from "./executable.ts";
 import { BufferPool, type PooledBuffer } from "./pool.ts";
 import { fromWords, toWords, WORD } from "./storage.ts";
+import { ByteWidener } from "./widen.ts";
 
 /** An array in a GPU storage buffer. `using` (or `backend.free`) returns its memory. */
 export class GpuArray implements DeviceArray {
@@ -72,12 +73,14 @@ export class WebGpuBackend implements Backend {
   readonly pool: BufferPool;
   readonly #pipelines = new Map<string, GPUComputePipeline>();
   readonly #layouts = new Map<string, GPUBindGroupLayout>();
+  readonly #widener: ByteWidener;
   #error: Error | undefined;
   #disposed = false;
 
   private constructor(ctx: GpuContext) {
     this.ctx = ctx;
     this.pool = new BufferPool(ctx.device);
+    this.#widener = new ByteWidener(ctx);
     ctx.device.addEventListener("uncapturederror", (e) => {
       this.#error ??= new Error(`webgpu: ${(e as GPUUncapturedErrorEvent).error.message}`);
     });
@@ -124,6 +127,13 @@ export class WebGpuBackend implements Backend {
 
   fromHost(t: HostTensor): Promise<DeviceArray> {
     this.#check();
+    if ((t.dtype === "u8" || t.dtype === "bool") && t.data.length > 0) {
+      // Sent as bytes and widened to words on the device (4x less to upload, no host loop).
+      const storage = this.pool.acquire(t.data.length * WORD);
+      const bytes = t.data instanceof Uint8Array ? t.data : Uint8Array.from(t.data);
+      this.#widener.upload(bytes, storage, this.pool);
+      return Promise.resolve(new GpuArray(this, t.shape, t.dtype, storage));
+    }
     const words = toWords(t);
     const storage = this.pool.acquire(Math.max(words.length, 1) * WORD);
     if (words.length) this.ctx.device.queue.writeBuffer(storage.buffer, 0, words);

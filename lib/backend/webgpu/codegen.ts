@@ -258,7 +258,7 @@ function bindingDecls(k: KernelPlan, vec4: Set<string>, chunks: ChunkPolicy): st
 }
 
 /** Workgroup counts over two dimensions, since each is capped at 65535. */
-function grid(groups: number): [number, number, number] {
+export function grid(groups: number): [number, number, number] {
   if (groups <= MAX_GROUPS) return [groups, 1, 1];
   const y = Math.ceil(groups / MAX_GROUPS);
   if (y > MAX_GROUPS) throw new Error(`webgpu: ${groups} workgroups exceed a 65535^2 grid`);

@@ -6,19 +6,36 @@
 import { chunkPolicy } from "./bindings.ts";
 import type { Tuning } from "./codegen.ts";
 
-export interface GpuContext {
-  device: GPUDevice;
-  adapterInfo: GPUAdapterInfo;
+/** The adapter limits the planner and code generator use. */
+export interface AdapterLimits {
+  maxStorageBuffersPerShaderStage: number;
+  maxStorageBufferBindingSize: number;
+  maxBufferSize: number;
+  maxComputeWorkgroupStorageSize: number;
+  maxComputeWorkgroupsPerDimension: number;
+  minStorageBufferOffsetAlignment: number;
+}
+
+/**
+ * What compiling needs to know about an adapter, without the device: enough to trace, plan and
+ * allocate a program for an adapter that is not on this machine (`adapterProfile`).
+ */
+export interface AdapterProfile {
   /** True for software adapters that run shaders on the CPU. */
   cpuAdapter: boolean;
-  limits: {
-    maxStorageBuffersPerShaderStage: number;
-    maxStorageBufferBindingSize: number;
-    maxBufferSize: number;
-    maxComputeWorkgroupStorageSize: number;
-    maxComputeWorkgroupsPerDimension: number;
-  };
+  limits: AdapterLimits;
   tuning: Tuning;
+  /**
+   * Device memory in bytes that one program's buffers may take; undefined when unknown (WebGPU
+   * does not report it: it comes from `DeviceOptions.memoryBytes`, the adapter's name, e.g.
+   * "H100 80GB", or for CPU adapters the host's memory).
+   */
+  memoryBytes?: number;
+}
+
+export interface GpuContext extends AdapterProfile {
+  device: GPUDevice;
+  adapterInfo: GPUAdapterInfo;
 }
 
 export interface DeviceOptions {
@@ -32,6 +49,8 @@ export interface DeviceOptions {
   /** Map/reduction kernel shape overrides (tests run the GPU shapes on llvmpipe). */
   workgroupSize?: number;
   cooperativeBelow?: number;
+  /** Device memory in bytes (WebGPU does not report it); see `AdapterProfile.memoryBytes`. */
+  memoryBytes?: number;
 }
 
 export async function requestContext(opts: DeviceOptions = {}): Promise<GpuContext> {
@@ -66,15 +85,30 @@ export async function requestContext(opts: DeviceOptions = {}): Promise<GpuConte
     : [];
   const device = await adapter.requestDevice({ requiredLimits: wanted, requiredFeatures });
   const info = adapter.info;
-  const desc = `${info.description} ${info.vendor} ${info.device}`.toLowerCase();
+  const desc = `${info.description} ${info.vendor} ${info.device}`;
   const cpuAdapter = info.isFallbackAdapter ||
-    /llvmpipe|lavapipe|swiftshader|warp|software/.test(desc);
-  const limits = {
-    maxStorageBuffersPerShaderStage: device.limits.maxStorageBuffersPerShaderStage,
-    maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
-    maxBufferSize: device.limits.maxBufferSize,
-    maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
-    maxComputeWorkgroupsPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
+    /llvmpipe|lavapipe|swiftshader|warp|software/i.test(desc);
+  const profile = adapterProfile(device.limits, cpuAdapter, {
+    ...opts,
+    memoryBytes: opts.memoryBytes ?? memoryFromName(desc) ??
+      (cpuAdapter ? hostMemory() : undefined),
+  });
+  return { device, adapterInfo: info, ...profile };
+}
+
+/** Limits, tuning and memory of an adapter from its limits (real or a stated profile). */
+export function adapterProfile(
+  l: AdapterLimits,
+  cpuAdapter: boolean,
+  opts: DeviceOptions = {},
+): AdapterProfile {
+  const limits: AdapterLimits = {
+    maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+    maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+    maxBufferSize: l.maxBufferSize,
+    maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+    maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+    minStorageBufferOffsetAlignment: l.minStorageBufferOffsetAlignment,
   };
   const tuning: Tuning = {
     workgroupSize: opts.workgroupSize ?? (cpuAdapter ? 64 : 256),
@@ -84,8 +118,23 @@ export async function requestContext(opts: DeviceOptions = {}): Promise<GpuConte
     maxTile: opts.maxTile,
     chunks: chunkPolicy(
       opts.maxBindingBytes ?? limits.maxStorageBufferBindingSize,
-      device.limits.minStorageBufferOffsetAlignment,
+      limits.minStorageBufferOffsetAlignment,
     ),
   };
-  return { device, adapterInfo: info, cpuAdapter, limits, tuning };
+  return { cpuAdapter, limits, tuning, memoryBytes: opts.memoryBytes };
+}
+
+/** The host's memory (CPU adapters allocate there); undefined without --allow-sys. */
+function hostMemory(): number | undefined {
+  try {
+    return Deno.systemMemoryInfo().total;
+  } catch {
+    return undefined;
+  }
+}
+
+/** "NVIDIA H100 80GB HBM3", "A100-SXM4-40GB": the memory a GPU's name states, else undefined. */
+export function memoryFromName(name: string): number | undefined {
+  const m = /(\d+)\s?GB\b/i.exec(name);
+  return m ? Number(m[1]) * 1e9 : undefined;
 }

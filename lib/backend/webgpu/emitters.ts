@@ -89,10 +89,12 @@ export const EMITTERS: { [P in Primitive]: Emitter<P> } = {
   [Primitive.Min]: minMax("min"),
   [Primitive.Compare]: (b, n, idx) => {
     const [x, y] = operands(b, n, idx);
-    const op = { eq: "==", ne: "!=", lt: "<", le: "<=", gt: ">", ge: ">=" }[
-      n.params.direction
-    ];
-    return `select(${lit(idx, 0, "u32")}, ${lit(idx, 1, "u32")}, ${x} ${op} ${y})`;
+    const dir = n.params.direction;
+    const op = { eq: "==", ne: "!=", lt: "<", le: "<=", gt: ">", ge: ">=" }[dir];
+    // Naga lowers f32 `!=` to SPIR-V's ordered not-equal (false when a side is NaN) on Vulkan;
+    // `!(x == y)` is true for NaN everywhere, as the CPU backend's `!==`.
+    const cond = dir === "ne" ? `!(${x} == ${y})` : `${x} ${op} ${y}`;
+    return `select(${lit(idx, 0, "u32")}, ${lit(idx, 1, "u32")}, ${cond})`;
   },
   [Primitive.And]: bitwise("&"),
   [Primitive.Or]: bitwise("|"),
@@ -359,7 +361,9 @@ function vecConvert(
   if (from === "bf16" || to === "bf16") return undefined;
   if (to === "f32") return from === "f32" ? x() : `vec4<f32>(${x()})`;
   if (to === "bool") {
-    return `select(${lit(idx, 0, "u32")}, ${lit(idx, 1, "u32")}, ${x()} != ${lit(idx, 0, from)})`;
+    return `select(${lit(idx, 0, "u32")}, ${lit(idx, 1, "u32")}, !(${x()} == ${
+      lit(idx, 0, from)
+    }))`;
   }
   if (from === "f32") return undefined;
   if (to === "i32") {
@@ -383,7 +387,8 @@ function convert(b: ExprBuilder, x: string, from: DType, to: DType): string {
     return `cvt_f32_bf16(${from === "f32" ? x : `f32(${x})`})`;
   }
   if (to === "f32") return `f32(${x})`;
-  if (to === "bool") return `select(0u, 1u, ${x} != ${literal(0, from)})`;
+  // NaN is true, as on the CPU backend (`!=` is ordered, so false for NaN, on Vulkan).
+  if (to === "bool") return `select(0u, 1u, !(${x} == ${literal(0, from)}))`;
   if (from === "f32") {
     const fn = to === "i32" ? "cvt_f32_i32" : to === "u32" ? "cvt_f32_u32" : "cvt_f32_u8";
     b.helpers.add(fn);

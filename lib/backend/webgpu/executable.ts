@@ -6,12 +6,17 @@
  */
 import type { Graph } from "../../ir/graph.ts";
 import { Primitive } from "../../ir/primitive.ts";
-import { isPrim, paramsOf, type Tensor } from "../../ir/tensor.ts";
+import { paramsOf, type Tensor } from "../../ir/tensor.ts";
 import type { DeviceArray, Executable } from "../backend.ts";
-import { chunkCount } from "./bindings.ts";
-import { type GeneratedKernel, generateKernel } from "./codegen.ts";
+import type { GeneratedKernel } from "./codegen.ts";
 import type { GpuContext } from "./device.ts";
-import { planGraph } from "./plan.ts";
+import {
+  checkMemory,
+  type CompiledPlan,
+  compilePlan,
+  type Loc,
+  type MemoryReport,
+} from "./memory.ts";
 import type { BufferPool, PooledBuffer } from "./pool.ts";
 import { toWords, WORD } from "./storage.ts";
 
@@ -24,12 +29,6 @@ export interface ExecHost {
   wrap(shape: readonly number[], dtype: Tensor["dtype"], storage: PooledBuffer): DeviceArray;
   consume(a: DeviceArray): PooledBuffer;
 }
-
-type Loc =
-  | { kind: "input"; index: number }
-  | { kind: "constant"; buffer: PooledBuffer }
-  | { kind: "slot"; slot: number }
-  | { kind: "output"; index: number };
 
 /** One call's buffers resolved: records kernels and output copies. */
 interface Run {
@@ -48,80 +47,57 @@ export class GpuExecutable implements Executable {
   readonly #host: ExecHost;
   readonly #graph: Graph;
   readonly #steps: Step[];
-  readonly #loc = new Map<number, Loc>();
+  readonly #loc: Map<number, Loc>;
   readonly #slotSizes: number[];
   readonly #slots: (PooledBuffer | undefined)[];
-  readonly #constants: PooledBuffer[];
+  readonly #constants: Map<number, PooledBuffer>;
   /** Outputs filled by a copy after the pass: [output index, source node]. */
   readonly #copies: [number, Tensor][];
+  readonly #memory: MemoryReport;
   #disposed = false;
 
   private constructor(
     host: ExecHost,
     graph: Graph,
     steps: Step[],
-    loc: Map<number, Loc>,
-    slotSizes: number[],
-    constants: PooledBuffer[],
-    copies: [number, Tensor][],
+    plan: CompiledPlan,
+    constants: Map<number, PooledBuffer>,
   ) {
     this.#host = host;
     this.#graph = graph;
     this.#steps = steps;
-    this.#loc = loc;
-    this.#slotSizes = slotSizes;
-    this.#slots = slotSizes.map(() => undefined);
+    this.#loc = plan.loc;
+    this.#slotSizes = plan.slotSizes;
+    this.#slots = plan.slotSizes.map(() => undefined);
     this.#constants = constants;
-    this.#copies = copies;
+    this.#copies = plan.copies;
+    this.#memory = plan.memory;
   }
 
   static async create(host: ExecHost, graph: Graph): Promise<GpuExecutable> {
     const { ctx } = host;
-    for (const n of [...graph.inputs, ...graph.outputs]) {
-      checkBufferSize(n, ctx.limits.maxBufferSize);
-    }
-    const plan = planGraph(graph, {
-      maxStorageBuffers: ctx.limits.maxStorageBuffersPerShaderStage,
-      contiguousOperands: ctx.tuning.matmul === "register",
-      bindingCost: (n) => chunkCount(n.size, ctx.tuning.chunks),
-    });
-    const kernels = plan.kernels.filter((k) => k.roots[0].size > 0);
-    for (const k of kernels) {
-      for (const n of [...k.roots, ...k.reads]) checkBufferSize(n, ctx.limits.maxBufferSize);
-    }
-    const generated = kernels.map((k) => generateKernel(k, ctx.tuning));
-    const pipelines = await host.pipelines(generated);
-    const steps = generated.map((kernel, i) => ({
+    const plan = compilePlan(graph, ctx);
+    checkMemory(plan.memory, ctx.memoryBytes);
+    const pipelines = await host.pipelines(plan.kernels);
+    const steps = plan.kernels.map((kernel, i) => ({
       kernel,
       pipeline: pipelines[i],
       bindGroups: new Map<string, GPUBindGroup>(),
     }));
+    const constants = new Map<number, PooledBuffer>();
+    for (const l of plan.loc.values()) {
+      if (l.kind !== "constant") continue;
+      const n = paramsOf(l.node, Primitive.Constant);
+      const buffer = host.pool.acquire(l.node.size * WORD);
+      ctx.device.queue.writeBuffer(buffer.buffer, 0, toWords(n.value));
+      constants.set(l.node.id, buffer);
+    }
+    return new GpuExecutable(host, graph, steps, plan, constants);
+  }
 
-    const loc = new Map<number, Loc>();
-    for (const n of graph.inputs) {
-      loc.set(n.id, { kind: "input", index: paramsOf(n, Primitive.Input).index });
-    }
-    const constants: PooledBuffer[] = [];
-    for (const n of graph.nodes) {
-      if (!isPrim(n, Primitive.Constant) || !plan.materialized.has(n.id) || n.size === 1) continue;
-      const { value } = n.params;
-      const buffer = host.pool.acquire(n.size * WORD);
-      ctx.device.queue.writeBuffer(buffer.buffer, 0, toWords(value));
-      constants.push(buffer);
-      loc.set(n.id, { kind: "constant", buffer });
-    }
-    // Each kernel root that is a graph output writes the output directly (first occurrence);
-    // other outputs are copies.
-    const produced = new Set(
-      steps.flatMap((s) => s.kernel.bindings.slice(0, s.kernel.outputs).map((n) => n.id)),
-    );
-    const copies: [number, Tensor][] = [];
-    graph.outputs.forEach((o, j) => {
-      if (produced.has(o.id) && !loc.has(o.id)) loc.set(o.id, { kind: "output", index: j });
-      else copies.push([j, o]);
-    });
-    const slotSizes = planSlots(steps.map((s) => s.kernel), loc);
-    return new GpuExecutable(host, graph, steps, loc, slotSizes, constants, copies);
+  /** The bytes this program holds on the device per run (see `MemoryReport`). */
+  get memory(): MemoryReport {
+    return this.#memory;
   }
 
   /** Kernels per step and the WGSL of each, for tests and profiling. */
@@ -252,11 +228,11 @@ export class GpuExecutable implements Executable {
         case "input":
           return argBuffers[l.index];
         case "constant":
-          return l.buffer;
+          return this.#constants.get(n.id)!;
         case "output":
           return outBuffers[l.index];
         case "slot":
-          return this.#slots[l.slot] ??= host.pool.acquire(this.#slotSizes[l.slot]);
+          return this.#slots[l.slot] ??= host.pool.acquire(this.#slotSizes[l.slot], true);
       }
     };
     return {
@@ -280,7 +256,7 @@ export class GpuExecutable implements Executable {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    for (const c of this.#constants) this.#host.pool.release(c);
+    for (const c of this.#constants.values()) this.#host.pool.release(c);
     for (const s of this.#slots) if (s) this.#host.pool.release(s);
     this.#slots.fill(undefined);
   }
@@ -311,63 +287,5 @@ export class GpuExecutable implements Executable {
     });
     step.bindGroups.set(key, bg);
     return bg;
-  }
-}
-
-/**
- * Greedy interval allocation of intermediates to slots: a slot is free again after the last
- * kernel reading its current tenant, and a new tenant takes the best-fitting free slot.
- */
-function planSlots(kernels: GeneratedKernel[], loc: Map<number, Loc>): number[] {
-  const lastUse = new Map<number, number>();
-  kernels.forEach((k, i) => k.bindings.slice(k.outputs).forEach((n) => lastUse.set(n.id, i)));
-  const sizes: number[] = [];
-  const free: number[] = [];
-  const tenant = new Map<number, number>(); // node id -> slot
-  kernels.forEach((k, i) => {
-    for (const root of k.bindings.slice(0, k.outputs)) {
-      if (loc.has(root.id)) continue;
-      const bytes = Math.max(root.size, 1) * WORD;
-      let best = -1;
-      for (const s of free) {
-        if (best < 0) best = s;
-        else {
-          const fits = sizes[s] >= bytes, bestFits = sizes[best] >= bytes;
-          if (fits && (!bestFits || sizes[s] < sizes[best])) best = s;
-          else if (!fits && !bestFits && sizes[s] > sizes[best]) best = s;
-        }
-      }
-      let slot: number;
-      if (best >= 0) {
-        slot = best;
-        free.splice(free.indexOf(best), 1);
-        sizes[slot] = Math.max(sizes[slot], bytes);
-      } else {
-        slot = sizes.length;
-        sizes.push(bytes);
-      }
-      loc.set(root.id, { kind: "slot", slot });
-      tenant.set(root.id, slot);
-    }
-    // Slots of values read for the last time here, or never read, are free after this kernel.
-    for (const n of new Set(k.bindings)) {
-      const s = tenant.get(n.id);
-      const last = lastUse.get(n.id);
-      if (s !== undefined && (last === i || last === undefined)) {
-        free.push(s);
-        tenant.delete(n.id);
-      }
-    }
-  });
-  return sizes;
-}
-
-function checkBufferSize(n: Tensor, max: number): void {
-  const bytes = n.size * WORD;
-  if (bytes > max) {
-    throw new Error(
-      `webgpu: ${n} needs ${bytes} bytes, above this adapter's maxBufferSize (${max}); ` +
-        `use a smaller batch (or gradient accumulation) or another backend`,
-    );
   }
 }

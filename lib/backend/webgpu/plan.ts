@@ -42,6 +42,11 @@ export interface PlanOptions {
   contiguousOperands?: boolean;
   /** Bindings a node takes (large ones are split into windows); 1 when absent. */
   bindingCost?: (n: Tensor) => number;
+  /**
+   * Memory is the scarce resource (GPUs): a node kept for later kernels counts the bytes it
+   * holds, not only its write, against recomputing it (see `decideInlining`).
+   */
+  storeCostly?: boolean;
 }
 
 /**
@@ -50,6 +55,16 @@ export interface PlanOptions {
  * own kernel below that.
  */
 const LAUNCH_WORK = 1 << 16;
+
+/**
+ * With `storeCostly` (GPUs), what keeping one element costs per unit of lifetime (a fraction of
+ * the graph's nodes). A value stored in the forward pass for the backward one holds memory for
+ * a third of the step or more, ~85 op-elements per element here, so chains of a few dozen
+ * elementwise ops (GELU's tanh and its products) are recomputed from the stored pre-activation
+ * instead. On a GPU that is also faster: a write and a reread of 4 bytes take as long as ~100
+ * flops (an H100 does ~20 f32 flops per byte of memory bandwidth).
+ */
+const MEMORY_WORK = 256;
 
 export function planGraph(graph: Graph, opts: PlanOptions): Plan {
   const users = userLists(graph);
@@ -61,7 +76,7 @@ export function planGraph(graph: Graph, opts: PlanOptions): Plan {
       (n.prim === Primitive.Constant && n.size !== 1)
     ) mat.add(n.id);
   }
-  decideInlining(graph, users, mat);
+  decideInlining(graph, users, mat, opts.storeCostly ?? false);
   const forced = new Set<number>();
   for (;;) {
     const m = new Set(mat);
@@ -137,10 +152,18 @@ function opCost(n: Tensor): number {
  * Reverse sweep deciding which inlinable nodes still deserve a buffer. Inlined, a node is
  * evaluated once per element of every kernel iteration that reads it (several kernels, or
  * each element of a broadcast); it gets its own kernel when that recomputation costs more
- * than writing it once plus a launch. Non-trivial operands of dot_general always get a
- * buffer: the tiles reread each operand many times.
+ * than writing it once plus a launch (and, with `storeCostly`, holding its bytes until its last
+ * reader: `MEMORY_WORK`). Non-trivial operands of dot_general always get a buffer: the tiles
+ * reread each operand many times.
  */
-function decideInlining(graph: Graph, users: Map<number, Tensor[]>, mat: Set<number>): void {
+function decideInlining(
+  graph: Graph,
+  users: Map<number, Tensor[]>,
+  mat: Set<number>,
+  storeCostly: boolean,
+): void {
+  const position = new Map(graph.nodes.map((n, i) => [n.id, i]));
+  const lastRead = new Map<number, number>();
   const cost = new Map<number, number>();
   for (const n of graph.nodes) {
     let c = opCost(n) + (mat.has(n.id) ? 1 : 0);
@@ -164,11 +187,19 @@ function decideInlining(graph: Graph, users: Map<number, Tensor[]>, mat: Set<num
     const recompute = c * Math.max(0, e - n.size);
     // A free re-indexing is never worth a buffer itself: its input (smaller) may be.
     const free = opCost(n) === 0 && n.inputs.length > 0;
-    if ((!free && recompute > LAUNCH_WORK + 2 * n.size) || (dotOperand && !isView(n, mat))) {
+    let store = LAUNCH_WORK + 2 * n.size;
+    // The last kernel reading n, through the inlined nodes that would recompute it.
+    let last = i;
+    for (const u of users.get(n.id)!) {
+      last = Math.max(last, mat.has(u.id) ? position.get(u.id)! : lastRead.get(u.id)!);
+    }
+    if (storeCostly) store += MEMORY_WORK * n.size * (last - i) / graph.nodes.length;
+    if ((!free && recompute > store) || (dotOperand && !isView(n, mat))) {
       mat.add(n.id);
       continue;
     }
     evals.set(n.id, e);
+    lastRead.set(n.id, last);
   }
 }
 

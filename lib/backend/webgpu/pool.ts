@@ -29,8 +29,12 @@ export class BufferPool {
     this.maxIdleBytes = maxIdleBytes;
   }
 
-  acquire(bytes: number): PooledBuffer {
-    const size = bucketSize(bytes);
+  /**
+   * A buffer of at least `bytes`: the bucket's size, or with `exact` the size rounded to 16
+   * bytes (the planned slots of an executable, held for its lifetime, waste nothing).
+   */
+  acquire(bytes: number, exact = false): PooledBuffer {
+    const size = exact ? Math.max(16, Math.ceil(bytes / 16) * 16) : bucketSize(bytes);
     const list = this.#free.get(size);
     if (list?.length) {
       this.#freeBytes -= size;
