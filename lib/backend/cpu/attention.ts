@@ -11,11 +11,11 @@
  * (`grad_rows`, delta = rowsum(dO * O) - dlse), and accumulates dV += P^T dO, dK += dS^T Q
  * and writes dQ = dS K, all on the GEMM.
  *
- * Items are independent: threads take ranges of them (tasks.ts KIND_ATTENTION).
+ * Items are independent: threads take ranges of them (task_records.ts KIND_ATTENTION).
  */
 import { buildModule, FuncBuilder, type Local, OP, SIMD } from "./wasm_emit.ts";
 import { emitExp, mathTemps } from "./wasm_math.ts";
-import type { GemmFn } from "./tasks.ts";
+import type { GemmFn } from "./task_records.ts";
 
 /** Query rows per block: the block's scores (rows x M f32) stay within about 256 KiB. */
 export function blockRows(n: number, m: number): number {

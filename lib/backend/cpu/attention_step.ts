@@ -15,10 +15,10 @@ import {
   attentionScratchBytes,
   runAttention,
 } from "./attention.ts";
-import { F, type GemmFn, KIND_ATTENTION, TASK_INTS } from "./tasks.ts";
-import { MAX_CHUNKS, SplitSite, threadCount, type WorkerPool } from "./threads.ts";
+import { F, type GemmFn, KIND_ATTENTION, MAX_CHUNKS, TASK_INTS } from "./task_records.ts";
+import { SplitSite, threadCount, type WorkerPool } from "./threads.ts";
 
-/** Attention task record fields (tasks.ts: q0 / q1 are the item range, kind is word 31). */
+/** Attention task record fields (task_records.ts: q0 / q1 are the item range, kind is word 31). */
 const A = {
   backward: 6,
   ins: 7, // 5 addresses

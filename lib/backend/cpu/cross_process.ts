@@ -10,7 +10,7 @@
  * all-reduce everywhere. Frames: u32 meeting, u32 dtype code, u32 byte length, then the bytes.
  */
 import { allocArray, type DType, type TypedArray, viewArray } from "../../ir/dtype.ts";
-import { addInOrder } from "./replicas.ts";
+import { addInOrder } from "./add_in_order.ts";
 
 const DTYPES: DType[] = ["f32", "i32", "u32"];
 

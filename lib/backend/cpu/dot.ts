@@ -7,12 +7,19 @@
 import type { TypedArray } from "../../ir/dtype.ts";
 import { Primitive } from "../../ir/primitive.ts";
 import { paramsOf, type Tensor } from "../../ir/tensor.ts";
-import { F, type GemmFn, MAX_TASK_BATCH_DIMS, runGemmTask, TASK_INTS } from "./tasks.ts";
+import {
+  F,
+  type GemmFn,
+  MAX_CHUNKS,
+  MAX_TASK_BATCH_DIMS,
+  runGemmTask,
+  TASK_INTS,
+} from "./task_records.ts";
 import { DEFAULT_GEMM, gemmModuleBytes } from "./gemm_wasm.ts";
 import { loadNativeBlas, wasmChosen } from "./gemm_native.ts";
 import { contiguousView, mergeDims, type View } from "./index_map.ts";
 import { applyView, type GraphPlan } from "./plan.ts";
-import { MAX_CHUNKS, SplitSite, type WorkerPool } from "./threads.ts";
+import { SplitSite, type WorkerPool } from "./threads.ts";
 
 /** Matmuls below this many flops run on one thread (a hand-off costs tens of microseconds). */
 export const DOT_SPLIT_MIN_FLOPS = 4e6;

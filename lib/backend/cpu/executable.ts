@@ -17,7 +17,7 @@ import type { ReplicaRun } from "./replicas.ts";
 import { type ArenaRequest, bytesPer, planArena, viewOf } from "./arena.ts";
 import { jsKernel } from "./codegen.ts";
 import { DOT_SPLIT_MIN_FLOPS, dotLayout, dotStep, gemmModule, gemmOn, operandView } from "./dot.ts";
-import { F, loopSlices, splittable } from "./tasks.ts";
+import { F, loopSlices, splittable } from "./task_records.ts";
 import { SplitSite, WorkerPool } from "./threads.ts";
 import { buildGroupIR, type GroupIR } from "./fused_ir.ts";
 import { DEFAULT_GEMM, gemmScratchBytes } from "./gemm_wasm.ts";

@@ -18,7 +18,7 @@
  *
  * `DEIT3_BLAS` may name the library file; `DEIT3_BLAS=wasm` keeps the wasm GEMM.
  */
-import type { GemmFn } from "./tasks.ts";
+import type { GemmFn } from "./task_records.ts";
 
 const SYMBOLS = {
   cblas_sgemm: {

@@ -8,8 +8,8 @@
  * over the replicas of the other processes of a multi-process job.
  */
 import type { DType, TypedArray } from "../../ir/dtype.ts";
+import { addInOrder } from "./add_in_order.ts";
 import type { ProcessSum } from "./cross_process.ts";
-import { allocArray } from "../../ir/dtype.ts";
 
 /** What a replica's executable needs to take part in the cross-replica sums of one call. */
 export interface ReplicaRun {
@@ -78,17 +78,4 @@ interface Meeting {
   promise: Promise<TypedArray>;
   resolve: (v: TypedArray) => void;
   reject: (e: Error) => void;
-}
-
-/** The sum of `parts` added one after another in f32/i32/u32 (also across processes). */
-export function addInOrder(dtype: DType, parts: readonly TypedArray[]): TypedArray {
-  const n = parts[0].length;
-  const out = allocArray(dtype, n);
-  // A typed-array store rounds each partial sum to the dtype, as an f32 accumulator does.
-  out.set(parts[0]);
-  for (let r = 1; r < parts.length; r++) {
-    const p = parts[r];
-    for (let i = 0; i < n; i++) out[i] += p[i];
-  }
-  return out;
 }

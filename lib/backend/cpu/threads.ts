@@ -1,6 +1,6 @@
 /**
  * A pool of worker threads for the CPU backend. A job (one large matmul or fused loop) is cut
- * into chunks (task records, tasks.ts); the calling thread and the workers claim chunks from a
+ * into chunks (task records, task_records.ts); the calling thread and the workers claim chunks from a
  * shared counter until none is left, all on the same shared wasm memory. Claiming keeps a busy
  * or descheduled worker from holding up the caller: it simply does more chunks itself, so on a
  * loaded machine the pool costs little. Workers are unref'd, so an idle pool never keeps the
@@ -10,7 +10,7 @@
  * the pool.
  */
 import { Worker } from "node:worker_threads";
-import { TASK_INTS } from "./tasks.ts";
+import { MAX_CHUNKS, TASK_INTS } from "./task_records.ts";
 
 /** Control block layout (i32 words); chunk records follow from C.records. */
 export const C = {
@@ -41,9 +41,6 @@ export function packClaim(tag: number, chunks: number, next: number): number {
 
 /** Tags are the low 18 bits of the job seq. */
 export const TAG_MASK = 0x3ffff;
-
-/** Most chunks per job (fits the 7 bits of the claim word). */
-export const MAX_CHUNKS = 64;
 
 /** Wait this long for the last chunk before declaring a worker lost. */
 const JOB_TIMEOUT_MS = 300_000;

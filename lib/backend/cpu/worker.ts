@@ -12,7 +12,7 @@ import {
   runFusedTask,
   runGemmTask,
   TASK_INTS,
-} from "./tasks.ts";
+} from "./task_records.ts";
 import { type AttentionContext, attentionContext } from "./attention.ts";
 import { runAttentionTask } from "./attention_step.ts";
 import { C, claim, spinUntil, TAG_MASK } from "./threads.ts";

@@ -7,15 +7,16 @@ import { topoSort } from "../../ir/graph.ts";
 import * as ops from "../../ir/ops.ts";
 import { Primitive } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
-import type { Emitter } from "./emitter.ts";
-import { type EmitRule, RULES } from "./rules.ts";
 
-/** Emits `build` over placeholders for `node`'s operands (named `args`); its value's name. */
+/**
+ * Emits `build` over placeholders for `node`'s operands (named `args`), each node of it through
+ * `emit` (the rule table's, rules.ts); the name of its value.
+ */
 export function emitDecomposed(
-  e: Emitter,
   node: Tensor,
   args: readonly string[],
   build: (inputs: Tensor[]) => Tensor,
+  emit: (t: Tensor, args: string[]) => string,
 ): string {
   const inputs = node.inputs.map((x, i) => ops.input(i, `operand${i}`, x.shape, x.dtype));
   const names = new Map<Tensor, string>(inputs.map((t, i) => [t, args[i]]));
@@ -23,8 +24,7 @@ export function emitDecomposed(
   for (const t of topoSort([result])) {
     if (names.has(t)) continue;
     if (t.prim === Primitive.Input) throw new Error(`stablehlo: ${t} is not an operand of ${node}`);
-    const rule = RULES[t.prim] as EmitRule<Primitive>;
-    names.set(t, rule(e, t, t.inputs.map((x) => names.get(x)!), t.params));
+    names.set(t, emit(t, t.inputs.map((x) => names.get(x)!)));
   }
   return names.get(result)!;
 }

@@ -149,15 +149,19 @@ export const RULES: { [P in Primitive]: EmitRule<P> } = {
   },
   // decomposed into primitive ops, which XLA fuses (stablehlo/attention.ts)
   [Primitive.Attention]: (e, n, args, p) =>
-    emitDecomposed(e, n, args, ([q, k, v]) => attentionDecomposed(q, k, v, p.scale)),
+    emitDecomposed(n, args, ([q, k, v]) => attentionDecomposed(q, k, v, p.scale), emitter(e)),
   [Primitive.AttentionGrad]: (e, n, args, p) =>
     emitDecomposed(
-      e,
       n,
       args,
       ([q, k, v, o, g]) => attentionGradDecomposed(q, k, v, o, g, p.scale),
+      emitter(e),
     ),
 };
+
+/** One node through its rule (the decomposed attention's nodes). */
+const emitter = (e: Emitter) => (t: Tensor, args: string[]): string =>
+  (RULES[t.prim] as EmitRule<Primitive>)(e, t, args, t.params);
 
 export function typeOf(t: { shape: readonly number[]; dtype: DType }): string {
   return tensorType(t.shape, t.dtype);

@@ -8,6 +8,7 @@ import { numel } from "../../ir/host_tensor.ts";
 import { Primitive } from "../../ir/primitive.ts";
 import { hasKind, type Tensor } from "../../ir/tensor.ts";
 import { ExprBuilder, FlatIndex, indexKey, type KernelContext, VecIndex } from "./expr.ts";
+import { emitterOf } from "./emitters.ts";
 import { bindingSource, chunkCount, type ChunkPolicy } from "./bindings.ts";
 import { helperSource } from "./helpers.ts";
 import { normalizeDot, operandAccess, registerMatmul, tiledMatmul, vec4Able } from "./matmul.ts";
@@ -64,7 +65,7 @@ function mapBody(k: KernelPlan, vector: boolean, t: Tuning): GeneratedKernel {
     binding: (n) => written.get(n.id) ?? base.binding(n),
     known,
     ownKey: indexKey(vector ? new VecIndex("g") : new FlatIndex("g")),
-  });
+  }, emitterOf);
   const threads = vector ? roots[0].size / 4 : roots[0].size;
   // arrayLength keeps the WGSL independent of the size (one pipeline for many shapes).
   const bound = chunkCount(roots[0].size, t.chunks) === 1 ? "arrayLength(&buf0)" : `${threads}u`;
@@ -112,7 +113,7 @@ function reduceKernel(k: KernelPlan, core: Tensor, t: Tuning): GeneratedKernel {
       ? (ty === "f32" ? `f32_max(${acc}, ${v})` : `max(${acc}, ${v})`)
       : narrowSum(core, `${acc} + ${v}`);
   const cooperative = outSize < t.cooperativeBelow && terms >= 4 * t.workgroupSize;
-  const b = new ExprBuilder(context(k, { node: core, value: "acc" }));
+  const b = new ExprBuilder(context(k, { node: core, value: "acc" }), emitterOf);
   if (isMax && ty === "f32") b.helpers.add("f32_max");
   const wg = t.workgroupSize;
   if (cooperative) b.emit(`let g = wid.x + wid.y * nwg.x;`);
@@ -204,7 +205,7 @@ function dotKernel(k: KernelPlan, dot: Tensor, t: Tuning): GeneratedKernel {
   let vec4 = new Set(fixed);
   let epilogue = "";
   if (root !== dot) {
-    const e = new ExprBuilder(context(k, { node: dot, value: "acc" }));
+    const e = new ExprBuilder(context(k, { node: dot, value: "acc" }), emitterOf);
     const v = e.value(root, vecOut ? new VecIndex("g") : new FlatIndex("g"));
     const out = vecOut ? `vec4<${wgslType(root.dtype)}>` : wgslType(root.dtype);
     const accType = vecOut ? "vec4f" : "f32";

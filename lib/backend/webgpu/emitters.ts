@@ -222,17 +222,12 @@ export const EMITTERS: { [P in Primitive]: Emitter<P> } = {
   },
 };
 
-/** The WGSL type of `dtype` values at `idx`: scalar, or vec4 at a VecIndex. */
-export function typeAt(idx: Index, dtype: DType): string {
-  return isVec(idx) ? `vec4<${wgslType(dtype)}>` : wgslType(dtype);
-}
-
-/** A literal, splatted to vec4 at a VecIndex. */
 /** The emitter of `n`'s primitive (the table, widened to any primitive at this one place). */
 export function emitterOf(n: Tensor): Emitter {
   return EMITTERS[n.prim] as Emitter;
 }
 
+/** A literal, splatted to vec4 at a VecIndex. */
 function lit(idx: Index, v: number, dtype: DType): string {
   const s = literal(v, dtype);
   return isVec(idx) ? `vec4<${wgslType(dtype)}>(${s})` : s;

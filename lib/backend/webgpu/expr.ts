@@ -6,9 +6,9 @@
  * arithmetic instead of memory traffic. Values and index expressions are memoized per scope,
  * so a node used twice at the same index is computed once.
  */
+import type { DType } from "../../ir/dtype.ts";
 import { stridesOf } from "../../ir/host_tensor.ts";
 import type { Tensor } from "../../ir/tensor.ts";
-import { emitterOf, typeAt } from "./emitters.ts";
 import { wgslType } from "./storage.ts";
 
 /**
@@ -53,6 +53,11 @@ export interface KernelContext {
 /** Emitted code grows with distinct (node, index) pairs; past this a kernel is unreasonable. */
 const MAX_LINES = 20000;
 
+/** The WGSL type of `dtype` values at `idx`: scalar, or vec4 at a VecIndex. */
+export function typeAt(idx: Index, dtype: DType): string {
+  return isVec(idx) ? `vec4<${wgslType(dtype)}>` : wgslType(dtype);
+}
+
 export class ExprBuilder {
   readonly helpers = new Set<string>();
   /** Bindings read with vec4 loads. */
@@ -63,7 +68,14 @@ export class ExprBuilder {
   #indent = "  ";
   #next = 0;
 
-  constructor(ctx: KernelContext) {
+  /**
+   * `emitterOf` gives the rule of a node's primitive: WGSL for it at an index in terms of its
+   * inputs' values (emitters.ts; passed in, as the rules call back into this builder).
+   */
+  constructor(
+    ctx: KernelContext,
+    readonly emitterOf: (n: Tensor) => (b: ExprBuilder, n: Tensor, idx: Index) => string,
+  ) {
     this.#ctx = ctx;
   }
 
@@ -82,7 +94,7 @@ export class ExprBuilder {
     const buf = this.#ctx.binding(n);
     let expr: string;
     if (buf !== undefined) expr = this.#load(buf, n, idx);
-    else expr = emitterOf(n)(this, n, idx);
+    else expr = this.emitterOf(n)(this, n, idx);
     if (isAtom(expr)) {
       this.#scopes[this.#scopes.length - 1].set(key, expr);
       return expr;

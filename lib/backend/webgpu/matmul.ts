@@ -8,6 +8,7 @@ import { numel } from "../../ir/host_tensor.ts";
 import { Primitive } from "../../ir/primitive.ts";
 import { paramsOf, type Tensor } from "../../ir/tensor.ts";
 import { ExprBuilder, type KernelContext } from "./expr.ts";
+import { emitterOf } from "./emitters.ts";
 import { type Extent, mergeExtents, stridedView } from "./view.ts";
 
 export interface MatDims {
@@ -101,7 +102,7 @@ export function operandAccess(
     };
   }
   // Not a view: evaluate the operand expression per element.
-  const b = new ExprBuilder(ctx);
+  const b = new ExprBuilder(ctx, emitterOf);
   const idx = x.shape.map(() => "0u");
   for (const [v, dims] of [["bt", g.batch], ["m", g.outer], ["k", g.inner]] as const) {
     const parts = b.unflatten(v, dims.map((d) => x.shape[d]));

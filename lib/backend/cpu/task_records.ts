@@ -1,6 +1,5 @@
 import type { GroupIR } from "./fused_ir.ts";
 import { columnReduction, rowReduction, splitExtent } from "./wasm_fused.ts";
-import { MAX_CHUNKS } from "./threads.ts";
 
 /**
  * Chunks of work as records of i32s in shared memory: the main thread and the workers
@@ -8,6 +7,8 @@ import { MAX_CHUNKS } from "./threads.ts";
  * batch items (or rows / columns) of a GEMM, or a range of the split dim of a fused wasm loop.
  */
 
+/** Most chunks per job (fits the 7 bits of the claim word in threads.ts). */
+export const MAX_CHUNKS = 64;
 /** Ints per task record. */
 export const TASK_INTS = 32;
 /** At most this many (merged) batch dims can be split across threads. */
