@@ -21,8 +21,8 @@ import { parseArgs } from "node:util";
 import { createRequire } from "node:module";
 import { cpuUsage } from "node:process";
 import type { Page } from "puppeteer-core";
-import { CHARTS, renderCharts, RUN_COLORS } from "../lib/train/charts.ts";
-import { RunStore, serveDashboard } from "../lib/train/dashboard.ts";
+import { CHARTS, renderCharts, RUN_COLORS } from "../lib/report/charts.ts";
+import { RunStore, serveDashboard } from "../lib/report/dashboard.ts";
 import { findChromium, launchChromium, writeSyntheticRun } from "./dashboard_runs.ts";
 
 const { values } = parseArgs({

@@ -8,7 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { redactConsole } from "../lib/config/redact.ts";
-import { serveDashboard } from "../lib/train/dashboard.ts";
+import { serveDashboard } from "../lib/report/dashboard.ts";
 
 const USAGE = `usage: deno task dashboard [RUNS_DIR] [--port N] [--allow-host NAME[:PORT]]...
 

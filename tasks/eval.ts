@@ -13,7 +13,7 @@ import { positionalArgs } from "../lib/config/cli.ts";
 import { redactConsole } from "../lib/config/redact.ts";
 import { evaluateCheckpoint } from "../lib/train/eval_checkpoint.ts";
 import { formatEvalProgress } from "../lib/train/evaluate.ts";
-import { RunLog } from "../lib/train/logging.ts";
+import { RunLog } from "../lib/report/logging.ts";
 
 const USAGE =
   `usage: deno task eval CKPT [--config CONFIG.json] [--valid-dataset-shards SPEC] [--key value ...]

@@ -6,7 +6,7 @@
  * and exit code.
  */
 import { redactConsole } from "../lib/config/redact.ts";
-import { offlineRunDirs, syncOfflineRun, wandbSettingsFromEnv } from "../lib/train/wandb.ts";
+import { offlineRunDirs, syncOfflineRun, wandbSettingsFromEnv } from "../lib/report/wandb.ts";
 
 const USAGE = `usage: deno task wandb-sync [DIR ...]
 

@@ -19,7 +19,7 @@ import { splitAxis0 } from "../backend/replicas.ts";
 import { DeviceTrees } from "./device_trees.ts";
 import { flatten, leavesWithPaths, unflatten } from "../ir/pytree.ts";
 import { unlessAborted } from "./interrupt.ts";
-import { formatDuration } from "./logging.ts";
+import { formatDuration } from "../report/logging.ts";
 import { dataOptionsOf, loaderWorkers } from "./run_config.ts";
 import { buildEvalStep, type TrainStepConfig } from "./step.ts";
 

@@ -22,7 +22,7 @@ import {
 } from "./distributed.ts";
 import { formatEvalProgress } from "./evaluate.ts";
 import { Interrupted } from "./interrupt.ts";
-import { RunLog } from "./logging.ts";
+import { RunLog } from "../report/logging.ts";
 import { checkRun } from "./preflight.ts";
 import type { StepShape } from "./programs.ts";
 import { type BatchPlan, batchPlan, mixingOf, scheduleOf, stepConfigOf } from "./run_config.ts";
@@ -39,7 +39,7 @@ import { type Resumed, RunState, TrainingError } from "./run_state.ts";
 import type { TrainStepConfig } from "./step.ts";
 import * as report from "./step_report.ts";
 import { DataFailure } from "./train_data.ts";
-import type { RunReport } from "./report.ts";
+import type { RunReport } from "../report/report.ts";
 
 export { TrainingError };
 

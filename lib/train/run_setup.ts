@@ -30,10 +30,10 @@ import {
   type PositionExchange,
   type Topology,
 } from "./distributed.ts";
-import { type RunLog, truncateMetrics } from "./logging.ts";
+import { type RunLog, truncateMetrics } from "../report/logging.ts";
 import { backendOptionsOf, type BatchPlan, loaderWorkers, vitConfigOf } from "./run_config.ts";
 import { type Resumed, type RunState, TrainingError } from "./run_state.ts";
-import { openRunReport, type RunReport } from "./report.ts";
+import { openRunReport, type RunReport } from "../report/report.ts";
 
 /** Clears what a killed run left and writes config.json (process 0). */
 export async function prepareOutputs(

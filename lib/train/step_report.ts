@@ -5,7 +5,7 @@
  */
 import type { LoaderStats } from "../data/stats.ts";
 import type { EvalResult } from "./evaluate.ts";
-import { formatDuration } from "./logging.ts";
+import { formatDuration } from "../report/logging.ts";
 import type { MetricWindow } from "./metric_window.ts";
 
 /** Where the run writes, said once at its start. */

@@ -5,8 +5,8 @@
  * with a message where no Python with tensorboard is found.
  */
 import { assert, assertEquals } from "../assert.ts";
-import { crc32c, maskedCrc32c, tfRecord } from "../../lib/train/tensorboard.ts";
-import { makeDataset, tinyConfig, withDir } from "./e2e_helpers.ts";
+import { crc32c, maskedCrc32c, tfRecord } from "../../lib/report/tensorboard.ts";
+import { makeDataset, tinyConfig, withDir } from "../train/e2e_helpers.ts";
 
 const TASK = new URL("../../tasks/train.ts", import.meta.url).pathname;
 

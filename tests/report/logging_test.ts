@@ -1,5 +1,5 @@
 import { assertEquals } from "../assert.ts";
-import { RunLog } from "../../lib/train/logging.ts";
+import { RunLog } from "../../lib/report/logging.ts";
 
 Deno.test("run log: off a terminal, progress lines are throttled to one a minute", () => {
   const printed: string[] = [];

@@ -3,7 +3,7 @@
  * blocks for MS milliseconds, as a compile or a long step does. Prints "blocked START END" (ms).
  * Usage: wandb_busy_child.ts URL KEY MS
  */
-import { WandbRun } from "../../lib/train/wandb.ts";
+import { WandbRun } from "../../lib/report/wandb.ts";
 
 const [url, key, ms] = Deno.args;
 const run = await WandbRun.start({ mode: "online", baseUrl: url, apiKey: key }, {

@@ -8,7 +8,7 @@ import {
   formatDuration,
   formatTicks,
   formatValue,
-} from "../../lib/train/dashboard_assets/dashboard.js";
+} from "../../lib/report/dashboard_assets/dashboard.js";
 import {
   FIXTURE,
   referenceAnswers,

@@ -6,7 +6,7 @@
  */
 import { assert, assertEquals } from "../assert.ts";
 import { loadTrainingState } from "../../lib/checkpoint/train_state.ts";
-import { makeDataset, tinyConfig } from "./e2e_helpers.ts";
+import { makeDataset, tinyConfig } from "../train/e2e_helpers.ts";
 import { FAKE_ENTITY, type FakeWandb, startFakeWandb } from "./fake_wandb.ts";
 
 const KEY = "a1b2c3d4e5".repeat(4);

@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "../assert.ts";
-import { findRunDirs, runColumns, RunStore, serveDashboard } from "../../lib/train/dashboard.ts";
+import { findRunDirs, runColumns, RunStore, serveDashboard } from "../../lib/report/dashboard.ts";
 import { main } from "../../tasks/dashboard.ts";
 import { writeSyntheticRun } from "../../bench/dashboard_runs.ts";
 

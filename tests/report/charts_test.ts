@@ -6,8 +6,8 @@ import {
   type MetricEvent,
   niceTicks,
   renderCharts,
-} from "../../lib/train/charts.ts";
-import { renderPlot } from "../../lib/train/logging.ts";
+} from "../../lib/report/charts.ts";
+import { renderPlot } from "../../lib/report/logging.ts";
 
 Deno.test("charts: round ticks cover the range", () => {
   assertEquals(niceTicks(0, 600, 6), [0, 100, 200, 300, 400, 500, 600]);

@@ -5,8 +5,8 @@
  */
 import type { Page } from "puppeteer-core";
 import { assert, assertEquals } from "../assert.ts";
-import { serveDashboard } from "../../lib/train/dashboard.ts";
-import { emaSmooth, formatValue } from "../../lib/train/dashboard_assets/dashboard.js";
+import { serveDashboard } from "../../lib/report/dashboard.ts";
+import { emaSmooth, formatValue } from "../../lib/report/dashboard_assets/dashboard.js";
 import {
   CHROMIUM_CANDIDATES,
   findChromium,

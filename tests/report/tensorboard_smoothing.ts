@@ -4,7 +4,7 @@
  * `tensorboard` wheel ships (webfiles.zip, index.js) in the peer venv
  * (`bash ../shared/tools/peers.sh`), and run as it is.
  *
- * `deno run -A tests/train/tensorboard_smoothing.ts` rewrites
+ * `deno run -A tests/report/tensorboard_smoothing.ts` rewrites
  * tests/fixtures/dashboard/tensorboard_smoothing.json (its answers on SMOOTHING_CASES), which
  * the test uses where no peer venv is installed.
  */

@@ -14,8 +14,8 @@ import {
   type WandbRunOptions,
   type WandbSettings,
   wandbSettingsFromEnv,
-} from "../../lib/train/wandb.ts";
-import { configYaml, parseWandbJson, wandbJson } from "../../lib/train/wandb_format.ts";
+} from "../../lib/report/wandb.ts";
+import { configYaml, parseWandbJson, wandbJson } from "../../lib/report/wandb_format.ts";
 import { FAKE_ENTITY, type FakeRun, startFakeWandb } from "./fake_wandb.ts";
 
 const KEY = "0123456789abcdef0123456789abcdef01234567";
