@@ -4,7 +4,7 @@
  *   tiny     train-step img/s of the tiny MNIST ViT (28x28, patch 4, dim 64, depth 4, batch
  *            128, AdamW) on the trainer's path: `compileTrainPrograms`, params and optimizer
  *            state donated, the u8 batch uploaded and the metrics read back each step as the
- *            training loop does (peer: scripts/bench_torch_vit.py, Debian's python3-torch, 1
+ *            training loop does (peer: scripts/peers/bench_torch_vit.py, Debian's python3-torch, 1
  *            thread and all threads);
  *   vit_s    train-step img/s of ViT-S/16 at 224 (batch 32 by default);
  *   plan     bytes of the ViT-S/16 and ViT-B/16 steps at batch 256 planned for an 80 GB GPU
@@ -338,7 +338,7 @@ async function benchTrainSteps(
 }
 
 async function torchTinyVit(python: string, steps: number): Promise<Record<string, unknown>> {
-  const script = new URL("../scripts/bench_torch_vit.py", import.meta.url).pathname;
+  const script = new URL("../scripts/peers/bench_torch_vit.py", import.meta.url).pathname;
   return await runPython(python, [script, "--steps", String(steps)]);
 }
 
