@@ -73,3 +73,27 @@ Deno.test("cpu resident: arrays that still view the arena keep their values", as
   assertEquals(await values(cpu, third.p), [2.25, 0.75, -0.75, -2.25]);
   c.dispose();
 });
+
+Deno.test("cpu resident: each donated input holds its own update, not another output of its size", async () => {
+  const cpu = new CpuBackend();
+  // a's update is computed first but returned second: the first output of a's size that fits
+  // in a's buffer is b's update, which the caller hands back as b (a copy out and in per call)
+  const fn = (a: Tensor, b: Tensor, g: Tensor) => {
+    const a2 = ops.sub(a, g);
+    const b2 = ops.sub(ops.mul(b, 0.5), g);
+    return [b2, a2];
+  };
+  const c = await Compiled.createWith(cpu, { donate: [true, true, false] }, fn, p0, m0, g);
+  const exe = (c.executable as CpuExecutable).replicas[0] as FusedExecutable;
+  assertEquals([...exe.resident].sort(), [[0, 1], [1, 0]]); // output 0 (b') in b, 1 (a') in a
+  let [b, a] = [await cpu.fromHost(m0), await cpu.fromHost(p0)];
+  const views: unknown[] = [];
+  for (let i = 0; i < 3; i++) {
+    [b, a] = await c.call([a, b, g]);
+    views.push(dataOf(a), dataOf(b));
+  }
+  assertEquals(await values(cpu, a), [-2, -1, 0, 1]);
+  assertEquals(await values(cpu, b), [-1.75, -1.75, -1.75, -1.75]);
+  assertEquals(new Set(views).size, 2); // the state never moved
+  c.dispose();
+});

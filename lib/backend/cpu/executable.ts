@@ -201,7 +201,7 @@ export class FusedExecutable implements HostExecutable {
         const index = t.params.index;
         const last = reqs[slotOf.get(p)!].last;
         if (!opts.donate[index] || last < 0 || outBases.includes(p)) continue;
-        const j = outBases.findIndex((b, j) => {
+        const fits = (b: number, j: number) => {
           if (
             taken.has(j) || role[b] !== "root" || outBases.indexOf(b) !== outBases.lastIndexOf(b)
           ) {
@@ -210,7 +210,14 @@ export class FusedExecutable implements HostExecutable {
           if (nodes[b].dtype !== t.dtype || nodes[b].size !== t.size) return false;
           const s = stepOf.get(b)!;
           return last < s || (last === s && readsInPlace(pending[s].ir, p));
-        });
+        };
+        // First the output whose own loop reads this input (its update, x' = f(x, ...)): the
+        // caller hands that output back at this input's position, where it then already lives;
+        // any other output of the same size would be copied out and in again at every call.
+        let j = outBases.findIndex((b, j) =>
+          fits(b, j) && pending[stepOf.get(b)!].reads.includes(p)
+        );
+        if (j < 0) j = outBases.findIndex(fits);
         if (j < 0) continue;
         taken.add(j);
         resident.set(j, index);
