@@ -97,3 +97,38 @@ Deno.test("cpu resident: each donated input holds its own update, not another ou
   assertEquals(new Set(views).size, 2); // the state never moved
   c.dispose();
 });
+
+Deno.test("cpu resident: a donated array's own memory is freed once copied in, nothing else", async () => {
+  const cpu = new CpuBackend();
+  const { c } = await compiled(cpu, [true, true, false]);
+  const pHost = hostTensor([4], "f32", [1, 2, 3, 4]);
+  const shared = new Float32Array(8); // m's memory is a view of a larger buffer: kept
+  const mHost = { shape: [4], dtype: "f32" as const, data: shared.subarray(4) };
+  const gHost = hostTensor([4], "f32", [1, 1, 1, 1]);
+  const out: Out = await c.call([cpu.adopt(pHost), cpu.adopt(mHost), cpu.adopt(gHost)]);
+  assertEquals(pHost.data.length, 0); // adopted and donated: freed
+  assertEquals(mHost.data.length, 4);
+  assertEquals(gHost.data.length, 4); // not donated
+  assertEquals(await values(cpu, out.p), [0, 1, 2, 3]);
+  // an input returned as it is keeps its memory (the output is that array)
+  const same = await Compiled.createWith(
+    cpu,
+    { donate: [true, true] },
+    (x: Tensor, y: Tensor) => ({
+      x,
+      y: ops.neg(y),
+    }),
+    p0,
+    p0,
+  );
+  const [xHost, yHost] = [
+    hostTensor([4], "f32", [1, 2, 3, 4]),
+    hostTensor([4], "f32", [5, 6, 7, 8]),
+  ];
+  const r = await same.call([cpu.adopt(xHost), cpu.adopt(yHost)]);
+  assertEquals(await values(cpu, r.x), [1, 2, 3, 4]);
+  assertEquals(await values(cpu, r.y), [-5, -6, -7, -8]);
+  assertEquals(yHost.data.length, 0);
+  c.dispose();
+  same.dispose();
+});

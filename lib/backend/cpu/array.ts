@@ -19,7 +19,15 @@ import type { ProcessSum } from "./cross_process.ts";
  * one replica of several.
  */
 export interface HostExecutable {
-  execute(args: readonly HostTensor[], run?: ReplicaRun): Promise<HostTensor[]>;
+  /**
+   * `release[i]`: argument i is donated and its memory belongs to no one else, so the
+   * executable may free it (`releaseMemory`) once it has read it.
+   */
+  execute(
+    args: readonly HostTensor[],
+    run?: ReplicaRun,
+    release?: readonly boolean[],
+  ): Promise<HostTensor[]>;
   dispose(): void;
   /**
    * Output index -> input index: outputs returned as views of the executable's own memory,
@@ -37,12 +45,14 @@ export class CpuArray implements DeviceArray {
 
   /**
    * Wraps `data`, or one array per device (not copied: the executables never write into an
-   * array they return).
+   * array they return). `owned`: the memory is this array's alone (an upload's copy, or adopted),
+   * so an executable it is donated to may free it once read.
    */
   constructor(
     shape: readonly number[],
     readonly dtype: DType,
     data: TypedArray | readonly TypedArray[],
+    readonly owned = false,
   ) {
     this.shape = [...shape];
     this.#parts = Array.isArray(data) ? [...data] : [data as TypedArray];
@@ -158,12 +168,23 @@ export class CpuExecutable implements Executable {
       else a.detach();
     }
     const host = arrays.map((a, i) => a.hostParts(`execute argument ${i}`));
+    // Donated arrays whose memory is their own are freed once copied in: on a step's first
+    // call the host copy of the training state would otherwise sit beside the executable's
+    // until the garbage collector found it (the bench's ViT-S/16 step: 250 MB of peak RSS).
+    const release = n === 1 && !this.processes
+      ? arrays.map((a, i) =>
+        a.owned && donates(i) && arrays.indexOf(a) === i && !arrays.includes(a, i + 1)
+      )
+      : undefined;
     let outs: HostTensor[][];
     try {
-      outs = await this.#run(host);
+      outs = await this.#run(host, release);
     } catch (e) {
-      // their memory may be half overwritten
+      // their memory may be half overwritten, or freed
       for (const a of consumed) a.donate();
+      arrays.forEach((a, i) => {
+        if (release?.[i] && a.state === "live") a.donate();
+      });
       throw e;
     }
     const donated = new Set<CpuArray>();
@@ -178,11 +199,11 @@ export class CpuExecutable implements Executable {
     return result;
   }
 
-  async #run(host: HostTensor[][]): Promise<HostTensor[][]> {
+  async #run(host: HostTensor[][], release?: readonly boolean[]): Promise<HostTensor[][]> {
     const n = this.replicas.length;
     let outs: HostTensor[][];
     if (n === 1 && !this.processes) {
-      outs = [await this.replicas[0].execute(host.map((p) => p[0]))];
+      outs = [await this.replicas[0].execute(host.map((p) => p[0]), undefined, release)];
     } else {
       const group = new ReplicaGroup(n, this.processes);
       outs = await Promise.all(this.replicas.map(async (exe, r) => {
@@ -201,5 +222,16 @@ export class CpuExecutable implements Executable {
     for (const a of this.#lent.values()) a.detach();
     this.#lent.clear();
     for (const r of this.replicas) r.dispose();
+  }
+}
+
+/**
+ * Frees `data`'s memory now (its buffer detached, as `transfer(0)` leaves it), where `data` is the
+ * whole of an ordinary ArrayBuffer; the caller owns it and reads it no more.
+ */
+export function releaseMemory(data: TypedArray): void {
+  const b = data.buffer;
+  if (b instanceof ArrayBuffer && data.byteOffset === 0 && data.byteLength === b.byteLength) {
+    b.transfer(0);
   }
 }

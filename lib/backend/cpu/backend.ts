@@ -101,8 +101,8 @@ export class CpuBackend implements Backend {
    * freshly initialized parameters, whose host copy would otherwise sit beside the arena's).
    */
   adopt(t: HostTensor): DeviceArray {
-    if (this.devices !== 1) return new CpuArray(t.shape, t.dtype, t.data.slice());
-    return new CpuArray(t.shape, t.dtype, t.data);
+    if (this.devices !== 1) return new CpuArray(t.shape, t.dtype, t.data.slice(), true);
+    return new CpuArray(t.shape, t.dtype, t.data, true);
   }
 
   /** `t` copied to every device. */
@@ -112,7 +112,9 @@ export class CpuBackend implements Backend {
 
   fromHostPerDevice(ts: readonly HostTensor[]): Promise<DeviceArray> {
     checkPerDevice(ts, this.devices);
-    return Promise.resolve(new CpuArray(ts[0].shape, ts[0].dtype, ts.map((t) => t.data.slice())));
+    return Promise.resolve(
+      new CpuArray(ts[0].shape, ts[0].dtype, ts.map((t) => t.data.slice()), true),
+    );
   }
 
   async toHost(a: DeviceArray): Promise<HostTensor> {

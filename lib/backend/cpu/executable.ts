@@ -12,7 +12,7 @@ import type { Graph } from "../../ir/graph.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
 import { Primitive } from "../../ir/primitive.ts";
 import { isPrim, paramsOf, type Tensor } from "../../ir/tensor.ts";
-import type { HostExecutable } from "./array.ts";
+import { type HostExecutable, releaseMemory } from "./array.ts";
 import type { ReplicaRun } from "./replicas.ts";
 import { type ArenaRequest, bytesPer, planArena, viewOf } from "./arena.ts";
 import { jsKernel } from "./codegen.ts";
@@ -98,7 +98,8 @@ export class FusedExecutable implements HostExecutable {
   readonly #steps: Step[] = [];
   readonly #names: string[] = [];
   readonly #details: string[] = [];
-  readonly #inputs: { index: number; view: TypedArray }[] = [];
+  /** Inputs copied in at each call; `returned`: also an output, as it is (not to be released). */
+  readonly #inputs: { index: number; view: TypedArray; returned: boolean }[] = [];
   /** Steps that are cross-replica sums (all_reduce_sum): operand and result buffers. */
   readonly #collectives = new Map<
     number,
@@ -283,7 +284,8 @@ export class FusedExecutable implements HostExecutable {
         viewOfBase(p).set(t.params.value.data);
       } else {
         const { index } = paramsOf(t, Primitive.Input);
-        this.#inputs.push({ index, view: viewOfBase(p) });
+        const returned = graph.outputs.some((o) => baseOf(pos(o)) === p);
+        this.#inputs.push({ index, view: viewOfBase(p), returned });
       }
     }
 
@@ -413,16 +415,22 @@ export class FusedExecutable implements HostExecutable {
   }
 
   /** `run`: this call is one replica of a replicated program (see replicas.ts). */
-  async execute(args: readonly HostTensor[], run?: ReplicaRun): Promise<HostTensor[]> {
+  async execute(
+    args: readonly HostTensor[],
+    run?: ReplicaRun,
+    release?: readonly boolean[],
+  ): Promise<HostTensor[]> {
     if (this.#poolReady) {
       // workers load this memory once; without them everything runs on this thread
       this.#poolId = await this.#poolReady;
       this.#poolReady = null;
       if (this.#poolId !== null) POOL_CLEANUP.register(this, this.#poolId, this);
     }
-    for (const { index, view } of this.#inputs) {
+    for (const { index, view, returned } of this.#inputs) {
       // an output of the last call handed back as the input it was written over: in place
-      if (args[index].data !== view) view.set(args[index].data);
+      if (args[index].data === view) continue;
+      view.set(args[index].data);
+      if (release?.[index] && !returned) releaseMemory(args[index].data);
     }
     const prof = this.profile, clock = this.profileClock;
     for (let i = 0; i < this.#steps.length; i++) {
