@@ -1,6 +1,6 @@
 /**
  * Augmentation benchmark: every op at 224x224 and the full train transform, side by side with
- * Pillow in Python (Debian's python3-pil via scripts/bench_augment_pillow.py) on the same machine,
+ * Pillow in Python (Debian's python3-pil via scripts/peers/bench_augment_pillow.py) on the same machine,
  * one core each, timed in process CPU time. Prints a Markdown table; ratios > 1 mean faster than
  * Pillow.
  *
@@ -16,7 +16,7 @@ import * as A from "../lib/augment/mod.ts";
 const FILL: A.RGB = [123, 116, 103];
 const here = new URL(".", import.meta.url);
 const SOURCE = new URL("../tests/fixtures/augment/reference/source.png", here).pathname;
-const PEER = new URL("../scripts/bench_augment_pillow.py", here).pathname;
+const PEER = new URL("../scripts/peers/bench_augment_pillow.py", here).pathname;
 
 export type AugmentBenchResult = {
   ops: { name: string; deno_ms: number; pillow_ms: number | null }[];

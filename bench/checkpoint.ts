@@ -2,7 +2,7 @@
  * Checkpoint I/O benchmark (not a test): ViT-B/16 sized params (86.6M f32, 346 MB).
  *   deno run -A bench/checkpoint.ts [DIR]
  * Each read runs in a fresh process so its peak RSS (VmHWM) can be compared with the file size.
- * The peer (scripts/checkpoint_torch_bench.py, Debian python3-torch + python3-msgpack) runs in
+ * The peer (scripts/peers/checkpoint_torch_bench.py, Debian python3-torch + python3-msgpack) runs in
  * the same script on the same files.
  */
 import { readFlaxMsgpackFile, writeFlaxMsgpackFile } from "../lib/checkpoint/flax_msgpack.ts";
@@ -13,7 +13,7 @@ import type { Tree } from "../lib/checkpoint/tree.ts";
 import type { HostTensor } from "../lib/ir/host_tensor.ts";
 
 const SELF = new URL(import.meta.url).pathname;
-const PEER = new URL("../scripts/checkpoint_torch_bench.py", import.meta.url).pathname;
+const PEER = new URL("../scripts/peers/checkpoint_torch_bench.py", import.meta.url).pathname;
 
 if (Deno.args[0] === "--read") {
   const [, kind, path] = Deno.args;

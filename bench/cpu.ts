@@ -1,12 +1,12 @@
 /**
  * CPU train-step throughput next to the peers a user would pick, in one invocation:
  *   ours       bench/train_step.ts on the CPU backend (bench/cpu_cell.ts, one process a cell);
- *   timm       timm's VisionTransformer on torch 2.x (scripts/bench_timm_vit.py);
- *   deit3-jax  the original's step on JAX's XLA CPU client (scripts/bench_jax.py train-step);
+ *   timm       timm's VisionTransformer on torch 2.x (scripts/peers/bench_timm_vit.py);
+ *   deit3-jax  the original's step on JAX's XLA CPU client (scripts/peers/bench_jax.py train-step);
  * for the tiny ViT at batch 128 and ViT-S/16 (LayerScale) at batch 8, each with 1 thread and
  * with all cores. The peers run from the venv of DEVELOPERS.md (`bash ../shared/tools/peers.sh`
  * prints its python; `--python` or DEIT3_PEERS_PYTHON names another). Debian's torch 1.13
- * (/usr/bin/python3, scripts/bench_torch_vit.py) runs as a labelled extra on the tiny ViT only:
+ * (/usr/bin/python3, scripts/peers/bench_torch_vit.py) runs as a labelled extra on the tiny ViT only:
  * it is far slower than torch 2.x and is not a peer for the ratios.
  *
  * The cells of one config and thread count run back to back (ours, timm, jax), with the load
@@ -209,7 +209,7 @@ function ours(m: Model, threads: number, steps: number): Command {
 }
 
 function timm(python: string, m: Model, threads: number, steps: number): Command {
-  const script = new URL("../scripts/bench_timm_vit.py", import.meta.url).pathname;
+  const script = new URL("../scripts/peers/bench_timm_vit.py", import.meta.url).pathname;
   const args = Object.entries({
     layers: m.layers,
     dim: m.dim,
@@ -245,7 +245,7 @@ async function jax(python: string, m: Model, threads: number, steps: number): Pr
       droppath: 0,
     })),
   );
-  const script = new URL("../scripts/bench_jax.py", import.meta.url).pathname;
+  const script = new URL("../scripts/peers/bench_jax.py", import.meta.url).pathname;
   // XLA's CPU client sizes its intra-op pool from the cores it may run on: one under taskset
   // (below); Eigen's own threading off as well. With all cores, XLA's default.
   const flags = threads === 1 ? "--xla_cpu_multi_thread_eigen=false" : "";
@@ -333,7 +333,7 @@ async function cellOnce(c: Command, threads: number): Promise<Cell> {
 }
 
 async function debianTorch(steps: number): Promise<Record<string, unknown>> {
-  const script = new URL("../scripts/bench_torch_vit.py", import.meta.url).pathname;
+  const script = new URL("../scripts/peers/bench_torch_vit.py", import.meta.url).pathname;
   try {
     const r = await new Deno.Command("/usr/bin/python3", {
       args: [script, "--steps", String(steps)],

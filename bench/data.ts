@@ -1,7 +1,7 @@
 /**
  * Data pipeline benchmark: JPEG decode, and decode + RandomResizedCrop + flip + resize to 224,
  * on 500x375 JPEGs (quality 90, ~85 KB, like ImageNet's), side by side with Pillow doing the same
- * in Python (Debian's python3-pil, scripts/bench_decode_pillow.py) on the same machine.
+ * in Python (Debian's python3-pil, scripts/peers/bench_decode_pillow.py) on the same machine.
  *
  *   deno run -A bench/data.ts [--seconds S] [--rounds R] [--workers 1,2] [--json]
  *
@@ -19,7 +19,7 @@ import { loadTurboJpeg } from "../lib/data/turbojpeg.ts";
 import type { TrainTransformOptions } from "../lib/data/transform.ts";
 import { Rng } from "../lib/ir/rng.ts";
 
-const PEER = new URL("../scripts/bench_decode_pillow.py", import.meta.url).pathname;
+const PEER = new URL("../scripts/peers/bench_decode_pillow.py", import.meta.url).pathname;
 const RRC: TrainTransformOptions = {
   imageSize: 224,
   randomCrop: "rrc",

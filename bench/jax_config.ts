@@ -1,5 +1,5 @@
 /**
- * A ViT as a config of scripts/bench_jax.py train-step: the benchmarked step (CE with label
+ * A ViT as a config of scripts/peers/bench_jax.py train-step: the benchmarked step (CE with label
  * smoothing 0.1, AdamW, no mixing). Shared by the CPU cells and the device cells.
  */
 import type { ViTConfig } from "../lib/model/vit.ts";

@@ -1,9 +1,9 @@
 /**
  * The train-step cells of `deno task bench --model ...`: our step for ViT-S/16, ViT-B/16 or the
  * tiny MNIST ViT at a given batch, on one backend and compute dtype, one fixed synthetic batch
- * (bench/train_step.ts). scripts/device_check.sh runs these next to deit3-jax
- * (scripts/bench_jax.py train-step, with the config `--jax-config` writes) and timm
- * (scripts/bench_timm_vit.py with the same model flags).
+ * (bench/train_step.ts). scripts/device/device_check.sh runs these next to deit3-jax
+ * (scripts/peers/bench_jax.py train-step, with the config `--jax-config` writes) and timm
+ * (scripts/peers/bench_timm_vit.py with the same model flags).
  */
 import { type BackendName, createBackend } from "../lib/backend/select.ts";
 import type { Precision } from "../lib/ir/primitive.ts";
@@ -86,14 +86,14 @@ export async function benchStepCell(c: StepCell): Promise<Record<string, unknown
   return row;
 }
 
-/** The model as a config of scripts/bench_jax.py train-step (the same step: CE 0.1, AdamW). */
+/** The model as a config of scripts/peers/bench_jax.py train-step (the same step: CE 0.1, AdamW). */
 export function jaxConfig(model: string): Record<string, unknown> {
   const v = STEP_MODELS[model]?.vit;
   if (!v) throw new Error(`unknown --model "${model}" (${Object.keys(STEP_MODELS)})`);
   return jaxStepConfig(v);
 }
 
-/** The model as flags of scripts/bench_timm_vit.py. */
+/** The model as flags of scripts/peers/bench_timm_vit.py. */
 export function timmFlags(model: string): string[] {
   const v = STEP_MODELS[model]?.vit;
   if (!v) throw new Error(`unknown --model "${model}" (${Object.keys(STEP_MODELS)})`);

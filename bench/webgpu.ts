@@ -4,7 +4,7 @@
  *   tiny     train-step img/s of the tiny MNIST ViT (28x28, patch 4, dim 64, depth 4, batch
  *            128, AdamW) on the trainer's path: `compileTrainPrograms`, params and optimizer
  *            state donated, the u8 batch uploaded and the metrics read back each step as the
- *            training loop does (peer: scripts/bench_torch_vit.py, Debian's python3-torch, 1
+ *            training loop does (peer: scripts/peers/bench_torch_vit.py, Debian's python3-torch, 1
  *            thread and all threads);
  *   vit_s    train-step img/s of ViT-S/16 at 224 (batch 32 by default);
  *   plan     bytes of the ViT-S/16 and ViT-B/16 steps at batch 256 planned for an 80 GB GPU
@@ -18,6 +18,7 @@ import { Compiled } from "../lib/backend/jit.ts";
 import { WebGpuBackend } from "../lib/backend/webgpu/backend.ts";
 import { type AdapterProfile, adapterProfile } from "../lib/backend/webgpu/device.ts";
 import { type CompiledPlan, compilePlan } from "../lib/backend/webgpu/memory.ts";
+import { expandAttention } from "../lib/ir/attention.ts";
 import { trace } from "../lib/ir/graph.ts";
 import { stepSignature } from "../lib/train/signature.ts";
 import type { DeviceArray } from "../lib/backend/backend.ts";
@@ -94,7 +95,7 @@ export function planTrainStep(
     (p: unknown, o: never, b: never, m: null, s: never, k: Tensor) => step(p, o, b, m, s, k),
     ...sig.args,
   );
-  return compilePlan(traced.graph, adapter);
+  return compilePlan(expandAttention(traced.graph), adapter); // as the backend compiles it
 }
 
 /** ViT-S/16 and ViT-B/16 train steps at batch 256 planned for `GPU_80GB`: bytes in GiB. */
@@ -338,7 +339,7 @@ async function benchTrainSteps(
 }
 
 async function torchTinyVit(python: string, steps: number): Promise<Record<string, unknown>> {
-  const script = new URL("../scripts/bench_torch_vit.py", import.meta.url).pathname;
+  const script = new URL("../scripts/peers/bench_torch_vit.py", import.meta.url).pathname;
   return await runPython(python, [script, "--steps", String(steps)]);
 }
 

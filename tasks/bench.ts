@@ -11,7 +11,7 @@
  *   resume  what a resume near the end of a run costs against one near its start (not default).
  * Each part lives in bench/ and can be run on its own. With `--model`, it times our train step
  * alone for each model x dtype (bench/step_cells.ts), one JSON line per cell: the cells that
- * scripts/device_check.sh runs next to deit3-jax and timm.
+ * scripts/device/device_check.sh runs next to deit3-jax and timm.
  */
 import { parseArgs } from "node:util";
 
@@ -50,8 +50,8 @@ Train-step cells (one line each, JSON with --json), our step alone on a syntheti
   --matmul-precision P  each matmul's precision_config on pjrt: default (jax's, the original's),
                         high or highest (full f32); cpu and webgpu compute f32 anyway
   --pjrt-plugin PATH    the PJRT plugin for --backend pjrt (else PJRT_PLUGIN_PATH, or found)
-  --jax-config FILE     write the (one) model as a config of scripts/bench_jax.py train-step
-  --timm-flags          print the (one) model as flags of scripts/bench_timm_vit.py
+  --jax-config FILE     write the (one) model as a config of scripts/peers/bench_jax.py train-step
+  --timm-flags          print the (one) model as flags of scripts/peers/bench_timm_vit.py
 
 The peers need Debian's python3-torch and python3-pil; a part whose peer is missing says so.
 Results are recorded in BENCHMARKS.md with the machine they ran on.`;

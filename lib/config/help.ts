@@ -53,7 +53,7 @@ export function configHelp(task = "train", defaults?: HelpDefaults): string {
 
 /**
  * Every option as a Markdown table, grouped as in --help: key, type, default, doc. The README's
- * hyperparameter table is this output (scripts/readme_tables.ts writes it there).
+ * hyperparameter table is this output (scripts/gen/readme_tables.ts writes it there).
  */
 export function configMarkdownTable(): string {
   const lines = ["| key | type | default | what it does |", "| --- | --- | --- | --- |"];

@@ -1,6 +1,6 @@
 /**
  * RandomErasing's fills: `original` against torchvision's erase on the same image, box and noise
- * (fixtures from scripts/make_erasing_fixtures.py), and the statistics of both fills.
+ * (fixtures from scripts/fixtures/make_erasing_fixtures.py), and the statistics of both fills.
  */
 import { eraseBox, randomErasing } from "../../lib/augment/erasing.ts";
 import { Rng } from "../../lib/ir/rng.ts";

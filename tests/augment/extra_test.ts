@@ -1,5 +1,5 @@
 /**
- * Pillow 9.4 reference images (scripts/make_augment_fixtures.py) on non-square images and
+ * Pillow 9.4 reference images (scripts/fixtures/make_augment_fixtures.py) on non-square images and
  * argument values beyond the reference manifest: every resample filter with and without
  * fractional boxes, rotations (incl. the right-angle fast paths), shears, translations, arbitrary
  * affine matrices, all point and enhance ops over a range of arguments, blurs, flips, reflect

@@ -1,6 +1,6 @@
 /**
  * Emitted programs compiled and run by real XLA (jaxlib's CPU client, through
- * scripts/bench_jax.py run-mlir): the op table's values, gradients, a 4-replica all-reduce step
+ * scripts/peers/bench_jax.py run-mlir): the op table's values, gradients, a 4-replica all-reduce step
  * and a ViT training step must agree with the CPU backend. Needs a Python with jax and
  * ml_dtypes: $DEIT3_JAX_PYTHON, else the peer venv's ($DEIT3_PEERS_PYTHON, else
  * ~/.cache/deit3-peers/bin/python, as `deno task bench` finds it), else `python3`; skipped when
@@ -20,7 +20,7 @@ import { GRAD_CASES } from "./grad_table.ts";
 import { OP_CASES } from "./op_table.ts";
 import { mlpInputs, mlpSpecs, mlpTrainStep } from "./stablehlo_mlp.ts";
 
-const SCRIPT = new URL("../../scripts/bench_jax.py", import.meta.url).pathname;
+const SCRIPT = new URL("../../scripts/peers/bench_jax.py", import.meta.url).pathname;
 const python = await findJaxPython();
 const cpu = new CpuBackend();
 

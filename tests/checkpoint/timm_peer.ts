@@ -3,7 +3,7 @@
  * `~/.cache/deit3-peers/bin/python` (made by the shared `peers.sh`), else none, and the tests
  * that need it skip with a message.
  */
-const SCRIPT = new URL("../../scripts/timm_check.py", import.meta.url).pathname;
+const SCRIPT = new URL("../../scripts/checks/timm_check.py", import.meta.url).pathname;
 
 function findPeerPython(): string | null {
   const home = Deno.env.get("HOME");
@@ -39,7 +39,7 @@ export function warnNoPeer(what: string): void {
   }
 }
 
-/** Runs scripts/timm_check.py; throws with its stderr when it fails. */
+/** Runs scripts/checks/timm_check.py; throws with its stderr when it fails. */
 export async function timmCheck(...args: string[]): Promise<string> {
   const out = await new Deno.Command(PEER_PYTHON!, { args: [SCRIPT, ...args] }).output();
   const text = new TextDecoder().decode(out.stdout);

@@ -1,6 +1,6 @@
-/** Runs scripts/torch_checkpoint_check.py with Debian's python3-torch, when it is installed. */
+/** Runs scripts/checks/torch_checkpoint_check.py with Debian's python3-torch, when it is installed. */
 const PYTHON = "/usr/bin/python3";
-const SCRIPT = new URL("../../scripts/torch_checkpoint_check.py", import.meta.url).pathname;
+const SCRIPT = new URL("../../scripts/checks/torch_checkpoint_check.py", import.meta.url).pathname;
 
 export const HAVE_TORCH = (() => {
   try {

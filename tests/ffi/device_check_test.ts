@@ -1,5 +1,5 @@
 /**
- * scripts/device_check.sh's plan (PLAN=1: the steps, their timeouts and commands, nothing run):
+ * scripts/device/device_check.sh's plan (PLAN=1: the steps, their timeouts and commands, nothing run):
  * f32 and bf16 are steps of their own, every step has a timeout, the steps that matter most
  * (smoke, ViT-S/16 ours and peers, the MNIST loss comparison) fit in the script's budget by
  * their timeouts alone, and the slow ViT-B/16 compiles come after them. The script skips a step
@@ -7,7 +7,7 @@
  */
 import { assert, assertEquals } from "../assert.ts";
 
-const SCRIPT = new URL("../../scripts/device_check.sh", import.meta.url).pathname;
+const SCRIPT = new URL("../../scripts/device/device_check.sh", import.meta.url).pathname;
 
 Deno.test("device_check.sh: separate f32/bf16 steps, own timeouts, important ones within budget", async () => {
   const dir = await Deno.makeTempDir();

@@ -9,8 +9,8 @@ import { allReduce, DOT } from "../../ffi/smoke.ts";
 
 const python = await findJaxPython();
 
-const SCRIPTS = new URL("../../scripts", import.meta.url).pathname;
-// scripts/bench_jax.py's compile_program and execute (one buffer per replica's device).
+const SCRIPTS = new URL("../../scripts/peers", import.meta.url).pathname;
+// scripts/peers/bench_jax.py's compile_program and execute (one buffer per replica's device).
 const CHECK = `
 import sys, jax, numpy as np
 sys.path.insert(0, sys.argv[3])

@@ -1,12 +1,12 @@
 /**
- * `deno task bench --model ...`, the train-step cells scripts/device_check.sh runs on the GPU
+ * `deno task bench --model ...`, the train-step cells scripts/device/device_check.sh runs on the GPU
  * machine, at toy sizes on the CPU: one JSON line per cell, the peers' model from the same
  * table, and a dtype the backend cannot honour refused in its cell. Plus compare_losses.ts.
  */
 import { assert, assertEquals } from "../assert.ts";
 
 const BENCH = new URL("../../tasks/bench.ts", import.meta.url).pathname;
-const COMPARE = new URL("../../scripts/compare_losses.ts", import.meta.url).pathname;
+const COMPARE = new URL("../../scripts/checks/compare_losses.ts", import.meta.url).pathname;
 
 async function run(script: string, args: string[]) {
   const r = await new Deno.Command(Deno.execPath(), {

@@ -1,6 +1,6 @@
 /**
  * `doctor` on references made the same way as vit-a but by another implementation
- * (scripts/make_reference_torch.py, validated against vit-a to ~1.7e-7): gap pooling,
+ * (scripts/fixtures/make_reference_torch.py, validated against vit-a to ~1.7e-7): gap pooling,
  * fixed sincos2d position embeddings, no LayerScale, one head, other sizes.
  */
 import { CpuBackend } from "../../lib/backend/cpu/backend.ts";

@@ -1,5 +1,5 @@
 // AssemblyScript source of the SIMD resampling kernels (lib/augment/wasm/resample_wasm.ts holds
-// the compiled module; rebuild with `deno run -A scripts/build_augment_wasm.ts`).
+// the compiled module; rebuild with `deno run -A scripts/gen/build_augment_wasm.ts`).
 //
 // Both kernels implement one pass of Pillow's fixed-point convolution (Resample.c): the sum
 // starts at 1 << 21, adds byte * coefficient (22-bit fixed point) over the taps, and the result

@@ -2,7 +2,7 @@
 """Peer benchmark for lib/augment: the same ops and train transform with Pillow (Debian's
 python3-pil) on one core. Run by bench/augment.ts side by side with the Deno version:
 
-    /usr/bin/python3 scripts/bench_augment_pillow.py SOURCE.png [--images N] [--json]
+    /usr/bin/python3 scripts/peers/bench_augment_pillow.py SOURCE.png [--images N] [--json]
 
 Prints one JSON object: {"pillow": version, "ops": {name: ms}, "transforms": {name: img/s}},
 measured in CPU time of this process (one core; steady when other work shares the machine).

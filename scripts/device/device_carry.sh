@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds .dev/ (git-ignored): what scripts/device_check.sh needs on the GPU machine beyond the
+# Builds .dev/ (git-ignored): what scripts/device/device_check.sh needs on the GPU machine beyond the
 # repository, which there has python3 with jax (CUDA), flax, optax, timm and torch, but no deno,
 # no npm registry and maybe no Vulkan loader. Carry it with the device tool: carry [".dev"].
 #
@@ -11,9 +11,9 @@
 #   .dev/debs/              libvulkan1 (the Vulkan loader for WebGPU), unpacked with dpkg -x
 #
 # About 43 MB in all; with the working tree (~11 MB) under the 64 MiB a call may carry.
-# Usage: bash scripts/device_carry.sh   (from anywhere; takes ~2 minutes on 2 cores)
+# Usage: bash scripts/device/device_carry.sh   (from anywhere; takes ~2 minutes on 2 cores)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 mkdir -p .dev/debs
 deno_bin=$(readlink -f "$(command -v deno)")
 if [[ ! -s .dev/deno.xz || "$deno_bin" -nt .dev/deno.xz ]]; then

@@ -7,13 +7,13 @@
 # $OUT/device_check.log (every step's output); each step's line on stdout says its compile time.
 #
 # What must be carried (device tool: carry [".dev"]; build it first with
-# `bash scripts/device_carry.sh` in the checkout the device tool sends): the machine has python3
+# `bash scripts/device/device_carry.sh` in the checkout the device tool sends): the machine has python3
 # with jax + the CUDA plugin, flax, optax, timm and torch, but no deno and no npm registry.
 #   .dev/deno.xz               the deno binary, unpacked to /tmp/deno-bin
 #   .dev/node_modules.tar.xz   node_modules (deno runs with --node-modules-dir=manual: no fetch)
 #   .dev/mnist.tar.xz          data/mnist, the MNIST shards
 #   .dev/debs/libvulkan1_*.deb the Vulkan loader for WebGPU, unpacked with dpkg -x when missing
-# A run: command "bash scripts/device_check.sh", carry [".dev"], timeout_s 540.
+# A run: command "bash scripts/device/device_check.sh", carry [".dev"], timeout_s 540.
 #
 # Steps in order (name: timeout in s); f32 and bf16 are separate steps:
 #   smoke 20, doctor-pjrt 25        ffi/smoke.ts (add, dot, all-reduce with 2+ GPUs); doctor
@@ -36,7 +36,7 @@
 # DRY_RUN=1 on the 2-core development machine (load average 24, no plugin): 145 s, every step
 # recorded, most of them failing or timing out at once for want of a device.
 set -uo pipefail
-cd "$(dirname "$0")/.." || exit 1
+cd "$(dirname "$0")/../.." || exit 1
 out=${OUT:-$PWD/device_check_out}
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -122,7 +122,7 @@ ours_pjrt() { # MODEL DTYPE SECONDS
 jax() { # MODEL
   [[ -n $plan ]] || "${deno_run[@]}" tasks/bench.ts --model "$1" --jax-config "$work/$1.json"
   for p in f32 bf16; do
-    JAX_PLATFORMS=$jax_platform step "jax-$1-$p" 30 "$python" scripts/bench_jax.py train-step \
+    JAX_PLATFORMS=$jax_platform step "jax-$1-$p" 30 "$python" scripts/peers/bench_jax.py train-step \
       "$work/$1.json" --batch "$batch" --steps "$steps" --precision "$p" \
       --matmul-precision "$matmul"
   done
@@ -131,7 +131,7 @@ timm() { # MODEL
   local flags=()
   [[ -n $plan ]] || read -ra flags <<<"$("${deno_run[@]}" tasks/bench.ts --model "$1" --timm-flags)"
   for d in tf32 bf16; do
-    step "timm-$1-$d" 12 "$python" scripts/bench_timm_vit.py "${flags[@]}" --batch "$batch" \
+    step "timm-$1-$d" 12 "$python" scripts/peers/bench_timm_vit.py "${flags[@]}" --batch "$batch" \
       --steps "$steps" --device "$torch_device" --dtype "$d" --threads 8
   done
 }
@@ -147,7 +147,7 @@ train=("${deno_run[@]}" tasks/train.ts --training-steps "$train_steps" --log-int
 rm -rf "$work/mnist-pjrt" "$work/mnist-cpu"
 step mnist-pjrt 30 "${train[@]}" --backend pjrt --output-dir "$work/mnist-pjrt"
 step mnist-cpu 40 "${train[@]}" --backend cpu --output-dir "$work/mnist-cpu"
-step mnist-compare 5 "${deno_run[@]}" scripts/compare_losses.ts "$work/mnist-pjrt" "$work/mnist-cpu"
+step mnist-compare 5 "${deno_run[@]}" scripts/checks/compare_losses.ts "$work/mnist-pjrt" "$work/mnist-cpu"
 step doctor-webgpu 20 "${deno_run[@]}" tasks/doctor.ts --backend webgpu --json
 step "ours-webgpu-$first" 25 "${bench[@]}" --model "$first" --backend webgpu
 for m in "${models[@]:1}"; do # the slower models last

@@ -8,7 +8,7 @@ AdamW (b1 0.9, b2 0.999, eps 1e-8, weight decay 0.05, lr 1e-3). Normalization of
 images happens inside the step, as in ours.
 
 Prints one JSON object: img/s with 1 thread (the peer figure) and with all threads.
-Run with Debian's python3-torch: /usr/bin/python3 scripts/bench_torch_vit.py [--steps N]
+Run with Debian's python3-torch: /usr/bin/python3 scripts/peers/bench_torch_vit.py [--steps N]
 """
 
 import argparse

@@ -1,9 +1,9 @@
 /**
  * Compares the train loss curves of two runs (their metrics.jsonl): same logged steps, and
  * every window's mean loss within `--tolerance` (default 0.05). Prints one JSON line; exits 1
- * when they disagree. Used by scripts/device_check.sh (300 MNIST steps, PJRT against CPU).
+ * when they disagree. Used by scripts/device/device_check.sh (300 MNIST steps, PJRT against CPU).
  *
- *   deno run -A scripts/compare_losses.ts RUN_DIR_A RUN_DIR_B [--tolerance X]
+ *   deno run -A scripts/checks/compare_losses.ts RUN_DIR_A RUN_DIR_B [--tolerance X]
  */
 const args = [...Deno.args];
 const t = args.indexOf("--tolerance");

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """timm's VisionTransformer train step: the peer of `deno task bench`'s train part (torch CPU)
-and of scripts/device_check.sh's train-step cells (CUDA).
+and of scripts/device/device_check.sh's train-step cells (CUDA).
 
 Same step as ours (bench/train_step.ts): a fixed synthetic uint8 batch normalized in the step,
 AdamW (lr 1e-3, betas 0.9/0.999, eps 1e-8, weight decay 0.05), cross-entropy with label
