@@ -11,19 +11,15 @@
  * it in-process). `exit(main)` runs it as the process, with secrets redacted from the console,
  * and exits with the status, so that no timer, worker or server left behind keeps it alive.
  *
- * Exit status, the same for every task (`EXIT`):
- *
- * | code | when                                                   | printed (stderr)             |
- * | ---- | ------------------------------------------------------ | ---------------------------- |
- * | 0    | done, and `--help` / `-h` (the usage goes to stdout)   |                              |
- * | 1    | the task failed: a `TaskError` or any other error      | `task: message`, no stack    |
- * | 2    | `UsageError` (arguments, setup) or `ConfigError`       | `task: message` [+ usage] / the config's problem lines |
- * | 75   | train interrupted by SIGINT/SIGTERM, state saved       | (train's own lines)          |
- * | 130  | train: a second signal, exiting without saving         |                              |
+ * Exit status, the same for every task (`EXIT`; the table with what each prints is in README.md):
+ * 0 done or `--help` (usage on stdout); 1 the task failed (`TaskError` or any other error:
+ * `task: message`, no stack); 2 a `UsageError` (arguments, missing setup: `task: message`, then
+ * the usage when asked) or a `ConfigError` (its lines, which name their source); 75 train
+ * interrupted after saving; 130 train stopped by a second signal without saving.
  *
  * A `TaskError` may carry another status (doctor: 2 when the backend or reference cannot load).
  * Errors that are bugs rather than foreseen failures (`TypeError`, `ReferenceError`,
- * `SyntaxError`, or a thrown non-Error) print their stack after the line, so they can be found.
+ * `SyntaxError`) print their stack after the line, so that they can be found.
  */
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { type CommandLine, parseCommandLine } from "../lib/config/cli.ts";
