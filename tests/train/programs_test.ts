@@ -5,6 +5,7 @@
  */
 import { CpuBackend } from "../../lib/backend/cpu/backend.ts";
 import { resolveConfig } from "../../lib/config/mod.ts";
+import { tensorLeaves, type Tree } from "../../lib/checkpoint/tree.ts";
 import { flatten } from "../../lib/ir/pytree.ts";
 import type { HostTensor } from "../../lib/ir/host_tensor.ts";
 import { initViT } from "../../lib/model/init.ts";
@@ -83,8 +84,15 @@ Deno.test("programs: accumulating 2 x 4 gives the update of one step of 8", asyn
     assertEquals(a.length, b.length);
     let moved = 0;
     const before = flatten<HostTensor>(params).leaves;
+    // The key bias's exact gradient is zero (a softmax does not change when every score of a row
+    // shifts by q . b_k); its gradient is rounding noise, which Adam's first step scales up to
+    // lr * g / (|g| + eps), so the two programs' noise is not compared, only its size.
+    const wk = [...tensorLeaves(params as Tree)].find(([k]) => k.endsWith("wk/bias"))!;
+    const keyBias = before.indexOf(wk[1]);
+    assert(keyBias >= 0, "the key bias is a leaf of the tree");
     a.forEach((t, i) => {
-      assertAllClose(b[i].data, t.data, { atol: 2e-6, msg: `leaf ${i}` });
+      const atol = i === keyBias ? 1e-5 : 2e-6;
+      assertAllClose(b[i].data, t.data, { atol, msg: `leaf ${i}` });
       for (let j = 0; j < t.data.length; j++) if (t.data[j] !== before[i].data[j]) moved++;
     });
     assert(moved > 0, "the step changed no parameter");

@@ -5,9 +5,10 @@
  * weight-gradient matmul only when it reaches that parameter, long after the backward pass made
  * its operands, which stay live until then (activations, cotangents, recomputed intermediates).
  *
- * Here a node whose result is at most half its largest operand (reductions, weight gradients,
- * slices) runs as soon as its operands exist, so those operands can die; every other node keeps
- * its place. Any topological order computes the same values.
+ * Here nodes run in creation order (the forward pass, then the backward as autodiff's reverse
+ * sweep made it), and a node whose result is at most half its largest operand (reductions,
+ * weight gradients, slices) runs as soon as its operands exist, with the one node feeding it
+ * that is then ready, so those operands can die. Any topological order computes the same values.
  */
 import type { Tensor } from "../../ir/tensor.ts";
 
@@ -26,6 +27,10 @@ export function scheduleForMemory(nodes: readonly Tensor[]): Tensor[] {
   }
   const shrinks = (t: Tensor) =>
     t.inputs.length > 0 && 2 * t.size <= Math.max(...t.inputs.map((x) => x.size));
+  // one step of lookahead: the elementwise product inside `sum(g * h)`, or `sum(p * p)` over a
+  // donated parameter, which must run before the update that overwrites p
+  const feedsShrinking = (c: Tensor) =>
+    (users.get(c.id) ?? []).some((d) => shrinks(d) && waiting.get(d.id) === 1);
   const placed = new Set<number>();
   const order: Tensor[] = [];
   const stack: Tensor[] = [];
@@ -41,7 +46,7 @@ export function scheduleForMemory(nodes: readonly Tensor[]): Tensor[] {
       for (const c of users.get(u.id) ?? []) {
         const left = waiting.get(c.id)! - 1;
         waiting.set(c.id, left);
-        if (left === 0 && inGraph.has(c.id) && shrinks(c)) stack.push(c);
+        if (left === 0 && inGraph.has(c.id) && (shrinks(c) || feedsShrinking(c))) stack.push(c);
       }
     }
   }
