@@ -7,7 +7,7 @@ import { leavesWithPaths } from "../../lib/ir/pytree.ts";
 import { initViT } from "../../lib/model/init.ts";
 import type { ViTConfig } from "../../lib/model/vit.ts";
 import { main } from "../../tasks/export_hlo.ts";
-import { assert, assertEquals, assertRejects, assertThrows } from "../assert.ts";
+import { assert, assertEquals, assertThrows } from "../assert.ts";
 
 const small: ViTConfig = {
   layers: 2,
@@ -182,12 +182,23 @@ Deno.test("export-hlo task: writes the program to --out", async () => {
     assert(four.startsWith('// Training step of "tiny": per-replica batch 2, 4 replica(s)'));
     assert(four.includes("mhlo.num_replicas = 4 : i32"));
     assert(four.includes('"stablehlo.all_reduce"'));
-    await assertRejects(
-      () => main([`${dir}/tiny.json`, "--batch", "x"]),
-      '--batch must be a positive integer, got "x"',
-    );
-    await assertRejects(() => main([`${dir}/tiny.json`, "--out"]), "--out needs a value");
-    await assertRejects(() => main([`${dir}/tiny.json`, "--heads", "3"]), "heads");
+    // Mistakes exit 2 with the message (tasks/cli.ts), the text program or file untouched.
+    const mistakes: [string[], string][] = [
+      [["--batch", "x"], 'export-hlo: --batch must be a positive integer, got "x"'],
+      [["--out"], "export-hlo: --out needs a value"],
+      [["--heads", "3"], '"dim" (16) must be divisible by "heads" (3, from --heads 3)'],
+    ];
+    for (const [args, text] of mistakes) {
+      const err: string[] = [];
+      const error = console.error;
+      console.error = (...a: unknown[]) => err.push(a.join(" "));
+      try {
+        assertEquals(await main([`${dir}/tiny.json`, ...args]), 2, args.join(" "));
+      } finally {
+        console.error = error;
+      }
+      assert(err.join("\n").includes(text), err.join("\n"));
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
