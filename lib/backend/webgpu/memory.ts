@@ -11,6 +11,7 @@ import { chunkCount } from "./bindings.ts";
 import { type GeneratedKernel, generateKernel } from "./codegen.ts";
 import type { AdapterProfile } from "./device.ts";
 import { planGraph } from "./plan.ts";
+import { lowerAttention } from "./attention.ts";
 import { WORD } from "./storage.ts";
 
 export type Loc =
@@ -36,6 +37,8 @@ export interface MemoryReport {
 }
 
 export interface CompiledPlan {
+  /** The graph as planned: attention lowered for the fused kernels (`lowerAttention`). */
+  graph: Graph;
   kernels: GeneratedKernel[];
   loc: Map<number, Loc>;
   /** Bytes of each intermediate slot. */
@@ -46,8 +49,9 @@ export interface CompiledPlan {
 }
 
 /** Plans, generates and allocates `graph` for an adapter; touches no device. */
-export function compilePlan(graph: Graph, adapter: AdapterProfile): CompiledPlan {
+export function compilePlan(traced: Graph, adapter: AdapterProfile): CompiledPlan {
   const { limits, tuning } = adapter;
+  const graph = lowerAttention(traced, tuning);
   for (const n of [...graph.inputs, ...graph.outputs]) checkBufferSize(n, limits.maxBufferSize);
   const plan = planGraph(graph, {
     maxStorageBuffers: limits.maxStorageBuffersPerShaderStage,
@@ -84,6 +88,7 @@ export function compilePlan(graph: Graph, adapter: AdapterProfile): CompiledPlan
   const inputs = bytes(graph.inputs), outputs = bytes(graph.outputs);
   const allocated = sizes.reduce((s, b) => s + b, 0);
   return {
+    graph,
     kernels,
     loc,
     slotSizes: sizes,
