@@ -121,7 +121,9 @@ export function attentionKernel(k: KernelPlan, t: Tuning): GeneratedKernel {
   const grad = isPrim(root, Primitive.AttentionGrad);
   ["ld_q", "ld_k", "ld_v", "ld_o", "ld_g", "ld_delta"].slice(0, grad ? 6 : 3)
     .forEach((fn, i) => loader(fn, root.inputs[i]));
-  const ctx: Ctx = { D, D4, T, W, scale };
+  // workgroup-memory tiles on GPUs; CPU adapters read rows directly, as their dot_general does
+  const shared = t.matmul === "tiled";
+  const ctx: Ctx = { D, D4, T, W, scale, shared };
   const QT = Math.ceil(N / W), KT = Math.ceil(M / W);
   const groups = B * H * (grad ? QT + KT : QT);
   const body = grad ? gradBody(ctx, B * H, N, M, QT, KT) : forwardBody(ctx, N, M, QT);
@@ -133,9 +135,9 @@ export function attentionKernel(k: KernelPlan, t: Tuning): GeneratedKernel {
     bindingSource(specs, t.chunks),
     helperSource(helpers),
     ...loaders,
-    `var<workgroup> ta: array<vec4f, ${T * D4}>;`,
-    `var<workgroup> tb: array<vec4f, ${T * D4}>;`,
-    grad ? `var<workgroup> tr: array<vec2f, ${T}>;` : "",
+    shared ? `var<workgroup> ta: array<vec4f, ${T * D4}>;` : "",
+    shared ? `var<workgroup> tb: array<vec4f, ${T * D4}>;` : "",
+    shared && grad ? `var<workgroup> tr: array<vec2f, ${T}>;` : "",
     `@compute @workgroup_size(${W})`,
     `fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,`,
     `        @builtin(local_invocation_index) li: u32) {`,
@@ -159,43 +161,105 @@ interface Ctx {
   T: number;
   W: number;
   scale: string;
+  /** Streamed rows through workgroup-memory tiles (GPUs), else loaded by each thread. */
+  shared: boolean;
 }
 
-/** One thread per query row; K and V tiles streamed; online softmax. */
+/**
+ * `fn(c)` for c = 0 .. D4 - 1, one statement per vec4 of a row: rows are named vec4 registers
+ * (`q_0`, `q_1`, ..), never arrays indexed in a loop, which GL drivers lower to branch ladders
+ * and GPUs to local memory.
+ */
+function each(D4: number, fn: (c: number) => string, sep = "\n"): string {
+  return Array.from({ length: D4 }, (_, c) => fn(c)).join(sep);
+}
+
+/** `dot(a_0, b_0) + dot(a_1, b_1) + ..` over the row's vec4s. */
+function dots(D4: number, a: (c: number) => string, b: (c: number) => string): string {
+  return each(D4, (c) => `dot(${a(c)}, ${b(c)})`, " + ");
+}
+
+/** A register row: `name_c`. */
+const reg = (name: string) => (c: number) => `${name}_${c}`;
+
+/**
+ * The loop over the streamed side's rows `j` in [0, rows): `body` gets each streamed operand's
+ * vec4 c at row j (`rowOf(fn)`), and `lse`/`delta` terms when `terms`. With `shared`, tiles of T rows
+ * are loaded cooperatively into workgroup memory between barriers; without, each thread loads
+ * the row itself (CPU adapters: their caches serve as well, and llvmpipe compiles barriers
+ * slowly: a coroutine split per barrier).
+ */
+function stream(
+  c: Ctx,
+  rows: number,
+  operands: string[],
+  terms: boolean,
+  body: (rowOf: (fn: string) => (k: number) => string) => string,
+): string {
+  const { D, D4, T, W } = c;
+  const arr = ["ta", "tb"];
+  if (!c.shared) {
+    const load = operands.map((fn) =>
+      each(D4, (k) => `let ${fn}_${k} = ${row4(fn, "bh", "j", k, D)};`, "\n      ")
+    );
+    return `for (var j = 0u; j < ${rows}u; j++) {
+      ${load.join("\n      ")}
+      ${terms ? `let lse_j = ld_o(bh, j, ${D}u);\n      let delta_j = ld_delta(bh, j, 0u);` : ""}
+      ${body((fn) => reg(fn))}
+    }`;
+  }
+  const at = (fn: string) => (k: number) => `${arr[operands.indexOf(fn)]}[jt * ${D4}u + ${k}u]`;
+  return `for (var t0 = 0u; t0 < ${rows}u; t0 += ${T}u) {
+    workgroupBarrier();
+    for (var e = li; e < ${T * D4}u; e += ${W}u) {
+      let r = min(t0 + e / ${D4}u, ${rows - 1}u);
+      let c = e % ${D4}u;
+${operands.map((fn, i) => `      ${arr[i]}[e] = ${row4(fn, "bh", "r", "c", D)};`).join("\n")}
+    }
+    ${
+    terms
+      ? `for (var e = li; e < ${T}u; e += ${W}u) {
+      let r = min(t0 + e, ${rows - 1}u);
+      tr[e] = vec2f(ld_o(bh, r, ${D}u), ld_delta(bh, r, 0u));
+    }`
+      : ""
+  }
+    workgroupBarrier();
+    let n = min(${T}u, ${rows}u - t0);
+    for (var jt = 0u; jt < n; jt++) {
+      ${terms ? "let lse_j = tr[jt].x;\n      let delta_j = tr[jt].y;" : ""}
+      ${body(at)}
+    }
+  }`;
+}
+
+/** One thread per query row; K and V rows streamed; online softmax. */
 function forwardBody(c: Ctx, N: number, M: number, QT: number): string {
-  const { D, D4, T, W, scale } = c;
+  const { D, D4, W, scale } = c;
   return `
   let bh = w / ${QT}u;
   let i = (w % ${QT}u) * ${W}u + li;
   let ic = min(i, ${N - 1}u);
-  var q: array<vec4f, ${D4}>;
-  var acc: array<vec4f, ${D4}>;
-  for (var c = 0u; c < ${D4}u; c++) { q[c] = ${row4("ld_q", "bh", "ic", "c", D)}; }
+${each(D4, (k) => `  let q_${k} = ${row4("ld_q", "bh", "ic", k, D)};`)}
+${each(D4, (k) => `  var acc_${k} = vec4f(0.0f);`)}
   var m = -3.0e38f;
   var l = 0.0f;
-  for (var t0 = 0u; t0 < ${M}u; t0 += ${T}u) {
-    workgroupBarrier();
-    ${tileLoad(c, M, [["ta", "ld_k"], ["tb", "ld_v"]])}
-    workgroupBarrier();
-    let n = min(${T}u, ${M}u - t0);
-    for (var j = 0u; j < n; j++) {
-      var s = 0.0f;
-      for (var c = 0u; c < ${D4}u; c++) { s += dot(q[c], ta[j * ${D4}u + c]); }
-      s *= ${scale};
+  ${
+    stream(c, M, ["ld_k", "ld_v"], false, (at) => `
+      let s = (${dots(D4, reg("q"), at("ld_k"))}) * ${scale};
       if (s > m) {
         let r = exp(m - s);
         l *= r;
-        for (var c = 0u; c < ${D4}u; c++) { acc[c] *= r; }
+${each(D4, (k) => `        acc_${k} *= r;`)}
         m = s;
       }
       let p = exp(s - m);
       l += p;
-      for (var c = 0u; c < ${D4}u; c++) { acc[c] = fma(vec4f(p), tb[j * ${D4}u + c], acc[c]); }
-    }
+${each(D4, (k) => `      acc_${k} = fma(vec4f(p), ${at("ld_v")(k)}, acc_${k});`)}`)
   }
   if (i < ${N}u) {
     let base = (bh * ${N}u + i) * ${D + 1}u;
-    for (var c = 0u; c < ${D4}u; c++) { ${store4("base", "acc[c] / l", D)} }
+${each(D4, (k) => `    ${store4("base", k, `acc_${k} / l`, D)}`)}
     st_buf0(base + ${D}u, m + log(l));
   }`;
 }
@@ -205,7 +269,7 @@ function forwardBody(c: Ctx, N: number, M: number, QT: number): string {
  * The branch is on the workgroup id, so the barriers in each stay in uniform control flow.
  */
 function gradBody(c: Ctx, BH: number, N: number, M: number, QT: number, KT: number): string {
-  const { D, D4, T, W, scale } = c;
+  const { D, D4, W, scale } = c;
   const rows = N + 2 * M;
   return `
   let dqGroups = ${BH * QT}u;
@@ -213,99 +277,56 @@ function gradBody(c: Ctx, BH: number, N: number, M: number, QT: number, KT: numb
     let bh = w / ${QT}u;
     let i = (w % ${QT}u) * ${W}u + li;
     let ic = min(i, ${N - 1}u);
-    var q: array<vec4f, ${D4}>;
-    var dor: array<vec4f, ${D4}>;
-    var dq: array<vec4f, ${D4}>;
-    for (var c = 0u; c < ${D4}u; c++) {
-      q[c] = ${row4("ld_q", "bh", "ic", "c", D)};
-      dor[c] = ${row4("ld_g", "bh", "ic", "c", D)};
-    }
+${each(D4, (k) => `    let q_${k} = ${row4("ld_q", "bh", "ic", k, D)};`)}
+${each(D4, (k) => `    let do_${k} = ${row4("ld_g", "bh", "ic", k, D)};`)}
+${each(D4, (k) => `    var dq_${k} = vec4f(0.0f);`)}
     let lse = ld_o(bh, ic, ${D}u);
     let delta = ld_delta(bh, ic, 0u);
-    for (var t0 = 0u; t0 < ${M}u; t0 += ${T}u) {
-      workgroupBarrier();
-      ${tileLoad(c, M, [["ta", "ld_k"], ["tb", "ld_v"]])}
-      workgroupBarrier();
-      let n = min(${T}u, ${M}u - t0);
-      for (var j = 0u; j < n; j++) {
-        var s = 0.0f;
-        var dp = 0.0f;
-        for (var c = 0u; c < ${D4}u; c++) {
-          s += dot(q[c], ta[j * ${D4}u + c]);
-          dp += dot(dor[c], tb[j * ${D4}u + c]);
-        }
+    ${
+    stream(c, M, ["ld_k", "ld_v"], false, (at) => `
+        let s = ${dots(D4, reg("q"), at("ld_k"))};
+        let dp = ${dots(D4, reg("do"), at("ld_v"))};
         let ds = exp(s * ${scale} - lse) * (dp - delta);
-        for (var c = 0u; c < ${D4}u; c++) { dq[c] = fma(vec4f(ds), ta[j * ${D4}u + c], dq[c]); }
-      }
-    }
+${each(D4, (k) => `        dq_${k} = fma(vec4f(ds), ${at("ld_k")(k)}, dq_${k});`)}`)
+  }
     if (i < ${N}u) {
       let base = (bh * ${rows}u + i) * ${D}u;
-      for (var c = 0u; c < ${D4}u; c++) { ${store4("base", `dq[c] * ${scale}`, D)} }
+${each(D4, (k) => `      ${store4("base", k, `dq_${k} * ${scale}`, D)}`)}
     }
   } else {
     let w2 = w - dqGroups;
     let bh = w2 / ${KT}u;
-    let j = (w2 % ${KT}u) * ${W}u + li;
-    let jc = min(j, ${M - 1}u);
-    var kr: array<vec4f, ${D4}>;
-    var vr: array<vec4f, ${D4}>;
-    var dk: array<vec4f, ${D4}>;
-    var dv: array<vec4f, ${D4}>;
-    for (var c = 0u; c < ${D4}u; c++) {
-      kr[c] = ${row4("ld_k", "bh", "jc", "c", D)};
-      vr[c] = ${row4("ld_v", "bh", "jc", "c", D)};
-    }
-    for (var t0 = 0u; t0 < ${N}u; t0 += ${T}u) {
-      workgroupBarrier();
-      ${tileLoad(c, N, [["ta", "ld_q"], ["tb", "ld_g"]])}
-      for (var e = li; e < ${T}u; e += ${W}u) {
-        let r = min(t0 + e, ${N - 1}u);
-        tr[e] = vec2f(ld_o(bh, r, ${D}u), ld_delta(bh, r, 0u));
-      }
-      workgroupBarrier();
-      let n = min(${T}u, ${N}u - t0);
-      for (var r = 0u; r < n; r++) {
-        var s = 0.0f;
-        var dp = 0.0f;
-        for (var c = 0u; c < ${D4}u; c++) {
-          s += dot(ta[r * ${D4}u + c], kr[c]);
-          dp += dot(tb[r * ${D4}u + c], vr[c]);
-        }
-        let p = exp(s * ${scale} - tr[r].x);
-        let ds = p * (dp - tr[r].y);
-        for (var c = 0u; c < ${D4}u; c++) {
-          dv[c] = fma(vec4f(p), tb[r * ${D4}u + c], dv[c]);
-          dk[c] = fma(vec4f(ds), ta[r * ${D4}u + c], dk[c]);
-        }
-      }
-    }
-    if (j < ${M}u) {
-      let kbase = (bh * ${rows}u + ${N}u + j) * ${D}u;
+    let i = (w2 % ${KT}u) * ${W}u + li;
+    let ic = min(i, ${M - 1}u);
+${each(D4, (k) => `    let k_${k} = ${row4("ld_k", "bh", "ic", k, D)};`)}
+${each(D4, (k) => `    let v_${k} = ${row4("ld_v", "bh", "ic", k, D)};`)}
+${each(D4, (k) => `    var dk_${k} = vec4f(0.0f);`)}
+${each(D4, (k) => `    var dv_${k} = vec4f(0.0f);`)}
+    ${
+    stream(c, N, ["ld_q", "ld_g"], true, (at) => `
+        let s = ${dots(D4, at("ld_q"), reg("k"))};
+        let dp = ${dots(D4, at("ld_g"), reg("v"))};
+        let p = exp(s * ${scale} - lse_j);
+        let ds = p * (dp - delta_j);
+${each(D4, (k) => `        dv_${k} = fma(vec4f(p), ${at("ld_g")(k)}, dv_${k});`)}
+${each(D4, (k) => `        dk_${k} = fma(vec4f(ds), ${at("ld_q")(k)}, dk_${k});`)}`)
+  }
+    if (i < ${M}u) {
+      let kbase = (bh * ${rows}u + ${N}u + i) * ${D}u;
       let vbase = kbase + ${M * D}u;
-      for (var c = 0u; c < ${D4}u; c++) {
-        ${store4("kbase", `dk[c] * ${scale}`, D)}
-        ${store4("vbase", "dv[c]", D)}
-      }
+${each(D4, (k) => `      ${store4("kbase", k, `dk_${k} * ${scale}`, D)}`)}
+${each(D4, (k) => `      ${store4("vbase", k, `dv_${k}`, D)}`)}
     }
   }`;
 }
 
-/**
- * Cooperative load of tiles [t0, t0 + T) of rows (clamped to `rows`) into workgroup arrays,
- * vec4 by vec4 (lanes past D are 0).
- */
-function tileLoad(c: Ctx, rows: number, tiles: [string, string][]): string {
-  const { D, D4, T, W } = c;
-  return `for (var e = li; e < ${T * D4}u; e += ${W}u) {
-      let r = min(t0 + e / ${D4}u, ${rows - 1}u);
-      let c = e % ${D4}u;
-${tiles.map(([arr, fn]) => `      ${arr}[e] = ${row4(fn, "bh", "r", "c", D)};`).join("\n")}
-    }`;
-}
-
-/** vec4 `c` of row `r` through loader `fn` (lanes at or past `D` are 0). */
-function row4(fn: string, bh: string, r: string, c: string, D: number): string {
+/** vec4 `c` (a number or a WGSL u32) of row `r` through loader `fn`; lanes past `D` are 0. */
+function row4(fn: string, bh: string, r: string, c: string | number, D: number): string {
   const lanes = [0, 1, 2, 3].map((l) => {
+    if (typeof c === "number") {
+      const e = 4 * c + l;
+      return e < D ? `${fn}(${bh}, ${r}, ${e}u)` : "0.0f";
+    }
     const e = `4u * ${c} + ${l}u`;
     if (D % 4 === 0) return `${fn}(${bh}, ${r}, ${e})`;
     return `select(0.0f, ${fn}(${bh}, ${r}, min(${e}, ${D - 1}u)), ${e} < ${D}u)`;
@@ -313,12 +334,10 @@ function row4(fn: string, bh: string, r: string, c: string, D: number): string {
   return `vec4f(${lanes.join(", ")})`;
 }
 
-/** Stores vec4 `v` (a WGSL expression) at elements 4c.. of the row at `base`, lanes below D. */
-function store4(base: string, v: string, D: number): string {
-  const lanes = [0, 1, 2, 3].map((l) => {
-    const st = `st_buf0(${base} + 4u * c + ${l}u, x[${l}]);`;
-    return D % 4 === 0 ? st : `if (4u * c + ${l}u < ${D}u) { ${st} }`;
-  });
+/** Stores vec4 `v` (a WGSL expression) as elements 4c .. 4c + 3 (those below D) of the row at `base`. */
+function store4(base: string, c: number, v: string, D: number): string {
+  const lanes = [0, 1, 2, 3].filter((l) => 4 * c + l < D)
+    .map((l) => `st_buf0(${base} + ${4 * c + l}u, x[${l}]);`);
   return `{ let x = ${v}; ${lanes.join(" ")} }`;
 }
 
