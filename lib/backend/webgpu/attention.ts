@@ -121,9 +121,9 @@ export function attentionKernel(k: KernelPlan, t: Tuning): GeneratedKernel {
   const grad = isPrim(root, Primitive.AttentionGrad);
   ["ld_q", "ld_k", "ld_v", "ld_o", "ld_g", "ld_delta"].slice(0, grad ? 6 : 3)
     .forEach((fn, i) => loader(fn, root.inputs[i]));
-  // workgroup-memory tiles on GPUs; CPU adapters read rows directly, as their dot_general does
-  const shared = t.matmul === "tiled";
-  const ctx: Ctx = { D, D4, T, W, scale, shared };
+  // GPU kernels as the tiled dot_general's choice; CPU adapters' as the register one's
+  const gpu = t.matmul === "tiled";
+  const ctx: Ctx = { D, D4, T, W, scale, gpu };
   const QT = Math.ceil(N / W), KT = Math.ceil(M / W);
   const groups = B * H * (grad ? QT + KT : QT);
   const body = grad ? gradBody(ctx, B * H, N, M, QT, KT) : forwardBody(ctx, N, M, QT);
@@ -135,9 +135,9 @@ export function attentionKernel(k: KernelPlan, t: Tuning): GeneratedKernel {
     bindingSource(specs, t.chunks),
     helperSource(helpers),
     ...loaders,
-    shared ? `var<workgroup> ta: array<vec4f, ${T * D4}>;` : "",
-    shared ? `var<workgroup> tb: array<vec4f, ${T * D4}>;` : "",
-    shared && grad ? `var<workgroup> tr: array<vec2f, ${T}>;` : "",
+    gpu ? `var<workgroup> ta: array<vec4f, ${T * D4}>;` : "",
+    gpu ? `var<workgroup> tb: array<vec4f, ${T * D4}>;` : "",
+    gpu && grad ? `var<workgroup> tr: array<vec2f, ${T}>;` : "",
     `@compute @workgroup_size(${W})`,
     `fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,`,
     `        @builtin(local_invocation_index) li: u32) {`,
@@ -161,107 +161,123 @@ interface Ctx {
   T: number;
   W: number;
   scale: string;
-  /** Streamed rows through workgroup-memory tiles (GPUs), else loaded by each thread. */
-  shared: boolean;
+  /**
+   * GPUs: streamed rows go through workgroup-memory tiles, and rows are named vec4 registers
+   * (`q_0`, `q_1`, ..: loops unrolled, no array indexed at run time, which GPUs put in local
+   * memory). CPU adapters: each thread loads the streamed rows itself (the caches serve as well,
+   * and llvmpipe compiles barriers slowly: a coroutine split each), and rows are arrays in loops
+   * over their vec4s (unrolled, a 64-wide head takes LLVM seconds to compile).
+   */
+  gpu: boolean;
+}
+
+/** A vec4 of a row: a literal (unrolled) or the loop variable `c`. */
+type Vc = number | string;
+
+/** Statements `fn(k)` for every vec4 k of a row. */
+function each(c: Ctx, fn: (k: Vc) => string): string {
+  if (c.gpu) return Array.from({ length: c.D4 }, (_, k) => fn(k)).join("\n");
+  return `for (var c = 0u; c < ${c.D4}u; c++) {\n${fn("c")}\n}`;
+}
+
+/** Vec4 k of register row `name`. */
+const reg = (c: Ctx, name: string) => (k: Vc) => c.gpu ? `${name}_${k}` : `${name}[${k}]`;
+
+/** Declares register row `name`, zero or `init(k)`. */
+function declare(c: Ctx, name: string, init?: (k: Vc) => string): string {
+  if (c.gpu) return each(c, (k) => `var ${name}_${k} = ${init ? init(k) : "vec4f(0.0f)"};`);
+  const decl = `var ${name}: array<vec4f, ${c.D4}>;`;
+  return init ? `${decl}\n${each(c, (k) => `${name}[${k}] = ${init(k)};`)}` : decl;
+}
+
+/** `var s = sum over k of dot(a(k), b(k));` */
+function dotVar(c: Ctx, s: string, a: (k: Vc) => string, b: (k: Vc) => string): string {
+  if (c.gpu) {
+    const terms = Array.from({ length: c.D4 }, (_, k) => `dot(${a(k)}, ${b(k)})`);
+    return `var ${s} = ${terms.join(" + ")};`;
+  }
+  return `var ${s} = 0.0f;\n${each(c, (k) => `${s} += dot(${a(k)}, ${b(k)});`)}`;
 }
 
 /**
- * `fn(c)` for c = 0 .. D4 - 1, one statement per vec4 of a row: rows are named vec4 registers
- * (`q_0`, `q_1`, ..), never arrays indexed in a loop, which GL drivers lower to branch ladders
- * and GPUs to local memory.
- */
-function each(D4: number, fn: (c: number) => string, sep = "\n"): string {
-  return Array.from({ length: D4 }, (_, c) => fn(c)).join(sep);
-}
-
-/** `dot(a_0, b_0) + dot(a_1, b_1) + ..` over the row's vec4s. */
-function dots(D4: number, a: (c: number) => string, b: (c: number) => string): string {
-  return each(D4, (c) => `dot(${a(c)}, ${b(c)})`, " + ");
-}
-
-/** A register row: `name_c`. */
-const reg = (name: string) => (c: number) => `${name}_${c}`;
-
-/**
- * The loop over the streamed side's rows `j` in [0, rows): `body` gets each streamed operand's
- * vec4 c at row j (`rowOf(fn)`), and `lse`/`delta` terms when `terms`. With `shared`, tiles of T rows
- * are loaded cooperatively into workgroup memory between barriers; without, each thread loads
- * the row itself (CPU adapters: their caches serve as well, and llvmpipe compiles barriers
- * slowly: a coroutine split per barrier).
+ * The loop over the streamed side's rows j in [0, rows): `body` gets each streamed operand's
+ * vec4 k at row j (`at(fn)`), and `lse_j`, `delta_j` when `terms`. On GPUs, tiles of T rows are
+ * loaded cooperatively into workgroup memory between barriers; on CPU adapters each thread
+ * loads the rows itself.
  */
 function stream(
   c: Ctx,
   rows: number,
   operands: string[],
   terms: boolean,
-  body: (rowOf: (fn: string) => (k: number) => string) => string,
+  body: (at: (fn: string) => (k: Vc) => string) => string,
 ): string {
   const { D, D4, T, W } = c;
-  const arr = ["ta", "tb"];
-  if (!c.shared) {
-    const load = operands.map((fn) =>
-      each(D4, (k) => `let ${fn}_${k} = ${row4(fn, "bh", "j", k, D)};`, "\n      ")
-    );
+  const rowTerms = (r: string) =>
+    `let lse_j = ld_o(bh, ${r}, ${D}u);\nlet delta_j = ld_delta(bh, ${r}, 0u);`;
+  if (!c.gpu) {
     return `for (var j = 0u; j < ${rows}u; j++) {
-      ${load.join("\n      ")}
-      ${terms ? `let lse_j = ld_o(bh, j, ${D}u);\n      let delta_j = ld_delta(bh, j, 0u);` : ""}
-      ${body((fn) => reg(fn))}
-    }`;
+${terms ? rowTerms("j") : ""}
+${body((fn) => (k) => row4(fn, "bh", "j", k, D))}
+}`;
   }
-  const at = (fn: string) => (k: number) => `${arr[operands.indexOf(fn)]}[jt * ${D4}u + ${k}u]`;
+  const arr = ["ta", "tb"];
+  const at = (fn: string) => (k: Vc) => `${arr[operands.indexOf(fn)]}[jt * ${D4}u + ${k}u]`;
   return `for (var t0 = 0u; t0 < ${rows}u; t0 += ${T}u) {
-    workgroupBarrier();
-    for (var e = li; e < ${T * D4}u; e += ${W}u) {
-      let r = min(t0 + e / ${D4}u, ${rows - 1}u);
-      let c = e % ${D4}u;
-${operands.map((fn, i) => `      ${arr[i]}[e] = ${row4(fn, "bh", "r", "c", D)};`).join("\n")}
-    }
-    ${
+workgroupBarrier();
+for (var e = li; e < ${T * D4}u; e += ${W}u) {
+  let r = min(t0 + e / ${D4}u, ${rows - 1}u);
+  let c = e % ${D4}u;
+${operands.map((fn, i) => `  ${arr[i]}[e] = ${row4(fn, "bh", "r", "c", D)};`).join("\n")}
+}
+${
     terms
       ? `for (var e = li; e < ${T}u; e += ${W}u) {
-      let r = min(t0 + e, ${rows - 1}u);
-      tr[e] = vec2f(ld_o(bh, r, ${D}u), ld_delta(bh, r, 0u));
-    }`
+  let r = min(t0 + e, ${rows - 1}u);
+  tr[e] = vec2f(ld_o(bh, r, ${D}u), ld_delta(bh, r, 0u));
+}`
       : ""
   }
-    workgroupBarrier();
-    let n = min(${T}u, ${rows}u - t0);
-    for (var jt = 0u; jt < n; jt++) {
-      ${terms ? "let lse_j = tr[jt].x;\n      let delta_j = tr[jt].y;" : ""}
-      ${body(at)}
-    }
-  }`;
+workgroupBarrier();
+let n = min(${T}u, ${rows}u - t0);
+for (var jt = 0u; jt < n; jt++) {
+${terms ? "let lse_j = tr[jt].x;\nlet delta_j = tr[jt].y;" : ""}
+${body(at)}
+}
+}`;
 }
 
 /** One thread per query row; K and V rows streamed; online softmax. */
 function forwardBody(c: Ctx, N: number, M: number, QT: number): string {
-  const { D, D4, W, scale } = c;
+  const { D, W, scale } = c;
+  const q = reg(c, "q"), acc = reg(c, "acc");
   return `
-  let bh = w / ${QT}u;
-  let i = (w % ${QT}u) * ${W}u + li;
-  let ic = min(i, ${N - 1}u);
-${each(D4, (k) => `  let q_${k} = ${row4("ld_q", "bh", "ic", k, D)};`)}
-${each(D4, (k) => `  var acc_${k} = vec4f(0.0f);`)}
-  var m = -3.0e38f;
-  var l = 0.0f;
-  ${
+let bh = w / ${QT}u;
+let i = (w % ${QT}u) * ${W}u + li;
+let ic = min(i, ${N - 1}u);
+${declare(c, "q", (k) => row4("ld_q", "bh", "ic", k, D))}
+${declare(c, "acc")}
+var m = -3.0e38f;
+var l = 0.0f;
+${
     stream(c, M, ["ld_k", "ld_v"], false, (at) => `
-      let s = (${dots(D4, reg("q"), at("ld_k"))}) * ${scale};
-      if (s > m) {
-        let r = exp(m - s);
-        l *= r;
-${each(D4, (k) => `        acc_${k} *= r;`)}
-        m = s;
-      }
-      let p = exp(s - m);
-      l += p;
-${each(D4, (k) => `      acc_${k} = fma(vec4f(p), ${at("ld_v")(k)}, acc_${k});`)}`)
+${dotVar(c, "s", q, at("ld_k"))}
+s *= ${scale};
+if (s > m) {
+  let r = exp(m - s);
+  l *= r;
+${each(c, (k) => `  ${acc(k)} *= r;`)}
+  m = s;
+}
+let p = exp(s - m);
+l += p;
+${each(c, (k) => `${acc(k)} = fma(vec4f(p), ${at("ld_v")(k)}, ${acc(k)});`)}`)
   }
-  if (i < ${N}u) {
-    let base = (bh * ${N}u + i) * ${D + 1}u;
-${each(D4, (k) => `    ${store4("base", k, `acc_${k} / l`, D)}`)}
-    st_buf0(base + ${D}u, m + log(l));
-  }`;
+if (i < ${N}u) {
+  let base = (bh * ${N}u + i) * ${D + 1}u;
+${each(c, (k) => store4("base", k, `${acc(k)} / l`, D))}
+  st_buf0(base + ${D}u, m + log(l));
+}`;
 }
 
 /**
@@ -269,76 +285,85 @@ ${each(D4, (k) => `    ${store4("base", k, `acc_${k} / l`, D)}`)}
  * The branch is on the workgroup id, so the barriers in each stay in uniform control flow.
  */
 function gradBody(c: Ctx, BH: number, N: number, M: number, QT: number, KT: number): string {
-  const { D, D4, W, scale } = c;
+  const { D, W, scale } = c;
   const rows = N + 2 * M;
+  const [q, dout, dq, k_, v_, dk, dv] = ["q", "dor", "dq", "kr", "vr", "dk", "dv"].map((n) =>
+    reg(c, n)
+  );
   return `
-  let dqGroups = ${BH * QT}u;
-  if (w < dqGroups) {
-    let bh = w / ${QT}u;
-    let i = (w % ${QT}u) * ${W}u + li;
-    let ic = min(i, ${N - 1}u);
-${each(D4, (k) => `    let q_${k} = ${row4("ld_q", "bh", "ic", k, D)};`)}
-${each(D4, (k) => `    let do_${k} = ${row4("ld_g", "bh", "ic", k, D)};`)}
-${each(D4, (k) => `    var dq_${k} = vec4f(0.0f);`)}
-    let lse = ld_o(bh, ic, ${D}u);
-    let delta = ld_delta(bh, ic, 0u);
-    ${
+let dqGroups = ${BH * QT}u;
+if (w < dqGroups) {
+let bh = w / ${QT}u;
+let i = (w % ${QT}u) * ${W}u + li;
+let ic = min(i, ${N - 1}u);
+${declare(c, "q", (k) => row4("ld_q", "bh", "ic", k, D))}
+${declare(c, "dor", (k) => row4("ld_g", "bh", "ic", k, D))}
+${declare(c, "dq")}
+let lse = ld_o(bh, ic, ${D}u);
+let delta = ld_delta(bh, ic, 0u);
+${
     stream(c, M, ["ld_k", "ld_v"], false, (at) => `
-        let s = ${dots(D4, reg("q"), at("ld_k"))};
-        let dp = ${dots(D4, reg("do"), at("ld_v"))};
-        let ds = exp(s * ${scale} - lse) * (dp - delta);
-${each(D4, (k) => `        dq_${k} = fma(vec4f(ds), ${at("ld_k")(k)}, dq_${k});`)}`)
+${dotVar(c, "s", q, at("ld_k"))}
+${dotVar(c, "dp", dout, at("ld_v"))}
+let ds = exp(s * ${scale} - lse) * (dp - delta);
+${each(c, (k) => `${dq(k)} = fma(vec4f(ds), ${at("ld_k")(k)}, ${dq(k)});`)}`)
   }
-    if (i < ${N}u) {
-      let base = (bh * ${rows}u + i) * ${D}u;
-${each(D4, (k) => `      ${store4("base", k, `dq_${k} * ${scale}`, D)}`)}
-    }
-  } else {
-    let w2 = w - dqGroups;
-    let bh = w2 / ${KT}u;
-    let i = (w2 % ${KT}u) * ${W}u + li;
-    let ic = min(i, ${M - 1}u);
-${each(D4, (k) => `    let k_${k} = ${row4("ld_k", "bh", "ic", k, D)};`)}
-${each(D4, (k) => `    let v_${k} = ${row4("ld_v", "bh", "ic", k, D)};`)}
-${each(D4, (k) => `    var dk_${k} = vec4f(0.0f);`)}
-${each(D4, (k) => `    var dv_${k} = vec4f(0.0f);`)}
-    ${
+if (i < ${N}u) {
+  let base = (bh * ${rows}u + i) * ${D}u;
+${each(c, (k) => store4("base", k, `${dq(k)} * ${scale}`, D))}
+}
+} else {
+let w2 = w - dqGroups;
+let bh = w2 / ${KT}u;
+let i = (w2 % ${KT}u) * ${W}u + li;
+let ic = min(i, ${M - 1}u);
+${declare(c, "kr", (k) => row4("ld_k", "bh", "ic", k, D))}
+${declare(c, "vr", (k) => row4("ld_v", "bh", "ic", k, D))}
+${declare(c, "dk")}
+${declare(c, "dv")}
+${
     stream(c, N, ["ld_q", "ld_g"], true, (at) => `
-        let s = ${dots(D4, at("ld_q"), reg("k"))};
-        let dp = ${dots(D4, at("ld_g"), reg("v"))};
-        let p = exp(s * ${scale} - lse_j);
-        let ds = p * (dp - delta_j);
-${each(D4, (k) => `        dv_${k} = fma(vec4f(p), ${at("ld_g")(k)}, dv_${k});`)}
-${each(D4, (k) => `        dk_${k} = fma(vec4f(ds), ${at("ld_q")(k)}, dk_${k});`)}`)
+${dotVar(c, "s", at("ld_q"), k_)}
+${dotVar(c, "dp", at("ld_g"), v_)}
+let p = exp(s * ${scale} - lse_j);
+let ds = p * (dp - delta_j);
+${each(c, (k) => `${dv(k)} = fma(vec4f(p), ${at("ld_g")(k)}, ${dv(k)});`)}
+${each(c, (k) => `${dk(k)} = fma(vec4f(ds), ${at("ld_q")(k)}, ${dk(k)});`)}`)
   }
-    if (i < ${M}u) {
-      let kbase = (bh * ${rows}u + ${N}u + i) * ${D}u;
-      let vbase = kbase + ${M * D}u;
-${each(D4, (k) => `      ${store4("kbase", k, `dk_${k} * ${scale}`, D)}`)}
-${each(D4, (k) => `      ${store4("vbase", k, `dv_${k}`, D)}`)}
-    }
-  }`;
+if (i < ${M}u) {
+  let kbase = (bh * ${rows}u + ${N}u + i) * ${D}u;
+  let vbase = kbase + ${M * D}u;
+${each(c, (k) => store4("kbase", k, `${dk(k)} * ${scale}`, D))}
+${each(c, (k) => store4("vbase", k, dv(k), D))}
+}
+}`;
 }
 
-/** vec4 `c` (a number or a WGSL u32) of row `r` through loader `fn`; lanes past `D` are 0. */
-function row4(fn: string, bh: string, r: string, c: string | number, D: number): string {
+/** vec4 k (a number or a WGSL u32) of row `r` through loader `fn`; lanes past `D` are 0. */
+function row4(fn: string, bh: string, r: string, k: Vc, D: number): string {
   const lanes = [0, 1, 2, 3].map((l) => {
-    if (typeof c === "number") {
-      const e = 4 * c + l;
+    if (typeof k === "number") {
+      const e = 4 * k + l;
       return e < D ? `${fn}(${bh}, ${r}, ${e}u)` : "0.0f";
     }
-    const e = `4u * ${c} + ${l}u`;
+    const e = `4u * ${k} + ${l}u`;
     if (D % 4 === 0) return `${fn}(${bh}, ${r}, ${e})`;
     return `select(0.0f, ${fn}(${bh}, ${r}, min(${e}, ${D - 1}u)), ${e} < ${D}u)`;
   });
   return `vec4f(${lanes.join(", ")})`;
 }
 
-/** Stores vec4 `v` (a WGSL expression) as elements 4c .. 4c + 3 (those below D) of the row at `base`. */
-function store4(base: string, c: number, v: string, D: number): string {
-  const lanes = [0, 1, 2, 3].filter((l) => 4 * c + l < D)
-    .map((l) => `st_buf0(${base} + ${4 * c + l}u, x[${l}]);`);
-  return `{ let x = ${v}; ${lanes.join(" ")} }`;
+/** Stores vec4 `v` as elements 4k .. 4k + 3 (those below D) of the row at `base`. */
+function store4(base: string, k: Vc, v: string, D: number): string {
+  const lanes = [0, 1, 2, 3].map((l) => {
+    if (typeof k === "number") {
+      return 4 * k + l < D ? `st_buf0(${base} + ${4 * k + l}u, x[${l}]);` : "";
+    }
+    const e = `4u * ${k} + ${l}u`;
+    const st = `st_buf0(${base} + ${e}, x[${l}]);`;
+    return D % 4 === 0 ? st : `if (${e} < ${D}u) { ${st} }`;
+  });
+  return `{ let x = ${v}; ${lanes.filter((x) => x).join(" ")} }`;
 }
 
 /**
