@@ -2,14 +2,15 @@
  * Fused attention on WebGPU (the primitives of lib/ir/attention.ts), FlashAttention's way: no
  * [B, H, N, M] scores or probabilities exist in any buffer.
  *
- * - Forward (`attention`): a workgroup owns W query rows of one (batch, head), a thread each; key
- *   and value tiles of T rows go through workgroup memory, and each thread keeps its output row
- *   and a running max and sum (the online softmax: rescaled when the max grows). It writes the
- *   output row and lse = max + log(sum) into the packed [B, H, N, D + 1].
+ * - Forward (`attention`): a workgroup owns W query rows of one (batch, head), a thread each,
+ *   streams the key and value rows (in tiles of T rows through workgroup memory on GPUs), and
+ *   each thread keeps its output row and a running max and sum (the online softmax: rescaled when
+ *   the max grows). It writes the output row and lse = max + log(sum) into the packed
+ *   [B, H, N, D + 1].
  * - Backward (`attention_grad`): first delta = rowsum(dO * O) - dlse, a [B, H, N] reduction the
  *   graph computes before (`lowerAttention` adds it as the node's sixth input); then one dispatch
- *   with two kinds of workgroups: dq over query tiles (K and V tiles streamed), and dk, dv over key
- *   tiles (Q, dO, lse and delta tiles streamed), each recomputing p = exp(scale q.k - lse).
+ *   with two kinds of workgroups: dq over query rows (K and V rows streamed), and dk, dv over key
+ *   rows (Q, dO, lse and delta rows streamed), each recomputing p = exp(scale q.k - lse).
  *
  * Operands are strided views of stored buffers where possible (the ViT's q, k and v are
  * transposes of the projections), so nothing is copied first. Each row lives in vec4 registers
