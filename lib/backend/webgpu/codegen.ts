@@ -1,8 +1,8 @@
 /**
  * WGSL for one planned kernel: an elementwise map, a reduction (one thread per output, or a
  * workgroup per output when outputs are few), or a dot_general (register-blocked for CPU
- * adapters, workgroup-memory tiles for GPUs), each with its fused prologue and epilogue, or
- * fused attention (attention.ts).
+ * adapters, workgroup-memory tiles for GPUs), each with its fused prologue and epilogue.
+ * Attention kernels come from attention.ts (`kernelOf` in memory.ts picks).
  * The kernel's outputs bind first (read-write), then its reads in plan order.
  */
 import { numel } from "../../ir/host_tensor.ts";
@@ -13,8 +13,7 @@ import { emitterOf } from "./emitters.ts";
 import { bindingSource, chunkCount, type ChunkPolicy } from "./bindings.ts";
 import { helperSource } from "./helpers.ts";
 import { normalizeDot, operandAccess, registerMatmul, tiledMatmul, vec4Able } from "./matmul.ts";
-import { isAttention, type KernelPlan } from "./plan.ts";
-import { attentionKernel } from "./attention.ts";
+import type { KernelPlan } from "./plan.ts";
 import { literal, wgslType } from "./storage.ts";
 
 export interface Tuning {
@@ -46,7 +45,6 @@ const MAX_GROUPS = 65535;
 export function generateKernel(k: KernelPlan, t: Tuning): GeneratedKernel {
   const core = k.core;
   if (core?.prim === Primitive.DotGeneral) return dotKernel(k, core, t);
-  if (core && isAttention(core)) return attentionKernel(k, t);
   if (core) return reduceKernel(k, core, t);
   return mapKernel(k, t);
 }

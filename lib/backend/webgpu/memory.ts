@@ -8,10 +8,10 @@ import type { Graph } from "../../ir/graph.ts";
 import { Primitive } from "../../ir/primitive.ts";
 import { isPrim, paramsOf, type Tensor } from "../../ir/tensor.ts";
 import { chunkCount } from "./bindings.ts";
-import { type GeneratedKernel, generateKernel } from "./codegen.ts";
+import { type GeneratedKernel, generateKernel, type Tuning } from "./codegen.ts";
 import type { AdapterProfile } from "./device.ts";
-import { planGraph } from "./plan.ts";
-import { lowerAttention } from "./attention.ts";
+import { isAttention, type KernelPlan, planGraph } from "./plan.ts";
+import { attentionKernel, lowerAttention } from "./attention.ts";
 import { WORD } from "./storage.ts";
 
 export type Loc =
@@ -63,7 +63,7 @@ export function compilePlan(traced: Graph, adapter: AdapterProfile): CompiledPla
   for (const k of planned) {
     for (const n of [...k.roots, ...k.reads]) checkBufferSize(n, limits.maxBufferSize);
   }
-  const kernels = scheduleKernels(planned.map((k) => generateKernel(k, tuning)));
+  const kernels = scheduleKernels(planned.map((k) => kernelOf(k, tuning)));
 
   const loc = new Map<number, Loc>();
   for (const n of graph.inputs) {
@@ -102,6 +102,11 @@ export function compilePlan(traced: Graph, adapter: AdapterProfile): CompiledPla
       total: inputs + outputs + constants + allocated,
     },
   };
+}
+
+/** The WGSL of a planned kernel: attention's own kernels, or codegen.ts's for the rest. */
+function kernelOf(k: KernelPlan, tuning: Tuning): GeneratedKernel {
+  return k.core && isAttention(k.core) ? attentionKernel(k, tuning) : generateKernel(k, tuning);
 }
 
 /**
