@@ -18,7 +18,6 @@ import { Compiled } from "../lib/backend/jit.ts";
 import { WebGpuBackend } from "../lib/backend/webgpu/backend.ts";
 import { type AdapterProfile, adapterProfile } from "../lib/backend/webgpu/device.ts";
 import { type CompiledPlan, compilePlan } from "../lib/backend/webgpu/memory.ts";
-import { expandAttention } from "../lib/ir/attention.ts";
 import { trace } from "../lib/ir/graph.ts";
 import { stepSignature } from "../lib/train/signature.ts";
 import type { DeviceArray } from "../lib/backend/backend.ts";
@@ -95,7 +94,7 @@ export function planTrainStep(
     (p: unknown, o: never, b: never, m: null, s: never, k: Tensor) => step(p, o, b, m, s, k),
     ...sig.args,
   );
-  return compilePlan(expandAttention(traced.graph), adapter); // as the backend compiles it
+  return compilePlan(traced.graph, adapter); // as the backend compiles it
 }
 
 /** ViT-S/16 and ViT-B/16 train steps at batch 256 planned for `GPU_80GB`: bytes in GiB. */

@@ -22,6 +22,7 @@ import {
   STATUS,
   Status,
 } from "./kv_protocol.ts";
+import { ErrorCode } from "./pjrt_api.ts";
 
 export interface KeyValueStore {
   /** The value of `key`, waiting up to `timeoutMs` for a process to put it; throws otherwise. */
@@ -30,10 +31,6 @@ export interface KeyValueStore {
   /** The value of `key` if present now, else undefined (`kv_try_get_callback`). */
   tryGet?(key: string): Promise<Uint8Array | undefined> | Uint8Array | undefined;
 }
-
-const DEADLINE_EXCEEDED = 4;
-const UNKNOWN = 2;
-const RESOURCE_EXHAUSTED = 8;
 
 /** The callback pointers for `PJRT_Client_Create_Args`; dispose after the client is destroyed. */
 export class KvCallbacks implements Disposable {
@@ -78,7 +75,8 @@ async function serve(
   ctrl: Int32Array,
   data: SharedArrayBuffer,
 ): Promise<void> {
-  let status: number = Status.OK, code = 0, bytes: Uint8Array = new Uint8Array(0);
+  let status: number = Status.OK, code: number = ErrorCode.OK;
+  let bytes: Uint8Array = new Uint8Array(0);
   try {
     if (r.op === "get") bytes = await store.get(r.key, r.timeoutMs);
     else if (r.op === "put") await store.put(r.key, r.value);
@@ -89,12 +87,14 @@ async function serve(
     }
   } catch (e) {
     status = Status.ERROR;
-    code = e instanceof Error && e.name === "TimeoutError" ? DEADLINE_EXCEEDED : UNKNOWN;
+    code = e instanceof Error && e.name === "TimeoutError"
+      ? ErrorCode.DEADLINE_EXCEEDED
+      : ErrorCode.UNKNOWN;
     bytes = new TextEncoder().encode(e instanceof Error ? e.message : String(e));
   }
   if (bytes.length > DATA_MAX_BYTES) {
     status = Status.ERROR;
-    code = RESOURCE_EXHAUSTED;
+    code = ErrorCode.RESOURCE_EXHAUSTED;
     bytes = new TextEncoder().encode(
       `the value has ${bytes.length} bytes; the bridge carries at most ${DATA_MAX_BYTES}`,
     );

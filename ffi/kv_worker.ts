@@ -14,6 +14,7 @@
  */
 import {
   ERROR_CODE_NAMES,
+  ErrorCode,
   PJRT_KeyValueGetCallback_Args as GetArgs,
   PJRT_KeyValuePutCallback_Args as PutArgs,
   PJRT_KeyValueTryGetCallback_Args as TryGetArgs,
@@ -33,9 +34,6 @@ import {
   Status,
 } from "./kv_protocol.ts";
 
-const DEADLINE_EXCEEDED = 4;
-const NOT_FOUND = 5;
-const INTERNAL = 13;
 /** How long past the plugin's own timeout a get waits for the store to answer at all. */
 const SLACK_MS = 5_000;
 /** Wait for puts and try-gets (which the store answers without waiting for other processes). */
@@ -80,7 +78,7 @@ const tryGet = Deno.UnsafeCallback.threadSafe(signature, (ptr) =>
     const r = ask({ id: 0, op: "tryGet", key }, QUICK_MS);
     if (r.status === Status.OK) return giveValue(a, TryGetArgs, r.bytes);
     if (r.status === Status.NOT_FOUND) {
-      return fail(a, TryGetArgs, NOT_FOUND, `kv "${key}" not found`);
+      return fail(a, TryGetArgs, ErrorCode.NOT_FOUND, `kv "${key}" not found`);
     }
     return fail(a, TryGetArgs, r.code, `kv try_get "${key}": ${r.message}`);
   }));
@@ -123,7 +121,7 @@ function ask(request: KvRequest, waitMs: number): Answer {
   ) {
     return {
       status: Status.ERROR,
-      code: DEADLINE_EXCEEDED,
+      code: ErrorCode.DEADLINE_EXCEEDED,
       message: `the key-value store did not answer within ${waitMs} ms`,
     };
   }
@@ -157,7 +155,8 @@ function guarded(
   try {
     return fn(a);
   } catch (e) {
-    return fail(a, layout, INTERNAL, `${layout.name}: ${e instanceof Error ? e.message : e}`);
+    const message = `${layout.name}: ${e instanceof Error ? e.message : e}`;
+    return fail(a, layout, ErrorCode.INTERNAL, message);
   }
 }
 

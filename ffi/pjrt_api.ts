@@ -345,26 +345,31 @@ export const PJRT_Buffer_ReadyEvent_Args = args("PJRT_Buffer_ReadyEvent_Args", [
 // ---------------------------------------------------------------------------------------------
 // Enums.
 
-/** `PJRT_Error_Code` (absl status codes). */
-export const ERROR_CODE_NAMES: Record<number, string> = {
-  0: "OK",
-  1: "CANCELLED",
-  2: "UNKNOWN",
-  3: "INVALID_ARGUMENT",
-  4: "DEADLINE_EXCEEDED",
-  5: "NOT_FOUND",
-  6: "ALREADY_EXISTS",
-  7: "PERMISSION_DENIED",
-  8: "RESOURCE_EXHAUSTED",
-  9: "FAILED_PRECONDITION",
-  10: "ABORTED",
-  11: "OUT_OF_RANGE",
-  12: "UNIMPLEMENTED",
-  13: "INTERNAL",
-  14: "UNAVAILABLE",
-  15: "DATA_LOSS",
-  16: "UNAUTHENTICATED",
-};
+/** `PJRT_Error_Code` (absl status codes): `ErrorCode.NOT_FOUND` is `PJRT_Error_Code_NOT_FOUND`. */
+export const ErrorCode = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+
+/** The name of each `PJRT_Error_Code` value, e.g. 3 -> "INVALID_ARGUMENT". */
+export const ERROR_CODE_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(ErrorCode).map(([name, code]) => [code, name]),
+);
 
 /** `PJRT_NamedValue_Type`. */
 export const NamedValueType = { String: 0, Int64: 1, Int64List: 2, Float: 3, Bool: 4 } as const;

@@ -10,6 +10,7 @@ import {
   API_FIRST_SLOT_OFFSET,
   apiSizeNeededFor,
   ARGS_PADDING,
+  ErrorCode,
   NamedValueType,
   PJRT_Api_Head,
   PJRT_Error_Destroy_Args,
@@ -168,7 +169,7 @@ export class PjrtPlugin {
     const message = readString(messageArgs.getPtr("message"), messageArgs.getSize("message_size"));
     const codeArgs = this.args(PJRT_Error_GetCode_Args).setPtr("error", error);
     const codeError = this.errorFn("PJRT_Error_GetCode").call(codeArgs.bytes);
-    const code = codeError === null ? codeArgs.getI32("code") : 2; // UNKNOWN
+    const code = codeError === null ? codeArgs.getI32("code") : ErrorCode.UNKNOWN;
     if (codeError !== null) this.destroyError(codeError);
     this.destroyError(error);
     throw new PjrtError(what, code, message);

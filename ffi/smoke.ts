@@ -10,6 +10,7 @@
  */
 import { parseArgs } from "node:util";
 import { PjrtClient } from "./client.ts";
+import { PjrtPluginNotFoundError } from "./discovery.ts";
 import { BufferType } from "./pjrt_api.ts";
 
 const f32x4 = (...v: number[]) => ({
@@ -63,7 +64,11 @@ if (import.meta.main) {
     options: { "pjrt-plugin": { type: "string" }, steps: { type: "string", default: "2000" } },
   });
   const steps = Number(values.steps);
-  using client = await PjrtClient.open({ pluginPath: values["pjrt-plugin"] });
+  using client = await PjrtClient.open({ pluginPath: values["pjrt-plugin"] }).catch((e) => {
+    if (!(e instanceof PjrtPluginNotFoundError)) throw e;
+    console.error(`smoke: ${e.message}`); // what was searched; no stack for a missing plugin
+    Deno.exit(1);
+  });
   let ok = true;
   const check = (what: string, got: ArrayLike<number>, want: number[]) => {
     const pass = want.every((w, i) => got[i] === w);

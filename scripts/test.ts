@@ -12,11 +12,7 @@
  */
 const SERIAL = [
   "tests/backend/array_lifetime_test.ts",
-  "tests/backend/webgpu_gate_test.ts",
-  "tests/backend/webgpu_grad_test.ts",
-  "tests/backend/webgpu_kernels_test.ts",
-  "tests/backend/webgpu_ops_test.ts",
-  "tests/backend/webgpu_runtime_test.ts",
+  "tests/backend/webgpu/", // every WebGPU file (the plan tests open no adapter; they are quick)
 ];
 
 /** Runs `deno test ARGS`, echoing its output, and returns its exit code and summary counts. */

@@ -13,7 +13,7 @@
  * alone for each model x dtype (bench/step_cells.ts), one JSON line per cell: the cells that
  * scripts/device/device_check.sh runs next to deit3-jax and timm.
  */
-import { parseArgs } from "node:util";
+import { command, EXIT, exit, intFlag, parseFlags, UsageError } from "./cli.ts";
 
 const PARTS: Record<string, { module: string; fn: string; format?: string }> = {
   train: { module: "../bench/cpu.ts", fn: "benchCpu", format: "formatCpuBench" },
@@ -56,50 +56,45 @@ Train-step cells (one line each, JSON with --json), our step alone on a syntheti
 The peers need Debian's python3-torch and python3-pil; a part whose peer is missing says so.
 Results are recorded in BENCHMARKS.md with the machine they ran on.`;
 
-if (import.meta.main) {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: Deno.args,
-      options: {
-        backend: { type: "string", default: "cpu" },
-        only: { type: "string" },
-        json: { type: "boolean", default: false },
-        model: { type: "string" },
-        batch: { type: "string", default: "256" },
-        dtype: { type: "string", default: "f32" },
-        steps: { type: "string", default: "5" },
-        "matmul-precision": { type: "string", default: "default" },
-        "pjrt-plugin": { type: "string" },
-        "jax-config": { type: "string" },
-        "timm-flags": { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (e) {
-    console.error(`bench: ${(e as Error).message}\n\n${USAGE}`);
-    Deno.exit(2);
-  }
-  const { values } = parsed;
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
-  if (values.model !== undefined) Deno.exit(await stepCells(values));
+export const main = command({ name: "bench", usage: USAGE, run: bench });
+
+type Flags = ReturnType<typeof flags>;
+
+function flags(args: string[]) {
+  return parseFlags(args, {
+    backend: { type: "string", default: "cpu" },
+    only: { type: "string" },
+    json: { type: "boolean", default: false },
+    model: { type: "string" },
+    batch: { type: "string", default: "256" },
+    dtype: { type: "string", default: "f32" },
+    steps: { type: "string", default: "5" },
+    "matmul-precision": { type: "string", default: "default" },
+    "pjrt-plugin": { type: "string" },
+    "jax-config": { type: "string" },
+    "timm-flags": { type: "boolean", default: false },
+  }).values;
+}
+
+/** 1 when a part failed (it said why), else 0. */
+async function bench(args: string[]): Promise<number> {
+  const values = flags(args);
+  if (values.model !== undefined) return await stepCells(values, values.model.split(","));
   if (values.backend !== "cpu" && values.backend !== "webgpu") {
-    console.error(`bench: --backend must be cpu or webgpu, got "${values.backend}"`);
-    Deno.exit(2);
+    throw new UsageError(`--backend must be cpu or webgpu, got "${values.backend}"`);
   }
   const defaults = values.backend === "webgpu" ? ["webgpu"] : ["train", "augment", "data"];
   const names = values.only ? values.only.split(",") : defaults;
+  const unknown = names.find((name) => !PARTS[name]);
+  if (unknown !== undefined) {
+    throw new UsageError(
+      `unknown part "${unknown}" (expected ${Object.keys(PARTS).join(", ")})`,
+    );
+  }
   const results: Record<string, unknown> = {};
   let failed = false;
   for (const name of names) {
     const part = PARTS[name];
-    if (!part) {
-      console.error(`bench: unknown part "${name}" (expected ${Object.keys(PARTS).join(", ")})`);
-      Deno.exit(2);
-    }
     try {
       const mod = await import(part.module);
       const r = await mod[part.fn]();
@@ -117,65 +112,51 @@ if (import.meta.main) {
     }
   }
   if (values.json) console.log(JSON.stringify(results));
-  Deno.exit(failed ? 1 : 0);
+  return failed ? EXIT.failed : EXIT.ok;
 }
 
-/** `--model`: the train-step cells; returns the exit status. */
-async function stepCells(v: {
-  model?: string;
-  batch: string;
-  dtype: string;
-  steps: string;
-  backend: string;
-  json: boolean;
-  "matmul-precision": string;
-  "pjrt-plugin"?: string;
-  "jax-config"?: string;
-  "timm-flags": boolean;
-}): Promise<number> {
+const isDtype = (d: string): d is "f32" | "bf16" => d === "f32" || d === "bf16";
+const BACKENDS = ["cpu", "webgpu", "pjrt"] as const;
+
+/** `--model`: the train-step cells; 1 when a cell failed. */
+async function stepCells(v: Flags, models: string[]): Promise<number> {
   const { benchStepCell, jaxConfig, STEP_MODELS, timmFlags } = await import(
     "../bench/step_cells.ts"
   );
-  const models = v.model!.split(",");
   const dtypes = v.dtype.split(",");
-  const batch = Number(v.batch), steps = Number(v.steps);
-  const bad = models.find((m) => !(m in STEP_MODELS)) ??
-    dtypes.find((d) => d !== "f32" && d !== "bf16");
-  const fail = (msg: string) => {
-    console.error(`bench: ${msg}`);
-    return 2;
-  };
+  const bad = models.find((m) => !(m in STEP_MODELS)) ?? dtypes.find((d) => !isDtype(d));
   if (bad !== undefined) {
-    return fail(
+    throw new UsageError(
       `unknown --model or --dtype "${bad}" (models ${Object.keys(STEP_MODELS)}; f32, bf16)`,
     );
   }
-  if (!(Number.isInteger(batch) && batch > 0)) return fail(`--batch must be a positive integer`);
+  const batch = intFlag("--batch", v.batch, 1);
   const matmul = v["matmul-precision"];
   if (matmul !== "default" && matmul !== "high" && matmul !== "highest") {
-    return fail(`--matmul-precision must be default, high or highest, got "${matmul}"`);
+    throw new UsageError(`--matmul-precision must be default, high or highest, got "${matmul}"`);
   }
-  if (!(Number.isInteger(steps) && steps > 0)) return fail(`--steps must be a positive integer`);
-  if (!["cpu", "webgpu", "pjrt"].includes(v.backend)) {
-    return fail(`--backend must be cpu, webgpu or pjrt, got "${v.backend}"`);
+  const steps = intFlag("--steps", v.steps, 1);
+  const backend = BACKENDS.find((b) => b === v.backend);
+  if (backend === undefined) {
+    throw new UsageError(`--backend must be cpu, webgpu or pjrt, got "${v.backend}"`);
   }
   if (v["jax-config"] || v["timm-flags"]) {
-    if (models.length !== 1) return fail("--jax-config and --timm-flags take one --model");
+    if (models.length !== 1) throw new UsageError("--jax-config and --timm-flags take one --model");
     if (v["jax-config"]) {
       await Deno.writeTextFile(v["jax-config"], JSON.stringify(jaxConfig(models[0]), null, 2));
     }
     if (v["timm-flags"]) console.log(timmFlags(models[0]).join(" "));
-    return 0;
+    return EXIT.ok;
   }
   let failed = false;
   for (const model of models) {
-    for (const dtype of dtypes) {
+    for (const dtype of dtypes.filter(isDtype)) {
       const row = await benchStepCell({
         model,
-        dtype: dtype as "f32" | "bf16",
+        dtype,
         batch,
         steps,
-        backend: v.backend as "cpu",
+        backend,
         pjrtPlugin: v["pjrt-plugin"],
         matmulPrecision: matmul,
       });
@@ -191,5 +172,8 @@ async function stepCells(v: {
       );
     }
   }
-  return failed ? 1 : 0;
+  return failed ? EXIT.failed : EXIT.ok;
 }
+
+// Last: the constants above are initialized before the task runs.
+if (import.meta.main) await exit(main);

@@ -4,9 +4,8 @@
  * Reads the shards of SPEC (braces, `::`, $VARS; paths, http(s)://, gs://, pipe:) through the
  * real loader and prints the sample count, skips by reason, a label histogram summary and img/s.
  */
-import { parseArgs } from "node:util";
-import { redactConsole } from "../lib/config/redact.ts";
 import { checkData, formatReport, verdict } from "../lib/data/check.ts";
+import { command, EXIT, exit, intFlag, parseFlags, TaskError, UsageError } from "./cli.ts";
 
 const USAGE = `usage: deno task check-data SPEC [options]
 
@@ -32,81 +31,63 @@ Examples:
     --transform valid --labels 1000 --limit 5000
 `;
 
-if (import.meta.main) {
-  redactConsole();
-  try {
-    Deno.exitCode = await main(Deno.args);
-  } catch (e) {
-    console.error(`check-data: ${(e as Error).message}`);
-    Deno.exit(1);
-  }
-}
+export const main = command({ name: "check-data", usage: USAGE, run: checkShards });
 
 /** Prints the report; 0 when every shard gave a usable sample, else 1 (after saying why). */
-export async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      transform: { type: "string", default: "none" },
-      limit: { type: "string" },
-      workers: { type: "string", default: "1" },
-      "image-size": { type: "string", default: "224" },
-      "batch-size": { type: "string", default: "64" },
-      "random-crop": { type: "string" },
-      "auto-augment": { type: "string" },
-      "test-crop-ratio": { type: "string" },
-      labels: { type: "string" },
-      strict: { type: "boolean", default: false },
-      json: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  if (positionals.length !== 1) throw new Error(`expected one shard spec\n${USAGE}`);
+async function checkShards(args: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(args, {
+    transform: { type: "string", default: "none" },
+    limit: { type: "string" },
+    workers: { type: "string", default: "1" },
+    "image-size": { type: "string", default: "224" },
+    "batch-size": { type: "string", default: "64" },
+    "random-crop": { type: "string" },
+    "auto-augment": { type: "string" },
+    "test-crop-ratio": { type: "string" },
+    labels: { type: "string" },
+    strict: { type: "boolean", default: false },
+    json: { type: "boolean", default: false },
+  }, true);
+  if (positionals.length !== 1) throw new UsageError("expected one shard spec", { usage: true });
   const transform = values.transform;
   if (transform !== "train" && transform !== "valid" && transform !== "none") {
-    throw new Error(`--transform must be train, valid or none, got "${transform}"`);
+    throw new UsageError(`--transform must be train, valid or none, got "${transform}"`);
   }
   const crop = values["random-crop"];
   if (crop !== undefined && crop !== "rrc" && crop !== "src" && crop !== "none") {
-    throw new Error(`--random-crop must be rrc, src or none, got "${crop}"`);
+    throw new UsageError(`--random-crop must be rrc, src or none, got "${crop}"`);
   }
+  const optionalInt = (text: string | undefined, flag: string) =>
+    text === undefined ? undefined : intFlag(flag, text, 1);
   const log = values.json ? () => {} : (line: string) => console.error(line);
   const report = await checkData({
     shards: positionals[0],
     transform,
     limit: optionalInt(values.limit, "--limit"),
-    workers: int(values.workers, "--workers", 0),
-    imageSize: int(values["image-size"], "--image-size", 1),
-    batchSize: int(values["batch-size"], "--batch-size", 1),
+    workers: intFlag("--workers", values.workers, 0),
+    imageSize: intFlag("--image-size", values["image-size"], 1),
+    batchSize: intFlag("--batch-size", values["batch-size"], 1),
     randomCrop: crop,
     autoAugment: values["auto-augment"],
-    testCropRatio: values["test-crop-ratio"] === undefined
-      ? undefined
-      : Number(values["test-crop-ratio"]),
+    testCropRatio: cropRatio(values["test-crop-ratio"]),
     strict: values.strict,
     labels: optionalInt(values.labels, "--labels"),
     log,
   });
   console.log(values.json ? JSON.stringify(report) : formatReport(report));
   const bad = verdict(report);
-  if (bad === undefined) return 0;
-  console.error(`check-data: ${bad}`);
-  return 1;
+  if (bad === undefined) return EXIT.ok;
+  throw new TaskError(bad);
 }
 
-function int(text: string, flag: string, min: number): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min) {
-    throw new Error(`${flag} must be an integer >= ${min}, got "${text}"`);
+function cropRatio(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const r = Number(text);
+  if (!(text.trim() !== "" && r > 0 && Number.isFinite(r))) {
+    throw new UsageError(`--test-crop-ratio must be a number > 0, got "${text}"`);
   }
-  return n;
+  return r;
 }
 
-function optionalInt(text: string | undefined, flag: string): number | undefined {
-  return text === undefined ? undefined : int(text, flag, 1);
-}
+// Last: the constants above are initialized before the task runs.
+if (import.meta.main) await exit(main);

@@ -7,8 +7,8 @@
  * may be local paths or gs:// URLs. Default: msgpack -> .pth, anything else -> .msgpack, written
  * next to IN.
  */
-import { parseArgs } from "node:util";
 import { convertCheckpoint, type Format } from "../lib/checkpoint/convert.ts";
+import { command, EXIT, exit, intFlag, parseFlags, UsageError } from "./cli.ts";
 
 const USAGE =
   `usage: deno task convert IN [--to pth|msgpack|safetensors] [--out FILE] [--timm-model NAME]
@@ -34,71 +34,48 @@ Examples: deno task convert runs/mnist-vit-tiny/mnist-vit-tiny-best.msgpack --to
           deno task convert deit3-s16-224-in1k-400ep-best.msgpack --to pth \\
             --timm-model deit3_small_patch16_224`;
 
-export async function main(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        to: { type: "string" },
-        out: { type: "string" },
-        "exclude-heads": { type: "boolean", default: false },
-        "num-heads": { type: "string" },
-        "timm-model": { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (e) {
-    console.error(`convert: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+export const main = command({ name: "convert", usage: USAGE, run: convert });
+
+const FORMATS: readonly Format[] = ["pth", "msgpack", "safetensors"];
+
+async function convert(args: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(args, {
+    to: { type: "string" },
+    out: { type: "string" },
+    "exclude-heads": { type: "boolean", default: false },
+    "num-heads": { type: "string" },
+    "timm-model": { type: "string" },
+  }, true);
   if (positionals.length !== 1) {
-    console.error(`convert: expected one input checkpoint, got ${positionals.length}\n${USAGE}`);
-    return 2;
-  }
-  const to = values.to as Format | undefined;
-  if (to !== undefined && !["pth", "msgpack", "safetensors"].includes(to)) {
-    console.error(`convert: --to must be pth, msgpack or safetensors, got "${to}"`);
-    return 2;
-  }
-  let numHeads: number | undefined;
-  if (values["num-heads"] !== undefined) {
-    numHeads = Number(values["num-heads"]);
-    if (!Number.isInteger(numHeads) || numHeads <= 0) {
-      console.error(
-        `convert: --num-heads must be a positive integer, got "${values["num-heads"]}"`,
-      );
-      return 2;
-    }
-  }
-  const started = performance.now();
-  try {
-    const r = await convertCheckpoint({
-      input: positionals[0],
-      to,
-      out: values.out,
-      excludeHeads: values["exclude-heads"],
-      numHeads,
-      timmModel: values["timm-model"],
+    throw new UsageError(`expected one input checkpoint, got ${positionals.length}`, {
+      usage: true,
     });
-    for (const note of r.notes) console.log(`note: ${note}`);
-    const secs = ((performance.now() - started) / 1000).toFixed(2);
-    console.log(
-      `wrote ${r.out}: ${r.from} -> ${r.to}, ${r.tensors} tensors, ${
-        (r.bytes / 2 ** 20).toFixed(1)
-      } MiB in ${secs}s`,
-    );
-    return 0;
-  } catch (e) {
-    console.error(`convert: ${(e as Error).message}`);
-    return 1;
   }
+  const to = FORMATS.find((f) => f === values.to);
+  if (values.to !== undefined && to === undefined) {
+    throw new UsageError(`--to must be pth, msgpack or safetensors, got "${values.to}"`);
+  }
+  const numHeads = values["num-heads"] === undefined
+    ? undefined
+    : intFlag("--num-heads", values["num-heads"], 1);
+  const started = performance.now();
+  const r = await convertCheckpoint({
+    input: positionals[0],
+    to,
+    out: values.out,
+    excludeHeads: values["exclude-heads"],
+    numHeads,
+    timmModel: values["timm-model"],
+  });
+  for (const note of r.notes) console.log(`note: ${note}`);
+  const secs = ((performance.now() - started) / 1000).toFixed(2);
+  console.log(
+    `wrote ${r.out}: ${r.from} -> ${r.to}, ${r.tensors} tensors, ${
+      (r.bytes / 2 ** 20).toFixed(1)
+    } MiB in ${secs}s`,
+  );
+  return EXIT.ok;
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+// Last: the constants above are initialized before the task runs.
+if (import.meta.main) await exit(main);

@@ -6,9 +6,8 @@
  * interactive (smoothing, log scale, zoom, hover values, runs shown or hidden), and the page
  * updates while the runs train.
  */
-import { parseArgs } from "node:util";
-import { redactConsole } from "../lib/config/redact.ts";
 import { serveDashboard } from "../lib/report/dashboard.ts";
+import { command, EXIT, exit, parseFlags, TaskError, UsageError } from "./cli.ts";
 
 const USAGE = `usage: deno task dashboard [RUNS_DIR] [--port N] [--allow-host NAME[:PORT]]...
 
@@ -29,64 +28,42 @@ Only 127.0.0.1 is served, and only requests for 127.0.0.1:N or localhost:N are a
 guard against DNS rebinding). To look from another machine, forward the port
 (ssh -L 8080:127.0.0.1:8080 HOST, then open http://localhost:8080/).`;
 
-if (import.meta.main) {
-  redactConsole();
-  const code = await main(Deno.args);
-  if (code !== 0) Deno.exit(code);
-}
+export const main = command({ name: "dashboard", usage: USAGE, run: dashboard });
 
-export async function main(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        port: { type: "string" },
-        "allow-host": { type: "string", multiple: true },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (e) {
-    console.error(`dashboard: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
+async function dashboard(args: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(args, {
+    port: { type: "string" },
+    "allow-host": { type: "string", multiple: true },
+  }, true);
+  if (positionals.length > 1) {
+    throw new UsageError(`one RUNS_DIR at most, got ${positionals.join(" ")}`);
   }
-  if (parsed.values.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  if (parsed.positionals.length > 1) {
-    console.error(`dashboard: one RUNS_DIR at most, got ${parsed.positionals.join(" ")}`);
-    return 2;
-  }
-  const root = parsed.positionals[0] ?? "runs";
-  const portText = parsed.values.port ?? "8080";
+  const root = positionals[0] ?? "runs";
+  const portText = values.port ?? "8080";
   const port = Number(portText);
   if (!/^\d+$/.test(portText) || port > 65535) {
-    console.error(`dashboard: --port must be an integer in [0, 65535], got "${portText}"`);
-    return 2;
+    throw new UsageError(`--port must be an integer in [0, 65535], got "${portText}"`);
   }
   try {
     const info = await Deno.stat(root);
     if (!info.isDirectory) throw new Error("not a directory");
   } catch (e) {
-    console.error(
-      `dashboard: RUNS_DIR "${root}" is not a readable directory (${(e as Error).message}); ` +
+    throw new UsageError(
+      `RUNS_DIR "${root}" is not a readable directory (${(e as Error).message}); ` +
         "give the folder that holds the runs (deno task train writes runs/NAME/)",
     );
-    return 2;
   }
   let server;
   try {
-    server = serveDashboard(root, port, { allowHosts: parsed.values["allow-host"] ?? [] });
+    server = serveDashboard(root, port, { allowHosts: values["allow-host"] ?? [] });
   } catch (e) {
-    if (e instanceof Deno.errors.AddrInUse) {
-      console.error(`dashboard: port ${port} is in use; pick another with --port N (0: any)`);
-      return 1;
-    }
-    throw e;
+    if (!(e instanceof Deno.errors.AddrInUse)) throw e;
+    throw new TaskError(`port ${port} is in use; pick another with --port N (0: any)`);
   }
   console.log(`dashboard: ${server.url} shows the runs under ${root} (Ctrl-C to stop)`);
   await server.finished;
-  return 0;
+  return EXIT.ok;
 }
+
+// Last: the constants above are initialized before the task runs.
+if (import.meta.main) await exit(main);

@@ -4,9 +4,9 @@
  * Checks a backend against a reference computed by the original stack: logits, loss, every
  * gradient, and three optimizer steps for AdamW, LAMB and AdamW + clipping + layer-wise decay.
  */
-import { parseArgs } from "node:util";
 import { type BackendName, createBackend } from "../lib/backend/select.ts";
 import { type DoctorReport, runDoctor } from "../lib/train/doctor.ts";
+import { command, EXIT, exit, parseFlags, TaskError, UsageError } from "./cli.ts";
 
 const DEFAULT_REFERENCE = new URL("../tests/fixtures/reference/vit-a", import.meta.url).pathname;
 const DEFAULT_TOLERANCE: Record<string, number> = { cpu: 1e-5, webgpu: 1e-4, pjrt: 1e-4 };
@@ -29,44 +29,43 @@ clipping and layer-wise lr decay. Run it before a long run on a new machine.
 Exit status: 0 when every check passes, 1 when one fails, 2 when the backend or the reference
 cannot be loaded.`;
 
-if (import.meta.main) {
-  let parsed;
+export const main = command({ name: "doctor", usage: USAGE, run: doctor });
+
+const BACKENDS: readonly BackendName[] = ["auto", "cpu", "webgpu", "pjrt"];
+
+/** 0 when every check passes, 1 when one fails, 2 when the backend or reference cannot load. */
+async function doctor(args: string[]): Promise<number> {
+  const { values } = parseFlags(args, {
+    backend: { type: "string", default: "cpu" },
+    reference: { type: "string", default: DEFAULT_REFERENCE },
+    tolerance: { type: "string" },
+    "pjrt-plugin": { type: "string" },
+    json: { type: "boolean", default: false },
+  });
+  const name = BACKENDS.find((b) => b === values.backend);
+  if (name === undefined) {
+    throw new UsageError(
+      `unknown backend "${values.backend}" (expected auto, cpu, webgpu or pjrt)`,
+    );
+  }
+  const tolerance = values.tolerance === undefined ? undefined : Number(values.tolerance);
+  if (tolerance !== undefined && !(tolerance > 0 && Number.isFinite(tolerance))) {
+    throw new UsageError(`--tolerance must be a number > 0, got "${values.tolerance}"`);
+  }
+  let report;
   try {
-    parsed = parseArgs({
-      args: Deno.args,
-      options: {
-        backend: { type: "string", default: "cpu" },
-        reference: { type: "string", default: DEFAULT_REFERENCE },
-        tolerance: { type: "string" },
-        "pjrt-plugin": { type: "string" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
+    const backend = await createBackend(name, { pjrtPlugin: values["pjrt-plugin"] });
+    try {
+      const tol = tolerance ?? DEFAULT_TOLERANCE[backend.name] ?? 1e-4;
+      report = await runDoctor(backend, values.reference, tol);
+    } finally {
+      backend.dispose();
+    }
   } catch (e) {
-    console.error(`doctor: ${(e as Error).message}\n\n${USAGE}`);
-    Deno.exit(2);
+    throw new TaskError(e instanceof Error ? e.message : String(e), EXIT.usage);
   }
-  const { values } = parsed;
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
-  try {
-    const backend = await createBackend(values.backend as BackendName, {
-      pjrtPlugin: values["pjrt-plugin"],
-    });
-    const tolerance = values.tolerance
-      ? Number(values.tolerance)
-      : DEFAULT_TOLERANCE[backend.name] ?? 1e-4;
-    const report = await runDoctor(backend, values.reference!, tolerance);
-    console.log(values.json ? JSON.stringify(report) : formatReport(report));
-    backend.dispose();
-    Deno.exit(report.pass ? 0 : 1);
-  } catch (e) {
-    console.error(`doctor: ${e instanceof Error ? e.message : e}`);
-    Deno.exit(2);
-  }
+  console.log(values.json ? JSON.stringify(report) : formatReport(report));
+  return report.pass ? EXIT.ok : EXIT.failed;
 }
 
 function gradsOk(r: DoctorReport): boolean {
@@ -92,3 +91,6 @@ export function formatReport(r: DoctorReport): string {
     `${r.pass ? "PASS" : "FAIL"} in ${r.seconds.toFixed(1)} s`,
   ].join("\n");
 }
+
+// Last: the constants above are initialized before the task runs.
+if (import.meta.main) await exit(main);

@@ -8,12 +8,12 @@
  * model before anything runs, naming the first key that differs.
  */
 import { isGsUrl } from "../lib/gcs/url.ts";
-import { ConfigError, loadConfig, parseCommandLine } from "../lib/config/mod.ts";
+import { ConfigError, loadConfig } from "../lib/config/mod.ts";
 import { positionalArgs } from "../lib/config/cli.ts";
-import { redactConsole } from "../lib/config/redact.ts";
 import { evaluateCheckpoint } from "../lib/train/eval_checkpoint.ts";
 import { formatEvalProgress } from "../lib/train/evaluate.ts";
 import { RunLog } from "../lib/report/logging.ts";
+import { command, commandLine, EXIT, exit, UsageError } from "./cli.ts";
 
 const USAGE =
   `usage: deno task eval CKPT [--config CONFIG.json] [--valid-dataset-shards SPEC] [--key value ...]
@@ -38,13 +38,9 @@ Example: deno task eval deit3-s16-224-in1k-400ep-best.msgpack \\
   --config configs/deit3-s16-224-in1k-400ep.json \\
   --valid-dataset-shards '/data/imagenet-1k-wds/imagenet1k-validation-{00..63}.tar'`;
 
-if (import.meta.main) {
-  redactConsole();
-  Deno.exit(await main(Deno.args));
-}
+export const main = command({ name: "eval", usage: USAGE, run: evaluate });
 
-export async function main(args: string[]): Promise<number> {
-  const help = args.includes("--help") || args.includes("-h");
+async function evaluate(args: string[]): Promise<number> {
   const configIndex = args.indexOf("--config");
   const kept = args.map((_, i) => i).filter((i) =>
     configIndex < 0 || (i !== configIndex && i !== configIndex + 1)
@@ -53,14 +49,9 @@ export async function main(args: string[]): Promise<number> {
   const positionals = positionalArgs(kept.map((i) => args[i]))
     .map(({ text, index }) => ({ text, index: kept[index] }));
   const ckptArgs = positionals.filter(({ text }) => !text.endsWith(".json"));
-  if (help || ckptArgs.length !== 1) {
-    if (help) console.log(USAGE);
-    else {
-      console.error(
-        ckptArgs.length ? `eval: one checkpoint, got ${ckptArgs.map((a) => a.text)}` : USAGE,
-      );
-    }
-    return help ? 0 : 2;
+  if (ckptArgs.length === 0) throw new UsageError("", { usage: true });
+  if (ckptArgs.length > 1) {
+    throw new UsageError(`one checkpoint, got ${ckptArgs.map((a) => a.text)}`);
   }
   const ckpt = ckptArgs[0].text;
   const jsonArg = positionals.find(({ text }) => text.endsWith(".json"));
@@ -72,69 +63,47 @@ export async function main(args: string[]): Promise<number> {
       (info) => info.isFile ? undefined : "not a file",
       (e) => e instanceof Deno.errors.NotFound ? "no such file" : (e as Error).message,
     );
-    if (problem) {
-      console.error(`eval: checkpoint ${ckpt}: ${problem}`);
-      return 2;
-    }
+    if (problem) throw new UsageError(`checkpoint ${ckpt}: ${problem}`);
   }
   let configPath = configIndex >= 0 ? args[configIndex + 1] : jsonArg?.text;
   if (configPath === undefined) {
     configPath = await configBeside(ckpt);
     if (configPath === undefined) {
-      console.error(
-        `eval: no --config, and no config.json beside ${ckpt} (train writes one into its ` +
+      throw new UsageError(
+        `no --config, and no config.json beside ${ckpt} (train writes one into its ` +
           "output folder): pass --config CONFIG.json with the model's flags",
       );
-      return 2;
     }
     console.log(`config: ${configPath} (beside the checkpoint)`);
   }
-  let config;
-  try {
-    const cl = parseCommandLine([configPath, ...rest]);
-    // Eval reads the model, validation and backend keys only: a recipe's `$GCS_*` output and
-    // training paths need no variable unless read.
-    config = loadConfig(cl.configPath, cl.flags, { unsetVariables: "defer" });
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      console.error(e.message);
-      return 2;
-    }
-    throw e;
-  }
+  const cl = commandLine([configPath, ...rest]);
+  // Eval reads the model, validation and backend keys only: a recipe's `$GCS_*` output and
+  // training paths need no variable unless read.
+  const config = loadConfig(cl.configPath, cl.flags, { unsetVariables: "defer" });
   let validShards;
   try {
     validShards = config["valid-dataset-shards"];
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    console.error(`${e.message}\n(or pass --valid-dataset-shards SPEC)`);
-    return 2;
+    throw new ConfigError([...e.issues, "(or pass --valid-dataset-shards SPEC)"]);
   }
   if (!validShards) {
-    console.error('eval: "valid-dataset-shards" is not set: pass --valid-dataset-shards SPEC');
-    return 2;
-  }
-  try {
-    const log = new RunLog(null, "eval");
-    const r = await evaluateCheckpoint(ckpt, config, {
-      log: (l) => log.line(l),
-      progress: (p) => log.progress(formatEvalProgress(p), 30_000),
-    });
-    log.clearProgress();
-    console.log(
-      `${ckpt}: acc1 ${(r.acc1 * 100).toFixed(2)}%, acc5 ${(r.acc5 * 100).toFixed(2)}%, loss ` +
-        `${r.loss.toFixed(4)} on ${r.samples} images (${r.seconds.toFixed(1)} s)`,
+    throw new UsageError(
+      '"valid-dataset-shards" is not set: pass --valid-dataset-shards SPEC',
     );
-    console.log(JSON.stringify({ checkpoint: ckpt, ...r }));
-    return 0;
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      console.error(e.message);
-      return 2;
-    }
-    console.error(`eval: ${(e as Error).message}`);
-    return 1;
   }
+  const log = new RunLog(null, "eval");
+  const r = await evaluateCheckpoint(ckpt, config, {
+    log: (l) => log.line(l),
+    progress: (p) => log.progress(formatEvalProgress(p), 30_000),
+  });
+  log.clearProgress();
+  console.log(
+    `${ckpt}: acc1 ${(r.acc1 * 100).toFixed(2)}%, acc5 ${(r.acc5 * 100).toFixed(2)}%, loss ` +
+      `${r.loss.toFixed(4)} on ${r.samples} images (${r.seconds.toFixed(1)} s)`,
+  );
+  console.log(JSON.stringify({ checkpoint: ckpt, ...r }));
+  return EXIT.ok;
 }
 
 /** The `config.json` in a local checkpoint's folder, if there is one. */
@@ -150,3 +119,6 @@ async function configBeside(ckpt: string): Promise<string | undefined> {
     throw new Error(`cannot read ${path}: ${(e as Error).message}`);
   }
 }
+
+// Last: the constants above are initialized before the task runs.
+if (import.meta.main) await exit(main);

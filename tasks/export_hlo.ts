@@ -9,8 +9,9 @@
  * override it (e.g. `--precision bf16`, `--grad-ckpt`). Without --out the text goes to stdout,
  * unless stdout is a terminal: then to `{name}-train-step.mlir`.
  */
-import { loadConfig, parseCommandLine } from "../lib/config/mod.ts";
+import { loadConfig } from "../lib/config/mod.ts";
 import { exportTrainStep } from "../lib/train/export.ts";
+import { command, commandLine, EXIT, exit, intFlag, UsageError } from "./cli.ts";
 
 const USAGE =
   `usage: deno task export-hlo CONFIG.json [--batch N] [--devices N] [--out FILE] [--key value ...]
@@ -30,27 +31,17 @@ program that the PJRT backend compiles, for inspection or for other XLA tools.
 
 Example: deno task export-hlo configs/deit3-s16-224-in1k-400ep.json --batch 64 --out step.mlir`;
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (e) {
-    console.error(`export-hlo: ${e instanceof Error ? e.message : e}`);
-    Deno.exit(2);
-  }
-}
+export const main = command({ name: "export-hlo", usage: USAGE, run: exportHlo });
 
-export async function main(args: readonly string[]): Promise<number> {
+async function exportHlo(args: readonly string[]): Promise<number> {
   const { own, rest } = takeOwnFlags(args, ["batch", "out"]);
-  const cl = parseCommandLine(rest);
-  if (cl.help || !cl.configPath) {
-    (cl.help ? console.log : console.error)(USAGE);
-    return cl.help ? 0 : 2;
-  }
+  const cl = commandLine(rest);
+  if (!cl.configPath) throw new UsageError("", { usage: true });
   // Data locations do not matter for the program: keys naming unset $VARs are not read.
   const config = loadConfig(cl.configPath, cl.flags, { unsetVariables: "defer" });
   const t0 = performance.now();
   const program = exportTrainStep(config, {
-    batch: own.batch === undefined ? undefined : positiveInt("--batch", own.batch),
+    batch: own.batch === undefined ? undefined : intFlag("--batch", own.batch, 1),
     devices: Math.max(1, config.devices),
   });
   const seconds = ((performance.now() - t0) / 1000).toFixed(1);
@@ -70,7 +61,7 @@ export async function main(args: readonly string[]): Promise<number> {
   } else {
     await Deno.stdout.write(new TextEncoder().encode(program.text));
   }
-  return 0;
+  return EXIT.ok;
 }
 
 /** Removes `--name value` / `--name=value` for `names` from `args`. */
@@ -84,7 +75,7 @@ function takeOwnFlags(
     const m = /^--([a-z-]+)(?:=(.*))?$/s.exec(args[i]);
     if (m && names.includes(m[1])) {
       const value = m[2] ?? args[++i];
-      if (value === undefined) throw new Error(`--${m[1]} needs a value`);
+      if (value === undefined) throw new UsageError(`--${m[1]} needs a value`);
       own[m[1]] = value;
     } else {
       rest.push(args[i]);
@@ -93,10 +84,5 @@ function takeOwnFlags(
   return { own, rest };
 }
 
-function positiveInt(flag: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) {
-    throw new Error(`${flag} must be a positive integer, got "${text}"`);
-  }
-  return n;
-}
+// Last: the constants above are initialized before the task runs.
+if (import.meta.main) await exit(main);

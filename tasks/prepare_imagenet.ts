@@ -5,10 +5,9 @@
  * Copies timm's ImageNet webdataset shards from the Hugging Face hub (HF_TOKEN; HF_ENDPOINT for
  * a mirror) to a bucket or a directory, resumably; or builds the embedded MNIST shards.
  */
-import { parseArgs } from "node:util";
 import { prepareImagenet } from "../lib/data/imagenet.ts";
 import { prepareMnist } from "../lib/data/mnist.ts";
-import { redactConsole } from "../lib/config/redact.ts";
+import { command, EXIT, exit, intFlag, parseFlags, UsageError } from "./cli.ts";
 
 const USAGE = `usage:
   deno task prepare-imagenet [--variant 1k|21k] --dest gs://bucket/dir|DIR [options]
@@ -33,53 +32,28 @@ const USAGE = `usage:
   Exit status: 0 done, 1 some shards failed or the hub refused, 2 a usage error.
 `;
 
-/** A mistake on the command line: exit status 2, with the usage. */
-class UsageError extends Error {}
+export const main = command({ name: "prepare-imagenet", usage: USAGE, run: prepare });
 
-if (import.meta.main) {
-  redactConsole();
-  try {
-    const ok = await main(Deno.args);
-    if (!ok) Deno.exit(1);
-  } catch (e) {
-    console.error(`prepare-imagenet: ${(e as Error).message}`);
-    Deno.exit(e instanceof UsageError ? 2 : 1);
+/** 1 when some shards failed (prepareImagenet has said which). */
+async function prepare(args: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(args, {
+    variant: { type: "string", default: "1k" },
+    dataset: { type: "string", default: "imagenet" },
+    dest: { type: "string" },
+    workers: { type: "string", default: "8" },
+    limit: { type: "string" },
+    repo: { type: "string" },
+    retries: { type: "string", default: "5" },
+    "dry-run": { type: "boolean", default: false },
+  }, true);
+  if (positionals.length) {
+    throw new UsageError(`unexpected argument "${positionals[0]}"`, { usage: true });
   }
-}
-
-/** Returns false when some shards failed. */
-export async function main(args: string[]): Promise<boolean> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        variant: { type: "string", default: "1k" },
-        dataset: { type: "string", default: "imagenet" },
-        dest: { type: "string" },
-        workers: { type: "string", default: "8" },
-        limit: { type: "string" },
-        repo: { type: "string" },
-        retries: { type: "string", default: "5" },
-        "dry-run": { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message}\n${USAGE}`);
-  }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(USAGE);
-    return true;
-  }
-  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"\n${USAGE}`);
-  if (!values.dest) throw new UsageError(`--dest is required\n${USAGE}`);
+  if (!values.dest) throw new UsageError("--dest is required", { usage: true });
   if (values.dataset === "mnist") {
     await prepareMnist(values.dest, (line) => console.error(line));
     console.error(`MNIST shards ready in ${values.dest}`);
-    return true;
+    return EXIT.ok;
   }
   if (values.dataset !== "imagenet") {
     throw new UsageError(`--dataset must be imagenet or mnist, got "${values.dataset}"`);
@@ -87,18 +61,9 @@ export async function main(args: string[]): Promise<boolean> {
   if (values.variant !== "1k" && values.variant !== "21k") {
     throw new UsageError(`--variant must be 1k or 21k, got "${values.variant}"`);
   }
-  const workers = Number(values.workers);
-  if (!Number.isInteger(workers) || workers < 1) {
-    throw new UsageError(`--workers must be a positive integer, got "${values.workers}"`);
-  }
-  const limit = values.limit === undefined ? undefined : Number(values.limit);
-  if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1)) {
-    throw new UsageError(`--limit must be a positive integer, got "${values.limit}"`);
-  }
-  const retries = Number(values.retries);
-  if (!Number.isInteger(retries) || retries < 0) {
-    throw new UsageError(`--retries must be an integer >= 0, got "${values.retries}"`);
-  }
+  const workers = intFlag("--workers", values.workers, 1);
+  const limit = values.limit === undefined ? undefined : intFlag("--limit", values.limit, 1);
+  const retries = intFlag("--retries", values.retries, 0);
   const summary = await prepareImagenet({
     open: { retries },
     variant: values.variant,
@@ -108,5 +73,8 @@ export async function main(args: string[]): Promise<boolean> {
     repo: values.repo,
     dryRun: values["dry-run"],
   });
-  return summary.failed.length === 0;
+  return summary.failed.length === 0 ? EXIT.ok : EXIT.failed;
 }
+
+// Last: the constants above are initialized before the task runs.
+if (import.meta.main) await exit(main);

@@ -12,60 +12,34 @@ import {
   configHelp,
   DEFAULT_CONFIG_PATH,
   loadConfig,
-  parseCommandLine,
 } from "../lib/config/mod.ts";
-import { redactConsole } from "../lib/config/redact.ts";
-import { train, TrainingError, type TrainResult } from "../lib/train/loop.ts";
+import { train, type TrainResult } from "../lib/train/loop.ts";
 import { checkMemory } from "../lib/train/memory.ts";
+import { command, commandLine, EXIT, exit } from "./cli.ts";
 
-/** Exit status of a run interrupted by SIGINT/SIGTERM after saving (EX_TEMPFAIL: rerun it). */
-export const EXIT_INTERRUPTED = 75;
 /** After a signal the process exits within this time, saved or not. */
 export const EXIT_DEADLINE_MS = 9_000;
 
-if (import.meta.main) {
-  redactConsole();
-  const code = await main(Deno.args);
-  Deno.exit(code);
+export const main = command({ name: "train", usage: help, run: trainTask });
+
+/** The --help text with the defaults a run with this config (MNIST when none is named) uses. */
+function help(args: string[]): string {
+  const cl = commandLine(args);
+  let defaults;
+  try {
+    defaults = configFileValues(cl.configPath);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    console.error(`${e.message}; showing the built-in defaults`);
+  }
+  return configHelp("train", defaults);
 }
 
-export async function main(args: string[]): Promise<number> {
-  let cl;
-  try {
-    cl = parseCommandLine(args);
-  } catch (e) {
-    console.error(`train: ${(e as Error).message}`);
-    return 2;
-  }
-  if (cl.help) {
-    // The defaults a run with this config (the MNIST one when none is named) would use.
-    let defaults;
-    try {
-      defaults = configFileValues(cl.configPath);
-    } catch (e) {
-      if (!(e instanceof ConfigError)) throw e;
-      console.error(`${e.message}; showing the built-in defaults`);
-    }
-    console.log(configHelp("train", defaults));
-    return 0;
-  }
-  let config;
-  try {
-    config = loadConfig(cl.configPath, cl.flags);
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      console.error(e.message);
-      return 2;
-    }
-    throw e;
-  }
-  try {
-    // Before the MNIST shards are built: a run that cannot fit writes nothing at all.
-    checkMemory(config);
-  } catch (e) {
-    console.error(`train: ${(e as Error).message}`);
-    return 1;
-  }
+async function trainTask(args: string[]): Promise<number> {
+  const cl = commandLine(args);
+  const config = loadConfig(cl.configPath, cl.flags);
+  // Before the MNIST shards are built: a run that cannot fit writes nothing at all.
+  checkMemory(config);
   const mnist = mnistDir(config, cl.configPath);
   if (mnist) await ensureMnist(mnist);
 
@@ -74,7 +48,7 @@ export async function main(args: string[]): Promise<number> {
   const onSignal = (sig: string) => () => {
     if (controller.signal.aborted) {
       console.error(`\n${sig} again: exiting without saving`);
-      Deno.exit(130);
+      Deno.exit(EXIT.killed);
     }
     console.error(`\n${sig}: saving the state of the last completed step and exiting...`);
     controller.abort();
@@ -85,27 +59,20 @@ export async function main(args: string[]): Promise<number> {
         `train: could not finish within ${EXIT_DEADLINE_MS / 1000} s of ${sig} (a step or a save ` +
           "was still running); the last saved state is kept",
       );
-      Deno.exit(EXIT_INTERRUPTED);
+      Deno.exit(EXIT.interrupted);
     }, EXIT_DEADLINE_MS);
     Deno.unrefTimer(timer);
     deadline = timer;
   };
-  const handlers: [Deno.Signal, () => void][] = [["SIGINT", onSignal("SIGINT")], [
-    "SIGTERM",
-    onSignal("SIGTERM"),
-  ]];
+  const handlers: [Deno.Signal, () => void][] = [
+    ["SIGINT", onSignal("SIGINT")],
+    ["SIGTERM", onSignal("SIGTERM")],
+  ];
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);
   try {
     const r = await train(config, { signal: controller.signal });
     console.log(doneLine(r));
-    return r.interrupted ? EXIT_INTERRUPTED : 0;
-  } catch (e) {
-    if (e instanceof TrainingError || e instanceof Error && e.name !== "Error") {
-      console.error(`train: ${e.message}`);
-      return 1;
-    }
-    console.error(`train: ${e instanceof Error ? e.stack ?? e.message : e}`);
-    return 1;
+    return r.interrupted ? EXIT.interrupted : EXIT.ok;
   } finally {
     clearTimeout(deadline);
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
@@ -162,3 +129,6 @@ function sameFile(a: string, b: string): boolean {
     return false;
   }
 }
+
+// Last: the constants above are initialized before the task runs.
+if (import.meta.main) await exit(main);

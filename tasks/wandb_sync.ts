@@ -5,8 +5,8 @@
  * under DIR, default runs/) to W&B: the same run id, project, name, config, history rows, files
  * and exit code.
  */
-import { redactConsole } from "../lib/config/redact.ts";
 import { offlineRunDirs, syncOfflineRun, wandbSettingsFromEnv } from "../lib/report/wandb.ts";
+import { command, EXIT, exit, TaskError, UsageError } from "./cli.ts";
 
 const USAGE = `usage: deno task wandb-sync [DIR ...]
 
@@ -23,37 +23,23 @@ that was uploaded gets a "synced" file and is skipped next time.
 Needs WANDB_API_KEY (or the ~/.netrc entry of wandb login); honours WANDB_BASE_URL and
 WANDB_ENTITY. The Python SDK's "wandb sync" cannot read these folders, nor this task its files.`;
 
-if (import.meta.main) {
-  redactConsole();
-  Deno.exit(await main(Deno.args));
-}
+export const main = command({ name: "wandb-sync", usage: USAGE, run: sync });
 
-export async function main(args: string[]): Promise<number> {
-  if (args.includes("--help") || args.includes("-h")) {
-    console.log(USAGE);
-    return 0;
-  }
+async function sync(args: string[]): Promise<number> {
   const unknown = args.find((a) => a.startsWith("-"));
-  if (unknown) {
-    console.error(`wandb-sync: unknown option "${unknown}"\n\n${USAGE}`);
-    return 2;
-  }
+  if (unknown) throw new UsageError(`unknown option "${unknown}"`, { usage: true });
   const settings = wandbSettingsFromEnv((n) => n === "WANDB_MODE" ? "online" : Deno.env.get(n));
-  if (!settings) {
-    console.error("wandb-sync: no W&B API key: set WANDB_API_KEY or run wandb login");
-    return 2;
-  }
-  const dirs = (args.length ? args : ["runs"]).flatMap((d) => offlineRunDirs(d));
-  if (dirs.length === 0) {
-    console.error(
-      `wandb-sync: no offline runs under ${(args.length ? args : ["runs"]).join(", ")}`,
-    );
-    return 1;
-  }
+  if (!settings) throw new UsageError("no W&B API key: set WANDB_API_KEY or run wandb login");
+  const roots = args.length ? args : ["runs"];
+  const dirs = roots.flatMap((d) => offlineRunDirs(d));
+  if (dirs.length === 0) throw new TaskError(`no offline runs under ${roots.join(", ")}`);
   let failed = 0;
   for (const dir of dirs) {
     if (await syncOfflineRun(dir, settings, (l) => console.log(l)) > 0) failed++;
   }
-  if (failed) console.error(`wandb-sync: ${failed} of ${dirs.length} runs did not upload fully`);
-  return failed ? 1 : 0;
+  if (failed) throw new TaskError(`${failed} of ${dirs.length} runs did not upload fully`);
+  return EXIT.ok;
 }
+
+// Last: the constants above are initialized before the task runs.
+if (import.meta.main) await exit(main);

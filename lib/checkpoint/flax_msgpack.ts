@@ -9,7 +9,6 @@
  * 1 GiB are split into Flax's `__msgpack_chunked_array__` form on write and joined on read.
  * Non-tensor leaves (Python ints, floats, str, None, lists) read as plain values.
  */
-import { type DType } from "../ir/dtype.ts";
 import { type HostTensor, isHostTensor, numel } from "../ir/host_tensor.ts";
 import {
   type Cursor,
@@ -33,7 +32,8 @@ import {
   extHeader,
   mapHeader,
 } from "./msgpack_encode.ts";
-import { allocTensor, f16ToF32, tensorBytes } from "./tensor_bytes.ts";
+import { decodeInto, dtypeName, storedNames, storedType } from "./dtypes.ts";
+import { allocTensor, tensorBytes } from "./tensor_bytes.ts";
 import { compareCodePoints, isTree, type PlainValue, type Tree, type TreeNode } from "./tree.ts";
 
 /** Parses Flax msgpack bytes. `name` labels errors (a file name or URL). */
@@ -101,15 +101,7 @@ export function* encodeFlaxMsgpack(
   yield* encodeNode(tree, "", maxChunkBytes);
 }
 
-/** numpy dtype names for each DType. */
-export const NUMPY_DTYPE: Record<DType, string> = {
-  f32: "float32",
-  i32: "int32",
-  u32: "uint32",
-  u8: "uint8",
-  bool: "bool",
-  bf16: "bfloat16",
-};
+export { NUMPY_DTYPE } from "./dtypes.ts";
 
 /** Flax splits arrays larger than this (in bytes) into chunks (msgpack's 2 GiB object limit). */
 export const MAX_CHUNK_BYTES = 2 ** 30;
@@ -126,16 +118,6 @@ interface ReadContext {
 function newContext(size: number): ReadContext {
   return { path: [], cursor: { position: 0 }, size };
 }
-
-const FROM_NUMPY: Record<string, { dtype: DType; itemBytes: number }> = {
-  float32: { dtype: "f32", itemBytes: 4 },
-  int32: { dtype: "i32", itemBytes: 4 },
-  uint32: { dtype: "u32", itemBytes: 4 },
-  uint8: { dtype: "u8", itemBytes: 1 },
-  bool: { dtype: "bool", itemBytes: 1 },
-  bfloat16: { dtype: "bf16", itemBytes: 2 },
-  float16: { dtype: "f32", itemBytes: 2 }, // widened to f32 after reading
-};
 
 function asTopTree(value: TreeNode): Tree {
   if (!isTree(value)) throw new Error("the top level is not a map of named entries");
@@ -277,10 +259,10 @@ function* parseNdarray(ctx: ReadContext, length: number): Parser<HostTensor> {
   let name = yield* parseNode(ctx);
   if (name instanceof Uint8Array) name = utf8(name);
   if (typeof name !== "string") throw bad(`dtype ${describe(name)} is not a name`);
-  const kind = FROM_NUMPY[name];
+  const kind = storedType("numpy", name);
   if (kind === undefined) {
     throw new Error(
-      `unsupported dtype "${name}" (supported: ${Object.keys(FROM_NUMPY).join(", ")})`,
+      `unsupported dtype "${name}" (supported: ${storedNames("numpy").join(", ")})`,
     );
   }
   const binType = yield* readU8();
@@ -298,13 +280,10 @@ function* parseNdarray(ctx: ReadContext, length: number): Parser<HostTensor> {
     throw bad(`shape [${dims}] ${name} needs ${expected} bytes, the record holds ${n}`);
   }
   checkLength(ctx, n);
-  if (name === "float16") {
-    const bits = new Uint16Array(numel(dims));
-    yield { into: new Uint8Array(bits.buffer) };
-    return { shape: dims, dtype: "f32", data: f16ToF32(bits) };
-  }
   const { tensor, bytes } = allocTensor(dims, kind.dtype);
-  if (n > 0) yield { into: bytes };
+  const into = kind.convert ? new Uint8Array(n) : bytes; // float16: widened to f32 below
+  if (n > 0) yield { into };
+  if (kind.convert) decodeInto(kind, into, tensor.data);
   return tensor;
 }
 
@@ -385,7 +364,12 @@ function* encodeTensor(t: HostTensor, path: string, maxChunk: number): Generator
     yield* encodeChunked(t, data, maxChunk);
     return;
   }
-  yield* encodeNdarray(t.shape, NUMPY_DTYPE[t.dtype], data);
+  yield* encodeNdarray(t.shape, numpyName(t), data);
+}
+
+/** numpy's name for `t`'s dtype (every DType has one; tensorBytes has checked the dtype). */
+function numpyName(t: HostTensor): string {
+  return dtypeName("numpy", t.dtype)!;
 }
 
 function* encodeNdarray(
@@ -424,7 +408,7 @@ function* encodeChunked(t: HostTensor, data: Uint8Array, maxChunk: number): Gene
   for (let i = 0; i < nChunks; i++) {
     const part = data.subarray(i * chunkBytes, Math.min(data.length, (i + 1) * chunkBytes));
     yield encodeStr(String(i));
-    yield* encodeNdarray([part.length / itemBytes], NUMPY_DTYPE[t.dtype], part);
+    yield* encodeNdarray([part.length / itemBytes], numpyName(t), part);
   }
 }
 

@@ -9,12 +9,14 @@
  * can still be taken out. Storages go straight into tensor memory when the tensor covers them.
  */
 import { concat } from "./msgpack_encode.ts";
-import type { DType } from "../ir/dtype.ts";
+import { allocArray } from "../ir/dtype.ts";
 import { type HostTensor, numel, stridesOf } from "../ir/host_tensor.ts";
+import { dense, stridedCopy } from "../ir/strided.ts";
 import { checkedWrite, verifyChecksum } from "./checksum.ts";
 import { asCheckpointError, CheckpointError, KeyedError } from "./errors.ts";
 import { PickleWriter, unpickle, weightsOnlyGlobal } from "./pickle.ts";
-import { allocTensor, f16BitsToNumber, tensorBytes } from "./tensor_bytes.ts";
+import { decodeInto, dtypeName, type StoredType, storedType } from "./dtypes.ts";
+import { allocTensor, tensorBytes } from "./tensor_bytes.ts";
 import { isTree, type Leaf, type Tree, type TreeNode } from "./tree.ts";
 import {
   bytesAccess,
@@ -74,7 +76,7 @@ export function* encodePth(
   for (let i = 0; i < entries.length; i += 1000) {
     pickle.mark();
     for (const [key, t] of entries.slice(i, i + 1000)) {
-      const storageClass = STORAGE_FOR[t.dtype];
+      const storageClass = dtypeName("torch", t.dtype);
       if (!storageClass) {
         throw new KeyedError(key, `torch has no ${t.dtype} tensors; convert to i32 or f32 first`);
       }
@@ -159,31 +161,8 @@ export function stateDictOf(tree: Tree, name = "<pth>"): StateDict {
   return found;
 }
 
-/** Torch storage class names by DType. */
-export const STORAGE_FOR: Partial<Record<DType, string>> = {
-  f32: "FloatStorage",
-  bf16: "BFloat16Storage",
-  i32: "IntStorage",
-  u8: "ByteStorage",
-  bool: "BoolStorage",
-};
-
 // ---------------------------------------------------------------------------------------------
 // Reading
-
-/** How each torch storage type is read: element bytes, and the DType it becomes. */
-const STORAGE_TYPES: Record<string, { itemBytes: number; dtype: DType; convert?: string }> = {
-  FloatStorage: { itemBytes: 4, dtype: "f32" },
-  BFloat16Storage: { itemBytes: 2, dtype: "bf16" },
-  HalfStorage: { itemBytes: 2, dtype: "f32", convert: "f16" },
-  DoubleStorage: { itemBytes: 8, dtype: "f32", convert: "f64" },
-  IntStorage: { itemBytes: 4, dtype: "i32" },
-  LongStorage: { itemBytes: 8, dtype: "i32", convert: "i64" },
-  ShortStorage: { itemBytes: 2, dtype: "i32", convert: "i16" },
-  CharStorage: { itemBytes: 1, dtype: "i32", convert: "i8" },
-  ByteStorage: { itemBytes: 1, dtype: "u8" },
-  BoolStorage: { itemBytes: 1, dtype: "bool" },
-};
 
 interface StorageRef {
   kind: "storage";
@@ -263,7 +242,9 @@ function storageRef(pid: unknown): StorageRef {
   }
   const [, type, key, , count] = pid as [string, Fn, string, string, number];
   const name = type?.name?.replace(/^torch\./, "");
-  if (!name || !(name in STORAGE_TYPES)) throw new Error(`unsupported storage type ${type?.name}`);
+  if (!name || !storedType("torch", name)) {
+    throw new Error(`unsupported storage type ${type?.name}`);
+  }
   return { kind: "storage", type: name, key: String(key), numel: Number(count) };
 }
 
@@ -314,7 +295,7 @@ async function materialize(
     if (!e) {
       throw new Error(`storage ${ref.key}: no entry "${prefix}data/${ref.key}" in the archive`);
     }
-    const spec = STORAGE_TYPES[ref.type];
+    const spec = storedType("torch", ref.type)!;
     if (e.size !== ref.numel * spec.itemBytes) {
       throw new Error(`storage ${ref.key}: ${e.size} bytes for ${ref.numel} ${ref.type} elements`);
     }
@@ -323,7 +304,7 @@ async function materialize(
   const useCount = new Map<string, number>();
   for (const t of pending) useCount.set(t.storage.key, (useCount.get(t.storage.key) ?? 0) + 1);
   for (const t of pending) {
-    const spec = STORAGE_TYPES[t.storage.type];
+    const spec = storedType("torch", t.storage.type)!;
     const n = numel(t.size);
     const entry = entryOf(t.storage);
     const contiguous = t.offset === 0 && n === t.storage.numel &&
@@ -344,64 +325,34 @@ async function materialize(
   return out;
 }
 
-/** Copies a strided view out of a storage, converting the element type if needed. */
-function gather(
-  raw: Uint8Array,
-  spec: (typeof STORAGE_TYPES)[string],
-  t: PendingTensor,
-): HostTensor {
-  const n = numel(t.size);
-  const v = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-  const read = readerFor(spec, v);
+/**
+ * Copies a strided view out of a storage: the span of elements it reaches is decoded (converted
+ * if the storage type is not ours), then the view copied out of it.
+ */
+function gather(raw: Uint8Array, spec: StoredType, t: PendingTensor): HostTensor {
+  const ints = [t.offset, ...t.size, ...t.stride];
+  if (t.size.length !== t.stride.length || !ints.every(Number.isSafeInteger)) {
+    throw new Error(
+      `tensor view of storage ${t.storage.key}: offset ${t.offset}, size [${t.size}], ` +
+        `stride [${t.stride}] are not a view`,
+    );
+  }
   const { tensor } = allocTensor(t.size, spec.dtype);
-  const dst = tensor.data;
-  const idx = new Array<number>(t.size.length).fill(0);
-  let src = t.offset;
-  for (let i = 0; i < n; i++) {
-    if (src < 0 || src >= t.storage.numel) {
-      throw new Error(`tensor view reaches outside storage ${t.storage.key}`);
-    }
-    dst[i] = read(src);
-    for (let d = t.size.length - 1; d >= 0; d--) {
-      idx[d]++;
-      src += t.stride[d];
-      if (idx[d] < t.size[d]) break;
-      src -= t.stride[d] * t.size[d];
-      idx[d] = 0;
-    }
+  if (tensor.data.length === 0) return tensor;
+  let lo = t.offset, hi = t.offset;
+  t.size.forEach((n, d) => {
+    const reach = t.stride[d] * (n - 1);
+    if (reach < 0) lo += reach;
+    else hi += reach;
+  });
+  if (lo < 0 || hi >= t.storage.numel) {
+    throw new Error(`tensor view reaches outside storage ${t.storage.key}`);
   }
+  const span = allocArray(spec.dtype, hi - lo + 1);
+  decodeInto(spec, raw.subarray(lo * spec.itemBytes, (hi + 1) * spec.itemBytes), span);
+  const from = { data: span, offset: t.offset - lo, strides: t.stride };
+  stridedCopy(t.size, from, dense(tensor.data, t.size));
   return tensor;
-}
-
-function readerFor(spec: (typeof STORAGE_TYPES)[string], v: DataView): (i: number) => number {
-  switch (spec.convert) {
-    case "f16":
-      return (i) => f16BitsToNumber(v.getUint16(2 * i, true));
-    case "f64":
-      return (i) => v.getFloat64(8 * i, true);
-    case "i64":
-      return (i) => {
-        const x = v.getBigInt64(8 * i, true);
-        if (x < -0x80000000n || x > 0x7fffffffn) {
-          throw new Error(`int64 value ${x} does not fit in int32`);
-        }
-        return Number(x);
-      };
-    case "i16":
-      return (i) => v.getInt16(2 * i, true);
-    case "i8":
-      return (i) => v.getInt8(i);
-  }
-  switch (spec.itemBytes) {
-    case 4:
-      return spec.dtype === "f32"
-        ? (i) => v.getFloat32(4 * i, true)
-        : (i) => v.getInt32(4 * i, true);
-    case 2:
-      return (i) => v.getUint16(2 * i, true);
-    default:
-      return (i) => v.getUint8(i);
-  }
 }
 
 /** Bytes a data.pkl may take: the fixed part and the part per archive entry. */

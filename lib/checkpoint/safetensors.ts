@@ -8,11 +8,12 @@
  * i32 (I64 values must fit).
  */
 import { concat } from "./msgpack_encode.ts";
-import { byteSize, type DType } from "../ir/dtype.ts";
+import { byteSize } from "../ir/dtype.ts";
 import { type HostTensor, numel } from "../ir/host_tensor.ts";
 import { checkedWrite, verifyChecksum } from "./checksum.ts";
 import { asCheckpointError, KeyedError } from "./errors.ts";
-import { allocTensor, f16ToF32, tensorBytes } from "./tensor_bytes.ts";
+import { decodeInto, dtypeName, storedType } from "./dtypes.ts";
+import { allocTensor, tensorBytes } from "./tensor_bytes.ts";
 import { bytesAccess, fileAccess, type RandomAccess } from "./zip.ts";
 
 export interface Safetensors {
@@ -53,14 +54,13 @@ export function* encodeSafetensors(
   const entries = [...(tensors instanceof Map ? tensors : Object.entries(tensors))];
   const items = entries.map(([name, t]) => {
     if (name === "__metadata__") throw new KeyedError(name, "reserved name");
-    const dtype = TO_SAFETENSORS[t.dtype];
     let bytes: Uint8Array;
     try {
       bytes = tensorBytes(t, name);
     } catch (e) {
       throw new KeyedError(name, (e as Error).message);
     }
-    return { name, t, dtype, bytes };
+    return { name, t, dtype: dtypeName("safetensors", t.dtype)!, bytes };
   });
   items.sort((a, b) =>
     byteSize(b.t.dtype) - byteSize(a.t.dtype) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
@@ -123,29 +123,6 @@ export async function readSafetensors(
   }
 }
 
-const TO_SAFETENSORS: Record<DType, string> = {
-  f32: "F32",
-  bf16: "BF16",
-  i32: "I32",
-  u32: "U32",
-  u8: "U8",
-  bool: "BOOL",
-};
-
-const FROM_SAFETENSORS: Record<string, { dtype: DType; itemBytes: number; convert?: string }> = {
-  F32: { dtype: "f32", itemBytes: 4 },
-  BF16: { dtype: "bf16", itemBytes: 2 },
-  I32: { dtype: "i32", itemBytes: 4 },
-  U32: { dtype: "u32", itemBytes: 4 },
-  U8: { dtype: "u8", itemBytes: 1 },
-  BOOL: { dtype: "bool", itemBytes: 1 },
-  F16: { dtype: "f32", itemBytes: 2, convert: "f16" },
-  F64: { dtype: "f32", itemBytes: 8, convert: "f64" },
-  I64: { dtype: "i32", itemBytes: 8, convert: "i64" },
-  I16: { dtype: "i32", itemBytes: 2, convert: "i16" },
-  I8: { dtype: "i32", itemBytes: 1, convert: "i8" },
-};
-
 async function readFrom(src: RandomAccess): Promise<Safetensors> {
   if (src.size < 8) throw new Error(`${src.size} bytes: too short for a safetensors file`);
   const lenBytes = new Uint8Array(8);
@@ -182,7 +159,7 @@ async function readFrom(src: RandomAccess): Promise<Safetensors> {
       continue;
     }
     const { dtype, shape, data_offsets } = (info ?? {}) as Record<string, unknown>;
-    const kind = FROM_SAFETENSORS[dtype as string];
+    const kind = storedType("safetensors", dtype as string);
     if (!kind) throw new KeyedError(name, `unsupported dtype ${JSON.stringify(dtype)}`);
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw new KeyedError(name, `bad shape ${JSON.stringify(shape)}`);
@@ -226,30 +203,17 @@ async function readFrom(src: RandomAccess): Promise<Safetensors> {
 
   const tensors = new Map<string, HostTensor>();
   for (const s of specs) {
-    const kind = FROM_SAFETENSORS[s.dtype];
-    const n = numel(s.shape);
+    const kind = storedType("safetensors", s.dtype)!;
+    const { tensor, bytes } = allocTensor(s.shape, kind.dtype);
     if (!kind.convert) {
-      const { tensor, bytes } = allocTensor(s.shape, kind.dtype);
       await src.readAt(dataStart + s.begin, bytes);
-      tensors.set(s.name, tensor);
-      continue;
-    }
-    const raw = new Uint8Array(s.end - s.begin);
-    await src.readAt(dataStart + s.begin, raw);
-    const v = new DataView(raw.buffer);
-    const { tensor } = allocTensor(s.shape, kind.dtype);
-    const out = tensor.data;
-    if (kind.convert === "f16") out.set(f16ToF32(new Uint16Array(raw.buffer)));
-    for (let i = 0; i < n && kind.convert !== "f16"; i++) {
-      if (kind.convert === "f64") out[i] = v.getFloat64(8 * i, true);
-      else if (kind.convert === "i16") out[i] = v.getInt16(2 * i, true);
-      else if (kind.convert === "i8") out[i] = v.getInt8(i);
-      else {
-        const x = v.getBigInt64(8 * i, true);
-        if (x < -0x80000000n || x > 0x7fffffffn) {
-          throw new KeyedError(s.name, `int64 value ${x} does not fit in int32`);
-        }
-        out[i] = Number(x);
+    } else {
+      const raw = new Uint8Array(s.end - s.begin);
+      await src.readAt(dataStart + s.begin, raw);
+      try {
+        decodeInto(kind, raw, tensor.data);
+      } catch (e) {
+        throw new KeyedError(s.name, (e as Error).message);
       }
     }
     tensors.set(s.name, tensor);

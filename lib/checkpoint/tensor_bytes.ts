@@ -1,16 +1,6 @@
 /** Raw little-endian bytes of HostTensors, with checks that name the offending key. */
-import { allocArray, byteSize, type DType, type TypedArray } from "../ir/dtype.ts";
+import { allocArray, byteSize, type DType, DTYPES } from "../ir/dtype.ts";
 import { type HostTensor, numel } from "../ir/host_tensor.ts";
-
-/** The storage class each DType must use. */
-const ARRAY_CLASS: Record<DType, new (n: number) => TypedArray> = {
-  f32: Float32Array,
-  i32: Int32Array,
-  u32: Uint32Array,
-  bf16: Uint16Array,
-  u8: Uint8Array,
-  bool: Uint8Array,
-};
 
 /**
  * A byte view of `t.data` (no copy) after checking that shape, dtype and storage agree.
@@ -26,8 +16,9 @@ export function tensorBytes(t: HostTensor, key: string): Uint8Array {
 }
 
 export function checkTensor(t: HostTensor, key: string): void {
-  const cls = ARRAY_CLASS[t.dtype];
-  if (cls === undefined) throw new Error(`tensor "${key}": unknown dtype ${t.dtype}`);
+  if (!DTYPES.includes(t.dtype)) throw new Error(`tensor "${key}": unknown dtype ${t.dtype}`);
+  // The storage class lib/ir's table gives the dtype (the class of an empty array of it).
+  const cls = allocArray(t.dtype, 0).constructor as typeof Uint8Array;
   if (!(t.data instanceof cls)) {
     throw new Error(
       `tensor "${key}": dtype ${t.dtype} needs a ${cls.name}, got ${t.data.constructor.name}`,
@@ -52,20 +43,4 @@ export function allocTensor(
 
 export function tensorByteLength(shape: readonly number[], dtype: DType): number {
   return numel(shape) * byteSize(dtype);
-}
-
-/** IEEE half-precision bits to float32 values. */
-export function f16ToF32(bits: Uint16Array): Float32Array {
-  const out = new Float32Array(bits.length);
-  for (let i = 0; i < bits.length; i++) out[i] = f16BitsToNumber(bits[i]);
-  return out;
-}
-
-/** One IEEE half-precision value from its bits. */
-export function f16BitsToNumber(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f, frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }

@@ -12,7 +12,8 @@
  *
  * `attentionDecomposed` / `attentionGradDecomposed` are the same computations in primitive ops:
  * the form the StableHLO emitter hands to XLA (which fuses it itself), and `expandAttention`
- * rewrites a graph into for backends without the fused kernels (WebGPU for now).
+ * rewrites a graph into for backends without the fused kernels (the WebGPU backend's fallback for
+ * shapes its kernels do not serve: lib/backend/webgpu/attention.ts).
  */
 import type { Graph } from "./graph.ts";
 import * as ops from "./ops.ts";
@@ -129,9 +130,8 @@ export function attentionGradDecomposed(
 }
 
 /**
- * `graph` with every attention node replaced by its decomposition (the same graph if none).
- * The WebGPU backend runs this (the [.., N, N] probabilities are then materialized, as in the
- * unfused form: tiled WGSL kernels are not written yet).
+ * `graph` with every attention node replaced by its decomposition (the same graph if none; the
+ * [.., N, N] probabilities are then materialized, as in the unfused form).
  */
 export function expandAttention(graph: Graph): Graph {
   if (

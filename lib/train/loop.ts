@@ -235,7 +235,7 @@ class Trainer {
     const p = loop.pending;
     if (!p) return;
     loop.pending = undefined;
-    const { config, log, state } = this.ctx;
+    const { config, log } = this.ctx;
     const t = performance.now();
     const metrics = await p.metrics;
     const { step, lr } = p, loss = metrics.loss, window = loop.window;

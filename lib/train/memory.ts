@@ -47,7 +47,11 @@ export function parameterCount(config: Config): number {
   return base + config.layers * (count(1) - base);
 }
 
-export function estimateMemory(config: Config, processCount = 1): MemoryEstimate {
+export function estimateMemory(
+  config: Config,
+  processCount = 1,
+  backend: string = config.backend,
+): MemoryEstimate {
   const vit = vitConfigOf(config);
   const params = parameterCount(config);
   const accum = config["grad-accum"] ?? 1;
@@ -77,7 +81,7 @@ export function estimateMemory(config: Config, processCount = 1): MemoryEstimate
       keys: ["train-batch-size", "train-loader-workers", "image-size"],
     },
   ];
-  const onHost = config.backend === "cpu" ? parts : parts.filter((p) => !p.name.startsWith("act"));
+  const onHost = backend === "cpu" ? parts : parts.filter((p) => !p.name.startsWith("act"));
   return { params, parts, host: onHost.reduce((a, p) => a + p.bytes, 0) };
 }
 
@@ -100,6 +104,8 @@ export function hostMemory(): { bytes: number; what: string } {
 export function checkMemory(
   config: Config,
   available: { bytes: number; what: string } = hostMemory(),
+  /** The backend the run got (`--backend auto` resolved: its activations are host memory on cpu). */
+  backend: string = config.backend,
 ): void {
   let processCount = 1;
   try {
@@ -107,18 +113,16 @@ export function checkMemory(
   } catch {
     // reported where the run starts
   }
-  const e = estimateMemory(config, processCount);
+  const e = estimateMemory(config, processCount, backend);
   if (e.host <= available.bytes) return;
-  const onHost = config.backend === "cpu"
-    ? e.parts
-    : e.parts.filter((p) => !p.name.startsWith("act"));
+  const onHost = backend === "cpu" ? e.parts : e.parts.filter((p) => !p.name.startsWith("act"));
   const largest = onHost.reduce((a, p) => p.bytes > a.bytes ? p : a);
   const keys = largest.keys.map((k) => `"${k}" (${config[k as keyof Config]})`).join(", ");
   throw new TrainingError(
     `this run needs at least ${fmtBytes(e.host)} of memory, but ${available.what} is ` +
-      `${fmtBytes(available.bytes)} (backend ${config.backend}; ${fmtCount(e.params)} ` +
+      `${fmtBytes(available.bytes)} (backend ${backend}; ${fmtCount(e.params)} ` +
       `parameters): ${onHost.map((p) => `${p.name} ${fmtBytes(p.bytes)}`).join(", ")}` +
-      (config.backend === "cpu" ? "" : " (activations are on the device, not counted here)") +
+      (backend === "cpu" ? "" : " (activations are on the device, not counted here)") +
       `. The largest part is the ${largest.name.replace(/ \(.*/, "")}: change ${keys}`,
   );
 }

@@ -14,6 +14,7 @@ import { MetricWindow } from "./metric_window.ts";
 import { compileTrainPrograms, type StepShape, type TrainPrograms } from "./programs.ts";
 import type { TrainStepConfig } from "./step.ts";
 import { modelLine } from "./step_report.ts";
+import { checkMemory } from "./memory.ts";
 import { TrainData } from "./train_data.ts";
 import { pjrtKeyValueStore } from "../backend/pjrt/kv_bridge.ts";
 import { createBackend } from "../backend/select.ts";
@@ -111,6 +112,16 @@ export async function createRunBackend(
     if (!given) backend.dispose();
     processSum?.close();
   };
+  if (config.backend === "auto" && backend.name === "cpu") {
+    // Checked before anything was written with the activations left out (auto may pick a GPU);
+    // on the CPU they are host memory too.
+    try {
+      checkMemory(config, undefined, "cpu");
+    } catch (e) {
+      close();
+      throw e;
+    }
+  }
   const P = topology.processCount;
   if (backend.replicas !== backend.devices * P) {
     close();

@@ -44,7 +44,7 @@ log="$out/device_check.log"
 : >"$log"
 if [[ -n ${DRY_RUN:-} ]]; then
   : "${BATCH:=2}" "${STEPS:=1}" "${MODELS:=tiny}" "${JAX_PLATFORM:=cpu}" "${TORCH_DEVICE:=cpu}"
-  : "${TRAIN_STEPS:=20}"
+  : "${TRAIN_STEPS:=110}" # past the MNIST config's 100 warmup steps, which train requires
 fi
 batch=${BATCH:-256}
 steps=${STEPS:-10}

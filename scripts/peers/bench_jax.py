@@ -25,10 +25,10 @@ Subcommands (each prints one JSON object on stdout):
 
   cost PROGRAM.mlir [PROGRAM.mlir ...]
       XLA's cost analysis of each program as compiled for this client: flops and bytes accessed
-      (tests/backend/stablehlo_xla_test.ts checks that a step's bytes grow linearly with depth).
+      (tests/backend/stablehlo/xla_test.ts checks that a step's bytes grow linearly with depth).
 
   run-mlir JOBS_DIR
-      Runs programs once for tests (tests/backend/stablehlo_xla_test.ts): every JOBS_DIR/*/
+      Runs programs once for tests (tests/backend/stablehlo/xla_test.ts): every JOBS_DIR/*/
       holds program.mlir and in_R_I.bin (replica R, argument I, raw little-endian bytes); the
       results go to out_R_J.bin with outputs.json ([{shape, dtype}]) beside them.
 

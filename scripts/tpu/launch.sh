@@ -11,7 +11,7 @@
 # (gs://...). Each worker's output goes to ~/train.log there. GCS_DATASET_DIR and GCS_MODEL_DIR
 # are forwarded from this shell. ~/.deno/bin (setup.sh) is put on PATH by the command itself:
 # a non-interactive ssh shell does not read it from ~/.bashrc.
-# Tested by tests/backend/pjrt_tpu_scripts_test.ts with a stand-in gcloud that runs each
+# Tested by tests/backend/pjrt/tpu_scripts_test.ts with a stand-in gcloud that runs each
 # worker's command as a local process.
 set -euo pipefail
 name=${1:?usage: launch.sh NAME ZONE CONFIG [flags...]}

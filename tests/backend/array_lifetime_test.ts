@@ -10,7 +10,7 @@ import { hostTensor } from "../../lib/ir/host_tensor.ts";
 import * as ops from "../../lib/ir/ops.ts";
 import type { Tensor } from "../../lib/ir/tensor.ts";
 import { assertEquals, assertRejects, assertThrows } from "../assert.ts";
-import { webgpuBackend, webgpuGate } from "./webgpu_gate.ts";
+import { webgpuBackend, webgpuGate } from "./webgpu/gate.ts";
 
 const x = hostTensor([4], "f32", [1, 2, 3, 4]);
 const step = (p: Tensor) => ops.add(ops.mul(p, 2), 1);

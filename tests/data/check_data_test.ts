@@ -72,9 +72,9 @@ Deno.test("check-data: train and valid transforms through lib/augment, --limit, 
   );
 });
 
-Deno.test("check-data: bad arguments and unreadable specs give a clear message and exit 1", async () => {
+Deno.test("check-data: bad arguments exit 2, unreadable specs exit 1, each with a clear message", async () => {
   const r = await checkData(spec, "--transform", "sideways");
-  assertEquals(r.code, 1);
+  assertEquals(r.code, 2);
   assert(r.stderr.includes('--transform must be train, valid or none, got "sideways"'), r.stderr);
   const env = await checkData("$NOT_SET_ANYWHERE/x.tar");
   assertEquals(env.code, 1);

@@ -2,7 +2,7 @@
  * The key-value callbacks of `PJRT_Client_Create` against the fake plugin, in one process: the
  * fake calls them from a thread of its own (as the CUDA plugin does) and does a rendezvous of
  * "processes" whose other keys the test's store already holds. The multi-process version, with
- * process 0's coordinator, is tests/train/pjrt_kv_test.ts.
+ * process 0's coordinator, is tests/backend/pjrt/kv_test.ts.
  */
 import { assert, assertEquals } from "../assert.ts";
 import { PjrtClient } from "../../ffi/client.ts";

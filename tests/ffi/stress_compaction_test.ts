@@ -9,7 +9,7 @@ import { assertEquals } from "../assert.ts";
 const FILES = [
   "./fake_plugin_test.ts",
   "./fake_plugin_preflight_test.ts",
-  "../backend/pjrt_backend_test.ts",
+  "../backend/pjrt/backend_test.ts",
 ].map((f) => new URL(f, import.meta.url).pathname);
 
 Deno.test("stress compaction: the fake-plugin tests pass with every GC compacting", async () => {

@@ -34,8 +34,9 @@ async function help(task: string): Promise<{ code: number; text: string }> {
 }
 
 Deno.test("every task has a complete --help", async () => {
+  // cli.ts is the skeleton the tasks share, not a task.
   const tasks = [...Deno.readDirSync(`${ROOT}tasks`)].map((e) => e.name).filter((n) =>
-    n.endsWith(".ts")
+    n.endsWith(".ts") && n !== "cli.ts"
   ).sort();
   assertEquals(tasks, Object.keys(EXPECTED).sort(), "a new task needs its --help checked here");
   for (const task of tasks) {

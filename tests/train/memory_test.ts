@@ -101,3 +101,25 @@ for (
     });
   });
 }
+
+Deno.test("checkMemory: --backend auto that resolved to the CPU counts the activations too", () => {
+  const big = resolveConfig(
+    tinyConfig("/tmp/x", { train: "a", valid: "b" }),
+    "<t>",
+    ["--backend", "auto", "--train-batch-size", "1000000", "--train-loader-workers", "0"],
+  );
+  const auto = estimateMemory(big), cpu = estimateMemory(big, 1, "cpu");
+  const act = cpu.parts.find((p) => p.name.startsWith("activations"))!.bytes;
+  assertEquals(cpu.host - auto.host, act);
+  // a machine with room for everything but the activations: auto passes before the backend is
+  // known, and is refused once it is the CPU (run_setup.ts createRunBackend)
+  const room = { bytes: auto.host + act / 2, what: "test memory" };
+  checkMemory(big, room);
+  let message = "";
+  try {
+    checkMemory(big, room, "cpu");
+  } catch (e) {
+    message = (e as Error).message;
+  }
+  assert(message.includes("backend cpu") && message.includes("activations"), message);
+});

@@ -5,6 +5,7 @@
  * gathered into a contiguous staging buffer.
  */
 import type { TypedArray } from "../../ir/dtype.ts";
+import { dense, stridedCopy } from "../../ir/strided.ts";
 import { Primitive } from "../../ir/primitive.ts";
 import { paramsOf, type Tensor } from "../../ir/tensor.ts";
 import {
@@ -60,9 +61,15 @@ export function dotStep(
   const L = layout.lhs, R = layout.rhs;
   const prep = (gather: number[] | null, operand: { base: number; view: View }, stage: number) => {
     if (!gather) return null;
-    const src = ctx.source(operand.base);
-    const dst = new Float32Array(memory.buffer);
-    return () => gatherView(src, operand.view, gather, dst, stage / 4);
+    const { view } = operand;
+    const shape = gather.map((d) => view.shape[d]);
+    const from = {
+      data: ctx.source(operand.base),
+      offset: view.offset,
+      strides: gather.map((d) => view.strides[d]),
+    };
+    const to = dense(new Float32Array(memory.buffer), shape, stage / 4);
+    return () => stridedCopy(shape, from, to);
   };
   const gatherL = prep(L.gather, operands[0], ctx.staging[0]);
   const gatherR = prep(R.gather, operands[1], ctx.staging[1]);
@@ -198,42 +205,6 @@ export function dotLayout(
       stagedSize: 0,
     };
   return { batch, m, k, n, lhs, rhs };
-}
-
-/**
- * Copies `src` seen through `view`, with dims taken in `perm` order, contiguously into
- * `dst` from `dstOffset`.
- */
-export function gatherView(
-  src: ArrayLike<number>,
-  view: View,
-  perm: readonly number[],
-  dst: Float32Array,
-  dstOffset: number,
-): void {
-  const shape = perm.map((d) => view.shape[d]);
-  const strides = perm.map((d) => view.strides[d]);
-  const total = shape.reduce((a, b) => a * b, 1);
-  if (total === 0) return;
-  const rank = shape.length;
-  if (rank === 0) {
-    dst[dstOffset] = src[view.offset];
-    return;
-  }
-  const idx = new Array<number>(rank).fill(0);
-  const last = rank - 1, inner = shape[last], innerStride = strides[last];
-  let s = view.offset, o = dstOffset;
-  for (let done = 0; done < total; done += inner) {
-    let q = s;
-    for (let j = 0; j < inner; j++, q += innerStride) dst[o++] = src[q];
-    for (let d = last - 1; d >= 0; d--) {
-      idx[d]++;
-      s += strides[d];
-      if (idx[d] < shape[d]) break;
-      s -= strides[d] * shape[d];
-      idx[d] = 0;
-    }
-  }
 }
 
 /** The whole dot as one task record, or null with more batch dims than a record holds. */

@@ -4,6 +4,7 @@
  */
 import { allocArray, bf16ToF32, f32ToBf16, type TypedArray } from "../../ir/dtype.ts";
 import { type HostTensor, numel, stridesOf } from "../../ir/host_tensor.ts";
+import { dense, stridedCopy } from "../../ir/strided.ts";
 import { type CompareDirection, Primitive } from "../../ir/primitive.ts";
 import type { Tensor } from "../../ir/tensor.ts";
 import { erf } from "./math.ts";
@@ -95,7 +96,11 @@ export const KERNELS: { [P in Primitive]: Kernel<P> } = {
     out.data.fill(value);
     const outStrides = stridesOf(n.shape);
     const base = low.reduce((s, v, i) => s + v * outStrides[i], 0);
-    scatterInto(out.data, x, outStrides, base);
+    stridedCopy(x.shape, dense(x.data, x.shape), {
+      data: out.data,
+      offset: base,
+      strides: outStrides,
+    });
     return out;
   },
   [Primitive.Concatenate]: (n, ins) => {
@@ -104,7 +109,8 @@ export const KERNELS: { [P in Primitive]: Kernel<P> } = {
     const outStrides = stridesOf(n.shape);
     let offset = 0;
     for (const x of ins) {
-      scatterInto(out.data, x, outStrides, offset * outStrides[axis]);
+      const to = { data: out.data, offset: offset * outStrides[axis], strides: outStrides };
+      stridedCopy(x.shape, dense(x.data, x.shape), to);
       offset += x.shape[axis];
     }
     return out;
@@ -183,58 +189,11 @@ function convertKernel(n: Tensor, x: HostTensor): HostTensor {
   return out;
 }
 
-/** out[idx] = x[offset + sum(idx_i * strides_i)]: broadcast, transpose and slice in one loop. */
+/** out[idx] = x[offset + sum(idx_i * strides_i)]: broadcast, transpose and slice. */
 function gather(n: Tensor, x: HostTensor, strides: number[], offset: number): HostTensor {
   const out = alloc(n);
-  const od = out.data, xd = x.data, shape = n.shape, rank = shape.length;
-  if (od.length === 0) return out;
-  if (rank === 0) {
-    od[0] = xd[offset];
-    return out;
-  }
-  const idx = new Array<number>(rank).fill(0);
-  const last = rank - 1, lastDim = shape[last], lastStride = strides[last];
-  let src = offset;
-  for (let o = 0; o < od.length; o += lastDim) {
-    let s = src;
-    for (let j = 0; j < lastDim; j++, s += lastStride) od[o + j] = xd[s];
-    // advance the odometer over the outer dims
-    for (let d = last - 1; d >= 0; d--) {
-      idx[d]++;
-      src += strides[d];
-      if (idx[d] < shape[d]) break;
-      src -= strides[d] * shape[d];
-      idx[d] = 0;
-    }
-  }
+  stridedCopy(n.shape, { data: x.data, offset, strides }, dense(out.data, n.shape));
   return out;
-}
-
-/** Writes `x` into `dst` (row-major with `dstStrides`) starting at flat offset `base`. */
-function scatterInto(dst: TypedArray, x: HostTensor, dstStrides: number[], base: number): void {
-  const xd = x.data, shape = x.shape, rank = shape.length;
-  if (xd.length === 0) return;
-  if (rank === 0) {
-    dst[base] = xd[0];
-    return;
-  }
-  const idx = new Array<number>(rank).fill(0);
-  const last = rank - 1, lastDim = shape[last], lastStride = dstStrides[last];
-  let off = base;
-  for (let i = 0; i < xd.length; i += lastDim) {
-    if (lastStride === 1) dst.set(xd.subarray(i, i + lastDim), off);
-    else {
-      let o = off;
-      for (let j = 0; j < lastDim; j++, o += lastStride) dst[o] = xd[i + j];
-    }
-    for (let d = last - 1; d >= 0; d--) {
-      idx[d]++;
-      off += dstStrides[d];
-      if (idx[d] < shape[d]) break;
-      off -= dstStrides[d] * shape[d];
-      idx[d] = 0;
-    }
-  }
 }
 
 function reduceKernel(
@@ -248,12 +207,7 @@ function reduceKernel(
   const kept = x.shape.map((_, i) => i).filter((i) => !axes.includes(i));
   // Move reduced axes last, so each output is a contiguous run of the permuted input.
   const perm = [...kept, ...axes];
-  let src = x.data;
-  if (perm.some((p, i) => p !== i)) {
-    const inStrides = stridesOf(x.shape);
-    const fake = { shape: perm.map((p) => x.shape[p]), dtype: x.dtype } as unknown as Tensor;
-    src = gather(fake, x, perm.map((p) => inStrides[p]), 0).data;
-  }
+  const src = permuted(x, perm);
   const outSize = numel(n.shape);
   const inner = outSize === 0 ? 0 : src.length / outSize;
   const acc = new Float64Array(outSize).fill(init);
@@ -291,9 +245,16 @@ function dotGeneralKernel(
   return { shape: [...n.shape], dtype: "f32", data };
 }
 
+/** `x`'s data with its axes in `perm` order (`x.data` itself when `perm` keeps the order). */
 function permuted(x: HostTensor, perm: number[]): TypedArray {
   if (perm.every((p, i) => p === i)) return x.data;
   const inStrides = stridesOf(x.shape);
-  const fake = { shape: perm.map((p) => x.shape[p]), dtype: x.dtype } as unknown as Tensor;
-  return gather(fake, x, perm.map((p) => inStrides[p]), 0).data;
+  const shape = perm.map((p) => x.shape[p]);
+  const out = allocArray(x.dtype, x.data.length);
+  stridedCopy(
+    shape,
+    { data: x.data, offset: 0, strides: perm.map((p) => inStrides[p]) },
+    dense(out, shape),
+  );
+  return out;
 }

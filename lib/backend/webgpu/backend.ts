@@ -5,7 +5,6 @@
  */
 import type { DType } from "../../ir/dtype.ts";
 import type { Graph } from "../../ir/graph.ts";
-import { expandAttention } from "../../ir/attention.ts";
 import type { HostTensor } from "../../ir/host_tensor.ts";
 import type { Backend, DeviceArray, Executable } from "../backend.ts";
 import { checkPerDevice, replicasOf } from "../replicas.ts";
@@ -113,7 +112,7 @@ export class WebGpuBackend implements Backend {
           "device (use --backend cpu or pjrt for --devices > 1)",
       );
     }
-    return await GpuExecutable.create(this.#execHost(), expandAttention(graph));
+    return await GpuExecutable.create(this.#execHost(), graph);
   }
 
   fromHostPerDevice(ts: readonly HostTensor[]): Promise<DeviceArray> {

@@ -2,6 +2,7 @@
  * WGSL for one planned kernel: an elementwise map, a reduction (one thread per output, or a
  * workgroup per output when outputs are few), or a dot_general (register-blocked for CPU
  * adapters, workgroup-memory tiles for GPUs), each with its fused prologue and epilogue.
+ * Attention kernels come from attention.ts (`kernelOf` in memory.ts picks).
  * The kernel's outputs bind first (read-write), then its reads in plan order.
  */
 import { numel } from "../../ir/host_tensor.ts";

@@ -60,12 +60,12 @@ export const EMITTERS: { [P in Primitive]: Emitter<P> } = {
   [Primitive.AllReduceSum]: () => {
     throw new Error("webgpu: all_reduce_sum has no single-device meaning");
   },
-  // expanded into primitive ops before planning (lib/ir/attention.ts expandAttention)
+  // always their own kernels (attention.ts), never inlined into an expression
   [Primitive.Attention]: (_b, n) => {
-    throw new Error(`webgpu: ${n} reached the planner (expandAttention runs first)`);
+    throw new Error(`webgpu: ${n} cannot be inlined (it runs as its own kernel)`);
   },
   [Primitive.AttentionGrad]: (_b, n) => {
-    throw new Error(`webgpu: ${n} reached the planner (expandAttention runs first)`);
+    throw new Error(`webgpu: ${n} cannot be inlined (it runs as its own kernel)`);
   },
   [Primitive.Convert]: (b, n, idx) => {
     const from = n.inputs[0].dtype, to = n.dtype;

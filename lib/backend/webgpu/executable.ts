@@ -92,7 +92,7 @@ export class GpuExecutable implements Executable {
       ctx.device.queue.writeBuffer(buffer.buffer, 0, toWords(n.value));
       constants.set(l.node.id, buffer);
     }
-    return new GpuExecutable(host, graph, steps, plan, constants);
+    return new GpuExecutable(host, plan.graph, steps, plan, constants);
   }
 
   /** The bytes this program holds on the device per run (see `MemoryReport`). */

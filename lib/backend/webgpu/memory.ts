@@ -8,9 +8,10 @@ import type { Graph } from "../../ir/graph.ts";
 import { Primitive } from "../../ir/primitive.ts";
 import { isPrim, paramsOf, type Tensor } from "../../ir/tensor.ts";
 import { chunkCount } from "./bindings.ts";
-import { type GeneratedKernel, generateKernel } from "./codegen.ts";
+import { type GeneratedKernel, generateKernel, type Tuning } from "./codegen.ts";
 import type { AdapterProfile } from "./device.ts";
-import { planGraph } from "./plan.ts";
+import { isAttention, type KernelPlan, planGraph } from "./plan.ts";
+import { attentionKernel, lowerAttention } from "./attention.ts";
 import { WORD } from "./storage.ts";
 
 export type Loc =
@@ -36,6 +37,8 @@ export interface MemoryReport {
 }
 
 export interface CompiledPlan {
+  /** The graph as planned: attention lowered for the fused kernels (`lowerAttention`). */
+  graph: Graph;
   kernels: GeneratedKernel[];
   loc: Map<number, Loc>;
   /** Bytes of each intermediate slot. */
@@ -46,8 +49,9 @@ export interface CompiledPlan {
 }
 
 /** Plans, generates and allocates `graph` for an adapter; touches no device. */
-export function compilePlan(graph: Graph, adapter: AdapterProfile): CompiledPlan {
+export function compilePlan(traced: Graph, adapter: AdapterProfile): CompiledPlan {
   const { limits, tuning } = adapter;
+  const graph = lowerAttention(traced, tuning);
   for (const n of [...graph.inputs, ...graph.outputs]) checkBufferSize(n, limits.maxBufferSize);
   const plan = planGraph(graph, {
     maxStorageBuffers: limits.maxStorageBuffersPerShaderStage,
@@ -59,7 +63,7 @@ export function compilePlan(graph: Graph, adapter: AdapterProfile): CompiledPlan
   for (const k of planned) {
     for (const n of [...k.roots, ...k.reads]) checkBufferSize(n, limits.maxBufferSize);
   }
-  const kernels = scheduleKernels(planned.map((k) => generateKernel(k, tuning)));
+  const kernels = scheduleKernels(planned.map((k) => kernelOf(k, tuning)));
 
   const loc = new Map<number, Loc>();
   for (const n of graph.inputs) {
@@ -84,6 +88,7 @@ export function compilePlan(graph: Graph, adapter: AdapterProfile): CompiledPlan
   const inputs = bytes(graph.inputs), outputs = bytes(graph.outputs);
   const allocated = sizes.reduce((s, b) => s + b, 0);
   return {
+    graph,
     kernels,
     loc,
     slotSizes: sizes,
@@ -97,6 +102,11 @@ export function compilePlan(graph: Graph, adapter: AdapterProfile): CompiledPlan
       total: inputs + outputs + constants + allocated,
     },
   };
+}
+
+/** The WGSL of a planned kernel: attention's own kernels, or codegen.ts's for the rest. */
+function kernelOf(k: KernelPlan, tuning: Tuning): GeneratedKernel {
+  return k.core && isAttention(k.core) ? attentionKernel(k, tuning) : generateKernel(k, tuning);
 }
 
 /**

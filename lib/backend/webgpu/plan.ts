@@ -17,7 +17,10 @@ export interface KernelPlan {
    * Kernels with a core write exactly one.
    */
   roots: Tensor[];
-  /** A reduction or dot_general computed in this kernel, read by the root's epilogue. */
+  /**
+   * A reduction or dot_general computed in this kernel, read by the root's epilogue; or the
+   * root itself when it is attention (no epilogue).
+   */
   core?: Tensor;
   /** Materialized nodes this kernel reads, in binding order. */
   reads: Tensor[];
@@ -72,7 +75,7 @@ export function planGraph(graph: Graph, opts: PlanOptions): Plan {
   const isOutput = new Set(graph.outputs.map((o) => o.id));
   for (const n of graph.nodes) {
     if (
-      n.prim === Primitive.Input || isOutput.has(n.id) || isCore(n) ||
+      n.prim === Primitive.Input || isOutput.has(n.id) || isCore(n) || isAttention(n) ||
       (n.prim === Primitive.Constant && n.size !== 1)
     ) mat.add(n.id);
   }
@@ -107,6 +110,14 @@ export function planGraph(graph: Graph, opts: PlanOptions): Plan {
 export function isCore(n: Tensor): boolean {
   const kind = PRIMITIVE_KIND[n.prim];
   return kind === "reduce" || kind === "contract";
+}
+
+/**
+ * Fused attention and its gradient (attention.ts): always a kernel of their own, reading their
+ * operands through strided views as dot_general does, never fused with other ops.
+ */
+export function isAttention(n: Tensor): boolean {
+  return PRIMITIVE_KIND[n.prim] === "attention";
 }
 
 /** Elementwise ops, and all_reduce_sum (an identity within one replica's kernels). */
@@ -153,8 +164,8 @@ function opCost(n: Tensor): number {
  * evaluated once per element of every kernel iteration that reads it (several kernels, or
  * each element of a broadcast); it gets its own kernel when that recomputation costs more
  * than writing it once plus a launch (and, with `storeCostly`, holding its bytes until its last
- * reader: `MEMORY_WORK`). Non-trivial operands of dot_general always get a buffer: the tiles
- * reread each operand many times.
+ * reader: `MEMORY_WORK`). Non-trivial operands of dot_general and attention always get a
+ * buffer: the tiles reread each operand many times.
  */
 function decideInlining(
   graph: Graph,
@@ -177,10 +188,12 @@ function decideInlining(
     if (mat.has(n.id)) continue;
     let e = 0, dotOperand = false;
     for (const u of users.get(n.id)!) {
-      if (u.prim === Primitive.DotGeneral) dotOperand = true;
+      if (u.prim === Primitive.DotGeneral || isAttention(u)) dotOperand = true;
       if (!mat.has(u.id)) e += evals.get(u.id)!;
       else if (u.prim === Primitive.ReduceSum || u.prim === Primitive.ReduceMax) e += n.size;
-      else if (u.prim === Primitive.Concatenate || u.prim === Primitive.DotGeneral) e += n.size;
+      else if (
+        u.prim === Primitive.Concatenate || u.prim === Primitive.DotGeneral || isAttention(u)
+      ) e += n.size;
       else e += u.size;
     }
     const c = cost.get(n.id)!;
@@ -264,7 +277,7 @@ function buildKernels(graph: Graph, mat: Set<number>, cores: Map<number, Tensor>
   for (const n of graph.nodes) {
     if (!mat.has(n.id) || n.prim === Primitive.Input) continue;
     if (n.prim === Primitive.Constant && n.size !== 1) continue;
-    const core = isCore(n) ? n : cores.get(n.id);
+    const core = isCore(n) || isAttention(n) ? n : cores.get(n.id);
     kernels.push({ roots: [n], core, reads: readsOf(n, core, mat) });
   }
   return kernels;
