@@ -39,7 +39,11 @@ export function checkJsonValue(spec: OptionSpec, value: unknown): Checked {
 export function parseFlagText(key: string, spec: OptionSpec, text: string): Checked {
   switch (spec.kind) {
     case "int":
-      if (!/^[+-]?\d+$/.test(text.trim())) return wrongText("an integer", text);
+      // Exponent notation is fine when it names a whole number (`1e11`), as it is in a JSON file.
+      if (
+        !/^[+-]?\d+$/.test(text.trim()) &&
+        !(/^[+-]?\d+(\.\d+)?e\+?\d+$/i.test(text.trim()) && Number.isInteger(Number(text)))
+      ) return wrongText("an integer", text);
       if (!Number.isSafeInteger(Number(text))) return wrongText(SAFE_INTEGER, text);
       return checkRange(spec, Number(text));
     case "float": {

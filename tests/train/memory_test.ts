@@ -79,6 +79,7 @@ for (
     [["--dim", "1048576"], '"dim" (1048576)'],
     [["--layers", "100000000"], '"layers" (100000000)'],
     [["--train-batch-size", "100000000000"], '"train-batch-size" (100000000000)'],
+    [["--train-batch-size", "1e11"], '"train-batch-size" (100000000000)'], // the issue's spelling
   ]
 ) {
   Deno.test(`train task: ${flags.join(" ")} is refused at once, nothing written`, async () => {
