@@ -136,16 +136,25 @@ export function attentionGradDecomposed(
   return ops.concatenate([dq, dk, dv], 2);
 }
 
+/** The decomposition of an attention or attention_grad node over (rewritten) inputs `ins`. */
+export function decomposeAttention(t: Tensor, ins: readonly Tensor[]): Tensor {
+  const scale = (t.params as { scale: number }).scale;
+  return isPrim(t, Primitive.Attention)
+    ? attentionDecomposed(ins[0], ins[1], ins[2], scale)
+    : attentionGradDecomposed(ins[0], ins[1], ins[2], ins[3], ins[4], scale);
+}
+
 /**
- * `graph` with every attention node replaced by its decomposition (the same graph if none; the
- * [.., N, N] probabilities are then materialized, as in the unfused form).
+ * `graph` with each attention and attention_grad node replaced by `rewrite(node, its rewritten
+ * inputs)`, every other node rebuilt over rewritten inputs; the same graph when it has none.
  */
-export function expandAttention(graph: Graph): Graph {
-  if (
-    !graph.nodes.some((t) => t.prim === Primitive.Attention || t.prim === Primitive.AttentionGrad)
-  ) {
-    return graph;
-  }
+export function rewriteAttention(
+  graph: Graph,
+  rewrite: (t: Tensor, ins: Tensor[]) => Tensor,
+): Graph {
+  const isAttention = (t: Tensor) =>
+    t.prim === Primitive.Attention || t.prim === Primitive.AttentionGrad;
+  if (!graph.nodes.some(isAttention)) return graph;
   const map = new Map<number, Tensor>();
   const nodes: Tensor[] = [];
   const seen = new Set<number>();
@@ -158,16 +167,22 @@ export function expandAttention(graph: Graph): Graph {
   for (const t of graph.nodes) {
     const ins = t.inputs.map((x) => map.get(x.id) ?? x);
     let r: Tensor;
-    if (isPrim(t, Primitive.Attention)) {
-      r = attentionDecomposed(ins[0], ins[1], ins[2], t.params.scale);
-    } else if (isPrim(t, Primitive.AttentionGrad)) {
-      r = attentionGradDecomposed(ins[0], ins[1], ins[2], ins[3], ins[4], t.params.scale);
-    } else if (ins.some((x, i) => x !== t.inputs[i])) {
+    if (isAttention(t)) r = rewrite(t, ins);
+    else if (ins.some((x, i) => x !== t.inputs[i])) {
       r = new Tensor(t.prim, ins, t.params, t.shape, t.dtype);
     } else r = t;
     if (r !== t) map.set(t.id, r);
+    add(r);
   }
   const outputs = graph.outputs.map((o) => map.get(o.id) ?? o);
   for (const o of outputs) add(o);
   return { inputs: graph.inputs, outputs, nodes };
+}
+
+/**
+ * `graph` with every attention node replaced by its decomposition (the same graph if none; the
+ * [.., N, N] probabilities are then materialized, as in the unfused form).
+ */
+export function expandAttention(graph: Graph): Graph {
+  return rewriteAttention(graph, decomposeAttention);
 }

@@ -18,7 +18,7 @@
  * keeps the decomposed form (`attentionDecomposed`, which stores the probabilities) for that node.
  */
 import type { Graph } from "../../ir/graph.ts";
-import { attentionDecomposed, attentionGradDecomposed } from "../../ir/attention.ts";
+import { decomposeAttention, rewriteAttention } from "../../ir/attention.ts";
 import * as ops from "../../ir/ops.ts";
 import { Primitive } from "../../ir/primitive.ts";
 import { hasKind, isPrim, Tensor } from "../../ir/tensor.ts";
@@ -59,38 +59,16 @@ export function fusedAttentionFits(d: number, tuning: Tuning): boolean {
  * decomposition instead. The same graph when it has no attention.
  */
 export function lowerAttention(graph: Graph, tuning: Tuning): Graph {
-  if (!graph.nodes.some((t) => t.prim === Primitive.Attention)) {
-    if (!graph.nodes.some((t) => t.prim === Primitive.AttentionGrad)) return graph;
-  }
-  const map = new Map<number, Tensor>();
-  const nodes: Tensor[] = [];
-  const seen = new Set<number>();
-  const add = (t: Tensor) => {
-    if (seen.has(t.id)) return;
-    seen.add(t.id);
-    for (const x of t.inputs) add(x);
-    nodes.push(t);
-  };
-  for (const t of graph.nodes) {
-    const ins = t.inputs.map((x) => map.get(x.id) ?? x);
-    let r: Tensor;
-    const fused = (isPrim(t, Primitive.Attention) || isPrim(t, Primitive.AttentionGrad)) &&
-      fusedAttentionFits(t.inputs[0].shape[3], tuning) && t.inputs[1].shape[2] > 0;
-    if (isPrim(t, Primitive.Attention) && !fused) {
-      r = attentionDecomposed(ins[0], ins[1], ins[2], t.params.scale);
-    } else if (isPrim(t, Primitive.AttentionGrad) && !fused) {
-      r = attentionGradDecomposed(ins[0], ins[1], ins[2], ins[3], ins[4], t.params.scale);
-    } else if (isPrim(t, Primitive.AttentionGrad)) {
-      r = new Tensor(t.prim, [...ins, rowDelta(ins[3], ins[4])], t.params, t.shape, t.dtype);
-    } else if (ins.some((x, i) => x !== t.inputs[i])) {
-      r = new Tensor(t.prim, ins, t.params, t.shape, t.dtype);
-    } else r = t;
-    if (r !== t) map.set(t.id, r);
-    add(r);
-  }
-  const outputs = graph.outputs.map((o) => map.get(o.id) ?? o);
-  for (const o of outputs) add(o);
-  return { inputs: graph.inputs, outputs, nodes };
+  return rewriteAttention(graph, (t, ins) => {
+    const fused = fusedAttentionFits(t.inputs[0].shape[3], tuning) && t.inputs[1].shape[2] > 0;
+    if (!fused) return decomposeAttention(t, ins);
+    if (isPrim(t, Primitive.AttentionGrad)) {
+      return new Tensor(t.prim, [...ins, rowDelta(ins[3], ins[4])], t.params, t.shape, t.dtype);
+    }
+    return ins.some((x, i) => x !== t.inputs[i])
+      ? new Tensor(t.prim, ins, t.params, t.shape, t.dtype)
+      : t;
+  });
 }
 
 /** delta = rowsum(dO * O) - dlse as [B, H, N, 1] (the lse's cotangent only when g has its column). */
