@@ -29,10 +29,10 @@ Deno.test("webgpu plan: ViT-B/16 at batch 256 fits an 80 GB GPU; grad-ckpt alloc
     assert(p.memory.allocated >= p.memory.peakLive);
   }
   assert(
-    ckpt.memory.allocated < plain.memory.allocated,
+    ckpt.memory.allocated < plain.memory.allocated / 2,
     `grad-ckpt allocates ${gib(ckpt.memory.allocated)}, without ${gib(plain.memory.allocated)}`,
   );
-  assert(ckpt.memory.peakLive < plain.memory.peakLive);
+  assert(ckpt.memory.peakLive < plain.memory.peakLive / 2);
 });
 
 Deno.test("webgpu plan: slots fit their largest tenant, tenants never overlap, order is topological", () => {
