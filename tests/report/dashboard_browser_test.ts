@@ -94,13 +94,23 @@ Deno.test({
           const x = Math.min(u.valToPos(s.xs[j], "x"), r.width - 1);
           return [r.left + x, r.top + u.valToPos(s.ys[j], "y")];
         })()`) as [number, number];
-        await page.mouse.move(at[0], at[1]);
         const sel = `#chart-${id} .readout .row[data-run="${run}"][data-metric="${metric}"]`;
-        await page.waitForFunction(
-          `document.querySelector('#chart-${id} .readout:not([hidden]) .at')?.textContent === "step ${step}"`,
-          { timeout: 5_000 },
+        const shown = `document.querySelector('#chart-${id} .readout:not([hidden]) .at')` +
+          `?.textContent === "step ${step}"`;
+        // The dot's position is fractional and the mouse lands on whole pixels: a neighbouring
+        // column may snap to the next step, so the columns either side are tried too.
+        for (const dx of [0, -1, 1, -2, 2]) {
+          await page.mouse.move(at[0] + dx, at[1]);
+          const ok = await page.waitForFunction(shown, { timeout: 1_500 }).then(
+            () => true,
+            () => false,
+          );
+          if (ok) return await page.$eval(sel, (e) => e.textContent ?? "");
+        }
+        const at_ = await page.evaluate(
+          `document.querySelector('#chart-${id} .readout .at')?.textContent`,
         );
-        return await page.$eval(sel, (e) => e.textContent ?? "");
+        throw new Error(`hovering step ${step} of ${run} ${metric} shows ${at_}`);
       };
 
       await t.step("hovering an eval dot shows that step's value", async () => {
