@@ -193,13 +193,5 @@ export function judgeStats(s: LoaderStats, l: Limits): string | undefined {
 }
 
 function emptyDelta(): StatsDelta {
-  return {
-    samples: 0,
-    skipped: {},
-    shardsOk: 0,
-    shardsPartial: 0,
-    shardsFailed: 0,
-    shardsUnusable: 0,
-    messages: [],
-  };
+  return { ...emptyStats(), messages: [] };
 }
